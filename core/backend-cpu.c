@@ -1,0 +1,279 @@
+/* CPU backend: the readable reference every other backend must match.
+ * Matmuls go to BLAS (cblas_sgemm); everything else is a plain loop with an
+ * OpenMP pragma. No intrinsics here: speed belongs in other files.
+ * Reductions (LayerNorm statistics) accumulate in double so the reference
+ * does not drift from PyTorch's float64 goldens on wide rows. */
+#include "dit-impl.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* OpenBLAS exports this; with the OpenMP build it shares libgomp's pool. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+static void cpu_set_blas_threads(int n)
+{
+    static int current = -1;
+    if (openblas_set_num_threads && current != n) {
+        openblas_set_num_threads(n);
+        current = n;
+    }
+}
+
+static void cpu_linear(const dit_backend *be, float *out, const float *in, const float *w,
+                       const float *bias, int M, int K, int N)
+{
+    // out (M, N), in (M, K), w (N, K), bias (N)
+    cpu_set_blas_threads(be->n_threads);
+    if (bias) {
+#pragma omp parallel for num_threads(be->n_threads)
+        for (int m = 0; m < M; m++)
+            memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K,
+                bias ? 1.0f : 0.0f, out, N);
+}
+
+static size_t cpu_attention_scratch(const dit_backend *be, int B, int T, int H)
+{
+    (void)B;
+    (void)H;
+    return (size_t)be->n_threads * (size_t)T * (size_t)T;
+}
+
+static void softmax_rows(float *s, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float *row = s + (size_t)r * cols;
+        float mx = row[0];
+        for (int j = 1; j < cols; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        double sum = 0.0;
+        for (int j = 0; j < cols; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < cols; j++)
+            row[j] *= inv;
+    }
+}
+
+static void cpu_attention(const dit_backend *be, float *out, const float *qkv, int B, int T,
+                          int H, int hd, float *scratch)
+{
+    // qkv (B, T, 3, H, hd) -> out (B, T, H, hd); one (b, h) pair per thread,
+    // scores (T, T) in that thread's slice of scratch. Q, K, V are strided
+    // views into qkv, so no copies: leading dimension 3*H*hd.
+    const int D = H * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+#ifdef _OPENMP
+        float *scores = scratch + (size_t)omp_get_thread_num() * T * T;
+#else
+        float *scores = scratch;
+#endif
+        const float *q = qkv + (size_t)b * T * 3 * D + (size_t)h * hd;
+        const float *k = q + D;
+        const float *v = q + 2 * D;
+        // scores (T, T) = scale * Q (T, hd) . K (T, hd)^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, k,
+                    3 * D, 0.0f, scores, T);
+        softmax_rows(scores, T, T);
+        // out (T, hd) = scores (T, T) . V (T, hd)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, scores, T, v,
+                    3 * D, 0.0f, out + (size_t)b * T * D + (size_t)h * hd, D);
+    }
+}
+
+static void cpu_layernorm_modulate(const dit_backend *be, float *out, const float *x,
+                                   const float *shift, const float *scale, int stride, int B,
+                                   int T, int D, float eps)
+{
+    // x, out (B, T, D); shift, scale: (B) vectors of D, `stride` apart
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int row = 0; row < B * T; row++) {
+        int b = row / T;
+        const float *xr = x + (size_t)row * D;
+        float *o = out + (size_t)row * D;
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < D; i++)
+            mean += xr[i];
+        mean /= D;
+        for (int i = 0; i < D; i++) {
+            double d = xr[i] - mean;
+            var += d * d;
+        }
+        var /= D;
+        float rstd = (float)(1.0 / sqrt(var + eps));
+        float m = (float)mean;
+        const float *sh = shift ? shift + (size_t)b * stride : NULL;
+        const float *sc = scale ? scale + (size_t)b * stride : NULL;
+        for (int i = 0; i < D; i++) {
+            float n = (xr[i] - m) * rstd;
+            if (sc)
+                n = n * (1.0f + sc[i]);
+            if (sh)
+                n += sh[i];
+            o[i] = n;
+        }
+    }
+}
+
+static void cpu_gelu_tanh(const dit_backend *be, float *x, size_t n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+static void cpu_silu(const dit_backend *be, float *out, const float *x, size_t n)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t i = 0; i < n; i++)
+        out[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+static void cpu_patchify(const dit_backend *be, float *out, const float *x, int B, int C, int H,
+                         int W, int p)
+{
+    // x (B, C, H, W) -> out (B, gh*gw, C*p*p), vector order (c, ky, kx)
+    const int gh = H / p, gw = W / p, P = C * p * p;
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int bt = 0; bt < B * gh * gw; bt++) {
+        int b = bt / (gh * gw), tok = bt % (gh * gw);
+        int gy = tok / gw, gx = tok % gw;
+        float *o = out + (size_t)bt * P;
+        for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < p; ky++)
+                for (int kx = 0; kx < p; kx++)
+                    *o++ = x[(((size_t)b * C + c) * H + gy * p + ky) * W + gx * p + kx];
+    }
+}
+
+static void cpu_unpatchify(const dit_backend *be, float *out, const float *tokens, int B, int C,
+                           int H, int W, int p)
+{
+    // tokens (B, gh*gw, p*p*C), vector order (ky, kx, c) -> out (B, C, H, W)
+    const int gh = H / p, gw = W / p, P = C * p * p;
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int bt = 0; bt < B * gh * gw; bt++) {
+        int b = bt / (gh * gw), tok = bt % (gh * gw);
+        int gy = tok / gw, gx = tok % gw;
+        const float *v = tokens + (size_t)bt * P;
+        for (int ky = 0; ky < p; ky++)
+            for (int kx = 0; kx < p; kx++)
+                for (int c = 0; c < C; c++)
+                    out[(((size_t)b * C + c) * H + gy * p + ky) * W + gx * p + kx] = *v++;
+    }
+}
+
+static void cpu_gated_add(const dit_backend *be, float *x, const float *y, const float *gate,
+                          int stride, int B, int T, int D)
+{
+    // x, y (B, T, D); gate: (B) vectors of D, `stride` apart
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int row = 0; row < B * T; row++) {
+        const float *g = gate ? gate + (size_t)(row / T) * stride : NULL;
+        float *xr = x + (size_t)row * D;
+        const float *yr = y + (size_t)row * D;
+        for (int i = 0; i < D; i++)
+            xr[i] += g ? g[i] * yr[i] : yr[i];
+    }
+}
+
+static void cpu_add_rows(const dit_backend *be, float *x, const float *pos, int B, int T, int D)
+{
+    // x (B, T, D) += pos (T, D)
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int row = 0; row < B * T; row++) {
+        const float *pr = pos + (size_t)(row % T) * D;
+        float *xr = x + (size_t)row * D;
+        for (int i = 0; i < D; i++)
+            xr[i] += pr[i];
+    }
+}
+
+static void cpu_add_embedding(const dit_backend *be, float *out, const float *a,
+                              const float *table, const int32_t *label, int B, int D)
+{
+    // out (B, D) = a (B, D) + table[label[b]] (D)
+    (void)be;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < D; i++)
+            out[(size_t)b * D + i] = a[(size_t)b * D + i] + table[(size_t)label[b] * D + i];
+}
+
+static void cpu_timestep_embedding(const dit_backend *be, float *out, const float *t, int B,
+                                   int F, int shift)
+{
+    // out (B, F) = [cos(t * f_i) (F/2), sin(t * f_i) (F/2)] (zero pad if F odd)
+    (void)be;
+    const int half = F / 2;
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * F;
+        for (int i = 0; i < half; i++) {
+            double freq = exp(-log(10000.0) * i / (double)(half - shift));
+            double arg = (double)t[b] * freq;
+            o[i] = (float)cos(arg);
+            o[half + i] = (float)sin(arg);
+        }
+        if (F % 2)
+            o[F - 1] = 0.0f;
+    }
+}
+
+static void cpu_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw, int D,
+                             float base_h, float base_w, float interp)
+{
+    // out (gh*gw, D): [sin, cos](column * omega) (D/2), [sin, cos](row * omega) (D/2),
+    // omega_k = 10000^(-k / (D/4)), k < D/4
+    (void)be;
+    const int quarter = D / 4;
+    for (int gy = 0; gy < gh; gy++)
+        for (int gx = 0; gx < gw; gx++) {
+            float *o = out + ((size_t)gy * gw + gx) * D;
+            double col = gx / ((double)gw / base_w) / interp;
+            double row = gy / ((double)gh / base_h) / interp;
+            for (int k = 0; k < quarter; k++) {
+                double omega = 1.0 / pow(10000.0, (double)k / quarter);
+                o[k] = (float)sin(col * omega);
+                o[quarter + k] = (float)cos(col * omega);
+                o[2 * quarter + k] = (float)sin(row * omega);
+                o[3 * quarter + k] = (float)cos(row * omega);
+            }
+        }
+}
+
+static const dit_backend cpu_backend = {
+    .name = "cpu",
+    .n_threads = 1,
+    .linear = cpu_linear,
+    .attention = cpu_attention,
+    .attention_scratch = cpu_attention_scratch,
+    .layernorm_modulate = cpu_layernorm_modulate,
+    .gelu_tanh = cpu_gelu_tanh,
+    .silu = cpu_silu,
+    .patchify = cpu_patchify,
+    .unpatchify = cpu_unpatchify,
+    .gated_add = cpu_gated_add,
+    .add_rows = cpu_add_rows,
+    .add_embedding = cpu_add_embedding,
+    .timestep_embedding = cpu_timestep_embedding,
+    .pos_embed_2d = cpu_pos_embed_2d,
+};
+
+const dit_backend *dit_backend_cpu(void)
+{
+    return &cpu_backend;
+}

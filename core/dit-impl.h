@@ -1,0 +1,145 @@
+/* libdit internals: context, backend op table, arenas, model layout.
+ * Applications include only dit.h; tests and backends include this. */
+#ifndef DIT_IMPL_H
+#define DIT_IMPL_H
+
+#include "dit.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define DIT_ERROR_LEN 1024
+
+/* ---- backend op table ----------------------------------------------------
+ * Model code calls only these. Pointers are host memory for the CPU backend
+ * and device memory for a device backend. An op a backend does not provide is
+ * NULL; callers report that as DIT_ERR_UNSUPPORTED, never crash.
+ * "stride" arguments are the distance in floats between consecutive batch
+ * rows of a per-sample vector (adaLN chunks live inside one (B, 6D) row). */
+typedef struct dit_backend dit_backend;
+struct dit_backend {
+    const char *name;
+    int n_threads;
+
+    /* out (M, N) = in (M, K) . w (N, K)^T + bias (N); bias may be NULL */
+    void (*linear)(const dit_backend *be, float *out, const float *in, const float *w,
+                   const float *bias, int M, int K, int N);
+    /* out (B, T, H*hd) = softmax(Q K^T / sqrt(hd)) V per head,
+     * qkv (B, T, 3, H, hd); scratch: attention_scratch floats */
+    void (*attention)(const dit_backend *be, float *out, const float *qkv, int B, int T,
+                      int H, int hd, float *scratch);
+    size_t (*attention_scratch)(const dit_backend *be, int B, int T, int H);
+    /* out (B, T, D) = LN(x) * (1 + scale[b]) + shift[b]; LN without affine.
+     * shift, scale: per-sample vectors of D, `stride` floats apart; NULL = plain LN */
+    void (*layernorm_modulate)(const dit_backend *be, float *out, const float *x,
+                               const float *shift, const float *scale, int stride,
+                               int B, int T, int D, float eps);
+    /* x (n) in place, tanh approximation */
+    void (*gelu_tanh)(const dit_backend *be, float *x, size_t n);
+    /* out (n) = x * sigmoid(x); out may equal x */
+    void (*silu)(const dit_backend *be, float *out, const float *x, size_t n);
+    /* out (B, T, C*p*p) from x (B, C, H, W); token order row-major over the
+     * (H/p, W/p) grid, vector order (c, ky, kx) = conv weight (D, C, p, p) */
+    void (*patchify)(const dit_backend *be, float *out, const float *x, int B, int C, int H,
+                     int W, int p);
+    /* out (B, C, H, W) from tokens (B, T, p*p*C), vector order (ky, kx, c) */
+    void (*unpatchify)(const dit_backend *be, float *out, const float *tokens, int B, int C,
+                       int H, int W, int p);
+    /* x (B, T, D) += gate[b] (D) * y (B, T, D); gate NULL means 1 */
+    void (*gated_add)(const dit_backend *be, float *x, const float *y, const float *gate,
+                      int stride, int B, int T, int D);
+    /* x (B, T, D) += pos (T, D) */
+    void (*add_rows)(const dit_backend *be, float *x, const float *pos, int B, int T, int D);
+    /* out (B, D) = a (B, D) + table[label[b]] (rows of D) */
+    void (*add_embedding)(const dit_backend *be, float *out, const float *a,
+                          const float *table, const int32_t *label, int B, int D);
+    /* out (B, F): [cos(t f_i), sin(t f_i)], f_i = exp(-ln(1e4) i / (F/2 - shift)) */
+    void (*timestep_embedding)(const dit_backend *be, float *out, const float *t, int B,
+                               int F, int shift);
+    /* out (gh*gw, D): first D/2 channels encode the column, last D/2 the row;
+     * position = index * base / grid / interp (diffusers' interpolation) */
+    void (*pos_embed_2d)(const dit_backend *be, float *out, int gh, int gw, int D,
+                         float base_h, float base_w, float interp);
+};
+
+const dit_backend *dit_backend_cpu(void);
+
+/* ---- context ------------------------------------------------------------- */
+
+struct dit_ctx {
+    char error[DIT_ERROR_LEN];
+    int n_threads;     /* resolved, >= 1 */
+    dit_backend cpu;   /* the CPU op table with this context's thread count */
+    float *arena;      /* activations, grown only before a forward starts */
+    size_t arena_floats;
+};
+
+/* Sets the context's message and returns status, so callers can
+ * `return dit_error(ctx, DIT_ERR_FORMAT, "...")`. */
+dit_status dit_error(dit_ctx *ctx, dit_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void dit_clear_error(dit_ctx *ctx);
+
+/* Ensure the arena holds n floats; the only allocation on the forward path. */
+dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats);
+
+/* Overflow-checked size arithmetic: false on overflow. */
+bool dit_mul_size(size_t a, size_t b, size_t *out);
+bool dit_add_size(size_t a, size_t b, size_t *out);
+
+/* 64-byte aligned allocations for parameters and activations. */
+void *dit_alloc_aligned(size_t bytes);
+void dit_free_aligned(void *p);
+
+/* ---- model layout -------------------------------------------------------- */
+
+/* The t/y conditioning embedder, official names t_embedder.mlp.{0,2},
+ * y_embedder.embedding_table. */
+typedef struct {
+    float *t_mlp0_w; /* (D, F) */
+    float *t_mlp0_b; /* (D) */
+    float *t_mlp2_w; /* (D, D) */
+    float *t_mlp2_b; /* (D) */
+    float *y_table;  /* (num_classes + 1, D) */
+} dit_embedder_weights;
+
+/* One DiT block, official names blocks.N.* */
+typedef struct {
+    const dit_embedder_weights *emb; /* shared (official) or own (diffusers) */
+    dit_embedder_weights own_emb;
+    float *ada_w;  /* (6D, D) adaLN_modulation.1 */
+    float *ada_b;  /* (6D) */
+    float *qkv_w;  /* (3D, D) attn.qkv, rows q | k | v, each (H, hd) */
+    float *qkv_b;  /* (3D) */
+    float *proj_w; /* (D, D) attn.proj */
+    float *proj_b; /* (D) */
+    float *fc1_w;  /* (Dm, D) mlp.fc1 */
+    float *fc1_b;  /* (Dm) */
+    float *fc2_w;  /* (D, Dm) mlp.fc2 */
+    float *fc2_b;  /* (D) */
+} dit_block_weights;
+
+struct dit_model {
+    dit_config cfg;
+    float *params;     /* every parameter, one allocation */
+    size_t n_params;
+    char source_dtype[8];
+
+    float *x_embed_w;  /* (D, C, p, p) x_embedder.proj */
+    float *x_embed_b;  /* (D) */
+    float *pos_embed;  /* (T0, D) stored table for the native grid, or NULL */
+    dit_embedder_weights emb; /* official: shared by all blocks and the final layer */
+    dit_block_weights *blocks; /* (depth) */
+    float *final_ada_w; /* (2D, D) final_layer.adaLN_modulation.1: shift | scale */
+    float *final_ada_b; /* (2D) */
+    float *final_w;     /* (p*p*Cout, D) final_layer.linear */
+    float *final_b;     /* (p*p*Cout) */
+};
+
+/* f16/bf16 -> f32 */
+float dit_f16_to_f32(uint16_t h);
+float dit_bf16_to_f32(uint16_t h);
+uint16_t dit_f32_to_f16(float f);
+uint16_t dit_f32_to_bf16(float f);
+
+#endif

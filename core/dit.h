@@ -1,0 +1,115 @@
+/* libdit: a Diffusion Transformer (Peebles & Xie 2023) in plain C.
+ *
+ * Public API. Every handle is opaque; every call that can fail returns a
+ * dit_status and leaves a human-readable message in its context
+ * (dit_last_error). The library never exits, aborts or prints on bad input.
+ *
+ * Tensors cross this API as plain float arrays in NCHW order:
+ *   latents   (B, C, H, W)
+ *   timesteps (B)          float, the diffusion step (0 .. 999 for DiT)
+ *   labels    (B)          class id; num_classes is the null class (CFG)
+ */
+#ifndef DIT_H
+#define DIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(DIT_COMPILATION) && defined(__GNUC__)
+#define DIT_API __attribute__((visibility("default")))
+#else
+#define DIT_API
+#endif
+
+#define DIT_VERSION "0.1.0"
+
+typedef enum {
+    DIT_OK = 0,
+    DIT_ERR_INVALID_ARG, /* caller passed something the API does not accept */
+    DIT_ERR_IO,          /* a file could not be opened, read or mapped */
+    DIT_ERR_FORMAT,      /* a file is malformed (safetensors, JSON, ...) */
+    DIT_ERR_MODEL,       /* tensors or config do not describe a model we run */
+    DIT_ERR_NOMEM,       /* an allocation failed or a size overflowed */
+    DIT_ERR_UNSUPPORTED, /* valid, but not something this build can do */
+    DIT_ERR_BACKEND,     /* the compute backend failed */
+} dit_status;
+
+typedef struct dit_ctx dit_ctx;
+typedef struct dit_model dit_model;
+
+/* Which checkpoint family a model's tensor names came from. The families
+ * also differ numerically (timestep embedding divisor, norm2 eps). */
+typedef enum {
+    DIT_NAMING_OFFICIAL = 0,  /* facebookresearch/DiT state dict */
+    DIT_NAMING_DIFFUSERS = 1, /* diffusers DiTTransformer2DModel */
+} dit_naming;
+
+typedef struct {
+    int in_channels;        /* latent channels, 4 for the SD VAE */
+    int out_channels;       /* 2 * in_channels when learn_sigma */
+    int learn_sigma;        /* output holds (eps, variance) halves */
+    int sample_size;        /* native latent side (32 for 256 px) */
+    int patch_size;         /* 2, 4 or 8 */
+    int hidden_size;        /* D */
+    int depth;              /* number of transformer blocks */
+    int num_heads;          /* D / num_heads = head dim (72 for XL) */
+    int mlp_hidden;         /* MLP inner width, 4 * D for DiT */
+    int num_classes;        /* label table has num_classes + 1 rows */
+    int freq_dim;           /* sinusoidal timestep embedding width, 256 */
+    int freq_shift;         /* divisor is half - freq_shift: 0 official, 1 diffusers */
+    float norm1_eps;        /* LayerNorm eps before attention */
+    float norm2_eps;        /* LayerNorm eps before the MLP */
+    float norm_final_eps;   /* LayerNorm eps of the final layer */
+    float interpolation_scale; /* diffusers pos-embed scale, 1 for DiT */
+    int per_block_embedder; /* diffusers: each block owns its t/y embedder */
+    dit_naming naming;
+} dit_config;
+
+/* ---- context ------------------------------------------------------------ */
+
+/* A context owns the compute backend, the activation arena and the last
+ * error message. One context per thread of use. NULL only on OOM. */
+DIT_API dit_ctx *dit_ctx_new(void);
+DIT_API void dit_ctx_free(dit_ctx *ctx);
+DIT_API const char *dit_last_error(const dit_ctx *ctx);
+/* Number of CPU threads for our loops and for BLAS; 0 means all cores. */
+DIT_API dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads);
+DIT_API int dit_ctx_get_threads(const dit_ctx *ctx);
+DIT_API const char *dit_status_name(dit_status status);
+
+/* ---- models ------------------------------------------------------------- */
+
+/* Load a DiT from a .safetensors file, or from a diffusers folder (the model
+ * folder itself, or a pipeline folder with transformer/). Config comes from
+ * config.json beside the weights, else from __metadata__, else is inferred
+ * from tensor shapes. */
+DIT_API dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out);
+DIT_API void dit_model_free(dit_model *model);
+DIT_API const dit_config *dit_model_config(const dit_model *model);
+DIT_API size_t dit_model_param_count(const dit_model *model);
+/* dtype of the stored weights ("F32", "F16", "BF16" or "mixed"). */
+DIT_API const char *dit_model_source_dtype(const dit_model *model);
+DIT_API const char *dit_naming_name(dit_naming naming);
+
+/* One denoiser evaluation.
+ *   x      (B, in_channels, H, W)   H, W multiples of patch_size
+ *   t      (B)                      timesteps
+ *   y      (B)                      labels in [0, num_classes]
+ *   out    (B, out_channels, H, W)
+ * Scratch memory is sized before the first op and kept in ctx. */
+DIT_API dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int batch,
+                                     int height, int width, const float *x,
+                                     const float *t, const int32_t *y, float *out);
+
+/* FLOPs of one forward (multiply-add = 2), for benchmarks. */
+DIT_API double dit_model_forward_flops(const dit_config *cfg, int batch, int height,
+                                       int width);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,759 @@
+/* DiT loading: find the files, resolve the config (config.json, then
+ * __metadata__, then tensor shapes), translate diffusers names to the
+ * official layout, and copy every weight into one f32 parameter block. */
+#include "safetensors.h"
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest sizes we accept from a file, so a hostile header cannot make us
+ * allocate terabytes: DiT-XL is D=1152, depth 28. */
+#define MAX_HIDDEN 16384
+#define MAX_DEPTH 1024
+#define MAX_CLASSES 1000000
+#define MAX_CHANNELS 4096
+
+const char *dit_naming_name(dit_naming naming)
+{
+    return naming == DIT_NAMING_OFFICIAL ? "official" : "diffusers";
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+typedef struct {
+    char *weights; /* .safetensors */
+    char *config;  /* config.json or NULL */
+} model_files;
+
+static void model_files_clear(model_files *f)
+{
+    g_free(f->weights);
+    g_free(f->config);
+}
+
+static dit_status find_model_files(dit_ctx *ctx, const char *path, model_files *out)
+{
+    memset(out, 0, sizeof *out);
+    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+        char *dir = g_build_filename(path, "transformer", NULL);
+        if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+            g_free(dir);
+            dir = g_strdup(path);
+        }
+        static const char *const names[] = {"diffusion_pytorch_model.safetensors",
+                                            "model.safetensors"};
+        for (size_t i = 0; i < G_N_ELEMENTS(names) && !out->weights; i++) {
+            char *w = g_build_filename(dir, names[i], NULL);
+            if (g_file_test(w, G_FILE_TEST_IS_REGULAR))
+                out->weights = w;
+            else
+                g_free(w);
+        }
+        char *cfg = g_build_filename(dir, "config.json", NULL);
+        g_free(dir);
+        if (!out->weights) {
+            g_free(cfg);
+            return dit_error(ctx, DIT_ERR_IO,
+                             "%s: no diffusion_pytorch_model.safetensors or model.safetensors "
+                             "in this folder (or its transformer/ folder)",
+                             path);
+        }
+        if (g_file_test(cfg, G_FILE_TEST_IS_REGULAR))
+            out->config = cfg;
+        else
+            g_free(cfg);
+        return DIT_OK;
+    }
+    if (!g_file_test(path, G_FILE_TEST_EXISTS))
+        return dit_error(ctx, DIT_ERR_IO, "%s: no such file or folder", path);
+    out->weights = g_strdup(path);
+    /* a config.json beside a diffusers weights file belongs to it */
+    char *base = g_path_get_basename(path);
+    if (strcmp(base, "diffusion_pytorch_model.safetensors") == 0) {
+        char *dir = g_path_get_dirname(path);
+        char *cfg = g_build_filename(dir, "config.json", NULL);
+        if (g_file_test(cfg, G_FILE_TEST_IS_REGULAR))
+            out->config = cfg;
+        else
+            g_free(cfg);
+        g_free(dir);
+    }
+    g_free(base);
+    return DIT_OK;
+}
+
+/* ---- config -------------------------------------------------------------- */
+
+/* Config fields as diffusers spells them; -1 / NAN = not given. */
+typedef struct {
+    int heads, head_dim, in_channels, out_channels, layers, sample_size, patch_size,
+        num_classes, freq_shift;
+    double norm_eps, interpolation_scale;
+} config_given;
+
+static void config_given_init(config_given *g)
+{
+    g->heads = g->head_dim = g->in_channels = g->out_channels = g->layers = -1;
+    g->sample_size = g->patch_size = g->num_classes = g->freq_shift = -1;
+    g->norm_eps = g->interpolation_scale = NAN;
+}
+
+static dit_status set_int_field(dit_ctx *ctx, const char *src, const char *key, double v,
+                                int *dst)
+{
+    if (!(v >= 0 && v <= 1e9) || v != floor(v))
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: config field '%s' = %g is not a valid count",
+                         src, key, v);
+    *dst = (int)v;
+    return DIT_OK;
+}
+
+/* Apply one key/value. Unknown keys are fine: config.json has many. */
+static dit_status config_apply(dit_ctx *ctx, const char *src, config_given *g, const char *key,
+                               double v, const char *str)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+    } ints[] = {
+        {"num_attention_heads", offsetof(config_given, heads)},
+        {"attention_head_dim", offsetof(config_given, head_dim)},
+        {"in_channels", offsetof(config_given, in_channels)},
+        {"out_channels", offsetof(config_given, out_channels)},
+        {"num_layers", offsetof(config_given, layers)},
+        {"sample_size", offsetof(config_given, sample_size)},
+        {"patch_size", offsetof(config_given, patch_size)},
+        {"num_embeds_ada_norm", offsetof(config_given, num_classes)},
+        {"freq_shift", offsetof(config_given, freq_shift)},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(ints); i++)
+        if (strcmp(key, ints[i].key) == 0)
+            return set_int_field(ctx, src, key, v, (int *)((char *)g + ints[i].offset));
+    if (strcmp(key, "norm_eps") == 0) {
+        if (!(v > 0 && v < 1))
+            return dit_error(ctx, DIT_ERR_MODEL, "%s: norm_eps = %g is out of range", src, v);
+        g->norm_eps = v;
+    } else if (strcmp(key, "interpolation_scale") == 0) {
+        if (!(v > 0 && v < 1e6))
+            return dit_error(ctx, DIT_ERR_MODEL, "%s: interpolation_scale = %g is out of range",
+                             src, v);
+        g->interpolation_scale = v;
+    } else if (strcmp(key, "norm_type") == 0 && str && strcmp(str, "ada_norm_zero") != 0) {
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "%s: norm_type '%s' is not supported (only ada_norm_zero DiTs)", src,
+                         str);
+    } else if (strcmp(key, "activation_fn") == 0 && str && strcmp(str, "gelu-approximate") != 0) {
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "%s: activation_fn '%s' is not supported (DiT uses gelu-approximate)",
+                         src, str);
+    }
+    return DIT_OK;
+}
+
+static dit_status config_from_json_object(dit_ctx *ctx, const char *src, JsonObject *obj,
+                                          config_given *g)
+{
+    dit_status st = DIT_OK;
+    GList *members = json_object_get_members(obj);
+    for (GList *l = members; l && st == DIT_OK; l = l->next) {
+        const char *key = l->data;
+        JsonNode *n = json_object_get_member(obj, key);
+        if (JSON_NODE_TYPE(n) != JSON_NODE_VALUE)
+            continue;
+        GType type = json_node_get_value_type(n);
+        if (type == G_TYPE_INT64 || type == G_TYPE_DOUBLE)
+            st = config_apply(ctx, src, g, key, json_node_get_double(n), NULL);
+        else if (type == G_TYPE_STRING)
+            st = config_apply(ctx, src, g, key, NAN, json_node_get_string(n));
+    }
+    g_list_free(members);
+    return st;
+}
+
+static dit_status config_from_json_text(dit_ctx *ctx, const char *src, const char *text,
+                                        gssize len, config_given *g)
+{
+    GError *err = NULL;
+    JsonParser *parser = json_parser_new();
+    dit_status st;
+    if (!json_parser_load_from_data(parser, text, len, &err)) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);
+        g_error_free(err);
+    } else if (!json_parser_get_root(parser) ||
+               JSON_NODE_TYPE(json_parser_get_root(parser)) != JSON_NODE_OBJECT) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not a JSON object", src);
+    } else {
+        st = config_from_json_object(ctx, src, json_node_get_object(json_parser_get_root(parser)),
+                                     g);
+    }
+    g_object_unref(parser);
+    return st;
+}
+
+static dit_status config_from_file(dit_ctx *ctx, const char *path, config_given *g)
+{
+    char *text = NULL;
+    gsize len = 0;
+    GError *err = NULL;
+    if (!g_file_get_contents(path, &text, &len, &err)) {
+        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s: %s", path, err->message);
+        g_error_free(err);
+        return st;
+    }
+    dit_status st = config_from_json_text(ctx, path, text, (gssize)len, g);
+    g_free(text);
+    return st;
+}
+
+/* __metadata__ values are strings: either "config" holding a JSON object, or
+ * single fields under their config.json names. */
+static dit_status config_from_metadata(dit_ctx *ctx, const st_file *f, config_given *g)
+{
+    dit_status st = DIT_OK;
+    for (size_t i = 0; i < f->n_meta && st == DIT_OK; i++) {
+        const char *key = f->meta_keys[i], *val = f->meta_values[i];
+        if (strcmp(key, "config") == 0) {
+            char *src = g_strdup_printf("%s: __metadata__ config", f->path);
+            st = config_from_json_text(ctx, src, val, -1, g);
+            g_free(src);
+            continue;
+        }
+        char *end;
+        double v = g_ascii_strtod(val, &end);
+        if (end != val && *end == '\0')
+            st = config_apply(ctx, f->path, g, key, v, NULL);
+        else
+            st = config_apply(ctx, f->path, g, key, NAN, val);
+    }
+    return st;
+}
+
+/* ---- naming -------------------------------------------------------------- */
+
+/* Names of the pieces both families have, by family. The block-local ones
+ * take the block index as %d. */
+typedef struct {
+    const char *x_embed, *t_mlp0, *t_mlp2, *y_table, *final_ada, *final_linear;
+    const char *block_prefix;
+} naming_table;
+
+static const naming_table namings[2] = {
+    [DIT_NAMING_OFFICIAL] = {"x_embedder.proj", "t_embedder.mlp.0", "t_embedder.mlp.2",
+                             "y_embedder.embedding_table", "final_layer.adaLN_modulation.1",
+                             "final_layer.linear", "blocks."},
+    /* diffusers keeps an embedder in every block: blocks.N.norm1.emb.* */
+    [DIT_NAMING_DIFFUSERS] = {"pos_embed.proj", "norm1.emb.timestep_embedder.linear_1",
+                              "norm1.emb.timestep_embedder.linear_2",
+                              "norm1.emb.class_embedder.embedding_table", "proj_out_1",
+                              "proj_out_2", "transformer_blocks."},
+};
+
+static const st_tensor *find_fmt(const st_file *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static const st_tensor *find_fmt(const st_file *f, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return st_find(f, name);
+}
+
+static dit_status detect_naming(dit_ctx *ctx, const st_file *f, dit_naming *out)
+{
+    if (st_find(f, "x_embedder.proj.weight")) {
+        *out = DIT_NAMING_OFFICIAL;
+        return DIT_OK;
+    }
+    if (st_find(f, "pos_embed.proj.weight")) {
+        *out = DIT_NAMING_DIFFUSERS;
+        return DIT_OK;
+    }
+    return dit_error(ctx, DIT_ERR_MODEL,
+                     "%s: not a DiT: neither 'x_embedder.proj.weight' (official naming) nor "
+                     "'pos_embed.proj.weight' (diffusers naming) is present",
+                     f->path);
+}
+
+static int count_blocks(const st_file *f, const char *prefix)
+{
+    int max = -1;
+    size_t plen = strlen(prefix);
+    for (size_t i = 0; i < f->n; i++) {
+        const char *name = f->tensors[i].name;
+        if (strncmp(name, prefix, plen) != 0 || !g_ascii_isdigit(name[plen]))
+            continue;
+        long n = strtol(name + plen, NULL, 10);
+        if (n > max && n < MAX_DEPTH)
+            max = (int)n;
+    }
+    return max + 1;
+}
+
+/* ---- config resolution ---------------------------------------------------- */
+
+static dit_status need_tensor(dit_ctx *ctx, const st_file *f, const st_tensor *t,
+                              const char *name, int ndim)
+{
+    if (!t)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: missing tensor '%s'", f->path, name);
+    if (t->ndim != ndim)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' has %d dimensions, expected %d",
+                         f->path, name, t->ndim, ndim);
+    return DIT_OK;
+}
+
+static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *config_path,
+                                 dit_config *cfg)
+{
+    dit_status st;
+    memset(cfg, 0, sizeof *cfg);
+    if ((st = detect_naming(ctx, f, &cfg->naming)))
+        return st;
+    const naming_table *nt = &namings[cfg->naming];
+    const bool diffusers = cfg->naming == DIT_NAMING_DIFFUSERS;
+
+    config_given g;
+    config_given_init(&g);
+    if (config_path && (st = config_from_file(ctx, config_path, &g)))
+        return st;
+    if ((st = config_from_metadata(ctx, f, &g)))
+        return st;
+
+    /* shapes: patch embed (D, C, p, p) */
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", nt->x_embed);
+    const st_tensor *xe = st_find(f, name);
+    if ((st = need_tensor(ctx, f, xe, name, 4)))
+        return st;
+    if (xe->shape[2] != xe->shape[3] || xe->shape[2] <= 0)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: '%s' has a non-square kernel", f->path, name);
+    cfg->hidden_size = (int)MIN(xe->shape[0], INT32_MAX);
+    cfg->in_channels = (int)MIN(xe->shape[1], INT32_MAX);
+    cfg->patch_size = (int)MIN(xe->shape[2], INT32_MAX);
+    cfg->depth = count_blocks(f, nt->block_prefix);
+
+    /* embedder and MLP widths come from the first block's (or the shared) tensors */
+    const char *emb_prefix = diffusers ? "transformer_blocks.0." : "";
+    snprintf(name, sizeof name, "%s%s.weight", emb_prefix, nt->t_mlp0);
+    const st_tensor *t0 = st_find(f, name);
+    if ((st = need_tensor(ctx, f, t0, name, 2)))
+        return st;
+    cfg->freq_dim = (int)MIN(t0->shape[1], INT32_MAX);
+    snprintf(name, sizeof name, "%s%s.weight", emb_prefix, nt->y_table);
+    const st_tensor *yt = st_find(f, name);
+    if ((st = need_tensor(ctx, f, yt, name, 2)))
+        return st;
+    cfg->num_classes = (int)MIN(yt->shape[0] - 1, INT32_MAX);
+    const st_tensor *fc1 = diffusers ? find_fmt(f, "transformer_blocks.0.ff.net.0.proj.weight")
+                                     : find_fmt(f, "blocks.0.mlp.fc1.weight");
+    if (!fc1 || fc1->ndim != 2)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: missing the first block's MLP weight (%s)",
+                         f->path, diffusers ? "transformer_blocks.0.ff.net.0.proj.weight"
+                                            : "blocks.0.mlp.fc1.weight");
+    /* DiT's MLP ratio is 4; trust another width only when fc1 is (Dm, D) */
+    cfg->mlp_hidden = fc1->shape[1] == cfg->hidden_size ? (int)MIN(fc1->shape[0], INT32_MAX)
+                                                        : (int)MIN(4LL * cfg->hidden_size, INT32_MAX);
+    snprintf(name, sizeof name, "%s.weight", nt->final_linear);
+    const st_tensor *fl = st_find(f, name);
+    if ((st = need_tensor(ctx, f, fl, name, 2)))
+        return st;
+    int64_t pp = (int64_t)cfg->patch_size * cfg->patch_size;
+    cfg->out_channels = (int)MIN(fl->shape[0] / pp, INT32_MAX);
+
+    /* the official state dict stores the native pos_embed (1, T0, D) */
+    const st_tensor *pe = st_find(f, "pos_embed");
+    cfg->sample_size = 32; /* DiT's 256 px, when nothing says otherwise */
+    if (pe && pe->ndim == 3) {
+        int64_t side = (int64_t)llround(sqrt((double)pe->shape[1]));
+        if (side * side == pe->shape[1])
+            cfg->sample_size = (int)MIN(side * cfg->patch_size, INT32_MAX);
+    }
+
+    /* heads cannot be seen in shapes: DiT-S/B/L use head dim 64, XL 72 */
+    int heads = -1;
+    if (cfg->hidden_size == 1152)
+        heads = 16;
+    else if (cfg->hidden_size % 64 == 0)
+        heads = cfg->hidden_size / 64;
+
+    /* diffusers-family conventions (see DESIGN.md); official is all 1e-6 */
+    cfg->freq_shift = diffusers ? 1 : 0;
+    cfg->norm1_eps = 1e-6f;
+    cfg->norm2_eps = diffusers ? 1e-5f : 1e-6f;
+    cfg->norm_final_eps = 1e-6f;
+    cfg->interpolation_scale = 1.0f;
+    cfg->per_block_embedder = diffusers;
+
+    /* what the config says wins; the tensors are then checked against it */
+    if (g.heads > 0)
+        heads = g.heads;
+    if (g.head_dim > 0 && g.heads > 0 && (int64_t)g.heads * g.head_dim != cfg->hidden_size)
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: config says %d heads x %d = %d channels but '%s.weight' has %d",
+                         f->path, g.heads, g.head_dim, g.heads * g.head_dim, nt->x_embed,
+                         cfg->hidden_size);
+    if (g.heads < 0 && g.head_dim > 0 && cfg->hidden_size % g.head_dim == 0)
+        heads = cfg->hidden_size / g.head_dim;
+    if (g.in_channels >= 0)
+        cfg->in_channels = g.in_channels;
+    if (g.out_channels >= 0)
+        cfg->out_channels = g.out_channels;
+    if (g.layers >= 0)
+        cfg->depth = g.layers;
+    if (g.sample_size > 0)
+        cfg->sample_size = g.sample_size;
+    if (g.patch_size > 0)
+        cfg->patch_size = g.patch_size;
+    if (g.num_classes >= 0)
+        cfg->num_classes = g.num_classes;
+    if (g.freq_shift >= 0)
+        cfg->freq_shift = g.freq_shift;
+    if (!isnan(g.norm_eps) && diffusers)
+        cfg->norm2_eps = (float)g.norm_eps;
+    if (!isnan(g.interpolation_scale))
+        cfg->interpolation_scale = (float)g.interpolation_scale;
+
+    if (heads <= 0 || cfg->hidden_size % heads != 0)
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: cannot tell the number of attention heads for hidden size %d; "
+                         "give num_attention_heads in config.json or __metadata__",
+                         f->path, cfg->hidden_size);
+    cfg->num_heads = heads;
+    cfg->learn_sigma = cfg->out_channels == 2 * cfg->in_channels;
+
+    if (cfg->hidden_size <= 0 || cfg->hidden_size > MAX_HIDDEN)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: hidden size %d is out of range (1..%d)",
+                         f->path, cfg->hidden_size, MAX_HIDDEN);
+    if (cfg->depth <= 0 || cfg->depth > MAX_DEPTH)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: %d blocks; a DiT needs 1..%d", f->path,
+                         cfg->depth, MAX_DEPTH);
+    if (cfg->in_channels <= 0 || cfg->in_channels > MAX_CHANNELS || cfg->out_channels <= 0 ||
+        cfg->out_channels > MAX_CHANNELS)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: channel counts %d -> %d are out of range",
+                         f->path, cfg->in_channels, cfg->out_channels);
+    if (cfg->num_classes < 0 || cfg->num_classes > MAX_CLASSES)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: %d classes is out of range", f->path,
+                         cfg->num_classes);
+    if (cfg->freq_dim < 2 || cfg->freq_dim > MAX_HIDDEN || cfg->freq_shift >= cfg->freq_dim / 2)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: timestep embedding width %d is out of range",
+                         f->path, cfg->freq_dim);
+    if (cfg->mlp_hidden <= 0 || cfg->mlp_hidden > 16 * MAX_HIDDEN)
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: MLP width %d is out of range", f->path,
+                         cfg->mlp_hidden);
+    if (cfg->patch_size > 64 || cfg->sample_size <= 0 || cfg->sample_size % cfg->patch_size)
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: sample size %d is not a multiple of patch size %d", f->path,
+                         cfg->sample_size, cfg->patch_size);
+    if (cfg->hidden_size % 4)
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: hidden size %d must be a multiple of 4 for the 2-D position "
+                         "embedding",
+                         f->path, cfg->hidden_size);
+    return DIT_OK;
+}
+
+/* ---- parameter layout ------------------------------------------------------ */
+
+/* One expected source tensor and where its floats go. */
+typedef struct {
+    char name[192];
+    int ndim;
+    int64_t shape[4];
+    float *dst;
+    bool optional;
+} expect;
+
+typedef struct {
+    float *base;   /* NULL while counting */
+    size_t used;   /* floats handed out so far */
+    expect *list;  /* NULL while counting */
+    size_t n;
+} layout;
+
+static float *take(layout *L, size_t n)
+{
+    float *p = L->base ? L->base + L->used : NULL;
+    L->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
+    return p;
+}
+
+static void want(layout *L, float *dst, bool optional, int ndim, const int64_t *shape,
+                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void want(layout *L, float *dst, bool optional, int ndim, const int64_t *shape,
+                 const char *fmt, ...)
+{
+    if (L->list) {
+        expect *e = &L->list[L->n];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->name, sizeof e->name, fmt, ap);
+        va_end(ap);
+        e->ndim = ndim;
+        memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
+        e->dst = dst;
+        e->optional = optional;
+    }
+    L->n++;
+}
+
+/* weight (rows, cols) + bias (rows) under `prefix`.weight / .bias */
+static void want_linear(layout *L, float *w, float *b, int64_t rows, int64_t cols,
+                        const char *prefix)
+{
+    int64_t ws[2] = {rows, cols}, bs[1] = {rows};
+    want(L, w, false, 2, ws, "%s.weight", prefix);
+    want(L, b, false, 1, bs, "%s.bias", prefix);
+}
+
+static void layout_embedder(layout *L, const dit_config *c, dit_embedder_weights *e,
+                            const char *prefix, const naming_table *nt)
+{
+    const int64_t D = c->hidden_size;
+    e->t_mlp0_w = take(L, (size_t)(D * c->freq_dim));
+    e->t_mlp0_b = take(L, (size_t)D);
+    e->t_mlp2_w = take(L, (size_t)(D * D));
+    e->t_mlp2_b = take(L, (size_t)D);
+    e->y_table = take(L, (size_t)((c->num_classes + 1) * D));
+    char p[192];
+    snprintf(p, sizeof p, "%s%s", prefix, nt->t_mlp0);
+    want_linear(L, e->t_mlp0_w, e->t_mlp0_b, D, c->freq_dim, p);
+    snprintf(p, sizeof p, "%s%s", prefix, nt->t_mlp2);
+    want_linear(L, e->t_mlp2_w, e->t_mlp2_b, D, D, p);
+    int64_t ys[2] = {c->num_classes + 1, D};
+    want(L, e->y_table, false, 2, ys, "%s%s.weight", prefix, nt->y_table);
+}
+
+/* Walks the model in a fixed order; with L->base == NULL it only counts. */
+static void layout_model(layout *L, dit_model *m)
+{
+    const dit_config *c = &m->cfg;
+    const naming_table *nt = &namings[c->naming];
+    const bool diffusers = c->naming == DIT_NAMING_DIFFUSERS;
+    const int64_t D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
+    const int64_t P_out = p * p * c->out_channels;
+    const int64_t T0 = (c->sample_size / p) * (c->sample_size / p);
+    char name[192];
+
+    m->x_embed_w = take(L, (size_t)(D * c->in_channels * p * p));
+    m->x_embed_b = take(L, (size_t)D);
+    int64_t xs[4] = {D, c->in_channels, p, p}, bs[1] = {D};
+    want(L, m->x_embed_w, false, 4, xs, "%s.weight", nt->x_embed);
+    want(L, m->x_embed_b, false, 1, bs, "%s.bias", nt->x_embed);
+    if (!diffusers) {
+        m->pos_embed = take(L, (size_t)(T0 * D));
+        int64_t ps[3] = {1, T0, D};
+        want(L, m->pos_embed, true, 3, ps, "pos_embed");
+        layout_embedder(L, c, &m->emb, "", nt);
+    }
+    for (int i = 0; i < c->depth; i++) {
+        dit_block_weights *b = m->blocks ? &m->blocks[i] : &(dit_block_weights){0};
+        char pre[64];
+        snprintf(pre, sizeof pre, "%s%d.", nt->block_prefix, i);
+        if (diffusers) {
+            layout_embedder(L, c, &b->own_emb, pre, nt);
+            b->emb = &b->own_emb;
+        } else {
+            b->emb = &m->emb;
+        }
+        b->ada_w = take(L, (size_t)(6 * D * D));
+        b->ada_b = take(L, (size_t)(6 * D));
+        b->qkv_w = take(L, (size_t)(3 * D * D));
+        b->qkv_b = take(L, (size_t)(3 * D));
+        b->proj_w = take(L, (size_t)(D * D));
+        b->proj_b = take(L, (size_t)D);
+        b->fc1_w = take(L, (size_t)(Dm * D));
+        b->fc1_b = take(L, (size_t)Dm);
+        b->fc2_w = take(L, (size_t)(D * Dm));
+        b->fc2_b = take(L, (size_t)D);
+        if (diffusers) {
+            snprintf(name, sizeof name, "%snorm1.linear", pre);
+            want_linear(L, b->ada_w, b->ada_b, 6 * D, D, name);
+            /* to_q, to_k, to_v stack into the rows of the official qkv */
+            static const char *const qkv[3] = {"to_q", "to_k", "to_v"};
+            for (int j = 0; j < 3; j++) {
+                snprintf(name, sizeof name, "%sattn1.%s", pre, qkv[j]);
+                want_linear(L, b->qkv_w ? b->qkv_w + j * D * D : NULL,
+                            b->qkv_b ? b->qkv_b + j * D : NULL, D, D, name);
+            }
+            snprintf(name, sizeof name, "%sattn1.to_out.0", pre);
+            want_linear(L, b->proj_w, b->proj_b, D, D, name);
+            snprintf(name, sizeof name, "%sff.net.0.proj", pre);
+            want_linear(L, b->fc1_w, b->fc1_b, Dm, D, name);
+            snprintf(name, sizeof name, "%sff.net.2", pre);
+            want_linear(L, b->fc2_w, b->fc2_b, D, Dm, name);
+        } else {
+            snprintf(name, sizeof name, "%sadaLN_modulation.1", pre);
+            want_linear(L, b->ada_w, b->ada_b, 6 * D, D, name);
+            snprintf(name, sizeof name, "%sattn.qkv", pre);
+            want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, name);
+            snprintf(name, sizeof name, "%sattn.proj", pre);
+            want_linear(L, b->proj_w, b->proj_b, D, D, name);
+            snprintf(name, sizeof name, "%smlp.fc1", pre);
+            want_linear(L, b->fc1_w, b->fc1_b, Dm, D, name);
+            snprintf(name, sizeof name, "%smlp.fc2", pre);
+            want_linear(L, b->fc2_w, b->fc2_b, D, Dm, name);
+        }
+    }
+    m->final_ada_w = take(L, (size_t)(2 * D * D));
+    m->final_ada_b = take(L, (size_t)(2 * D));
+    m->final_w = take(L, (size_t)(P_out * D));
+    m->final_b = take(L, (size_t)P_out);
+    want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, nt->final_ada);
+    want_linear(L, m->final_w, m->final_b, P_out, D, nt->final_linear);
+}
+
+/* Tensors a checkpoint may carry that we know and do not need. */
+static bool ignorable(const dit_config *c, const char *name)
+{
+    return c->naming == DIT_NAMING_DIFFUSERS && strcmp(name, "pos_embed.pos_embed") == 0;
+}
+
+static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
+{
+    layout L = {0};
+    layout_model(&L, m); /* count floats and entries */
+    size_t bytes;
+    if (!dit_mul_size(L.used, sizeof(float), &bytes))
+        return dit_error(ctx, DIT_ERR_NOMEM, "%s: parameter count overflows", f->path);
+    size_t n_expect = L.n;
+    m->params = dit_alloc_aligned(bytes);
+    m->blocks = calloc((size_t)m->cfg.depth, sizeof *m->blocks);
+    expect *list = calloc(n_expect, sizeof *list);
+    bool *used = calloc(f->n + 1, sizeof *used);
+    dit_status st = DIT_OK;
+    if (!m->params || !m->blocks || !list || !used) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the parameters",
+                       f->path, (double)bytes / (1 << 20));
+        goto out;
+    }
+    memset(m->params, 0, bytes);
+    L = (layout){.base = m->params, .list = list};
+    layout_model(&L, m);
+
+    int dtypes = 0; /* bit per dtype seen */
+    m->n_params = 0;
+    for (size_t i = 0; i < n_expect && st == DIT_OK; i++) {
+        const expect *e = &list[i];
+        const st_tensor *t = st_find(f, e->name);
+        if (!t) {
+            if (e->optional)
+                continue;
+            char s[96];
+            st_shape_str(e->shape, e->ndim, s, sizeof s);
+            st = dit_error(ctx, DIT_ERR_MODEL,
+                           "%s: missing tensor '%s' (expected shape %s for a %s DiT with %d "
+                           "blocks)",
+                           f->path, e->name, s, dit_naming_name(m->cfg.naming), m->cfg.depth);
+            break;
+        }
+        bool same = t->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++)
+            same = t->shape[d] == e->shape[d];
+        if (!same) {
+            char found[96], wanted[96];
+            st_shape_str(t->shape, t->ndim, found, sizeof found);
+            st_shape_str(e->shape, e->ndim, wanted, sizeof wanted);
+            st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' has shape %s, expected %s",
+                           f->path, e->name, found, wanted);
+            break;
+        }
+        if ((st = st_read_f32(ctx, f, t, e->dst)))
+            break;
+        for (size_t k = 0; k < t->n_elements; k++)
+            if (!isfinite(e->dst[k])) {
+                st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' holds %s at element %zu",
+                               f->path, e->name, isnan(e->dst[k]) ? "NaN" : "Inf", k);
+                break;
+            }
+        used[t - f->tensors] = true;
+        dtypes |= 1 << t->dtype;
+        if (strcmp(e->name, "pos_embed") != 0) /* a fixed buffer, not a parameter */
+            m->n_params += t->n_elements;
+    }
+    if (st == DIT_OK && !st_find(f, "pos_embed")) /* computed per call instead */
+        m->pos_embed = NULL;
+    for (size_t i = 0; i < f->n && st == DIT_OK; i++)
+        if (!used[i] && !ignorable(&m->cfg, f->tensors[i].name))
+            st = dit_error(ctx, DIT_ERR_MODEL,
+                           "%s: unexpected tensor '%s' (not part of a %s DiT with %d blocks; "
+                           "wrong depth in the config, or not a DiT checkpoint?)",
+                           f->path, f->tensors[i].name, dit_naming_name(m->cfg.naming),
+                           m->cfg.depth);
+    if (st == DIT_OK) {
+        const char *name = "mixed";
+        if (dtypes == 1 << ST_F32)
+            name = "F32";
+        else if (dtypes == 1 << ST_F16)
+            name = "F16";
+        else if (dtypes == 1 << ST_BF16)
+            name = "BF16";
+        else if (dtypes == 1 << ST_F64)
+            name = "F64";
+        snprintf(m->source_dtype, sizeof m->source_dtype, "%s", name);
+    }
+out:
+    free(list);
+    free(used);
+    return st;
+}
+
+dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
+{
+    if (!ctx || !path || !out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_load: NULL argument");
+    *out = NULL;
+    dit_clear_error(ctx);
+    model_files files;
+    dit_status st = find_model_files(ctx, path, &files);
+    if (st)
+        return st;
+    st_file *f = NULL;
+    dit_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((st = st_open(ctx, files.weights, &f)))
+        goto out;
+    if ((st = resolve_config(ctx, f, files.config, &m->cfg)))
+        goto out;
+    if ((st = load_weights(ctx, f, m)))
+        goto out;
+    *out = m;
+    m = NULL;
+out:
+    st_close(f);
+    dit_model_free(m);
+    model_files_clear(&files);
+    return st;
+}
+
+void dit_model_free(dit_model *m)
+{
+    if (!m)
+        return;
+    dit_free_aligned(m->params);
+    free(m->blocks);
+    free(m);
+}
+
+const dit_config *dit_model_config(const dit_model *m)
+{
+    return m ? &m->cfg : NULL;
+}
+
+size_t dit_model_param_count(const dit_model *m)
+{
+    return m ? m->n_params : 0;
+}
+
+const char *dit_model_source_dtype(const dit_model *m)
+{
+    return m ? m->source_dtype : "";
+}

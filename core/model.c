@@ -1,0 +1,195 @@
+/* DiT forward (adaLN-Zero), written once against the backend op table.
+ *
+ *   tokens = patchify(x) . W_embed^T + pos            (B, T, D)
+ *   c      = MLP(timestep_embedding(t)) + table[y]    (B, D)
+ *   per block: shift, scale, gate (x2) = Linear(SiLU(c))  (B, 6D)
+ *     x += gate_msa * Attn(LN(x) * (1 + scale_msa) + shift_msa)
+ *     x += gate_mlp * MLP(LN(x) * (1 + scale_mlp) + shift_mlp)
+ *   out = unpatchify(Linear(LN(x) * (1 + scale) + shift))   (B, Cout, H, W)
+ *
+ * Fixed choices of the upstream constructors: LayerNorm has no affine;
+ * attention has qkv bias; MLP activation is GELU (tanh). */
+#include "dit-impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Activation buffers of one forward, carved from the context arena. */
+typedef struct {
+    float *tokens_in; /* (B, T, C*p*p) patchified input */
+    float *x;         /* (B, T, D) residual stream */
+    float *pos;       /* (T, D) */
+    float *tfreq;     /* (B, F) */
+    float *thid;      /* (B, D) */
+    float *c;         /* (B, D) conditioning */
+    float *csilu;     /* (B, D) SiLU(c) */
+    float *mod;       /* (B, 6D) adaLN chunks */
+    float *h;         /* (B, T, D) normalised + modulated */
+    float *qkv;       /* (B, T, 3D) */
+    float *att;       /* (B, T, D) */
+    float *y;         /* (B, T, D) branch output before the gate */
+    float *mlp;       /* (B, T, Dm) */
+    float *fin;       /* (B, T, p*p*Cout) */
+    float *scratch;   /* attention scratch */
+} acts;
+
+static size_t carve(float **dst, float *base, size_t *used, size_t n)
+{
+    if (dst)
+        *dst = base ? base + *used : NULL;
+    *used += (n + 15) & ~(size_t)15;
+    return *used;
+}
+
+/* Returns the floats needed; fills `a` when base is not NULL. Sizes are
+ * bounded by the config limits of the loader and the checked B, H, W. */
+static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int H, int W,
+                          float *base, acts *a)
+{
+    const size_t p = (size_t)c->patch_size, D = (size_t)c->hidden_size;
+    const size_t T = (size_t)(H / c->patch_size) * (size_t)(W / c->patch_size);
+    const size_t BT = (size_t)B * T;
+    size_t used = 0;
+    carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
+    carve(&a->x, base, &used, BT * D);
+    carve(&a->pos, base, &used, T * D);
+    carve(&a->tfreq, base, &used, (size_t)B * c->freq_dim);
+    carve(&a->thid, base, &used, (size_t)B * D);
+    carve(&a->c, base, &used, (size_t)B * D);
+    carve(&a->csilu, base, &used, (size_t)B * D);
+    carve(&a->mod, base, &used, (size_t)B * 6 * D);
+    carve(&a->h, base, &used, BT * D);
+    carve(&a->qkv, base, &used, BT * 3 * D);
+    carve(&a->att, base, &used, BT * D);
+    carve(&a->y, base, &used, BT * D);
+    carve(&a->mlp, base, &used, BT * (size_t)c->mlp_hidden);
+    carve(&a->fin, base, &used, BT * p * p * c->out_channels);
+    return carve(&a->scratch, base, &used,
+                 be->attention_scratch(be, B, (int)T, c->num_heads));
+}
+
+/* csilu (B, D) = SiLU(MLP(temb(t)) + table[y]) for one embedder */
+static void conditioning(const dit_backend *be, const dit_config *c,
+                         const dit_embedder_weights *e, int B, const float *t,
+                         const int32_t *y, acts *a)
+{
+    const int D = c->hidden_size;
+    be->timestep_embedding(be, a->tfreq, t, B, c->freq_dim, c->freq_shift);
+    be->linear(be, a->thid, a->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D);
+    be->silu(be, a->thid, a->thid, (size_t)B * D);
+    be->linear(be, a->c, a->thid, e->t_mlp2_w, e->t_mlp2_b, B, D, D);
+    be->add_embedding(be, a->c, a->c, e->y_table, y, B, D);
+    be->silu(be, a->csilu, a->c, (size_t)B * D);
+}
+
+static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, int W,
+                               const float *x, const float *t, const int32_t *y,
+                               const float *out)
+{
+    if (!x || !t || !y || !out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL buffer");
+    if (B <= 0 || B > 4096)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "batch %d is out of range (1..4096)", B);
+    if (H <= 0 || W <= 0 || H % c->patch_size || W % c->patch_size || H > 8192 || W > 8192)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "latent size %dx%d must be positive multiples of the patch size %d",
+                         H, W, c->patch_size);
+    for (int b = 0; b < B; b++) {
+        if (y[b] < 0 || y[b] > c->num_classes)
+            return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                             "label %d of sample %d is out of range (0..%d, %d = null class)",
+                             y[b], b, c->num_classes, c->num_classes);
+        if (!isfinite(t[b]))
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "timestep of sample %d is not finite", b);
+    }
+    size_t n = (size_t)B * c->in_channels * H * W;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                             "input latent holds %s at element %zu", isnan(x[i]) ? "NaN" : "Inf",
+                             i);
+    return DIT_OK;
+}
+
+dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
+                             const float *x, const float *t, const int32_t *y, float *out)
+{
+    if (!ctx || !model)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL context or model");
+    const dit_config *c = &model->cfg;
+    dit_status st = check_inputs(ctx, c, B, H, W, x, t, y, out);
+    if (st)
+        return st;
+    const dit_backend *be = &ctx->cpu;
+    const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
+    const int gh = H / p, gw = W / p, T = gh * gw, BT = B * T;
+    const int P_in = c->in_channels * p * p, P_out = p * p * c->out_channels;
+
+    acts a;
+    if ((st = dit_arena_reserve(ctx, layout_acts(be, c, B, H, W, NULL, &a))))
+        return st;
+    layout_acts(be, c, B, H, W, ctx->arena, &a);
+
+    // tokens (B, T, D) = patch embed + position embed
+    be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
+    be->linear(be, a.x, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D);
+    const int native = c->sample_size / p;
+    if (model->pos_embed && gh == native && gw == native) {
+        memcpy(a.pos, model->pos_embed, (size_t)T * D * sizeof(float));
+    } else {
+        be->pos_embed_2d(be, a.pos, gh, gw, D, (float)native, (float)native,
+                         c->interpolation_scale);
+    }
+    be->add_rows(be, a.x, a.pos, B, T, D);
+
+    const dit_embedder_weights *have = NULL; /* embedder whose csilu is current */
+    for (int l = 0; l < c->depth; l++) {
+        const dit_block_weights *blk = &model->blocks[l];
+        if (blk->emb != have) {
+            conditioning(be, c, blk->emb, B, t, y, &a);
+            have = blk->emb;
+        }
+        // mod (B, 6D): shift_msa | scale_msa | gate_msa | shift_mlp | scale_mlp | gate_mlp
+        be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, 6 * D);
+        float *shift_msa = a.mod, *scale_msa = a.mod + D, *gate_msa = a.mod + 2 * D;
+        float *shift_mlp = a.mod + 3 * D, *scale_mlp = a.mod + 4 * D, *gate_mlp = a.mod + 5 * D;
+
+        be->layernorm_modulate(be, a.h, a.x, shift_msa, scale_msa, 6 * D, B, T, D,
+                               c->norm1_eps);
+        be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BT, D, 3 * D); // (B, T, 3, H, hd)
+        be->attention(be, a.att, a.qkv, B, T, c->num_heads, D / c->num_heads, a.scratch);
+        be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BT, D, D);
+        be->gated_add(be, a.x, a.y, gate_msa, 6 * D, B, T, D);
+
+        be->layernorm_modulate(be, a.h, a.x, shift_mlp, scale_mlp, 6 * D, B, T, D,
+                               c->norm2_eps);
+        be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BT, D, Dm); // (B, T, Dm)
+        be->gelu_tanh(be, a.mlp, (size_t)BT * Dm);
+        be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BT, Dm, D);
+        be->gated_add(be, a.x, a.y, gate_mlp, 6 * D, B, T, D);
+    }
+
+    // final layer: both families condition it on the first block's embedder
+    if (model->blocks[0].emb != have)
+        conditioning(be, c, model->blocks[0].emb, B, t, y, &a);
+    be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D);
+    be->layernorm_modulate(be, a.h, a.x, a.mod, a.mod + D, 2 * D, B, T, D, c->norm_final_eps);
+    be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out); // (B, T, P_out)
+    be->unpatchify(be, out, a.fin, B, c->out_channels, H, W, p);
+    return DIT_OK;
+}
+
+double dit_model_forward_flops(const dit_config *c, int B, int H, int W)
+{
+    const double D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
+    const double T = (double)(H / c->patch_size) * (W / c->patch_size), BT = B * T;
+    const double n_embedders = c->per_block_embedder ? c->depth : 1;
+    double f = 2 * BT * c->in_channels * p * p * D;                       // patch embed
+    f += n_embedders * 2 * B * (c->freq_dim * D + D * D);                // t MLP
+    f += c->depth * (2 * B * D * 6 * D                                   // adaLN
+                     + 2 * BT * D * 3 * D + 2 * BT * D * D               // qkv, proj
+                     + 4 * B * T * T * D                                 // QK^T, PV
+                     + 4 * BT * D * Dm);                                 // fc1, fc2
+    f += 2 * B * D * 2 * D + 2 * BT * D * p * p * c->out_channels;       // final layer
+    return f;
+}

@@ -1,0 +1,267 @@
+/* Every CPU backend op: against PyTorch references from gen.py where the op
+ * has a PyTorch twin (embeddings, GELU, LayerNorm, attention), and against
+ * naive double-precision loops written from the definition otherwise
+ * (linear, conv-as-patchify, unpatchify, modulate, gated add). */
+#include "common.h"
+
+#include <glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+/* Fixed-seed normals (xorshift64* + Box-Muller): failures reproduce. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double uniform(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return ((rng_state * 0x2545f4914f6cdd1dull) >> 11) * (1.0 / 9007199254740992.0);
+}
+static float *randn(size_t n, double std)
+{
+    float *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        double u1 = uniform() + 1e-12, u2 = uniform();
+        v[i] = (float)(std * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+    }
+    return v;
+}
+
+static void test_against_pytorch(dit_ctx *ctx, const dit_backend *be)
+{
+    char *path = fixture_path("ops.io.safetensors");
+    st_file *f = NULL;
+    if (st_open(ctx, path, &f) != DIT_OK) {
+        CHECK(false, "%s (regenerate with tests/golden/gen.py)", dit_last_error(ctx));
+        g_free(path);
+        return;
+    }
+    size_t n;
+    int64_t shape[8];
+
+    float *t = read_tensor(ctx, f, "temb_t", &n, NULL, NULL);
+    float *ref_off = read_tensor(ctx, f, "temb_official", NULL, shape, NULL);
+    float *ref_dif = read_tensor(ctx, f, "temb_diffusers", NULL, NULL, NULL);
+    if (t && ref_off && ref_dif) {
+        int F = (int)shape[1];
+        float *out = malloc(n * F * sizeof *out);
+        be->timestep_embedding(be, out, t, (int)n, F, 0);
+        CHECK(compare_rel("timestep embedding (official)", out, ref_off, n * F, 1e-5), "temb");
+        /* the other family's divisor must be visibly different */
+        CHECK(!compare_rel("  official vs diffusers (must differ)", out, ref_dif, n * F, 1e-5),
+              "divisors indistinguishable");
+        be->timestep_embedding(be, out, t, (int)n, F, 1);
+        CHECK(compare_rel("timestep embedding (diffusers)", out, ref_dif, n * F, 1e-5), "temb");
+        free(out);
+    }
+    free(t);
+    free(ref_off);
+    free(ref_dif);
+
+    static const struct {
+        const char *name;
+        int gh, gw, D;
+        float base;
+    } pos[] = {{"pos_h8_w12_d96", 8, 12, 96, 4}, {"pos_h4_w4_d128", 4, 4, 128, 4}};
+    for (size_t i = 0; i < G_N_ELEMENTS(pos); i++) {
+        float *ref = read_tensor(ctx, f, pos[i].name, &n, NULL, NULL);
+        if (!ref) {
+            CHECK(false, "missing %s", pos[i].name);
+            continue;
+        }
+        float *out = malloc(n * sizeof *out);
+        CHECK(n == (size_t)pos[i].gh * pos[i].gw * pos[i].D, "%s size", pos[i].name);
+        be->pos_embed_2d(be, out, pos[i].gh, pos[i].gw, pos[i].D, pos[i].base, pos[i].base, 1.0f);
+        CHECK(compare_rel(pos[i].name, out, ref, n, 1e-5), "%s", pos[i].name);
+        free(out);
+        free(ref);
+    }
+
+    float *gx = read_tensor(ctx, f, "gelu_x", &n, NULL, NULL);
+    float *gy = read_tensor(ctx, f, "gelu_tanh_y", NULL, NULL, NULL);
+    if (gx && gy) {
+        be->gelu_tanh(be, gx, n);
+        CHECK(compare_rel("gelu (tanh)", gx, gy, n, 1e-6), "gelu");
+    }
+    free(gx);
+    free(gy);
+    /* on the negative side tanh and erf GELU differ by ~3e-3 of max|y|, so
+     * this row tells the two approximations apart */
+    gx = read_tensor(ctx, f, "gelu_neg_x", &n, NULL, NULL);
+    gy = read_tensor(ctx, f, "gelu_tanh_neg_y", NULL, NULL, NULL);
+    if (gx && gy) {
+        be->gelu_tanh(be, gx, n);
+        CHECK(compare_rel("gelu (tanh), x in [-5, 0]", gx, gy, n, 1e-5), "gelu neg");
+    }
+    CHECK(gx && gy, "ops fixture lacks gelu_neg_x / gelu_tanh_neg_y");
+    free(gx);
+    free(gy);
+
+    float *lx = read_tensor(ctx, f, "ln_x", &n, shape, NULL);
+    float *ly = read_tensor(ctx, f, "ln_y", NULL, NULL, NULL);
+    if (lx && ly) {
+        float *out = malloc(n * sizeof *out);
+        be->layernorm_modulate(be, out, lx, NULL, NULL, 0, (int)shape[0], (int)shape[1],
+                               (int)shape[2], 1e-6f);
+        CHECK(compare_rel("layernorm (no affine)", out, ly, n, 1e-5), "ln");
+        free(out);
+    }
+    free(lx);
+    free(ly);
+
+    float *qkv = read_tensor(ctx, f, "attn_qkv", &n, shape, NULL);
+    float *ao = read_tensor(ctx, f, "attn_out", NULL, NULL, NULL);
+    if (qkv && ao) {
+        int B = (int)shape[0], T = (int)shape[1], H = 2, hd = (int)shape[2] / 3 / H;
+        float *out = malloc((size_t)B * T * H * hd * sizeof *out);
+        float *scratch = malloc(be->attention_scratch(be, B, T, H) * sizeof *scratch);
+        be->attention(be, out, qkv, B, T, H, hd, scratch);
+        CHECK(compare_rel("attention (2 heads x 72)", out, ao, (size_t)B * T * H * hd, 1e-5),
+              "attn");
+        free(out);
+        free(scratch);
+    }
+    free(qkv);
+    free(ao);
+    st_close(f);
+    g_free(path);
+}
+
+static void test_linear(const dit_backend *be)
+{
+    const int M = 37, K = 19, N = 23; /* odd sizes on purpose */
+    float *in = randn((size_t)M * K, 1), *w = randn((size_t)N * K, 1), *b = randn(N, 1);
+    float *out = malloc((size_t)M * N * sizeof *out), *ref = malloc((size_t)M * N * sizeof *ref);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double s = with_bias ? b[n] : 0;
+                for (int k = 0; k < K; k++)
+                    s += (double)in[m * K + k] * w[n * K + k];
+                ref[m * N + n] = (float)s;
+            }
+        memset(out, 0x7f, (size_t)M * N * sizeof *out); /* garbage must be overwritten */
+        be->linear(be, out, in, w, with_bias ? b : NULL, M, K, N);
+        CHECK(compare_rel(with_bias ? "linear + bias (37x19x23)" : "linear (37x19x23)", out, ref,
+                          (size_t)M * N, 1e-5),
+              "linear");
+    }
+    free(in), free(w), free(b), free(out), free(ref);
+}
+
+/* patchify then linear must equal a stride-p convolution (the official
+ * x_embedder is nn.Conv2d(C, D, kernel_size=p, stride=p)) */
+static void test_patch_embed(const dit_backend *be)
+{
+    const int B = 2, C = 3, H = 8, W = 12, p = 4, D = 5, gh = H / p, gw = W / p, T = gh * gw;
+    float *x = randn((size_t)B * C * H * W, 1), *w = randn((size_t)D * C * p * p, 1);
+    float *tok = malloc((size_t)B * T * C * p * p * sizeof *tok);
+    float *out = malloc((size_t)B * T * D * sizeof *out), *ref = malloc((size_t)B * T * D * sizeof *ref);
+    be->patchify(be, tok, x, B, C, H, W, p);
+    be->linear(be, out, tok, w, NULL, B * T, C * p * p, D);
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++)
+                for (int d = 0; d < D; d++) {
+                    double s = 0;
+                    for (int c = 0; c < C; c++)
+                        for (int ky = 0; ky < p; ky++)
+                            for (int kx = 0; kx < p; kx++)
+                                s += (double)w[((d * C + c) * p + ky) * p + kx] *
+                                     x[((b * C + c) * H + gy * p + ky) * W + gx * p + kx];
+                    ref[((size_t)b * T + gy * gw + gx) * D + d] = (float)s;
+                }
+    CHECK(compare_rel("patchify + linear == conv stride p", out, ref, (size_t)B * T * D, 1e-5),
+          "patch embed");
+    free(x), free(w), free(tok), free(out), free(ref);
+}
+
+/* unpatchify: tokens (B, h, w, p, q, c) -> (B, c, h*p, w*q), the einsum
+ * nhwpqc->nchpwq of both reference implementations */
+static void test_unpatchify(const dit_backend *be)
+{
+    const int B = 2, C = 3, H = 4, W = 6, p = 2, gh = H / p, gw = W / p;
+    size_t n = (size_t)B * C * H * W;
+    float *tok = randn(n, 1), *out = malloc(n * sizeof *out), *ref = malloc(n * sizeof *ref);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < gh; h++)
+            for (int w = 0; w < gw; w++)
+                for (int py = 0; py < p; py++)
+                    for (int qx = 0; qx < p; qx++)
+                        for (int c = 0; c < C; c++)
+                            ref[(((size_t)b * C + c) * H + h * p + py) * W + w * p + qx] =
+                                tok[((((size_t)b * gh + h) * gw + w) * p + py) * p * C + qx * C + c];
+    be->unpatchify(be, out, tok, B, C, H, W, p);
+    CHECK(compare_rel("unpatchify (nhwpqc->nchpwq)", out, ref, n, 0), "unpatchify");
+    free(tok), free(out), free(ref);
+}
+
+/* modulate with per-sample shift/scale `stride` apart, then the gated add */
+static void test_modulate_and_gate(const dit_backend *be)
+{
+    const int B = 3, T = 5, D = 72, stride = 6 * D;
+    size_t n = (size_t)B * T * D;
+    float *x = randn(n, 2), *mod = randn((size_t)B * stride, 1), *y = randn(n, 1);
+    float *out = malloc(n * sizeof *out), *ref = malloc(n * sizeof *ref);
+    for (int r = 0; r < B * T; r++) {
+        const float *xr = x + (size_t)r * D, *sh = mod + (r / T) * stride, *sc = sh + D;
+        double mean = 0, var = 0;
+        for (int i = 0; i < D; i++)
+            mean += xr[i];
+        mean /= D;
+        for (int i = 0; i < D; i++)
+            var += (xr[i] - mean) * (xr[i] - mean);
+        var /= D;
+        for (int i = 0; i < D; i++)
+            ref[(size_t)r * D + i] =
+                (float)((xr[i] - mean) / sqrt(var + 1e-6) * (1 + sc[i]) + sh[i]);
+    }
+    be->layernorm_modulate(be, out, x, mod, mod + D, stride, B, T, D, 1e-6f);
+    CHECK(compare_rel("layernorm + adaLN modulate", out, ref, n, 1e-5), "modulate");
+
+    const float *gate = mod + 2 * D;
+    for (size_t i = 0; i < n; i++) {
+        int r = (int)(i / D), c = (int)(i % D);
+        ref[i] = x[i] + gate[(r / T) * stride + c] * y[i];
+    }
+    memcpy(out, x, n * sizeof *out);
+    be->gated_add(be, out, y, gate, stride, B, T, D);
+    CHECK(compare_rel("gated residual add", out, ref, n, 1e-6), "gate");
+    free(x), free(mod), free(y), free(out), free(ref);
+}
+
+static void test_silu_and_embedding(const dit_backend *be)
+{
+    const int B = 3, D = 8, rows = 4;
+    float *a = randn((size_t)B * D, 3), *table = randn((size_t)rows * D, 1);
+    int32_t labels[3] = {3, 0, 2};
+    float out[24], ref[24];
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < D; i++)
+            ref[b * D + i] = a[b * D + i] + table[labels[b] * D + i];
+    be->add_embedding(be, out, a, table, labels, B, D);
+    CHECK(compare_rel("label embedding add", out, ref, 24, 0), "embedding");
+    for (int i = 0; i < 24; i++)
+        ref[i] = (float)(a[i] / (1 + exp(-(double)a[i])));
+    be->silu(be, out, a, 24);
+    CHECK(compare_rel("silu", out, ref, 24, 1e-6), "silu");
+    free(a), free(table);
+}
+
+int main(void)
+{
+    dit_ctx *ctx = dit_ctx_new();
+    const dit_backend *be = &ctx->cpu;
+    test_against_pytorch(ctx, be);
+    test_linear(be);
+    test_patch_embed(be);
+    test_unpatchify(be);
+    test_modulate_and_gate(be);
+    test_silu_and_embedding(be);
+    dit_ctx_free(ctx);
+    printf("%s\n", failures ? "FAILED" : "all passed");
+    return failures ? 1 : 0;
+}
