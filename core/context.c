@@ -34,6 +34,7 @@ void dit_ctx_free(dit_ctx *ctx)
     if (!ctx)
         return;
     dit_free_aligned(ctx->arena);
+    dit_free_aligned(ctx->pos_table);
     free(ctx);
 }
 

@@ -72,6 +72,10 @@ struct dit_ctx {
     dit_backend cpu;   /* the CPU op table with this context's thread count */
     float *arena;      /* activations, grown only before a forward starts */
     size_t arena_floats;
+    /* the last computed position table (gh*gw, D) and what it was made for */
+    float *pos_table;
+    int pos_gh, pos_gw, pos_dim;
+    float pos_base, pos_interp;
 };
 
 /* Sets the context's message and returns status, so callers can

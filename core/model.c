@@ -12,13 +12,64 @@
 #include "dit-impl.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* DIT_PROFILE=1 in the environment: per-op wall time of each forward on
+ * stderr, to see where a forward goes. Off: one branch per op. */
+enum { P_EMBED, P_COND, P_ADALN, P_NORM, P_QKV, P_ATTN, P_PROJ, P_FC1, P_GELU, P_FC2, P_RESID,
+       P_FINAL, P_COUNT };
+static const char *const prof_names[P_COUNT] = {"patch+pos", "t/y embed", "adaLN", "layernorm",
+                                                "qkv", "attention", "proj", "fc1", "gelu", "fc2",
+                                                "gated add", "final"};
+typedef struct {
+    bool on;
+    double ms[P_COUNT];
+    double t0;
+} profile;
+
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+#define TIMED(prof, slot, call)                  \
+    do {                                         \
+        if ((prof)->on)                          \
+            (prof)->t0 = wall_ms();              \
+        call;                                    \
+        if ((prof)->on)                          \
+            (prof)->ms[slot] += wall_ms() - (prof)->t0; \
+    } while (0)
+
+static bool g_profile_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("DIT_PROFILE");
+        on = v && *v && strcmp(v, "0") != 0;
+    }
+    return on;
+}
+
+static void profile_print(const profile *pr)
+{
+    double total = 0;
+    for (int i = 0; i < P_COUNT; i++)
+        total += pr->ms[i];
+    fprintf(stderr, "dit forward profile (%.1f ms):", total);
+    for (int i = 0; i < P_COUNT; i++)
+        fprintf(stderr, " %s %.1f%s", prof_names[i], pr->ms[i], i + 1 < P_COUNT ? "," : "\n");
+}
 
 /* Activation buffers of one forward, carved from the context arena. */
 typedef struct {
     float *tokens_in; /* (B, T, C*p*p) patchified input */
     float *x;         /* (B, T, D) residual stream */
-    float *pos;       /* (T, D) */
     float *tfreq;     /* (B, F) */
     float *thid;      /* (B, D) */
     float *c;         /* (B, D) conditioning */
@@ -52,7 +103,6 @@ static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int
     size_t used = 0;
     carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
     carve(&a->x, base, &used, BT * D);
-    carve(&a->pos, base, &used, T * D);
     carve(&a->tfreq, base, &used, (size_t)B * c->freq_dim);
     carve(&a->thid, base, &used, (size_t)B * D);
     carve(&a->c, base, &used, (size_t)B * D);
@@ -80,6 +130,33 @@ static void conditioning(const dit_backend *be, const dit_config *c,
     be->linear(be, a->c, a->thid, e->t_mlp2_w, e->t_mlp2_b, B, D, D);
     be->add_embedding(be, a->c, a->c, e->y_table, y, B, D);
     be->silu(be, a->csilu, a->c, (size_t)B * D);
+}
+
+/* (gh*gw, D) sin-cos table for this grid: the checkpoint's own on the
+ * native grid, else computed once and kept in the context until the grid
+ * changes (every sampling step reuses it). */
+static dit_status position_table(dit_ctx *ctx, const dit_model *m, int gh, int gw,
+                                 const float **out)
+{
+    const dit_config *c = &m->cfg;
+    const int native = c->sample_size / c->patch_size, D = c->hidden_size;
+    if (m->pos_embed && gh == native && gw == native) {
+        *out = m->pos_embed;
+        return DIT_OK;
+    }
+    if (!ctx->pos_table || ctx->pos_gh != gh || ctx->pos_gw != gw || ctx->pos_dim != D ||
+        ctx->pos_base != (float)native || ctx->pos_interp != c->interpolation_scale) {
+        dit_free_aligned(ctx->pos_table);
+        ctx->pos_table = dit_alloc_aligned((size_t)gh * gw * D * sizeof(float));
+        if (!ctx->pos_table)
+            return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate the position table");
+        ctx->cpu.pos_embed_2d(&ctx->cpu, ctx->pos_table, gh, gw, D, (float)native,
+                              (float)native, c->interpolation_scale);
+        ctx->pos_gh = gh, ctx->pos_gw = gw, ctx->pos_dim = D;
+        ctx->pos_base = (float)native, ctx->pos_interp = c->interpolation_scale;
+    }
+    *out = ctx->pos_table;
+    return DIT_OK;
 }
 
 static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, int W,
@@ -129,53 +206,63 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
     if ((st = dit_arena_reserve(ctx, layout_acts(be, c, B, H, W, NULL, &a))))
         return st;
     layout_acts(be, c, B, H, W, ctx->arena, &a);
+    const float *pos = NULL;
+    if ((st = position_table(ctx, model, gh, gw, &pos)))
+        return st;
+
+    profile pr = {.on = g_profile_on()};
+    profile *P = &pr;
 
     // tokens (B, T, D) = patch embed + position embed
-    be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
-    be->linear(be, a.x, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D);
-    const int native = c->sample_size / p;
-    if (model->pos_embed && gh == native && gw == native) {
-        memcpy(a.pos, model->pos_embed, (size_t)T * D * sizeof(float));
-    } else {
-        be->pos_embed_2d(be, a.pos, gh, gw, D, (float)native, (float)native,
-                         c->interpolation_scale);
-    }
-    be->add_rows(be, a.x, a.pos, B, T, D);
+    TIMED(P, P_EMBED, {
+        be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
+        be->linear(be, a.x, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D);
+        be->add_rows(be, a.x, pos, B, T, D);
+    });
 
     const dit_embedder_weights *have = NULL; /* embedder whose csilu is current */
     for (int l = 0; l < c->depth; l++) {
         const dit_block_weights *blk = &model->blocks[l];
         if (blk->emb != have) {
-            conditioning(be, c, blk->emb, B, t, y, &a);
+            TIMED(P, P_COND, conditioning(be, c, blk->emb, B, t, y, &a));
             have = blk->emb;
         }
         // mod (B, 6D): shift_msa | scale_msa | gate_msa | shift_mlp | scale_mlp | gate_mlp
-        be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, 6 * D);
+        TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, 6 * D));
         float *shift_msa = a.mod, *scale_msa = a.mod + D, *gate_msa = a.mod + 2 * D;
         float *shift_mlp = a.mod + 3 * D, *scale_mlp = a.mod + 4 * D, *gate_mlp = a.mod + 5 * D;
 
-        be->layernorm_modulate(be, a.h, a.x, shift_msa, scale_msa, 6 * D, B, T, D,
-                               c->norm1_eps);
-        be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BT, D, 3 * D); // (B, T, 3, H, hd)
-        be->attention(be, a.att, a.qkv, B, T, c->num_heads, D / c->num_heads, a.scratch);
-        be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BT, D, D);
-        be->gated_add(be, a.x, a.y, gate_msa, 6 * D, B, T, D);
+        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift_msa, scale_msa, 6 * D, B, T,
+                                                D, c->norm1_eps));
+        // qkv (B, T, 3, H, hd)
+        TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BT, D, 3 * D));
+        TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, T, c->num_heads, D / c->num_heads,
+                                       a.scratch));
+        TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BT, D, D));
+        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate_msa, 6 * D, B, T, D));
 
-        be->layernorm_modulate(be, a.h, a.x, shift_mlp, scale_mlp, 6 * D, B, T, D,
-                               c->norm2_eps);
-        be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BT, D, Dm); // (B, T, Dm)
-        be->gelu_tanh(be, a.mlp, (size_t)BT * Dm);
-        be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BT, Dm, D);
-        be->gated_add(be, a.x, a.y, gate_mlp, 6 * D, B, T, D);
+        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift_mlp, scale_mlp, 6 * D, B, T,
+                                                D, c->norm2_eps));
+        // mlp (B, T, Dm)
+        TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BT, D, Dm));
+        TIMED(P, P_GELU, be->gelu_tanh(be, a.mlp, (size_t)BT * Dm));
+        TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BT, Dm, D));
+        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate_mlp, 6 * D, B, T, D));
     }
 
     // final layer: both families condition it on the first block's embedder
-    if (model->blocks[0].emb != have)
-        conditioning(be, c, model->blocks[0].emb, B, t, y, &a);
-    be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D);
-    be->layernorm_modulate(be, a.h, a.x, a.mod, a.mod + D, 2 * D, B, T, D, c->norm_final_eps);
-    be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out); // (B, T, P_out)
-    be->unpatchify(be, out, a.fin, B, c->out_channels, H, W, p);
+    TIMED(P, P_FINAL, {
+        if (model->blocks[0].emb != have)
+            conditioning(be, c, model->blocks[0].emb, B, t, y, &a);
+        be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D);
+        be->layernorm_modulate(be, a.h, a.x, a.mod, a.mod + D, 2 * D, B, T, D,
+                               c->norm_final_eps);
+        // fin (B, T, p*p*Cout)
+        be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out);
+        be->unpatchify(be, out, a.fin, B, c->out_channels, H, W, p);
+    });
+    if (pr.on)
+        profile_print(&pr);
     return DIT_OK;
 }
 
