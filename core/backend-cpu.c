@@ -48,18 +48,57 @@ static void cpu_set_blas_threads(int n)
     }
 }
 
-static void cpu_linear(const dit_backend *be, float *out, const float *in, const float *w,
-                       const float *bias, int M, int K, int N)
+static float gelu_tanh_1(float v)
 {
-    // out (M, N), in (M, K), w (N, K), bias (N)
-    cpu_set_blas_threads(be->n_threads);
-    if (bias) {
-#pragma omp parallel for num_threads(be->n_threads)
-        for (int m = 0; m < M; m++)
-            memcpy(out + (size_t)m * N, bias, (size_t)N * sizeof(float));
+    /* 0.5 v (1 + tanh(u)) = v * sigmoid(2u), u = sqrt(2/pi) (v + 0.044715 v^3) */
+    const float k2 = 2.0f * 0.7978845608028654f;
+    return v / (1.0f + dit_expf(-k2 * (v + 0.044715f * v * v * v)));
+}
+
+static float silu_1(float v)
+{
+    return v / (1.0f + dit_expf(-v));
+}
+
+/* rows (M, N) += bias (N), then act, in place; bias may be NULL */
+VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M, int N,
+                                        dit_act act)
+{
+    for (size_t m = 0; m < M; m++) {
+        float *r = rows + m * (size_t)N;
+        if (bias) {
+#pragma omp simd
+            for (int n = 0; n < N; n++)
+                r[n] += bias[n];
+        }
+        if (act == DIT_ACT_GELU_TANH) {
+#pragma omp simd
+            for (int n = 0; n < N; n++)
+                r[n] = gelu_tanh_1(r[n]);
+        } else if (act == DIT_ACT_SILU) {
+#pragma omp simd
+            for (int n = 0; n < N; n++)
+                r[n] = silu_1(r[n]);
+        }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K,
-                bias ? 1.0f : 0.0f, out, N);
+}
+
+static void cpu_linear(const dit_backend *be, float *out, const float *in, const float *w,
+                       const float *bias, int M, int K, int N, dit_act act)
+{
+    // out (M, N) = act(in (M, K) . w (N, K)^T + bias (N))
+    cpu_set_blas_threads(be->n_threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K, 0.0f, out,
+                N);
+    if (!bias && act == DIT_ACT_NONE)
+        return;
+    /* one pass over the output adds the bias and applies the activation */
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        size_t lo, hi;
+        thread_range((size_t)M, &lo, &hi);
+        bias_act_rows(out + lo * (size_t)N, bias, hi - lo, N, act);
+    }
 }
 
 static size_t cpu_attention_scratch(const dit_backend *be, int B, int T, int H)
@@ -118,49 +157,51 @@ static void cpu_attention(const dit_backend *be, float *out, const float *qkv, i
     }
 }
 
+VECTOR_CLONES static void layernorm_modulate_row(float *o, const float *x, const float *shift,
+                                                 const float *scale, int D, float eps)
+{
+    double mean = 0.0, var = 0.0;
+#pragma omp simd reduction(+ : mean)
+    for (int i = 0; i < D; i++)
+        mean += x[i];
+    mean /= D;
+#pragma omp simd reduction(+ : var)
+    for (int i = 0; i < D; i++) {
+        double d = x[i] - mean;
+        var += d * d;
+    }
+    var /= D;
+    const float rstd = (float)(1.0 / sqrt(var + eps)), m = (float)mean;
+    if (shift && scale) {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            o[i] = (x[i] - m) * rstd * (1.0f + scale[i]) + shift[i];
+    } else {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            o[i] = (x[i] - m) * rstd;
+    }
+}
+
 static void cpu_layernorm_modulate(const dit_backend *be, float *out, const float *x,
                                    const float *shift, const float *scale, int stride, int B,
                                    int T, int D, float eps)
 {
-    // x, out (B, T, D); shift, scale: (B) vectors of D, `stride` apart
+    // x, out (B, T, D); shift, scale: (B) vectors of D, `stride` apart; both or neither
 #pragma omp parallel for num_threads(be->n_threads)
     for (int row = 0; row < B * T; row++) {
         int b = row / T;
-        const float *xr = x + (size_t)row * D;
-        float *o = out + (size_t)row * D;
-        double mean = 0.0, var = 0.0;
-        for (int i = 0; i < D; i++)
-            mean += xr[i];
-        mean /= D;
-        for (int i = 0; i < D; i++) {
-            double d = xr[i] - mean;
-            var += d * d;
-        }
-        var /= D;
-        float rstd = (float)(1.0 / sqrt(var + eps));
-        float m = (float)mean;
-        const float *sh = shift ? shift + (size_t)b * stride : NULL;
-        const float *sc = scale ? scale + (size_t)b * stride : NULL;
-        for (int i = 0; i < D; i++) {
-            float n = (xr[i] - m) * rstd;
-            if (sc)
-                n = n * (1.0f + sc[i]);
-            if (sh)
-                n += sh[i];
-            o[i] = n;
-        }
+        layernorm_modulate_row(out + (size_t)row * D, x + (size_t)row * D,
+                               shift ? shift + (size_t)b * stride : NULL,
+                               scale ? scale + (size_t)b * stride : NULL, D, eps);
     }
 }
 
-/* 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */
 VECTOR_CLONES static void gelu_tanh_span(float *x, size_t n)
 {
-    const float k2 = 2.0f * 0.7978845608028654f;
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = v / (1.0f + dit_expf(-k2 * (v + 0.044715f * v * v * v)));
-    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = gelu_tanh_1(x[i]);
 }
 
 static void cpu_gelu_tanh(const dit_backend *be, float *x, size_t n)
@@ -177,7 +218,7 @@ VECTOR_CLONES static void silu_span(float *out, const float *x, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++)
-        out[i] = x[i] / (1.0f + dit_expf(-x[i]));
+        out[i] = silu_1(x[i]);
 }
 
 static void cpu_silu(const dit_backend *be, float *out, const float *x, size_t n)
@@ -224,18 +265,27 @@ static void cpu_unpatchify(const dit_backend *be, float *out, const float *token
     }
 }
 
+VECTOR_CLONES static void gated_add_row(float *x, const float *y, const float *g, int D)
+{
+    if (g) {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            x[i] += g[i] * y[i];
+    } else {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            x[i] += y[i];
+    }
+}
+
 static void cpu_gated_add(const dit_backend *be, float *x, const float *y, const float *gate,
                           int stride, int B, int T, int D)
 {
     // x, y (B, T, D); gate: (B) vectors of D, `stride` apart
 #pragma omp parallel for num_threads(be->n_threads)
-    for (int row = 0; row < B * T; row++) {
-        const float *g = gate ? gate + (size_t)(row / T) * stride : NULL;
-        float *xr = x + (size_t)row * D;
-        const float *yr = y + (size_t)row * D;
-        for (int i = 0; i < D; i++)
-            xr[i] += g ? g[i] * yr[i] : yr[i];
-    }
+    for (int row = 0; row < B * T; row++)
+        gated_add_row(x + (size_t)row * D, y + (size_t)row * D,
+                      gate ? gate + (size_t)(row / T) * stride : NULL, D);
 }
 
 static void cpu_add_rows(const dit_backend *be, float *x, const float *pos, int B, int T, int D)

@@ -17,13 +17,16 @@
  * "stride" arguments are the distance in floats between consecutive batch
  * rows of a per-sample vector (adaLN chunks live inside one (B, 6D) row). */
 typedef struct dit_backend dit_backend;
+
+/* Activation fused into a linear op's epilogue (cuBLASLt has the same). */
+typedef enum { DIT_ACT_NONE = 0, DIT_ACT_GELU_TANH, DIT_ACT_SILU } dit_act;
 struct dit_backend {
     const char *name;
     int n_threads;
 
-    /* out (M, N) = in (M, K) . w (N, K)^T + bias (N); bias may be NULL */
+    /* out (M, N) = act(in (M, K) . w (N, K)^T + bias (N)); bias may be NULL */
     void (*linear)(const dit_backend *be, float *out, const float *in, const float *w,
-                   const float *bias, int M, int K, int N);
+                   const float *bias, int M, int K, int N, dit_act act);
     /* out (B, T, H*hd) = softmax(Q K^T / sqrt(hd)) V per head,
      * qkv (B, T, 3, H, hd); scratch: attention_scratch floats */
     void (*attention)(const dit_backend *be, float *out, const float *qkv, int B, int T,

@@ -19,10 +19,10 @@
 
 /* DIT_PROFILE=1 in the environment: per-op wall time of each forward on
  * stderr, to see where a forward goes. Off: one branch per op. */
-enum { P_EMBED, P_COND, P_ADALN, P_NORM, P_QKV, P_ATTN, P_PROJ, P_FC1, P_GELU, P_FC2, P_RESID,
+enum { P_EMBED, P_COND, P_ADALN, P_NORM, P_QKV, P_ATTN, P_PROJ, P_FC1, P_FC2, P_RESID,
        P_FINAL, P_COUNT };
 static const char *const prof_names[P_COUNT] = {"patch+pos", "t/y embed", "adaLN", "layernorm",
-                                                "qkv", "attention", "proj", "fc1", "gelu", "fc2",
+                                                "qkv", "attention", "proj", "fc1+gelu", "fc2",
                                                 "gated add", "final"};
 typedef struct {
     bool on;
@@ -125,9 +125,8 @@ static void conditioning(const dit_backend *be, const dit_config *c,
 {
     const int D = c->hidden_size;
     be->timestep_embedding(be, a->tfreq, t, B, c->freq_dim, c->freq_shift);
-    be->linear(be, a->thid, a->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D);
-    be->silu(be, a->thid, a->thid, (size_t)B * D);
-    be->linear(be, a->c, a->thid, e->t_mlp2_w, e->t_mlp2_b, B, D, D);
+    be->linear(be, a->thid, a->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D, DIT_ACT_SILU);
+    be->linear(be, a->c, a->thid, e->t_mlp2_w, e->t_mlp2_b, B, D, D, DIT_ACT_NONE);
     be->add_embedding(be, a->c, a->c, e->y_table, y, B, D);
     be->silu(be, a->csilu, a->c, (size_t)B * D);
 }
@@ -216,7 +215,7 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
     // tokens (B, T, D) = patch embed + position embed
     TIMED(P, P_EMBED, {
         be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
-        be->linear(be, a.x, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D);
+        be->linear(be, a.x, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D, DIT_ACT_NONE);
         be->add_rows(be, a.x, pos, B, T, D);
     });
 
@@ -228,25 +227,25 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
             have = blk->emb;
         }
         // mod (B, 6D): shift_msa | scale_msa | gate_msa | shift_mlp | scale_mlp | gate_mlp
-        TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, 6 * D));
+        TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, 6 * D, DIT_ACT_NONE));
         float *shift_msa = a.mod, *scale_msa = a.mod + D, *gate_msa = a.mod + 2 * D;
         float *shift_mlp = a.mod + 3 * D, *scale_mlp = a.mod + 4 * D, *gate_mlp = a.mod + 5 * D;
 
         TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift_msa, scale_msa, 6 * D, B, T,
                                                 D, c->norm1_eps));
         // qkv (B, T, 3, H, hd)
-        TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BT, D, 3 * D));
+        TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BT, D, 3 * D, DIT_ACT_NONE));
         TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, T, c->num_heads, D / c->num_heads,
                                        a.scratch));
-        TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BT, D, D));
+        TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BT, D, D, DIT_ACT_NONE));
         TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate_msa, 6 * D, B, T, D));
 
         TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift_mlp, scale_mlp, 6 * D, B, T,
                                                 D, c->norm2_eps));
         // mlp (B, T, Dm)
-        TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BT, D, Dm));
-        TIMED(P, P_GELU, be->gelu_tanh(be, a.mlp, (size_t)BT * Dm));
-        TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BT, Dm, D));
+        TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BT, D, Dm,
+                                   DIT_ACT_GELU_TANH)); // GELU fused
+        TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BT, Dm, D, DIT_ACT_NONE));
         TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate_mlp, 6 * D, B, T, D));
     }
 
@@ -254,11 +253,11 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
     TIMED(P, P_FINAL, {
         if (model->blocks[0].emb != have)
             conditioning(be, c, model->blocks[0].emb, B, t, y, &a);
-        be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D);
+        be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D, DIT_ACT_NONE);
         be->layernorm_modulate(be, a.h, a.x, a.mod, a.mod + D, 2 * D, B, T, D,
                                c->norm_final_eps);
         // fin (B, T, p*p*Cout)
-        be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out);
+        be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out, DIT_ACT_NONE);
         be->unpatchify(be, out, a.fin, B, c->out_channels, H, W, p);
     });
     if (pr.on)

@@ -3,6 +3,7 @@
  * naive double-precision loops written from the definition otherwise
  * (linear, conv-as-patchify, unpatchify, modulate, gated add). */
 #include "common.h"
+#include "fastmath.h"
 
 #include <glib.h>
 #include <math.h>
@@ -135,21 +136,49 @@ static void test_linear(const dit_backend *be)
     const int M = 37, K = 19, N = 23; /* odd sizes on purpose */
     float *in = randn((size_t)M * K, 1), *w = randn((size_t)N * K, 1), *b = randn(N, 1);
     float *out = malloc((size_t)M * N * sizeof *out), *ref = malloc((size_t)M * N * sizeof *ref);
-    for (int with_bias = 0; with_bias < 2; with_bias++) {
+    static const struct {
+        const char *label;
+        bool bias;
+        dit_act act;
+    } variants[] = {
+        {"linear (37x19x23)", false, DIT_ACT_NONE},
+        {"linear + bias", true, DIT_ACT_NONE},
+        {"linear + bias + gelu(tanh) epilogue", true, DIT_ACT_GELU_TANH},
+        {"linear + silu epilogue", false, DIT_ACT_SILU},
+    };
+    for (size_t v = 0; v < G_N_ELEMENTS(variants); v++) {
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
-                double s = with_bias ? b[n] : 0;
+                double s = variants[v].bias ? b[n] : 0;
                 for (int k = 0; k < K; k++)
                     s += (double)in[m * K + k] * w[n * K + k];
+                if (variants[v].act == DIT_ACT_GELU_TANH)
+                    s = 0.5 * s * (1 + tanh(sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
+                else if (variants[v].act == DIT_ACT_SILU)
+                    s = s / (1 + exp(-s));
                 ref[m * N + n] = (float)s;
             }
         memset(out, 0x7f, (size_t)M * N * sizeof *out); /* garbage must be overwritten */
-        be->linear(be, out, in, w, with_bias ? b : NULL, M, K, N);
-        CHECK(compare_rel(with_bias ? "linear + bias (37x19x23)" : "linear (37x19x23)", out, ref,
-                          (size_t)M * N, 1e-5),
-              "linear");
+        be->linear(be, out, in, w, variants[v].bias ? b : NULL, M, K, N, variants[v].act);
+        CHECK(compare_rel(variants[v].label, out, ref, (size_t)M * N, 1e-5), "%s",
+              variants[v].label);
     }
     free(in), free(w), free(b), free(out), free(ref);
+}
+
+/* dit_expf against exp in double over the whole clamped range */
+static void test_expf(void)
+{
+    double worst = 0, at = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 2000000.0f;
+        double rel = fabs(dit_expf(x) - exp((double)x)) / exp((double)x);
+        if (rel > worst)
+            worst = rel, at = x;
+    }
+    printf("dit_expf max relative error %.2e at x = %.4f\n", worst, at);
+    CHECK(worst < 3e-7, "dit_expf relative error %.2e", worst);
+    CHECK(isfinite(dit_expf(1000.0f)) && dit_expf(-1000.0f) >= 0.0f, "dit_expf clamps");
 }
 
 /* patchify then linear must equal a stride-p convolution (the official
@@ -161,7 +190,7 @@ static void test_patch_embed(const dit_backend *be)
     float *tok = malloc((size_t)B * T * C * p * p * sizeof *tok);
     float *out = malloc((size_t)B * T * D * sizeof *out), *ref = malloc((size_t)B * T * D * sizeof *ref);
     be->patchify(be, tok, x, B, C, H, W, p);
-    be->linear(be, out, tok, w, NULL, B * T, C * p * p, D);
+    be->linear(be, out, tok, w, NULL, B * T, C * p * p, D, DIT_ACT_NONE);
     for (int b = 0; b < B; b++)
         for (int gy = 0; gy < gh; gy++)
             for (int gx = 0; gx < gw; gx++)
@@ -257,6 +286,7 @@ int main(void)
     const dit_backend *be = &ctx->cpu;
     test_against_pytorch(ctx, be);
     test_linear(be);
+    test_expf();
     test_patch_embed(be);
     test_unpatchify(be);
     test_modulate_and_gate(be);
