@@ -83,10 +83,44 @@ VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M
     }
 }
 
+/* out (M, N) = in (M, K) . w[n0:n1] (N, K)^T for a few rows M: each
+ * weight row is read once and dotted with every input row. */
+VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const float *w, int M,
+                                          int K, int N, int n0, int n1)
+{
+    for (int n = n0; n < n1; n++) {
+        const float *wr = w + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const float *x = in + (size_t)m * K;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int k = 0; k < K; k++)
+                acc += x[k] * wr[k];
+            out[(size_t)m * N + n] = acc;
+        }
+    }
+}
+
+/* Below this many rows a linear is a matrix-vector product bound by reading
+ * the weights once (adaLN and the t-MLP at small batch); sgemm would also
+ * pack the whole weight matrix first. */
+#define FEW_ROWS 4
+
 static void cpu_linear(const dit_backend *be, float *out, const float *in, const float *w,
                        const float *bias, int M, int K, int N, dit_act act)
 {
     // out (M, N) = act(in (M, K) . w (N, K)^T + bias (N))
+    if (M <= FEW_ROWS) {
+#pragma omp parallel num_threads(be->n_threads)
+        {
+            size_t lo, hi;
+            thread_range((size_t)N, &lo, &hi);
+            few_rows_matmul(out, in, w, M, K, N, (int)lo, (int)hi);
+        }
+        if (bias || act != DIT_ACT_NONE)
+            bias_act_rows(out, bias, (size_t)M, N, act);
+        return;
+    }
     cpu_set_blas_threads(be->n_threads);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K, 0.0f, out,
                 N);

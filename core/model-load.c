@@ -238,18 +238,23 @@ static dit_status config_from_metadata(dit_ctx *ctx, const st_file *f, config_gi
  * take the block index as %d. */
 typedef struct {
     const char *x_embed, *t_mlp0, *t_mlp2, *y_table, *final_ada, *final_linear;
-    const char *block_prefix;
+    const char *block_prefix; /* block-local names follow "<prefix>N." */
+    const char *ada, *qkv, *proj, *fc1, *fc2;
 } naming_table;
 
+/* The diffusers names follow diffusers' scripts/convert_dit_to_diffusers.py. */
 static const naming_table namings[2] = {
     [DIT_NAMING_OFFICIAL] = {"x_embedder.proj", "t_embedder.mlp.0", "t_embedder.mlp.2",
                              "y_embedder.embedding_table", "final_layer.adaLN_modulation.1",
-                             "final_layer.linear", "blocks."},
-    /* diffusers keeps an embedder in every block: blocks.N.norm1.emb.* */
+                             "final_layer.linear", "blocks.", "adaLN_modulation.1", "attn.qkv",
+                             "attn.proj", "mlp.fc1", "mlp.fc2"},
+    /* diffusers keeps an embedder in every block (norm1.emb.*) and splits
+     * qkv into attn1.to_q / to_k / to_v */
     [DIT_NAMING_DIFFUSERS] = {"pos_embed.proj", "norm1.emb.timestep_embedder.linear_1",
                               "norm1.emb.timestep_embedder.linear_2",
                               "norm1.emb.class_embedder.embedding_table", "proj_out_1",
-                              "proj_out_2", "transformer_blocks."},
+                              "proj_out_2", "transformer_blocks.", "norm1.linear", NULL,
+                              "attn1.to_out.0", "ff.net.0.proj", "ff.net.2"},
 };
 
 static const st_tensor *find_fmt(const st_file *f, const char *fmt, ...)
@@ -502,13 +507,13 @@ static void want(layout *L, float *dst, bool optional, int ndim, const int64_t *
     L->n++;
 }
 
-/* weight (rows, cols) + bias (rows) under `prefix`.weight / .bias */
+/* weight (rows, cols) + bias (rows) named <prefix><name>.weight / .bias */
 static void want_linear(layout *L, float *w, float *b, int64_t rows, int64_t cols,
-                        const char *prefix)
+                        const char *prefix, const char *name)
 {
     int64_t ws[2] = {rows, cols}, bs[1] = {rows};
-    want(L, w, false, 2, ws, "%s.weight", prefix);
-    want(L, b, false, 1, bs, "%s.bias", prefix);
+    want(L, w, false, 2, ws, "%s%s.weight", prefix, name);
+    want(L, b, false, 1, bs, "%s%s.bias", prefix, name);
 }
 
 static void layout_embedder(layout *L, const dit_config *c, dit_embedder_weights *e,
@@ -520,11 +525,8 @@ static void layout_embedder(layout *L, const dit_config *c, dit_embedder_weights
     e->t_mlp2_w = take(L, (size_t)(D * D));
     e->t_mlp2_b = take(L, (size_t)D);
     e->y_table = take(L, (size_t)((c->num_classes + 1) * D));
-    char p[192];
-    snprintf(p, sizeof p, "%s%s", prefix, nt->t_mlp0);
-    want_linear(L, e->t_mlp0_w, e->t_mlp0_b, D, c->freq_dim, p);
-    snprintf(p, sizeof p, "%s%s", prefix, nt->t_mlp2);
-    want_linear(L, e->t_mlp2_w, e->t_mlp2_b, D, D, p);
+    want_linear(L, e->t_mlp0_w, e->t_mlp0_b, D, c->freq_dim, prefix, nt->t_mlp0);
+    want_linear(L, e->t_mlp2_w, e->t_mlp2_b, D, D, prefix, nt->t_mlp2);
     int64_t ys[2] = {c->num_classes + 1, D};
     want(L, e->y_table, false, 2, ys, "%s%s.weight", prefix, nt->y_table);
 }
@@ -538,7 +540,6 @@ static void layout_model(layout *L, dit_model *m)
     const int64_t D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
     const int64_t P_out = p * p * c->out_channels;
     const int64_t T0 = (c->sample_size / p) * (c->sample_size / p);
-    char name[192];
 
     m->x_embed_w = take(L, (size_t)(D * c->in_channels * p * p));
     m->x_embed_b = take(L, (size_t)D);
@@ -571,41 +572,25 @@ static void layout_model(layout *L, dit_model *m)
         b->fc1_b = take(L, (size_t)Dm);
         b->fc2_w = take(L, (size_t)(D * Dm));
         b->fc2_b = take(L, (size_t)D);
-        if (diffusers) {
-            snprintf(name, sizeof name, "%snorm1.linear", pre);
-            want_linear(L, b->ada_w, b->ada_b, 6 * D, D, name);
-            /* to_q, to_k, to_v stack into the rows of the official qkv */
-            static const char *const qkv[3] = {"to_q", "to_k", "to_v"};
-            for (int j = 0; j < 3; j++) {
-                snprintf(name, sizeof name, "%sattn1.%s", pre, qkv[j]);
+        want_linear(L, b->ada_w, b->ada_b, 6 * D, D, pre, nt->ada);
+        if (diffusers) { /* to_q, to_k, to_v stack into the rows of qkv */
+            static const char *const qkv[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
+            for (int j = 0; j < 3; j++)
                 want_linear(L, b->qkv_w ? b->qkv_w + j * D * D : NULL,
-                            b->qkv_b ? b->qkv_b + j * D : NULL, D, D, name);
-            }
-            snprintf(name, sizeof name, "%sattn1.to_out.0", pre);
-            want_linear(L, b->proj_w, b->proj_b, D, D, name);
-            snprintf(name, sizeof name, "%sff.net.0.proj", pre);
-            want_linear(L, b->fc1_w, b->fc1_b, Dm, D, name);
-            snprintf(name, sizeof name, "%sff.net.2", pre);
-            want_linear(L, b->fc2_w, b->fc2_b, D, Dm, name);
+                            b->qkv_b ? b->qkv_b + j * D : NULL, D, D, pre, qkv[j]);
         } else {
-            snprintf(name, sizeof name, "%sadaLN_modulation.1", pre);
-            want_linear(L, b->ada_w, b->ada_b, 6 * D, D, name);
-            snprintf(name, sizeof name, "%sattn.qkv", pre);
-            want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, name);
-            snprintf(name, sizeof name, "%sattn.proj", pre);
-            want_linear(L, b->proj_w, b->proj_b, D, D, name);
-            snprintf(name, sizeof name, "%smlp.fc1", pre);
-            want_linear(L, b->fc1_w, b->fc1_b, Dm, D, name);
-            snprintf(name, sizeof name, "%smlp.fc2", pre);
-            want_linear(L, b->fc2_w, b->fc2_b, D, Dm, name);
+            want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, pre, nt->qkv);
         }
+        want_linear(L, b->proj_w, b->proj_b, D, D, pre, nt->proj);
+        want_linear(L, b->fc1_w, b->fc1_b, Dm, D, pre, nt->fc1);
+        want_linear(L, b->fc2_w, b->fc2_b, D, Dm, pre, nt->fc2);
     }
     m->final_ada_w = take(L, (size_t)(2 * D * D));
     m->final_ada_b = take(L, (size_t)(2 * D));
     m->final_w = take(L, (size_t)(P_out * D));
     m->final_b = take(L, (size_t)P_out);
-    want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, nt->final_ada);
-    want_linear(L, m->final_w, m->final_b, P_out, D, nt->final_linear);
+    want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, "", nt->final_ada);
+    want_linear(L, m->final_w, m->final_b, P_out, D, "", nt->final_linear);
 }
 
 /* Tensors a checkpoint may carry that we know and do not need. */
