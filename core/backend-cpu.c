@@ -60,6 +60,38 @@ static float silu_1(float v)
     return v / (1.0f + dit_expf(-v));
 }
 
+static float relu_1(float v)
+{
+    return v > 0.0f ? v : 0.0f;
+}
+
+/* x (n) = act(x + add) in place, add a scalar; the shared epilogue */
+VECTOR_CLONES static void add_scalar_act(float *x, size_t n, float add, dit_act act)
+{
+    switch (act) {
+    case DIT_ACT_NONE:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            x[i] += add;
+        break;
+    case DIT_ACT_GELU_TANH:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            x[i] = gelu_tanh_1(x[i] + add);
+        break;
+    case DIT_ACT_SILU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            x[i] = silu_1(x[i] + add);
+        break;
+    case DIT_ACT_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            x[i] = relu_1(x[i] + add);
+        break;
+    }
+}
+
 /* rows (M, N) += bias (N), then act, in place; bias may be NULL */
 VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M, int N,
                                         dit_act act)
@@ -71,15 +103,8 @@ VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M
             for (int n = 0; n < N; n++)
                 r[n] += bias[n];
         }
-        if (act == DIT_ACT_GELU_TANH) {
-#pragma omp simd
-            for (int n = 0; n < N; n++)
-                r[n] = gelu_tanh_1(r[n]);
-        } else if (act == DIT_ACT_SILU) {
-#pragma omp simd
-            for (int n = 0; n < N; n++)
-                r[n] = silu_1(r[n]);
-        }
+        if (act != DIT_ACT_NONE)
+            add_scalar_act(r, (size_t)N, 0.0f, act);
     }
 }
 
@@ -385,6 +410,221 @@ static void cpu_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw, 
         }
 }
 
+/* ---- image ops ------------------------------------------------------------ */
+
+/* im2col of output rows [oy0, oy0 + rows): col (Cin*k*k, rows*Wo), row index
+ * (c, ky, kx) to match the weight layout (Cout, Cin, k, k). */
+static void im2col_band(const dit_backend *be, float *col, const float *in,
+                        const dit_conv_desc *d, int oy0, int rows)
+{
+    // in (Cin, H, W) of one sample; read as (Cin, Hv, Wv), Hv = 2H with up2
+    const int k = d->k, Wo = d->Wo, np = rows * Wo;
+    const int Hv = d->up2 ? 2 * d->H : d->H, Wv = d->up2 ? 2 * d->W : d->W;
+    const int shift = d->up2 ? 1 : 0;
+#pragma omp parallel for num_threads(be->n_threads) schedule(static)
+    for (int r = 0; r < d->Cin * k * k; r++) {
+        const int c = r / (k * k), ky = (r / k) % k, kx = r % k;
+        const float *src = in + (size_t)c * d->H * d->W;
+        float *dst = col + (size_t)r * np;
+        for (int oy = oy0; oy < oy0 + rows; oy++) {
+            const int iy = oy * d->stride - d->pad_top + ky;
+            float *drow = dst + (size_t)(oy - oy0) * Wo;
+            if (iy < 0 || iy >= Hv) {
+                memset(drow, 0, (size_t)Wo * sizeof(float));
+                continue;
+            }
+            const float *srow = src + (size_t)(iy >> shift) * d->W;
+            for (int ox = 0; ox < Wo; ox++) {
+                const int ix = ox * d->stride - d->pad_left + kx;
+                drow[ox] = ix >= 0 && ix < Wv ? srow[ix >> shift] : 0.0f;
+            }
+        }
+    }
+}
+
+/* Floats of im2col scratch: enough output rows per band to give sgemm a
+ * wide N while keeping the band near 16 MiB. */
+#define CONV_BAND_FLOATS (4u << 20)
+
+static int conv_band_rows(const dit_conv_desc *d)
+{
+    size_t per_row = (size_t)d->Cin * d->k * d->k * d->Wo;
+    size_t rows = per_row ? CONV_BAND_FLOATS / per_row : 1;
+    rows = rows < 1 ? 1 : rows;
+    return rows > (size_t)d->Ho ? d->Ho : (int)rows;
+}
+
+static bool conv_is_pointwise(const dit_conv_desc *d)
+{
+    return d->k == 1 && d->stride == 1 && d->pad_top == 0 && d->pad_left == 0 && !d->up2 &&
+           d->Ho == d->H && d->Wo == d->W;
+}
+
+static size_t cpu_conv2d_scratch(const dit_backend *be, const dit_conv_desc *d)
+{
+    (void)be;
+    if (conv_is_pointwise(d))
+        return 0;
+    return (size_t)d->Cin * d->k * d->k * d->Wo * conv_band_rows(d);
+}
+
+static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const float *w,
+                       const float *bias, const dit_conv_desc *d, dit_act act, float *scratch)
+{
+    // out (B, Cout, Ho, Wo) = act(w (Cout, Cin*k*k) . im2col(in) + bias (Cout))
+    cpu_set_blas_threads(be->n_threads);
+    const int K = d->Cin * d->k * d->k, HWo = d->Ho * d->Wo;
+    for (int b = 0; b < d->B; b++) {
+        const float *src = in + (size_t)b * d->Cin * d->H * d->W;
+        float *dst = out + (size_t)b * d->Cout * HWo;
+        if (conv_is_pointwise(d)) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, HWo, K, 1.0f, w, K,
+                        src, HWo, 0.0f, dst, HWo);
+        } else {
+            const int band = conv_band_rows(d);
+            for (int oy = 0; oy < d->Ho; oy += band) {
+                const int rows = oy + band <= d->Ho ? band : d->Ho - oy;
+                const int np = rows * d->Wo;
+                im2col_band(be, scratch, src, d, oy, rows);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, np, K, 1.0f, w,
+                            K, scratch, np, 0.0f, dst + (size_t)oy * d->Wo, HWo);
+            }
+        }
+        if (bias || act != DIT_ACT_NONE) {
+#pragma omp parallel for num_threads(be->n_threads)
+            for (int co = 0; co < d->Cout; co++)
+                add_scalar_act(dst + (size_t)co * HWo, (size_t)HWo, bias ? bias[co] : 0.0f, act);
+        }
+    }
+}
+
+VECTOR_CLONES static void group_stats(const float *x, size_t n, double *mean, double *rstd,
+                                      float eps)
+{
+    double s = 0.0, v = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (size_t i = 0; i < n; i++)
+        s += x[i];
+    const double m = s / (double)n;
+#pragma omp simd reduction(+ : v)
+    for (size_t i = 0; i < n; i++) {
+        double dlt = x[i] - m;
+        v += dlt * dlt;
+    }
+    *mean = m;
+    *rstd = 1.0 / sqrt(v / (double)n + eps);
+}
+
+VECTOR_CLONES static void scale_shift_act(float *out, const float *in, size_t n, float a, float b,
+                                          dit_act act)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] * a + b;
+    if (act != DIT_ACT_NONE)
+        add_scalar_act(out, n, 0.0f, act);
+}
+
+static void cpu_group_norm(const dit_backend *be, float *out, const float *in,
+                           const float *gamma, const float *beta, int B, int C, int HW,
+                           int groups, float eps, dit_act act)
+{
+    // in, out (B, C, HW); the channels of a group are contiguous in NCHW
+    const int cpg = C / groups;
+#pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
+    for (int bg = 0; bg < B * groups; bg++) {
+        const size_t off = (size_t)bg * cpg * HW; /* (b, g) block start */
+        double mean, rstd;
+        group_stats(in + off, (size_t)cpg * HW, &mean, &rstd, eps);
+        for (int j = 0; j < cpg; j++) {
+            const int c = (bg % groups) * cpg + j;
+            const float a = (float)rstd * gamma[c];
+            const float sh = beta[c] - (float)mean * a;
+            scale_shift_act(out + off + (size_t)j * HW, in + off + (size_t)j * HW, (size_t)HW, a,
+                            sh, act);
+        }
+    }
+}
+
+/* Query rows per chunk so that the (rows, N) score block stays near 16 MiB. */
+static int spatial_chunk_rows(int N)
+{
+    size_t rows = N ? CONV_BAND_FLOATS / (size_t)N : 1;
+    rows = rows < 1 ? 1 : rows;
+    return rows > (size_t)N ? N : (int)rows;
+}
+
+static size_t cpu_spatial_attention_scratch(const dit_backend *be, int N)
+{
+    (void)be;
+    return (size_t)spatial_chunk_rows(N) * N;
+}
+
+static void cpu_spatial_attention(const dit_backend *be, float *out, const float *q,
+                                  const float *k, const float *v, int B, int C, int N,
+                                  float *scratch)
+{
+    // q, k, v, out (B, C, N): single head over the N = H*W positions
+    cpu_set_blas_threads(be->n_threads);
+    const float scale = 1.0f / sqrtf((float)C);
+    const int chunk = spatial_chunk_rows(N);
+    for (int b = 0; b < B; b++) {
+        const size_t off = (size_t)b * C * N;
+        for (int r0 = 0; r0 < N; r0 += chunk) {
+            const int rows = r0 + chunk <= N ? chunk : N - r0;
+            // scores (rows, N) = scale * Q[:, r0:r0+rows]^T (rows, C) . K (C, N)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, N, C, scale, q + off + r0,
+                        N, k + off, N, 0.0f, scratch, N);
+#pragma omp parallel num_threads(be->n_threads)
+            {
+                size_t lo, hi;
+                thread_range((size_t)rows, &lo, &hi);
+                softmax_rows(scratch + lo * (size_t)N, (int)(hi - lo), N);
+            }
+            // out[:, r0:r0+rows] (C, rows) = V (C, N) . scores^T (N, rows)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, rows, N, 1.0f, v + off, N,
+                        scratch, N, 0.0f, out + off + r0, N);
+        }
+    }
+}
+
+VECTOR_CLONES static void add_act_span(float *x, const float *y, size_t n, dit_act act)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+    if (act != DIT_ACT_NONE)
+        add_scalar_act(x, n, 0.0f, act);
+}
+
+static void cpu_add_act(const dit_backend *be, float *x, const float *y, size_t n, dit_act act)
+{
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        size_t lo, hi;
+        thread_range(n, &lo, &hi);
+        add_act_span(x + lo, y + lo, hi - lo, act);
+    }
+}
+
+static void cpu_affine(const dit_backend *be, float *out, const float *in, size_t n, float a,
+                       float b)
+{
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        size_t lo, hi;
+        thread_range(n, &lo, &hi);
+        scale_shift_act(out + lo, in + lo, hi - lo, a, b, DIT_ACT_NONE);
+    }
+}
+
+static void cpu_tanh_clamp(const dit_backend *be, float *out, const float *in, size_t n, float m)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t i = 0; i < n; i++)
+        out[i] = m * tanhf(in[i] / m);
+}
+
 static const dit_backend cpu_backend = {
     .name = "cpu",
     .n_threads = 1,
@@ -401,6 +641,14 @@ static const dit_backend cpu_backend = {
     .add_embedding = cpu_add_embedding,
     .timestep_embedding = cpu_timestep_embedding,
     .pos_embed_2d = cpu_pos_embed_2d,
+    .conv2d = cpu_conv2d,
+    .conv2d_scratch = cpu_conv2d_scratch,
+    .group_norm = cpu_group_norm,
+    .spatial_attention = cpu_spatial_attention,
+    .spatial_attention_scratch = cpu_spatial_attention_scratch,
+    .add_act = cpu_add_act,
+    .affine = cpu_affine,
+    .tanh_clamp = cpu_tanh_clamp,
 };
 
 const dit_backend *dit_backend_cpu(void)

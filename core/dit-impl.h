@@ -19,7 +19,19 @@
 typedef struct dit_backend dit_backend;
 
 /* Activation fused into a linear op's epilogue (cuBLASLt has the same). */
-typedef enum { DIT_ACT_NONE = 0, DIT_ACT_GELU_TANH, DIT_ACT_SILU } dit_act;
+typedef enum { DIT_ACT_NONE = 0, DIT_ACT_GELU_TANH, DIT_ACT_SILU, DIT_ACT_RELU } dit_act;
+
+/* A 2-D convolution: in (B, Cin, H, W) -> out (B, Cout, Ho, Wo), weight
+ * (Cout, Cin, k, k). With up2 the input is read as its nearest-neighbour 2x
+ * upsampling (2H x 2W) without materialising it. Padding is given for top and
+ * left; bottom and right follow from Ho, Wo (asymmetric pads allowed: the
+ * VAE downsampler pads (0, 1, 0, 1)). */
+typedef struct {
+    int B, Cin, H, W;
+    int Cout, k, stride, pad_top, pad_left;
+    int Ho, Wo;
+    bool up2;
+} dit_conv_desc;
 struct dit_backend {
     const char *name;
     int n_threads;
@@ -63,6 +75,29 @@ struct dit_backend {
      * position = index * base / grid / interp (diffusers' interpolation) */
     void (*pos_embed_2d)(const dit_backend *be, float *out, int gh, int gw, int D,
                          float base_h, float base_w, float interp);
+
+    /* ---- image ops (VAE) ---- */
+    /* out = act(conv(in) + bias); bias may be NULL; scratch: conv2d_scratch floats */
+    void (*conv2d)(const dit_backend *be, float *out, const float *in, const float *w,
+                   const float *bias, const dit_conv_desc *d, dit_act act, float *scratch);
+    size_t (*conv2d_scratch)(const dit_backend *be, const dit_conv_desc *d);
+    /* out (B, C, HW) = act(GroupNorm(in) * gamma (C) + beta (C)); out may equal in */
+    void (*group_norm)(const dit_backend *be, float *out, const float *in, const float *gamma,
+                       const float *beta, int B, int C, int HW, int groups, float eps,
+                       dit_act act);
+    /* out (C, N) = V (C, N) . softmax(Q^T K / sqrt(C))^T for each of B
+     * samples; q, k, v channel-first as in NCHW; scratch: spatial_attention_scratch */
+    void (*spatial_attention)(const dit_backend *be, float *out, const float *q,
+                              const float *k, const float *v, int B, int C, int N,
+                              float *scratch);
+    size_t (*spatial_attention_scratch)(const dit_backend *be, int N);
+    /* x (n) = act(x + y) */
+    void (*add_act)(const dit_backend *be, float *x, const float *y, size_t n, dit_act act);
+    /* out (n) = a * in + b; out may equal in */
+    void (*affine)(const dit_backend *be, float *out, const float *in, size_t n, float a,
+                   float b);
+    /* out (n) = m * tanh(in / m): TAESD's soft latent clamp */
+    void (*tanh_clamp)(const dit_backend *be, float *out, const float *in, size_t n, float m);
 };
 
 const dit_backend *dit_backend_cpu(void);

@@ -109,6 +109,65 @@ DIT_API dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int b
 DIT_API double dit_model_forward_flops(const dit_config *cfg, int batch, int height,
                                        int width);
 
+/* ---- VAE ------------------------------------------------------------------
+ * Images cross this API as (B, 3, H, W) floats in [-1, 1]; latents as
+ * (B, latent_channels, H / f, W / f) with f = dit_vae_info().downscale.
+ * encode/decode work on raw latents, as diffusers' encode()/decode() do: the
+ * caller applies (z - shift_factor) * scaling_factor for the DiT and undoes
+ * it before decoding. */
+typedef struct dit_vae dit_vae;
+
+typedef enum {
+    DIT_VAE_KL = 0,   /* AutoencoderKL (Stable Diffusion VAE) */
+    DIT_VAE_TINY = 1, /* AutoencoderTiny (TAESD) */
+} dit_vae_kind;
+
+typedef enum {
+    DIT_VAE_NAMING_DIFFUSERS = 0,     /* encoder.down_blocks.N.resnets.M... */
+    DIT_VAE_NAMING_DIFFUSERS_OLD = 1, /* attention as query/key/value/proj_attn */
+    DIT_VAE_NAMING_LDM = 2,           /* Stable Diffusion: first_stage_model.encoder.down.N.block.M */
+    DIT_VAE_NAMING_TAESD = 3,         /* original taesd: encoder.N / decoder.N Sequential indices */
+} dit_vae_naming;
+
+typedef struct {
+    dit_vae_kind kind;
+    dit_vae_naming naming;
+    int in_channels, out_channels, latent_channels;
+    int downscale;          /* image pixels per latent pixel, per side */
+    int n_levels;           /* len(block_out_channels) */
+    int block_out[8];       /* block_out_channels */
+    int layers_per_block;
+    int norm_groups;
+    float scaling_factor;   /* 0.18215 for the SD VAE, 1 for TAESD */
+    float shift_factor;     /* 0 when the config has none */
+    int mid_attention;      /* mid blocks carry self-attention */
+    int use_quant_conv, use_post_quant_conv;
+    int tiny_enc_blocks[8], tiny_dec_blocks[8]; /* TAESD blocks per level */
+} dit_vae_info;
+
+/* Load from a diffusers folder (config.json + diffusion_pytorch_model.safetensors,
+ * or a pipeline folder with vae/), or one .safetensors (diffusers, LDM or
+ * taesd naming; config then from __metadata__ or inferred). */
+DIT_API dit_status dit_vae_load(dit_ctx *ctx, const char *path, dit_vae **out);
+DIT_API void dit_vae_free(dit_vae *vae);
+DIT_API const dit_vae_info *dit_vae_get_info(const dit_vae *vae);
+DIT_API size_t dit_vae_param_count(const dit_vae *vae);
+
+/* Tiled encode/decode as diffusers' enable_tiling(): tiles of tile_sample
+ * image pixels overlapping by `overlap` (0.25 in diffusers), blended
+ * linearly. tile_sample 0 turns tiling off (the default). Tiling applies
+ * only when the input is larger than one tile. */
+DIT_API dit_status dit_vae_set_tiling(dit_ctx *ctx, dit_vae *vae, int tile_sample, float overlap);
+
+/*   image (B, in_channels, H, W) in [-1, 1], H and W multiples of downscale
+ *   mean, logvar (B, latent_channels, H/f, W/f); logvar may be NULL and is
+ *   all zeros for TAESD, which has no posterior variance */
+DIT_API dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *vae, int batch, int height,
+                                  int width, const float *image, float *mean, float *logvar);
+/*   latent (B, latent_channels, h, w) -> image (B, out_channels, h*f, w*f) */
+DIT_API dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *vae, int batch, int height,
+                                  int width, const float *latent, float *image);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 /* DiT loading: find the files, resolve the config (config.json, then
  * __metadata__, then tensor shapes), translate diffusers names to the
  * official layout, and copy every weight into one f32 parameter block. */
-#include "safetensors.h"
+#include "weights.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -20,70 +20,6 @@
 const char *dit_naming_name(dit_naming naming)
 {
     return naming == DIT_NAMING_OFFICIAL ? "official" : "diffusers";
-}
-
-/* ---- files --------------------------------------------------------------- */
-
-typedef struct {
-    char *weights; /* .safetensors */
-    char *config;  /* config.json or NULL */
-} model_files;
-
-static void model_files_clear(model_files *f)
-{
-    g_free(f->weights);
-    g_free(f->config);
-}
-
-static dit_status find_model_files(dit_ctx *ctx, const char *path, model_files *out)
-{
-    memset(out, 0, sizeof *out);
-    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
-        char *dir = g_build_filename(path, "transformer", NULL);
-        if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
-            g_free(dir);
-            dir = g_strdup(path);
-        }
-        static const char *const names[] = {"diffusion_pytorch_model.safetensors",
-                                            "model.safetensors"};
-        for (size_t i = 0; i < G_N_ELEMENTS(names) && !out->weights; i++) {
-            char *w = g_build_filename(dir, names[i], NULL);
-            if (g_file_test(w, G_FILE_TEST_IS_REGULAR))
-                out->weights = w;
-            else
-                g_free(w);
-        }
-        char *cfg = g_build_filename(dir, "config.json", NULL);
-        g_free(dir);
-        if (!out->weights) {
-            g_free(cfg);
-            return dit_error(ctx, DIT_ERR_IO,
-                             "%s: no diffusion_pytorch_model.safetensors or model.safetensors "
-                             "in this folder (or its transformer/ folder)",
-                             path);
-        }
-        if (g_file_test(cfg, G_FILE_TEST_IS_REGULAR))
-            out->config = cfg;
-        else
-            g_free(cfg);
-        return DIT_OK;
-    }
-    if (!g_file_test(path, G_FILE_TEST_EXISTS))
-        return dit_error(ctx, DIT_ERR_IO, "%s: no such file or folder", path);
-    out->weights = g_strdup(path);
-    /* a config.json beside a diffusers weights file belongs to it */
-    char *base = g_path_get_basename(path);
-    if (strcmp(base, "diffusion_pytorch_model.safetensors") == 0) {
-        char *dir = g_path_get_dirname(path);
-        char *cfg = g_build_filename(dir, "config.json", NULL);
-        if (g_file_test(cfg, G_FILE_TEST_IS_REGULAR))
-            out->config = cfg;
-        else
-            g_free(cfg);
-        g_free(dir);
-    }
-    g_free(base);
-    return DIT_OK;
 }
 
 /* ---- config -------------------------------------------------------------- */
@@ -465,75 +401,25 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
 
 /* ---- parameter layout ------------------------------------------------------ */
 
-/* One expected source tensor and where its floats go. */
-typedef struct {
-    char name[192];
-    int ndim;
-    int64_t shape[4];
-    float *dst;
-    bool optional;
-} expect;
-
-typedef struct {
-    float *base;   /* NULL while counting */
-    size_t used;   /* floats handed out so far */
-    expect *list;  /* NULL while counting */
-    size_t n;
-} layout;
-
-static float *take(layout *L, size_t n)
-{
-    float *p = L->base ? L->base + L->used : NULL;
-    L->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
-    return p;
-}
-
-static void want(layout *L, float *dst, bool optional, int ndim, const int64_t *shape,
-                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void want(layout *L, float *dst, bool optional, int ndim, const int64_t *shape,
-                 const char *fmt, ...)
-{
-    if (L->list) {
-        expect *e = &L->list[L->n];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->name, sizeof e->name, fmt, ap);
-        va_end(ap);
-        e->ndim = ndim;
-        memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
-        e->dst = dst;
-        e->optional = optional;
-    }
-    L->n++;
-}
-
-/* weight (rows, cols) + bias (rows) named <prefix><name>.weight / .bias */
-static void want_linear(layout *L, float *w, float *b, int64_t rows, int64_t cols,
-                        const char *prefix, const char *name)
-{
-    int64_t ws[2] = {rows, cols}, bs[1] = {rows};
-    want(L, w, false, 2, ws, "%s%s.weight", prefix, name);
-    want(L, b, false, 1, bs, "%s%s.bias", prefix, name);
-}
-
-static void layout_embedder(layout *L, const dit_config *c, dit_embedder_weights *e,
+static void layout_embedder(weight_layout *L, const dit_config *c, dit_embedder_weights *e,
                             const char *prefix, const naming_table *nt)
 {
     const int64_t D = c->hidden_size;
-    e->t_mlp0_w = take(L, (size_t)(D * c->freq_dim));
-    e->t_mlp0_b = take(L, (size_t)D);
-    e->t_mlp2_w = take(L, (size_t)(D * D));
-    e->t_mlp2_b = take(L, (size_t)D);
-    e->y_table = take(L, (size_t)((c->num_classes + 1) * D));
-    want_linear(L, e->t_mlp0_w, e->t_mlp0_b, D, c->freq_dim, prefix, nt->t_mlp0);
-    want_linear(L, e->t_mlp2_w, e->t_mlp2_b, D, D, prefix, nt->t_mlp2);
+    e->t_mlp0_w = wl_take(L, (size_t)(D * c->freq_dim));
+    e->t_mlp0_b = wl_take(L, (size_t)D);
+    e->t_mlp2_w = wl_take(L, (size_t)(D * D));
+    e->t_mlp2_b = wl_take(L, (size_t)D);
+    e->y_table = wl_take(L, (size_t)((c->num_classes + 1) * D));
+    wl_want_linear(L, e->t_mlp0_w, e->t_mlp0_b, D, c->freq_dim, prefix, nt->t_mlp0);
+    wl_want_linear(L, e->t_mlp2_w, e->t_mlp2_b, D, D, prefix, nt->t_mlp2);
     int64_t ys[2] = {c->num_classes + 1, D};
-    want(L, e->y_table, false, 2, ys, "%s%s.weight", prefix, nt->y_table);
+    wl_want(L, e->y_table, 0, 2, ys, "%s%s.weight", prefix, nt->y_table);
 }
 
 /* Walks the model in a fixed order; with L->base == NULL it only counts. */
-static void layout_model(layout *L, dit_model *m)
+static void layout_model(weight_layout *L, void *model)
 {
+    dit_model *m = model;
     const dit_config *c = &m->cfg;
     const naming_table *nt = &namings[c->naming];
     const bool diffusers = c->naming == DIT_NAMING_DIFFUSERS;
@@ -541,19 +427,19 @@ static void layout_model(layout *L, dit_model *m)
     const int64_t P_out = p * p * c->out_channels;
     const int64_t T0 = (c->sample_size / p) * (c->sample_size / p);
 
-    m->x_embed_w = take(L, (size_t)(D * c->in_channels * p * p));
-    m->x_embed_b = take(L, (size_t)D);
+    m->x_embed_w = wl_take(L, (size_t)(D * c->in_channels * p * p));
+    m->x_embed_b = wl_take(L, (size_t)D);
     int64_t xs[4] = {D, c->in_channels, p, p}, bs[1] = {D};
-    want(L, m->x_embed_w, false, 4, xs, "%s.weight", nt->x_embed);
-    want(L, m->x_embed_b, false, 1, bs, "%s.bias", nt->x_embed);
+    wl_want(L, m->x_embed_w, 0, 4, xs, "%s.weight", nt->x_embed);
+    wl_want(L, m->x_embed_b, 0, 1, bs, "%s.bias", nt->x_embed);
     if (!diffusers) {
-        m->pos_embed = take(L, (size_t)(T0 * D));
+        m->pos_embed = wl_take(L, (size_t)(T0 * D));
         int64_t ps[3] = {1, T0, D};
-        want(L, m->pos_embed, true, 3, ps, "pos_embed");
+        wl_want(L, m->pos_embed, WL_OPTIONAL | WL_BUFFER, 3, ps, "pos_embed");
         layout_embedder(L, c, &m->emb, "", nt);
     }
     for (int i = 0; i < c->depth; i++) {
-        dit_block_weights *b = m->blocks ? &m->blocks[i] : &(dit_block_weights){0};
+        dit_block_weights *b = &m->blocks[i];
         char pre[64];
         snprintf(pre, sizeof pre, "%s%d.", nt->block_prefix, i);
         if (diffusers) {
@@ -562,130 +448,62 @@ static void layout_model(layout *L, dit_model *m)
         } else {
             b->emb = &m->emb;
         }
-        b->ada_w = take(L, (size_t)(6 * D * D));
-        b->ada_b = take(L, (size_t)(6 * D));
-        b->qkv_w = take(L, (size_t)(3 * D * D));
-        b->qkv_b = take(L, (size_t)(3 * D));
-        b->proj_w = take(L, (size_t)(D * D));
-        b->proj_b = take(L, (size_t)D);
-        b->fc1_w = take(L, (size_t)(Dm * D));
-        b->fc1_b = take(L, (size_t)Dm);
-        b->fc2_w = take(L, (size_t)(D * Dm));
-        b->fc2_b = take(L, (size_t)D);
-        want_linear(L, b->ada_w, b->ada_b, 6 * D, D, pre, nt->ada);
+        b->ada_w = wl_take(L, (size_t)(6 * D * D));
+        b->ada_b = wl_take(L, (size_t)(6 * D));
+        b->qkv_w = wl_take(L, (size_t)(3 * D * D));
+        b->qkv_b = wl_take(L, (size_t)(3 * D));
+        b->proj_w = wl_take(L, (size_t)(D * D));
+        b->proj_b = wl_take(L, (size_t)D);
+        b->fc1_w = wl_take(L, (size_t)(Dm * D));
+        b->fc1_b = wl_take(L, (size_t)Dm);
+        b->fc2_w = wl_take(L, (size_t)(D * Dm));
+        b->fc2_b = wl_take(L, (size_t)D);
+        wl_want_linear(L, b->ada_w, b->ada_b, 6 * D, D, pre, nt->ada);
         if (diffusers) { /* to_q, to_k, to_v stack into the rows of qkv */
             static const char *const qkv[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
             for (int j = 0; j < 3; j++)
-                want_linear(L, b->qkv_w ? b->qkv_w + j * D * D : NULL,
+                wl_want_linear(L, b->qkv_w ? b->qkv_w + j * D * D : NULL,
                             b->qkv_b ? b->qkv_b + j * D : NULL, D, D, pre, qkv[j]);
         } else {
-            want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, pre, nt->qkv);
+            wl_want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, pre, nt->qkv);
         }
-        want_linear(L, b->proj_w, b->proj_b, D, D, pre, nt->proj);
-        want_linear(L, b->fc1_w, b->fc1_b, Dm, D, pre, nt->fc1);
-        want_linear(L, b->fc2_w, b->fc2_b, D, Dm, pre, nt->fc2);
+        wl_want_linear(L, b->proj_w, b->proj_b, D, D, pre, nt->proj);
+        wl_want_linear(L, b->fc1_w, b->fc1_b, Dm, D, pre, nt->fc1);
+        wl_want_linear(L, b->fc2_w, b->fc2_b, D, Dm, pre, nt->fc2);
     }
-    m->final_ada_w = take(L, (size_t)(2 * D * D));
-    m->final_ada_b = take(L, (size_t)(2 * D));
-    m->final_w = take(L, (size_t)(P_out * D));
-    m->final_b = take(L, (size_t)P_out);
-    want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, "", nt->final_ada);
-    want_linear(L, m->final_w, m->final_b, P_out, D, "", nt->final_linear);
+    m->final_ada_w = wl_take(L, (size_t)(2 * D * D));
+    m->final_ada_b = wl_take(L, (size_t)(2 * D));
+    m->final_w = wl_take(L, (size_t)(P_out * D));
+    m->final_b = wl_take(L, (size_t)P_out);
+    wl_want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, "", nt->final_ada);
+    wl_want_linear(L, m->final_w, m->final_b, P_out, D, "", nt->final_linear);
 }
 
 /* Tensors a checkpoint may carry that we know and do not need. */
-static bool ignorable(const dit_config *c, const char *name)
+static bool ignorable(const char *name, const void *user)
 {
-    return c->naming == DIT_NAMING_DIFFUSERS && strcmp(name, "pos_embed.pos_embed") == 0;
+    (void)user;
+    return strcmp(name, "pos_embed.pos_embed") == 0; /* diffusers' optional buffer */
 }
 
 static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
 {
-    layout L = {0};
-    layout_model(&L, m); /* count floats and entries */
-    size_t bytes;
-    if (!dit_mul_size(L.used, sizeof(float), &bytes))
-        return dit_error(ctx, DIT_ERR_NOMEM, "%s: parameter count overflows", f->path);
-    size_t n_expect = L.n;
-    m->params = dit_alloc_aligned(bytes);
     m->blocks = calloc((size_t)m->cfg.depth, sizeof *m->blocks);
-    expect *list = calloc(n_expect, sizeof *list);
-    bool *used = calloc(f->n + 1, sizeof *used);
-    dit_status st = DIT_OK;
-    if (!m->params || !m->blocks || !list || !used) {
-        st = dit_error(ctx, DIT_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the parameters",
-                       f->path, (double)bytes / (1 << 20));
-        goto out;
-    }
-    memset(m->params, 0, bytes);
-    L = (layout){.base = m->params, .list = list};
-    layout_model(&L, m);
-
-    int dtypes = 0; /* bit per dtype seen */
-    m->n_params = 0;
-    for (size_t i = 0; i < n_expect && st == DIT_OK; i++) {
-        const expect *e = &list[i];
-        const st_tensor *t = st_find(f, e->name);
-        if (!t) {
-            if (e->optional)
-                continue;
-            char s[96];
-            st_shape_str(e->shape, e->ndim, s, sizeof s);
-            st = dit_error(ctx, DIT_ERR_MODEL,
-                           "%s: missing tensor '%s' (expected shape %s for a %s DiT with %d "
-                           "blocks)",
-                           f->path, e->name, s, dit_naming_name(m->cfg.naming), m->cfg.depth);
-            break;
-        }
-        bool same = t->ndim == e->ndim;
-        for (int d = 0; same && d < e->ndim; d++)
-            same = t->shape[d] == e->shape[d];
-        if (!same) {
-            char found[96], wanted[96];
-            st_shape_str(t->shape, t->ndim, found, sizeof found);
-            st_shape_str(e->shape, e->ndim, wanted, sizeof wanted);
-            st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' has shape %s, expected %s",
-                           f->path, e->name, found, wanted);
-            break;
-        }
-        if ((st = st_read_f32(ctx, f, t, e->dst)))
-            break;
-        for (size_t k = 0; k < t->n_elements; k++)
-            if (!isfinite(e->dst[k])) {
-                st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' holds %s at element %zu",
-                               f->path, e->name, isnan(e->dst[k]) ? "NaN" : "Inf", k);
-                break;
-            }
-        used[t - f->tensors] = true;
-        dtypes |= 1 << t->dtype;
-        if (strcmp(e->name, "pos_embed") != 0) /* a fixed buffer, not a parameter */
-            m->n_params += t->n_elements;
-    }
-    if (st == DIT_OK && !st_find(f, "pos_embed")) /* computed per call instead */
+    if (!m->blocks)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    char what[96];
+    snprintf(what, sizeof what, "an %s DiT with %d blocks", dit_naming_name(m->cfg.naming),
+             m->cfg.depth);
+    wl_result r;
+    dit_status st = wl_load(ctx, f, layout_model, m, what, ignorable, &r);
+    if (st)
+        return st;
+    m->params = r.params;
+    m->n_params = r.n_params;
+    snprintf(m->source_dtype, sizeof m->source_dtype, "%s", r.dtype);
+    if (!st_find(f, "pos_embed")) /* computed per call instead */
         m->pos_embed = NULL;
-    for (size_t i = 0; i < f->n && st == DIT_OK; i++)
-        if (!used[i] && !ignorable(&m->cfg, f->tensors[i].name))
-            st = dit_error(ctx, DIT_ERR_MODEL,
-                           "%s: unexpected tensor '%s' (not part of a %s DiT with %d blocks; "
-                           "wrong depth in the config, or not a DiT checkpoint?)",
-                           f->path, f->tensors[i].name, dit_naming_name(m->cfg.naming),
-                           m->cfg.depth);
-    if (st == DIT_OK) {
-        const char *name = "mixed";
-        if (dtypes == 1 << ST_F32)
-            name = "F32";
-        else if (dtypes == 1 << ST_F16)
-            name = "F16";
-        else if (dtypes == 1 << ST_BF16)
-            name = "BF16";
-        else if (dtypes == 1 << ST_F64)
-            name = "F64";
-        snprintf(m->source_dtype, sizeof m->source_dtype, "%s", name);
-    }
-out:
-    free(list);
-    free(used);
-    return st;
+    return DIT_OK;
 }
 
 dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
@@ -695,7 +513,7 @@ dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
     *out = NULL;
     dit_clear_error(ctx);
     model_files files;
-    dit_status st = find_model_files(ctx, path, &files);
+    dit_status st = find_model_files(ctx, path, "transformer", &files);
     if (st)
         return st;
     st_file *f = NULL;

@@ -50,7 +50,7 @@ has "F16" "dtype"
 has "divisor half-1" "diffusers timestep divisor"
 
 expect 0 "info --json" -- "$dit" info --json "$golden/dit_official_p8.safetensors"
-has '"depth": 1' "json depth"
+has '"depth": 2' "json depth"
 has '"learn_sigma": true' "json learn_sigma"
 has '"patch_size": 8' "json patch"
 

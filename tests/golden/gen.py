@@ -2,9 +2,11 @@
 """Golden-fixture generator for gimp-dit.
 
 Writes small, randomly initialised DiT models (diffusers and official
-facebookresearch/DiT state-dict layouts), their float64 reference outputs and
-a few op-level references next to this script, then proves every model
-fixture sensitive to the classic implementation mistakes.
+facebookresearch/DiT state-dict layouts) and VAEs (diffusers AutoencoderKL, also
+in the original Stable Diffusion / LDM naming, and AutoencoderTiny, also in the
+original taesd naming), their float64 reference outputs and a few op-level
+references next to this script, then proves every model fixture sensitive to
+the classic implementation mistakes.
 
 Run with the pinned environment from requirements.txt:
     python3 -m venv .venv && .venv/bin/pip install -r requirements.txt
@@ -31,7 +33,8 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 import diffusers  # noqa: E402
-from diffusers import DiTTransformer2DModel  # noqa: E402
+from diffusers import AutoencoderKL, AutoencoderTiny, DiTTransformer2DModel  # noqa: E402
+from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint  # noqa: E402
 from diffusers.models.embeddings import get_2d_sincos_pos_embed, get_timestep_embedding  # noqa: E402
 
 torch.set_num_threads(1)
@@ -45,30 +48,35 @@ TOL = 1e-4            # the C tests: max|ours-ref| <= TOL * max|ref|
 SENS_FACTOR = 100.0   # each perturbation must move out by > SENS_FACTOR * TOL * max|ref|
 XCHECK = 1e-9         # ref_forward vs diffusers, both float64
 MAX_TOTAL_BYTES = 8_000_000
-# dit_official_p8 would be 3.1 MB at depth 2 and push the total to 8.8 MB;
-# one block keeps everything under MAX_TOTAL_BYTES (fixture 2 covers 3 official blocks).
-P8_DEPTH = 1
+# dit_official_p8 is D=64 with a single head of 64 (the C loader infers heads = D/64
+# when a file has no __metadata__); at that width two blocks cost 0.9 MB, which
+# leaves room under MAX_TOTAL_BYTES for the VAE fixtures.
+P8_DEPTH = 2
+# At D=64, weights N(0, 0.1) leave the MLP pre-activations too small for the erf/tanh GELU
+# swap to reach 1x the tolerance (0.4-0.9x over seeds 400-411). 0.1*sqrt(128/64) keeps
+# D * std^2 of the D=128 fixture it replaced; the swap then moves out by 1.1x.
+P8_WEIGHT_STD = 0.1 * math.sqrt(2.0)
 
 
 # --------------------------------------------------------------------------
 # Random weights
 # --------------------------------------------------------------------------
 
-def init_std(name):
+def init_std(name, weight_std=0.1):
     """Large, non-zero init so every part of the network shows in the output."""
     if name.endswith("embedding_table.weight"):
         return 0.5
     if name.endswith(".bias"):
         return 0.05
-    return 0.1
+    return weight_std
 
 
-def random_weights(shapes, seed):
+def random_weights(shapes, seed, weight_std=0.1):
     """shapes: list of (name, shape) in a fixed order -> dict name -> F32 tensor."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, shape in shapes:
-        out[name] = torch.randn(tuple(shape), generator=g, dtype=F32) * init_std(name)
+        out[name] = torch.randn(tuple(shape), generator=g, dtype=F32) * init_std(name, weight_std)
     return out
 
 
@@ -454,10 +462,12 @@ def diffusers_fixture(name, dcfg, store_dtype, seed, xshape, tvals, yvals):
 
     null_class = dcfg["num_embeds_ada_norm"]
     v = common_perturbations(W, cfg, x, t, y, conv, null_class)
-    v += [
-        ("all blocks use block 0's embedder", ref_forward(W, cfg, x, t, y, **conv, shared_emb_block=0), STRONG),
-        ("final layer uses last block's embedder", ref_forward(W, cfg, x, t, y, **{**conv, "final_emb_block": depth - 1}), STRONG),
-    ]
+    if depth > 1:
+        # with one block both are the identity (block 0 is the last block); dit_diffusers_p2 covers them
+        v += [
+            ("all blocks use block 0's embedder", ref_forward(W, cfg, x, t, y, **conv, shared_emb_block=0), STRONG),
+            ("final layer uses last block's embedder", ref_forward(W, cfg, x, t, y, **{**conv, "final_emb_block": depth - 1}), STRONG),
+        ]
     if gh != gw:
         for lab, var in (("pos grid transposed (built W x H)", "transposed_grid"),
                          ("pos halves swapped (row first)", "swap_halves"),
@@ -468,8 +478,8 @@ def diffusers_fixture(name, dcfg, store_dtype, seed, xshape, tvals, yvals):
     return dict(xcheck=xc, note=note, f32_sinusoid_effect=rel(exact, ref))
 
 
-def official_fixture(name, cfg, store_dtype, seed, xshape, tvals, yvals, metadata):
-    W32 = random_weights(official_shapes(cfg), seed)
+def official_fixture(name, cfg, store_dtype, seed, xshape, tvals, yvals, metadata, weight_std=0.1):
+    W32 = random_weights(official_shapes(cfg), seed, weight_std)
     gh = gw = cfg["input_size"] // cfg["patch"]
     W32["pos_embed"] = pos_embed_2d(cfg["D"], gh, gw).to(F32)[None]   # official: fixed, stored
     stored = {k: v.to(store_dtype).contiguous() for k, v in W32.items()}
@@ -523,6 +533,594 @@ def official_forward_torch_ops(W, cfg, x, t, y):
     h = F.layer_norm(h, (D,), eps=1e-6) * (1 + sc[:, None]) + s[:, None]
     h = F.linear(h, W["final_layer.linear.weight"], W["final_layer.linear.bias"])
     return unpatchify(h, gh, gw, p, cfg["out_channels"])
+
+
+# --------------------------------------------------------------------------
+# VAE: elementary ops (own code, float64)
+# --------------------------------------------------------------------------
+
+def conv2d(x, w, b, stride=1, pad=None):
+    """Cross-correlation like nn.Conv2d. pad = (left, right, top, bottom) zero padding;
+    None = 'same' padding k//2 on every side. Written as a sum over kernel taps."""
+    cout, cin, kh, kw = w.shape
+    if pad is None:
+        pad = (kw // 2, kw // 2, kh // 2, kh // 2)
+    left, right, top, bottom = pad
+    B, C, H, Wd = x.shape
+    assert C == cin, f"conv2d: {C} input channels, weight wants {cin}"
+    xp = x.new_zeros(B, C, H + top + bottom, Wd + left + right)
+    xp[:, :, top:top + H, left:left + Wd] = x
+    Ho = (H + top + bottom - kh) // stride + 1
+    Wo = (Wd + left + right - kw) // stride + 1
+    y = x.new_zeros(B, cout, Ho, Wo)
+    for di in range(kh):
+        for dj in range(kw):
+            tap = xp[:, :, di:di + stride * (Ho - 1) + 1:stride, dj:dj + stride * (Wo - 1) + 1:stride]
+            y = y + torch.einsum("oc,bchw->bohw", w[:, :, di, dj], tap)
+    if b is not None:
+        y = y + b[None, :, None, None]
+    return y
+
+
+def group_norm(x, groups, w, b, eps):
+    """GroupNorm over (C/groups channels x H x W) per sample, biased variance, then affine."""
+    B, C, H, Wd = x.shape
+    g = x.reshape(B, groups, -1)
+    mu = g.mean(dim=-1, keepdim=True)
+    var = ((g - mu) ** 2).mean(dim=-1, keepdim=True)
+    y = ((g - mu) / torch.sqrt(var + eps)).reshape(B, C, H, Wd)
+    return y * w[None, :, None, None] + b[None, :, None, None]
+
+
+def upsample2x(x, mode="nearest"):
+    """nearest: out[.., i, j] = in[.., i // 2, j // 2]. 'bilinear' only for perturbations."""
+    if mode == "nearest":
+        return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def spatial_attention(x, wq, bq, wk, bk, wv, bv, wo, bo, scale="sqrt"):
+    """Single-head self-attention over the H*W positions of x (B,C,H,W), tokens row-major
+    (t = r*W + c): returns Wo(softmax(Q K^T * s) V) as (B,C,H,W), WITHOUT the residual,
+    with s = 1/sqrt(C) ('sqrt') or 1/C ('C')."""
+    B, C, H, Wd = x.shape
+    tok = x.reshape(B, C, H * Wd).transpose(1, 2)        # (B, T, C)
+    q, k, v = linear(tok, wq, bq), linear(tok, wk, bk), linear(tok, wv, bv)
+    s = 1.0 / math.sqrt(C) if scale == "sqrt" else 1.0 / C
+    logits = (q @ k.transpose(1, 2)) * s
+    logits = logits - logits.max(dim=-1, keepdim=True).values
+    p = torch.exp(logits)
+    p = p / p.sum(dim=-1, keepdim=True)
+    o = linear(p @ v, wo, bo)                             # (B, T, C)
+    return o.transpose(1, 2).reshape(B, C, H, Wd)
+
+
+# --------------------------------------------------------------------------
+# AutoencoderKL: functional float64 reference (diffusers names)
+# --------------------------------------------------------------------------
+# Options (the defaults are the diffusers/LDM conventions; the others are perturbations):
+#   eps            GroupNorm eps everywhere (1e-6)
+#   groups         GroupNorm group count (config norm_num_groups)
+#   down_pad       'asym' = F.pad (0,1,0,1) then stride-2 conv pad 0;  'sym' = conv pad 1
+#   upsample       'nearest' | 'bilinear'
+#   skip_mid_attn  leave out the mid-block attention
+#   attn_scale     'sqrt' (1/sqrt(C)) | 'C' (1/C)
+#   no_shortcut    resnets return only the residual branch (no skip path at all)
+#   no_logvar_clamp
+
+KL_DEFAULTS = dict(eps=1e-6, groups=None, down_pad="asym", upsample="nearest", skip_mid_attn=False,
+                   attn_scale="sqrt", no_shortcut=False, no_logvar_clamp=False)
+
+
+def kl_opts(cfg, **kw):
+    o = dict(KL_DEFAULTS)
+    o.update(kw)
+    if o["groups"] is None:
+        o["groups"] = cfg["norm_num_groups"]
+    return o
+
+
+def kl_resnet(W, pre, x, o):
+    h = silu(group_norm(x, o["groups"], W[pre + "norm1.weight"], W[pre + "norm1.bias"], o["eps"]))
+    h = conv2d(h, W[pre + "conv1.weight"], W[pre + "conv1.bias"])
+    h = silu(group_norm(h, o["groups"], W[pre + "norm2.weight"], W[pre + "norm2.bias"], o["eps"]))
+    h = conv2d(h, W[pre + "conv2.weight"], W[pre + "conv2.bias"])          # dropout = identity
+    if o["no_shortcut"]:
+        return h
+    if pre + "conv_shortcut.weight" in W:                                    # 1x1 conv when Cin != Cout
+        x = conv2d(x, W[pre + "conv_shortcut.weight"], W[pre + "conv_shortcut.bias"])
+    return x + h                                                             # output_scale_factor 1
+
+
+def kl_mid(W, pre, h, o):
+    h = kl_resnet(W, pre + "resnets.0.", h, o)
+    if not o["skip_mid_attn"]:
+        a = pre + "attentions.0."
+        n = group_norm(h, o["groups"], W[a + "group_norm.weight"], W[a + "group_norm.bias"], o["eps"])
+        # GroupNorm only feeds q/k/v; the residual is the un-normalised h
+        h = h + spatial_attention(n, W[a + "to_q.weight"], W[a + "to_q.bias"], W[a + "to_k.weight"], W[a + "to_k.bias"],
+                                  W[a + "to_v.weight"], W[a + "to_v.bias"], W[a + "to_out.0.weight"],
+                                  W[a + "to_out.0.bias"], o["attn_scale"])
+    return kl_resnet(W, pre + "resnets.1.", h, o)
+
+
+def kl_encode_moments(W, cfg, x, **kw):
+    """image (B,3,H,W) -> moments (B, 2*latent, H/f, W/f) after quant_conv (mean first, then logvar)."""
+    o = kl_opts(cfg, **kw)
+    n = len(cfg["block_out_channels"])
+    h = conv2d(x.to(F64), W["encoder.conv_in.weight"], W["encoder.conv_in.bias"])
+    for i in range(n):
+        for j in range(cfg["layers_per_block"]):
+            h = kl_resnet(W, f"encoder.down_blocks.{i}.resnets.{j}.", h, o)
+        if i < n - 1:
+            c = f"encoder.down_blocks.{i}.downsamplers.0.conv."
+            pad = (0, 1, 0, 1) if o["down_pad"] == "asym" else (1, 1, 1, 1)
+            h = conv2d(h, W[c + "weight"], W[c + "bias"], stride=2, pad=pad)
+    h = kl_mid(W, "encoder.mid_block.", h, o)
+    h = silu(group_norm(h, o["groups"], W["encoder.conv_norm_out.weight"], W["encoder.conv_norm_out.bias"], o["eps"]))
+    h = conv2d(h, W["encoder.conv_out.weight"], W["encoder.conv_out.bias"])
+    return conv2d(h, W["quant_conv.weight"], W["quant_conv.bias"])
+
+
+def kl_posterior(moments, no_logvar_clamp=False, **_):
+    """DiagonalGaussianDistribution: chunk(2, dim=1) -> mean, logvar; logvar clamped to [-30, 20]."""
+    mean, logvar = moments.chunk(2, dim=1)
+    if not no_logvar_clamp:
+        logvar = logvar.clamp(-30.0, 20.0)
+    return mean, logvar
+
+
+def kl_decode(W, cfg, z, **kw):
+    """latent (B,4,h,w) -> image (B,3,h*f,w*f). post_quant_conv first; no scaling factor."""
+    o = kl_opts(cfg, **kw)
+    n = len(cfg["block_out_channels"])
+    h = conv2d(z.to(F64), W["post_quant_conv.weight"], W["post_quant_conv.bias"])
+    h = conv2d(h, W["decoder.conv_in.weight"], W["decoder.conv_in.bias"])
+    h = kl_mid(W, "decoder.mid_block.", h, o)
+    for i in range(n):
+        for j in range(cfg["layers_per_block"] + 1):
+            h = kl_resnet(W, f"decoder.up_blocks.{i}.resnets.{j}.", h, o)
+        if i < n - 1:
+            c = f"decoder.up_blocks.{i}.upsamplers.0.conv."
+            h = conv2d(upsample2x(h, o["upsample"]), W[c + "weight"], W[c + "bias"])
+    h = silu(group_norm(h, o["groups"], W["decoder.conv_norm_out.weight"], W["decoder.conv_norm_out.bias"], o["eps"]))
+    return conv2d(h, W["decoder.conv_out.weight"], W["decoder.conv_out.bias"])
+
+
+def tiled_apply(fn, x, tile_in, tile_out, overlap, inplace=True):
+    """AutoencoderKL's tiling, written from the 0.42.1 source (see README 'Tiling').
+
+    Tiles of tile_in x tile_in start every int(tile_in * (1 - overlap)) along each axis
+    (edge tiles are cut short by the tensor end). Each tile goes through fn. Then, in
+    row-major tile order, each result tile is blended *in place*: first its top rows
+    with the bottom rows of the tile above, then its left columns with the right columns
+    of the tile to the left (both neighbours already blended), over
+    e = min(int(tile_out * overlap), sizes) rows/columns with weight k/e on the current
+    tile and 1 - k/e on the neighbour. Each tile is then cropped to its first
+    tile_out - int(tile_out * overlap) rows and columns and the crops are concatenated.
+    inplace=False (perturbation) blends against the neighbours as fn returned them."""
+    stride = int(tile_in * (1 - overlap))
+    blend = int(tile_out * overlap)
+    limit = tile_out - blend
+    H, Wd = x.shape[2], x.shape[3]
+    tiles = [[fn(x[:, :, i:i + tile_in, j:j + tile_in]) for j in range(0, Wd, stride)] for i in range(0, H, stride)]
+    raw = [[t.clone() for t in row] for row in tiles]
+    src = tiles if inplace else raw
+    for i in range(len(tiles)):
+        for j in range(len(tiles[i])):
+            t = tiles[i][j]
+            if i > 0:
+                a = src[i - 1][j]
+                e = min(a.shape[2], t.shape[2], blend)
+                wgt = (torch.arange(e, dtype=F64) / e)[:, None]
+                t[:, :, :e, :] = a[:, :, a.shape[2] - e:, :] * (1 - wgt) + t[:, :, :e, :] * wgt
+            if j > 0:
+                a = src[i][j - 1]
+                e = min(a.shape[3], t.shape[3], blend)
+                wgt = torch.arange(e, dtype=F64) / e
+                t[:, :, :, :e] = a[:, :, :, a.shape[3] - e:] * (1 - wgt) + t[:, :, :, :e] * wgt
+    return torch.cat([torch.cat([t[:, :, :limit, :limit] for t in row], dim=3) for row in tiles], dim=2)
+
+
+# --------------------------------------------------------------------------
+# AutoencoderTiny: functional float64 reference (original taesd names)
+# --------------------------------------------------------------------------
+
+def taesd_layout(enc_blocks, dec_blocks):
+    """The nn.Sequential layer lists of the original taesd Encoder / Decoder generalised to
+    the per-stage block counts of an AutoencoderTiny config: list of kinds, index = position.
+    Encoder: conv | Block*n0 | conv_s2 (no bias) Block*n1 | ... | conv_out.
+    Decoder: clamp conv relu | Block*n0 up conv(no bias) | ... | Block*n_last conv_out."""
+    enc = ["conv"]
+    for s, nb in enumerate(enc_blocks):
+        if s > 0:
+            enc.append("conv_s2")
+        enc += ["block"] * nb
+    enc.append("conv")
+    dec = ["clamp", "conv", "relu"]
+    for s, nb in enumerate(dec_blocks):
+        dec += ["block"] * nb
+        if s < len(dec_blocks) - 1:
+            dec += ["up", "conv_nobias"]
+        else:
+            dec.append("conv")
+    return enc, dec
+
+
+TINY_DEFAULTS = dict(clamp=True, in_to_01=True, out_to_pm1=True, enc_scale_latents=False, dec_unscale_latents=False,
+                     upsample="nearest", no_skip=False, s2_pad="sym")
+
+
+def tiny_run(W, prefix, layout, x, o, used):
+    """Run one taesd Sequential (layout from taesd_layout) on x; records the keys it read."""
+    def conv(i, inp, stride=1, pad=None):
+        k = f"{prefix}{i}."
+        used.update([k + "weight"] + ([k + "bias"] if k + "bias" in W else []))
+        return conv2d(inp, W[k + "weight"], W.get(k + "bias"), stride=stride, pad=pad)
+
+    for i, kind in enumerate(layout):
+        if kind == "clamp":
+            if o["clamp"]:
+                x = torch.tanh(x / 3) * 3
+        elif kind in ("conv", "conv_nobias"):
+            x = conv(i, x)
+        elif kind == "conv_s2":
+            x = conv(i, x, stride=2, pad=(1, 1, 1, 1) if o["s2_pad"] == "sym" else (0, 1, 0, 1))
+        elif kind == "relu":
+            x = torch.relu(x)
+        elif kind == "up":
+            x = upsample2x(x, o["upsample"])
+        elif kind == "block":
+            # Block: relu(conv(relu(conv(relu(conv(x))))) + skip(x)); conv.{0,2,4} are 3x3 with bias
+            k = f"{prefix}{i}.conv."
+            h = x
+            for c in (0, 2, 4):
+                used.update([f"{k}{c}.weight", f"{k}{c}.bias"])
+                h = conv2d(h, W[f"{k}{c}.weight"], W[f"{k}{c}.bias"])
+                if c != 4:
+                    h = torch.relu(h)
+            skip = x
+            if f"{prefix}{i}.skip.weight" in W:            # 1x1, no bias, only when n_in != n_out
+                used.add(f"{prefix}{i}.skip.weight")
+                skip = conv2d(x, W[f"{prefix}{i}.skip.weight"], None)
+            x = torch.relu(h if o["no_skip"] else h + skip)
+    return x
+
+
+def tiny_encode(W, cfg, x, **kw):
+    """AutoencoderTiny.encode(x).latents from the taesd-named dict (prefix 'encoder.')."""
+    o = {**TINY_DEFAULTS, **kw}
+    enc, _ = taesd_layout(cfg["num_encoder_blocks"], cfg["num_decoder_blocks"])
+    x = x.to(F64)
+    if o["in_to_01"]:
+        x = (x + 1) / 2
+    used = set()
+    z = tiny_run(W, "encoder.", enc, x, o, used)
+    if o["enc_scale_latents"]:
+        z = (z / (2 * cfg["latent_magnitude"]) + cfg["latent_shift"]).clamp(0, 1)
+    return z, used
+
+
+def tiny_decode(W, cfg, z, **kw):
+    """AutoencoderTiny.decode(z).sample from the taesd-named dict (prefix 'decoder.')."""
+    o = {**TINY_DEFAULTS, **kw}
+    _, dec = taesd_layout(cfg["num_encoder_blocks"], cfg["num_decoder_blocks"])
+    z = z.to(F64)
+    if o["dec_unscale_latents"]:
+        z = (z - cfg["latent_shift"]) * (2 * cfg["latent_magnitude"])
+    used = set()
+    y = tiny_run(W, "decoder.", dec, z, o, used)
+    if o["out_to_pm1"]:
+        y = y * 2 - 1
+    return y, used
+
+
+def diffusers_tiny_to_taesd(sd):
+    """encoder.layers.K.rest -> encoder.K.rest;  decoder.layers.K.rest -> decoder.(K+1).rest
+    (the original decoder Sequential starts with the parameter-free Clamp)."""
+    out = {}
+    for k, v in sd.items():
+        part, layers, idx, rest = k.split(".", 3)
+        assert layers == "layers" and part in ("encoder", "decoder"), k
+        out[f"{part}.{int(idx) + (1 if part == 'decoder' else 0)}.{rest}"] = v
+    return out
+
+
+# --------------------------------------------------------------------------
+# AutoencoderKL: diffusers -> original LDM / Stable Diffusion names
+# --------------------------------------------------------------------------
+
+SD_PREFIX = "first_stage_model."
+
+
+def diffusers_kl_to_ldm(sd, cfg):
+    """Inverse of diffusers' convert_ldm_vae_checkpoint (own code). Attention q/k/v/proj_out
+    become 1x1 conv weights (C,C,1,1) as in the LDM AttnBlock."""
+    n = len(cfg["block_out_channels"])
+    out = {}
+
+    def put(new, old):
+        out[SD_PREFIX + new] = sd[old]
+
+    for k in sd:
+        parts = k.split(".")
+        if parts[0] in ("quant_conv", "post_quant_conv"):
+            put(k, k)
+            continue
+        side = parts[0]                                  # encoder | decoder
+        rest = parts[1:]
+        if rest[0] in ("conv_in", "conv_out"):
+            put(k, k)
+        elif rest[0] == "conv_norm_out":
+            put(f"{side}.norm_out.{rest[1]}", k)
+        elif rest[0] == "mid_block":
+            if rest[1] == "resnets":
+                r = ".".join(rest[3:]).replace("conv_shortcut", "nin_shortcut")
+                put(f"{side}.mid.block_{int(rest[2]) + 1}.{r}", k)
+            else:
+                assert rest[1] == "attentions" and rest[2] == "0", k
+                name = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}[rest[3]]
+                leaf = rest[-1]
+                v = sd[k]
+                if leaf == "weight" and name != "norm":
+                    v = v[:, :, None, None]
+                out[SD_PREFIX + f"{side}.mid.attn_1.{name}.{leaf}"] = v.contiguous()
+        elif rest[0] in ("down_blocks", "up_blocks"):
+            i = int(rest[1])
+            lvl, ldm = (i, "down") if rest[0] == "down_blocks" else (n - 1 - i, "up")
+            if rest[2] == "resnets":
+                r = ".".join(rest[4:]).replace("conv_shortcut", "nin_shortcut")
+                put(f"{side}.{ldm}.{lvl}.block.{rest[3]}.{r}", k)
+            else:
+                assert rest[2] in ("downsamplers", "upsamplers") and rest[3] == "0", k
+                what = "downsample" if rest[2] == "downsamplers" else "upsample"
+                put(f"{side}.{ldm}.{lvl}.{what}.conv.{rest[-1]}", k)
+        else:
+            raise AssertionError(f"unmapped diffusers key {k}")
+    assert len(out) == len(sd)
+    return out
+
+
+# --------------------------------------------------------------------------
+# VAE fixtures
+# --------------------------------------------------------------------------
+
+VAE_TILE = dict(tile_sample_min_size=32, tile_latent_min_size=16, tile_overlap_factor=0.25)
+
+
+def is_norm_param(name):
+    return any(s in name for s in ("norm1.", "norm2.", "conv_norm_out.", "group_norm."))
+
+
+def vae_random_weights(shapes, seed, gain):
+    """conv/linear weights N(0, (gain/sqrt(fan_in))^2), biases N(0, 0.05^2),
+    GroupNorm weight 1 + N(0, 0.1^2), GroupNorm bias N(0, 0.05^2). Nothing zeroed."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, shape in shapes:
+        r = torch.randn(tuple(shape), generator=g, dtype=F32)
+        if is_norm_param(name):
+            out[name] = 1.0 + 0.1 * r if name.endswith(".weight") else 0.05 * r
+        elif name.endswith(".bias"):
+            out[name] = 0.05 * r
+        else:
+            fan_in = math.prod(shape[1:])
+            out[name] = r * (gain / math.sqrt(fan_in))
+    return out
+
+
+def make_image(seed, shape):
+    """Smooth-ish test image in [-1, 1]: a few random low-frequency sinusoids per channel,
+    plus N(0, 0.03^2) noise, clipped."""
+    g = torch.Generator().manual_seed(seed)
+    B, C, H, Wd = shape
+    yy = (torch.arange(H, dtype=F64) / H)[:, None]
+    xx = (torch.arange(Wd, dtype=F64) / Wd)[None, :]
+    img = torch.zeros(shape, dtype=F64)
+    for b in range(B):
+        for c in range(C):
+            for _ in range(4):
+                fy, fx, ph, amp = torch.rand(4, generator=g, dtype=F64)
+                img[b, c] += (0.2 + 0.4 * amp) * torch.sin(2 * math.pi * ((3 * fy) * yy + (3 * fx) * xx) + 2 * math.pi * ph)
+    img = img + 0.03 * torch.randn(shape, generator=g, dtype=F64)
+    return img.clamp(-1.0, 1.0).to(F32)
+
+
+def save_pretrained_fresh(model, out_dir, store_dtype):
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    model.to(store_dtype).save_pretrained(out_dir, safe_serialization=True)
+    with safe_open(os.path.join(out_dir, "diffusion_pytorch_model.safetensors"), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def load_safetensors(path):
+    with safe_open(path, "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def vae_kl_fixture(name, seed, store_dtype):
+    dcfg = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(24, 48), layers_per_block=1,
+                norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                act_fn="silu", scaling_factor=0.18215, sample_size=32, mid_block_add_attention=True)
+    model = AutoencoderKL(**dcfg)
+    Wr = vae_random_weights([(k, v.shape) for k, v in model.state_dict().items()], seed, gain=1.5)
+    image = make_image(seed + 1000, (1, 3, 48, 64))
+    # Shift logvar channel 0 (moments channel latent_channels) so that its median on `image`
+    # sits at the upper clamp (20): about half of it is clamped, so a missing clamp shows.
+    pre = kl_encode_moments({k: round_to(v, store_dtype) for k, v in Wr.items()}, dcfg, image)[:, dcfg["latent_channels"]]
+    Wr["quant_conv.bias"][dcfg["latent_channels"]] += 20.0 - pre.median().item()
+    Wd = {k: v.to(store_dtype) for k, v in Wr.items()}
+    model.load_state_dict({k: v.to(F32) for k, v in Wd.items()})
+    out_dir = os.path.join(HERE, name)
+    stored = save_pretrained_fresh(model, out_dir, store_dtype)
+    assert set(stored) == set(Wd) and all(v.dtype == store_dtype for v in stored.values())
+    assert all(torch.equal(stored[k], Wd[k]) for k in Wd)
+    vae = AutoencoderKL.from_pretrained(out_dir, torch_dtype=F32).eval().to(F64)
+    cfg = dict(vae.config)
+    W = {k: v.to(F64) for k, v in stored.items()}
+    f = 2 ** (len(cfg["block_out_channels"]) - 1)
+
+    # conventions read from the modules themselves
+    for side in (vae.encoder, vae.decoder):
+        at = side.mid_block.attentions[0]
+        assert at.heads == 1 and at.group_norm.num_groups == cfg["norm_num_groups"] and at.group_norm.eps == 1e-6
+        assert at.residual_connection and at.rescale_output_factor == 1.0
+        assert abs(at.scale - cfg["block_out_channels"][-1] ** -0.5) < 1e-15
+        gns = [m for m in side.modules() if isinstance(m, torch.nn.GroupNorm)]
+        assert gns and all(m.eps == 1e-6 and m.num_groups == cfg["norm_num_groups"] for m in gns)
+    assert vae.encoder.down_blocks[0].downsamplers[0].padding == 0   # -> F.pad (0,1,0,1) in Downsample2D.forward
+    assert (vae.tile_sample_min_size, vae.tile_latent_min_size, vae.tile_overlap_factor) == (32, 16, 0.25), \
+        "the diffusers defaults derived from sample_size were expected to equal VAE_TILE"
+
+    g = torch.Generator().manual_seed(seed + 2000)
+    latent = torch.randn(1, cfg["latent_channels"], 48 // f, 64 // f, generator=g, dtype=F32)
+
+    with torch.no_grad():
+        post = vae.encode(image.to(F64)).latent_dist
+        enc_mean, enc_logvar = post.mean.clone(), post.logvar.clone()
+        dec_out = vae.decode(latent.to(F64)).sample
+        vae.enable_tiling()
+        for k, v in VAE_TILE.items():
+            setattr(vae, k, v)
+        tpost = vae.encode(image.to(F64)).latent_dist
+        t_mean, t_logvar = tpost.mean.clone(), tpost.logvar.clone()
+        t_dec = vae.decode(latent.to(F64)).sample
+        vae.disable_tiling()
+
+    # own functional forward vs diffusers (float64)
+    moments = kl_encode_moments(W, cfg, image)
+    my_mean, my_logvar = kl_posterior(moments)
+    my_dec = kl_decode(W, cfg, latent)
+    ts, tl, ov = VAE_TILE["tile_sample_min_size"], VAE_TILE["tile_latent_min_size"], VAE_TILE["tile_overlap_factor"]
+    my_tmom = tiled_apply(lambda t: kl_encode_moments(W, cfg, t), image.to(F64), ts, tl, ov)
+    my_tmean, my_tlogvar = kl_posterior(my_tmom)
+    my_tdec = tiled_apply(lambda t: kl_decode(W, cfg, t), latent.to(F64), tl, ts, ov)
+    xc = {}
+    for lab, a, b in (("enc_mean", my_mean, enc_mean), ("enc_logvar", my_logvar, enc_logvar), ("dec_out", my_dec, dec_out),
+                      ("tiled_enc_mean", my_tmean, t_mean), ("tiled_enc_logvar", my_tlogvar, t_logvar),
+                      ("tiled_dec_out", my_tdec, t_dec)):
+        assert a.shape == b.shape, f"{name} {lab}: {tuple(a.shape)} vs {tuple(b.shape)}"
+        xc[lab] = rel(a, b)
+        assert xc[lab] <= XCHECK, f"{name}: own {lab} vs diffusers {xc[lab]:.3e}"
+    # the clamp is live: part of logvar channel 0 sits above 20 before clamping
+    pre = moments[:, cfg["latent_channels"]]
+    frac_clamped = (pre > 20.0).double().mean().item()
+    assert 0.1 < frac_clamped < 0.9, frac_clamped
+
+    amax = {"image": image.abs().max().item(), "enc_mean": enc_mean.abs().max().item(),
+            "enc_logvar (ch 1-3)": enc_logvar[:, 1:].abs().max().item(), "dec_out": dec_out.abs().max().item()}
+    print(f"{name}: max|.| " + "  ".join(f"{k} {v:.3g}" for k, v in amax.items()) +
+          f"  (logvar ch 0 clamped at 20 on {100 * frac_clamped:.0f}% of positions)")
+
+    io = {"image": image, "enc_mean": enc_mean, "enc_logvar": enc_logvar, "latent": latent, "dec_out": dec_out,
+          "tiled_enc_mean": t_mean, "tiled_enc_logvar": t_logvar, "tiled_dec_out": t_dec}
+    save_file({k: v.to(F32).contiguous() for k, v in io.items()}, os.path.join(HERE, name + ".io.safetensors"),
+              metadata={k: repr(v) for k, v in VAE_TILE.items()})
+
+    # tiled vs untiled must be told apart
+    for lab, a, b in (("tiled_dec_out vs dec_out", t_dec, dec_out), ("tiled_enc_mean vs enc_mean", t_mean, enc_mean)):
+        r = rel(a, b)
+        SENS_ROWS.append((name, f"(tiling) {lab}", r, STRONG))
+        assert r > STRONG, f"{name}: {lab} differ by only {r:.3e}"
+
+    # sensitivity, encoder side on enc_mean (and logvar for the clamp), decoder side on dec_out
+    enc = lambda **kw: kl_posterior(kl_encode_moments(W, cfg, image, **kw), **kw)  # noqa: E731
+    dec = lambda **kw: kl_decode(W, cfg, latent, **kw)  # noqa: E731
+    for lab, kw, bar in (("skip mid attention", dict(skip_mid_attn=True), STRONG),
+                         ("downsample pad 1 all round instead of (0,1,0,1)", dict(down_pad="sym"), STRONG),
+                         ("attention scale 1/C", dict(attn_scale="C"), STRONG),
+                         ("drop the resnet shortcut (every resnet)", dict(no_shortcut=True), STRONG),
+                         ("GroupNorm 1 group instead of 8", dict(groups=1), STRONG),
+                         ("(info) GroupNorm eps 1e-5 instead of 1e-6", dict(eps=1e-5), None)):
+        m, lv = enc(**kw)
+        sensitivity(f"{name} enc_mean", enc_mean, [(lab, m, bar)])
+        sensitivity(f"{name} enc_logvar", enc_logvar, [(lab, lv, None)])
+    _, lv = enc(no_logvar_clamp=True)
+    sensitivity(f"{name} enc_logvar", enc_logvar, [("no logvar clamp to [-30, 20]", lv, STRONG)])
+    for lab, kw, bar in (("skip mid attention", dict(skip_mid_attn=True), STRONG),
+                         ("bilinear instead of nearest upsample", dict(upsample="bilinear"), STRONG),
+                         ("attention scale 1/C", dict(attn_scale="C"), STRONG),
+                         ("drop the resnet shortcut (every resnet)", dict(no_shortcut=True), STRONG),
+                         ("GroupNorm 1 group instead of 8", dict(groups=1), STRONG),
+                         ("(info) GroupNorm eps 1e-5 instead of 1e-6", dict(eps=1e-5), None)):
+        sensitivity(f"{name} dec_out", dec_out, [(lab, dec(**kw), bar)])
+    sensitivity(f"{name} dec_out", dec_out, [("no post_quant_conv", kl_decode({**W, "post_quant_conv.weight": torch.eye(
+        4, dtype=F64)[:, :, None, None], "post_quant_conv.bias": torch.zeros(4, dtype=F64)}, cfg, latent), STRONG)])
+    # tiling variants
+    nin = tiled_apply(lambda t: kl_decode(W, cfg, t), latent.to(F64), tl, ts, ov, inplace=False)
+    sensitivity(f"{name} tiled_dec_out", t_dec, [("(tiling) blend against un-blended neighbours", nin, STRONG)])
+    nin_m, nin_lv = kl_posterior(tiled_apply(lambda t: kl_encode_moments(W, cfg, t), image.to(F64), ts, tl, ov, inplace=False))
+    sensitivity(f"{name} tiled_enc_mean", t_mean, [("(tiling) blend against un-blended neighbours", nin_m, STRONG)])
+    cb = tiled_apply(lambda t: torch.cat(kl_posterior(kl_encode_moments(W, cfg, t)), dim=1), image.to(F64), ts, tl, ov)
+    sensitivity(f"{name} tiled_enc_logvar", t_logvar,
+                [("(info) (tiling) clamp logvar per tile, then blend", cb[:, cfg["latent_channels"]:], None)])
+
+    # SD / LDM naming, proven with diffusers' own converter
+    sd_named = diffusers_kl_to_ldm(stored, cfg)
+    save_file(sd_named, os.path.join(HERE, name + "_sd.safetensors"))
+    back = convert_ldm_vae_checkpoint(load_safetensors(os.path.join(HERE, name + "_sd.safetensors")), cfg)
+    assert set(back) == set(stored), f"convert_ldm_vae_checkpoint keys differ: {set(back) ^ set(stored)}"
+    for k in stored:
+        assert back[k].shape == stored[k].shape and back[k].dtype == stored[k].dtype and torch.equal(back[k], stored[k]), k
+    n_reshaped = sum(1 for k, v in sd_named.items() if ".attn_1." in k and v.ndim == 4)
+    return dict(xcheck=xc, note=f"convert_ldm_vae_checkpoint(vae_kl_sd) == diffusers state dict "
+                                f"({len(stored)} tensors; {n_reshaped} attention weights (C,C,1,1) -> (C,C))")
+
+
+def vae_tiny_fixture(name, seed, store_dtype):
+    dcfg = dict(in_channels=3, out_channels=3, encoder_block_out_channels=(16, 16, 16, 16),
+                decoder_block_out_channels=(16, 16, 16, 16), num_encoder_blocks=(1, 1, 1, 1),
+                num_decoder_blocks=(1, 1, 1, 1), latent_channels=4, act_fn="relu", upsample_fn="nearest")
+    model = AutoencoderTiny(**dcfg)
+    Wr = vae_random_weights([(k, v.shape) for k, v in model.state_dict().items()], seed, gain=1.0)
+    Wd = {k: v.to(store_dtype) for k, v in Wr.items()}
+    model.load_state_dict({k: v.to(F32) for k, v in Wd.items()})
+    out_dir = os.path.join(HERE, name)
+    stored = save_pretrained_fresh(model, out_dir, store_dtype)
+    assert set(stored) == set(Wd) and all(torch.equal(stored[k], Wd[k]) for k in Wd)
+    vae = AutoencoderTiny.from_pretrained(out_dir, torch_dtype=F32).eval().to(F64)
+    cfg = dict(vae.config)
+    assert cfg["latent_magnitude"] == 3 and cfg["latent_shift"] == 0.5 and cfg["scaling_factor"] == 1.0
+
+    taesd = diffusers_tiny_to_taesd(stored)
+    save_file(taesd, os.path.join(HERE, name + "_taesd.safetensors"))
+    W = {k: v.to(F64) for k, v in load_safetensors(os.path.join(HERE, name + "_taesd.safetensors")).items()}
+
+    image = make_image(seed + 1000, (1, 3, 48, 64))
+    g = torch.Generator().manual_seed(seed + 2000)
+    latent = (torch.randn(1, cfg["latent_channels"], 6, 8, generator=g, dtype=F64) * 1.5).to(F32)
+    with torch.no_grad():
+        enc_out = vae.encode(image.to(F64)).latents
+        dec_out = vae.decode(latent.to(F64)).sample
+    my_enc, used_e = tiny_encode(W, cfg, image)
+    my_dec, used_d = tiny_decode(W, cfg, latent)
+    assert used_e | used_d == set(W), f"taesd keys never used: {set(W) - used_e - used_d}"
+    xc = {"enc_out": rel(my_enc, enc_out), "dec_out": rel(my_dec, dec_out)}
+    for k, v in xc.items():
+        assert v <= XCHECK, f"{name}: own (taesd names) {k} vs diffusers {v:.3e}"
+    print(f"{name}: max|.| image {image.abs().max().item():.3g}  latent {latent.abs().max().item():.3g}  "
+          f"enc_out {enc_out.abs().max().item():.3g}  dec_out {dec_out.abs().max().item():.3g}")
+    save_file({k: v.to(F32).contiguous() for k, v in
+               {"image": image, "enc_out": enc_out, "latent": latent, "dec_out": dec_out}.items()},
+              os.path.join(HERE, name + ".io.safetensors"))
+
+    e = lambda **kw: tiny_encode(W, cfg, image, **kw)[0]  # noqa: E731
+    d = lambda **kw: tiny_decode(W, cfg, latent, **kw)[0]  # noqa: E731
+    sensitivity(f"{name} enc_out", enc_out, [
+        ("input not mapped [-1,1] -> [0,1]", e(in_to_01=False), STRONG),
+        ("stride-2 conv padded (0,1,0,1) like AutoencoderKL", e(s2_pad="asym"), STRONG),
+        ("drop the Block skip (every Block)", e(no_skip=True), STRONG),
+        ("output scaled to [0,1] (z/6 + 0.5, clamp)", e(enc_scale_latents=True), STRONG),
+    ])
+    sensitivity(f"{name} dec_out", dec_out, [
+        ("no tanh clamp on the input", d(clamp=False), STRONG),
+        ("input unscaled as TAESD latents ((z - 0.5) * 6)", d(dec_unscale_latents=True), STRONG),
+        ("output not mapped [0,1] -> [-1,1]", d(out_to_pm1=False), STRONG),
+        ("bilinear instead of nearest upsample", d(upsample="bilinear"), STRONG),
+        ("drop the Block skip (every Block)", d(no_skip=True), STRONG),
+    ])
+    return dict(xcheck=xc, note="")
 
 
 # --------------------------------------------------------------------------
@@ -592,6 +1190,75 @@ def ops_fixture(seed):
     for kk in ("gelu_tanh vs F.gelu(tanh), abs", "ln vs F.layer_norm, abs", "attn vs F.scaled_dot_product_attention, abs"):
         assert checks[kk] < 1e-12, kk
 
+    # ---- VAE ops ----
+    gx = torch.randn(2, 12, 5, 7, generator=g, dtype=F64) * 1.5 + 0.7
+    gx[1, 6:9] = gx[1, 6:9] * 1e-3 + 0.2     # sample 1, group 2 (channels 6-8): variance ~2e-6, so eps matters
+    gx = gx.to(F32)
+    gw = (1.0 + 0.3 * torch.randn(12, generator=g, dtype=F64)).to(F32)
+    gb = (0.2 * torch.randn(12, generator=g, dtype=F64)).to(F32)
+    out["gn_x"], out["gn_w"], out["gn_b"] = gx, gw, gb
+    gx64, gw64, gb64 = gx.to(F64), gw.to(F64), gb.to(F64)
+    out["gn_y"] = group_norm(gx64, 4, gw64, gb64, 1e-6)
+    out["gn_silu_y"] = silu(out["gn_y"])
+    checks["gn vs F.group_norm, abs"] = (out["gn_y"] - F.group_norm(gx64, 4, gw64, gb64, eps=1e-6)).abs().max().item()
+    checks["gn_silu vs F.silu(F.group_norm), abs"] = (out["gn_silu_y"] - F.silu(F.group_norm(gx64, 4, gw64, gb64, eps=1e-6))).abs().max().item()
+    checks["(sens) gn eps 1e-5 vs 1e-6, rel"] = rel(group_norm(gx64, 4, gw64, gb64, 1e-5), out["gn_y"])
+    checks["(sens) gn 12 groups vs 4, rel"] = rel(group_norm(gx64, 12, gw64, gb64, 1e-6), out["gn_y"])
+    checks["(sens) gn 1 group vs 4, rel"] = rel(group_norm(gx64, 1, gw64, gb64, 1e-6), out["gn_y"])
+    for kk in ("(sens) gn eps 1e-5 vs 1e-6, rel", "(sens) gn 12 groups vs 4, rel", "(sens) gn 1 group vs 4, rel"):
+        assert checks[kk] > SENS_FACTOR * TOL, kk
+
+    cx = torch.randn(1, 5, 9, 11, generator=g, dtype=F64).to(F32)
+    c3w = (0.3 * torch.randn(6, 5, 3, 3, generator=g, dtype=F64)).to(F32)
+    c3b = (0.1 * torch.randn(6, generator=g, dtype=F64)).to(F32)
+    c1w = (0.4 * torch.randn(6, 5, 1, 1, generator=g, dtype=F64)).to(F32)
+    c1b = (0.1 * torch.randn(6, generator=g, dtype=F64)).to(F32)
+    out.update(conv_x=cx, conv3_w=c3w, conv3_b=c3b, conv1_w=c1w, conv1_b=c1b)
+    cx64, c3w64, c3b64, c1w64, c1b64 = (v.to(F64) for v in (cx, c3w, c3b, c1w, c1b))
+    out["conv3_y"] = conv2d(cx64, c3w64, c3b64)                                   # pad 1, stride 1
+    out["conv3s2_y"] = conv2d(cx64, c3w64, c3b64, stride=2, pad=(0, 1, 0, 1))     # (1,6,4,5)
+    out["conv1_y"] = conv2d(cx64, c1w64, c1b64)
+    out["up_y"] = upsample2x(cx64)
+    checks["conv3 vs F.conv2d, abs"] = (out["conv3_y"] - F.conv2d(cx64, c3w64, c3b64, padding=1)).abs().max().item()
+    checks["conv3s2 vs F.pad(0,1,0,1)+F.conv2d(stride 2), abs"] = (
+        out["conv3s2_y"] - F.conv2d(F.pad(cx64, (0, 1, 0, 1)), c3w64, c3b64, stride=2)).abs().max().item()
+    checks["conv1 vs F.conv2d, abs"] = (out["conv1_y"] - F.conv2d(cx64, c1w64, c1b64)).abs().max().item()
+    checks["up vs F.interpolate(nearest), abs"] = (out["up_y"] - F.interpolate(cx64, scale_factor=2.0, mode="nearest")).abs().max().item()
+    checks["(sens) conv3 with flipped kernel (true convolution), rel"] = rel(conv2d(cx64, c3w64.flip(2, 3), c3b64), out["conv3_y"])
+    sym = conv2d(cx64, c3w64, c3b64, stride=2, pad=(1, 1, 1, 1))
+    assert sym.shape != out["conv3s2_y"].shape        # 9x11 input: pad 1 gives 5x6, (0,1,0,1) gives 4x5
+    checks["(sens) conv3s2 with pad 1: overlap crop, rel"] = rel(sym[:, :, 1:, 1:], out["conv3s2_y"])
+    checks["(sens) up bilinear vs nearest, rel"] = rel(upsample2x(cx64, "bilinear"), out["up_y"])
+
+    sx = torch.randn(1, 16, 5, 7, generator=g, dtype=F64).to(F32)
+    out["sattn_x"] = sx
+    sw = {}
+    for nm in ("q", "k", "v", "o"):
+        sw["w" + nm] = (0.4 * torch.randn(16, 16, generator=g, dtype=F64)).to(F32)
+        sw["b" + nm] = (0.1 * torch.randn(16, generator=g, dtype=F64)).to(F32)
+    for k_, v_ in sw.items():
+        out["sattn_" + k_] = v_
+    s64 = {k_: v_.to(F64) for k_, v_ in sw.items()}
+    sx64 = sx.to(F64)
+    args = (s64["wq"], s64["bq"], s64["wk"], s64["bk"], s64["wv"], s64["bv"], s64["wo"], s64["bo"])
+    out["sattn_y"] = sx64 + spatial_attention(sx64, *args)
+    tok = sx64.reshape(1, 16, 35).transpose(1, 2)
+    lib = F.linear(F.scaled_dot_product_attention(F.linear(tok, s64["wq"], s64["bq"])[:, None],
+                                                  F.linear(tok, s64["wk"], s64["bk"])[:, None],
+                                                  F.linear(tok, s64["wv"], s64["bv"])[:, None])[:, 0], s64["wo"], s64["bo"])
+    lib = sx64 + lib.transpose(1, 2).reshape(1, 16, 5, 7)
+    checks["sattn vs F.scaled_dot_product_attention, abs"] = (out["sattn_y"] - lib).abs().max().item()
+    checks["(sens) sattn scale 1/C, rel"] = rel(sx64 + spatial_attention(sx64, *args, scale="C"), out["sattn_y"])
+    checks["(sens) sattn tokens read column-major, written row-major, rel"] = rel(
+        sx64 + spatial_attention(sx64.transpose(2, 3).reshape(1, 16, 5, 7), *args), out["sattn_y"])
+    for kk in ("gn vs F.group_norm, abs", "gn_silu vs F.silu(F.group_norm), abs", "conv3 vs F.conv2d, abs",
+               "conv3s2 vs F.pad(0,1,0,1)+F.conv2d(stride 2), abs", "conv1 vs F.conv2d, abs",
+               "up vs F.interpolate(nearest), abs", "sattn vs F.scaled_dot_product_attention, abs"):
+        assert checks[kk] < 1e-12, kk
+    for kk in ("(sens) conv3 with flipped kernel (true convolution), rel", "(sens) conv3s2 with pad 1: overlap crop, rel",
+               "(sens) sattn scale 1/C, rel", "(sens) sattn tokens read column-major, written row-major, rel"):
+        assert checks[kk] > SENS_FACTOR * TOL, kk
+
     save_file({k: v.to(F32).contiguous() for k, v in out.items()}, os.path.join(HERE, "ops.io.safetensors"))
     return checks
 
@@ -617,19 +1284,30 @@ def main():
 
     results["dit_diffusers_p4"] = diffusers_fixture(
         "dit_diffusers_p4",
-        dict(in_channels=4, out_channels=4, num_layers=2, num_attention_heads=2, attention_head_dim=72,
+        dict(in_channels=4, out_channels=4, num_layers=1, num_attention_heads=2, attention_head_dim=72,
              patch_size=4, sample_size=16, num_embeds_ada_norm=5),
         torch.float16, seed=303, xshape=(3, 4, 16, 16), tvals=[0.0, 500.25, 999.0], yvals=[0, 4, 5])
 
     results["dit_official_p8"] = official_fixture(
         "dit_official_p8",
-        dict(D=128, heads=2, depth=P8_DEPTH, patch=8, in_channels=4, out_channels=8, num_classes=10, input_size=16),
-        F32, seed=404, xshape=(2, 4, 16, 16), tvals=[10.0, 990.0], yvals=[10, 2], metadata=None)
+        dict(D=64, heads=1, depth=P8_DEPTH, patch=8, in_channels=4, out_channels=8, num_classes=10, input_size=16),
+        F32, seed=404, xshape=(2, 4, 16, 16), tvals=[10.0, 990.0], yvals=[10, 2], metadata=None,
+        weight_std=P8_WEIGHT_STD)
+
+    results["vae_kl"] = vae_kl_fixture("vae_kl", seed=606, store_dtype=torch.float16)
+    results["vae_tiny"] = vae_tiny_fixture("vae_tiny", seed=707, store_dtype=torch.float16)
 
     ops_checks = ops_fixture(505)
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
     for k, r in results.items():
+        if isinstance(r["xcheck"], dict):
+            what = "own forward (taesd names) vs diffusers" if "tiny" in k else "own forward vs diffusers"
+            for out_name, v in r["xcheck"].items():
+                print(f"  {k:18s} {what + ': ' + out_name:45s} {v:.2e}")
+            if r["note"]:
+                print(f"  note: {k}: {r['note']}")
+            continue
         what = "ref_forward vs diffusers" if "diffusers" in k else "ref_forward vs torch.nn.functional spelling"
         print(f"  {k:18s} {what:45s} {r['xcheck']:.2e}")
         if r.get("f32_sinusoid_effect") is not None:
@@ -641,9 +1319,9 @@ def main():
         print(f"  {k:62s} {v:.2e}")
 
     print(f"\nsensitivity: max|perturbed-ref|/max|ref|  (C tolerance {TOL:g})")
-    print(f"  {'fixture':18s} {'perturbation':50s} {'ratio':>9s}  {'asserted >':>10s}  x tol")
+    print(f"  {'fixture':26s} {'perturbation':50s} {'ratio':>9s}  {'asserted >':>10s}  x tol")
     for fx, lab, r, bar in SENS_ROWS:
-        print(f"  {fx:18s} {lab:50s} {r:9.3e}  {('%g' % bar) if bar is not None else '-':>10s}  {r / TOL:8.1f}")
+        print(f"  {fx:26s} {lab:50s} {r:9.3e}  {('%g' % bar) if bar is not None else '-':>10s}  {r / TOL:8.1f}")
 
     total = 0
     print("\nfiles:")

@@ -33,7 +33,7 @@ static void transpose_fc1(tensor_list *tl)
 {
     size_t n;
     float *w = tl_data(tl, "blocks.0.mlp.fc1.weight", &n);
-    int64_t shape[2] = {128, (int64_t)n / 128}; /* (D, Dm) instead of (Dm, D) */
+    int64_t shape[2] = {64, (int64_t)n / 64}; /* (D, Dm) instead of (Dm, D) */
     if (w)
         tl_set_shape(tl, "blocks.0.mlp.fc1.weight", 2, shape);
 }
@@ -75,11 +75,11 @@ static void pos_embed_wrong(tensor_list *tl)
 
 static const model_case cases[] = {
     {"missing tensor", drop_qkv_bias, NULL, DIT_ERR_MODEL,
-     {"missing tensor 'blocks.0.attn.qkv.bias'", "expected shape (384)"}},
+     {"missing tensor 'blocks.0.attn.qkv.bias'", "expected shape (192)"}},
     {"extra tensor", add_extra, NULL, DIT_ERR_MODEL,
      {"unexpected tensor 'blocks.0.attn.extra.weight'", NULL}},
     {"wrong shape", transpose_fc1, NULL, DIT_ERR_MODEL,
-     {"'blocks.0.mlp.fc1.weight' has shape (128, 512), expected (512, 128)", NULL}},
+     {"'blocks.0.mlp.fc1.weight' has shape (64, 256), expected (256, 64)", NULL}},
     {"NaN weight", nan_weight, NULL, DIT_ERR_MODEL,
      {"'final_layer.linear.weight' holds NaN", NULL}},
     {"Inf weight", inf_weight, NULL, DIT_ERR_MODEL, {"'t_embedder.mlp.0.bias' holds Inf", NULL}},
@@ -90,7 +90,7 @@ static const model_case cases[] = {
      {"number of attention heads", NULL}},
     {"metadata config not JSON", bad_meta_config, NULL, DIT_ERR_FORMAT, {"not valid JSON", NULL}},
     {"metadata depth too large", metadata_says_more_blocks, NULL, DIT_ERR_MODEL,
-     {"missing tensor 'blocks.1.", "with 3 blocks"}},
+     {"missing tensor 'blocks.2.", "with 3 blocks"}},
     {"pos_embed wrong shape", pos_embed_wrong, NULL, DIT_ERR_MODEL,
      {"'pos_embed' has shape", NULL}},
     {"config.json not JSON", NULL, "{\"num_layers\": 3,", DIT_ERR_FORMAT,

@@ -1,0 +1,69 @@
+/* Loading named weights into one parameter block. A model describes its
+ * layout once, in a function that is run twice: first to count floats and
+ * expected tensors (base == NULL), then to point its fields into the block and
+ * list the (name, shape, destination) of every tensor it expects. The loader
+ * then checks the file against that list: missing, wrong-shaped, non-finite
+ * and unexpected tensors are errors that name the file and the tensor. */
+#ifndef DIT_WEIGHTS_H
+#define DIT_WEIGHTS_H
+
+#include "safetensors.h"
+
+enum {
+    WL_OPTIONAL = 1,   /* may be absent from the file */
+    WL_BUFFER = 2,     /* a fixed buffer (pos_embed), not counted as a parameter */
+    WL_ACCEPT_1X1 = 4, /* a (C, C) weight may come as a (C, C, 1, 1) 1x1 conv */
+};
+
+typedef struct {
+    char name[192];
+    int ndim;
+    int64_t shape[4];
+    float *dst;
+    int flags;
+} weight_expect;
+
+typedef struct {
+    float *base;          /* NULL while counting */
+    size_t used;          /* floats handed out so far */
+    weight_expect *list;  /* NULL while counting */
+    size_t n;
+} weight_layout;
+
+/* n floats of the block, 64-byte aligned; NULL while counting */
+float *wl_take(weight_layout *L, size_t n);
+void wl_want(weight_layout *L, float *dst, int flags, int ndim, const int64_t *shape,
+             const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* <prefix><name>.weight (rows, cols) and .bias (rows) */
+void wl_want_linear(weight_layout *L, float *w, float *b, int64_t rows, int64_t cols,
+                    const char *prefix, const char *name);
+
+typedef void (*wl_layout_fn)(weight_layout *L, void *model);
+
+typedef struct {
+    float *params;   /* the block; caller frees with dit_free_aligned */
+    size_t n_params; /* elements loaded, buffers excluded */
+    char dtype[8];   /* "F32", "F16", "BF16", "F64" or "mixed" */
+} wl_result;
+
+/* Runs layout twice, allocates the block, loads and checks every tensor.
+ * `what` names the model in messages ("official DiT with 28 blocks");
+ * `ignorable` (may be NULL) accepts file tensors we know and skip; it gets
+ * the model as `user`. */
+dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *model,
+                   const char *what, bool (*ignorable)(const char *name, const void *user),
+                   wl_result *out);
+
+/* Where a model's files are: a .safetensors file (with config.json beside it
+ * when it is diffusion_pytorch_model.safetensors), a diffusers model folder,
+ * or a pipeline folder whose `subfolder` (transformer, vae) holds the model. */
+typedef struct {
+    char *weights; /* .safetensors */
+    char *config;  /* config.json or NULL */
+} model_files;
+
+dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolder,
+                            model_files *out);
+void model_files_clear(model_files *f);
+
+#endif
