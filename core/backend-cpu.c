@@ -412,6 +412,31 @@ static void cpu_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw, 
 
 /* ---- image ops ------------------------------------------------------------ */
 
+/* One im2col row segment: drow[ox] = src_row[ox * stride - pad + kx] for
+ * ox < Wo, zero outside [0, Wv); with up2 the source row is read at half
+ * resolution. The common stride-1 case is a zero-fill plus one memcpy. */
+static void im2col_span(float *drow, const float *srow, int Wo, int Wv, int stride, int pad,
+                        int kx, int shift)
+{
+    if (stride == 1 && !shift) {
+        const int off = kx - pad; /* ix = ox + off */
+        const int lo = off < 0 ? -off : 0;
+        const int hi = Wv - off < Wo ? Wv - off : Wo;
+        if (hi <= lo) {
+            memset(drow, 0, (size_t)Wo * sizeof(float));
+            return;
+        }
+        memset(drow, 0, (size_t)lo * sizeof(float));
+        memcpy(drow + lo, srow + lo + off, (size_t)(hi - lo) * sizeof(float));
+        memset(drow + hi, 0, (size_t)(Wo - hi) * sizeof(float));
+        return;
+    }
+    for (int ox = 0; ox < Wo; ox++) {
+        const int ix = ox * stride - pad + kx;
+        drow[ox] = ix >= 0 && ix < Wv ? srow[ix >> shift] : 0.0f;
+    }
+}
+
 /* im2col of output rows [oy0, oy0 + rows): col (Cin*k*k, rows*Wo), row index
  * (c, ky, kx) to match the weight layout (Cout, Cin, k, k). */
 static void im2col_band(const dit_backend *be, float *col, const float *in,
@@ -429,22 +454,18 @@ static void im2col_band(const dit_backend *be, float *col, const float *in,
         for (int oy = oy0; oy < oy0 + rows; oy++) {
             const int iy = oy * d->stride - d->pad_top + ky;
             float *drow = dst + (size_t)(oy - oy0) * Wo;
-            if (iy < 0 || iy >= Hv) {
+            if (iy < 0 || iy >= Hv)
                 memset(drow, 0, (size_t)Wo * sizeof(float));
-                continue;
-            }
-            const float *srow = src + (size_t)(iy >> shift) * d->W;
-            for (int ox = 0; ox < Wo; ox++) {
-                const int ix = ox * d->stride - d->pad_left + kx;
-                drow[ox] = ix >= 0 && ix < Wv ? srow[ix >> shift] : 0.0f;
-            }
+            else
+                im2col_span(drow, src + (size_t)(iy >> shift) * d->W, Wo, Wv, d->stride,
+                            d->pad_left, kx, shift);
         }
     }
 }
 
 /* Floats of im2col scratch: enough output rows per band to give sgemm a
  * wide N while keeping the band near 16 MiB. */
-#define CONV_BAND_FLOATS (4u << 20)
+#define CONV_BAND_FLOATS (16u << 20)
 
 static int conv_band_rows(const dit_conv_desc *d)
 {

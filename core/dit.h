@@ -12,6 +12,7 @@
 #ifndef DIT_H
 #define DIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -167,6 +168,12 @@ DIT_API dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *vae, int batch, i
 /*   latent (B, latent_channels, h, w) -> image (B, out_channels, h*f, w*f) */
 DIT_API dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *vae, int batch, int height,
                                   int width, const float *latent, float *image);
+
+/* FLOPs and activation memory of one untiled call, for benchmarks and memory
+ * budgets; height/width are the input's (latent for decode, image for encode). */
+DIT_API double dit_vae_flops(const dit_vae *vae, int batch, int height, int width, bool decode);
+DIT_API size_t dit_vae_activation_bytes(const dit_vae *vae, int batch, int height, int width,
+                                        bool decode);
 
 #ifdef __cplusplus
 }

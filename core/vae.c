@@ -771,6 +771,7 @@ typedef struct {
     int B;
     bool dry;
     size_t buf_floats, scratch_floats, attn_floats, attn_scratch_floats;
+    double flops; /* counted by the dry run */
     float *buf[N_BUFS];
     bool busy[N_BUFS];
     float *scratch, *aq, *ak, *av, *ao, *ascratch;
@@ -818,6 +819,7 @@ static tensor t_conv(vx *x, const tensor *in, const conv_w *cw, int stride, int 
     };
     tensor out = t_new(x, cw->cout, d.Ho, d.Wo);
     if (x->dry) {
+        x->flops += 2.0 * x->B * d.Cout * d.Cin * d.k * d.k * d.Ho * d.Wo;
         size_t s = x->be->conv2d_scratch(x->be, &d);
         x->scratch_floats = s > x->scratch_floats ? s : x->scratch_floats;
     } else {
@@ -876,6 +878,7 @@ static void spatial_attn(vx *x, tensor *t, const attn_w *a, int groups)
     const int C = t->c, N = t->h * t->w;
     const size_t n = tsize(x, C, t->h, t->w);
     if (x->dry) {
+        x->flops += 4.0 * x->B * C * N * (double)N + 8.0 * x->B * C * C * N;
         x->attn_floats = n > x->attn_floats ? n : x->attn_floats;
         size_t s = x->be->spatial_attention_scratch(x->be, N);
         x->attn_scratch_floats = s > x->attn_scratch_floats ? s : x->attn_scratch_floats;
@@ -1024,26 +1027,41 @@ static void tiny_decode_run(vx *x, const dit_vae *v, const float *latent, int h,
 
 typedef void (*vae_run_fn)(vx *x, const dit_vae *v, const float *in, int h, int w, float *out);
 
+/* The dry run: fills x's sizes and flops; returns the arena floats needed,
+ * or 0 on overflow. */
+static size_t vae_plan(const dit_backend *be, const dit_vae *v, vae_run_fn run, int B, int h,
+                       int w, vx *x, size_t sizes[9])
+{
+    *x = (vx){.be = be, .B = B, .dry = true};
+    run(x, v, NULL, h, w, NULL);
+    const size_t s[9] = {x->buf_floats, x->buf_floats, x->buf_floats, x->scratch_floats,
+                         x->attn_floats, x->attn_floats, x->attn_floats, x->attn_floats,
+                         x->attn_scratch_floats};
+    size_t total = 0;
+    for (size_t i = 0; i < 9; i++) {
+        sizes[i] = s[i];
+        if (!dit_add_size(total, (s[i] + 15) & ~(size_t)15, &total))
+            return 0;
+    }
+    return total;
+}
+
 /* Plan with a dry run, reserve the arena once, run for real. */
 static dit_status vae_exec(dit_ctx *ctx, const dit_vae *v, vae_run_fn run, int B, int h, int w,
                            const float *in, float *out)
 {
-    vx x = {.be = &ctx->cpu, .B = B, .dry = true};
-    run(&x, v, in, h, w, NULL);
-    size_t sizes[] = {x.buf_floats, x.buf_floats, x.buf_floats, x.scratch_floats,
-                      x.attn_floats, x.attn_floats, x.attn_floats, x.attn_floats,
-                      x.attn_scratch_floats};
-    size_t total = 0;
-    for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
-        if (!dit_add_size(total, (sizes[i] + 15) & ~(size_t)15, &total))
-            return dit_error(ctx, DIT_ERR_NOMEM, "VAE activation size overflows");
+    vx x;
+    size_t sizes[9];
+    size_t total = vae_plan(&ctx->cpu, v, run, B, h, w, &x, sizes);
+    if (!total)
+        return dit_error(ctx, DIT_ERR_NOMEM, "VAE activation size overflows");
     dit_status st = dit_arena_reserve(ctx, total);
     if (st)
         return st;
     float *p = ctx->arena;
     float **slots[] = {&x.buf[0], &x.buf[1], &x.buf[2], &x.scratch, &x.aq, &x.ak, &x.av,
                        &x.ao, &x.ascratch};
-    for (size_t i = 0; i < G_N_ELEMENTS(slots); i++) {
+    for (size_t i = 0; i < 9; i++) {
         *slots[i] = p;
         p += (sizes[i] + 15) & ~(size_t)15;
     }
@@ -1236,4 +1254,50 @@ dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w,
         return st;
     }
     return vae_exec(ctx, v, run, B, h, w, latent, image);
+}
+
+double dit_vae_flops(const dit_vae *v, int B, int height, int width, bool decode)
+{
+    if (!v)
+        return 0;
+    vx x;
+    size_t sizes[9];
+    vae_run_fn run = v->info.kind == DIT_VAE_KL ? (decode ? kl_decode_run : kl_encode_run)
+                                                : (decode ? tiny_decode_run : tiny_encode_run);
+    vae_plan(dit_backend_cpu(), v, run, B, height, width, &x, sizes);
+    return x.flops;
+}
+
+size_t dit_vae_activation_bytes(const dit_vae *v, int B, int height, int width, bool decode)
+{
+    if (!v)
+        return 0;
+    vx x;
+    size_t sizes[9];
+    vae_run_fn run = v->info.kind == DIT_VAE_KL ? (decode ? kl_decode_run : kl_encode_run)
+                                                : (decode ? tiny_decode_run : tiny_encode_run);
+    size_t floats = vae_plan(dit_backend_cpu(), v, run, B, height, width, &x, sizes);
+    size_t bytes;
+    return dit_mul_size(floats, sizeof(float), &bytes) ? bytes : SIZE_MAX;
+}
+
+dit_status vae_expected_tensors(dit_ctx *ctx, const dit_vae_info *info, weight_expect **list,
+                                size_t *n)
+{
+    dit_vae *v = calloc(1, sizeof *v);
+    if (!v)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    v->info = *info;
+    weight_layout L = {0};
+    lay_kl(&L, v);
+    *n = L.n;
+    *list = calloc(L.n, sizeof **list);
+    if (!*list) {
+        free(v);
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    }
+    L = (weight_layout){.list = *list};
+    lay_kl(&L, v);
+    free(v);
+    return DIT_OK;
 }

@@ -66,4 +66,9 @@ dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolde
                             model_files *out);
 void model_files_clear(model_files *f);
 
+/* The tensors (names, shapes; dst unset) an AutoencoderKL described by info
+ * has in info->naming, for tools that write models. Free *list. */
+dit_status vae_expected_tensors(dit_ctx *ctx, const dit_vae_info *info, weight_expect **list,
+                                size_t *n);
+
 #endif

@@ -11,6 +11,7 @@
  *
  * Environment: DIT_BENCH_DEPTH (28), DIT_BENCH_ITERS (3), DIT_THREADS (all
  * cores), DIT_TORCH_PYTHON (python3) for the reference. */
+#include "bench-util.h"
 #include "common.h"
 
 #include <cblas.h>
@@ -19,52 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int env_int(const char *name, int fallback)
-{
-    const char *v = g_getenv(name);
-    return v && *v ? atoi(v) : fallback;
-}
-
-static uint64_t rng = 0x853c49e6748fea9bull;
-static float uniform_pm(float a) /* uniform in [-a, a) */
-{
-    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
-    return a * (float)((double)((rng * 0x2545f4914f6cdd1dull) >> 40) / (1 << 23) - 1.0);
-}
-
-static float *random_floats(size_t n, float std)
-{
-    float *v = malloc(n * sizeof *v);
-    const float a = std * 1.7320508f; /* uniform with this std */
-    for (size_t i = 0; i < n; i++)
-        v[i] = uniform_pm(a);
-    return v;
-}
-
-/* sgemm peak: the best of a few large square products on all threads */
-static double measure_sgemm_gflops(void)
-{
-    const int n = 2048;
-    float *a = random_floats((size_t)n * n, 1), *b = random_floats((size_t)n * n, 1);
-    float *c = calloc((size_t)n * n, sizeof *c);
-    double best = 0;
-    for (int rep = 0; rep < 4; rep++) {
-        double t0 = now_ms();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double gf = 2.0 * n * n * n / ((now_ms() - t0) * 1e6);
-        best = gf > best ? gf : best;
-    }
-    free(a), free(b), free(c);
-    return best;
-}
 
 static void add_random(tensor_list *tl, const char *name, int ndim, int64_t d0, int64_t d1,
                        float std)
@@ -137,40 +92,6 @@ static bool write_model(dit_ctx *ctx, const char *dir, int depth)
     return ok;
 }
 
-/* Runs torch_ref.py; returns its median ms, or a negative number if skipped. */
-static double run_torch(const char *model_dir, const char *io_path, const char *out_path,
-                        int threads, int iters)
-{
-    const char *python = g_getenv("DIT_TORCH_PYTHON");
-    const char *src = g_getenv("G_TEST_SRCDIR");
-    char *script = g_build_filename(src ? src : "tests", "bench", "torch_ref.py", NULL);
-    char threads_s[16], iters_s[16];
-    snprintf(threads_s, sizeof threads_s, "%d", threads);
-    snprintf(iters_s, sizeof iters_s, "%d", iters);
-    char *argv[] = {(char *)(python ? python : "python3"), script, "--model", (char *)model_dir,
-                    "--input", (char *)io_path, "--threads", threads_s, "--iters", iters_s,
-                    "--output", (char *)out_path, NULL};
-    char *out = NULL, *err = NULL;
-    int status = 0;
-    GError *gerr = NULL;
-    double ms = -1;
-    if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status,
-                      &gerr)) {
-        printf("PyTorch reference: skipped (%s)\n", gerr->message);
-        g_error_free(gerr);
-    } else if (!g_spawn_check_wait_status(status, NULL)) {
-        printf("PyTorch reference: skipped (%s)\n", err && *err ? g_strstrip(err) : "failed");
-    } else {
-        const char *key = strstr(out, "\"ms\":");
-        ms = key ? g_ascii_strtod(key + 5, NULL) : -1;
-        printf("PyTorch reference: %s", out);
-    }
-    g_free(out);
-    g_free(err);
-    g_free(script);
-    return ms;
-}
-
 int main(void)
 {
     const int depth = env_int("DIT_BENCH_DEPTH", 28), iters = env_int("DIT_BENCH_ITERS", 3);
@@ -226,24 +147,23 @@ int main(void)
         if (i >= 0)
             times[i] = now_ms() - t0;
     }
-    double best = times[0];
-    for (int i = 1; i < iters; i++)
-        best = times[i] < best ? times[i] : best;
-    /* median */
-    for (int i = 0; i < iters; i++)
-        for (int j = i + 1; j < iters; j++)
-            if (times[j] < times[i]) {
-                double tmp = times[i];
-                times[i] = times[j], times[j] = tmp;
-            }
-    double med = times[iters / 2];
+    double med = median(times, iters), best = times[0];
     double gflops = flops / (med * 1e6);
     printf("libdit forward  B=%d 32x32 depth %d: median %.1f ms (min %.1f) over %d, "
            "%.1f GFLOP/forward, %.1f GFLOP/s = %.0f%% of sgemm peak\n",
            B, depth, med, best, iters, flops / 1e9, gflops, 100 * gflops / peak);
 
     char *torch_out = g_build_filename(dir, "torch-out.safetensors", NULL);
-    double torch_ms = run_torch(model_dir, io_path, torch_out, threads, iters);
+    char threads_s[16], iters_s[16];
+    snprintf(threads_s, sizeof threads_s, "%d", threads);
+    snprintf(iters_s, sizeof iters_s, "%d", iters);
+    const char *args[] = {"--model", model_dir, "--input", io_path, "--threads", threads_s,
+                          "--iters", iters_s, "--output", torch_out, NULL};
+    char *ref_json = run_reference("torch_ref.py", args);
+    double torch_ms = json_number(ref_json, "ms");
+    if (ref_json)
+        printf("PyTorch reference: %s", ref_json);
+    g_free(ref_json);
     int rc = 0;
     if (torch_ms > 0) {
         printf("ratio vs PyTorch (same weights, %d threads): %.2fx %s\n", threads, torch_ms / med,

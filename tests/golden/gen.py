@@ -934,6 +934,20 @@ def save_pretrained_fresh(model, out_dir, store_dtype):
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
+def save_file_sorted_metadata(tensors, path, metadata):
+    """save_file, then rewrite the header with __metadata__ keys sorted: safetensors keeps
+    metadata in a hash map, so its key order (and the file bytes) changes from run to run."""
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":")).encode()
+        assert len(text) <= n, "rewritten header grew"
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))      # the format allows trailing spaces in the header
+
+
 def load_safetensors(path):
     with safe_open(path, "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}
@@ -1015,8 +1029,8 @@ def vae_kl_fixture(name, seed, store_dtype):
 
     io = {"image": image, "enc_mean": enc_mean, "enc_logvar": enc_logvar, "latent": latent, "dec_out": dec_out,
           "tiled_enc_mean": t_mean, "tiled_enc_logvar": t_logvar, "tiled_dec_out": t_dec}
-    save_file({k: v.to(F32).contiguous() for k, v in io.items()}, os.path.join(HERE, name + ".io.safetensors"),
-              metadata={k: repr(v) for k, v in VAE_TILE.items()})
+    save_file_sorted_metadata({k: v.to(F32).contiguous() for k, v in io.items()}, os.path.join(HERE, name + ".io.safetensors"),
+                              {k: repr(v) for k, v in VAE_TILE.items()})
 
     # tiled vs untiled must be told apart
     for lab, a, b in (("tiled_dec_out vs dec_out", t_dec, dec_out), ("tiled_enc_mean vs enc_mean", t_mean, enc_mean)):

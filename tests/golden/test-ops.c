@@ -131,6 +131,123 @@ static void test_against_pytorch(dit_ctx *ctx, const dit_backend *be)
     g_free(path);
 }
 
+/* The VAE ops against PyTorch: conv2d (3x3 pad 1; the downsampler's
+ * (0,1,0,1) pad + stride 2; 1x1), nearest 2x read through a conv, GroupNorm
+ * (+ SiLU), and single-head spatial attention. */
+static void test_image_ops(dit_ctx *ctx, const dit_backend *be)
+{
+    char *path = fixture_path("ops.io.safetensors");
+    st_file *f = NULL;
+    if (st_open(ctx, path, &f) != DIT_OK) {
+        CHECK(false, "%s", dit_last_error(ctx));
+        g_free(path);
+        return;
+    }
+    int64_t xs[8], ws[8];
+    size_t n;
+    float *x = read_tensor(ctx, f, "conv_x", NULL, xs, NULL);
+    float *w3 = read_tensor(ctx, f, "conv3_w", NULL, ws, NULL);
+    float *b3 = read_tensor(ctx, f, "conv3_b", NULL, NULL, NULL);
+    float *y3 = read_tensor(ctx, f, "conv3_y", &n, NULL, NULL);
+    float *y3s2 = read_tensor(ctx, f, "conv3s2_y", NULL, NULL, NULL);
+    float *w1 = read_tensor(ctx, f, "conv1_w", NULL, NULL, NULL);
+    float *b1 = read_tensor(ctx, f, "conv1_b", NULL, NULL, NULL);
+    float *y1 = read_tensor(ctx, f, "conv1_y", NULL, NULL, NULL);
+    float *yup = read_tensor(ctx, f, "up_y", NULL, NULL, NULL);
+    if (x && w3 && b3 && y3 && y3s2 && w1 && b1 && y1 && yup) {
+        const int B = (int)xs[0], C = (int)xs[1], H = (int)xs[2], W = (int)xs[3];
+        const int Co = (int)ws[0];
+        float *out = malloc((size_t)B * Co * 4 * H * W * sizeof *out);
+        dit_conv_desc d = {.B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 3, .stride = 1,
+                           .pad_top = 1, .pad_left = 1, .Ho = H, .Wo = W};
+        float *scratch = malloc((be->conv2d_scratch(be, &d) + 1) * sizeof *scratch);
+        be->conv2d(be, out, x, w3, b3, &d, DIT_ACT_NONE, scratch);
+        CHECK(compare_rel("conv2d 3x3 pad 1", out, y3, (size_t)B * Co * H * W, 1e-5), "conv3");
+        free(scratch);
+        d = (dit_conv_desc){.B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 3, .stride = 2,
+                            .Ho = (H + 1 - 3) / 2 + 1, .Wo = (W + 1 - 3) / 2 + 1};
+        scratch = malloc((be->conv2d_scratch(be, &d) + 1) * sizeof *scratch);
+        be->conv2d(be, out, x, w3, b3, &d, DIT_ACT_NONE, scratch);
+        CHECK(compare_rel("conv2d 3x3 pad (0,1,0,1) stride 2", out, y3s2,
+                          (size_t)B * Co * d.Ho * d.Wo, 1e-5),
+              "conv3s2");
+        free(scratch);
+        d = (dit_conv_desc){.B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 1, .stride = 1,
+                            .Ho = H, .Wo = W};
+        be->conv2d(be, out, x, w1, b1, &d, DIT_ACT_NONE, NULL);
+        CHECK(compare_rel("conv2d 1x1", out, y1, (size_t)B * Co * H * W, 1e-5), "conv1");
+        /* nearest 2x through an identity 1x1 conv reading the input upsampled */
+        float *eye = calloc((size_t)C * C, sizeof *eye);
+        for (int c = 0; c < C; c++)
+            eye[c * C + c] = 1.0f;
+        d = (dit_conv_desc){.B = B, .Cin = C, .H = H, .W = W, .Cout = C, .k = 1, .stride = 1,
+                            .Ho = 2 * H, .Wo = 2 * W, .up2 = true};
+        scratch = malloc((be->conv2d_scratch(be, &d) + 1) * sizeof *scratch);
+        be->conv2d(be, out, x, eye, NULL, &d, DIT_ACT_NONE, scratch);
+        CHECK(compare_rel("nearest 2x (read by conv)", out, yup, (size_t)B * C * 4 * H * W, 0),
+              "up");
+        free(scratch);
+        free(eye);
+        free(out);
+    } else {
+        CHECK(false, "ops fixture lacks the conv references");
+    }
+    free(x), free(w3), free(b3), free(y3), free(y3s2), free(w1), free(b1), free(y1), free(yup);
+
+    float *gx = read_tensor(ctx, f, "gn_x", &n, xs, NULL);
+    float *gw = read_tensor(ctx, f, "gn_w", NULL, NULL, NULL);
+    float *gb = read_tensor(ctx, f, "gn_b", NULL, NULL, NULL);
+    float *gy = read_tensor(ctx, f, "gn_y", NULL, NULL, NULL);
+    float *gsy = read_tensor(ctx, f, "gn_silu_y", NULL, NULL, NULL);
+    if (gx && gw && gb && gy && gsy) {
+        float *out = malloc(n * sizeof *out);
+        const int B = (int)xs[0], C = (int)xs[1], HW = (int)(xs[2] * xs[3]);
+        be->group_norm(be, out, gx, gw, gb, B, C, HW, 4, 1e-6f, DIT_ACT_NONE);
+        CHECK(compare_rel("group norm (4 groups)", out, gy, n, 1e-5), "gn");
+        be->group_norm(be, out, gx, gw, gb, B, C, HW, 4, 1e-6f, DIT_ACT_SILU);
+        CHECK(compare_rel("group norm + silu", out, gsy, n, 1e-5), "gn silu");
+        memcpy(out, gx, n * sizeof *out); /* in place, as the VAE uses it */
+        be->group_norm(be, out, out, gw, gb, B, C, HW, 4, 1e-6f, DIT_ACT_SILU);
+        CHECK(compare_rel("group norm + silu in place", out, gsy, n, 1e-5), "gn in place");
+        free(out);
+    } else {
+        CHECK(false, "ops fixture lacks the group norm references");
+    }
+    free(gx), free(gw), free(gb), free(gy), free(gsy);
+
+    static const char *const names[8] = {"sattn_wq", "sattn_bq", "sattn_wk", "sattn_bk",
+                                         "sattn_wv", "sattn_bv", "sattn_wo", "sattn_bo"};
+    float *p[8];
+    bool all = true;
+    for (int i = 0; i < 8; i++)
+        all = (p[i] = read_tensor(ctx, f, names[i], NULL, NULL, NULL)) && all;
+    float *sx = read_tensor(ctx, f, "sattn_x", &n, xs, NULL);
+    float *sy = read_tensor(ctx, f, "sattn_y", NULL, NULL, NULL);
+    if (all && sx && sy) {
+        const int B = (int)xs[0], C = (int)xs[1], H = (int)xs[2], W = (int)xs[3], N = H * W;
+        float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
+        float *o = malloc(n * sizeof *o), *y = malloc(n * sizeof *y);
+        float *scratch = malloc(be->spatial_attention_scratch(be, N) * sizeof *scratch);
+        dit_conv_desc d = {.B = B, .Cin = C, .H = H, .W = W, .Cout = C, .k = 1, .stride = 1,
+                           .Ho = H, .Wo = W};
+        be->conv2d(be, q, sx, p[0], p[1], &d, DIT_ACT_NONE, NULL);
+        be->conv2d(be, k, sx, p[2], p[3], &d, DIT_ACT_NONE, NULL);
+        be->conv2d(be, v, sx, p[4], p[5], &d, DIT_ACT_NONE, NULL);
+        be->spatial_attention(be, o, q, k, v, B, C, N, scratch);
+        be->conv2d(be, y, o, p[6], p[7], &d, DIT_ACT_NONE, NULL);
+        be->add_act(be, y, sx, n, DIT_ACT_NONE);
+        CHECK(compare_rel("spatial attention (1 head, 35 pos)", y, sy, n, 1e-5), "sattn");
+        free(q), free(k), free(v), free(o), free(y), free(scratch);
+    } else {
+        CHECK(false, "ops fixture lacks the spatial attention references");
+    }
+    for (int i = 0; i < 8; i++)
+        free(p[i]);
+    free(sx), free(sy);
+    st_close(f);
+    g_free(path);
+}
+
 static void test_linear(const dit_backend *be)
 {
     const int M = 37, K = 19, N = 23; /* odd sizes on purpose */
@@ -285,6 +402,7 @@ int main(void)
     dit_ctx *ctx = dit_ctx_new();
     const dit_backend *be = &ctx->cpu;
     test_against_pytorch(ctx, be);
+    test_image_ops(ctx, be);
     test_linear(be);
     test_expf();
     test_patch_embed(be);

@@ -1,0 +1,110 @@
+#include "bench-util.h"
+
+#include <cblas.h>
+#include <glib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+int env_int(const char *name, int fallback)
+{
+    const char *v = g_getenv(name);
+    return v && *v ? atoi(v) : fallback;
+}
+
+static uint64_t rng = 0x853c49e6748fea9bull;
+
+float *random_floats(size_t n, float std)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    const float a = std * 1.7320508f; /* uniform on [-a, a) has this std */
+    for (size_t i = 0; i < n; i++) {
+        rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+        v[i] = a * (float)((double)((rng * 0x2545f4914f6cdd1dull) >> 40) / (1 << 23) - 1.0);
+    }
+    return v;
+}
+
+double measure_sgemm_gflops(void)
+{
+    const int n = 2048;
+    float *a = random_floats((size_t)n * n, 1), *b = random_floats((size_t)n * n, 1);
+    float *c = calloc((size_t)n * n, sizeof *c);
+    double best = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        double t0 = now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        double gf = 2.0 * n * n * n / ((now_ms() - t0) * 1e6);
+        best = gf > best ? gf : best;
+    }
+    free(a), free(b), free(c);
+    return best;
+}
+
+char *run_reference(const char *script, const char *const *args)
+{
+    const char *python = g_getenv("DIT_TORCH_PYTHON");
+    const char *src = g_getenv("G_TEST_SRCDIR");
+    char *path = g_build_filename(src ? src : "tests", "bench", script, NULL);
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (char *)(python ? python : "python3"));
+    g_ptr_array_add(argv, path);
+    for (int i = 0; args[i]; i++)
+        g_ptr_array_add(argv, (char *)args[i]);
+    g_ptr_array_add(argv, NULL);
+    char *out = NULL, *err = NULL;
+    int status = 0;
+    GError *gerr = NULL;
+    char *result = NULL;
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
+                      &err, &status, &gerr)) {
+        printf("PyTorch reference: skipped (%s)\n", gerr->message);
+        g_error_free(gerr);
+    } else if (!g_spawn_check_wait_status(status, NULL)) {
+        printf("PyTorch reference: skipped (%s)\n", err && *err ? g_strstrip(err) : "failed");
+    } else {
+        result = out;
+        out = NULL;
+    }
+    g_free(out);
+    g_free(err);
+    g_free(path);
+    g_ptr_array_free(argv, TRUE);
+    return result;
+}
+
+double json_number(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = json ? strstr(json, pat) : NULL;
+    return at ? g_ascii_strtod(at + strlen(pat), NULL) : -1;
+}
+
+double median(double *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (v[j] < v[i]) {
+                double t = v[i];
+                v[i] = v[j], v[j] = t;
+            }
+    return n ? v[n / 2] : 0;
+}
+
+double peak_rss_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}

@@ -1,0 +1,24 @@
+/* Shared by the benchmarks: timing, fixed-seed weights, the sgemm peak
+ * measured in the same run, and running a PyTorch reference script. */
+#ifndef DIT_BENCH_UTIL_H
+#define DIT_BENCH_UTIL_H
+
+#include <stddef.h>
+
+double now_ms(void);
+int env_int(const char *name, int fallback);
+/* n floats, uniform with the given standard deviation, from a fixed seed */
+float *random_floats(size_t n, float std);
+/* best GFLOP/s of a few 2048^3 sgemms on the current BLAS threads */
+double measure_sgemm_gflops(void);
+/* Runs `python script args...` (python from $DIT_TORCH_PYTHON, else python3)
+ * and returns its stdout (g_free), or NULL after printing why it was skipped. */
+char *run_reference(const char *script, const char *const *args);
+/* the number after "key": in a JSON line, or -1 */
+double json_number(const char *json, const char *key);
+/* median of n values (sorts them) */
+double median(double *v, int n);
+/* peak resident set of this process, MiB */
+double peak_rss_mib(void);
+
+#endif

@@ -1,0 +1,208 @@
+/* Benchmark (not a test): a Stable-Diffusion-VAE-shaped decoder
+ * (block_out 128/256/512/512, 2 resnets per level, 32 groups, 4 latent
+ * channels) with fixed-seed weights.
+ *   1. decode a 64x64 latent to 512x512: ms, GFLOP/s, % of the sgemm peak
+ *      measured here, and diffusers on the same weights/latent/threads;
+ *   2. tiled decodes (512 px tiles, 0.25 overlap, as enable_tiling()) of
+ *      1024^2 and 2048^2, each in a child process: peak RSS, against the
+ *      activation memory an untiled decode would need.
+ * Environment: DIT_BENCH_ITERS (2), DIT_BENCH_TILED ("1024,2048"; "" skips),
+ * DIT_THREADS, DIT_TORCH_PYTHON. */
+#include "bench-util.h"
+#include "common.h"
+#include "weights.h"
+
+#include <cblas.h>
+#include <glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static dit_vae_info sd_vae_info(void)
+{
+    dit_vae_info in = {
+        .kind = DIT_VAE_KL, .naming = DIT_VAE_NAMING_DIFFUSERS, .in_channels = 3,
+        .out_channels = 3, .latent_channels = 4, .downscale = 8, .n_levels = 4,
+        .block_out = {128, 256, 512, 512}, .layers_per_block = 2, .norm_groups = 32,
+        .scaling_factor = 0.18215f, .mid_attention = 1, .use_quant_conv = 1,
+        .use_post_quant_conv = 1,
+    };
+    return in;
+}
+
+static bool write_vae(dit_ctx *ctx, const char *dir)
+{
+    dit_vae_info info = sd_vae_info();
+    weight_expect *list = NULL;
+    size_t n = 0;
+    if (vae_expected_tensors(ctx, &info, &list, &n) != DIT_OK)
+        return false;
+    tensor_list tl = {0};
+    for (size_t i = 0; i < n; i++) {
+        const weight_expect *e = &list[i];
+        size_t count = 1, fan_in = 1;
+        for (int d = 0; d < e->ndim; d++)
+            count *= (size_t)e->shape[d];
+        for (int d = 1; d < e->ndim; d++)
+            fan_in *= (size_t)e->shape[d];
+        const bool norm = strstr(e->name, "norm") != NULL;
+        float *v = random_floats(count, e->ndim > 1 ? 1.0f / sqrtf((float)fan_in) : 0.02f);
+        if (norm && strstr(e->name, ".weight"))
+            for (size_t k = 0; k < count; k++)
+                v[k] += 1.0f; /* GroupNorm scale near 1 */
+        tl_add(&tl, e->name, ST_F32, e->ndim, e->shape, v);
+        free(v);
+    }
+    free(list);
+    char *w = g_build_filename(dir, "diffusion_pytorch_model.safetensors", NULL);
+    bool ok = tl_write(ctx, &tl, w) == DIT_OK;
+    tl_free(&tl);
+    g_free(w);
+    char *cfg = g_build_filename(dir, "config.json", NULL);
+    ok = ok && g_file_set_contents(
+                   cfg,
+                   "{\"_class_name\": \"AutoencoderKL\", \"in_channels\": 3, \"out_channels\": 3,"
+                   " \"latent_channels\": 4, \"block_out_channels\": [128, 256, 512, 512],"
+                   " \"layers_per_block\": 2, \"norm_num_groups\": 32, \"act_fn\": \"silu\","
+                   " \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\","
+                   " \"DownEncoderBlock2D\", \"DownEncoderBlock2D\"],"
+                   " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\","
+                   " \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"],"
+                   " \"sample_size\": 512, \"scaling_factor\": 0.18215}\n",
+                   -1, NULL);
+    g_free(cfg);
+    return ok;
+}
+
+/* child: one tiled decode of a side x side image; prints its peak RSS */
+static int tiled_child(const char *model_dir, int side)
+{
+    dit_ctx *ctx = dit_ctx_new();
+    dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
+    dit_vae *v = NULL;
+    if (dit_vae_load(ctx, model_dir, &v) != DIT_OK) {
+        fprintf(stderr, "%s\n", dit_last_error(ctx));
+        return 1;
+    }
+    dit_vae_set_tiling(ctx, v, 512, 0.25f);
+    const int h = side / 8;
+    float *z = random_floats((size_t)4 * h * h, 1.0f);
+    float *img = malloc((size_t)3 * side * side * sizeof *img);
+    double rss0 = peak_rss_mib(), t0 = now_ms();
+    dit_status st = dit_vae_decode(ctx, v, 1, h, h, z, img);
+    double ms = now_ms() - t0;
+    if (st != DIT_OK) {
+        fprintf(stderr, "%s\n", dit_last_error(ctx));
+        return 1;
+    }
+    size_t untiled = dit_vae_activation_bytes(v, 1, h, h, true);
+    printf("tiled decode %dx%d: %.1f s, peak RSS %.0f MiB (after loading: %.0f MiB); an "
+           "untiled decode needs %.0f MiB of activations\n",
+           side, side, ms / 1e3, peak_rss_mib(), rss0, untiled / 1048576.0);
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--tiled-child") == 0)
+        return tiled_child(argv[2], atoi(argv[3]));
+    const int iters = env_int("DIT_BENCH_ITERS", 2);
+    dit_ctx *ctx = dit_ctx_new();
+    dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
+    const int threads = dit_ctx_get_threads(ctx);
+    openblas_set_num_threads(threads);
+    double peak = measure_sgemm_gflops();
+    printf("sgemm peak (2048^3, %d threads): %.1f GFLOP/s\n", threads, peak);
+
+    char *dir = tmpdir_new();
+    char *model_dir = g_build_filename(dir, "sd-vae", NULL);
+    g_mkdir_with_parents(model_dir, 0700);
+    if (!write_vae(ctx, model_dir)) {
+        fprintf(stderr, "cannot write the benchmark VAE: %s\n", dit_last_error(ctx));
+        return 1;
+    }
+    dit_vae *v = NULL;
+    if (dit_vae_load(ctx, model_dir, &v) != DIT_OK) {
+        fprintf(stderr, "%s\n", dit_last_error(ctx));
+        return 1;
+    }
+    printf("SD-VAE-shaped AutoencoderKL: %zu parameters\n", dit_vae_param_count(v));
+
+    const int h = 64, side = 512;
+    float *z = random_floats((size_t)4 * h * h, 1.0f);
+    tensor_list io = {0};
+    int64_t zs[4] = {1, 4, h, h};
+    tl_add(&io, "latent", ST_F32, 4, zs, z);
+    char *io_path = g_build_filename(dir, "latent.safetensors", NULL);
+    tl_write(ctx, &io, io_path);
+    tl_free(&io);
+
+    float *img = malloc((size_t)3 * side * side * sizeof *img);
+    double flops = dit_vae_flops(v, 1, h, h, true);
+    double *times = calloc((size_t)iters, sizeof *times);
+    for (int i = -1; i < iters; i++) {
+        double t0 = now_ms();
+        if (dit_vae_decode(ctx, v, 1, h, h, z, img) != DIT_OK) {
+            fprintf(stderr, "%s\n", dit_last_error(ctx));
+            return 1;
+        }
+        if (i >= 0)
+            times[i] = now_ms() - t0;
+    }
+    double med = median(times, iters), gflops = flops / (med * 1e6);
+    printf("libdit decode 64x64 -> 512x512: median %.0f ms over %d, %.1f GFLOP, %.1f GFLOP/s = "
+           "%.0f%% of sgemm peak; activations %.0f MiB\n",
+           med, iters, flops / 1e9, gflops, 100 * gflops / peak,
+           dit_vae_activation_bytes(v, 1, h, h, true) / 1048576.0);
+
+    char *ref_out = g_build_filename(dir, "torch-out.safetensors", NULL);
+    char threads_s[16], iters_s[16];
+    snprintf(threads_s, sizeof threads_s, "%d", threads);
+    snprintf(iters_s, sizeof iters_s, "%d", iters);
+    const char *args[] = {"--model", model_dir, "--latent", io_path, "--threads", threads_s,
+                          "--iters", iters_s, "--output", ref_out, NULL};
+    char *json = run_reference("torch_vae_ref.py", args);
+    int rc = 0;
+    if (json) {
+        double tms = json_number(json, "ms");
+        printf("PyTorch reference: %s", json);
+        printf("ratio vs diffusers (same weights, %d threads): %.2fx %s\n", threads, tms / med,
+               tms >= med ? "(libdit faster)" : "(diffusers faster)");
+        st_file *f = NULL;
+        if (st_open(ctx, ref_out, &f) == DIT_OK) {
+            float *ref = read_tensor(ctx, f, "out", NULL, NULL, NULL);
+            if (ref && !compare_rel("libdit vs diffusers decode", img, ref,
+                                    (size_t)3 * side * side, 1e-3))
+                rc = 1;
+            free(ref);
+            st_close(f);
+        }
+        g_free(json);
+    }
+    dit_vae_free(v);
+    dit_ctx_free(ctx);
+
+    /* tiled decodes in fresh processes, so each peak RSS is its own */
+    const char *sizes = g_getenv("DIT_BENCH_TILED");
+    char **list = g_strsplit(sizes ? sizes : "1024,2048", ",", -1);
+    for (int i = 0; list[i] && *list[i]; i++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl("/proc/self/exe", argv[0], "--tiled-child", model_dir, list[i], (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            rc = 1;
+    }
+    g_strfreev(list);
+    free(z), free(img), free(times);
+    g_free(ref_out), g_free(io_path), g_free(model_dir);
+    tmpdir_remove(dir);
+    return rc;
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""PyTorch/diffusers reference timing for the gimp-dit VAE decode benchmark.
+
+    torch_vae_ref.py --model DIR --latent FILE --threads N [--warmup 1] [--iters 3]
+                     [--output OUT.safetensors] [--tile-sample SIZE]
+
+DIR   a diffusers AutoencoderKL folder (config.json +
+      diffusion_pytorch_model.safetensors).
+FILE  safetensors with `latent` (B,4,h,w), as in tests/golden/vae_kl.io.safetensors.
+      The latent goes to vae.decode() as is: decode() applies post_quant_conv but
+      no scaling factor (a pipeline divides by scaling_factor before decode()).
+
+--tile-sample SIZE enables diffusers' tiling with tile_sample_min_size = SIZE,
+tile_latent_min_size = SIZE / f and tile_overlap_factor 0.25, where
+f = 2 ** (len(block_out_channels) - 1) is the model's downscale factor (8 for
+the Stable Diffusion VAE, so SIZE / 8 there). Tiling only kicks in when the
+latent is larger than tile_latent_min_size in height or width.
+
+Timed: vae.decode(latent) in float32 under torch.inference_mode().
+Prints one JSON line on stdout:
+    {"ms": median, "ms_min": min, "threads": N, "torch": ..., "diffusers": ...,
+     "peak_rss_mb": ru_maxrss in MiB}
+and, with --output, writes the last decode's output as `out` (F32).
+Exits 3 with a one-line reason on stderr when torch or diffusers is missing.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="diffusers AutoencoderKL folder")
+    ap.add_argument("--latent", required=True, help="safetensors file with `latent` (B,4,h,w)")
+    ap.add_argument("--threads", required=True, type=int)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--output", help="write the last output as `out` (F32) here")
+    ap.add_argument("--tile-sample", type=int, metavar="SIZE",
+                    help="enable tiling with tile_sample_min_size=SIZE, tile_latent_min_size=SIZE/f, overlap 0.25")
+    a = ap.parse_args()
+    if a.threads < 1 or a.iters < 1 or a.warmup < 0:
+        ap.error("--threads and --iters must be >= 1, --warmup >= 0")
+    if a.tile_sample is not None and a.tile_sample < 1:
+        ap.error("--tile-sample must be >= 1")
+    return a
+
+
+def main():
+    args = parse_args()
+    # The thread count has to be in the environment before torch loads its
+    # OpenMP / MKL runtimes.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+
+    try:
+        import torch
+        import diffusers
+        from diffusers import AutoencoderKL
+        from safetensors.torch import load_file, save_file
+    except Exception as e:  # ImportError, or a broken install raising something else
+        print(f"torch_vae_ref: cannot import torch/diffusers/safetensors: {e}", file=sys.stderr)
+        sys.exit(3)
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    diffusers.utils.logging.set_verbosity_error()
+
+    vae = AutoencoderKL.from_pretrained(args.model, torch_dtype=torch.float32).eval()
+    io = load_file(args.latent)
+    if "latent" not in io:
+        print(f"torch_vae_ref: {args.latent} has no `latent` tensor", file=sys.stderr)
+        sys.exit(2)
+    z = io["latent"].to(torch.float32).contiguous()
+
+    if args.tile_sample is not None:
+        f = 2 ** (len(vae.config.block_out_channels) - 1)
+        if args.tile_sample % f:
+            print(f"torch_vae_ref: --tile-sample {args.tile_sample} is not a multiple of the downscale factor {f}",
+                  file=sys.stderr)
+            sys.exit(2)
+        vae.enable_tiling()
+        vae.tile_sample_min_size = args.tile_sample
+        vae.tile_latent_min_size = args.tile_sample // f
+        vae.tile_overlap_factor = 0.25
+
+    times = []
+    out = None
+    with torch.inference_mode():
+        for i in range(args.warmup + args.iters):
+            t0 = time.perf_counter()
+            out = vae.decode(z).sample
+            dt = (time.perf_counter() - t0) * 1000.0
+            if i >= args.warmup:
+                times.append(dt)
+
+    if args.output:
+        save_file({"out": out.to(torch.float32).contiguous()}, args.output)
+
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_mb = rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+    print(json.dumps({"ms": round(statistics.median(times), 4), "ms_min": round(min(times), 4),
+                      "threads": args.threads, "torch": torch.__version__,
+                      "diffusers": diffusers.__version__, "peak_rss_mb": round(peak_mb, 1)}))
+
+
+if __name__ == "__main__":
+    main()
