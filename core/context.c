@@ -71,6 +71,7 @@ const char *dit_status_name(dit_status status)
     case DIT_ERR_NOMEM: return "out of memory";
     case DIT_ERR_UNSUPPORTED: return "unsupported";
     case DIT_ERR_BACKEND: return "backend error";
+    case DIT_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

@@ -37,10 +37,12 @@ typedef enum {
     DIT_ERR_NOMEM,       /* an allocation failed or a size overflowed */
     DIT_ERR_UNSUPPORTED, /* valid, but not something this build can do */
     DIT_ERR_BACKEND,     /* the compute backend failed */
+    DIT_CANCELLED,       /* the caller's cancel flag stopped the work; outputs untouched */
 } dit_status;
 
 typedef struct dit_ctx dit_ctx;
 typedef struct dit_model dit_model;
+typedef struct dit_vae dit_vae;
 
 /* Which checkpoint family a model's tensor names came from. The families
  * also differ numerically (timestep embedding divisor, norm2 eps). */
@@ -110,13 +112,119 @@ DIT_API dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int b
 DIT_API double dit_model_forward_flops(const dit_config *cfg, int batch, int height,
                                        int width);
 
+/* ---- sampling ---------------------------------------------------------------
+ * Each array of names below is in the order of its enum. */
+typedef enum {
+    DIT_SAMPLER_DDPM = 0,  /* ancestral; learned variance with learned-sigma models */
+    DIT_SAMPLER_DDIM,      /* eta 0: deterministic */
+    DIT_SAMPLER_DPMPP_2M,  /* DPM-Solver++ 2M, the fast default at 15-25 steps */
+    DIT_SAMPLER_EULER,
+    DIT_SAMPLER_COLD,      /* the seed article's x0 loop on cosine_alphabar */
+    DIT_SAMPLER_COUNT
+} dit_sampler;
+
+typedef enum {
+    DIT_SCHEDULE_LINEAR = 0,      /* official DiT: betas 1e-4 .. 0.02 */
+    DIT_SCHEDULE_SCALED_LINEAR,   /* sqrt-linear, Stable Diffusion */
+    DIT_SCHEDULE_SQUAREDCOS,      /* squaredcos_cap_v2 (Nichol & Dhariwal) */
+    DIT_SCHEDULE_COSINE_ALPHABAR, /* the seed article: cosine alpha-bar, flipped */
+    DIT_SCHEDULE_COUNT
+} dit_schedule;
+
+typedef enum {
+    DIT_SPACING_LEADING = 0,
+    DIT_SPACING_TRAILING,
+    DIT_SPACING_LINSPACE,
+    DIT_SPACING_COUNT
+} dit_spacing;
+
+typedef enum {
+    DIT_PRED_EPSILON = 0,
+    DIT_PRED_SAMPLE, /* x0 */
+    DIT_PRED_V,
+    DIT_PREDICTION_COUNT
+} dit_prediction;
+
+typedef enum { DIT_VAR_FIXED_SMALL = 0, DIT_VAR_LEARNED_RANGE } dit_variance;
+
+DIT_API extern const char *const dit_sampler_names[DIT_SAMPLER_COUNT];
+DIT_API extern const char *const dit_schedule_names[DIT_SCHEDULE_COUNT];
+DIT_API extern const char *const dit_spacing_names[DIT_SPACING_COUNT];
+DIT_API extern const char *const dit_prediction_names[DIT_PREDICTION_COUNT];
+
+typedef struct {
+    dit_sampler sampler;
+    dit_schedule schedule;
+    dit_spacing spacing;
+    dit_prediction prediction;
+    dit_variance variance;  /* DDPM only */
+    int train_steps;        /* 1000 for DiT */
+    double beta_start, beta_end;
+    int steps_offset;
+    bool set_alpha_to_one;  /* DDIM's final alpha; DiT uses false */
+    double eta;             /* DDIM */
+} dit_sched_config;
+
+/* ---- pipelines ----------------------------------------------------------------
+ * One entry point for generate, img2img and inpaint, used by the CLI and the
+ * GIMP plug-in alike. Images are (3, H, W) floats in [-1, 1] (RGB), masks
+ * (H, W) in [0, 1] where 1 means "regenerate" (soft edges allowed). */
+typedef enum { DIT_TASK_GENERATE = 0, DIT_TASK_IMG2IMG, DIT_TASK_INPAINT } dit_task;
+
+typedef struct {
+    dit_task task;
+    const dit_model *model;
+    const dit_vae *vae;     /* NULL: the model works on pixels (in_channels 3 or 1) */
+    dit_sched_config sched;
+    int steps;              /* model evaluations for a full run */
+    float guidance;         /* classifier-free guidance scale; <= 1 skips the null row */
+    int guidance_channels;  /* guide the first N latent channels; 0 = all (diffusers),
+                               3 = the official DiT sampler */
+    float strength;         /* img2img / inpaint: 0 returns the input, 1 starts from noise */
+    int class_id;           /* 0 .. num_classes - 1, or num_classes for unconditional */
+    uint64_t seed;
+    int batch;              /* images to make; each gets its own noise */
+    int grow;               /* inpaint: grow the latent mask by this many latent pixels */
+    const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
+} dit_pipeline_params;
+
+/* Defaults for a model: DDIM 50 steps on the linear schedule, epsilon,
+ * guidance 4, strength 0.75 for img2img and 1 for inpaint, class 0, seed 0,
+ * batch 1. Learned-sigma models get the official 3-channel guidance. */
+DIT_API void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
+                                         const dit_vae *vae);
+
+/* Called after every step; `latent` is the current (batch, C, h, w) latent.
+ * Return false to cancel (same as setting *cancel). */
+typedef bool (*dit_progress_fn)(void *user, int step, int total, const float *latent);
+
+/*   image (3, H, W): the source for img2img / inpaint (NULL for generate)
+ *   mask  (H, W): inpaint only
+ *   height, width: the image's size, or the size to generate; multiples of
+ *         the VAE factor times the patch size
+ *   out   (batch, 3, H, W)
+ * Pixels where the mask is 0 come back bit-identical to the input. */
+DIT_API dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *params,
+                                    const float *image, const float *mask, int height, int width,
+                                    dit_progress_fn progress, void *user,
+                                    const volatile int *cancel, float *out);
+
+/* ---- noise ----------------------------------------------------------------
+ * Normal noise from Philox4x32-10: element i of `stream` under `seed` is a
+ * pure function of the three, whatever the thread count or backend. Streams
+ * the pipeline uses: 0 initial noise, 1 img2img/inpaint source noise,
+ * 1000 + k noise of a stochastic sampler at step k, 2000 + k inpaint blend
+ * noise at step k, 3 VAE posterior samples. */
+DIT_API void dit_randn(uint64_t seed, uint32_t stream, size_t first, size_t n, float *out);
+DIT_API void dit_philox4x32_10(const uint32_t counter[4], const uint32_t key[2],
+                               uint32_t out[4]);
+
 /* ---- VAE ------------------------------------------------------------------
  * Images cross this API as (B, 3, H, W) floats in [-1, 1]; latents as
  * (B, latent_channels, H / f, W / f) with f = dit_vae_info().downscale.
  * encode/decode work on raw latents, as diffusers' encode()/decode() do: the
  * caller applies (z - shift_factor) * scaling_factor for the DiT and undoes
  * it before decoding. */
-typedef struct dit_vae dit_vae;
 
 typedef enum {
     DIT_VAE_KL = 0,   /* AutoencoderKL (Stable Diffusion VAE) */
