@@ -163,6 +163,7 @@ typedef struct {
 
 struct dit_model {
     dit_config cfg;
+    char *scheduler_json; /* from scheduler/scheduler_config.json or metadata, or NULL */
     float *params;     /* every parameter, one allocation */
     size_t n_params;
     char source_dtype[8];

@@ -165,6 +165,14 @@ typedef struct {
     double eta;             /* DDIM */
 } dit_sched_config;
 
+/* Reads a diffusers scheduler_config.json (or our own "scheduler" metadata,
+ * which may also name a "sampler") over the fields already in *c. */
+DIT_API dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *source, const char *json,
+                                              dit_sched_config *c);
+/* The scheduler a model file or pipeline folder names (its
+ * scheduler/scheduler_config.json or "scheduler" metadata), or NULL. */
+DIT_API const char *dit_model_scheduler_json(const dit_model *model);
+
 /* ---- pipelines ----------------------------------------------------------------
  * One entry point for generate, img2img and inpaint, used by the CLI and the
  * GIMP plug-in alike. Images are (3, H, W) floats in [-1, 1] (RGB), masks
@@ -208,6 +216,25 @@ DIT_API dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *par
                                     const float *image, const float *mask, int height, int width,
                                     dit_progress_fn progress, void *user,
                                     const volatile int *cancel, float *out);
+
+/* ---- images ---------------------------------------------------------------- */
+
+/* Resample planar (C, H, W) floats to (C, H2, W2): triangle filter, area-like
+ * when shrinking. */
+DIT_API dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H, int W,
+                                    float *dst, int H2, int W2);
+/* out = mask * generated + (1 - mask) * source per pixel, and exactly source
+ * where mask is 0; mask (H, W), images (C, H, W); out may alias either. */
+DIT_API void dit_image_composite(float *out, const float *generated, const float *source,
+                                 const float *mask, int C, int H, int W);
+
+/* One float tensor in a .safetensors file (latents for dit encode/decode);
+ * saving records the VAE scaling factor in the metadata. Free *out. */
+DIT_API dit_status dit_save_tensor(dit_ctx *ctx, const char *path, const char *name,
+                                   const float *data, int ndim, const int64_t *shape,
+                                   float scaling_factor);
+DIT_API dit_status dit_load_tensor(dit_ctx *ctx, const char *path, const char *name, float **out,
+                                   int64_t shape[4]);
 
 /* ---- noise ----------------------------------------------------------------
  * Normal noise from Philox4x32-10: element i of `stream` under `seed` is a

@@ -528,6 +528,14 @@ dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
         goto out;
     if ((st = load_weights(ctx, f, m)))
         goto out;
+    /* a pipeline folder's scheduler/, else our own metadata */
+    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+        char *sp = g_build_filename(path, "scheduler", "scheduler_config.json", NULL);
+        g_file_get_contents(sp, &m->scheduler_json, NULL, NULL);
+        g_free(sp);
+    }
+    if (!m->scheduler_json && st_meta(f, "scheduler"))
+        m->scheduler_json = g_strdup(st_meta(f, "scheduler"));
     *out = m;
     m = NULL;
 out:
@@ -543,12 +551,18 @@ void dit_model_free(dit_model *m)
         return;
     dit_free_aligned(m->params);
     free(m->blocks);
+    g_free(m->scheduler_json);
     free(m);
 }
 
 const dit_config *dit_model_config(const dit_model *m)
 {
     return m ? &m->cfg : NULL;
+}
+
+const char *dit_model_scheduler_json(const dit_model *m)
+{
+    return m ? m->scheduler_json : NULL;
 }
 
 size_t dit_model_param_count(const dit_model *m)

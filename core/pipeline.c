@@ -27,6 +27,15 @@ void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
     dit_sched_config_default(&p->sched);
     p->sched.sampler = DIT_SAMPLER_DPMPP_2M;
     p->steps = 20;
+    /* the model's own scheduler (pipeline folder or metadata) wins */
+    const char *sj = model ? dit_model_scheduler_json(model) : NULL;
+    if (sj) {
+        dit_sched_config c = p->sched;
+        if (dit_sched_config_from_json(NULL, "scheduler", sj, &c) == DIT_OK)
+            p->sched = c;
+        if (c.sampler == DIT_SAMPLER_COLD)
+            p->steps = c.train_steps < 50 ? c.train_steps : 50;
+    }
     p->guidance = 4.0f;
     p->strength = 0.75f;
     p->batch = 1;

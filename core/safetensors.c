@@ -2,6 +2,7 @@
 #include "safetensors.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -459,7 +460,7 @@ dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tenso
                     const char *const *meta_keys, const char *const *meta_values, size_t n_meta)
 {
     for (size_t i = 0; i < n; i++)
-        if (tensors[i].dtype != ST_F32 && tensors[i].dtype != ST_F16 &&
+        if (!tensors[i].raw && tensors[i].dtype != ST_F32 && tensors[i].dtype != ST_F16 &&
             tensors[i].dtype != ST_BF16)
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "%s: cannot write tensor '%s' as %s",
                              path, tensors[i].name, st_dtype_name(tensors[i].dtype));
@@ -485,8 +486,9 @@ dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tenso
         size_t count = 1;
         for (int d = 0; d < t->ndim; d++)
             count *= (size_t)t->shape[d];
-        if (t->dtype == ST_F32) {
-            ok = write_all(fd, t->data, count * 4);
+        if (t->raw || t->dtype == ST_F32) {
+            ok = write_all(fd, t->raw ? t->raw : (const void *)t->data,
+                           count * st_dtype_size(t->dtype));
             continue;
         }
         for (size_t j = 0; ok && j < count; j += 4096) {
@@ -524,5 +526,49 @@ dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tenso
     }
     g_free(tmp);
     g_free(header);
+    return st;
+}
+
+/* ---- single tensors (dit encode / decode) ---------------------------------- */
+
+dit_status dit_save_tensor(dit_ctx *ctx, const char *path, const char *name, const float *data,
+                           int ndim, const int64_t *shape, float scaling_factor)
+{
+    if (ndim < 1 || ndim > ST_MAX_DIMS)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "tensor rank %d is out of range", ndim);
+    st_write_tensor t = {.name = name, .dtype = ST_F32, .ndim = ndim, .data = data};
+    memcpy(t.shape, shape, (size_t)ndim * sizeof *shape);
+    char sf[32];
+    g_ascii_dtostr(sf, sizeof sf, scaling_factor);
+    const char *keys[] = {"scaling_factor", "format"};
+    const char *vals[] = {sf, "dit-latent"};
+    return st_write(ctx, path, &t, 1, keys, vals, 2);
+}
+
+dit_status dit_load_tensor(dit_ctx *ctx, const char *path, const char *name, float **out,
+                           int64_t shape[4])
+{
+    *out = NULL;
+    st_file *f = NULL;
+    dit_status st = st_open(ctx, path, &f);
+    if (st)
+        return st;
+    const st_tensor *t = st_find(f, name);
+    if (!t || t->ndim != 4) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: no 4-D tensor '%s'", path, name);
+    } else if (!(*out = malloc((t->n_elements ? t->n_elements : 1) * sizeof(float)))) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    } else if ((st = st_read_f32(ctx, f, t, *out)) == DIT_OK) {
+        memcpy(shape, t->shape, 4 * sizeof *shape);
+        for (size_t i = 0; i < t->n_elements && st == DIT_OK; i++)
+            if (!isfinite((*out)[i]))
+                st = dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s' holds NaN or Inf", path,
+                               name);
+    }
+    if (st) {
+        free(*out);
+        *out = NULL;
+    }
+    st_close(f);
     return st;
 }

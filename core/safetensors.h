@@ -50,13 +50,15 @@ dit_status st_read_f32(dit_ctx *ctx, const st_file *file, const st_tensor *tenso
 void st_shape_str(const int64_t *shape, int ndim, char *buf, size_t len);
 
 /* Writing: tensors are given as f32 data and stored in `dtype` (F32, F16 or
- * BF16). The file appears atomically: temp file, fsync, rename. */
+ * BF16), or as raw bytes of any dtype. The file appears atomically: temp
+ * file, fsync, rename. */
 typedef struct {
     const char *name;
     st_dtype dtype;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
-    const float *data;
+    const float *data;  /* f32 values, converted to dtype on write */
+    const void *raw;    /* or: bytes already in dtype, written as they are */
 } st_write_tensor;
 
 dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tensors, size_t n,

@@ -8,6 +8,8 @@
  * arithmetic here is double. */
 #include "dit-sched.h"
 
+#include <glib.h>
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,4 +471,80 @@ double dit_sched_init_noise_sigma(const dit_scheduler *s)
 int dit_sched_steps(const dit_scheduler *s)
 {
     return s->n;
+}
+
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (g_ascii_strcasecmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char *json,
+                                      dit_sched_config *c)
+{
+    GError *err = NULL;
+    JsonParser *parser = json_parser_new();
+    dit_status st = DIT_OK;
+    if (!json_parser_load_from_data(parser, json, -1, &err)) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);
+        g_error_free(err);
+        g_object_unref(parser);
+        return st;
+    }
+    JsonNode *root = json_parser_get_root(parser);
+    if (!root || JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
+        g_object_unref(parser);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: not a JSON object", src);
+    }
+    JsonObject *o = json_node_get_object(root);
+    static const struct {
+        const char *cls;
+        dit_sampler sampler;
+    } classes[] = {{"DDPMScheduler", DIT_SAMPLER_DDPM},
+                   {"DDIMScheduler", DIT_SAMPLER_DDIM},
+                   {"DPMSolverMultistepScheduler", DIT_SAMPLER_DPMPP_2M},
+                   {"EulerDiscreteScheduler", DIT_SAMPLER_EULER}};
+    const char *cls = json_object_get_string_member_with_default(o, "_class_name", "");
+    for (size_t i = 0; i < G_N_ELEMENTS(classes); i++)
+        if (strcmp(cls, classes[i].cls) == 0)
+            c->sampler = classes[i].sampler;
+    const char *str;
+    int idx;
+    if ((str = json_object_get_string_member_with_default(o, "sampler", NULL)) &&
+        (idx = name_index(dit_sampler_names, DIT_SAMPLER_COUNT, str)) >= 0)
+        c->sampler = (dit_sampler)idx;
+    if ((str = json_object_get_string_member_with_default(o, "beta_schedule", NULL))) {
+        if ((idx = name_index(dit_schedule_names, DIT_SCHEDULE_COUNT, str)) < 0)
+            st = dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s: beta_schedule '%s' is not supported",
+                           src, str);
+        else
+            c->schedule = (dit_schedule)idx;
+    }
+    if ((str = json_object_get_string_member_with_default(o, "prediction_type", NULL))) {
+        if ((idx = name_index(dit_prediction_names, DIT_PREDICTION_COUNT, str)) < 0)
+            st = dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s: prediction_type '%s' is not supported",
+                           src, str);
+        else
+            c->prediction = (dit_prediction)idx;
+    }
+    if ((str = json_object_get_string_member_with_default(o, "timestep_spacing", NULL)) &&
+        (idx = name_index(dit_spacing_names, DIT_SPACING_COUNT, str)) >= 0)
+        c->spacing = (dit_spacing)idx;
+    if ((str = json_object_get_string_member_with_default(o, "variance_type", NULL)))
+        c->variance = strcmp(str, "learned_range") == 0 ? DIT_VAR_LEARNED_RANGE
+                                                        : DIT_VAR_FIXED_SMALL;
+    if (json_object_has_member(o, "num_train_timesteps"))
+        c->train_steps = (int)json_object_get_int_member(o, "num_train_timesteps");
+    if (json_object_has_member(o, "beta_start"))
+        c->beta_start = json_object_get_double_member(o, "beta_start");
+    if (json_object_has_member(o, "beta_end"))
+        c->beta_end = json_object_get_double_member(o, "beta_end");
+    if (json_object_has_member(o, "steps_offset"))
+        c->steps_offset = (int)json_object_get_int_member(o, "steps_offset");
+    if (json_object_has_member(o, "set_alpha_to_one"))
+        c->set_alpha_to_one = json_object_get_boolean_member(o, "set_alpha_to_one");
+    g_object_unref(parser);
+    return st;
 }

@@ -34,6 +34,8 @@ from safetensors.torch import save_file  # noqa: E402
 
 import diffusers  # noqa: E402
 from diffusers import AutoencoderKL, AutoencoderTiny, DiTTransformer2DModel  # noqa: E402
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler  # noqa: E402
+import diffusers.schedulers.scheduling_ddpm as ddpm_module  # noqa: E402
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint  # noqa: E402
 from diffusers.models.embeddings import get_2d_sincos_pos_embed, get_timestep_embedding  # noqa: E402
 
@@ -1138,6 +1140,93 @@ def vae_tiny_fixture(name, seed, store_dtype):
 
 
 # --------------------------------------------------------------------------
+# Counter-based normal noise: Philox4x32-10 + Box-Muller (the C core's dit_randn)
+# --------------------------------------------------------------------------
+# Element i of (seed, stream) depends only on (seed, stream, i). Block n = i // 4 is
+# one Philox call with counter (n & 0xffffffff, n >> 32, stream, 0) and key
+# (seed & 0xffffffff, seed >> 32); its four outputs x0..x3 become uniforms
+# u = (x + 0.5) / 2^32 and then, in float64, z[4n+0] = r cos(2 pi u1), z[4n+1] = r sin(2 pi u1)
+# with r = sqrt(-2 ln u0), and z[4n+2], z[4n+3] likewise from (u2, u3). The float64 values
+# are then rounded to float32. A tensor draws elements 0..numel-1 in row-major order.
+# Pipeline streams: 0 initial noise, 1 img2img source noise, 1000 + k noise a stochastic
+# sampler consumes at step k, 2000 + k inpaint blend noise at step k.
+
+U32 = 0xFFFFFFFF
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57     # round multipliers
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85     # Weyl key increments (golden ratio, sqrt(3) - 1)
+PHILOX_ROUNDS = 10
+# Known-answer vectors of Random123 (its tests/kat_vectors, "philox4x32 10 ctr[4] key[2] -> out[4]").
+# The same three vectors are asserted by TensorFlow's stateful random ops test (citing
+# Random123-Boost's test_philox.cpp) and by other independent ports; three 128-bit
+# matches cannot happen by accident, so passing them pins the round function, the
+# multipliers, the key schedule and the word order.
+PHILOX_KAT = (
+    ((0x00000000, 0x00000000, 0x00000000, 0x00000000), (0x00000000, 0x00000000),
+     (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF),
+     (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),    # digits of pi
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+)
+
+
+def philox4x32_10(ctr, key):
+    """Philox4x32 with 10 rounds (Salmon et al., SC'11), plain Python integers.
+    Round: (hi0, lo0) = M0 * c0, (hi1, lo1) = M1 * c2 (64-bit products);
+    c' = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0). The key gets (W0, W1) added
+    (mod 2^32) before every round but the first."""
+    c0, c1, c2, c3 = (int(v) & U32 for v in ctr)
+    k0, k1 = (int(v) & U32 for v in key)
+    for r in range(PHILOX_ROUNDS):
+        if r > 0:
+            k0 = (k0 + PHILOX_W0) & U32
+            k1 = (k1 + PHILOX_W1) & U32
+        p0 = PHILOX_M0 * c0
+        p1 = PHILOX_M1 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & U32, (p0 >> 32) ^ c3 ^ k1, p0 & U32
+    return c0, c1, c2, c3
+
+
+def philox_normal(seed, stream, n):
+    """The first n normals of (seed: uint64, stream: uint32), as float64 (before the float32
+    rounding). math.log/cos/sin are the C library's, like the C core's."""
+    key = (seed & U32, (seed >> 32) & U32)
+    out = []
+    for blk in range((n + 3) // 4):
+        x = philox4x32_10((blk & U32, blk >> 32, stream & U32, 0), key)
+        for a, b in ((x[0], x[1]), (x[2], x[3])):
+            u1 = (a + 0.5) / 4294967296.0
+            u2 = (b + 0.5) / 4294967296.0
+            r = math.sqrt(-2.0 * math.log(u1))
+            out.append(r * math.cos(2.0 * math.pi * u2))
+            out.append(r * math.sin(2.0 * math.pi * u2))
+    return out[:n]
+
+
+def philox_randn(seed, stream, shape):
+    """(seed, stream) noise of the given shape, row-major, rounded to float32."""
+    n = math.prod(shape)
+    return torch.tensor(philox_normal(seed, stream, n), dtype=F64).to(F32).reshape(tuple(shape))
+
+
+def philox_selftest():
+    for ctr, key, want in PHILOX_KAT:
+        got = philox4x32_10(ctr, key)
+        assert got == want, f"Philox4x32-10 KAT {ctr} {key}: {[hex(v) for v in got]} != {[hex(v) for v in want]}"
+    # element i does not depend on how many are drawn
+    assert philox_normal(42, 7, 1003)[:9] == philox_normal(42, 7, 9)
+    # streams and seeds (both 32-bit halves of the seed) give different noise
+    a = philox_normal(42, 7, 8)
+    assert a != philox_normal(42, 8, 8) and a != philox_normal(43, 7, 8) and a != philox_normal(42 + (1 << 32), 7, 8)
+    # loose moment check over 8192 draws: mean ~ 0, variance ~ 1
+    z = np.array(philox_normal(0, 0, 8192))
+    assert abs(z.mean()) < 0.05 and abs(z.var() - 1.0) < 0.05, (z.mean(), z.var())
+    return {"philox KAT vectors matched": float(len(PHILOX_KAT)),
+            "philox N(0,1) check: |mean| over 8192": abs(float(z.mean())),
+            "philox N(0,1) check: |var-1| over 8192": abs(float(z.var()) - 1.0)}
+
+
+# --------------------------------------------------------------------------
 # Op-level fixture
 # --------------------------------------------------------------------------
 
@@ -1273,7 +1362,756 @@ def ops_fixture(seed):
                "(sens) sattn scale 1/C, rel", "(sens) sattn tokens read column-major, written row-major, rel"):
         assert checks[kk] > SENS_FACTOR * TOL, kk
 
-    save_file({k: v.to(F32).contiguous() for k, v in out.items()}, os.path.join(HERE, "ops.io.safetensors"))
+    # ---- Philox noise (the C core's dit_randn) ----
+    checks.update(philox_selftest())
+    out["rng_seed42_stream7"] = philox_randn(42, 7, (1003,))
+    out["rng_bigseed_stream0"] = philox_randn(0x0123456789ABCDEF, 0, (16,))
+    ints = {"philox_kat_ctr": torch.tensor([c for c, _, _ in PHILOX_KAT], dtype=torch.int64),
+            "philox_kat_key": torch.tensor([k for _, k, _ in PHILOX_KAT], dtype=torch.int64),
+            "philox_kat_out": torch.tensor([o for _, _, o in PHILOX_KAT], dtype=torch.int64)}
+
+    tensors = {k: v.to(F32).contiguous() for k, v in out.items()}
+    tensors.update(ints)
+    save_file(tensors, os.path.join(HERE, "ops.io.safetensors"))
+    return checks
+
+
+# --------------------------------------------------------------------------
+# Scheduler fixture (sched.io.safetensors)
+# --------------------------------------------------------------------------
+# Every case runs diffusers' own set_timesteps() / scale_model_input() / step() on a
+# (1,2,2,2) latent for SCHED_N steps. The schedule arrays a scheduler builds in
+# __init__ (betas, alphas, alphas_cumprod and what comes from them) are float32 in
+# diffusers; we replace them by their float64 values (schedule_f64) before
+# set_timesteps, so the references are float64 except where diffusers casts inside
+# set_timesteps/step (DPM-Solver and Euler: sigmas to float32, the sample to float32 in
+# step). A second, independent float64 implementation written from the README
+# (own_* below) must reproduce every trajectory.
+
+SCHED_T = 1000                     # num_train_timesteps
+SCHED_N = 10                       # inference steps of every case (except the '/n7' ones)
+SCHED_SEED = 1234                  # Philox seed: x_init = stream 0, step k noise = stream 1000 + k
+SCHED_MODEL_SEED = 808             # torch.Generator seed of the model outputs
+SCHED_SHAPE = (1, 2, 2, 2)
+SCHED_XCHECK = 1e-5                # own float64 implementation vs diffusers (TOL / 10)
+SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTIONS = ("epsilon", "sample", "v_prediction")
+# squaredcos_cap_v2 ignores beta_start/beta_end; it keeps the class defaults
+BETA_RANGE = {"linear": (1e-4, 0.02), "scaled_linear": (0.00085, 0.012), "squaredcos_cap_v2": (1e-4, 0.02)}
+
+
+def schedule_f64(schedule, T=SCHED_T):
+    """betas and alphas_cumprod in float64 (README 'Schedules')."""
+    bs, be = BETA_RANGE[schedule]
+    i = np.arange(T, dtype=np.float64)
+    if schedule == "linear":
+        betas = bs + (be - bs) * i / (T - 1)
+    elif schedule == "scaled_linear":
+        betas = (math.sqrt(bs) + (math.sqrt(be) - math.sqrt(bs)) * i / (T - 1)) ** 2
+    else:
+        abar = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+        betas = np.array([min(1.0 - abar((k + 1) / T) / abar(k / T), 0.999) for k in range(T)])
+    return betas, np.cumprod(1.0 - betas)
+
+
+def use_f64_schedule(sched, kind):
+    """Replace the float32 arrays a diffusers scheduler built in __init__ by float64 ones."""
+    cfg = sched.config
+    betas, ac = schedule_f64(cfg.beta_schedule, cfg.num_train_timesteps)
+    stock = sched.betas.to(F64).numpy()
+    assert np.abs(betas - stock).max() <= 1e-6 * np.abs(stock).max(), f"{cfg.beta_schedule}: betas differ from diffusers"
+    sched.betas = torch.from_numpy(betas)
+    sched.alphas = 1.0 - sched.betas
+    sched.alphas_cumprod = torch.from_numpy(ac)
+    assert (sched.alphas_cumprod - torch.cumprod(sched.alphas, 0)).abs().max() == 0
+    if kind == "ddim":
+        sched.final_alpha_cumprod = torch.tensor(1.0, dtype=F64) if cfg.set_alpha_to_one else sched.alphas_cumprod[0]
+    elif kind == "dpmpp2m":
+        sched.alpha_t = torch.sqrt(sched.alphas_cumprod)
+        sched.sigma_t = torch.sqrt(1 - sched.alphas_cumprod)
+        sched.lambda_t = torch.log(sched.alpha_t) - torch.log(sched.sigma_t)
+        sched.sigmas = ((1 - sched.alphas_cumprod) / sched.alphas_cumprod) ** 0.5
+    elif kind == "euler":
+        s = (((1 - sched.alphas_cumprod) / sched.alphas_cumprod) ** 0.5).flip(0)
+        sched.sigmas = torch.cat([s, torch.zeros(1, dtype=F64)])
+
+
+SCHED_CLASSES = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpmpp2m": DPMSolverMultistepScheduler,
+                 "euler": EulerDiscreteScheduler}
+
+
+def sched_case_list():
+    """(name, kind, config kwargs, step kwargs, n) for every case, in file order."""
+    cases = []
+
+    def betas(s):
+        return dict(beta_schedule=s, beta_start=BETA_RANGE[s][0], beta_end=BETA_RANGE[s][1])
+
+    def ddim(s, p, spacing, eta, alpha1=False, n=SCHED_N, suffix=""):
+        cfg = dict(num_train_timesteps=SCHED_T, **betas(s), prediction_type=p, clip_sample=False,
+                   set_alpha_to_one=alpha1, steps_offset=0, timestep_spacing=spacing)
+        cases.append((f"ddim/{s}/{p}/{spacing}/eta{eta:g}{suffix}", "ddim", cfg, {"eta": float(eta)}, n))
+
+    for s in SCHEDULES:
+        for p in PREDICTIONS:
+            ddim(s, p, "leading", 0)
+    ddim("linear", "epsilon", "leading", 1)
+    ddim("linear", "epsilon", "trailing", 0)
+    ddim("linear", "epsilon", "linspace", 0)
+    ddim("linear", "epsilon", "leading", 0, alpha1=True, suffix="/alpha1")
+    ddim("linear", "epsilon", "linspace", 0, n=7, suffix="/n7")     # ties: 166.5 -> 166, 832.5 -> 832
+
+    for p, var in (("epsilon", "fixed_small"), ("epsilon", "learned_range"), ("sample", "fixed_small"),
+                   ("v_prediction", "fixed_small")):
+        cfg = dict(num_train_timesteps=SCHED_T, **betas("linear"), prediction_type=p, variance_type=var,
+                   clip_sample=False, steps_offset=0, timestep_spacing="leading")
+        cases.append((f"ddpm/linear/{p}/leading/{var}", "ddpm", cfg, {}, SCHED_N))
+
+    def dpm(s, p, spacing):
+        cfg = dict(num_train_timesteps=SCHED_T, **betas(s), prediction_type=p, algorithm_type="dpmsolver++",
+                   solver_order=2, solver_type="midpoint", lower_order_final=True, euler_at_final=False,
+                   final_sigmas_type="zero", use_karras_sigmas=False, steps_offset=0, timestep_spacing=spacing)
+        cases.append((f"dpmpp2m/{s}/{p}/{spacing}", "dpmpp2m", cfg, {}, SCHED_N))
+
+    for s in SCHEDULES:
+        for p in PREDICTIONS:
+            dpm(s, p, "leading")
+    dpm("linear", "epsilon", "trailing")
+    dpm("linear", "epsilon", "linspace")          # DPMSolverMultistepScheduler's own default spacing
+
+    def euler(p, spacing, n=SCHED_N, suffix=""):
+        cfg = dict(num_train_timesteps=SCHED_T, **betas("linear"), prediction_type=p, interpolation_type="linear",
+                   use_karras_sigmas=False, timestep_type="discrete", final_sigmas_type="zero", steps_offset=0,
+                   timestep_spacing=spacing)
+        cases.append((f"euler/linear/{p}/{spacing}{suffix}", "euler", cfg, {"s_churn": 0.0}, n))
+
+    for p in PREDICTIONS:
+        euler(p, "leading")
+    euler("epsilon", "trailing")
+    euler("epsilon", "linspace")
+    euler("epsilon", "linspace", n=7, suffix="/n7")   # fractional timesteps: sigma interpolation
+    return cases
+
+
+def sched_model_targets(n):
+    """Shared by all cases: x0 targets (n,1,2,2,2) N(0,1), and (n,1,2,2,2) uniform in [-1, 1]
+    for the variance half of DDPM learned_range."""
+    g = torch.Generator().manual_seed(SCHED_MODEL_SEED)
+    target = torch.randn((n,) + SCHED_SHAPE, generator=g, dtype=F32)
+    var = torch.rand((n,) + SCHED_SHAPE, generator=g, dtype=F32) * 2 - 1
+    return target, var
+
+
+def virtual_model_output(pred, x, target, al, sg, euler=False):
+    """What a model whose x0 prediction is `target` outputs at the current latent x, for a
+    noise level with x_vp = al * x0 + sg * eps (Euler's latent is x_vp * sqrt(1 + sigma^2)).
+    I.i.d. N(0,1) outputs instead would let epsilon trajectories grow to |x| ~ 100-300 and
+    hide the final-step rules (set_alpha_to_one moved x by 1.5e-4 of max|x|)."""
+    if pred == "sample":
+        return target.to(F64)
+    xv = x / math.sqrt(1 + (sg / al) ** 2) if euler else x
+    if pred == "epsilon":
+        return (xv - al * target) / sg
+    return (al * xv - target) / sg
+
+
+class DDPMNoise:
+    """Replaces randn_tensor inside scheduling_ddpm so DDPMScheduler.step draws our noise."""
+
+    def __init__(self, noise):
+        self.noise, self.k, self.calls = noise, None, []
+
+    def __enter__(self):
+        self.orig = ddpm_module.randn_tensor
+        ddpm_module.randn_tensor = self
+        return self
+
+    def __exit__(self, *exc):
+        ddpm_module.randn_tensor = self.orig
+
+    def __call__(self, shape, generator=None, device=None, dtype=None, **_):
+        assert tuple(shape) == SCHED_SHAPE, shape
+        self.calls.append(self.k)
+        return self.noise[self.k].to(dtype)
+
+
+def run_diffusers_case(kind, cfg, step_kwargs, n, model_out, noise, f64_schedule=True, targets=None):
+    """x_init from Philox stream 0, then n diffusers steps. Returns a dict of float64 tensors.
+    targets = (x0 targets, learned-range variance half): the model outputs are made on the fly
+    from the current latent (virtual_model_output), rounded to float32 and returned as model_out;
+    otherwise model_out is used as given."""
+    sched = SCHED_CLASSES[kind](**cfg)
+    if f64_schedule:
+        use_f64_schedule(sched, kind)
+    sched.set_timesteps(n)
+    ts = sched.timesteps.clone()
+    assert len(ts) == n
+    ins = float(sched.init_noise_sigma)
+    x_init = (philox_randn(SCHED_SEED, 0, SCHED_SHAPE).to(F64) * ins).to(F32).to(F64)  # start = the stored F32
+    x = x_init.clone()
+    xs, scaled, outs = [], [], []
+    hook = DDPMNoise(noise) if kind == "ddpm" else None
+    if hook:
+        hook.__enter__()
+    try:
+        for k, t in enumerate(ts):
+            kw = dict(step_kwargs)
+            if kind == "euler":
+                scaled.append(sched.scale_model_input(x, t))
+            if kind == "ddim" and kw.get("eta", 0.0) > 0:
+                kw["variance_noise"] = noise[k].to(F64)
+            if hook:
+                hook.k = k
+            if targets is not None:
+                if kind in ("ddim", "ddpm"):
+                    a = float(sched.alphas_cumprod[int(t)])
+                    al, sg = math.sqrt(a), math.sqrt(1 - a)
+                else:
+                    sig = float(sched.sigmas[sched.step_index if sched.step_index is not None else 0])
+                    al, sg = 1 / math.sqrt(sig * sig + 1), sig / math.sqrt(sig * sig + 1)
+                out = virtual_model_output(cfg["prediction_type"], x, targets[0][k], al, sg, kind == "euler").to(F32)
+                if cfg.get("variance_type") == "learned_range":
+                    out = torch.cat([out, targets[1][k]], dim=1)
+                outs.append(out)
+            else:
+                out = model_out[k]
+            x = sched.step(out.to(F64), t, x, **kw).prev_sample
+            assert x.dtype == F64
+            xs.append(x)
+    finally:
+        if hook:
+            hook.__exit__()
+    r = dict(timesteps=ts, x_init=x_init, x=torch.stack(xs), init_noise_sigma=ins, sched=sched,
+             model_out=torch.stack(outs) if outs else model_out)
+    if kind == "euler":
+        r["scaled_in"] = torch.stack(scaled)
+    if kind in ("euler", "dpmpp2m"):
+        r["sigmas"] = sched.sigmas.clone()
+    if hook:
+        r["noise_calls"] = hook.calls
+    return r
+
+
+# ---- own float64 implementation, written from the README ----------------------------
+
+def np_linspace(start, stop, num):
+    """numpy.linspace(start, stop, num) as numpy computes it: start + j * ((stop - start) / (num - 1)),
+    last element set to stop."""
+    if num == 1:
+        return [float(start)]
+    step = (stop - start) / (num - 1)
+    v = [start + j * step for j in range(num)]
+    v[-1] = float(stop)
+    return v
+
+
+def np_arange_down(start, step):
+    """numpy.arange(start, 0, -step) for float step: count = ceil(start / step); element j is
+    start + j * d with d = (start - step) - start (numpy fills from the first two elements)."""
+    count = math.ceil((0.0 - start) / -step)
+    d = (start - step) - start
+    return [start] + [start + j * d for j in range(1, count)]
+
+
+def own_timesteps(kind, spacing, n, T=SCHED_T, offset=0):
+    """set_timesteps' timestep list (README 'set_timesteps'). Python's round() is half-to-even."""
+    if kind == "dpmpp2m":          # n + 1 points, the last (smallest) dropped
+        if spacing == "linspace":
+            return [float(round(v)) for v in reversed(np_linspace(0, T - 1, n + 1))][:n]
+        if spacing == "leading":
+            r = T // (n + 1)
+            return [float(j * r + offset) for j in range(n, 0, -1)]
+        return [float(round(v) - 1) for v in np_arange_down(float(T), T / n)]
+    if spacing == "linspace":
+        v = list(reversed(np_linspace(0, T - 1, n)))
+        return [float(np.float32(x)) for x in v] if kind == "euler" else [float(round(x)) for x in v]
+    if spacing == "leading":
+        r = T // n
+        return [float(j * r + offset) for j in range(n - 1, -1, -1)]
+    return [float(round(v) - 1) for v in np_arange_down(float(T), T / n)]
+
+
+def own_sigmas(ac, ts):
+    """Karras sigma of every timestep, linear interpolation in t (numpy.interp), then 0 appended."""
+    full = np.sqrt((1 - ac) / ac)
+    out = []
+    for t in ts:
+        if t <= 0:
+            out.append(full[0])
+        elif t >= len(full) - 1:
+            out.append(full[-1])
+        else:
+            i = int(math.floor(t))
+            out.append((full[i + 1] - full[i]) * (t - i) + full[i])
+    return np.array(out + [0.0])
+
+
+def own_x0_eps(pred, out, x, a):
+    """(x0, eps) from a model output at alpha_bar a (DDIM / DDPM)."""
+    sa, sb = math.sqrt(a), math.sqrt(1 - a)
+    if pred == "epsilon":
+        return (x - sb * out) / sa, out
+    if pred == "sample":
+        return out, (x - sa * out) / sb
+    return sa * x - sb * out, sa * out + sb * x
+
+
+def own_run(kind, cfg, step_kwargs, n, model_out, noise, variant=None):
+    """Float64 re-implementation of a case. variant: perturbations for the sensitivity table."""
+    T = cfg["num_train_timesteps"]
+    _, ac = schedule_f64(cfg["beta_schedule"], T)
+    pred, spacing = cfg["prediction_type"], cfg["timestep_spacing"]
+    ts = own_timesteps(kind, spacing, n, T, cfg.get("steps_offset", 0))
+    if variant == "round half away from zero":
+        ts = [float(math.floor(abs(t) + 0.5)) for t in own_timesteps("euler", spacing, n, T)]
+    mo = model_out.to(F64)
+    z = noise.to(F64)
+    sig = None
+    if kind in ("euler", "dpmpp2m"):
+        sig = own_sigmas(ac, ts)
+        if kind == "euler":
+            sig = sig.astype(np.float32).astype(np.float64)    # README: Euler's sigmas are float32 values
+    if kind == "euler":
+        ins = float(sig.max()) if spacing in ("linspace", "trailing") else math.sqrt(float(sig.max()) ** 2 + 1)
+        if variant == "init_noise_sigma = max sigma":
+            ins = float(sig.max())
+    else:
+        ins = 1.0
+    x = (philox_randn(SCHED_SEED, 0, SCHED_SHAPE).to(F64) * ins).to(F32).to(F64)
+    xs, scaled = [], []
+    prev_x0, prev_lam = None, None
+    for k, t in enumerate(ts):
+        out = mo[k]
+        if kind == "ddim":
+            ti = int(t)
+            tp = ti - T // n
+            if variant == "prev = next timestep in the list":
+                tp = int(ts[k + 1]) if k + 1 < n else -1
+            a = ac[ti]
+            final = 1.0 if (cfg["set_alpha_to_one"] or variant == "set_alpha_to_one") else ac[0]
+            ap = ac[tp] if tp >= 0 else final
+            x0, eps = own_x0_eps(pred, out, x, a)
+            eta = step_kwargs.get("eta", 0.0)
+            std = eta * math.sqrt((1 - ap) / (1 - a) * (1 - a / ap))
+            x = math.sqrt(ap) * x0 + math.sqrt(1 - ap - std ** 2) * eps
+            if eta > 0:
+                x = x + std * z[k]
+        elif kind == "ddpm":
+            ti = int(t)
+            tp = int(ts[k + 1]) if k + 1 < n else -1
+            a = ac[ti]
+            ap = ac[tp] if tp >= 0 else 1.0
+            beta = 1 - a / ap
+            v = None
+            if out.shape[1] == 2 * SCHED_SHAPE[1]:
+                out, v = out[:, :SCHED_SHAPE[1]], out[:, SCHED_SHAPE[1]:]
+            x0, _ = own_x0_eps(pred, out, x, a)
+            mean = (math.sqrt(ap) * beta / (1 - a)) * x0 + (math.sqrt(1 - beta) * (1 - ap) / (1 - a)) * x
+            if ti > 0:
+                var = max((1 - ap) / (1 - a) * beta, 1e-20)
+                if cfg["variance_type"] == "learned_range" and variant != "learned_range read as fixed_small":
+                    frac = (v + 1) / 2
+                    x = mean + torch.exp(0.5 * (frac * math.log(beta) + (1 - frac) * math.log(var))) * z[k]
+                else:
+                    x = mean + math.sqrt(var) * z[k]
+            else:
+                x = mean
+        elif kind == "dpmpp2m":
+            s, s_next = sig[k], sig[k + 1]
+            al, sg = 1 / math.sqrt(s * s + 1), s / math.sqrt(s * s + 1)
+            lam = math.log(al) - math.log(sg)
+            x0 = {"epsilon": lambda: (x - sg * out) / al, "sample": lambda: out,
+                  "v_prediction": lambda: al * x - sg * out}[pred]()
+            if s_next == 0:
+                x_new = x0                                           # final step: h = +inf
+            else:
+                al_n, sg_n = 1 / math.sqrt(s_next ** 2 + 1), s_next / math.sqrt(s_next ** 2 + 1)
+                h = (math.log(al_n) - math.log(sg_n)) - lam
+                x_new = (sg_n / sg) * x - (al_n * (math.exp(-h) - 1.0)) * x0
+                if k > 0 and variant != "first order only":
+                    r0 = (lam - prev_lam) / h
+                    x_new = x_new - 0.5 * (al_n * (math.exp(-h) - 1.0)) * ((x0 - prev_x0) / r0)
+            prev_x0, prev_lam = x0, lam
+            x = x_new
+        else:
+            s, s_next = float(sig[k]), float(sig[k + 1])
+            scaled.append(x / math.sqrt(s * s + 1))
+            if pred == "epsilon":
+                x0 = x - s * out
+            elif pred == "sample":
+                x0 = out
+            else:
+                x0 = out * (-s / math.sqrt(s * s + 1)) + x / (s * s + 1)
+            x = x + ((x - x0) / s) * (s_next - s)
+        xs.append(x)
+    r = dict(timesteps=ts, x=torch.stack(xs), init_noise_sigma=ins)
+    if sig is not None:
+        r["sigmas"] = sig
+    if scaled:
+        r["scaled_in"] = torch.stack(scaled)
+    return r
+
+
+def cold_alpha_bar(T):
+    """The seed article's cosine alpha-bar for its cold sampler, flipped: a[0] ~ 0 (pure noise),
+    a[T] = 1. steps = T + 1 points x_j = j * steps / (steps - 1) (torch.linspace(0, steps, steps))."""
+    steps = T + 1
+    xs = [j * steps / (steps - 1) for j in range(steps)]
+    ab = [math.cos(((v / steps) + 0.008) / 1.008 * math.pi / 2) ** 2 for v in xs]
+    ab = [v / ab[0] for v in ab]
+    return np.array(ab[::-1])
+
+
+def cold_run(T, model_out, x_init):
+    """x0-predicting 'cold' sampler: the model's prediction at index T-1 is the result."""
+    a = cold_alpha_bar(T)
+    x = x_init.to(F64)
+    xs = []
+    for i in range(T - 1):
+        x0 = model_out[i].to(F64)
+        noise = (x - math.sqrt(a[i]) * x0) / (math.sqrt(1 - a[i]) + 1e-4)
+        x = x + (math.sqrt(a[i + 1]) * x0 + math.sqrt(1 - a[i + 1]) * noise) - (math.sqrt(a[i]) * x0 + math.sqrt(1 - a[i]) * noise)
+        xs.append(x)
+    return a, torch.stack(xs), model_out[T - 1].to(F64)
+
+
+def check_timestep_formulas():
+    """The README's timestep formulas reproduce diffusers for every n in 1..T, all spacings
+    (the numpy arange/linspace details and the half-to-even rounding included)."""
+    checked = 0
+    for kind in ("ddim", "ddpm", "dpmpp2m", "euler"):
+        for spacing in ("leading", "trailing", "linspace"):
+            sched = SCHED_CLASSES[kind](timestep_spacing=spacing)
+            for n in range(1, SCHED_T + 1):
+                sched.set_timesteps(n)
+                got = sched.timesteps.tolist()
+                want = own_timesteps(kind, spacing, n)
+                assert [float(v) for v in got] == want, f"{kind} {spacing} n={n}: {got[:6]} vs {want[:6]}"
+                checked += 1
+    extra = [n for n in range(1, SCHED_T + 1) if len(np_arange_down(float(SCHED_T), SCHED_T / n)) != n]
+    return checked, extra
+
+
+def sched_fixture():
+    cases = sched_case_list()
+    nmax = max(c[4] for c in cases)
+    target, var = sched_model_targets(nmax)
+    step_noise = torch.stack([philox_randn(SCHED_SEED, 1000 + k, SCHED_SHAPE) for k in range(nmax)])
+    tensors, meta, checks, finals = {"x0_target": target, "learned_range_var": var}, {}, {}, {}
+    for name, kind, cfg, step_kwargs, n in cases:
+        noise = step_noise[:n]
+        d = run_diffusers_case(kind, cfg, step_kwargs, n, None, noise, targets=(target, var))
+        mo = d["model_out"]
+        own = own_run(kind, cfg, step_kwargs, n, mo, noise)
+        stock = run_diffusers_case(kind, cfg, step_kwargs, n, mo, noise, f64_schedule=False)
+        assert [float(v) for v in d["timesteps"]] == own["timesteps"], f"{name}: timesteps"
+        assert abs(d["init_noise_sigma"] - own["init_noise_sigma"]) <= 1e-6 * own["init_noise_sigma"], name
+        if "sigmas" in d:
+            assert np.array_equal(d["sigmas"].numpy(), own["sigmas"].astype(np.float32)), f"{name}: sigmas"
+        xc = rel(own["x"], d["x"])
+        assert xc <= SCHED_XCHECK, f"{name}: own float64 implementation vs diffusers {xc:.3e}"
+        checks[f"{name}: own f64 vs diffusers (x)"] = xc
+        checks[f"{name}: (info) stock f32 schedule vs stored (x)"] = rel(stock["x"], d["x"])
+        if kind == "euler":
+            checks[f"{name}: own f64 vs diffusers (scaled_in)"] = rel(own["scaled_in"], d["scaled_in"])
+            assert checks[f"{name}: own f64 vs diffusers (scaled_in)"] <= SCHED_XCHECK
+        if kind == "ddpm":
+            assert d["noise_calls"] == list(range(n - 1)), f"{name}: noise drawn at steps {d['noise_calls']}"
+
+        tensors[f"{name}/timesteps"] = d["timesteps"].to(F32)
+        tensors[f"{name}/x_init"] = d["x_init"].to(F32)
+        tensors[f"{name}/model_out"] = mo
+        if kind == "ddpm" or step_kwargs.get("eta", 0.0) > 0:
+            tensors[f"{name}/noise"] = noise
+        tensors[f"{name}/x"] = d["x"].to(F32)
+        if "scaled_in" in d:
+            tensors[f"{name}/scaled_in"] = d["scaled_in"].to(F32)
+        if "sigmas" in d:
+            tensors[f"{name}/sigmas"] = d["sigmas"].to(F32)
+        conf = dict(d["sched"].config)
+        conf = {k: v for k, v in conf.items() if not k.startswith("_")}
+        conf.update(_class_name=SCHED_CLASSES[kind].__name__, _num_inference_steps=n, _step_kwargs=step_kwargs,
+                    _init_noise_sigma=d["init_noise_sigma"])
+        meta[name] = json.dumps(conf, sort_keys=True)
+        finals[name] = (d, own, kind, cfg, step_kwargs, n, mo, noise)
+
+    # the seed article's cold sampler (no diffusers equivalent)
+    name = "cold/cosine_alphabar/sample"
+    T = SCHED_N
+    x_init = philox_randn(SCHED_SEED, 0, SCHED_SHAPE)
+    a, xs, final = cold_run(T, target[:T], x_init)
+    tensors[f"{name}/timesteps"] = torch.arange(T, dtype=F32)
+    tensors[f"{name}/alpha_bar"] = torch.from_numpy(a).to(F32)
+    tensors[f"{name}/x_init"] = x_init
+    tensors[f"{name}/model_out"] = target[:T]
+    tensors[f"{name}/x"] = xs.to(F32)
+    tensors[f"{name}/final"] = final.to(F32)
+    meta[name] = json.dumps({"_class_name": "cold (seed article)", "T": T, "prediction_type": "sample",
+                             "alpha_bar": "flipped cosine, steps = T + 1, x = linspace(0, steps, steps)",
+                             "noise_eps": 1e-4}, sort_keys=True)
+    assert a[0] < 1e-30 and a[-1] == 1.0 and np.all(np.diff(a) > 0)
+
+    # sensitivity: each perturbation of the README rules moves the case's trajectory
+    def sens(case, label, bar, **kw):
+        d, own, kind, cfg, sk, n, mo, noise = finals[case]
+        cfg = {**cfg, **kw.pop("cfg", {})}
+        r = own_run(kind, cfg, sk, n, mo, noise, **kw)
+        sensitivity(f"sched {case}", d["x"], [(label, r["x"], bar)])
+
+    sens("ddim/linear/epsilon/leading/eta0", "set_alpha_to_one True", STRONG, variant="set_alpha_to_one")
+    sens("ddim/linear/epsilon/linspace/eta0", "prev timestep = next in the list (not t - T//N)", STRONG,
+         variant="prev = next timestep in the list")
+    # a one-off timestep only shifts alpha_bar a little; the stored timesteps show it exactly
+    sens("ddim/linear/epsilon/linspace/eta0/n7", "timesteps rounded half away from zero", 5 * TOL,
+         variant="round half away from zero")
+    sens("ddpm/linear/epsilon/leading/learned_range", "variance half ignored (fixed_small)", STRONG,
+         variant="learned_range read as fixed_small")
+    sens("dpmpp2m/linear/epsilon/leading", "first order at every step", STRONG, variant="first order only")
+    # sqrt(60.8^2 + 1) vs 60.8 is 1.35e-4 relative: visible on x_init only with a tight tolerance
+    sens("euler/linear/epsilon/leading", "(info) init_noise_sigma = max sigma (not sqrt(max^2+1))", None,
+         variant="init_noise_sigma = max sigma")
+    d, own, kind, cfg, sk, n, mo, noise = finals["ddim/linear/epsilon/leading/eta1"]
+    sensitivity("sched ddim/linear/epsilon/leading/eta1", d["x"],
+                [("eta 0 instead of 1", own_run(kind, cfg, {"eta": 0.0}, n, mo, noise)["x"], STRONG)])
+    # every case ends somewhere else
+    ends = {k: v[0]["x"][-1] for k, v in finals.items()}
+    names = sorted(ends)
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            if ends[p].shape == ends[q].shape and rel(ends[p], ends[q]) <= STRONG:
+                raise AssertionError(f"sched cases {p} and {q} end at the same latent")
+
+    n_checked, extra = check_timestep_formulas()
+    checks["timestep formulas == diffusers for n in 1..1000 (4 schedulers x 3 spacings), lists checked"] = float(n_checked)
+    checks[f"trailing spacing returns n+1 timesteps (last -1) for {len(extra)} n in 1..1000, first"] = float(extra[0])
+
+    meta.update(philox_seed=str(SCHED_SEED), model_out_seed=str(SCHED_MODEL_SEED),
+                train_timesteps=str(SCHED_T), steps=str(SCHED_N))
+    save_file_sorted_metadata({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "sched.io.safetensors"), meta)
+    amax = max(v.abs().max().item() for k, v in tensors.items() if k.endswith("/x"))
+    mmax = max(v.abs().max().item() for k, v in tensors.items() if k.endswith("/model_out"))
+    print(f"sched: {len(cases) + 1} cases, max|x| {amax:.3g}, max|model_out| {mmax:.3g} over all cases")
+    return checks, [c[0] for c in cases] + [name]
+
+
+# --------------------------------------------------------------------------
+# End-to-end pipeline fixture (pipe.io.safetensors)
+# --------------------------------------------------------------------------
+# Our generate / img2img / inpaint pipelines on the dit_diffusers_p2 and vae_kl fixtures,
+# built from diffusers parts (DiTTransformer2DModel forward, DDIMScheduler, AutoencoderKL)
+# in float64. See README 'Pipeline fixture'.
+
+PIPE_SEED = 7                      # Philox seed of every noise tensor
+PIPE_IMAGE_SEED = 907              # torch.Generator seed of the source image
+PIPE_CLASS = 3
+PIPE_GUIDANCE = 4.0
+PIPE_STEPS = 10
+PIPE_STRENGTH = 0.6
+PIPE_IMAGE_SHAPE = (1, 3, 16, 24)
+PIPE_RECT = (4, 11, 6, 17)         # mask rows 4..11 and columns 6..17, inclusive
+PIPE_FEATHER = 4                   # soft mask = min(d / 4, 1), d = 1 on the rectangle's border pixels
+PIPE_DDIM = dict(num_train_timesteps=SCHED_T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                 prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=0,
+                 timestep_spacing="leading")
+
+
+def pipe_masks(shape, rect, feather):
+    """Pixel masks (1,1,H,W): hard = 1 inside the rectangle; soft = min(d / feather, 1) inside,
+    d = 1 + the distance (in pixels, max-norm) to the rectangle's border, 0 outside."""
+    _, _, H, Wd = shape
+    r0, r1, c0, c1 = rect
+    hard = torch.zeros(1, 1, H, Wd, dtype=F64)
+    soft = torch.zeros(1, 1, H, Wd, dtype=F64)
+    for r in range(r0, r1 + 1):
+        for c in range(c0, c1 + 1):
+            d = min(r - r0, r1 - r, c - c0, c1 - c) + 1
+            hard[0, 0, r, c] = 1.0
+            soft[0, 0, r, c] = min(d / feather, 1.0)
+    return hard, soft
+
+
+class DiTPipelineRef:
+    """Float64 reference of our pipelines. forward='diffusers' runs DiTTransformer2DModel and
+    unpatchifies its proj_out_2 tokens on the real token grid; 'exact' runs ref_forward with
+    float64 sinusoids (info only)."""
+
+    def __init__(self):
+        dit_dir = os.path.join(HERE, "dit_diffusers_p2")
+        self.dit = DiTTransformer2DModel.from_pretrained(dit_dir, torch_dtype=F32).eval().to(F64)
+        self.vae = AutoencoderKL.from_pretrained(os.path.join(HERE, "vae_kl"), torch_dtype=F32).eval().to(F64)
+        c = self.dit.config
+        self.p, self.cin, self.cout, self.null = c.patch_size, c.in_channels, c.out_channels, c.num_embeds_ada_norm
+        self.sf = self.vae.config.scaling_factor
+        self.f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        stored = load_safetensors(os.path.join(dit_dir, "diffusion_pytorch_model.safetensors"))
+        self.W = {k: v.to(F64) for k, v in diffusers_to_internal(stored, c.num_layers).items()}
+        self.cfg = dict(D=c.num_attention_heads * c.attention_head_dim, heads=c.num_attention_heads, depth=c.num_layers,
+                        patch=self.p, out_channels=self.cout, base_size=c.sample_size // self.p, interp=1.0)
+        self.conv = dict(t_div="half-1", norm1_eps=1e-6, norm2_eps=c.norm_eps, final_eps=1e-6, per_block_emb=True,
+                         final_emb_block=0, pos="diffusers")
+        self.calls = 0
+
+    def scheduler(self):
+        sched = DDIMScheduler(**PIPE_DDIM)
+        use_f64_schedule(sched, "ddim")
+        sched.set_timesteps(PIPE_STEPS)
+        return sched
+
+    def model(self, x, t, y, forward="diffusers"):
+        B, _, H, Wd = x.shape
+        tt = torch.full((B,), float(t), dtype=F64)
+        if forward == "exact":
+            return ref_forward(self.W, self.cfg, x, tt, y, **self.conv)
+        _, tok = diffusers_forward_tokens(self.dit, x, tt, y)
+        self.calls += 1
+        return unpatchify(tok, H // self.p, Wd // self.p, self.p, self.cout)
+
+    def guided_eps(self, x, t, guidance=PIPE_GUIDANCE, cfg_channels=None, forward="diffusers"):
+        """Batch [x; x] with labels [class; null]; eps = the first in_channels output channels;
+        guided = uncond + g (cond - uncond) on cfg_channels of them (all by default; the
+        official DiT guides 3), the cond row's value elsewhere."""
+        y = torch.tensor([PIPE_CLASS, self.null], dtype=F64)
+        out = self.model(torch.cat([x, x]), t, y, forward)
+        eps = out[:, :self.cin]
+        cond, uncond = eps[0:1], eps[1:2]
+        g = uncond + guidance * (cond - uncond)
+        if cfg_channels is not None:
+            g = torch.cat([g[:, :cfg_channels], cond[:, cfg_channels:]], dim=1)
+        return g
+
+    def denoise(self, x, timesteps, blend=None, **kw):
+        sched = self.scheduler()
+        xs = []
+        for k, t in enumerate(timesteps):
+            if blend is not None:
+                x = blend(sched, k, t, x)
+            x = sched.step(self.guided_eps(x, t, **kw), t, x).prev_sample
+            xs.append(x)
+        return x, torch.stack(xs)
+
+    def decode(self, z):
+        with torch.no_grad():
+            return self.vae.decode(z / self.sf).sample
+
+    def encode_mean(self, image):
+        with torch.no_grad():
+            return self.vae.encode(image.to(F64)).latent_dist.mean * self.sf
+
+    def latent_shape(self):
+        B, _, H, Wd = PIPE_IMAGE_SHAPE
+        return (B, self.cin, H // self.f, Wd // self.f)
+
+    def generate(self, **kw):
+        sched = self.scheduler()
+        x = philox_randn(PIPE_SEED, 0, self.latent_shape()).to(F64) * sched.init_noise_sigma
+        z, zs = self.denoise(x, sched.timesteps, **kw)
+        return z, zs, self.decode(z)
+
+    def img2img(self, z0, strength=PIPE_STRENGTH, **kw):
+        sched = self.scheduler()
+        init = min(int(PIPE_STEPS * strength), PIPE_STEPS)
+        t_start = max(PIPE_STEPS - init, 0)
+        ts = sched.timesteps[t_start * sched.order:]
+        noise = philox_randn(PIPE_SEED, 1, self.latent_shape()).to(F64)
+        x = sched.add_noise(z0, noise, ts[:1])
+        z, _ = self.denoise(x, ts, **kw)
+        return z, ts, self.decode(z)
+
+    def inpaint(self, z0, source, pixel_mask, blend_stream=None, **kw):
+        m = F.max_pool2d(pixel_mask, self.f)
+
+        def blend(sched, k, t, x):
+            s = 2000 + k if blend_stream is None else blend_stream
+            noised = sched.add_noise(z0, philox_randn(PIPE_SEED, s, self.latent_shape()).to(F64), t.reshape(1))
+            return m * x + (1 - m) * noised
+
+        sched = self.scheduler()
+        x = philox_randn(PIPE_SEED, 0, self.latent_shape()).to(F64) * sched.init_noise_sigma
+        z, _ = self.denoise(x, sched.timesteps, blend=blend, **kw)
+        dec = self.decode(z)
+        return z, m, dec, pixel_mask * dec + (1 - pixel_mask) * source
+
+
+def pipeline_fixture():
+    P = DiTPipelineRef()
+    src = make_image(PIPE_IMAGE_SEED, PIPE_IMAGE_SHAPE).to(F64)     # F32 values, widened
+    z0 = P.encode_mean(src)
+    hard, soft = pipe_masks(PIPE_IMAGE_SHAPE, PIPE_RECT, PIPE_FEATHER)
+
+    gen_z, gen_zs, gen_img = P.generate()
+    i2i_z, i2i_ts, i2i_img = P.img2img(z0)
+    inp_z, inp_m, inp_dec, inp_img = P.inpaint(z0, src, hard)
+    soft_z, soft_m, soft_dec, soft_img = P.inpaint(z0, src, soft)
+
+    assert [int(v) for v in i2i_ts] == [500, 400, 300, 200, 100, 0], i2i_ts
+    assert torch.equal(inp_m, F.avg_pool2d(hard, P.f)), "hard mask is expected to be aligned to the 2x2 blocks"
+    outside = hard == 0
+    assert torch.equal(inp_img.expand(1, 3, -1, -1)[outside.expand(1, 3, -1, -1)],
+                       src[outside.expand(1, 3, -1, -1)]), "composite must keep the source outside the mask"
+    assert ((soft > 0) == (hard > 0)).all() and soft.max() == 1.0 and (soft[hard > 0] < 1).any()
+
+    # our forward (exact float64 sinusoids) instead of diffusers' float32 ones: info only
+    ex_z, _, ex_img = P.generate(forward="exact")
+    checks = {"gen/image: exact f64 sinusoids (ref_forward) vs diffusers (f32 sinusoids), rel": rel(ex_img, gen_img),
+              "gen/latent: exact f64 sinusoids vs diffusers, rel": rel(ex_z, gen_z)}
+    # one call cross-checked against ref_forward with diffusers' float32 sinusoids
+    x = philox_randn(PIPE_SEED, 0, P.latent_shape()).to(F64)
+    y = torch.tensor([PIPE_CLASS, P.null], dtype=F64)
+    a = P.model(torch.cat([x, x]), 900, y)
+    b = ref_forward(P.W, P.cfg, torch.cat([x, x]), torch.full((2,), 900.0, dtype=F64), y, **P.conv,
+                    emulate_diffusers_f32=True)
+    checks["DiT call (t=900): diffusers tokens unpatchified 4x6 vs ref_forward, rel"] = rel(b, a)
+    assert checks["DiT call (t=900): diffusers tokens unpatchified 4x6 vs ref_forward, rel"] <= XCHECK
+
+    outs = {"gen/image": gen_img, "img2img/image": i2i_img, "inpaint/image": inp_img, "inpaint/decoded": inp_dec,
+            "inpaint_soft/image": soft_img, "inpaint_soft/decoded": soft_dec, "src/image": src}
+    names = list(outs)
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            r = rel(outs[p], outs[q])
+            assert r > STRONG, f"pipe: {p} and {q} differ by only {r:.3e}"
+    for lab, a_, b_ in (("gen/latent vs inpaint/latent", gen_z, inp_z), ("gen/latent vs img2img/latent", gen_z, i2i_z),
+                        ("inpaint/latent vs inpaint_soft/latent", inp_z, soft_z)):
+        assert rel(a_, b_) > STRONG, lab
+
+    # sensitivity of the pipeline rules
+    sensitivity("pipe gen/image", gen_img, [
+        ("official CFG: guide only 3 of 4 eps channels", P.generate(cfg_channels=3)[2], STRONG),
+        ("no guidance (g = 1)", P.generate(guidance=1.0)[2], STRONG),
+        ("(info) exact f64 sinusoids (ref_forward)", ex_img, None),
+    ])
+    sensitivity("pipe img2img/image", i2i_img, [
+        ("strength 0.7 (start one step earlier)", P.img2img(z0, strength=0.7)[2], STRONG),
+    ])
+    sensitivity("pipe inpaint/image", inp_img, [
+        ("blend noise from stream 1 at every step", P.inpaint(z0, src, hard, blend_stream=1)[3], STRONG),
+    ])
+    sensitivity("pipe inpaint_soft/image", soft_img, [
+        ("hard mask in place of the soft one", inp_img, STRONG),
+    ])
+
+    amax = {k: v.abs().max().item() for k, v in outs.items()}
+    amax.update({"gen/latent": gen_z.abs().max().item(), "img2img/latent": i2i_z.abs().max().item(),
+                 "src/z0": z0.abs().max().item()})
+    print("pipe: max|.| " + "  ".join(f"{k} {v:.3g}" for k, v in amax.items()) + f"  ({P.calls} DiT calls)")
+
+    io = {"src/image": src, "src/z0": z0,
+          "gen/latent": gen_z, "gen/latents": gen_zs, "gen/image": gen_img,
+          "img2img/timesteps": i2i_ts.to(F64), "img2img/latent": i2i_z, "img2img/image": i2i_img,
+          "inpaint/mask": hard, "inpaint/latent_mask": inp_m, "inpaint/latent": inp_z, "inpaint/decoded": inp_dec,
+          "inpaint/image": inp_img,
+          "inpaint_soft/mask": soft, "inpaint_soft/latent_mask": soft_m, "inpaint_soft/latent": soft_z,
+          "inpaint_soft/image": soft_img}
+    meta = {"seed": str(PIPE_SEED), "image_seed": str(PIPE_IMAGE_SEED), "class": str(PIPE_CLASS),
+            "null_class": str(P.null), "guidance": repr(PIPE_GUIDANCE), "steps": str(PIPE_STEPS),
+            "strength": repr(PIPE_STRENGTH), "scaling_factor": repr(P.sf), "dit": "dit_diffusers_p2",
+            "vae": "vae_kl", "mask_rect_rows_cols_inclusive": json.dumps(list(PIPE_RECT)),
+            "soft_mask_feather": str(PIPE_FEATHER), "guided_channels": "all (diffusers)",
+            "scheduler": json.dumps({**{k: v for k, v in dict(P.scheduler().config).items() if not k.startswith("_")},
+                                     "_class_name": "DDIMScheduler", "_num_inference_steps": PIPE_STEPS,
+                                     "_step_kwargs": {"eta": 0.0}}, sort_keys=True)}
+    save_file_sorted_metadata({k: v.to(F32).contiguous() for k, v in io.items()},
+                              os.path.join(HERE, "pipe.io.safetensors"), meta)
     return checks
 
 
@@ -1312,6 +2150,8 @@ def main():
     results["vae_tiny"] = vae_tiny_fixture("vae_tiny", seed=707, store_dtype=torch.float16)
 
     ops_checks = ops_fixture(505)
+    sched_checks, sched_names = sched_fixture()
+    pipe_checks = pipeline_fixture()
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
     for k, r in results.items():
@@ -1331,6 +2171,13 @@ def main():
     print("\nops checks:")
     for k, v in ops_checks.items():
         print(f"  {k:62s} {v:.2e}")
+
+    print("\nscheduler checks (max|a-b|/max|b|):")
+    for k, v in sched_checks.items():
+        print(f"  {k:90s} {v:.2e}")
+    print("\npipeline checks:")
+    for k, v in pipe_checks.items():
+        print(f"  {k:78s} {v:.2e}")
 
     print(f"\nsensitivity: max|perturbed-ref|/max|ref|  (C tolerance {TOL:g})")
     print(f"  {'fixture':26s} {'perturbation':50s} {'ratio':>9s}  {'asserted >':>10s}  x tol")

@@ -141,9 +141,9 @@ static void test_round_trip(dit_ctx *ctx, const char *dir)
     float src[12] = {0.0f, -0.0f, 1.0f, -2.5f, 3.14159265f, 65504.0f, 1e-7f, -6.1e-5f,
                      1.0009765625f, 0.33333334f, 1e30f, -1e-30f};
     st_write_tensor ts[3] = {
-        {"x.f32", ST_F32, 2, {3, 4}, src},
-        {"x.f16", ST_F16, 1, {12}, src},
-        {"x.bf16", ST_BF16, 3, {2, 3, 2}, src},
+        {"x.f32", ST_F32, 2, {3, 4}, src, NULL},
+        {"x.f16", ST_F16, 1, {12}, src, NULL},
+        {"x.bf16", ST_BF16, 3, {2, 3, 2}, src, NULL},
     };
     const char *keys[] = {"note", "num_attention_heads"};
     const char *vals[] = {"héllo \"quoted\"", "4"};
