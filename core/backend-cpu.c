@@ -646,6 +646,248 @@ static void cpu_tanh_clamp(const dit_backend *be, float *out, const float *in, s
         out[i] = m * tanhf(in[i] / m);
 }
 
+/* ---- training ops ------------------------------------------------------------- */
+
+static void cpu_attention_train(const dit_backend *be, float *out, const float *qkv, int B,
+                                int T, int H, int hd, float *probs)
+{
+    // as cpu_attention, with the (T, T) softmax of each (b, h) kept in probs
+    const int D = H * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        float *P = probs + (size_t)bh * T * T;
+        const float *q = qkv + (size_t)b * T * 3 * D + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, q + D,
+                    3 * D, 0.0f, P, T);
+        softmax_rows(P, T, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, q + 2 * D,
+                    3 * D, 0.0f, out + (size_t)b * T * D + (size_t)h * hd, D);
+    }
+}
+
+static void cpu_attention_backward(const dit_backend *be, float *dqkv, const float *dout,
+                                   const float *qkv, const float *probs, int B, int T, int H,
+                                   int hd, float *scratch)
+{
+    // S = scale Q K^T, P = softmax(S), O = P V:
+    //   dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
+    //   dK = scale dS^T Q. Q, K, V and their gradients are strided views (ld 3D).
+    const int D = H * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+#ifdef _OPENMP
+        float *dS = scratch + (size_t)omp_get_thread_num() * T * T;
+#else
+        float *dS = scratch;
+#endif
+        const float *P = probs + (size_t)bh * T * T;
+        const float *q = qkv + (size_t)b * T * 3 * D + (size_t)h * hd;
+        const float *k = q + D, *v = q + 2 * D;
+        const float *dO = dout + (size_t)b * T * D + (size_t)h * hd;
+        float *dq = dqkv + (size_t)b * T * 3 * D + (size_t)h * hd;
+        float *dk = dq + D, *dv = dq + 2 * D;
+        // dV (T, hd) = P^T (T, T) . dO (T, hd)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 0.0f,
+                    dv, 3 * D);
+        // dP (T, T) = dO (T, hd) . V^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, 3 * D,
+                    0.0f, dS, T);
+        for (int i = 0; i < T; i++) {
+            float *r = dS + (size_t)i * T;
+            const float *pr = P + (size_t)i * T;
+            double dot = 0;
+            for (int j = 0; j < T; j++)
+                dot += (double)r[j] * pr[j];
+            for (int j = 0; j < T; j++)
+                r[j] = pr[j] * (r[j] - (float)dot) * scale;
+        }
+        // dQ = dS K, dK = dS^T Q (scale folded into dS)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, k, 3 * D,
+                    0.0f, dq, 3 * D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, q, 3 * D,
+                    0.0f, dk, 3 * D);
+    }
+}
+
+static void cpu_layernorm_modulate_train(const dit_backend *be, float *out, const float *x,
+                                         const float *shift, const float *scale, int stride,
+                                         int B, int T, int D, float eps, float *mean,
+                                         float *rstd)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int row = 0; row < B * T; row++) {
+        const int b = row / T;
+        const float *xr = x + (size_t)row * D;
+        double mu = 0, var = 0;
+        for (int i = 0; i < D; i++)
+            mu += xr[i];
+        mu /= D;
+        for (int i = 0; i < D; i++)
+            var += (xr[i] - mu) * (xr[i] - mu);
+        var /= D;
+        mean[row] = (float)mu;
+        rstd[row] = (float)(1.0 / sqrt(var + eps));
+        layernorm_modulate_row(out + (size_t)row * D, xr,
+                               shift ? shift + (size_t)b * stride : NULL,
+                               scale ? scale + (size_t)b * stride : NULL, D, eps);
+    }
+}
+
+static void cpu_layernorm_modulate_backward(const dit_backend *be, float *dx, float *dshift,
+                                            float *dscale, const float *dout, const float *x,
+                                            const float *mean, const float *rstd,
+                                            const float *scale, int stride, int B, int T, int D)
+{
+    // out = xhat (1 + s) + sh: dsh += sum_t dout, ds += sum_t dout xhat,
+    // dxhat = dout (1 + s), dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int b = 0; b < B; b++) {
+        const float *sc = scale ? scale + (size_t)b * stride : NULL;
+        for (int t = 0; t < T; t++) {
+            const size_t row = (size_t)b * T + t;
+            const float *xr = x + row * D, *dr = dout + row * D;
+            float *dxr = dx + row * D;
+            const float mu = mean[row], rs = rstd[row];
+            double m1 = 0, m2 = 0;
+            for (int i = 0; i < D; i++) {
+                const float xh = (xr[i] - mu) * rs;
+                const float dxh = dr[i] * (sc ? 1.0f + sc[i] : 1.0f);
+                m1 += dxh;
+                m2 += (double)dxh * xh;
+                if (dshift)
+                    dshift[(size_t)b * stride + i] += dr[i];
+                if (dscale)
+                    dscale[(size_t)b * stride + i] += dr[i] * xh;
+            }
+            m1 /= D;
+            m2 /= D;
+            for (int i = 0; i < D; i++) {
+                const float xh = (xr[i] - mu) * rs;
+                const float dxh = dr[i] * (sc ? 1.0f + sc[i] : 1.0f);
+                dxr[i] += rs * (dxh - (float)m1 - xh * (float)m2);
+            }
+        }
+    }
+}
+
+static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, float *db,
+                                const float *dy, const float *x, const float *w, int M, int K,
+                                int N)
+{
+    cpu_set_blas_threads(be->n_threads);
+    if (dx) // dx (M, K) = dy (M, N) . w (N, K)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dy, N, w, K, 0.0f,
+                    dx, K);
+    if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dy, N, x, K, 1.0f,
+                    dw, K);
+    if (db) {
+#pragma omp parallel for num_threads(be->n_threads)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int m = 0; m < M; m++)
+                s += dy[(size_t)m * N + n];
+            db[n] += (float)s;
+        }
+    }
+}
+
+static float gelu_tanh_grad(float v)
+{
+    const float k = 0.7978845608028654f;
+    const float u = k * (v + 0.044715f * v * v * v);
+    const float th = tanhf(u);
+    return 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * v * v);
+}
+
+static void cpu_act_backward(const dit_backend *be, float *dx, const float *pre, const float *dy,
+                             size_t n, dit_act act)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t i = 0; i < n; i++) {
+        const float v = pre[i];
+        float g = 1.0f;
+        if (act == DIT_ACT_GELU_TANH) {
+            g = gelu_tanh_grad(v);
+        } else if (act == DIT_ACT_SILU) {
+            const float s = 1.0f / (1.0f + expf(-v));
+            g = s * (1.0f + v * (1.0f - s));
+        } else if (act == DIT_ACT_RELU) {
+            g = v > 0 ? 1.0f : 0.0f;
+        }
+        dx[i] = dy[i] * g;
+    }
+}
+
+static void cpu_gated_add_backward(const dit_backend *be, float *dy, float *dgate,
+                                   const float *dx, const float *y, const float *gate, int stride,
+                                   int B, int T, int D)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int b = 0; b < B; b++) {
+        const float *g = gate + (size_t)b * stride;
+        float *dg = dgate + (size_t)b * stride;
+        for (int t = 0; t < T; t++) {
+            const size_t row = ((size_t)b * T + t) * D;
+            for (int i = 0; i < D; i++) {
+                dy[row + i] = g[i] * dx[row + i];
+                dg[i] += dx[row + i] * y[row + i];
+            }
+        }
+    }
+}
+
+static void cpu_unpatchify_backward(const dit_backend *be, float *dtokens, const float *dout,
+                                    int B, int C, int H, int W, int p)
+{
+    // the transpose of unpatchify: tokens (B, T, (ky, kx, c)) <- out (B, C, H, W)
+    const int gh = H / p, gw = W / p, P = C * p * p;
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int bt = 0; bt < B * gh * gw; bt++) {
+        const int b = bt / (gh * gw), tok = bt % (gh * gw), gy = tok / gw, gx = tok % gw;
+        float *v = dtokens + (size_t)bt * P;
+        for (int ky = 0; ky < p; ky++)
+            for (int kx = 0; kx < p; kx++)
+                for (int c = 0; c < C; c++)
+                    *v++ = dout[(((size_t)b * C + c) * H + gy * p + ky) * W + gx * p + kx];
+    }
+}
+
+static void cpu_add_embedding_backward(const dit_backend *be, float *dtable, const float *dc,
+                                       const int32_t *label, int B, int D)
+{
+    (void)be; /* in sample order: deterministic when labels repeat */
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < D; i++)
+            dtable[(size_t)label[b] * D + i] += dc[(size_t)b * D + i];
+}
+
+static void cpu_adamw(const dit_backend *be, float *p, const float *g, float *m, float *v,
+                      size_t n, float lr, float beta1, float beta2, float eps, float wd,
+                      int64_t step)
+{
+    const float c1 = 1.0f - powf(beta1, (float)step), c2 = 1.0f - powf(beta2, (float)step);
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t i = 0; i < n; i++) {
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
+        const float mh = m[i] / c1, vh = v[i] / c2;
+        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    }
+}
+
+static void cpu_ema_update(const dit_backend *be, float *ema, const float *p, size_t n,
+                           float decay)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t i = 0; i < n; i++)
+        ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
+}
+
 static const dit_backend cpu_backend = {
     .name = "cpu",
     .n_threads = 1,
@@ -670,6 +912,17 @@ static const dit_backend cpu_backend = {
     .add_act = cpu_add_act,
     .affine = cpu_affine,
     .tanh_clamp = cpu_tanh_clamp,
+    .attention_train = cpu_attention_train,
+    .attention_backward = cpu_attention_backward,
+    .layernorm_modulate_train = cpu_layernorm_modulate_train,
+    .layernorm_modulate_backward = cpu_layernorm_modulate_backward,
+    .linear_backward = cpu_linear_backward,
+    .act_backward = cpu_act_backward,
+    .gated_add_backward = cpu_gated_add_backward,
+    .unpatchify_backward = cpu_unpatchify_backward,
+    .add_embedding_backward = cpu_add_embedding_backward,
+    .adamw = cpu_adamw,
+    .ema_update = cpu_ema_update,
 };
 
 const dit_backend *dit_backend_cpu(void)

@@ -98,6 +98,47 @@ struct dit_backend {
                    float b);
     /* out (n) = m * tanh(in / m): TAESD's soft latent clamp */
     void (*tanh_clamp)(const dit_backend *be, float *out, const float *in, size_t n, float m);
+
+    /* ---- training: forward variants that keep what backward needs, and the
+     * backward ops. Gradients of parameters accumulate (+=); gradients of
+     * activations are written (=) unless noted. ---- */
+    /* attention as above, keeping probs (B, H, T, T) */
+    void (*attention_train)(const dit_backend *be, float *out, const float *qkv, int B, int T,
+                            int H, int hd, float *probs);
+    /* dqkv (B, T, 3D) from dout (B, T, D); scratch: attention_scratch floats */
+    void (*attention_backward)(const dit_backend *be, float *dqkv, const float *dout,
+                               const float *qkv, const float *probs, int B, int T, int H, int hd,
+                               float *scratch);
+    /* layernorm_modulate keeping mean, rstd (B*T) */
+    void (*layernorm_modulate_train)(const dit_backend *be, float *out, const float *x,
+                                     const float *shift, const float *scale, int stride, int B,
+                                     int T, int D, float eps, float *mean, float *rstd);
+    /* dx (B,T,D) += ...; dshift, dscale (B vectors, stride apart) += */
+    void (*layernorm_modulate_backward)(const dit_backend *be, float *dx, float *dshift,
+                                        float *dscale, const float *dout, const float *x,
+                                        const float *mean, const float *rstd, const float *scale,
+                                        int stride, int B, int T, int D);
+    /* dx (M, K) = dy . w (NULL: skip); dw (N, K) += dy^T . x; db (N) += sum dy */
+    void (*linear_backward)(const dit_backend *be, float *dx, float *dw, float *db,
+                            const float *dy, const float *x, const float *w, int M, int K, int N);
+    /* dx (n) = dy * act'(pre); dx may alias dy */
+    void (*act_backward)(const dit_backend *be, float *dx, const float *pre, const float *dy,
+                         size_t n, dit_act act);
+    /* x = x_in + gate * y: dy = gate * dx; dgate (B vectors, stride) += sum_t dx * y */
+    void (*gated_add_backward)(const dit_backend *be, float *dy, float *dgate, const float *dx,
+                               const float *y, const float *gate, int stride, int B, int T,
+                               int D);
+    /* dtokens (B, T, p*p*C) from dout (B, C, H, W) */
+    void (*unpatchify_backward)(const dit_backend *be, float *dtokens, const float *dout, int B,
+                                int C, int H, int W, int p);
+    /* dtable[label[b]] += dc[b] */
+    void (*add_embedding_backward)(const dit_backend *be, float *dtable, const float *dc,
+                                   const int32_t *label, int B, int D);
+    /* AdamW (decoupled weight decay) on n parameters; step counts from 1 */
+    void (*adamw)(const dit_backend *be, float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step);
+    /* ema = decay * ema + (1 - decay) * p */
+    void (*ema_update)(const dit_backend *be, float *ema, const float *p, size_t n, float decay);
 };
 
 const dit_backend *dit_backend_cpu(void);
@@ -165,6 +206,7 @@ struct dit_model {
     dit_config cfg;
     char *scheduler_json; /* from scheduler/scheduler_config.json or metadata, or NULL */
     float *params;     /* every parameter, one allocation */
+    size_t param_floats; /* size of that block, padding included */
     size_t n_params;
     char source_dtype[8];
 

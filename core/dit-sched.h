@@ -9,7 +9,7 @@ typedef struct dit_scheduler {
     dit_sched_config cfg;
     int n;                     /* inference steps */
     size_t numel;              /* latent elements per step */
-    float *alphas_cumprod;     /* (train_steps [+ 1 for cosine_alphabar]) float32 as diffusers */
+    double *alphas_cumprod;    /* (train_steps [+ 1 for cosine_alphabar]) */
     double final_alpha_cumprod;
     double *train_sigmas;      /* (train_steps) sqrt((1 - a) / a) */
     double *timesteps;         /* (n) what the model sees */

@@ -1,7 +1,7 @@
 /* DiT loading: find the files, resolve the config (config.json, then
  * __metadata__, then tensor shapes), translate diffusers names to the
  * official layout, and copy every weight into one f32 parameter block. */
-#include "weights.h"
+#include "dit-train.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -500,6 +500,15 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
         return st;
     m->params = r.params;
     m->n_params = r.n_params;
+    {
+        weight_layout count = {0};
+        dit_model probe = *m;
+        probe.blocks = calloc((size_t)m->cfg.depth, sizeof *probe.blocks);
+        if (probe.blocks)
+            layout_model(&count, &probe);
+        free(probe.blocks);
+        m->param_floats = count.used;
+    }
     snprintf(m->source_dtype, sizeof m->source_dtype, "%s", r.dtype);
     if (!st_find(f, "pos_embed")) /* computed per call instead */
         m->pos_embed = NULL;
@@ -573,4 +582,107 @@ size_t dit_model_param_count(const dit_model *m)
 const char *dit_model_source_dtype(const dit_model *m)
 {
     return m ? m->source_dtype : "";
+}
+
+/* ---- models made here (training) --------------------------------------------- */
+
+dit_status dit_model_create(dit_ctx *ctx, const dit_config *cfg_in, dit_model **out)
+{
+    *out = NULL;
+    dit_config c = *cfg_in;
+    c.naming = DIT_NAMING_OFFICIAL;
+    c.per_block_embedder = 0;
+    if (c.hidden_size <= 0 || c.hidden_size > MAX_HIDDEN || c.hidden_size % 4 ||
+        c.num_heads <= 0 || c.hidden_size % c.num_heads || c.depth <= 0 || c.depth > MAX_DEPTH ||
+        c.patch_size <= 0 || c.sample_size <= 0 || c.sample_size % c.patch_size ||
+        c.in_channels <= 0 || c.in_channels > MAX_CHANNELS || c.num_classes < 0 ||
+        c.num_classes > MAX_CLASSES || c.freq_dim < 2 || c.mlp_hidden <= 0)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "invalid DiT config (hidden %d, heads %d, depth %d, patch %d, size %d)",
+                         c.hidden_size, c.num_heads, c.depth, c.patch_size, c.sample_size);
+    c.out_channels = c.learn_sigma ? 2 * c.in_channels : c.in_channels;
+    if (c.norm1_eps <= 0)
+        c.norm1_eps = c.norm2_eps = c.norm_final_eps = 1e-6f;
+    if (c.interpolation_scale <= 0)
+        c.interpolation_scale = 1.0f;
+    dit_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    m->cfg = c;
+    m->blocks = calloc((size_t)c.depth, sizeof *m->blocks);
+    weight_layout L = {0};
+    if (m->blocks)
+        layout_model(&L, m);
+    size_t bytes = 0;
+    if (!m->blocks || !dit_mul_size(L.used, sizeof(float), &bytes) ||
+        !(m->params = dit_alloc_aligned(bytes))) {
+        dit_model_free(m);
+        return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate the parameters");
+    }
+    memset(m->params, 0, bytes);
+    L = (weight_layout){.base = m->params};
+    layout_model(&L, m);
+    m->pos_embed = NULL; /* computed per call */
+    m->param_floats = L.used;
+    /* count the parameters (not the padding, not the pos_embed buffer) */
+    weight_expect *list = calloc(L.n, sizeof *list);
+    if (list) {
+        weight_layout named = {.base = m->params, .list = list};
+        layout_model(&named, m);
+        for (size_t i = 0; i < named.n; i++) {
+            size_t cnt = 1;
+            for (int d = 0; d < list[i].ndim; d++)
+                cnt *= (size_t)list[i].shape[d];
+            if (!(list[i].flags & WL_BUFFER))
+                m->n_params += cnt;
+        }
+        free(list);
+    }
+    m->pos_embed = NULL;
+    snprintf(m->source_dtype, sizeof m->source_dtype, "F32");
+    *out = m;
+    return DIT_OK;
+}
+
+dit_status dit_model_save(dit_ctx *ctx, const dit_model *m, const float *params, const char *path,
+                          st_dtype dtype, const char *const *meta_keys,
+                          const char *const *meta_values, size_t n_meta)
+{
+    if (m->cfg.naming != DIT_NAMING_OFFICIAL || m->cfg.per_block_embedder)
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED, "only official-layout models can be saved");
+    /* list names, shapes and places with the same layout walk */
+    weight_layout L = {0};
+    dit_model tmp = *m;
+    tmp.blocks = calloc((size_t)m->cfg.depth, sizeof *tmp.blocks);
+    if (!tmp.blocks)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    layout_model(&L, &tmp);
+    weight_expect *list = calloc(L.n, sizeof *list);
+    st_write_tensor *ts = calloc(L.n, sizeof *ts);
+    dit_status st = DIT_OK;
+    if (!list || !ts) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    L = (weight_layout){.base = m->params, .list = list};
+    layout_model(&L, &tmp);
+    size_t nt = 0;
+    for (size_t i = 0; i < L.n; i++) {
+        const weight_expect *e = &list[i];
+        if (e->flags & WL_BUFFER)
+            continue;
+        st_write_tensor *t = &ts[nt++];
+        t->name = e->name;
+        t->dtype = dtype;
+        t->ndim = e->ndim;
+        for (int d = 0; d < e->ndim; d++)
+            t->shape[d] = e->shape[d];
+        t->data = params + (e->dst - m->params); /* same offset in the given block */
+    }
+    st = st_write(ctx, path, ts, nt, meta_keys, meta_values, n_meta);
+out:
+    free(tmp.blocks);
+    free(list);
+    free(ts);
+    return st;
 }

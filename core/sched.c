@@ -2,10 +2,9 @@
  * (DDPM, DDIM, DPM-Solver++ 2M, Euler), plus the seed article's x0 "cold
  * diffusion" loop on its flipped cosine alpha-bar schedule.
  *
- * Precision follows the reference where it matters at 1e-5: diffusers keeps
- * betas in float32 (torch.linspace in float, cumprod accumulated in double
- * and rounded to float) and the Euler / DPM sigmas in float32; the step
- * arithmetic here is double. */
+ * The schedule is built in double (diffusers builds it in float32, which moves
+ * trajectories by up to ~8e-6 of max|x|; the goldens use float64 schedules);
+ * the Euler / DPM sigmas are rounded to float32 as diffusers stores them. */
 #include "dit-sched.h"
 
 #include <glib.h>
@@ -35,24 +34,14 @@ void dit_sched_config_default(dit_sched_config *c)
     c->variance = DIT_VAR_FIXED_SMALL;
 }
 
-/* torch.linspace(start, end, n, dtype=float32): float arithmetic, the second
- * half counted back from the end */
-static float linspace_f32(float start, float end, int n, int i)
-{
-    if (n == 1)
-        return start;
-    const float step = (end - start) / (float)(n - 1);
-    return i < n / 2 ? start + step * (float)i : end - step * (float)(n - 1 - i);
-}
-
 static double cos_alpha_bar(double t)
 {
     const double c = cos((t + 0.008) / 1.008 * M_PI / 2);
     return c * c;
 }
 
-/* alphas_cumprod (T) as diffusers holds it: float32 values */
-static void make_alphas_cumprod(const dit_sched_config *c, float *ac)
+/* alphas_cumprod (T; T + 1 for cosine_alphabar) */
+static void make_alphas_cumprod(const dit_sched_config *c, double *ac)
 {
     const int T = c->train_steps;
     if (c->schedule == DIT_SCHEDULE_COSINE_ALPHABAR) {
@@ -62,25 +51,25 @@ static void make_alphas_cumprod(const dit_sched_config *c, float *ac)
         const double a0 = cos_alpha_bar(0.0);
         for (int i = 0; i <= T; i++) {
             const double x = (double)(T - i) * (double)steps / (double)(steps - 1);
-            ac[i] = (float)(cos_alpha_bar(x / steps) / a0);
+            ac[i] = cos_alpha_bar(x / steps) / a0;
         }
         return;
     }
     double acc = 1.0;
     for (int i = 0; i < T; i++) {
-        float beta;
+        double beta;
+        const double f = T > 1 ? (double)i / (T - 1) : 0.0;
         if (c->schedule == DIT_SCHEDULE_LINEAR) {
-            beta = linspace_f32((float)c->beta_start, (float)c->beta_end, T, i);
+            beta = c->beta_start + (c->beta_end - c->beta_start) * f;
         } else if (c->schedule == DIT_SCHEDULE_SCALED_LINEAR) {
-            const float r = linspace_f32((float)sqrt(c->beta_start), (float)sqrt(c->beta_end), T, i);
+            const double r = sqrt(c->beta_start) + (sqrt(c->beta_end) - sqrt(c->beta_start)) * f;
             beta = r * r;
-        } else { /* squaredcos_cap_v2, computed in double, stored as float */
-            const double b = 1.0 - cos_alpha_bar((double)(i + 1) / T) / cos_alpha_bar((double)i / T);
-            beta = (float)(b < 0.999 ? b : 0.999);
+        } else { /* squaredcos_cap_v2 */
+            beta = 1.0 - cos_alpha_bar((double)(i + 1) / T) / cos_alpha_bar((double)i / T);
+            beta = beta < 0.999 ? beta : 0.999;
         }
-        const float alpha = 1.0f - beta;
-        acc *= (double)alpha; /* torch's CPU cumprod accumulates in double */
-        ac[i] = (float)acc;
+        acc *= 1.0 - beta;
+        ac[i] = acc;
     }
 }
 
@@ -90,24 +79,41 @@ static double round_even(double x)
     return nearbyint(x);
 }
 
+/* numpy's linspace(a, b, m)[j]: a + j * step with step = (b - a) / (m - 1),
+ * the last point exactly b */
+static double np_linspace(double a, double b, int m, int j)
+{
+    if (m == 1)
+        return a;
+    if (j == m - 1)
+        return b;
+    return a + j * ((b - a) / (m - 1));
+}
+
+/* numpy's arange(L, 0, -r)[k]: it extrapolates from its first two elements,
+ * L + k * ((L - r) - L) */
+static double np_arange_down(double L, double r, int k)
+{
+    const double d = (L - r) - L;
+    return L + k * d;
+}
+
 /* The train-step indices diffusers' set_timesteps picks (n of them,
  * descending); `extra` > 0 asks for n + extra points and drops the last
- * `extra` (the DPM-Solver convention). */
+ * `extra` (the DPM-Solver convention). The arithmetic is numpy's, so the
+ * rounding ties land the same way. */
 static void spaced_timesteps(const dit_sched_config *c, int n, int extra, double *ts)
 {
     const int T = c->train_steps, m = n + extra;
     for (int k = 0; k < n; k++) {
         double t;
         if (c->spacing == DIT_SPACING_LINSPACE) {
-            /* np.linspace(0, T - 1, m) reversed */
-            const int j = m - 1 - k;
-            t = m == 1 ? 0.0 : round_even((double)(T - 1) * j / (m - 1));
+            t = round_even(np_linspace(0.0, T - 1, m, m - 1 - k));
         } else if (c->spacing == DIT_SPACING_LEADING) {
             const int ratio = T / m;
             t = (double)((m - 1 - k) * ratio) + c->steps_offset;
-        } else { /* trailing: np.round(np.arange(T, 0, -T / n)) - 1 */
-            const double ratio = (double)T / n;
-            t = round_even((double)T - k * ratio) - 1.0;
+        } else { /* trailing: rint(arange(T, 0, -T / n)) - 1 */
+            t = round_even(np_arange_down(T, (double)T / n, k)) - 1.0;
         }
         ts[k] = t;
     }
@@ -115,7 +121,7 @@ static void spaced_timesteps(const dit_sched_config *c, int n, int extra, double
 
 static double ac_at(const dit_scheduler *s, int t)
 {
-    return t >= 0 ? (double)s->alphas_cumprod[t] : s->final_alpha_cumprod;
+    return t >= 0 ? s->alphas_cumprod[t] : s->final_alpha_cumprod;
 }
 
 /* np.interp of the training sigmas at a (possibly fractional) timestep */
@@ -160,7 +166,7 @@ dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, siz
     dit_scheduler *s = calloc(1, sizeof *s);
     const int T = c->train_steps;
     if (s) {
-        s->alphas_cumprod = calloc((size_t)T + 1, sizeof(float));
+        s->alphas_cumprod = calloc((size_t)T + 1, sizeof(double));
         s->train_sigmas = calloc((size_t)T, sizeof(double));
         s->timesteps = calloc((size_t)steps, sizeof(double));
         s->sigmas = calloc((size_t)steps + 1, sizeof(double));
@@ -178,9 +184,8 @@ dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, siz
     s->final_alpha_cumprod = c->set_alpha_to_one ? 1.0 : s->alphas_cumprod[0];
     s->init_noise_sigma = 1.0;
     for (int i = 0; i < T; i++) {
-        /* ((1 - ac) / ac) ** 0.5 in float32, as the torch tensor op gives it */
-        const float a = s->alphas_cumprod[i];
-        s->train_sigmas[i] = (double)sqrtf((1.0f - a) / a);
+        const double a = s->alphas_cumprod[i];
+        s->train_sigmas[i] = sqrt((1.0 - a) / a);
     }
 
     switch (c->sampler) {
@@ -196,19 +201,15 @@ dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, siz
         break;
     case DIT_SAMPLER_EULER: {
         if (c->spacing == DIT_SPACING_LINSPACE) { /* np.linspace(0, T - 1, n)[::-1], float32 */
-            for (int k = 0; k < steps; k++) {
-                const int j = steps - 1 - k;
-                s->timesteps[k] =
-                    (double)(float)(steps == 1 ? 0.0 : (double)(T - 1) * j / (steps - 1));
-            }
+            for (int k = 0; k < steps; k++)
+                s->timesteps[k] = (double)(float)np_linspace(0.0, T - 1, steps, steps - 1 - k);
         } else if (c->spacing == DIT_SPACING_LEADING) {
             const int ratio = T / steps;
             for (int k = 0; k < steps; k++)
                 s->timesteps[k] = (double)((steps - 1 - k) * ratio) + c->steps_offset;
         } else {
-            const double ratio = (double)T / steps;
             for (int k = 0; k < steps; k++)
-                s->timesteps[k] = round_even((double)T - k * ratio) - 1.0;
+                s->timesteps[k] = round_even(np_arange_down(T, (double)T / steps, k)) - 1.0;
         }
         double max_sigma = 0;
         for (int k = 0; k < steps; k++) {
@@ -392,9 +393,14 @@ dit_status dit_sched_step(dit_ctx *ctx, dit_scheduler *s, int k, const float *mo
                 x0 = as * xi - ss * model_out[i];
             else
                 x0 = model_out[i];
-            double v = (st / ss) * xi - at * (emh - 1.0) * x0;
-            if (!first_order) /* midpoint: - 0.5 alpha_t (e^-h - 1) D1, D1 = (m0 - m1) / r0 */
-                v -= at * (emh - 1.0) * D1c * (x0 - s->prev_x0[i]);
+            double v;
+            if (s->sigmas[k + 1] == 0.0) { /* the final step lands on x0 */
+                v = x0;
+            } else {
+                v = (st / ss) * xi - at * (emh - 1.0) * x0;
+                if (!first_order) /* midpoint: - 0.5 alpha_t (e^-h - 1) D1, D1 = (m0 - m1) / r0 */
+                    v -= at * (emh - 1.0) * D1c * (x0 - s->prev_x0[i]);
+            }
             s->prev_x0[i] = (float)x0;
             x_out[i] = (float)v;
         }
@@ -487,15 +493,23 @@ dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char 
     GError *err = NULL;
     JsonParser *parser = json_parser_new();
     dit_status st = DIT_OK;
+    /* diffusers writes lambda_min_clipped as a bare -Infinity, which is not
+     * JSON: read such values as null */
+    GRegex *inf = g_regex_new(":\\s*-?(Infinity|NaN)", 0, 0, NULL);
+    char *clean = g_regex_replace_literal(inf, json, -1, 0, ": null", 0, NULL);
+    g_regex_unref(inf);
+    json = clean;
     if (!json_parser_load_from_data(parser, json, -1, &err)) {
         st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);
         g_error_free(err);
         g_object_unref(parser);
+        g_free(clean);
         return st;
     }
     JsonNode *root = json_parser_get_root(parser);
     if (!root || JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
         g_object_unref(parser);
+        g_free(clean);
         return dit_error(ctx, DIT_ERR_FORMAT, "%s: not a JSON object", src);
     }
     JsonObject *o = json_node_get_object(root);
@@ -546,5 +560,6 @@ dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char 
     if (json_object_has_member(o, "set_alpha_to_one"))
         c->set_alpha_to_one = json_object_get_boolean_member(o, "set_alpha_to_one");
     g_object_unref(parser);
+    g_free(clean);
     return st;
 }

@@ -982,6 +982,7 @@ static int cmd_labels(int argc, char **argv)
 /* ---- main ----------------------------------------------------------------------------- */
 
 int dit_cmd_convert(int argc, char **argv); /* convert.c */
+int dit_cmd_train(int argc, char **argv);   /* train-cmd.c */
 
 typedef struct {
     const char *name;
@@ -998,6 +999,7 @@ static const subcommand subcommands[] = {
     {"info", "describe a model: family, naming, config, parameters", cmd_info},
     {"labels", "list a model's classes", cmd_labels},
     {"convert", "PyTorch .pt checkpoint -> safetensors + config.json", dit_cmd_convert},
+    {"train", "train a class-conditional DiT (Fashion-MNIST or an image folder)", dit_cmd_train},
 };
 
 static void print_usage(FILE *out)

@@ -1,0 +1,236 @@
+#include "data.h"
+
+#include "dit.h"
+#include "png-io.h"
+
+#include <string.h>
+#include <zlib.h>
+
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+static const char *const fmnist_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                           "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                                           "Ankle boot"};
+
+void dataset_clear(dataset *d)
+{
+    g_free(d->images);
+    g_free(d->labels);
+    g_strfreev(d->class_names);
+    memset(d, 0, sizeof *d);
+}
+
+/* whole file through zlib (reads plain files too) */
+static guint8 *read_gz(const char *path, gsize *len, GError **err)
+{
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "%s: cannot open", path);
+        return NULL;
+    }
+    GByteArray *buf = g_byte_array_new();
+    guint8 chunk[1 << 16];
+    int r;
+    while ((r = gzread(gz, chunk, sizeof chunk)) > 0)
+        g_byte_array_append(buf, chunk, (guint)r);
+    int errnum = 0;
+    const char *msg = r < 0 ? gzerror(gz, &errnum) : NULL;
+    gzclose(gz);
+    if (r < 0) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_IO, "%s: %s", path, msg ? msg : "read error");
+        g_byte_array_free(buf, TRUE);
+        return NULL;
+    }
+    *len = buf->len;
+    return g_byte_array_free(buf, FALSE);
+}
+
+static uint32_t be32(const guint8 *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+bool dataset_load_idx(const char *ip, const char *lp, int size, dataset *out, GError **err)
+{
+    memset(out, 0, sizeof *out);
+    gsize ilen = 0, llen = 0;
+    guint8 *img = read_gz(ip, &ilen, err);
+    guint8 *lab = img ? read_gz(lp, &llen, err) : NULL;
+    bool ok = false;
+    if (!img || !lab)
+        goto out;
+    if (ilen < 16 || be32(img) != 0x00000803) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "%s: not an IDX image file (magic 0x00000803)", ip);
+        goto out;
+    }
+    if (llen < 8 || be32(lab) != 0x00000801) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "%s: not an IDX label file (magic 0x00000801)", lp);
+        goto out;
+    }
+    const uint32_t n = be32(img + 4), rows = be32(img + 8), cols = be32(img + 12);
+    if (rows == 0 || cols == 0 || rows > 4096 || cols > 4096 || n > 10000000 ||
+        (uint64_t)n * rows * cols > ilen - 16) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "%s: header says %u images of %ux%u but the file has %zu bytes", ip, n, rows,
+                    cols, (size_t)ilen);
+        goto out;
+    }
+    if (be32(lab + 4) != n || llen - 8 < n) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "%s: %u labels for %u images (or file truncated)", lp, be32(lab + 4), n);
+        goto out;
+    }
+    if (size < (int)rows || size < (int)cols) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "size %d is smaller than %ux%u", size,
+                    rows, cols);
+        goto out;
+    }
+    out->n = (int)n, out->channels = 1, out->size = size;
+    out->images = g_malloc((size_t)n * size * size * sizeof(float));
+    out->labels = g_malloc((size_t)n * sizeof(int32_t));
+    int maxl = 0;
+    const int oy = (size - (int)rows) / 2, ox = (size - (int)cols) / 2;
+    for (uint32_t i = 0; i < n; i++) {
+        float *dst = out->images + (size_t)i * size * size;
+        for (int k = 0; k < size * size; k++)
+            dst[k] = -1.0f; /* background */
+        const guint8 *src = img + 16 + (size_t)i * rows * cols;
+        for (uint32_t y = 0; y < rows; y++)
+            for (uint32_t x = 0; x < cols; x++)
+                dst[(size_t)(y + oy) * size + x + ox] = src[y * cols + x] / 127.5f - 1.0f;
+        out->labels[i] = lab[8 + i];
+        maxl = out->labels[i] > maxl ? out->labels[i] : maxl;
+        if (lab[8 + i] > 250) {
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: label %u of image %u is out "
+                        "of range", lp, lab[8 + i], i);
+            goto out;
+        }
+    }
+    out->num_classes = maxl + 1;
+    ok = true;
+out:
+    g_free(img);
+    g_free(lab);
+    if (!ok)
+        dataset_clear(out);
+    return ok;
+}
+
+bool dataset_load_named(const char *name, int size, dataset *out, GError **err)
+{
+    const bool test = strcmp(name, "fashion-mnist-test") == 0;
+    if (!test && strcmp(name, "fashion-mnist") != 0) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "unknown data set '%s'", name);
+        return false;
+    }
+    char *ip = g_strdup_printf("%s/%s-images-idx3-ubyte.gz", FMNIST_DIR, test ? "t10k" : "train");
+    char *lp = g_strdup_printf("%s/%s-labels-idx1-ubyte.gz", FMNIST_DIR, test ? "t10k" : "train");
+    bool ok = dataset_load_idx(ip, lp, size, out, err);
+    if (!ok && err && *err && (*err)->code == G_FILE_ERROR_NOENT)
+        g_prefix_error(err, "Fashion-MNIST is not installed (apt-get install "
+                            "dataset-fashion-mnist): ");
+    g_free(ip);
+    g_free(lp);
+    if (ok) {
+        out->num_classes = 10;
+        out->class_names = g_new0(char *, 11);
+        for (int i = 0; i < 10; i++)
+            out->class_names[i] = g_strdup(fmnist_names[i]);
+    }
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool dataset_load_folder(const char *dir, int size, int channels, dataset *out, GError **err)
+{
+    memset(out, 0, sizeof *out);
+    GDir *d = g_dir_open(dir, 0, err);
+    if (!d)
+        return false;
+    GPtrArray *classes = g_ptr_array_new_with_free_func(g_free);
+    const char *name;
+    while ((name = g_dir_read_name(d))) {
+        char *p = g_build_filename(dir, name, NULL);
+        if (g_file_test(p, G_FILE_TEST_IS_DIR) && name[0] != '.')
+            g_ptr_array_add(classes, g_strdup(name));
+        g_free(p);
+    }
+    g_dir_close(d);
+    qsort(classes->pdata, classes->len, sizeof(char *), cmp_str);
+    GArray *imgs = g_array_new(FALSE, FALSE, sizeof(float));
+    GArray *labs = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    bool ok = classes->len > 0;
+    if (!ok)
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "%s: no class folders (expected DIR/<class>/*.png)", dir);
+    dit_ctx *ctx = dit_ctx_new();
+    float *buf = g_malloc((size_t)3 * size * size * sizeof(float));
+    for (guint c = 0; ok && c < classes->len; c++) {
+        char *cdir = g_build_filename(dir, classes->pdata[c], NULL);
+        GDir *cd = g_dir_open(cdir, 0, NULL);
+        GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
+        while (cd && (name = g_dir_read_name(cd)))
+            if (g_str_has_suffix(name, ".png") || g_str_has_suffix(name, ".PNG"))
+                g_ptr_array_add(files, g_build_filename(cdir, name, NULL));
+        if (cd)
+            g_dir_close(cd);
+        qsort(files->pdata, files->len, sizeof(char *), cmp_str);
+        for (guint f = 0; ok && f < files->len; f++) {
+            png_data pd;
+            if (!png_load(files->pdata[f], &pd, err)) {
+                ok = false;
+                break;
+            }
+            /* centre crop to a square, then resize */
+            const int side = pd.width < pd.height ? pd.width : pd.height;
+            const int ox = (pd.width - side) / 2, oy = (pd.height - side) / 2;
+            float *sq = g_malloc((size_t)3 * side * side * sizeof(float));
+            for (int ch = 0; ch < 3; ch++)
+                for (int y = 0; y < side; y++)
+                    memcpy(sq + ((size_t)ch * side + y) * side,
+                           pd.rgb + ((size_t)ch * pd.height + y + oy) * pd.width + ox,
+                           (size_t)side * sizeof(float));
+            dit_image_resize(ctx, sq, 3, side, side, buf, size, size);
+            g_free(sq);
+            const size_t px = (size_t)size * size;
+            if (channels == 1)
+                for (size_t i = 0; i < px; i++) {
+                    float v = 0.299f * buf[i] + 0.587f * buf[px + i] + 0.114f * buf[2 * px + i];
+                    g_array_append_val(imgs, v);
+                }
+            else
+                g_array_append_vals(imgs, buf, (guint)(3 * px));
+            int32_t l = (int32_t)c;
+            g_array_append_val(labs, l);
+            png_data_clear(&pd);
+        }
+        g_ptr_array_free(files, TRUE);
+        g_free(cdir);
+    }
+    g_free(buf);
+    dit_ctx_free(ctx);
+    if (ok && labs->len == 0) {
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NOENT, "%s: no PNG images found", dir);
+        ok = false;
+    }
+    if (ok) {
+        out->n = (int)labs->len, out->channels = channels, out->size = size;
+        out->num_classes = (int)classes->len;
+        out->class_names = g_new0(char *, classes->len + 1);
+        for (guint c = 0; c < classes->len; c++)
+            out->class_names[c] = g_strdup(classes->pdata[c]);
+        out->images = (float *)g_array_free(imgs, FALSE);
+        out->labels = (int32_t *)g_array_free(labs, FALSE);
+    } else {
+        g_array_free(imgs, TRUE);
+        g_array_free(labs, TRUE);
+    }
+    g_ptr_array_free(classes, TRUE);
+    return ok;
+}

@@ -1,0 +1,29 @@
+/* Training data for dit train / validate: Fashion-MNIST's IDX files (from
+ * Debian's dataset-fashion-mnist) and image folders (one sub-folder per
+ * class), as (N, C, S, S) floats in [-1, 1] with int labels. */
+#ifndef DIT_DATA_H
+#define DIT_DATA_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    int n, channels, size;  /* n images of channels x size x size */
+    float *images;          /* (n, C, S, S) */
+    int32_t *labels;        /* (n) */
+    int num_classes;
+    char **class_names;     /* (num_classes + 1) NULL-terminated */
+} dataset;
+
+/* IDX pair (images idx3, labels idx1), gzip or plain; 28x28 images are
+ * padded with the background to `size` (>= 28). */
+bool dataset_load_idx(const char *images_path, const char *labels_path, int size, dataset *out,
+                      GError **err);
+/* "fashion-mnist" or "fashion-mnist-test": the Debian package's files */
+bool dataset_load_named(const char *name, int size, dataset *out, GError **err);
+/* DIR/<class>/<image>.png, classes in sorted order; resized (centre crop) to size */
+bool dataset_load_folder(const char *dir, int size, int channels, dataset *out, GError **err);
+void dataset_clear(dataset *d);
+
+#endif

@@ -1,0 +1,679 @@
+/* Training a DiT (adaLN-Zero, official layout, shared t/y embedder):
+ * forward that keeps its activations, backward written layer by layer as in
+ * llm.c's train_gpt2.c, AdamW with warm-up and clipping, EMA, checkpoints.
+ * Gradients are zeroed once per step and every backward op adds into them.
+ *
+ * Noise, timesteps and label dropout are pure functions of (seed, step), so
+ * a resumed run repeats the straight run bit for bit (same thread count). */
+#include "dit-train.h"
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const dit_objective_names[DIT_OBJ_COUNT] = {"eps_mse", "x0_l1", "v_mse"};
+
+void dit_train_config_default(dit_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->objective = DIT_OBJ_EPS_MSE;
+    dit_sched_config_default(&c->sched);
+    c->batch = 64;
+    c->lr = 1e-4; /* the DiT paper's constant rate */
+    c->warmup = 0;
+    c->beta1 = 0.9, c->beta2 = 0.999, c->eps = 1e-8;
+    c->weight_decay = 0.0;
+    c->grad_clip = 0.0;
+    c->ema_decay = 0.9999;
+    c->class_dropout = 0.1;
+}
+
+/* ---- initialisation ------------------------------------------------------------- */
+
+static uint32_t init_u32(uint64_t seed, uint32_t stream, uint64_t i)
+{
+    const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    const uint32_t ctr[4] = {(uint32_t)i, (uint32_t)(i >> 32), stream, 0x1717u};
+    uint32_t out[4];
+    dit_philox4x32_10(ctr, key, out);
+    return out[0];
+}
+
+/* xavier-uniform (fan_in + fan_out), as timm/DiT initialise Linear layers */
+static void xavier(float *w, int rows, int cols, uint64_t seed, uint32_t stream)
+{
+    const double a = sqrt(6.0 / (rows + cols));
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        w[i] = (float)(a * (2.0 * (init_u32(seed, stream, i) + 0.5) / 4294967296.0 - 1.0));
+}
+
+static void normal_init(float *w, size_t n, float std, uint64_t seed, uint32_t stream)
+{
+    dit_randn(seed, stream, 0, n, w);
+    for (size_t i = 0; i < n; i++)
+        w[i] *= std;
+}
+
+void dit_model_init_weights(dit_model *m, uint64_t seed, float label_std)
+{
+    const dit_config *c = &m->cfg;
+    const int D = c->hidden_size, Dm = c->mlp_hidden, P = c->in_channels * c->patch_size * c->patch_size;
+    memset(m->params, 0, m->param_floats * sizeof(float)); /* biases, adaLN, final: 0 */
+    uint32_t s = 100;
+    xavier(m->x_embed_w, D, P, seed, s++); /* conv weight viewed as (D, C*p*p) */
+    normal_init(m->emb.t_mlp0_w, (size_t)D * c->freq_dim, 0.02f, seed, s++);
+    normal_init(m->emb.t_mlp2_w, (size_t)D * D, 0.02f, seed, s++);
+    normal_init(m->emb.y_table, (size_t)(c->num_classes + 1) * D, label_std, seed, s++);
+    for (int l = 0; l < c->depth; l++) {
+        dit_block_weights *b = &m->blocks[l];
+        xavier(b->qkv_w, 3 * D, D, seed, s++);
+        xavier(b->proj_w, D, D, seed, s++);
+        xavier(b->fc1_w, Dm, D, seed, s++);
+        xavier(b->fc2_w, D, Dm, seed, s++);
+        /* adaLN_modulation and final layer stay zero: adaLN-Zero */
+    }
+}
+
+/* ---- the trainer -------------------------------------------------------------------- */
+
+typedef struct {
+    float *x_in, *mod, *ln1_mean, *ln1_rstd, *h1, *qkv, *probs, *att, *y1, *x_mid;
+    float *ln2_mean, *ln2_rstd, *h2, *f1, *g, *y2;
+} block_acts;
+
+struct dit_trainer {
+    dit_model *model;
+    bool owns_model;        /* loaded from a checkpoint */
+    dit_train_config cfg;
+    dit_scheduler *sched;   /* alphas_cumprod of the training schedule */
+    size_t n;               /* parameter floats (block size) */
+    float *grads, *m, *v, *ema;
+    int64_t step;
+    /* activations for one batch size, sized on first use */
+    int act_B;
+    float *arena;
+    size_t arena_floats;
+    float *tokens, *x0, *tfreq, *th_pre, *th, *c, *csilu, *x_out, *fmod, *lnf_mean, *lnf_rstd,
+        *hf, *fin, *out;
+    block_acts *blocks;
+    /* gradient scratch */
+    float *dX, *dA, *dB, *dM, *dqkv, *dmod, *dcs, *dtmp, *dfin, *dout, *scratch;
+    /* per-step inputs */
+    float *xt, *target, *noise, *tvec;
+    int32_t *yvec;
+};
+
+static float *grad_of(dit_trainer *tr, const float *param)
+{
+    return tr->grads + (param - tr->model->params);
+}
+
+dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_config *cfg,
+                           dit_trainer **out)
+{
+    *out = NULL;
+    if (model->cfg.naming != DIT_NAMING_OFFICIAL || model->cfg.per_block_embedder)
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "training needs the official DiT layout (one shared t/y embedder)");
+    if (cfg->batch < 1 || cfg->batch > 4096 || !(cfg->lr > 0) || cfg->warmup < 0 ||
+        !(cfg->ema_decay >= 0 && cfg->ema_decay < 1) ||
+        !(cfg->class_dropout >= 0 && cfg->class_dropout < 1) ||
+        (unsigned)cfg->objective >= DIT_OBJ_COUNT)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "bad training config (batch 1..4096, lr > 0, ema in [0,1), dropout in "
+                         "[0,1))");
+    dit_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    tr->model = model;
+    tr->cfg = *cfg;
+    tr->n = model->param_floats;
+    const size_t bytes = tr->n * sizeof(float);
+    tr->grads = dit_alloc_aligned(bytes);
+    tr->m = dit_alloc_aligned(bytes);
+    tr->v = dit_alloc_aligned(bytes);
+    tr->ema = dit_alloc_aligned(bytes);
+    dit_status st = DIT_OK;
+    if (!tr->grads || !tr->m || !tr->v || !tr->ema) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate optimiser state (%.1f MiB)",
+                       4.0 * bytes / (1 << 20));
+    } else {
+        memset(tr->grads, 0, bytes);
+        memset(tr->m, 0, bytes);
+        memset(tr->v, 0, bytes);
+        memcpy(tr->ema, model->params, bytes);
+        dit_sched_config sc = cfg->sched;
+        sc.sampler = sc.schedule == DIT_SCHEDULE_COSINE_ALPHABAR ? DIT_SAMPLER_COLD
+                                                                  : DIT_SAMPLER_DDIM;
+        st = dit_sched_new(ctx, &sc, 1, 1, &tr->sched);
+    }
+    if (st) {
+        dit_trainer_free(tr);
+        return st;
+    }
+    *out = tr;
+    return DIT_OK;
+}
+
+void dit_trainer_free(dit_trainer *tr)
+{
+    if (!tr)
+        return;
+    dit_free_aligned(tr->grads);
+    dit_free_aligned(tr->m);
+    dit_free_aligned(tr->v);
+    dit_free_aligned(tr->ema);
+    dit_free_aligned(tr->arena);
+    free(tr->blocks);
+    dit_sched_free(tr->sched);
+    if (tr->owns_model)
+        dit_model_free(tr->model);
+    free(tr);
+}
+
+/* Carves every activation and gradient buffer for batch B (once). */
+static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
+{
+    if (tr->arena && tr->act_B >= B)
+        return DIT_OK;
+    const dit_config *c = &tr->model->cfg;
+    const size_t D = (size_t)c->hidden_size, Dm = (size_t)c->mlp_hidden, p = (size_t)c->patch_size;
+    const size_t gh = (size_t)c->sample_size / p, T = gh * gh, BT = (size_t)B * T;
+    const size_t H = (size_t)c->num_heads, F = (size_t)c->freq_dim;
+    const size_t Pin = (size_t)c->in_channels * p * p, Pout = (size_t)c->out_channels * p * p;
+    const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
+    const size_t img_out = (size_t)B * c->out_channels * c->sample_size * c->sample_size;
+    free(tr->blocks);
+    tr->blocks = calloc((size_t)c->depth, sizeof *tr->blocks);
+    if (!tr->blocks)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    const dit_backend *be = &ctx->cpu;
+    struct {
+        float **dst;
+        size_t n;
+    } want[64 + 16 * 1024];
+    size_t nw = 0;
+#define WANT(ptr, count) (want[nw].dst = &(ptr), want[nw].n = (count), nw++)
+    WANT(tr->tokens, BT * Pin);
+    WANT(tr->x0, BT * D);
+    WANT(tr->tfreq, (size_t)B * F);
+    WANT(tr->th_pre, (size_t)B * D);
+    WANT(tr->th, (size_t)B * D);
+    WANT(tr->c, (size_t)B * D);
+    WANT(tr->csilu, (size_t)B * D);
+    WANT(tr->x_out, BT * D);
+    WANT(tr->fmod, (size_t)B * 2 * D);
+    WANT(tr->lnf_mean, BT);
+    WANT(tr->lnf_rstd, BT);
+    WANT(tr->hf, BT * D);
+    WANT(tr->fin, BT * Pout);
+    WANT(tr->out, img_out);
+    for (int l = 0; l < c->depth && l < 1024; l++) {
+        block_acts *a = &tr->blocks[l];
+        WANT(a->x_in, BT * D);
+        WANT(a->mod, (size_t)B * 6 * D);
+        WANT(a->ln1_mean, BT);
+        WANT(a->ln1_rstd, BT);
+        WANT(a->h1, BT * D);
+        WANT(a->qkv, BT * 3 * D);
+        WANT(a->probs, (size_t)B * H * T * T);
+        WANT(a->att, BT * D);
+        WANT(a->y1, BT * D);
+        WANT(a->x_mid, BT * D);
+        WANT(a->ln2_mean, BT);
+        WANT(a->ln2_rstd, BT);
+        WANT(a->h2, BT * D);
+        WANT(a->f1, BT * Dm);
+        WANT(a->g, BT * Dm);
+        WANT(a->y2, BT * D);
+    }
+    WANT(tr->dX, BT * D);
+    WANT(tr->dA, BT * D);
+    WANT(tr->dB, BT * D);
+    WANT(tr->dM, BT * Dm);
+    WANT(tr->dqkv, BT * 3 * D);
+    WANT(tr->dmod, (size_t)B * 6 * D);
+    WANT(tr->dcs, (size_t)B * D);
+    WANT(tr->dtmp, (size_t)B * (D > F ? D : F));
+    WANT(tr->dfin, BT * Pout);
+    WANT(tr->dout, img_out);
+    WANT(tr->scratch, be->attention_scratch(be, B, (int)T, (int)H));
+    WANT(tr->xt, img);
+    WANT(tr->target, img);
+    WANT(tr->noise, img);
+    WANT(tr->tvec, (size_t)B);
+#undef WANT
+    size_t total = 0;
+    for (size_t i = 0; i < nw; i++)
+        total += (want[i].n + 15) & ~(size_t)15;
+    total += (size_t)B; /* labels */
+    dit_free_aligned(tr->arena);
+    tr->arena = dit_alloc_aligned(total * sizeof(float));
+    if (!tr->arena)
+        return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate %.0f MiB of training activations",
+                         total * 4.0 / (1 << 20));
+    float *p0 = tr->arena;
+    for (size_t i = 0; i < nw; i++) {
+        *want[i].dst = p0;
+        p0 += (want[i].n + 15) & ~(size_t)15;
+    }
+    tr->yvec = (int32_t *)p0;
+    tr->arena_floats = total;
+    tr->act_B = B;
+    return DIT_OK;
+}
+
+/* Forward keeping activations: xt (B, C, S, S), t (B), y (B) -> tr->out */
+static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt, const float *t,
+                          const int32_t *y)
+{
+    const dit_backend *be = &ctx->cpu;
+    const dit_model *m = tr->model;
+    const dit_config *c = &m->cfg;
+    const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
+    const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
+    const int Pin = c->in_channels * p * p, Pout = c->out_channels * p * p;
+    const dit_embedder_weights *e = &m->emb;
+
+    // tokens (B, T, D) = patch embed + position embed
+    be->patchify(be, tr->tokens, xt, B, c->in_channels, S, S, p);
+    be->linear(be, tr->x0, tr->tokens, m->x_embed_w, m->x_embed_b, BT, Pin, D, DIT_ACT_NONE);
+    const float *pos = NULL;
+    /* the position table for the native grid, computed into ctx once */
+    if (!ctx->pos_table || ctx->pos_gh != gh || ctx->pos_gw != gh || ctx->pos_dim != D) {
+        dit_free_aligned(ctx->pos_table);
+        ctx->pos_table = dit_alloc_aligned((size_t)T * D * sizeof(float));
+        be->pos_embed_2d(be, ctx->pos_table, gh, gh, D, (float)gh, (float)gh,
+                         c->interpolation_scale);
+        ctx->pos_gh = ctx->pos_gw = gh, ctx->pos_dim = D;
+        ctx->pos_base = (float)gh, ctx->pos_interp = c->interpolation_scale;
+    }
+    pos = m->pos_embed ? m->pos_embed : ctx->pos_table;
+    be->add_rows(be, tr->x0, pos, B, T, D);
+
+    // c = MLP(temb(t)) + table[y]; csilu = SiLU(c)
+    be->timestep_embedding(be, tr->tfreq, t, B, c->freq_dim, c->freq_shift);
+    be->linear(be, tr->th_pre, tr->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D,
+               DIT_ACT_NONE);
+    be->silu(be, tr->th, tr->th_pre, (size_t)B * D);
+    be->linear(be, tr->c, tr->th, e->t_mlp2_w, e->t_mlp2_b, B, D, D, DIT_ACT_NONE);
+    be->add_embedding(be, tr->c, tr->c, e->y_table, y, B, D);
+    be->silu(be, tr->csilu, tr->c, (size_t)B * D);
+
+    memcpy(tr->blocks[0].x_in, tr->x0, (size_t)BT * D * sizeof(float));
+    for (int l = 0; l < c->depth; l++) { /* block l writes block l + 1's x_in */
+        const dit_block_weights *w = &m->blocks[l];
+        block_acts *a = &tr->blocks[l];
+        be->linear(be, a->mod, tr->csilu, w->ada_w, w->ada_b, B, D, 6 * D, DIT_ACT_NONE);
+        be->layernorm_modulate_train(be, a->h1, a->x_in, a->mod, a->mod + D, 6 * D, B, T, D,
+                                     c->norm1_eps, a->ln1_mean, a->ln1_rstd);
+        be->linear(be, a->qkv, a->h1, w->qkv_w, w->qkv_b, BT, D, 3 * D, DIT_ACT_NONE);
+        be->attention_train(be, a->att, a->qkv, B, T, H, hd, a->probs);
+        be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, BT, D, D, DIT_ACT_NONE);
+        memcpy(a->x_mid, a->x_in, (size_t)BT * D * sizeof(float));
+        be->gated_add(be, a->x_mid, a->y1, a->mod + 2 * D, 6 * D, B, T, D);
+        be->layernorm_modulate_train(be, a->h2, a->x_mid, a->mod + 3 * D, a->mod + 4 * D, 6 * D,
+                                     B, T, D, c->norm2_eps, a->ln2_mean, a->ln2_rstd);
+        be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BT, D, Dm, DIT_ACT_NONE);
+        memcpy(a->g, a->f1, (size_t)BT * Dm * sizeof(float));
+        be->gelu_tanh(be, a->g, (size_t)BT * Dm);
+        be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BT, Dm, D, DIT_ACT_NONE);
+        float *xo = l + 1 < c->depth ? tr->blocks[l + 1].x_in : tr->x_out;
+        memcpy(xo, a->x_mid, (size_t)BT * D * sizeof(float));
+        be->gated_add(be, xo, a->y2, a->mod + 5 * D, 6 * D, B, T, D);
+    }
+    be->linear(be, tr->fmod, tr->csilu, m->final_ada_w, m->final_ada_b, B, D, 2 * D,
+               DIT_ACT_NONE);
+    be->layernorm_modulate_train(be, tr->hf, tr->x_out, tr->fmod, tr->fmod + D, 2 * D, B, T, D,
+                                 c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
+    be->linear(be, tr->fin, tr->hf, m->final_w, m->final_b, BT, D, Pout, DIT_ACT_NONE);
+    be->unpatchify(be, tr->out, tr->fin, B, c->out_channels, S, S, p);
+}
+
+/* Backward from dout (B, Cout, S, S); adds into tr->grads. */
+static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *y)
+{
+    const dit_backend *be = &ctx->cpu;
+    const dit_model *m = tr->model;
+    const dit_config *c = &m->cfg;
+    const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
+    const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
+    const int Pin = c->in_channels * p * p, Pout = c->out_channels * p * p;
+    const dit_embedder_weights *e = &m->emb;
+
+    be->unpatchify_backward(be, tr->dfin, tr->dout, B, c->out_channels, S, S, p);
+    // final linear; dX collects the residual-stream gradient
+    be->linear_backward(be, tr->dA, grad_of(tr, m->final_w), grad_of(tr, m->final_b), tr->dfin,
+                        tr->hf, m->final_w, BT, D, Pout);
+    memset(tr->dX, 0, (size_t)BT * D * sizeof(float));
+    memset(tr->dmod, 0, (size_t)B * 6 * D * sizeof(float));
+    be->layernorm_modulate_backward(be, tr->dX, tr->dmod, tr->dmod + D, tr->dA, tr->x_out,
+                                    tr->lnf_mean, tr->lnf_rstd, tr->fmod + D, 2 * D, B, T, D);
+    be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w), grad_of(tr, m->final_ada_b),
+                        tr->dmod, tr->csilu, m->final_ada_w, B, D, 2 * D);
+
+    for (int l = c->depth - 1; l >= 0; l--) {
+        const dit_block_weights *w = &m->blocks[l];
+        block_acts *a = &tr->blocks[l];
+        memset(tr->dmod, 0, (size_t)B * 6 * D * sizeof(float));
+        // x_out = x_mid + gate_mlp * y2
+        be->gated_add_backward(be, tr->dA, tr->dmod + 5 * D, tr->dX, a->y2, a->mod + 5 * D,
+                               6 * D, B, T, D);
+        be->linear_backward(be, tr->dM, grad_of(tr, w->fc2_w), grad_of(tr, w->fc2_b), tr->dA,
+                            a->g, w->fc2_w, BT, Dm, D);
+        be->act_backward(be, tr->dM, a->f1, tr->dM, (size_t)BT * Dm, DIT_ACT_GELU_TANH);
+        be->linear_backward(be, tr->dB, grad_of(tr, w->fc1_w), grad_of(tr, w->fc1_b), tr->dM,
+                            a->h2, w->fc1_w, BT, D, Dm);
+        be->layernorm_modulate_backward(be, tr->dX, tr->dmod + 3 * D, tr->dmod + 4 * D, tr->dB,
+                                        a->x_mid, a->ln2_mean, a->ln2_rstd, a->mod + 4 * D, 6 * D,
+                                        B, T, D);
+        // x_mid = x_in + gate_msa * y1
+        be->gated_add_backward(be, tr->dA, tr->dmod + 2 * D, tr->dX, a->y1, a->mod + 2 * D,
+                               6 * D, B, T, D);
+        be->linear_backward(be, tr->dB, grad_of(tr, w->proj_w), grad_of(tr, w->proj_b), tr->dA,
+                            a->att, w->proj_w, BT, D, D);
+        be->attention_backward(be, tr->dqkv, tr->dB, a->qkv, a->probs, B, T, H, hd, tr->scratch);
+        be->linear_backward(be, tr->dA, grad_of(tr, w->qkv_w), grad_of(tr, w->qkv_b), tr->dqkv,
+                            a->h1, w->qkv_w, BT, D, 3 * D);
+        be->layernorm_modulate_backward(be, tr->dX, tr->dmod, tr->dmod + D, tr->dA, a->x_in,
+                                        a->ln1_mean, a->ln1_rstd, a->mod + D, 6 * D, B, T, D);
+        // adaLN: mod = Linear(csilu)
+        be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b), tr->dmod,
+                            tr->csilu, w->ada_w, B, D, 6 * D);
+        for (size_t i = 0; i < (size_t)B * D; i++)
+            tr->dcs[i] += tr->dtmp[i];
+    }
+    // patch embed (the input needs no gradient)
+    be->linear_backward(be, NULL, grad_of(tr, m->x_embed_w), grad_of(tr, m->x_embed_b), tr->dX,
+                        tr->tokens, m->x_embed_w, BT, Pin, D);
+    // conditioning: csilu = SiLU(c), c = t_mlp2(SiLU(t_mlp0(temb))) + table[y]
+    be->act_backward(be, tr->dcs, tr->c, tr->dcs, (size_t)B * D, DIT_ACT_SILU);
+    be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dcs, y, B, D);
+    be->linear_backward(be, tr->dtmp, grad_of(tr, e->t_mlp2_w), grad_of(tr, e->t_mlp2_b),
+                        tr->dcs, tr->th, e->t_mlp2_w, B, D, D);
+    be->act_backward(be, tr->dtmp, tr->th_pre, tr->dtmp, (size_t)B * D, DIT_ACT_SILU);
+    be->linear_backward(be, NULL, grad_of(tr, e->t_mlp0_w), grad_of(tr, e->t_mlp0_b), tr->dtmp,
+                        tr->tfreq, e->t_mlp0_w, B, c->freq_dim, D);
+}
+
+/* loss over the first C output channels; fills tr->dout with d(mean loss) */
+static double loss_and_grad(dit_trainer *tr, int B, const float *target, float *per_sample)
+{
+    const dit_config *c = &tr->model->cfg;
+    const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
+    const size_t ohw = (size_t)c->out_channels * c->sample_size * c->sample_size;
+    const double N = (double)B * chw;
+    const bool l1 = tr->cfg.objective == DIT_OBJ_X0_L1;
+    double total = 0;
+    memset(tr->dout, 0, (size_t)B * ohw * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        double s = 0;
+        for (size_t i = 0; i < chw; i++) {
+            const double d = (double)tr->out[(size_t)b * ohw + i] - target[(size_t)b * chw + i];
+            s += l1 ? fabs(d) : d * d;
+            tr->dout[(size_t)b * ohw + i] =
+                (float)((l1 ? (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0) : 2.0 * d) / N);
+        }
+        if (per_sample)
+            per_sample[b] = (float)(s / chw);
+        total += s;
+    }
+    return total / N;
+}
+
+/* noisy input and target for sample b at train-step index t */
+static void make_example(const dit_trainer *tr, const float *x0, const float *noise, int t,
+                         size_t n, float *xt, float *target)
+{
+    const double a = tr->sched->alphas_cumprod[t], sa = sqrt(a), sb = sqrt(1.0 - a);
+    for (size_t i = 0; i < n; i++) {
+        xt[i] = (float)(sa * x0[i] + sb * noise[i]);
+        switch (tr->cfg.objective) {
+        case DIT_OBJ_EPS_MSE: target[i] = noise[i]; break;
+        case DIT_OBJ_X0_L1: target[i] = x0[i]; break;
+        default: target[i] = (float)(sa * noise[i] - sb * x0[i]); break;
+        }
+    }
+}
+
+static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *images,
+                              const int32_t *labels, int B)
+{
+    const dit_config *c = &tr->model->cfg;
+    for (int b = 0; b < B; b++)
+        if (labels[b] < 0 || labels[b] > c->num_classes)
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "label %d of sample %d is out of range 0..%d",
+                             labels[b], b, c->num_classes);
+    const size_t n = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(images[i]))
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "training image holds NaN or Inf");
+    return DIT_OK;
+}
+
+dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
+                            const int32_t *labels, float *loss)
+{
+    const int B = tr->cfg.batch;
+    dit_status st = check_batch(ctx, tr, images, labels, B);
+    if (st || (st = reserve_acts(ctx, tr, B)))
+        return st;
+    const dit_config *c = &tr->model->cfg;
+    const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
+    const int Tn = tr->cfg.sched.train_steps;
+    const uint64_t seed = tr->cfg.seed, step = (uint64_t)tr->step;
+    /* this step's randomness: counter (step, sample), streams by purpose */
+    dit_randn(seed ^ 0x5eedULL, (uint32_t)(step & 0x7fffffff), 0, (size_t)B * chw, tr->noise);
+    for (int b = 0; b < B; b++) {
+        const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+        const uint32_t ctr[4] = {(uint32_t)step, (uint32_t)(step >> 32), (uint32_t)b, 0x71u};
+        uint32_t u[4];
+        dit_philox4x32_10(ctr, key, u);
+        const int t = (int)(u[0] % (uint32_t)Tn);
+        const bool drop = u[1] < (uint32_t)(tr->cfg.class_dropout * 4294967296.0);
+        tr->tvec[b] = (float)t;
+        tr->yvec[b] = drop ? c->num_classes : labels[b];
+        make_example(tr, images + b * chw, tr->noise + b * chw, t, chw, tr->xt + b * chw,
+                     tr->target + b * chw);
+    }
+    train_forward(ctx, tr, B, tr->xt, tr->tvec, tr->yvec);
+    const double l = loss_and_grad(tr, B, tr->target, NULL);
+    memset(tr->grads, 0, tr->n * sizeof(float));
+    train_backward(ctx, tr, B, tr->yvec);
+
+    /* clip, warm-up, AdamW, EMA */
+    double norm2 = 0;
+    for (size_t i = 0; i < tr->n; i++)
+        norm2 += (double)tr->grads[i] * tr->grads[i];
+    const double norm = sqrt(norm2);
+    if (!isfinite(norm))
+        return dit_error(ctx, DIT_ERR_BACKEND,
+                         "gradient is not finite at step %lld (lower the learning rate?)",
+                         (long long)tr->step);
+    if (tr->cfg.grad_clip > 0 && norm > tr->cfg.grad_clip) {
+        const float s = (float)(tr->cfg.grad_clip / norm);
+        for (size_t i = 0; i < tr->n; i++)
+            tr->grads[i] *= s;
+    }
+    tr->step++;
+    double lr = tr->cfg.lr;
+    if (tr->cfg.warmup > 0 && tr->step < tr->cfg.warmup)
+        lr *= (double)tr->step / tr->cfg.warmup;
+    const dit_backend *be = &ctx->cpu;
+    be->adamw(be, tr->model->params, tr->grads, tr->m, tr->v, tr->n, (float)lr,
+              (float)tr->cfg.beta1, (float)tr->cfg.beta2, (float)tr->cfg.eps,
+              (float)tr->cfg.weight_decay, tr->step);
+    be->ema_update(be, tr->ema, tr->model->params, tr->n, (float)tr->cfg.ema_decay);
+    if (loss)
+        *loss = (float)l;
+    return DIT_OK;
+}
+
+dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *images,
+                                 const int32_t *labels, const int32_t *t, uint32_t stream,
+                                 float *per_sample)
+{
+    const int B = tr->cfg.batch;
+    dit_status st = check_batch(ctx, tr, images, labels, B);
+    if (st || (st = reserve_acts(ctx, tr, B)))
+        return st;
+    const dit_config *c = &tr->model->cfg;
+    const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
+    dit_randn(tr->cfg.seed ^ 0xe7a1ULL, stream, 0, (size_t)B * chw, tr->noise);
+    for (int b = 0; b < B; b++) {
+        if (t[b] < 0 || t[b] >= tr->cfg.sched.train_steps)
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "timestep %d out of range", t[b]);
+        tr->tvec[b] = (float)t[b];
+        make_example(tr, images + b * chw, tr->noise + b * chw, t[b], chw, tr->xt + b * chw,
+                     tr->target + b * chw);
+    }
+    train_forward(ctx, tr, B, tr->xt, tr->tvec, labels);
+    loss_and_grad(tr, B, tr->target, per_sample);
+    return DIT_OK;
+}
+
+dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy, const float *t,
+                            const int32_t *labels, const float *target, float *loss)
+{
+    const int B = tr->cfg.batch;
+    dit_status st = reserve_acts(ctx, tr, B);
+    if (st)
+        return st;
+    train_forward(ctx, tr, B, x_noisy, t, labels);
+    const double l = loss_and_grad(tr, B, target, NULL);
+    memset(tr->grads, 0, tr->n * sizeof(float));
+    train_backward(ctx, tr, B, labels);
+    if (loss)
+        *loss = (float)l;
+    return DIT_OK;
+}
+
+float *dit_trainer_grads(dit_trainer *tr) { return tr->grads; }
+float *dit_trainer_ema(dit_trainer *tr) { return tr->ema; }
+int64_t dit_trainer_step_count(const dit_trainer *tr) { return tr->step; }
+dit_model *dit_trainer_model(dit_trainer *tr) { return tr->model; }
+const dit_train_config *dit_trainer_config(const dit_trainer *tr) { return &tr->cfg; }
+
+/* ---- checkpoints -------------------------------------------------------------------- */
+
+#define CKPT_FORMAT "dit-checkpoint"
+#define CKPT_VERSION "1"
+
+static char *config_json(const dit_trainer *tr)
+{
+    const dit_config *c = &tr->model->cfg;
+    const dit_train_config *t = &tr->cfg;
+    return g_strdup_printf(
+        "{\"in_channels\": %d, \"learn_sigma\": %d, \"sample_size\": %d, \"patch_size\": %d, "
+        "\"hidden_size\": %d, \"depth\": %d, \"num_heads\": %d, \"mlp_hidden\": %d, "
+        "\"num_classes\": %d, \"freq_dim\": %d, "
+        "\"objective\": %d, \"schedule\": %d, \"train_steps\": %d, \"beta_start\": %.17g, "
+        "\"beta_end\": %.17g, \"batch\": %d, \"lr\": %.17g, \"warmup\": %d, \"beta1\": %.17g, "
+        "\"beta2\": %.17g, \"eps\": %.17g, \"weight_decay\": %.17g, \"grad_clip\": %.17g, "
+        "\"ema_decay\": %.17g, \"class_dropout\": %.17g, \"seed\": %" G_GUINT64_FORMAT "}",
+        c->in_channels, c->learn_sigma, c->sample_size, c->patch_size, c->hidden_size, c->depth,
+        c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, (int)t->objective,
+        (int)t->sched.schedule, t->sched.train_steps, t->sched.beta_start, t->sched.beta_end,
+        t->batch, t->lr, t->warmup, t->beta1, t->beta2, t->eps, t->weight_decay, t->grad_clip,
+        t->ema_decay, t->class_dropout, (guint64)t->seed);
+}
+
+dit_status dit_trainer_save(dit_ctx *ctx, const dit_trainer *tr, const char *path)
+{
+    const int64_t n = (int64_t)tr->n;
+    st_write_tensor ts[4] = {
+        {"params", ST_F32, 1, {n}, tr->model->params, NULL},
+        {"ema", ST_F32, 1, {n}, tr->ema, NULL},
+        {"adam_m", ST_F32, 1, {n}, tr->m, NULL},
+        {"adam_v", ST_F32, 1, {n}, tr->v, NULL},
+    };
+    char *cfg = config_json(tr);
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)tr->step);
+    const char *keys[] = {"format", "version", "step", "config"};
+    const char *vals[] = {CKPT_FORMAT, CKPT_VERSION, step, cfg};
+    dit_status st = st_write(ctx, path, ts, 4, keys, vals, 4);
+    g_free(cfg);
+    return st;
+}
+
+static int jint(JsonObject *o, const char *k) { return (int)json_object_get_int_member_with_default(o, k, 0); }
+static double jdbl(JsonObject *o, const char *k) { return json_object_get_double_member_with_default(o, k, 0); }
+
+dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
+{
+    *out = NULL;
+    st_file *f = NULL;
+    dit_status st = st_open(ctx, path, &f);
+    if (st)
+        return st;
+    const char *fmt = st_meta(f, "format"), *ver = st_meta(f, "version");
+    const char *cfg_s = st_meta(f, "config"), *step_s = st_meta(f, "step");
+    dit_model *m = NULL;
+    dit_trainer *tr = NULL;
+    JsonParser *parser = json_parser_new();
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0 || !ver || !cfg_s || !step_s) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not a dit training checkpoint", path);
+        goto out;
+    }
+    if (strcmp(ver, CKPT_VERSION) != 0) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: checkpoint version %s, this build reads %s",
+                       path, ver, CKPT_VERSION);
+        goto out;
+    }
+    if (!json_parser_load_from_data(parser, cfg_s, -1, NULL) ||
+        JSON_NODE_TYPE(json_parser_get_root(parser)) != JSON_NODE_OBJECT) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: checkpoint config is not JSON", path);
+        goto out;
+    }
+    JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+    dit_config c = {0};
+    c.in_channels = jint(o, "in_channels"), c.learn_sigma = jint(o, "learn_sigma");
+    c.sample_size = jint(o, "sample_size"), c.patch_size = jint(o, "patch_size");
+    c.hidden_size = jint(o, "hidden_size"), c.depth = jint(o, "depth");
+    c.num_heads = jint(o, "num_heads"), c.mlp_hidden = jint(o, "mlp_hidden");
+    c.num_classes = jint(o, "num_classes"), c.freq_dim = jint(o, "freq_dim");
+    if ((st = dit_model_create(ctx, &c, &m)))
+        goto out;
+    dit_train_config t;
+    dit_train_config_default(&t);
+    t.objective = (dit_objective)jint(o, "objective");
+    t.sched.schedule = (dit_schedule)jint(o, "schedule");
+    t.sched.train_steps = jint(o, "train_steps");
+    t.sched.beta_start = jdbl(o, "beta_start"), t.sched.beta_end = jdbl(o, "beta_end");
+    t.batch = jint(o, "batch"), t.lr = jdbl(o, "lr"), t.warmup = jint(o, "warmup");
+    t.beta1 = jdbl(o, "beta1"), t.beta2 = jdbl(o, "beta2"), t.eps = jdbl(o, "eps");
+    t.weight_decay = jdbl(o, "weight_decay"), t.grad_clip = jdbl(o, "grad_clip");
+    t.ema_decay = jdbl(o, "ema_decay"), t.class_dropout = jdbl(o, "class_dropout");
+    t.seed = (uint64_t)json_object_get_int_member_with_default(o, "seed", 0);
+    if ((st = dit_trainer_new(ctx, m, &t, &tr)))
+        goto out;
+    static const char *const names[4] = {"params", "ema", "adam_m", "adam_v"};
+    float *dst[4] = {m->params, tr->ema, tr->m, tr->v};
+    for (int i = 0; i < 4 && st == DIT_OK; i++) {
+        const st_tensor *ts = st_find(f, names[i]);
+        if (!ts || ts->ndim != 1 || ts->dtype != ST_F32 || (size_t)ts->shape[0] != tr->n) {
+            st = dit_error(ctx, DIT_ERR_FORMAT,
+                           "%s: tensor '%s' is missing or does not fit the config (%zu floats)",
+                           path, names[i], tr->n);
+            break;
+        }
+        st = st_read_f32(ctx, f, ts, dst[i]);
+    }
+    if (st == DIT_OK) {
+        tr->step = g_ascii_strtoll(step_s, NULL, 10);
+        tr->owns_model = true;
+        *out = tr;
+        tr = NULL;
+        m = NULL;
+    }
+out:
+    dit_trainer_free(tr); /* does not own m yet */
+    dit_model_free(m);
+    g_object_unref(parser);
+    st_close(f);
+    return st;
+}
