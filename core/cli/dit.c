@@ -983,6 +983,7 @@ static int cmd_labels(int argc, char **argv)
 
 int dit_cmd_convert(int argc, char **argv); /* convert.c */
 int dit_cmd_train(int argc, char **argv);   /* train-cmd.c */
+int dit_cmd_validate(int argc, char **argv); /* validate-cmd.c */
 
 typedef struct {
     const char *name;
@@ -1000,6 +1001,7 @@ static const subcommand subcommands[] = {
     {"labels", "list a model's classes", cmd_labels},
     {"convert", "PyTorch .pt checkpoint -> safetensors + config.json", dit_cmd_convert},
     {"train", "train a class-conditional DiT (Fashion-MNIST or an image folder)", dit_cmd_train},
+    {"validate", "sample grid, class agreement, held-out losses, loss curve", dit_cmd_validate},
 };
 
 static void print_usage(FILE *out)
