@@ -620,11 +620,26 @@ static int run_sampling(dit_task task, int argc, char **argv)
             H = H < unit ? unit : H, W = W < unit ? unit : W;
             break;
         }
-        case POL_CROP:
+        case POL_CROP: { /* centred on the mask's bounding box (inpaint), else the image */
             H = SH < native ? SH / unit * unit : native;
             W = SW < native ? SW / unit * unit : native;
-            oy = (SH - H) / 2, ox = (SW - W) / 2;
+            int cy = SH / 2, cx = SW / 2;
+            if (mask) {
+                int y0 = SH, y1 = -1, x0 = SW, x1 = -1;
+                for (int y = 0; y < SH; y++)
+                    for (int x = 0; x < SW; x++)
+                        if (mask[(size_t)y * SW + x] > 0.0f) {
+                            y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                            x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                        }
+                if (y1 >= 0)
+                    cy = (y0 + y1 + 1) / 2, cx = (x0 + x1 + 1) / 2;
+            }
+            oy = cy - H / 2, ox = cx - W / 2;
+            oy = oy < 0 ? 0 : oy + H > SH ? SH - H : oy;
+            ox = ox < 0 ? 0 : ox + W > SW ? SW - W : ox;
             break;
+        }
         case POL_PAD:
             H = (SH + unit - 1) / unit * unit, W = (SW + unit - 1) / unit * unit;
             break;
@@ -669,6 +684,14 @@ static int run_sampling(dit_task task, int argc, char **argv)
     }
 
     const int B = p.batch;
+    if (task == DIT_TASK_IMG2IMG && p.strength == 0.0f) { /* the input, as it is */
+        final = g_malloc((size_t)B * 3 * src.height * src.width * sizeof(float));
+        for (int b = 0; b < B; b++)
+            memcpy(final + (size_t)b * 3 * src.height * src.width, src.rgb,
+                   (size_t)3 * src.height * src.width * sizeof(float));
+        rc = write_images(&o, final, src.alpha, B, src.height, src.width, depth);
+        goto done;
+    }
     outimg = g_malloc((size_t)B * 3 * H * W * sizeof(float));
     progress_state ps = {progress_mode(&o), now_s(), names[task]};
     signal(SIGINT, on_sigint);

@@ -1,0 +1,115 @@
+#!/bin/sh
+# Every dit subcommand through the real binary, on the golden fixtures and
+# on a real photo; numeric checks go through cli-check.
+# usage: test-cli.sh DIT CLI_CHECK GOLDEN_DIR PHOTOS_DIR
+set -u
+dit=$1 check=$2 golden=$3 photos=$4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+say() { echo "$@"; }
+bad() { say "NOT OK: $*"; fails=$((fails + 1)); }
+
+# run CODE DESCRIPTION -- CMD...: exit code must be CODE; output in $tmp/out
+run() {
+    code=$1 what=$2; shift 3
+    "$@" >"$tmp/out" 2>&1
+    rc=$?
+    if [ "$rc" -ne "$code" ]; then bad "$what: exit $rc, wanted $code"; sed 's/^/    /' "$tmp/out"
+    else say "ok: $what (exit $rc)"; fi
+}
+has() { if grep -qF -- "$1" "$tmp/out"; then say "ok:   says '$1'"; else bad "$2: no '$1'"; sed 's/^/    /' "$tmp/out"; fi; }
+
+# a pipeline folder: the tiny random DiT + VAE (16x16 native images)
+mkdir -p "$tmp/pipe"
+ln -s "$golden/dit_diffusers_p2" "$tmp/pipe/transformer"
+ln -s "$golden/vae_kl" "$tmp/pipe/vae"
+printf 'apple\nbanana\ncherry\ndog, puppy\negg\nfig\ngrape\nhat\nice\njam\n' >"$tmp/labels.txt"
+P="-m $tmp/pipe --steps 4 --progress none"
+
+# ---- generate
+run 0 "generate" -- "$dit" generate $P --class 3 --seed 5 -o "$tmp/g1.png"
+run 0 "generate again, same seed" -- "$dit" generate $P --class 3 --seed 5 -o "$tmp/g2.png"
+if cmp -s "$tmp/g1.png" "$tmp/g2.png"; then say "ok:   same seed, same bytes"; else bad "same seed gave different files"; fi
+run 0 "generate, another seed" -- "$dit" generate $P --class 3 --seed 6 -o "$tmp/g3.png"
+run 1 "differs from the first" -- "$check" same "$tmp/g1.png" "$tmp/g3.png"
+run 0 "generate by label name (synonym)" -- "$dit" generate $P --labels "$tmp/labels.txt" --class Puppy --seed 5 -o "$tmp/g4.png"
+run 0 "  the same image as --class 3" -- "$check" same "$tmp/g4.png" "$tmp/g1.png"
+run 0 "generate a batch of 3" -- "$dit" generate $P --batch 3 -o "$tmp/b.png"
+for i in 0 1 2; do [ -f "$tmp/b-$i.png" ] || bad "batch file b-$i.png missing"; done
+run 0 "generate a batch as a grid" -- "$dit" generate $P --batch 4 --grid -o "$tmp/grid.png"
+run 0 "generate 16-bit, 32x24, every sampler" -- sh -c "for s in ddpm ddim dpm++2m euler; do \"$dit\" generate $P --sampler \$s --bit-depth 16 -W 32 -H 24 -o \"$tmp/s-\$s.png\" || exit 1; done"
+run 0 "generate --progress json" -- "$dit" generate -m "$tmp/pipe" --steps 3 --progress json -o "$tmp/j.png"
+has '{"step": 3, "total": 3' "json progress"
+
+# ---- img2img / inpaint on a real photo when ../shared is there, else a generated one
+if [ -f "$photos/chelsea.png" ]; then src="$photos/chelsea.png"; W=451 H=300
+else "$dit" generate $P -W 48 -H 32 -o "$tmp/src.png"; src="$tmp/src.png"; W=48 H=32; fi
+run 0 "img2img (resize policy)" -- "$dit" img2img $P -i "$src" --strength 0.6 -o "$tmp/i2i.png"
+run 0 "img2img strength 0 returns the input" -- "$dit" img2img $P -i "$src" --strength 0 -o "$tmp/i2i0.png"
+run 0 "  pixel for pixel" -- "$check" same "$src" "$tmp/i2i0.png"
+"$check" mask $W $H 40 30 120 90 "$tmp/mask.png"
+"$check" mask $W $H 40 30 120 90 6 "$tmp/soft.png"
+"$check" resize "$src" 48 32 "$tmp/src48.png"
+"$check" mask 48 32 10 6 30 20 "$tmp/mask48.png"
+for pol in resize crop pad none; do
+    s="$src" m="$tmp/mask.png"
+    case $pol in pad|none) s="$tmp/src48.png" m="$tmp/mask48.png" ;; esac
+    run 0 "inpaint --resize $pol" -- "$dit" inpaint $P -i "$s" --mask "$m" --resize $pol -o "$tmp/in-$pol.png"
+    "$check" outside "$s" "$tmp/in-$pol.png" "$m" >"$tmp/cmp"
+    read -r _ out _ in <"$tmp/cmp"
+    if [ "$out" = 0 ] && [ "$in" -gt 0 ]; then say "ok:   outside the mask untouched, $in pixels inside changed"
+    else bad "inpaint $pol: $(cat "$tmp/cmp")"; fi
+done
+run 0 "inpaint with a feathered mask and --grow" -- "$dit" inpaint $P -i "$src" --mask "$tmp/soft.png" --grow 1 -o "$tmp/in-soft.png"
+"$check" outside "$src" "$tmp/in-soft.png" "$tmp/soft.png" >"$tmp/cmp"
+read -r _ out _ in <"$tmp/cmp"
+[ "$out" = 0 ] && say "ok:   feathered: outside untouched" || bad "feathered inpaint changed $out pixels outside"
+
+# ---- encode / decode round trip vs the library
+"$check" resize "$src" 32 24 "$tmp/small.png"
+run 0 "encode" -- "$dit" encode --vae "$golden/vae_kl" "$tmp/small.png" -o "$tmp/lat.safetensors"
+run 0 "decode" -- "$dit" decode --vae "$golden/vae_kl" "$tmp/lat.safetensors" -o "$tmp/back.png"
+run 0 "encode + decode equals the library calls" -- "$check" roundtrip "$golden/vae_kl" "$tmp/small.png" "$tmp/back.png"
+run 0 "encode --sample" -- "$dit" encode --vae "$golden/vae_kl" --sample --seed 3 "$tmp/small.png" -o "$tmp/lat2.safetensors"
+
+# ---- labels
+run 0 "labels" -- "$dit" labels -m "$tmp/pipe" --labels "$tmp/labels.txt"
+has "3	dog, puppy" "labels"
+
+# ---- the documented errors
+run 1 "no --output" -- "$dit" generate $P
+run 1 "bad --sampler lists the choices" -- "$dit" generate $P --sampler magic -o "$tmp/x.png"
+has "ddpm ddim dpm++2m euler cold" "sampler choices"
+run 2 "missing input image" -- "$dit" img2img $P -i "$tmp/nope.png" -o "$tmp/x.png"
+has "nope.png" "names the file"
+head -c 60 "$src" >"$tmp/trunc.png"
+run 2 "truncated PNG" -- "$dit" img2img $P -i "$tmp/trunc.png" -o "$tmp/x.png"
+has "trunc.png" "names the file"
+"$check" mask 20 20 2 2 5 5 "$tmp/small-mask.png"
+run 2 "mask size mismatch" -- "$dit" inpaint $P -i "$src" --mask "$tmp/small-mask.png" -o "$tmp/x.png"
+has "the mask is 20x20 but the image is" "mask mismatch"
+run 2 "unknown class name" -- "$dit" generate $P --labels "$tmp/labels.txt" --class zebra -o "$tmp/x.png"
+has "unknown class 'zebra'" "unknown class"
+run 2 "class out of range" -- "$dit" generate $P --class 42 -o "$tmp/x.png"
+mkdir -p "$tmp/trunc-pipe/transformer"
+head -c 5000 "$golden/dit_diffusers_p2/diffusion_pytorch_model.safetensors" >"$tmp/trunc-pipe/transformer/diffusion_pytorch_model.safetensors"
+cp "$golden/dit_diffusers_p2/config.json" "$tmp/trunc-pipe/transformer/"
+run 3 "truncated model" -- "$dit" generate -m "$tmp/trunc-pipe" --vae "$golden/vae_kl" -o "$tmp/x.png"
+has "truncated" "truncated model"
+run 2 "--resize none needs a valid size" -- "$dit" inpaint $P -i "$src" --mask "$tmp/mask.png" --resize none -o "$tmp/x.png"
+run 3 "--device cuda without CUDA" -- "$dit" generate $P --device cuda -o "$tmp/x.png"
+[ -f "$tmp/x.png" ] && bad "a failed run left an output file"
+
+# ---- Ctrl-C: exit 4 after the current step, nothing written
+"$dit" generate -m "$tmp/pipe" --steps 1000 --sampler ddim --progress none -o "$tmp/int.png" >"$tmp/out" 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 4 ] && [ ! -f "$tmp/int.png" ] && grep -q "nothing written" "$tmp/out"; then say "ok: SIGINT stops cleanly (exit 4, no file)"
+else bad "SIGINT: exit $rc, file $( [ -f "$tmp/int.png" ] && echo present || echo absent)"; sed 's/^/    /' "$tmp/out"; fi
+
+echo "$fails failure(s)"
+[ "$fails" -eq 0 ]
