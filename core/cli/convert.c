@@ -582,40 +582,13 @@ static const value *find_state_dict(const value *top, const char *key)
     return NULL;
 }
 
-int dit_cmd_convert(int argc, char **argv);
-int dit_cmd_convert(int argc, char **argv)
+/* Converts a torch.save checkpoint to a .safetensors file. Returns 0, or the
+ * CLI exit code after printing the reason. */
+int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet);
+int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet)
 {
-    char *output = NULL, *key = NULL;
-    int heads = 0;
-    GOptionEntry entries[] = {
-        {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "output .safetensors", "FILE"},
-        {"key", 0, 0, G_OPTION_ARG_STRING, &key, "take the state dict under this key of the checkpoint (default: the top level, else ema, model, state_dict)", "KEY"},
-        {"heads", 0, 0, G_OPTION_ARG_INT, &heads, "record num_attention_heads in the metadata (needed when the width does not tell)", "N"},
-        {NULL, 0, 0, 0, NULL, NULL, NULL},
-    };
-    GOptionContext *oc = g_option_context_new("CHECKPOINT.pt - convert a PyTorch checkpoint");
-    g_option_context_set_description(
-        oc, "Reads a torch.save() zip without running it: only the pickle opcodes and\n"
-            "globals a state dict of tensors needs are accepted; anything else is refused.\n"
-            "Tensors keep their names and dtypes; run 'dit info' on the result.\n\n"
-            "Example:\n  dit convert DiT-XL-2-256x256.pt -o DiT-XL-2-256.safetensors\n");
-    g_option_context_add_main_entries(oc, entries, NULL);
     GError *err = NULL;
     int rc = 0;
-    if (!g_option_context_parse(oc, &argc, &argv, &err)) {
-        fprintf(stderr, "dit: %s\n", err->message);
-        g_error_free(err);
-        rc = 1;
-    } else if (argc != 2 || !output) {
-        fprintf(stderr, "dit: convert needs one CHECKPOINT and --output\n");
-        rc = 1;
-    }
-    g_option_context_free(oc);
-    if (rc) {
-        g_free(output), g_free(key);
-        return rc;
-    }
-
     zip_file z;
     vm m = {0};
     m.all = g_ptr_array_new_with_free_func(vfree);
@@ -623,7 +596,7 @@ int dit_cmd_convert(int argc, char **argv)
     m.memo = g_ptr_array_new();
     st_write_tensor *ts = NULL;
     size_t nt = 0;
-    if (!zip_open(argv[1], &z, &err)) {
+    if (!zip_open(in, &z, &err)) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_error_free(err);
         rc = 2;
@@ -631,20 +604,20 @@ int dit_cmd_convert(int argc, char **argv)
     }
     const zip_entry *pkl = zip_find_suffix(&z, "data.pkl");
     if (!pkl) {
-        fprintf(stderr, "dit: %s: no data.pkl in the zip: not a torch.save file\n", argv[1]);
+        fprintf(stderr, "dit: %s: no data.pkl in the zip: not a torch.save file\n", in);
         rc = 2;
         goto done;
     }
     m.start = m.p = z.map + pkl->offset;
     m.end = m.p + pkl->size;
     if (!run_pickle(&m)) {
-        fprintf(stderr, "dit: %s: %s\n", argv[1], m.err);
+        fprintf(stderr, "dit: %s: %s\n", in, m.err);
         rc = 2;
         goto done;
     }
     const value *sd = find_state_dict(m.stack->pdata[0], key);
     if (!sd) {
-        fprintf(stderr, "dit: %s: no state dict of tensors found%s%s\n", argv[1],
+        fprintf(stderr, "dit: %s: no state dict of tensors found%s%s\n", in,
                 key ? " under key " : "", key ? key : "");
         rc = 2;
         goto done;
@@ -665,7 +638,7 @@ int dit_cmd_convert(int argc, char **argv)
         for (int d = 0; d < t->ndim; d++)
             numel *= t->shape[d];
         if (!contiguous) {
-            fprintf(stderr, "dit: %s: tensor '%s' is not contiguous\n", argv[1], k->s);
+            fprintf(stderr, "dit: %s: tensor '%s' is not contiguous\n", in, k->s);
             rc = 2;
             goto done;
         }
@@ -675,8 +648,8 @@ int dit_cmd_convert(int argc, char **argv)
         const size_t es = st_dtype_size(t->dtype);
         if (!ze || t->offset < 0 || (uint64_t)(t->offset + numel) * es > ze->size ||
             (uint64_t)(t->offset + numel) > (uint64_t)t->storage->i) {
-            fprintf(stderr, "dit: %s: tensor '%s' points outside its storage '%s'\n", argv[1],
-                    k->s, t->storage->s);
+            fprintf(stderr, "dit: %s: tensor '%s' points outside its storage '%s'\n", in, k->s,
+                    t->storage->s);
             rc = 2;
             goto done;
         }
@@ -696,7 +669,7 @@ int dit_cmd_convert(int argc, char **argv)
     if (st_write(ctx, output, ts, nt, mk, mv, heads > 0 ? 2 : 1) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
         rc = 2;
-    } else {
+    } else if (!quiet) {
         printf("wrote %zu tensors to %s\n", nt, output);
     }
     dit_ctx_free(ctx);
@@ -707,6 +680,41 @@ done_nozip:
     g_ptr_array_free(m.stack, TRUE);
     g_ptr_array_free(m.memo, TRUE);
     g_ptr_array_free(m.all, TRUE);
+    return rc;
+}
+
+int dit_cmd_convert(int argc, char **argv);
+int dit_cmd_convert(int argc, char **argv)
+{
+    char *output = NULL, *key = NULL;
+    int heads = 0;
+    GOptionEntry entries[] = {
+        {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "output .safetensors", "FILE"},
+        {"key", 0, 0, G_OPTION_ARG_STRING, &key, "take the state dict under this key of the checkpoint (default: the top level, else ema, model, state_dict)", "KEY"},
+        {"heads", 0, 0, G_OPTION_ARG_INT, &heads, "record num_attention_heads in the metadata (needed when the width does not tell)", "N"},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    GOptionContext *oc = g_option_context_new("CHECKPOINT.pt - convert a PyTorch checkpoint");
+    g_option_context_set_description(
+        oc, "Reads a torch.save() zip without running it: only the pickle opcodes and\n"
+            "globals a state dict of tensors needs are accepted; anything else is refused.\n"
+            "Tensors keep their names and dtypes; run 'dit info' on the result. 'dit\n"
+            "generate -m X.pt' converts on the fly.\n\n"
+            "Example:\n  dit convert DiT-XL-2-256x256.pt -o DiT-XL-2-256.safetensors\n");
+    g_option_context_add_main_entries(oc, entries, NULL);
+    GError *err = NULL;
+    int rc = 0;
+    if (!g_option_context_parse(oc, &argc, &argv, &err)) {
+        fprintf(stderr, "dit: %s\n", err->message);
+        g_error_free(err);
+        rc = 1;
+    } else if (argc != 2 || !output) {
+        fprintf(stderr, "dit: convert needs one CHECKPOINT and --output\n");
+        rc = 1;
+    }
+    g_option_context_free(oc);
+    if (!rc)
+        rc = dit_convert_pt(argv[1], output, key, heads, false);
     g_free(output), g_free(key);
     return rc;
 }

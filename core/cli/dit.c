@@ -9,6 +9,7 @@
 #include "png-io.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <locale.h>
 #include <math.h>
 #include <signal.h>
@@ -239,6 +240,8 @@ static char **find_labels(const options *o, const char *model_path, int num_clas
     return labels;
 }
 
+int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet);
+
 /* Loads the DiT, its VAE (or none) and labels. Returns an exit code. */
 static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
 {
@@ -268,7 +271,25 @@ static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
                             "installed (set DIT_DEFAULT_MODEL)\n");
             return EXIT_MODEL;
         }
-        if (dit_model_load(l->ctx, model_path, &l->model) != DIT_OK) {
+        if (g_str_has_suffix(model_path, ".pt") || g_str_has_suffix(model_path, ".pth")) {
+            /* a PyTorch checkpoint: convert into a temporary file first */
+            char *tmpdir = g_dir_make_tmp("dit-pt-XXXXXX", NULL);
+            char *conv = tmpdir ? g_build_filename(tmpdir, "model.safetensors", NULL) : NULL;
+            int crc = conv ? dit_convert_pt(model_path, conv, NULL, 0, true) : EXIT_MODEL;
+            dit_status lst = crc ? DIT_ERR_MODEL : dit_model_load(l->ctx, conv, &l->model);
+            if (conv)
+                g_unlink(conv);
+            if (tmpdir)
+                g_rmdir(tmpdir);
+            g_free(conv);
+            g_free(tmpdir);
+            if (crc || lst) {
+                if (lst)
+                    fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
+                g_free(model_path);
+                return crc ? crc : EXIT_MODEL;
+            }
+        } else if (dit_model_load(l->ctx, model_path, &l->model) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
             g_free(model_path);
             return dit_last_error(l->ctx) && strstr(dit_last_error(l->ctx), "no such file")
