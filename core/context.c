@@ -26,6 +26,18 @@ dit_ctx *dit_ctx_new(void)
         return NULL;
     ctx->cpu = *dit_backend_cpu();
     dit_ctx_set_threads(ctx, 0);
+    /* DIT_MEMORY_LIMIT=4G (or M, K, bytes) caps activation memory */
+    const char *lim = getenv("DIT_MEMORY_LIMIT");
+    if (lim && *lim) {
+        char *end;
+        double v = strtod(lim, &end);
+        const double mul = *end == 'G' || *end == 'g'   ? 1073741824.0
+                           : *end == 'M' || *end == 'm' ? 1048576.0
+                           : *end == 'K' || *end == 'k' ? 1024.0
+                                                        : 1.0;
+        if (v > 0)
+            ctx->memory_limit = (size_t)(v * mul);
+    }
     return ctx;
 }
 
@@ -93,6 +105,24 @@ void dit_clear_error(dit_ctx *ctx)
         ctx->error[0] = '\0';
 }
 
+dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what)
+{
+    if (ctx->memory_limit && bytes > ctx->memory_limit)
+        return dit_error(ctx, DIT_ERR_NOMEM,
+                         "%s would need %.0f MiB, over the memory limit of %.0f MiB: use a "
+                         "smaller image or batch, or VAE tiling (--tile 512)",
+                         what, bytes / 1048576.0, ctx->memory_limit / 1048576.0);
+    return DIT_OK;
+}
+
+dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes)
+{
+    if (!ctx)
+        return DIT_ERR_INVALID_ARG;
+    ctx->memory_limit = bytes;
+    return DIT_OK;
+}
+
 dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats)
 {
     if (n_floats <= ctx->arena_floats)
@@ -100,6 +130,9 @@ dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats)
     size_t bytes;
     if (!dit_mul_size(n_floats, sizeof(float), &bytes))
         return dit_error(ctx, DIT_ERR_NOMEM, "activation arena size overflows");
+    dit_status st = dit_check_budget(ctx, bytes, "this step's activations");
+    if (st)
+        return st;
     float *p = dit_alloc_aligned(bytes);
     if (!p)
         return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate %.1f MiB of activations",

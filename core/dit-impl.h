@@ -151,6 +151,7 @@ struct dit_ctx {
     dit_backend cpu;   /* the CPU op table with this context's thread count */
     float *arena;      /* activations, grown only before a forward starts */
     size_t arena_floats;
+    size_t memory_limit; /* bytes of activations allowed; 0 = no limit */
     /* the last computed position table (gh*gw, D) and what it was made for */
     float *pos_table;
     int pos_gh, pos_gw, pos_dim;
@@ -163,8 +164,11 @@ dit_status dit_error(dit_ctx *ctx, dit_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void dit_clear_error(dit_ctx *ctx);
 
-/* Ensure the arena holds n floats; the only allocation on the forward path. */
+/* Ensure the arena holds n floats; the only allocation on the forward path.
+ * Refused, before allocating, when it exceeds the context's memory limit. */
 dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats);
+/* The same budget check for other large buffers (training activations). */
+dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what);
 
 /* Overflow-checked size arithmetic: false on overflow. */
 bool dit_mul_size(size_t a, size_t b, size_t *out);

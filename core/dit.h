@@ -82,6 +82,10 @@ DIT_API const char *dit_last_error(const dit_ctx *ctx);
 /* Number of CPU threads for our loops and for BLAS; 0 means all cores. */
 DIT_API dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads);
 DIT_API int dit_ctx_get_threads(const dit_ctx *ctx);
+/* Cap on activation memory (bytes, 0 = none; default from $DIT_MEMORY_LIMIT,
+ * e.g. "4G"): work that would need more is refused before allocating, with
+ * a message suggesting tiling or a smaller batch. */
+DIT_API dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes);
 DIT_API const char *dit_status_name(dit_status status);
 
 /* ---- models ------------------------------------------------------------- */

@@ -250,6 +250,9 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     for (size_t i = 0; i < nw; i++)
         total += (want[i].n + 15) & ~(size_t)15;
     total += (size_t)B; /* labels */
+    dit_status st = dit_check_budget(ctx, total * sizeof(float), "training at this batch size");
+    if (st)
+        return st;
     dit_free_aligned(tr->arena);
     tr->arena = dit_alloc_aligned(total * sizeof(float));
     if (!tr->arena)

@@ -10,6 +10,7 @@
 
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <signal.h>
@@ -37,7 +38,7 @@ typedef struct {
     char *vae;            /* NULL: the model folder's vae/, "none": pixel space */
     char *class_name;     /* id or label, matched case-insensitively */
     char *labels;         /* label file (one per line) */
-    int steps;            /* 0: the model's default */
+    int steps;            /* INT_MIN: the model's default */
     char *sampler;        /* NULL: the model's default */
     char *schedule;
     char *prediction;
@@ -69,6 +70,7 @@ static void options_init(options *o)
     memset(o, 0, sizeof *o);
     o->guidance = 4.0;
     o->strength = -1; /* task default */
+    o->steps = INT_MIN; /* the model's default */
     o->seed = 0;
     o->batch = 1;
     o->bit_depth = 0; /* as the input, else 8 */
@@ -310,7 +312,7 @@ static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
             fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
             g_free(from_pipeline);
             g_free(model_path);
-            return EXIT_MODEL;
+            return strstr(dit_last_error(l->ctx), "no such file") ? EXIT_BAD_INPUT : EXIT_MODEL;
         }
         if (o->tile && dit_vae_set_tiling(l->ctx, l->vae, o->tile, 0.25f) != DIT_OK) {
             fprintf(stderr, "dit: --tile: %s\n", dit_last_error(l->ctx));
@@ -570,7 +572,7 @@ static int run_sampling(dit_task task, int argc, char **argv)
     p.guidance_channels = o.guidance_channels;
     p.batch = o.batch;
     p.grow = o.grow;
-    if (o.steps)
+    if (o.steps != INT_MIN)
         p.steps = o.steps;
     if (o.strength >= 0 || task == DIT_TASK_INPAINT)
         p.strength = o.strength >= 0 ? (float)o.strength : 1.0f;
@@ -705,6 +707,11 @@ static int run_sampling(dit_task task, int argc, char **argv)
     }
 
     const int B = p.batch;
+    if (B < 1 || B > 256) {
+        fprintf(stderr, "dit: batch must be 1..256, got %d\n", B);
+        rc = EXIT_BAD_INPUT;
+        goto done;
+    }
     if (task == DIT_TASK_IMG2IMG && p.strength == 0.0f) { /* the input, as it is */
         final = g_malloc((size_t)B * 3 * src.height * src.width * sizeof(float));
         for (int b = 0; b < B; b++)
@@ -1061,6 +1068,8 @@ static void print_usage(FILE *out)
 int main(int argc, char **argv)
 {
     setlocale(LC_ALL, "");
+    /* a full disk or a file-size limit must be an error message, not a signal */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_usage(stderr);
         return EXIT_USAGE;

@@ -4,9 +4,13 @@
  *   cli-check resize IN.png W H OUT.png
  *   cli-check outside A.png B.png MASK.png   -> "outside N inside M" (differing pixels)
  *   cli-check same A.png B.png               -> exit 0 if every pixel is equal
- *   cli-check roundtrip VAE IN.png OUT.png   -> OUT within 1/255 of decode(encode(IN)) */
+ *   cli-check roundtrip VAE IN.png OUT.png   -> OUT within 1/255 of decode(encode(IN))
+ *   cli-check poke IN OUT TENSOR VALUE       copy a model with element 0 of TENSOR set (nan, inf, x)
+ *   cli-check rawst 'JSON' DATA_BYTES OUT     a safetensors file with this header, zero data
+ *   cli-check pngdims W H OUT.png             a PNG header claiming W x H, no pixel data */
 #include "dit.h"
 #include "png-io.h"
+#include "../common.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -126,6 +130,54 @@ int main(int argc, char **argv)
         }
         printf("CLI encode+decode vs library: max |diff| %.5f of full range\n", worst);
         return worst <= 1.0 / 255 + 1e-6 ? 0 : 1;
+    }
+    if (!strcmp(argv[1], "poke") && argc == 6) {
+        dit_ctx *ctx = dit_ctx_new();
+        tensor_list tl;
+        if (!tl_load(ctx, argv[2], &tl))
+            return fail("cannot read the model");
+        size_t n;
+        float *t = tl_data(&tl, argv[4], &n);
+        if (!t || !n)
+            return fail("no such tensor");
+        t[0] = (float)g_ascii_strtod(argv[5], NULL);
+        if (tl_write(ctx, &tl, argv[3]) != DIT_OK)
+            return fail(dit_last_error(ctx));
+        tl_free(&tl);
+        dit_ctx_free(ctx);
+        return 0;
+    }
+    if (!strcmp(argv[1], "rawst") && argc == 5) {
+        const size_t hl = strlen(argv[2]), dl = (size_t)atol(argv[3]);
+        FILE *f = fopen(argv[4], "wb");
+        if (!f)
+            return fail("cannot write");
+        for (int i = 0; i < 8; i++)
+            fputc((int)((uint64_t)hl >> (8 * i) & 0xff), f);
+        fwrite(argv[2], 1, hl, f);
+        for (size_t i = 0; i < dl; i++)
+            fputc(0, f);
+        return fclose(f) == 0 ? 0 : fail("write failed");
+    }
+    if (!strcmp(argv[1], "pngdims") && argc == 5) {
+        /* signature + an IHDR chunk (CRC computed) and nothing else */
+        const uint32_t W = (uint32_t)atol(argv[2]), H = (uint32_t)atol(argv[3]);
+        uint8_t ihdr[17] = {'I', 'H', 'D', 'R', W >> 24, W >> 16, W >> 8, W, H >> 24, H >> 16,
+                            H >> 8, H, 8, 2, 0, 0, 0};
+        uint32_t crc = 0xffffffffu;
+        for (int i = 0; i < 17; i++) {
+            crc ^= ihdr[i];
+            for (int k = 0; k < 8; k++)
+                crc = crc >> 1 ^ (0xedb88320u & (0u - (crc & 1)));
+        }
+        crc ^= 0xffffffffu;
+        FILE *f = fopen(argv[4], "wb");
+        if (!f)
+            return fail("cannot write");
+        static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        const uint8_t len[4] = {0, 0, 0, 13}, c[4] = {crc >> 24, crc >> 16, crc >> 8, crc};
+        fwrite(sig, 1, 8, f), fwrite(len, 1, 4, f), fwrite(ihdr, 1, 17, f), fwrite(c, 1, 4, f);
+        return fclose(f) == 0 ? 0 : fail("write failed");
     }
     return fail("unknown or malformed command");
 }
