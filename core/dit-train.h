@@ -40,6 +40,10 @@ dit_status dit_model_save(dit_ctx *ctx, const dit_model *m, const float *params,
                           st_dtype dtype, const char *const *meta_keys,
                           const char *const *meta_values, size_t n_meta);
 
+/* The parameter a checkpoint name (in the model's naming) refers to, inside
+ * m->params; NULL if the model has no such tensor. */
+float *dit_model_find(dit_model *m, const char *name, size_t *count);
+
 typedef struct dit_trainer dit_trainer;
 
 dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_config *cfg,

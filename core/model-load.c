@@ -686,3 +686,31 @@ out:
     free(ts);
     return st;
 }
+
+float *dit_model_find(dit_model *m, const char *name, size_t *count)
+{
+    weight_layout L = {0};
+    dit_model tmp = *m;
+    tmp.blocks = calloc((size_t)m->cfg.depth, sizeof *tmp.blocks);
+    if (!tmp.blocks)
+        return NULL;
+    layout_model(&L, &tmp);
+    weight_expect *list = calloc(L.n, sizeof *list);
+    float *found = NULL;
+    if (list) {
+        L = (weight_layout){.base = m->params, .list = list};
+        layout_model(&L, &tmp);
+        for (size_t i = 0; i < L.n && !found; i++)
+            if (strcmp(list[i].name, name) == 0) {
+                found = list[i].dst;
+                if (count) {
+                    *count = 1;
+                    for (int d = 0; d < list[i].ndim; d++)
+                        *count *= (size_t)list[i].shape[d];
+                }
+            }
+    }
+    free(list);
+    free(tmp.blocks);
+    return found;
+}

@@ -7,7 +7,8 @@
  *   cli-check roundtrip VAE IN.png OUT.png   -> OUT within 1/255 of decode(encode(IN))
  *   cli-check poke IN OUT TENSOR VALUE       copy a model with element 0 of TENSOR set (nan, inf, x)
  *   cli-check rawst 'JSON' DATA_BYTES OUT     a safetensors file with this header, zero data
- *   cli-check pngdims W H OUT.png             a PNG header claiming W x H, no pixel data */
+ *   cli-check pngdims W H OUT.png             a PNG header claiming W x H, no pixel data
+ *   cli-check forward MODEL IO                the model's forward on IO's x, t, y vs its out */
 #include "dit.h"
 #include "png-io.h"
 #include "../common.h"
@@ -178,6 +179,26 @@ int main(int argc, char **argv)
         const uint8_t len[4] = {0, 0, 0, 13}, c[4] = {crc >> 24, crc >> 16, crc >> 8, crc};
         fwrite(sig, 1, 8, f), fwrite(len, 1, 4, f), fwrite(ihdr, 1, 17, f), fwrite(c, 1, 4, f);
         return fclose(f) == 0 ? 0 : fail("write failed");
+    }
+    if (!strcmp(argv[1], "forward") && argc == 4) {
+        dit_ctx *ctx = dit_ctx_new();
+        dit_model *m = NULL;
+        st_file *f = NULL;
+        if (dit_model_load(ctx, argv[2], &m) || st_open(ctx, argv[3], &f))
+            return fail(dit_last_error(ctx));
+        int64_t xs[8];
+        size_t nref = 0, ny = 0;
+        float *x = read_tensor(ctx, f, "x", NULL, xs, NULL), *t = read_tensor(ctx, f, "t", NULL, NULL, NULL);
+        float *yf = read_tensor(ctx, f, "y", &ny, NULL, NULL), *ref = read_tensor(ctx, f, "out", &nref, NULL, NULL);
+        if (!x || !t || !yf || !ref)
+            return fail("io file incomplete");
+        int32_t *y = malloc(ny * sizeof *y);
+        for (size_t i = 0; i < ny; i++)
+            y[i] = (int32_t)lrintf(yf[i]);
+        float *out = malloc(nref * sizeof *out);
+        if (dit_model_forward(ctx, m, (int)xs[0], (int)xs[2], (int)xs[3], x, t, y, out))
+            return fail(dit_last_error(ctx));
+        return compare_rel("converted model forward", out, ref, nref, 1e-4) ? 0 : 1;
     }
     return fail("unknown or malformed command");
 }

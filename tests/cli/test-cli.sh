@@ -73,6 +73,17 @@ run 0 "decode" -- "$dit" decode --vae "$golden/vae_kl" "$tmp/lat.safetensors" -o
 run 0 "encode + decode equals the library calls" -- "$check" roundtrip "$golden/vae_kl" "$tmp/small.png" "$tmp/back.png"
 run 0 "encode --sample" -- "$dit" encode --vae "$golden/vae_kl" --sample --seed 3 "$tmp/small.png" -o "$tmp/lat2.safetensors"
 
+# ---- convert: a torch.save state dict, read without running it
+run 0 "convert a torch.save .pt" -- "$dit" convert "$golden/dit_convert.pt" --heads 2 -o "$tmp/conv.safetensors"
+run 0 "  its forward equals the PyTorch reference" -- "$check" forward "$tmp/conv.safetensors" "$golden/dit_convert.io.safetensors"
+run 0 "info on the converted model" -- "$dit" info "$tmp/conv.safetensors"
+has "naming:           official" "converted naming"
+run 2 "a pickle with a forbidden global is refused" -- "$dit" convert "$golden/bad_global.pt" -o "$tmp/bad.safetensors"
+has "refusing pickle global 'argparse.Namespace'" "forbidden global"
+run 2 "a pickle with a forbidden opcode is refused" -- "$dit" convert "$golden/bad_opcode.pt" -o "$tmp/bad.safetensors"
+has "refusing pickle opcode 0x8f" "forbidden opcode"
+[ -e "$tmp/bad.safetensors" ] && bad "a refused conversion left a file"
+
 # ---- labels
 run 0 "labels" -- "$dit" labels -m "$tmp/pipe" --labels "$tmp/labels.txt"
 has "3	dog, puppy" "labels"

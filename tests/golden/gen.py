@@ -8,8 +8,10 @@ original taesd naming), their float64 reference outputs and a few op-level
 references next to this script, then proves every model fixture sensitive to
 the classic implementation mistakes. It also writes the Philox noise references
 (in ops.io), scheduler trajectories for DDIM / DDPM / DPM-Solver++ 2M / Euler and
-the seed article's cold sampler (sched.io), and end-to-end generate / img2img /
-inpaint references on the DiT + VAE fixtures (pipe.io).
+the seed article's cold sampler (sched.io), end-to-end generate / img2img /
+inpaint references on the DiT + VAE fixtures (pipe.io), torch.save checkpoints for
+`dit convert` (dit_convert.pt and two files it must refuse), and float64 autograd
+training gradients of a tiny official DiT (train_grad.io).
 
 Run with the pinned environment from requirements.txt:
     python3 -m venv .venv && .venv/bin/pip install -r requirements.txt
@@ -17,12 +19,17 @@ Run with the pinned environment from requirements.txt:
 
 Deterministic: fixed seeds, one CPU thread, two runs give identical bytes.
 """
+import argparse
+import collections
 import hashlib
 import json
 import math
 import os
+import pickle
+import pickletools
 import shutil
 import sys
+import zipfile
 
 # One thread before torch starts: float64 BLAS reductions then run in a
 # fixed order, which keeps the files byte-identical from run to run.
@@ -483,7 +490,9 @@ def diffusers_fixture(name, dcfg, store_dtype, seed, xshape, tvals, yvals):
     return dict(xcheck=xc, note=note, f32_sinusoid_effect=rel(exact, ref))
 
 
-def official_fixture(name, cfg, store_dtype, seed, xshape, tvals, yvals, metadata, weight_std=0.1):
+def official_fixture(name, cfg, store_dtype, seed, xshape, tvals, yvals, metadata, weight_std=0.1, io_name=None):
+    """Random official-naming DiT in <name>.safetensors, io in <io_name or name>.io.safetensors.
+    Returns the checks and the stored tensors (official_shapes order, then pos_embed)."""
     W32 = random_weights(official_shapes(cfg), seed, weight_std)
     gh = gw = cfg["input_size"] // cfg["patch"]
     W32["pos_embed"] = pos_embed_2d(cfg["D"], gh, gw).to(F32)[None]   # official: fixed, stored
@@ -499,20 +508,22 @@ def official_fixture(name, cfg, store_dtype, seed, xshape, tvals, yvals, metadat
     ref2 = official_forward_torch_ops(W, cfg, x, t, y)
     xc = rel(ref2, ref)
     assert xc <= XCHECK, f"{name}: own ops vs torch ops {xc:.3e}"
-    save_io(name, x, t, y, ref)
+    save_io(io_name or name, x, t, y, ref)
 
     v = common_perturbations(W, cfg, x, t, y, conv, cfg["num_classes"])
     Wr = dict(W)
     Wr["pos_embed"] = pos_embed_2d(cfg["D"], gh, gw)[None]
     v.append(("(info) recomputed f64 pos_embed instead of stored", ref_forward(Wr, cfg, x, t, y, **conv), None))
     sensitivity(name, ref, v)
-    return dict(xcheck=xc, note="")
+    return dict(xcheck=xc, note="", stored=stored)
 
 
-def official_forward_torch_ops(W, cfg, x, t, y):
+def official_forward_torch_ops(W, cfg, x, t, y, dtype=F64):
     """Second, independent spelling of the official forward using torch.nn.functional
-    (conv2d, layer_norm, gelu, scaled_dot_product_attention) - guards ref_forward."""
-    x = x.to(F64)
+    (conv2d, layer_norm, gelu, scaled_dot_product_attention) - guards ref_forward.
+    dtype: the compute dtype (W must already be in it); the sinusoid arguments t * freq
+    are always formed in float64 and then rounded, as the README asks of the C code."""
+    x = x.to(dtype)
     p, D, H = cfg["patch"], cfg["D"], cfg["heads"]
     h = F.conv2d(x, W["x_embedder.proj.weight"], W["x_embedder.proj.bias"], stride=p)
     B, _, gh, gw = h.shape
@@ -520,7 +531,7 @@ def official_forward_torch_ops(W, cfg, x, t, y):
     half = 128
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=F64) / half)
     args = t.to(F64)[:, None] * freqs[None]
-    tf = torch.cat([torch.cos(args), torch.sin(args)], -1)
+    tf = torch.cat([torch.cos(args), torch.sin(args)], -1).to(dtype)
     c = F.linear(F.silu(F.linear(tf, W["t_embedder.mlp.0.weight"], W["t_embedder.mlp.0.bias"])),
                  W["t_embedder.mlp.2.weight"], W["t_embedder.mlp.2.bias"])
     c = c + F.embedding(y.to(torch.long), W["y_embedder.embedding_table.weight"])
@@ -2143,6 +2154,240 @@ def pipeline_fixture():
 
 
 # --------------------------------------------------------------------------
+# torch.save checkpoints for `dit convert` (dit_convert.pt, bad_global.pt, bad_opcode.pt)
+# --------------------------------------------------------------------------
+# `dit convert` (core/cli/convert.c) runs data.pkl on a small machine that knows only the
+# opcodes and globals a state dict of tensors needs, and refuses anything else with its
+# name. The two sets below copy that list (pickletools names). gen.py checks that
+# dit_convert.pt stays inside them and that each bad file trips exactly the opcode or
+# global the README names. (The C machine also refuses BUILD on anything but a dict;
+# the walk below does not model that, and no file here needs it.)
+
+CONVERT_OPCODES = frozenset((
+    "PROTO", "FRAME", "STOP", "MARK", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2",
+    "TUPLE3", "SETITEM", "SETITEMS", "APPEND", "APPENDS", "BINPUT", "LONG_BINPUT", "MEMOIZE", "BINGET",
+    "LONG_BINGET", "BINUNICODE", "SHORT_BINUNICODE", "BININT", "BININT1", "BININT2", "LONG1", "BINFLOAT",
+    "NEWTRUE", "NEWFALSE", "NONE", "GLOBAL", "STACK_GLOBAL", "REDUCE", "BINPERSID", "BUILD"))
+CONVERT_GLOBALS = frozenset(
+    ["collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter"] +
+    [f"torch.{n}Storage" for n in ("Float", "Half", "BFloat16", "Double", "Long", "Int", "Short", "Char", "Byte",
+                                   "Bool")])
+# A tiny official-naming DiT for the converter: dit_official_p2 (1.1 MB as BF16) does not fit
+# next to the other fixtures under MAX_TOTAL_BYTES once train_grad.io is in.
+CONVERT_CFG = dict(D=32, heads=2, depth=1, patch=2, in_channels=4, out_channels=8, num_classes=3, input_size=4)
+# As for dit_official_p8: at D=32, weights N(0, 0.1) leave the erf/tanh GELU swap at 0.3x the
+# tolerance; 0.1*sqrt(128/32) keeps D * std^2 of a D=128 model.
+CONVERT_WEIGHT_STD = 0.1 * math.sqrt(128 / 32)
+
+
+def pickle_first_refused(data):
+    """Walk a pickle and return (offset, what) for the first opcode or global that `dit convert`
+    refuses, or None. STACK_GLOBAL takes the last two strings pushed, directly or through the
+    memo, which covers what torch.save writes."""
+    memo, strings, top = {}, [], None
+    for op, arg, pos in pickletools.genops(data):
+        if op.name not in CONVERT_OPCODES:
+            return pos, f"opcode {op.name} (0x{ord(op.code):02x})"
+        if op.name in ("GLOBAL", "STACK_GLOBAL"):
+            name = arg.replace(" ", ".") if op.name == "GLOBAL" else f"{strings[-2]}.{strings[-1]}"
+            if name not in CONVERT_GLOBALS:
+                return pos, f"global {name}"
+        if op.name in ("BINUNICODE", "SHORT_BINUNICODE"):
+            top = arg
+            strings.append(arg)
+        elif op.name in ("BINGET", "LONG_BINGET"):
+            top = memo.get(arg)
+            if isinstance(top, str):
+                strings.append(top)
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = top
+        elif op.name in ("BINPUT", "LONG_BINPUT"):
+            memo[arg] = top
+        else:
+            top = None
+    return None
+
+
+def torch_save_stored(obj, path, **kw):
+    """torch.save, then check that every zip entry is stored uncompressed (the converter maps
+    the entries in place). Returns data.pkl and the entry names."""
+    torch.save(obj, path, **kw)
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+        bad = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED or i.compress_size != i.file_size]
+        assert not bad, f"{path}: compressed entries {bad}"
+        pkl = [i for i in infos if i.filename.endswith("/data.pkl")]
+        assert len(pkl) == 1, path
+        return z.read(pkl[0]), [i.filename for i in infos]
+
+
+def module_metadata(keys):
+    """The `_metadata` attribute nn.Module.state_dict() attaches: {module prefix: {"version": 1}},
+    here for the root and every module prefix of the keys, in first-seen order."""
+    meta = collections.OrderedDict([("", {"version": 1})])
+    for k in keys:
+        parts = k.split(".")[:-1]
+        for i in range(1, len(parts) + 1):
+            meta.setdefault(".".join(parts[:i]), {"version": 1})
+    return meta
+
+
+def convert_fixtures(seed):
+    checks = {}
+    r = official_fixture("dit_convert_ref", CONVERT_CFG, torch.float16, seed, (2, 4, 4, 4), [250.0, 999.0], [1, 3],
+                         metadata={"num_attention_heads": str(CONVERT_CFG["heads"])}, weight_std=CONVERT_WEIGHT_STD,
+                         io_name="dit_convert")
+    stored = r.pop("stored")
+    checks["dit_convert_ref: ref_forward vs torch.nn.functional spelling, rel"] = r["xcheck"]
+    # nn.Module order: the root's own parameter (pos_embed) first, then the submodules
+    keys = ["pos_embed"] + [k for k in stored if k != "pos_embed"]
+    sd = collections.OrderedDict((k, stored[k]) for k in keys)
+    sd._metadata = module_metadata(keys)          # pickled as a BUILD on the OrderedDict
+    path = os.path.join(HERE, "dit_convert.pt")
+    pkl, entries = torch_save_stored(sd, path)
+    assert pkl.startswith(b"\x80\x02"), "torch.save is expected to write pickle protocol 2"
+    assert pickle_first_refused(pkl) is None, pickle_first_refused(pkl)
+    ops = {op.name for op, _, _ in pickletools.genops(pkl)}
+    assert "BUILD" in ops and "GLOBAL" in ops and "BINPERSID" in ops, ops
+    back = torch.load(path, weights_only=True)
+    ref = load_safetensors(os.path.join(HERE, "dit_convert_ref.safetensors"))
+    assert list(back) == keys and set(ref) == set(keys)
+    for k in keys:
+        assert back[k].dtype == torch.float16 and back[k].is_contiguous() and torch.equal(back[k], ref[k]), k
+    with safe_open(os.path.join(HERE, "dit_convert_ref.safetensors"), "pt") as f:
+        assert f.metadata() == {"num_attention_heads": "2"}, f.metadata()
+    checks["dit_convert.pt: tensors (F16) == dit_convert_ref.safetensors"] = len(keys)
+    checks["dit_convert.pt: zip entries, all stored"] = len(entries)
+    checks["dit_convert.pt: pickle opcodes used (all in the subset)"] = len(ops)
+    print(f"dit_convert.pt: protocol 2, {len(keys)} F16 tensors, {len(sd._metadata)} _metadata entries, "
+          f"opcodes {' '.join(sorted(ops))}")
+
+    # refused files: one small tensor first, so the converter gets past a tensor before it stops
+    for name, obj, kw, want in (
+            ("bad_global", {"w": torch.tensor([1.0]), "args": argparse.Namespace(lr=1.0)}, {},
+             "global argparse.Namespace"),
+            ("bad_opcode", {"w": torch.tensor([1.0]), "s": {1}}, dict(pickle_protocol=4), "opcode EMPTY_SET (0x8f)")):
+        path = os.path.join(HERE, name + ".pt")
+        pkl, entries = torch_save_stored(obj, path, **kw)
+        got = pickle_first_refused(pkl)
+        assert got is not None and got[1] == want, f"{name}: first refused {got}, wanted {want}"
+        # torch's own restricted loader refuses it too
+        try:
+            torch.load(path, weights_only=True)
+            raise AssertionError(f"{name}: torch.load(weights_only=True) accepted it")
+        except pickle.UnpicklingError:
+            pass
+        checks[f"{name}.pt: first refused at data.pkl offset ({want})"] = got[0]
+    return checks
+
+
+# --------------------------------------------------------------------------
+# Training gradients (train_grad.io.safetensors)
+# --------------------------------------------------------------------------
+# A tiny official-naming DiT (learn_sigma off) in float64, every parameter random (std 0.1
+# weights, 0.05 biases, 0.5 label table; adaLN and final layer NOT zero). One forward with
+# ref_forward, then torch autograd of two losses on the same output: eps-MSE
+# mean((out - target)^2) and x0-L1 mean(|out - target|), both over all B*C*H*W elements.
+
+TRAIN_CFG = dict(D=32, heads=2, depth=2, patch=2, in_channels=2, out_channels=2, num_classes=3, input_size=8)
+TRAIN_T = [3.0, 617.0]
+TRAIN_Y = [1, 3]                 # 3 = the null class
+TRAIN_FD_H = 1e-6                # central finite-difference step (float64)
+TRAIN_FD_TOL = 1e-6              # |fd - autograd| <= TRAIN_FD_TOL * max|grad of that tensor|
+TRAIN_CONV = dict(t_div="half", norm1_eps=1e-6, norm2_eps=1e-6, final_eps=1e-6, per_block_emb=False, pos="stored")
+
+
+def train_losses(W, cfg, x, t, y, target, fwd="ref"):
+    if fwd == "ref":
+        out = ref_forward(W, cfg, x, t, y, **TRAIN_CONV)
+    else:
+        out = official_forward_torch_ops(W, cfg, x, t, y, dtype=W["pos_embed"].dtype)
+    d = out - target.to(out.dtype)
+    return (d * d).mean(), d.abs().mean(), out
+
+
+def train_grad_fixture(seed):
+    cfg = TRAIN_CFG
+    names = [k for k, _ in official_shapes(cfg)]             # trained; pos_embed is frozen, as in official DiT
+    W32 = random_weights(official_shapes(cfg), seed)
+    g = cfg["input_size"] // cfg["patch"]
+    W32["pos_embed"] = pos_embed_2d(cfg["D"], g, g).to(F32)[None]
+    gen = torch.Generator().manual_seed(seed + 1000)
+    shape = (2, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
+    x = torch.randn(shape, generator=gen, dtype=F32)
+    target = torch.randn(shape, generator=gen, dtype=F32)
+    t = torch.tensor(TRAIN_T, dtype=F32)
+    y = torch.tensor(TRAIN_Y, dtype=F32)
+
+    def grads(dtype, fwd):
+        W = {k: v.detach().to(dtype).requires_grad_(k in names) for k, v in W32.items()}
+        mse, l1, out = train_losses(W, cfg, x, t, y, target, fwd)
+        gm = torch.autograd.grad(mse, [W[k] for k in names], retain_graph=True)
+        gl = torch.autograd.grad(l1, [W[k] for k in names])
+        return mse.detach(), l1.detach(), out.detach(), dict(zip(names, gm)), dict(zip(names, gl))
+
+    mse, l1, out, g_mse, g_l1 = grads(F64, "ref")
+    checks = {}
+    # a second spelling (torch.nn.functional ops, SDPA) must give the same gradients
+    mse2, l12, _, g_mse2, g_l12 = grads(F64, "torch_ops")
+    xc = max(max(rel(g_mse2[k], g_mse[k]), rel(g_l12[k], g_l1[k])) for k in names)
+    xc = max(xc, abs(mse2.item() - mse.item()) / mse.item(), abs(l12.item() - l1.item()) / l1.item())
+    assert xc <= XCHECK, f"train_grad: ref_forward vs torch ops gradients {xc:.3e}"
+    checks["train_grad: grads ref_forward vs torch.nn.functional spelling, worst tensor, rel"] = xc
+    # |out - target| stays away from the L1 kink, so central differences are valid
+    gap = (out - target.to(F64)).abs().min().item()
+    assert gap > 100 * TRAIN_FD_H, gap
+    for k in names:
+        for lab, gr in (("mse", g_mse), ("l1", g_l1)):
+            assert gr[k].abs().max().item() > 0, f"train_grad: grad_{lab}/{k} is all zero"
+    # label rows nobody used get exactly zero gradient
+    used = {int(v) for v in TRAIN_Y}
+    for row in range(cfg["num_classes"] + 1):
+        if row not in used:
+            for gr in (g_mse, g_l1):
+                assert torch.all(gr["y_embedder.embedding_table.weight"][row] == 0)
+
+    # float64 central differences on the largest-gradient element of every tensor (for each loss)
+    Wd = {k: v.to(F64) for k, v in W32.items()}
+    worst = 0.0
+    n_fd = 0
+    with torch.no_grad():
+        for k in names:
+            flat = Wd[k].view(-1)
+            for i in sorted({int(g_mse[k].abs().argmax()), int(g_l1[k].abs().argmax())}):
+                old = flat[i].item()
+                flat[i] = old + TRAIN_FD_H
+                mp, lp, _ = train_losses(Wd, cfg, x, t, y, target)
+                flat[i] = old - TRAIN_FD_H
+                mm, lm, _ = train_losses(Wd, cfg, x, t, y, target)
+                flat[i] = old
+                for fd, gr in (((mp - mm).item() / (2 * TRAIN_FD_H), g_mse[k]),
+                               ((lp - lm).item() / (2 * TRAIN_FD_H), g_l1[k])):
+                    e = abs(fd - gr.view(-1)[i].item()) / gr.abs().max().item()
+                    assert e <= TRAIN_FD_TOL, f"train_grad: finite difference of {k}[{i}] off by {e:.3e} of max|grad|"
+                    worst = max(worst, e)
+                n_fd += 1
+    checks[f"train_grad: central differences ({n_fd} elements x 2 losses) vs autograd, worst / max|grad|"] = worst
+
+    # (info) the same gradients in float32 (torch ops, sinusoid arguments formed in float64)
+    _, _, _, f_mse, f_l1 = grads(F32, "torch_ops")
+    checks["train_grad: (info) float32 grads vs float64, worst tensor, rel to its max"] = max(
+        max(rel(f_mse[k], g_mse[k]), rel(f_l1[k], g_l1[k])) for k in names)
+
+    io = {k: v for k, v in W32.items()}
+    io.update({"x": x, "t": t, "y": y, "target": target, "loss_mse": mse.reshape(1), "loss_l1": l1.reshape(1)})
+    io.update({f"grad_mse/{k}": g_mse[k] for k in names})
+    io.update({f"grad_l1/{k}": g_l1[k] for k in names})
+    save_file_sorted_metadata({k: v.to(F32).contiguous() for k, v in io.items()},
+                              os.path.join(HERE, "train_grad.io.safetensors"),
+                              {"num_attention_heads": str(cfg["heads"]), "not_trained": "pos_embed"})
+    print(f"train_grad: {len(names)} parameter tensors ({sum(W32[k].numel() for k in names)} values), "
+          f"loss_mse {mse.item():.6g}  loss_l1 {l1.item():.6g}  max|out| {out.abs().max().item():.3g}  "
+          f"min|out-target| {gap:.3g}")
+    return checks
+
+
+# --------------------------------------------------------------------------
 
 def main():
     print(f"torch {torch.__version__}  diffusers {diffusers.__version__}  "
@@ -2153,7 +2398,7 @@ def main():
         "dit_diffusers_p2",
         dict(in_channels=4, out_channels=8, num_layers=3, num_attention_heads=4, attention_head_dim=24,
              patch_size=2, sample_size=8, num_embeds_ada_norm=10),
-        F32, seed=101, xshape=(2, 4, 8, 12), tvals=[37.5, 801.0], yvals=[3, 10])
+        torch.float16, seed=101, xshape=(2, 4, 8, 12), tvals=[37.5, 801.0], yvals=[3, 10])
 
     results["dit_official_p2"] = official_fixture(
         "dit_official_p2",
@@ -2179,6 +2424,8 @@ def main():
     ops_checks = ops_fixture(505)
     sched_checks, sched_names = sched_fixture()
     pipe_checks = pipeline_fixture()
+    convert_checks = convert_fixtures(810)
+    train_checks = train_grad_fixture(909)
     print("sched cases: " + ", ".join(sched_names))
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
@@ -2207,6 +2454,13 @@ def main():
     for k, v in pipe_checks.items():
         print(f"  {k:78s} {v:.2e}")
 
+    print("\nconverter checks:")
+    for k, v in convert_checks.items():
+        print(f"  {k:78s} {v:.2e}" if isinstance(v, float) else f"  {k:78s} {v}")
+    print("\ntraining-gradient checks:")
+    for k, v in train_checks.items():
+        print(f"  {k:78s} {v:.2e}")
+
     print(f"\nsensitivity: max|perturbed-ref|/max|ref|  (C tolerance {TOL:g})")
     wf = max(26, max(len(r[0]) for r in SENS_ROWS))
     wl = max(50, max(len(r[1]) for r in SENS_ROWS))
@@ -2218,7 +2472,7 @@ def main():
     print("\nfiles:")
     for root, _, files in sorted(os.walk(HERE)):
         for fn in sorted(files):
-            if not (fn.endswith(".safetensors") or fn == "config.json"):
+            if not (fn.endswith(".safetensors") or fn.endswith(".pt") or fn == "config.json"):
                 continue
             path = os.path.join(root, fn)
             size = os.path.getsize(path)

@@ -23,7 +23,9 @@ typedef struct {
 } fixture;
 
 static const fixture fixtures[] = {
-    {"dit_diffusers_p2", "dit_diffusers_p2.io.safetensors", DIT_NAMING_DIFFUSERS, "F32", 4, 3, 2},
+    {"dit_convert_ref.safetensors", "dit_convert.io.safetensors", DIT_NAMING_OFFICIAL, "F16", 2,
+     1, 2},
+    {"dit_diffusers_p2", "dit_diffusers_p2.io.safetensors", DIT_NAMING_DIFFUSERS, "F16", 4, 3, 2},
     {"dit_official_p2.safetensors", "dit_official_p2.io.safetensors", DIT_NAMING_OFFICIAL, "BF16",
      4, 3, 2},
     {"dit_diffusers_p4", "dit_diffusers_p4.io.safetensors", DIT_NAMING_DIFFUSERS, "F16", 2, 1, 4},
