@@ -23,14 +23,14 @@ typedef struct {
 } fixture;
 
 static const fixture fixtures[] = {
-    {"dit_convert_ref.safetensors", "dit_convert.io.safetensors", DIT_NAMING_OFFICIAL, "F16", 2,
-     1, 2},
     {"dit_diffusers_p2", "dit_diffusers_p2.io.safetensors", DIT_NAMING_DIFFUSERS, "F16", 4, 3, 2},
     {"dit_official_p2.safetensors", "dit_official_p2.io.safetensors", DIT_NAMING_OFFICIAL, "BF16",
      4, 3, 2},
     {"dit_diffusers_p4", "dit_diffusers_p4.io.safetensors", DIT_NAMING_DIFFUSERS, "F16", 2, 1, 4},
     {"dit_official_p8.safetensors", "dit_official_p8.io.safetensors", DIT_NAMING_OFFICIAL, "F32",
      1, 2, 8},
+    {"dit_convert_ref.safetensors", "dit_convert.io.safetensors", DIT_NAMING_OFFICIAL, "F16", 2,
+     1, 2},
 };
 
 typedef struct {
