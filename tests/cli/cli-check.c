@@ -18,6 +18,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Everything a subcommand allocates is registered here and freed at exit,
+ * whichever way it exits (LeakSanitizer checks the sanitizer build). */
+static GPtrArray *owned_mem, *owned_png;
+static dit_ctx *owned_ctx;
+static dit_vae *owned_vae;
+static dit_model *owned_model;
+
+static void release(void)
+{
+    if (owned_png)
+        for (guint i = 0; i < owned_png->len; i++) {
+            png_data_clear(owned_png->pdata[i]);
+            g_free(owned_png->pdata[i]);
+        }
+    if (owned_mem)
+        g_ptr_array_free(owned_mem, TRUE);
+    if (owned_png)
+        g_ptr_array_free(owned_png, TRUE);
+    dit_vae_free(owned_vae);
+    dit_model_free(owned_model);
+    dit_ctx_free(owned_ctx);
+}
+
+static void *own(void *p)
+{
+    g_ptr_array_add(owned_mem, p);
+    return p;
+}
+
 static int fail(const char *msg)
 {
     fprintf(stderr, "cli-check: %s\n", msg);
@@ -27,8 +56,12 @@ static int fail(const char *msg)
 static bool load(const char *p, png_data *d)
 {
     GError *e = NULL;
-    if (png_load(p, d, &e))
+    png_data *keep = g_new0(png_data, 1);
+    g_ptr_array_add(owned_png, keep);
+    if (png_load(p, keep, &e)) {
+        *d = *keep;
         return true;
+    }
     fprintf(stderr, "cli-check: %s\n", e->message);
     g_error_free(e);
     return false;
@@ -45,13 +78,17 @@ static bool pixel_equal(const png_data *a, const png_data *b, size_t i)
 
 int main(int argc, char **argv)
 {
+    owned_mem = g_ptr_array_new_with_free_func(free);
+    owned_png = g_ptr_array_new();
+    owned_ctx = dit_ctx_new();
+    atexit(release);
     if (argc < 2)
         return fail("usage: see the file's opening comment");
     GError *e = NULL;
     if (!strcmp(argv[1], "mask") && (argc == 9 || argc == 10)) {
         const int W = atoi(argv[2]), H = atoi(argv[3]), x0 = atoi(argv[4]), y0 = atoi(argv[5]);
         const int x1 = atoi(argv[6]), y1 = atoi(argv[7]), f = argc == 10 ? atoi(argv[8]) : 0;
-        float *rgb = malloc((size_t)3 * W * H * sizeof *rgb);
+        float *rgb = own(malloc((size_t)3 * W * H * sizeof *rgb));
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
                 float v = 0;
@@ -63,7 +100,6 @@ int main(int argc, char **argv)
                     rgb[((size_t)c * H + y) * W + x] = v * 2 - 1;
             }
         bool ok = png_save(argv[argc - 1], rgb, NULL, H, W, 8, &e);
-        free(rgb);
         return ok ? 0 : fail(e->message);
     }
     if (!strcmp(argv[1], "resize") && argc == 6) {
@@ -71,13 +107,9 @@ int main(int argc, char **argv)
         if (!load(argv[2], &d))
             return 1;
         const int W = atoi(argv[3]), H = atoi(argv[4]);
-        float *o = malloc((size_t)3 * W * H * sizeof *o);
-        dit_ctx *ctx = dit_ctx_new();
-        dit_image_resize(ctx, d.rgb, 3, d.height, d.width, o, H, W);
+        float *o = own(malloc((size_t)3 * W * H * sizeof *o));
+        dit_image_resize(owned_ctx, d.rgb, 3, d.height, d.width, o, H, W);
         bool ok = png_save(argv[5], o, NULL, H, W, 8, &e);
-        dit_ctx_free(ctx);
-        free(o);
-        png_data_clear(&d);
         return ok ? 0 : fail(e->message);
     }
     if (!strcmp(argv[1], "outside") && argc == 5) {
@@ -86,6 +118,9 @@ int main(int argc, char **argv)
         int mh, mw;
         if (!load(argv[2], &a) || !load(argv[3], &b) || !png_load_mask(argv[4], &m, &mh, &mw, &e))
             return fail("cannot read inputs");
+        g_ptr_array_add(owned_mem, g_memdup2(m, sizeof(float) * (size_t)mw * mh));
+        g_free(m);
+        m = owned_mem->pdata[owned_mem->len - 1];
         if (a.width != b.width || a.height != b.height || mw != a.width || mh != a.height)
             return fail("sizes differ");
         size_t out = 0, in = 0;
@@ -112,15 +147,15 @@ int main(int argc, char **argv)
         return diff ? 1 : 0;
     }
     if (!strcmp(argv[1], "roundtrip") && argc == 5) {
-        dit_ctx *ctx = dit_ctx_new();
-        dit_vae *v = NULL;
+        dit_ctx *ctx = owned_ctx;
         png_data in, out;
-        if (dit_vae_load(ctx, argv[2], &v) || !load(argv[3], &in) || !load(argv[4], &out))
+        if (dit_vae_load(ctx, argv[2], &owned_vae) || !load(argv[3], &in) || !load(argv[4], &out))
             return fail(dit_last_error(ctx));
+        dit_vae *v = owned_vae;
         const dit_vae_info *vi = dit_vae_get_info(v);
         const int H = in.height, W = in.width, f = vi->downscale;
         const size_t n = (size_t)vi->latent_channels * (H / f) * (W / f);
-        float *lat = malloc(n * sizeof *lat), *img = malloc((size_t)3 * H * W * sizeof *img);
+        float *lat = own(malloc(n * sizeof *lat)), *img = own(malloc((size_t)3 * H * W * sizeof *img));
         if (dit_vae_encode(ctx, v, 1, H, W, in.rgb, lat, NULL) ||
             dit_vae_decode(ctx, v, 1, H / f, W / f, lat, img))
             return fail(dit_last_error(ctx));
@@ -133,20 +168,21 @@ int main(int argc, char **argv)
         return worst <= 1.0 / 255 + 1e-6 ? 0 : 1;
     }
     if (!strcmp(argv[1], "poke") && argc == 6) {
-        dit_ctx *ctx = dit_ctx_new();
         tensor_list tl;
-        if (!tl_load(ctx, argv[2], &tl))
+        if (!tl_load(owned_ctx, argv[2], &tl))
             return fail("cannot read the model");
         size_t n;
         float *t = tl_data(&tl, argv[4], &n);
-        if (!t || !n)
-            return fail("no such tensor");
-        t[0] = (float)g_ascii_strtod(argv[5], NULL);
-        if (tl_write(ctx, &tl, argv[3]) != DIT_OK)
-            return fail(dit_last_error(ctx));
+        int rc = 0;
+        if (!t || !n) {
+            rc = fail("no such tensor");
+        } else {
+            t[0] = (float)g_ascii_strtod(argv[5], NULL);
+            if (tl_write(owned_ctx, &tl, argv[3]) != DIT_OK)
+                rc = fail(dit_last_error(owned_ctx));
+        }
         tl_free(&tl);
-        dit_ctx_free(ctx);
-        return 0;
+        return rc;
     }
     if (!strcmp(argv[1], "rawst") && argc == 5) {
         const size_t hl = strlen(argv[2]), dl = (size_t)atol(argv[3]);
@@ -181,21 +217,24 @@ int main(int argc, char **argv)
         return fclose(f) == 0 ? 0 : fail("write failed");
     }
     if (!strcmp(argv[1], "forward") && argc == 4) {
-        dit_ctx *ctx = dit_ctx_new();
-        dit_model *m = NULL;
+        dit_ctx *ctx = owned_ctx;
         st_file *f = NULL;
-        if (dit_model_load(ctx, argv[2], &m) || st_open(ctx, argv[3], &f))
+        if (dit_model_load(ctx, argv[2], &owned_model) || st_open(ctx, argv[3], &f))
             return fail(dit_last_error(ctx));
+        dit_model *m = owned_model;
         int64_t xs[8];
         size_t nref = 0, ny = 0;
-        float *x = read_tensor(ctx, f, "x", NULL, xs, NULL), *t = read_tensor(ctx, f, "t", NULL, NULL, NULL);
-        float *yf = read_tensor(ctx, f, "y", &ny, NULL, NULL), *ref = read_tensor(ctx, f, "out", &nref, NULL, NULL);
+        float *x = own(read_tensor(ctx, f, "x", NULL, xs, NULL));
+        float *t = own(read_tensor(ctx, f, "t", NULL, NULL, NULL));
+        float *yf = own(read_tensor(ctx, f, "y", &ny, NULL, NULL));
+        float *ref = own(read_tensor(ctx, f, "out", &nref, NULL, NULL));
+        st_close(f);
         if (!x || !t || !yf || !ref)
             return fail("io file incomplete");
-        int32_t *y = malloc(ny * sizeof *y);
+        int32_t *y = own(malloc(ny * sizeof *y));
         for (size_t i = 0; i < ny; i++)
             y[i] = (int32_t)lrintf(yf[i]);
-        float *out = malloc(nref * sizeof *out);
+        float *out = own(malloc(nref * sizeof *out));
         if (dit_model_forward(ctx, m, (int)xs[0], (int)xs[2], (int)xs[3], x, t, y, out))
             return fail(dit_last_error(ctx));
         return compare_rel("converted model forward", out, ref, nref, 1e-4) ? 0 : 1;

@@ -108,7 +108,9 @@ head -c 5000 "$golden/dit_diffusers_p2/diffusion_pytorch_model.safetensors" >"$t
 cp "$golden/dit_diffusers_p2/config.json" "$tmp/trunc-pipe/transformer/"
 run 3 "truncated model" -- "$dit" generate -m "$tmp/trunc-pipe" --vae "$golden/vae_kl" -o "$tmp/x.png"
 has "truncated" "truncated model"
-run 2 "--resize none needs a valid size" -- "$dit" inpaint $P -i "$src" --mask "$tmp/mask.png" --resize none -o "$tmp/x.png"
+"$check" resize "$src" 45 30 "$tmp/odd.png"
+"$check" mask 45 30 5 5 20 20 "$tmp/odd-mask.png"
+run 2 "--resize none needs a valid size" -- "$dit" inpaint $P -i "$tmp/odd.png" --mask "$tmp/odd-mask.png" --resize none -o "$tmp/x.png"
 run 3 "--device cuda without CUDA" -- "$dit" generate $P --device cuda -o "$tmp/x.png"
 [ -f "$tmp/x.png" ] && bad "a failed run left an output file"
 
