@@ -162,7 +162,8 @@ bool dataset_load_folder(const char *dir, int size, int channels, dataset *out, 
         g_free(p);
     }
     g_dir_close(d);
-    qsort(classes->pdata, classes->len, sizeof(char *), cmp_str);
+    if (classes->len) /* qsort's base must not be NULL */
+        qsort(classes->pdata, classes->len, sizeof(char *), cmp_str);
     GArray *imgs = g_array_new(FALSE, FALSE, sizeof(float));
     GArray *labs = g_array_new(FALSE, FALSE, sizeof(int32_t));
     bool ok = classes->len > 0;
@@ -180,7 +181,8 @@ bool dataset_load_folder(const char *dir, int size, int channels, dataset *out, 
                 g_ptr_array_add(files, g_build_filename(cdir, name, NULL));
         if (cd)
             g_dir_close(cd);
-        qsort(files->pdata, files->len, sizeof(char *), cmp_str);
+        if (files->len)
+            qsort(files->pdata, files->len, sizeof(char *), cmp_str);
         for (guint f = 0; ok && f < files->len; f++) {
             png_data pd;
             if (!png_load(files->pdata[f], &pd, err)) {

@@ -1,0 +1,550 @@
+/* One DiT run for an image editor; see dit-job.h. No GIMP, no GTK here. */
+#include "dit-job.h"
+
+#include <glib/gi18n-lib.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "dit.h"
+
+G_DEFINE_QUARK(dit-job-error-quark, dit_job_error)
+
+struct _DitJob {
+    dit_ctx *ctx;
+    dit_model *model;
+    dit_vae *vae;
+    gchar **labels;          /* NULL-terminated, or NULL */
+    gchar *class_label;      /* for layer names */
+    dit_pipeline_params params;
+    gint unit, native;       /* VAE factor x patch; native side in pixels */
+    gint factor;             /* image pixels per latent pixel */
+    gint latent_c;
+
+    /* the run; set by dit_job_start, owned by the job */
+    gfloat *rgb, *mask, *result;
+    gint width, height;      /* the crop */
+    gint mw, mh;             /* model-space size */
+    GThread *thread;
+    volatile int cancel;
+    dit_status status;
+    gchar *error;            /* the core's message when status != DIT_OK */
+
+    /* shared with the worker under lock */
+    GMutex lock;
+    gint step, total;
+    gboolean done;
+    gfloat *latent;          /* (latent_c, mh / f, mw / f), the latest step's */
+    gboolean latent_new;
+};
+
+/* ---- model, labels -------------------------------------------------------- */
+
+gchar *dit_job_default_model(void)
+{
+    const gchar *env = g_getenv("DIT_DEFAULT_MODEL");
+    if (env && *env)
+        return g_strdup(env);
+    static const gchar *const dirs[] = {DIT_DATADIR, DIT_SOURCE_DATADIR};
+    for (gsize i = 0; i < G_N_ELEMENTS(dirs); i++) {
+        gchar *p = g_build_filename(dirs[i], "models", "default", NULL);
+        if (g_file_test(p, G_FILE_TEST_IS_DIR))
+            return p;
+        g_free(p);
+    }
+    return NULL;
+}
+
+static gchar **read_labels(const gchar *path)
+{
+    gchar *text = NULL;
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return NULL;
+    gchar **lines = g_strsplit(text, "\n", -1);
+    g_free(text);
+    /* strip each line (\r too); drop trailing empty lines */
+    gint n = 0;
+    for (gint i = 0; lines[i]; i++) {
+        g_strstrip(lines[i]);
+        n = lines[i][0] ? i + 1 : n;
+    }
+    for (gint i = n; lines[i]; i++) {
+        g_free(lines[i]);
+        lines[i] = NULL;
+    }
+    if (n == 0) {
+        g_strfreev(lines);
+        return NULL;
+    }
+    return lines;
+}
+
+/* num_classes from config.json without loading weights; 0 if unknown */
+static gint config_num_classes(const gchar *model_path)
+{
+    if (!g_file_test(model_path, G_FILE_TEST_IS_DIR))
+        return 0;
+    const gchar *const rel[] = {"transformer/config.json", "config.json"};
+    for (gsize i = 0; i < G_N_ELEMENTS(rel); i++) {
+        gchar *p = g_build_filename(model_path, rel[i], NULL);
+        JsonParser *parser = json_parser_new();
+        gint n = 0;
+        if (json_parser_load_from_file(parser, p, NULL)) {
+            JsonNode *root = json_parser_get_root(parser);
+            JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+            if (o && json_object_has_member(o, "num_classes"))
+                n = (gint)json_object_get_int_member(o, "num_classes");
+            else if (o && json_object_has_member(o, "num_embeds_ada_norm"))
+                n = (gint)json_object_get_int_member(o, "num_embeds_ada_norm");
+        }
+        g_object_unref(parser);
+        g_free(p);
+        if (n > 0)
+            return n;
+    }
+    return 0;
+}
+
+static gchar **labels_for(const gchar *model_path, gint num_classes)
+{
+    gchar *dir = g_file_test(model_path, G_FILE_TEST_IS_DIR) ? g_strdup(model_path)
+                                                             : g_path_get_dirname(model_path);
+    gchar *p = g_build_filename(dir, "labels.txt", NULL);
+    gchar **labels = read_labels(p);
+    g_free(p);
+    g_free(dir);
+    if (!labels && num_classes == 1000) {
+        static const gchar *const dirs[] = {DIT_DATADIR, DIT_SOURCE_DATADIR};
+        for (gsize i = 0; i < G_N_ELEMENTS(dirs) && !labels; i++) {
+            p = g_build_filename(dirs[i], "labels", "imagenet.txt", NULL);
+            labels = read_labels(p);
+            g_free(p);
+        }
+    }
+    return labels;
+}
+
+gchar **dit_job_labels_for_model(const gchar *model_path)
+{
+    if (!model_path || !*model_path)
+        return NULL;
+    return labels_for(model_path, config_num_classes(model_path));
+}
+
+/* a number, or a label (whole, or one of its comma-separated synonyms), any
+ * case; as the dit CLI's --class */
+static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
+{
+    const gint nc = dit_model_config(job->model)->num_classes;
+    job->params.class_id = 0;
+    if (!name || !*name)
+        name = "0";
+    gchar *end;
+    gint64 v = g_ascii_strtoll(name, &end, 10);
+    if (end != name && *end == '\0') {
+        if (v < 0 || v > nc) {
+            g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                        _("Class %s is out of range: this model has classes 0 to %d "
+                          "(%d means no class)"),
+                        name, nc - 1, nc);
+            return FALSE;
+        }
+        job->params.class_id = (gint)v;
+        const gchar *label = job->labels && v < (gint64)g_strv_length(job->labels)
+                                 ? job->labels[v] : NULL;
+        job->class_label = g_strdup(label ? label : name);
+        return TRUE;
+    }
+    for (gint i = 0; job->labels && job->labels[i] && i < nc; i++) {
+        gboolean hit = g_ascii_strcasecmp(job->labels[i], name) == 0;
+        gchar **syn = hit ? NULL : g_strsplit(job->labels[i], ",", -1);
+        for (gint k = 0; syn && syn[k] && !hit; k++)
+            hit = g_ascii_strcasecmp(g_strstrip(syn[k]), name) == 0;
+        g_strfreev(syn);
+        if (hit) {
+            job->params.class_id = i;
+            job->class_label = g_strdup(job->labels[i]);
+            return TRUE;
+        }
+    }
+    if (job->labels)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Unknown class '%s': it is not one of this model's labels"), name);
+    else
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Unknown class '%s': this model has no label list, give a class number"),
+                    name);
+    return FALSE;
+}
+
+static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
+{
+    dit_pipeline_params *p = &job->params;
+    if (v->mode < 0 || v->mode >= DIT_MODE_COUNT) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Unknown mode %d"), v->mode);
+        return FALSE;
+    }
+    p->task = v->mode == DIT_MODE_INPAINT   ? DIT_TASK_INPAINT
+              : v->mode == DIT_MODE_IMG2IMG ? DIT_TASK_IMG2IMG
+                                            : DIT_TASK_GENERATE;
+    if (v->steps < 0 || v->steps > 1000) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Steps must be between 1 and 1000 (0 for the model's default), not %d"),
+                    v->steps);
+        return FALSE;
+    }
+    if (v->steps > 0)
+        p->steps = v->steps;
+    if (!(v->strength >= 0.0 && v->strength <= 1.0)) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Strength must be between 0 and 1, not %g"), v->strength);
+        return FALSE;
+    }
+    p->strength = (float)v->strength;
+    if (!(v->guidance >= 0.0 && v->guidance <= 100.0)) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Guidance must be between 0 and 100, not %g"), v->guidance);
+        return FALSE;
+    }
+    p->guidance = (float)v->guidance;
+    if (v->grow < 0 || v->grow > 64) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Grow must be between 0 and 64 latent pixels, not %d"), v->grow);
+        return FALSE;
+    }
+    p->grow = v->grow;
+    if (v->sampler[0]) {
+        gint found = -1;
+        for (gint i = 0; i < DIT_SAMPLER_COUNT; i++)
+            if (g_ascii_strcasecmp(v->sampler, dit_sampler_names[i]) == 0)
+                found = i;
+        if (found < 0) {
+            GString *list = g_string_new(NULL);
+            for (gint i = 0; i < DIT_SAMPLER_COUNT; i++) /* the names are not NULL-terminated */
+                g_string_append_printf(list, "%s%s", i ? ", " : "", dit_sampler_names[i]);
+            g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                        _("Unknown sampler '%s': use one of %s, or an empty string for the "
+                          "model's default"),
+                        v->sampler, list->str);
+            g_string_free(list, TRUE);
+            return FALSE;
+        }
+        p->sched.sampler = (dit_sampler)found;
+        /* as the CLI: the cold sampler runs on its own schedule */
+        if (found == DIT_SAMPLER_COLD)
+            p->sched.schedule = DIT_SCHEDULE_COSINE_ALPHABAR;
+        else if (p->sched.schedule == DIT_SCHEDULE_COSINE_ALPHABAR)
+            p->sched.schedule = DIT_SCHEDULE_LINEAR;
+    }
+    if (v->seed < 0)
+        p->seed = (guint64)g_random_int_range(0, G_MAXINT32);
+    else
+        p->seed = (guint64)v->seed;
+    return TRUE;
+}
+
+static gboolean check_device(const gchar *device, GError **error)
+{
+    if (!device || !*device || g_ascii_strcasecmp(device, "auto") == 0 ||
+        g_ascii_strcasecmp(device, "cpu") == 0)
+        return TRUE;
+    if (g_ascii_strcasecmp(device, "cuda") == 0)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
+                    _("This build of gimp-dit has no CUDA backend: use the CPU device"));
+    else
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Unknown device '%s': use auto, cpu or cuda"), device);
+    return FALSE;
+}
+
+DitJob *dit_job_new(const DitValues *v, GError **error)
+{
+    if (!check_device(v->device, error))
+        return NULL;
+    DitJob *job = g_new0(DitJob, 1);
+    g_mutex_init(&job->lock);
+    job->ctx = dit_ctx_new();
+    if (!job->ctx) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Out of memory"));
+        dit_job_free(job);
+        return NULL;
+    }
+    /* all cores, unless OMP_NUM_THREADS says otherwise (dit_ctx's 0 means
+     * all cores whatever the environment says) */
+    const gchar *omp = g_getenv("OMP_NUM_THREADS");
+    const gint64 threads = omp ? g_ascii_strtoll(omp, NULL, 10) : 0;
+    if (threads > 0 && threads < 1024)
+        dit_ctx_set_threads(job->ctx, (int)threads);
+    gchar *path = v->model[0] ? g_strdup(v->model) : dit_job_default_model();
+    if (!path) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
+                    _("No model was given and the default model is not installed: choose a "
+                      "model folder or file"));
+        dit_job_free(job);
+        return NULL;
+    }
+    if (dit_model_load(job->ctx, path, &job->model) != DIT_OK) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
+                    dit_last_error(job->ctx));
+        g_free(path);
+        dit_job_free(job);
+        return NULL;
+    }
+    /* a pipeline folder brings its VAE; otherwise the model works on pixels */
+    gchar *vae_dir = g_build_filename(path, "vae", NULL);
+    if (g_file_test(vae_dir, G_FILE_TEST_IS_DIR) &&
+        dit_vae_load(job->ctx, vae_dir, &job->vae) != DIT_OK) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the VAE: %s"),
+                    dit_last_error(job->ctx));
+        g_free(vae_dir);
+        g_free(path);
+        dit_job_free(job);
+        return NULL;
+    }
+    g_free(vae_dir);
+    const dit_config *cfg = dit_model_config(job->model);
+    job->labels = labels_for(path, cfg->num_classes);
+    g_free(path);
+
+    dit_pipeline_params_default(&job->params, job->model, job->vae);
+    job->factor = job->vae ? dit_vae_get_info(job->vae)->downscale : 1;
+    job->unit = job->factor * cfg->patch_size;
+    job->native = cfg->sample_size * job->factor;
+    job->latent_c = cfg->in_channels;
+    if (!check_values(job, v, error) || !resolve_class(job, v->class_name, error)) {
+        dit_job_free(job);
+        return NULL;
+    }
+    return job;
+}
+
+void dit_job_free(DitJob *job)
+{
+    if (!job)
+        return;
+    if (job->thread) {
+        job->cancel = 1;
+        g_thread_join(job->thread);
+    }
+    dit_model_free(job->model);
+    dit_vae_free(job->vae);
+    dit_ctx_free(job->ctx);
+    g_strfreev(job->labels);
+    g_free(job->class_label);
+    g_free(job->rgb), g_free(job->mask), g_free(job->result), g_free(job->latent);
+    g_free(job->error);
+    g_mutex_clear(&job->lock);
+    g_free(job);
+}
+
+gint32 dit_job_seed(const DitJob *job)
+{
+    return (gint32)job->params.seed;
+}
+
+const gchar *dit_job_class_label(const DitJob *job)
+{
+    return job->class_label;
+}
+
+gint dit_job_unit(const DitJob *job)
+{
+    return job->unit;
+}
+
+void dit_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
+                          gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
+                          gint *ch)
+{
+    gint pad = (gint)ceil(pad_fraction * MAX(w, h));
+    pad = MAX(pad, job->unit);
+    const gint x0 = MAX(0, x - pad), y0 = MAX(0, y - pad);
+    const gint x1 = MIN(layer_w, x + w + pad), y1 = MIN(layer_h, y + h + pad);
+    *cx = x0, *cy = y0, *cw = x1 - x0, *ch = y1 - y0;
+}
+
+/* ---- the worker ------------------------------------------------------------- */
+
+static bool on_step(void *user, int step, int total, const float *latent)
+{
+    DitJob *job = user;
+    g_mutex_lock(&job->lock);
+    job->step = step;
+    job->total = total;
+    if (job->latent) {
+        const gsize n = (gsize)job->latent_c * (job->mh / job->factor) * (job->mw / job->factor);
+        memcpy(job->latent, latent, n * sizeof *job->latent);
+        job->latent_new = TRUE;
+    }
+    g_mutex_unlock(&job->lock);
+    return !job->cancel;
+}
+
+static gpointer worker(gpointer data)
+{
+    DitJob *job = data;
+    const gint H = job->height, W = job->width, MH = job->mh, MW = job->mw;
+    const gboolean inpaint = job->params.task == DIT_TASK_INPAINT;
+    gfloat *work_img = NULL, *work_mask = NULL, *out = NULL, *result = NULL;
+    dit_status st = DIT_OK;
+
+    out = g_try_malloc((gsize)3 * MH * MW * sizeof *out);
+    result = g_try_malloc((gsize)3 * H * W * sizeof *result);
+    if (job->rgb)
+        work_img = g_try_malloc((gsize)3 * MH * MW * sizeof *work_img);
+    if (inpaint)
+        work_mask = g_try_malloc((gsize)MH * MW * sizeof *work_mask);
+    if (!out || !result || (job->rgb && !work_img) || (inpaint && !work_mask)) {
+        st = DIT_ERR_NOMEM;
+        job->error = g_strdup(_("Out of memory"));
+        goto done;
+    }
+    if (work_img && (st = dit_image_resize(job->ctx, job->rgb, 3, H, W, work_img, MH, MW)))
+        goto fail;
+    if (work_mask) {
+        if ((st = dit_image_resize(job->ctx, job->mask, 1, H, W, work_mask, MH, MW)))
+            goto fail;
+        for (gsize i = 0; i < (gsize)MH * MW; i++) /* resampling may overshoot [0, 1] */
+            work_mask[i] = CLAMP(work_mask[i], 0.0f, 1.0f);
+    }
+    st = dit_pipeline_run(job->ctx, &job->params, work_img, work_mask, MH, MW, on_step, job,
+                          &job->cancel, out);
+    if (st)
+        goto fail;
+    if ((st = dit_image_resize(job->ctx, out, 3, MH, MW, result, H, W)))
+        goto fail;
+    /* outside the mask: the source, bit for bit */
+    if (job->rgb && job->mask)
+        dit_image_composite(result, result, job->rgb, job->mask, 3, H, W);
+    goto done;
+fail:
+    job->error = g_strdup(dit_last_error(job->ctx));
+done:
+    g_free(work_img), g_free(work_mask), g_free(out);
+    job->status = st;
+    if (st == DIT_OK)
+        job->result = result;
+    else
+        g_free(result);
+    g_mutex_lock(&job->lock);
+    job->done = TRUE;
+    g_mutex_unlock(&job->lock);
+    return NULL;
+}
+
+gboolean dit_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
+                       GError **error)
+{
+    job->rgb = rgb, job->mask = mask;
+    job->width = width, job->height = height;
+    if (job->thread || width <= 0 || height <= 0 ||
+        (job->params.task != DIT_TASK_GENERATE && !rgb) ||
+        (job->params.task == DIT_TASK_INPAINT && !mask)) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Nothing to work on"));
+        return FALSE;
+    }
+    /* the model's native size, aspect kept: the longer side becomes native */
+    const gint unit = job->unit;
+    const double s = (double)job->native / MAX(width, height);
+    job->mh = MAX(unit, (gint)lround(height * s / unit) * unit);
+    job->mw = MAX(unit, (gint)lround(width * s / unit) * unit);
+    job->latent = g_try_malloc((gsize)job->latent_c * (job->mh / job->factor) *
+                               (job->mw / job->factor) * sizeof *job->latent);
+    job->thread = g_thread_try_new("dit-sampling", worker, job, error);
+    return job->thread != NULL;
+}
+
+gboolean dit_job_poll(DitJob *job, gint *step, gint *total)
+{
+    g_mutex_lock(&job->lock);
+    const gboolean done = job->done;
+    if (step)
+        *step = job->step;
+    if (total)
+        *total = job->total;
+    g_mutex_unlock(&job->lock);
+    return done;
+}
+
+void dit_job_cancel(DitJob *job)
+{
+    job->cancel = 1;
+}
+
+static guint8 to_u8(float v) /* [-1, 1] -> 0..255 */
+{
+    const float x = (v + 1.0f) * 127.5f;
+    return x <= 0.0f ? 0 : x >= 255.0f ? 255 : (guint8)(x + 0.5f);
+}
+
+gboolean dit_job_preview(DitJob *job, guint8 **rgb_out, gint *width, gint *height)
+{
+    if (!job->latent)
+        return FALSE;
+    const gint C = job->latent_c, h = job->mh / job->factor, w = job->mw / job->factor;
+    const gsize hw = (gsize)h * w;
+    g_mutex_lock(&job->lock);
+    if (!job->latent_new) {
+        g_mutex_unlock(&job->lock);
+        return FALSE;
+    }
+    gfloat *x = g_memdup2(job->latent, C * hw * sizeof *x);
+    job->latent_new = FALSE;
+    g_mutex_unlock(&job->lock);
+
+    guint8 *rgb = g_malloc(3 * hw);
+    if (!job->vae) { /* pixel-space model: the latent is the image */
+        for (gsize i = 0; i < hw; i++)
+            for (gint c = 0; c < 3; c++)
+                rgb[3 * i + c] = to_u8(x[(C >= 3 ? c : 0) * hw + i]);
+    } else if (C == 4) {
+        /* a linear look at the Stable Diffusion VAE's (scaled) latent space:
+         * the usual approximate latent -> RGB factors */
+        static const float f[4][3] = {{0.298f, 0.207f, 0.208f},
+                                      {0.187f, 0.286f, 0.173f},
+                                      {-0.158f, 0.189f, 0.264f},
+                                      {-0.184f, -0.271f, -0.473f}};
+        for (gsize i = 0; i < hw; i++)
+            for (gint c = 0; c < 3; c++) {
+                float v = 0;
+                for (gint k = 0; k < 4; k++)
+                    v += f[k][c] * x[k * hw + i];
+                rgb[3 * i + c] = to_u8(v);
+            }
+    } else { /* anything else: the first channels, stretched */
+        for (gint c = 0; c < 3; c++) {
+            const gfloat *ch = x + MIN(c, C - 1) * hw;
+            float lo = ch[0], hi = ch[0];
+            for (gsize i = 1; i < hw; i++)
+                lo = MIN(lo, ch[i]), hi = MAX(hi, ch[i]);
+            const float s = hi > lo ? 2.0f / (hi - lo) : 0.0f;
+            for (gsize i = 0; i < hw; i++)
+                rgb[3 * i + c] = to_u8((ch[i] - lo) * s - 1.0f);
+        }
+    }
+    g_free(x);
+    *rgb_out = rgb, *width = w, *height = h;
+    return TRUE;
+}
+
+gfloat *dit_job_finish(DitJob *job, GError **error)
+{
+    if (!job->thread) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Nothing to work on"));
+        return NULL;
+    }
+    g_thread_join(job->thread);
+    job->thread = NULL;
+    if (job->status == DIT_CANCELLED) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED, _("Cancelled"));
+        return NULL;
+    }
+    if (job->status != DIT_OK) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Sampling failed: %s"),
+                    job->error ? job->error : dit_status_name(job->status));
+        return NULL;
+    }
+    gfloat *r = job->result;
+    job->result = NULL;
+    return r;
+}

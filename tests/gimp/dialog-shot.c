@@ -1,0 +1,141 @@
+/* dialog-shot: opens the DiT dialog (ui/ only, no GIMP) and either saves a
+ * screenshot of it or prints its texts.
+ *
+ *   dialog-shot --png OUT.png [--photo PHOTO] [--labels FILE] [--default-model DIR]
+ *       shows the dialog (needs a display, e.g. xvfb-run), waits until it is
+ *       drawn and renders the window into OUT.png
+ *   dialog-shot --texts [--labels FILE]
+ *       prints every label, button, frame and tooltip text, one per line, in
+ *       the language of the environment (LANGUAGE=zh_CN ...)
+ *
+ * Translations come from $DIT_LOCALEDIR (the build tree's po/) when set. */
+#include <glib/gi18n-lib.h>
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dialog.h"
+
+static gchar **labels_from_file(const gchar *path, gpointer user_data)
+{
+    gchar *text = NULL;
+    const gchar *file = user_data;
+    if (!file || !g_file_get_contents(file, &text, NULL, NULL))
+        return NULL;
+    gchar **lines = g_strsplit(g_strstrip(text), "\n", -1);
+    g_free(text);
+    return lines;
+}
+
+static void print_texts(GtkWidget *w, gpointer data)
+{
+    const gchar *tip = gtk_widget_get_tooltip_text(w);
+    if (GTK_IS_LABEL(w) && *gtk_label_get_text(GTK_LABEL(w)))
+        printf("%s\n", gtk_label_get_text(GTK_LABEL(w)));
+    if (GTK_IS_PROGRESS_BAR(w) && gtk_progress_bar_get_text(GTK_PROGRESS_BAR(w)))
+        printf("%s\n", gtk_progress_bar_get_text(GTK_PROGRESS_BAR(w)));
+    if (GTK_IS_COMBO_BOX_TEXT(w) && !gtk_combo_box_get_has_entry(GTK_COMBO_BOX(w))) {
+        gchar *t = gtk_combo_box_text_get_active_text(GTK_COMBO_BOX_TEXT(w));
+        if (t)
+            printf("%s\n", t);
+        g_free(t);
+    }
+    if (tip)
+        printf("%s\n", tip);
+    g_free((gchar *)tip);
+    if (GTK_IS_CONTAINER(w))
+        gtk_container_forall(GTK_CONTAINER(w), print_texts, data);
+}
+
+typedef struct {
+    GtkWidget *window;
+    const gchar *out;
+    int rc;
+    int tries;
+} Shot;
+
+static gboolean take_shot(gpointer data)
+{
+    Shot *s = data;
+    /* wait until the window is mapped and has its final size */
+    if (!gtk_widget_get_mapped(s->window) && ++s->tries < 100)
+        return G_SOURCE_CONTINUE;
+    const int w = gtk_widget_get_allocated_width(s->window);
+    const int h = gtk_widget_get_allocated_height(s->window);
+    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cairo_t *cr = cairo_create(surface);
+    gtk_widget_draw(s->window, cr);
+    cairo_destroy(cr);
+    s->rc = cairo_surface_write_to_png(surface, s->out) == CAIRO_STATUS_SUCCESS ? 0 : 1;
+    if (s->rc)
+        fprintf(stderr, "dialog-shot: cannot write %s\n", s->out);
+    else
+        printf("dialog-shot: %dx%d -> %s\n", w, h, s->out);
+    cairo_surface_destroy(surface);
+    gtk_main_quit();
+    return G_SOURCE_REMOVE;
+}
+
+int main(int argc, char **argv)
+{
+    gchar *png = NULL, *photo = NULL, *labels = NULL, *model = NULL;
+    gboolean texts = FALSE;
+    GOptionEntry entries[] = {
+        {"png", 0, 0, G_OPTION_ARG_FILENAME, &png, "save a screenshot", "FILE"},
+        {"photo", 0, 0, G_OPTION_ARG_FILENAME, &photo, "show this picture as the preview", "FILE"},
+        {"labels", 0, 0, G_OPTION_ARG_FILENAME, &labels, "class labels, one per line", "FILE"},
+        {"default-model", 0, 0, G_OPTION_ARG_FILENAME, &model, "the default model's folder", "DIR"},
+        {"texts", 0, 0, G_OPTION_ARG_NONE, &texts, "print the dialog's texts", NULL},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    setlocale(LC_ALL, "");
+    const gchar *dir = g_getenv("DIT_LOCALEDIR");
+    bindtextdomain(GETTEXT_PACKAGE, dir && *dir ? dir : DIT_LOCALEDIR);
+    bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
+    GError *err = NULL;
+    if (!gtk_init_with_args(&argc, &argv, "- show the DiT dialog", entries, NULL, &err)) {
+        fprintf(stderr, "dialog-shot: %s\n", err ? err->message : "cannot open a display");
+        return 77; /* no display: skip */
+    }
+    if (!png && !texts) {
+        fprintf(stderr, "dialog-shot: give --png FILE or --texts\n");
+        return 2;
+    }
+
+    DitValues v;
+    dit_values_init(&v, DIT_MODE_INPAINT);
+    dit_values_set_string(v.class_name, sizeof v.class_name, "Sneaker");
+    v.seed = 1234;
+    DitDialog *d = dit_dialog_new(_("DiT Inpaint"), &v, TRUE, model, labels_from_file, labels);
+    if (photo) {
+        GdkPixbuf *pb = gdk_pixbuf_new_from_file(photo, &err);
+        if (!pb) {
+            fprintf(stderr, "dialog-shot: %s\n", err->message);
+            return 2;
+        }
+        if (gdk_pixbuf_get_has_alpha(pb) || gdk_pixbuf_get_bits_per_sample(pb) != 8) {
+            fprintf(stderr, "dialog-shot: --photo takes an 8-bit RGB picture without alpha\n");
+            return 2;
+        }
+        dit_dialog_set_preview(d, gdk_pixbuf_get_pixels(pb), gdk_pixbuf_get_width(pb),
+                               gdk_pixbuf_get_height(pb), gdk_pixbuf_get_rowstride(pb));
+        g_object_unref(pb);
+    }
+
+    int rc = 0;
+    GtkWidget *window = dit_dialog_get_widget(d);
+    if (texts) {
+        printf("%s\n", gtk_window_get_title(GTK_WINDOW(window)));
+        print_texts(window, NULL);
+    }
+    if (png) {
+        Shot s = {window, png, 1, 0};
+        gtk_widget_show(window);
+        g_timeout_add(300, take_shot, &s);
+        gtk_main();
+        rc = s.rc;
+    }
+    dit_dialog_destroy(d);
+    g_free(png), g_free(photo), g_free(labels), g_free(model);
+    return rc;
+}

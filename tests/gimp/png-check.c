@@ -1,0 +1,267 @@
+/* png-check: verdicts on the PNG files the GIMP tests export.
+ *
+ *   png-check compare ORIG NEW MASK [--offset X,Y] [--min-changed F] [--alpha]
+ *       ORIG, NEW: a layer before and after the plug-in (same size, depth and
+ *       channels); MASK: the image's selection as a gray PNG, the layer's
+ *       pixel (x, y) sits at (x + X, y + Y) in it. Fails unless every pixel
+ *       where the mask is 0 is bit-identical in NEW, at least F (default 0.9)
+ *       of the fully selected pixels changed, and (with --alpha) the alpha
+ *       channel is identical everywhere.
+ *   png-check changed ORIG NEW [--min-changed F] [--alpha]
+ *       no mask: at least F of all pixels changed (img2img on a whole layer).
+ *   png-check info FILE
+ *       prints "WIDTH HEIGHT BITDEPTH CHANNELS".
+ *   png-check nonblank FILE [--min-size WxH]
+ *       a valid PNG of at least that size whose pixels are not (nearly) all
+ *       one colour (a screenshot that shows something).
+ *
+ * Exit status 0 pass, 1 fail, 2 usage or unreadable file. */
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int width, height, depth, channels; /* depth 8 or 16 after expansion */
+    png_bytep *rows;
+    png_structp png;
+    png_infop info;
+} image;
+
+static int load(const char *path, image *im)
+{
+    memset(im, 0, sizeof *im);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "png-check: cannot open %s\n", path);
+        return 0;
+    }
+    unsigned char sig[8];
+    if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
+        fprintf(stderr, "png-check: %s is not a PNG file\n", path);
+        fclose(f);
+        return 0;
+    }
+    im->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    im->info = png_create_info_struct(im->png);
+    if (setjmp(png_jmpbuf(im->png))) {
+        fprintf(stderr, "png-check: %s is damaged\n", path);
+        png_destroy_read_struct(&im->png, &im->info, NULL);
+        fclose(f);
+        return 0;
+    }
+    png_init_io(im->png, f);
+    png_set_sig_bytes(im->png, 8);
+    /* palette -> RGB, gray < 8 bits -> 8, tRNS -> alpha; 16 bits kept */
+    png_read_png(im->png, im->info, PNG_TRANSFORM_EXPAND, NULL);
+    fclose(f);
+    im->width = (int)png_get_image_width(im->png, im->info);
+    im->height = (int)png_get_image_height(im->png, im->info);
+    im->depth = png_get_bit_depth(im->png, im->info);
+    im->channels = png_get_channels(im->png, im->info);
+    im->rows = png_get_rows(im->png, im->info);
+    return 1;
+}
+
+static void unload(image *im)
+{
+    if (im->png)
+        png_destroy_read_struct(&im->png, &im->info, NULL);
+}
+
+static unsigned sample(const image *im, int x, int y, int c)
+{
+    const png_bytep row = im->rows[y];
+    if (im->depth == 16) {
+        const png_bytep p = row + ((size_t)x * im->channels + c) * 2;
+        return (unsigned)p[0] << 8 | p[1];
+    }
+    return row[(size_t)x * im->channels + c];
+}
+
+static unsigned max_value(const image *im)
+{
+    return im->depth == 16 ? 65535u : 255u;
+}
+
+/* the first channel of a gray(+alpha) or RGB mask */
+static unsigned mask_at(const image *m, int x, int y)
+{
+    if (x < 0 || y < 0 || x >= m->width || y >= m->height)
+        return 0;
+    return sample(m, x, y, 0);
+}
+
+static int same_pixel(const image *a, const image *b, int x, int y)
+{
+    for (int c = 0; c < a->channels; c++)
+        if (sample(a, x, y, c) != sample(b, x, y, c))
+            return 0;
+    return 1;
+}
+
+static int same_colour(const image *a, const image *b, int x, int y)
+{
+    const int nc = a->channels == 2 || a->channels == 4 ? a->channels - 1 : a->channels;
+    for (int c = 0; c < nc; c++)
+        if (sample(a, x, y, c) != sample(b, x, y, c))
+            return 0;
+    return 1;
+}
+
+static int compare(int argc, char **argv, int with_mask)
+{
+    const int nfiles = with_mask ? 3 : 2;
+    if (argc < 2 + nfiles)
+        return 2;
+    int ox = 0, oy = 0, check_alpha = 0;
+    double min_changed = 0.9;
+    for (int i = 2 + nfiles; i < argc; i++) {
+        if (strcmp(argv[i], "--offset") == 0 && i + 1 < argc)
+            sscanf(argv[++i], "%d,%d", &ox, &oy);
+        else if (strcmp(argv[i], "--min-changed") == 0 && i + 1 < argc)
+            min_changed = atof(argv[++i]);
+        else if (strcmp(argv[i], "--alpha") == 0)
+            check_alpha = 1;
+        else
+            return 2;
+    }
+    image a, b, m = {0};
+    if (!load(argv[2], &a) || !load(argv[3], &b) || (with_mask && !load(argv[4], &m)))
+        return 2;
+    int rc = 0;
+    if (a.width != b.width || a.height != b.height || a.depth != b.depth ||
+        a.channels != b.channels) {
+        printf("FAIL: %s is %dx%d, %d-bit, %d channels but %s is %dx%d, %d-bit, %d channels\n",
+               argv[2], a.width, a.height, a.depth, a.channels, argv[3], b.width, b.height,
+               b.depth, b.channels);
+        rc = 1;
+        goto out;
+    }
+    long outside = 0, outside_diff = 0, inside = 0, inside_changed = 0, alpha_diff = 0;
+    long first_bad_x = -1, first_bad_y = -1;
+    const int has_alpha = a.channels == 2 || a.channels == 4;
+    for (int y = 0; y < a.height; y++)
+        for (int x = 0; x < a.width; x++) {
+            const unsigned mv = with_mask ? mask_at(&m, x + ox, y + oy) : 1;
+            const unsigned full = with_mask ? max_value(&m) : 1;
+            if (mv == 0) {
+                outside++;
+                if (!same_pixel(&a, &b, x, y)) {
+                    if (!outside_diff)
+                        first_bad_x = x, first_bad_y = y;
+                    outside_diff++;
+                }
+            } else if (mv == full) {
+                inside++;
+                inside_changed += !same_colour(&a, &b, x, y);
+            }
+            if (check_alpha && has_alpha &&
+                sample(&a, x, y, a.channels - 1) != sample(&b, x, y, a.channels - 1))
+                alpha_diff++;
+        }
+    printf("%dx%d %d-bit %d ch: unselected %ld (differing %ld), fully selected %ld (changed %ld = "
+           "%.1f%%)%s\n",
+           a.width, a.height, a.depth, a.channels, outside, outside_diff, inside, inside_changed,
+           inside ? 100.0 * inside_changed / inside : 0.0,
+           check_alpha ? (alpha_diff ? ", alpha DIFFERS" : ", alpha identical") : "");
+    if (with_mask && outside == 0) {
+        printf("FAIL: no unselected pixels to compare\n");
+        rc = 1;
+    }
+    if (outside_diff) {
+        printf("FAIL: %ld unselected pixels differ, first at (%ld, %ld)\n", outside_diff,
+               first_bad_x, first_bad_y);
+        rc = 1;
+    }
+    if (inside == 0 || inside_changed < min_changed * inside) {
+        printf("FAIL: fewer than %.0f%% of the selected pixels changed\n", 100 * min_changed);
+        rc = 1;
+    }
+    if (check_alpha && !has_alpha) {
+        printf("FAIL: --alpha but the images have no alpha channel\n");
+        rc = 1;
+    }
+    if (alpha_diff) {
+        printf("FAIL: alpha differs at %ld pixels\n", alpha_diff);
+        rc = 1;
+    }
+out:
+    unload(&a), unload(&b), unload(&m);
+    return rc;
+}
+
+static int info(int argc, char **argv)
+{
+    image a;
+    if (argc != 3 || !load(argv[2], &a))
+        return 2;
+    printf("%d %d %d %d\n", a.width, a.height, a.depth, a.channels);
+    unload(&a);
+    return 0;
+}
+
+static int nonblank(int argc, char **argv)
+{
+    int min_w = 1, min_h = 1;
+    if (argc < 3)
+        return 2;
+    if (argc == 5 && strcmp(argv[3], "--min-size") == 0)
+        sscanf(argv[4], "%dx%d", &min_w, &min_h);
+    image a;
+    if (!load(argv[2], &a))
+        return 2;
+    int rc = 0;
+    if (a.width < min_w || a.height < min_h) {
+        printf("FAIL: %s is %dx%d, smaller than %dx%d\n", argv[2], a.width, a.height, min_w,
+               min_h);
+        rc = 1;
+    }
+    /* how many pixels differ from the first one, and how many distinct
+     * 8-bit gray levels appear */
+    long differ = 0;
+    int levels[256] = {0}, nlevels = 0;
+    const int nc = a.channels >= 3 ? 3 : 1;
+    for (int y = 0; y < a.height; y++)
+        for (int x = 0; x < a.width; x++) {
+            unsigned sum = 0;
+            for (int c = 0; c < nc; c++)
+                sum += sample(&a, x, y, c) >> (a.depth - 8);
+            const int g = (int)(sum / nc);
+            nlevels += !levels[g]++;
+            for (int c = 0; c < nc; c++)
+                if (sample(&a, x, y, c) != sample(&a, 0, 0, c)) {
+                    differ++;
+                    break;
+                }
+        }
+    const double frac = (double)differ / ((double)a.width * a.height);
+    printf("%s: %dx%d, %.1f%% of pixels differ from the corner, %d gray levels\n", argv[2],
+           a.width, a.height, 100 * frac, nlevels);
+    if (frac < 0.02 || nlevels < 8) {
+        printf("FAIL: %s looks blank\n", argv[2]);
+        rc = 1;
+    }
+    unload(&a);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = 2;
+    if (argc >= 2 && strcmp(argv[1], "compare") == 0)
+        rc = compare(argc, argv, 1);
+    else if (argc >= 2 && strcmp(argv[1], "changed") == 0)
+        rc = compare(argc, argv, 0);
+    else if (argc >= 2 && strcmp(argv[1], "info") == 0)
+        rc = info(argc, argv);
+    else if (argc >= 2 && strcmp(argv[1], "nonblank") == 0)
+        rc = nonblank(argc, argv);
+    if (rc == 2)
+        fprintf(stderr, "usage: png-check compare ORIG NEW MASK [--offset X,Y] [--min-changed F] "
+                        "[--alpha]\n"
+                        "       png-check changed ORIG NEW [--min-changed F] [--alpha]\n"
+                        "       png-check info FILE\n"
+                        "       png-check nonblank FILE [--min-size WxH]\n");
+    return rc;
+}

@@ -1,0 +1,243 @@
+/* The plug-in's GIMP-free half (plugin/dit-job.c) on the golden test model:
+ * class resolution, value checks, the context crop, compositing that keeps
+ * unmasked pixels bit for bit, and cancelling.
+ *
+ *   test-job SRCDIR
+ *
+ * The model is a pipeline folder assembled in a temporary directory:
+ * transformer/ = tests/golden/dit_diffusers_p2, vae/ = tests/golden/vae_kl
+ * (links, the fixtures are not touched), labels.txt = Fashion-MNIST's.
+ */
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dit-job.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            printf("ok: ");                                                                        \
+        } else {                                                                                   \
+            printf("FAIL: ");                                                                      \
+            failures++;                                                                            \
+        }                                                                                          \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+    } while (0)
+
+static DitValues values(const char *model, DitMode mode, const char *cls)
+{
+    DitValues v;
+    dit_values_init(&v, mode);
+    dit_values_set_string(v.model, sizeof v.model, model);
+    dit_values_set_string(v.class_name, sizeof v.class_name, cls);
+    v.steps = 4;
+    v.seed = 5;
+    return v;
+}
+
+/* dit_job_new must refuse v with a message containing `needle` */
+static void refuses(const char *what, const DitValues *v, const char *needle)
+{
+    GError *err = NULL;
+    DitJob *job = dit_job_new(v, &err);
+    CHECK(!job && err && strstr(err->message, needle), "%s refused: %s", what,
+          err ? err->message : "(accepted)");
+    dit_job_free(job);
+    g_clear_error(&err);
+}
+
+static void test_values(const char *model)
+{
+    GError *err = NULL;
+    DitValues v = values(model, DIT_MODE_INPAINT, "dress");
+    DitJob *job = dit_job_new(&v, &err);
+    CHECK(job && strcmp(dit_job_class_label(job), "Dress") == 0 && dit_job_seed(job) == 5,
+          "class 'dress' is label 'Dress', seed 5");
+    CHECK(job && dit_job_unit(job) == 4, "unit = VAE factor 2 x patch 2 = %d",
+          job ? dit_job_unit(job) : -1);
+    dit_job_free(job);
+    g_clear_error(&err);
+
+    v = values(model, DIT_MODE_IMG2IMG, "9");
+    job = dit_job_new(&v, &err);
+    CHECK(job && strcmp(dit_job_class_label(job), "Ankle boot") == 0, "class 9 is 'Ankle boot'");
+    dit_job_free(job);
+
+    v = values(model, DIT_MODE_INPAINT, "");
+    v.seed = -1;
+    job = dit_job_new(&v, &err);
+    CHECK(job && dit_job_seed(job) >= 0, "seed -1 becomes a random seed (%d)",
+          job ? dit_job_seed(job) : -1);
+    dit_job_free(job);
+
+    v = values(model, DIT_MODE_INPAINT, "Unicorn");
+    refuses("an unknown class", &v, "Unknown class 'Unicorn'");
+    v = values(model, DIT_MODE_INPAINT, "11");
+    refuses("class 11 of 10", &v, "out of range");
+    v = values(model, DIT_MODE_INPAINT, "1");
+    dit_values_set_string(v.sampler, sizeof v.sampler, "bogus");
+    refuses("an unknown sampler", &v, "Unknown sampler 'bogus'");
+    v = values(model, DIT_MODE_INPAINT, "1");
+    dit_values_set_string(v.device, sizeof v.device, "cuda");
+    refuses("the cuda device", &v, "no CUDA backend");
+    v = values(model, DIT_MODE_INPAINT, "1");
+    v.strength = 1.5;
+    refuses("strength 1.5", &v, "Strength");
+    v = values(model, DIT_MODE_INPAINT, "1");
+    v.steps = 5000;
+    refuses("5000 steps", &v, "Steps");
+    v = values("/nonexistent", DIT_MODE_INPAINT, "1");
+    refuses("a missing model", &v, "Could not load the model");
+}
+
+static void test_rect(const char *model)
+{
+    DitValues v = values(model, DIT_MODE_INPAINT, "1");
+    DitJob *job = dit_job_new(&v, NULL);
+    gint x, y, w, h;
+    dit_job_context_rect(job, 100, 50, 40, 20, 1000, 1000, 0.2, &x, &y, &w, &h);
+    CHECK(x == 92 && y == 42 && w == 56 && h == 36, "40x20 at (100,50) padded by 8: %d,%d %dx%d",
+          x, y, w, h);
+    dit_job_context_rect(job, 2, 3, 40, 20, 50, 30, 0.2, &x, &y, &w, &h);
+    CHECK(x == 0 && y == 0 && w == 50 && h == 30, "clamped to a 50x30 layer: %d,%d %dx%d", x, y,
+          w, h);
+    dit_job_context_rect(job, 10, 10, 2, 2, 100, 100, 0.2, &x, &y, &w, &h);
+    CHECK(x == 6 && y == 6 && w == 10 && h == 10, "a tiny selection gets one model unit: %d,%d %dx%d",
+          x, y, w, h);
+    dit_job_free(job);
+}
+
+/* a 37x23 crop, mask = a soft disc: the result equals the source wherever
+ * the mask is 0, bit for bit, and differs where it is 1 */
+static void test_inpaint(const char *model, DitMode mode)
+{
+    const gint W = 37, H = 23;
+    const gsize n = (gsize)W * H;
+    gfloat *rgb = g_new(gfloat, 3 * n), *mask = g_new(gfloat, n);
+    gfloat *src = g_new(gfloat, 3 * n), *m = g_new(gfloat, n);
+    for (gsize i = 0; i < 3 * n; i++)
+        rgb[i] = sinf(0.37f * i) * 0.9f;
+    for (gint yy = 0; yy < H; yy++)
+        for (gint xx = 0; xx < W; xx++) {
+            const float d = hypotf(xx - 18.0f, yy - 11.0f);
+            mask[yy * W + xx] = d < 5 ? 1.0f : d < 8 ? (8 - d) / 3 : 0.0f;
+        }
+    memcpy(src, rgb, 3 * n * sizeof *src);
+    memcpy(m, mask, n * sizeof *m);
+    DitValues v = values(model, mode, "2");
+    GError *err = NULL;
+    DitJob *job = dit_job_new(&v, &err);
+    gboolean started = job && dit_job_start(job, rgb, mask, W, H, &err);
+    gint step = 0, total = 0;
+    while (started && !dit_job_poll(job, &step, &total))
+        g_usleep(1000);
+    guint8 *prev = NULL;
+    gint pw = 0, ph = 0;
+    const gboolean has_preview = started && dit_job_preview(job, &prev, &pw, &ph);
+    gfloat *out = started ? dit_job_finish(job, &err) : NULL;
+    CHECK(out != NULL, "%s ran: %s", mode == DIT_MODE_INPAINT ? "inpaint" : "img2img",
+          err ? err->message : "ok");
+    CHECK(step == total && total > 0, "progress reached %d of %d steps", step, total);
+    CHECK(has_preview && pw > 0 && ph > 0, "a %dx%d latent preview", pw, ph);
+    long outside = 0, same = 0, inside = 0, changed = 0;
+    for (gsize i = 0; out && i < n; i++)
+        for (gint c = 0; c < 3; c++) {
+            const gfloat a = src[c * n + i], b = out[c * n + i];
+            if (m[i] == 0.0f) {
+                outside++;
+                same += memcmp(&a, &b, sizeof a) == 0;
+            } else if (m[i] == 1.0f) {
+                inside++;
+                changed += a != b;
+            }
+        }
+    CHECK(out && outside > 0 && same == outside, "%ld of %ld unmasked samples bit-identical", same,
+          outside);
+    CHECK(out && inside > 0 && changed > inside * 9 / 10, "%ld of %ld masked samples changed",
+          changed, inside);
+    g_free(out), g_free(prev), g_free(src), g_free(m);
+    g_clear_error(&err);
+    dit_job_free(job);
+}
+
+static void test_cancel(const char *model)
+{
+    const gint W = 16, H = 16;
+    gfloat *rgb = g_new0(gfloat, 3 * W * H), *mask = g_new(gfloat, W * H);
+    for (gint i = 0; i < W * H; i++)
+        mask[i] = 1.0f;
+    DitValues v = values(model, DIT_MODE_INPAINT, "1");
+    v.steps = 50;
+    GError *err = NULL;
+    DitJob *job = dit_job_new(&v, &err);
+    dit_job_cancel(job); /* before the first step: stops at once */
+    gboolean started = dit_job_start(job, rgb, mask, W, H, &err);
+    gfloat *out = started ? dit_job_finish(job, &err) : NULL;
+    gint step = -1, total = -1;
+    dit_job_poll(job, &step, &total);
+    CHECK(started && !out && g_error_matches(err, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED),
+          "a cancelled job gives no result and the error '%s'", err ? err->message : "(none)");
+    CHECK(step == 0, "it stopped before the first of 50 steps (step %d)", step);
+    g_clear_error(&err);
+    dit_job_free(job);
+}
+
+static gchar *make_model(const char *srcdir)
+{
+    gchar *root = g_dir_make_tmp("dit-job-XXXXXX", NULL);
+    gchar *t = g_build_filename(srcdir, "tests", "golden", "dit_diffusers_p2", NULL);
+    gchar *v = g_build_filename(srcdir, "tests", "golden", "vae_kl", NULL);
+    gchar *l = g_build_filename(srcdir, "data", "labels", "fashion-mnist.txt", NULL);
+    gchar *tl = g_build_filename(root, "transformer", NULL);
+    gchar *vl = g_build_filename(root, "vae", NULL);
+    gchar *ll = g_build_filename(root, "labels.txt", NULL);
+    gchar *labels = NULL;
+    gsize len = 0;
+    if (!root || symlink(t, tl) || symlink(v, vl) || !g_file_get_contents(l, &labels, &len, NULL) ||
+        !g_file_set_contents(ll, labels, (gssize)len, NULL)) {
+        fprintf(stderr, "test-job: cannot assemble the test model in %s\n", root);
+        g_free(root);
+        root = NULL;
+    }
+    g_free(t), g_free(v), g_free(l), g_free(tl), g_free(vl), g_free(ll), g_free(labels);
+    return root;
+}
+
+static void remove_model(const char *root)
+{
+    const char *const names[] = {"transformer", "vae", "labels.txt"};
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        gchar *p = g_build_filename(root, names[i], NULL);
+        g_unlink(p);
+        g_free(p);
+    }
+    g_rmdir(root);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test-job SRCDIR\n");
+        return 2;
+    }
+    g_setenv("OMP_NUM_THREADS", "1", FALSE);
+    gchar *model = make_model(argv[1]);
+    if (!model)
+        return 1;
+    test_values(model);
+    test_rect(model);
+    test_inpaint(model, DIT_MODE_INPAINT);
+    test_inpaint(model, DIT_MODE_IMG2IMG);
+    test_cancel(model);
+    remove_model(model);
+    g_free(model);
+    printf("%s\n", failures ? "FAILED" : "PASS");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,473 @@
+/* The DiT dialog (GTK3); see dialog.h.
+ *
+ * Layout: settings on the left in a two-column grid (label, widget), the
+ * preview and a progress bar on the right. Numbers that GIMP shows as scale
+ * entries (strength, guidance) are a GtkScale and a GtkSpinButton sharing
+ * one GtkAdjustment. */
+#include "dialog.h"
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+#include "dit.h"
+
+#ifdef GDK_WINDOWING_X11
+#include <gdk/gdkx.h>
+#endif
+
+#define PREVIEW_SIZE 256
+
+struct _DitDialog {
+    GtkWidget *dialog;
+    GtkWidget *settings;      /* the grid, locked while running */
+    GtkWidget *ok;
+    GtkWidget *mode;          /* NULL without mode_choice */
+    GtkWidget *model_button;  /* GtkFileChooserButton (folders) */
+    GtkWidget *model_label;   /* what will be loaded */
+    GtkWidget *klass;         /* GtkComboBoxText with entry */
+    GtkEntryCompletion *completion;
+    GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
+    GtkWidget *strength_row[2], *grow_row[2];
+    GtkWidget *sampler;
+    GtkWidget *device;
+    GtkWidget *preview;       /* GtkImage */
+    GtkWidget *progress;      /* GtkProgressBar */
+    gchar *model;             /* "" = default */
+    gchar *default_model;     /* may be NULL */
+    gint32 base_mode;         /* the caller's mode (generate stays generate) */
+    DitLabelsFunc labels_func;
+    gpointer labels_data;
+    guint64 parent_xid;
+};
+
+static const gchar *const device_ids[] = {"auto", "cpu", "cuda"};
+
+/* ---- model and labels ------------------------------------------------------ */
+
+static void fill_labels(DitDialog *d)
+{
+    const gchar *path = d->model[0] ? d->model : d->default_model;
+    gchar **labels = path && d->labels_func ? d->labels_func(path, d->labels_data) : NULL;
+    GtkComboBoxText *combo = GTK_COMBO_BOX_TEXT(d->klass);
+    GtkEntry *entry = GTK_ENTRY(gtk_bin_get_child(GTK_BIN(combo)));
+    gchar *keep = g_strdup(gtk_entry_get_text(entry));
+    gtk_combo_box_text_remove_all(combo);
+    for (gint i = 0; labels && labels[i]; i++)
+        gtk_combo_box_text_append_text(combo, labels[i]);
+    gtk_entry_set_text(entry, keep);
+    gtk_widget_set_tooltip_text(d->klass,
+                                labels ? _("Type a class name to search the model's labels, or "
+                                           "a class number")
+                                       : _("This model has no label list: type a class number"));
+    g_free(keep);
+    g_strfreev(labels);
+}
+
+static void show_model(DitDialog *d)
+{
+    gchar *text;
+    if (d->model[0]) {
+        gchar *base = g_path_get_basename(d->model);
+        text = g_strdup(base);
+        g_free(base);
+    } else if (d->default_model) {
+        text = g_strdup(_("Default model"));
+    } else {
+        text = g_strdup(_("No default model installed: choose one"));
+    }
+    gtk_label_set_text(GTK_LABEL(d->model_label), text);
+    gtk_widget_set_tooltip_text(d->model_label, d->model[0] ? d->model : d->default_model);
+    g_free(text);
+    if (d->model[0] && g_file_test(d->model, G_FILE_TEST_IS_DIR))
+        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(d->model_button), d->model);
+    else if (!d->model[0] && d->default_model)
+        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(d->model_button), d->default_model);
+}
+
+static void set_model(DitDialog *d, const gchar *path)
+{
+    g_free(d->model);
+    d->model = g_strdup(path ? path : "");
+    show_model(d);
+    fill_labels(d);
+}
+
+static void on_model_folder(GtkFileChooserButton *button, DitDialog *d)
+{
+    gchar *path = gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(button));
+    if (path) /* picking the default model's folder means "the default" */
+        set_model(d, g_strcmp0(path, d->default_model) == 0 ? "" : path);
+    g_free(path);
+}
+
+static void on_model_file(GtkButton *button, DitDialog *d)
+{
+    GtkWidget *chooser = gtk_file_chooser_dialog_new(
+        _("Choose a model file"), GTK_WINDOW(d->dialog), GTK_FILE_CHOOSER_ACTION_OPEN,
+        _("_Cancel"), GTK_RESPONSE_CANCEL, _("_Open"), GTK_RESPONSE_ACCEPT, NULL);
+    GtkFileFilter *filter = gtk_file_filter_new();
+    gtk_file_filter_set_name(filter, _("Safetensors models (*.safetensors)"));
+    gtk_file_filter_add_pattern(filter, "*.safetensors");
+    gtk_file_chooser_add_filter(GTK_FILE_CHOOSER(chooser), filter);
+    if (d->model[0])
+        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(chooser), d->model);
+    if (gtk_dialog_run(GTK_DIALOG(chooser)) == GTK_RESPONSE_ACCEPT) {
+        gchar *path = gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(chooser));
+        set_model(d, path);
+        g_free(path);
+    }
+    gtk_widget_destroy(chooser);
+}
+
+static void on_model_default(GtkButton *button, DitDialog *d)
+{
+    set_model(d, "");
+}
+
+/* type-ahead: a label matches when it contains the typed text, any case */
+static gboolean match_anywhere(GtkEntryCompletion *completion, const gchar *key,
+                               GtkTreeIter *iter, gpointer user_data)
+{
+    GtkTreeModel *model = gtk_entry_completion_get_model(completion);
+    gchar *text = NULL;
+    gtk_tree_model_get(model, iter, 0, &text, -1);
+    gboolean hit = FALSE;
+    if (text && key) {
+        gchar *a = g_utf8_casefold(text, -1), *b = g_utf8_casefold(key, -1);
+        hit = strstr(a, b) != NULL;
+        g_free(a), g_free(b);
+    }
+    g_free(text);
+    return hit;
+}
+
+/* ---- mode -------------------------------------------------------------------- */
+
+static gint32 current_mode(DitDialog *d)
+{
+    if (!d->mode)
+        return d->base_mode;
+    return gtk_combo_box_get_active(GTK_COMBO_BOX(d->mode)) == 1 ? DIT_MODE_IMG2IMG
+                                                                   : DIT_MODE_INPAINT;
+}
+
+static void update_mode_widgets(DitDialog *d)
+{
+    const gint32 m = current_mode(d);
+    for (int i = 0; i < 2; i++) {
+        gtk_widget_set_sensitive(d->grow_row[i], m == DIT_MODE_INPAINT);
+        gtk_widget_set_visible(d->strength_row[i], m != DIT_MODE_GENERATE);
+        gtk_widget_set_visible(d->grow_row[i], m != DIT_MODE_GENERATE);
+    }
+}
+
+static void on_mode_changed(GtkComboBox *combo, DitDialog *d)
+{
+    /* each mode starts from its own strength default */
+    gtk_adjustment_set_value(d->strength, current_mode(d) == DIT_MODE_IMG2IMG ? 0.75 : 1.0);
+    update_mode_widgets(d);
+}
+
+static void on_randomise(GtkButton *button, DitDialog *d)
+{
+    gtk_adjustment_set_value(d->seed, g_random_int_range(0, G_MAXINT32));
+}
+
+/* ---- construction -------------------------------------------------------------- */
+
+static GtkWidget *add_label(GtkGrid *grid, gint row, const gchar *text, GtkWidget *target)
+{
+    GtkWidget *label = gtk_label_new_with_mnemonic(text);
+    gtk_label_set_xalign(GTK_LABEL(label), 0.0f);
+    if (target)
+        gtk_label_set_mnemonic_widget(GTK_LABEL(label), target);
+    gtk_grid_attach(grid, label, 0, row, 1, 1);
+    return label;
+}
+
+/* label | scale + spin sharing one adjustment; returns the box */
+static GtkWidget *add_scale(GtkGrid *grid, gint row, const gchar *text, GtkAdjustment *adj,
+                            gint digits, const gchar *tooltip, GtkWidget **label_out)
+{
+    GtkWidget *box = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    GtkWidget *scale = gtk_scale_new(GTK_ORIENTATION_HORIZONTAL, adj);
+    GtkWidget *spin = gtk_spin_button_new(adj, 0.0, digits);
+    gtk_scale_set_draw_value(GTK_SCALE(scale), FALSE);
+    gtk_widget_set_hexpand(scale, TRUE);
+    gtk_widget_set_size_request(scale, 160, -1);
+    gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(spin), TRUE);
+    gtk_box_pack_start(GTK_BOX(box), scale, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(box), spin, FALSE, FALSE, 0);
+    gtk_widget_set_tooltip_text(box, tooltip);
+    GtkWidget *label = add_label(grid, row, text, spin);
+    gtk_grid_attach(grid, box, 1, row, 1, 1);
+    if (label_out)
+        *label_out = label;
+    return box;
+}
+
+static void on_realize(GtkWidget *widget, DitDialog *d)
+{
+#ifdef GDK_WINDOWING_X11
+    GdkDisplay *display = gtk_widget_get_display(widget);
+    if (d->parent_xid && GDK_IS_X11_DISPLAY(display)) {
+        GdkWindow *parent = gdk_x11_window_foreign_new_for_display(display, (Window)d->parent_xid);
+        if (parent) {
+            gdk_window_set_transient_for(gtk_widget_get_window(widget), parent);
+            g_object_unref(parent);
+        }
+    }
+#endif
+}
+
+DitDialog *dit_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
+                          const gchar *default_model, DitLabelsFunc labels_func,
+                          gpointer user_data)
+{
+    DitDialog *d = g_new0(DitDialog, 1);
+    d->model = g_strdup(values->model);
+    d->default_model = g_strdup(default_model);
+    d->base_mode = values->mode;
+    d->labels_func = labels_func;
+    d->labels_data = user_data;
+
+    d->dialog = gtk_dialog_new_with_buttons(title, NULL, 0, _("_Cancel"), GTK_RESPONSE_CANCEL,
+                                            _("_OK"), GTK_RESPONSE_OK, NULL);
+    d->ok = gtk_dialog_get_widget_for_response(GTK_DIALOG(d->dialog), GTK_RESPONSE_OK);
+    gtk_dialog_set_default_response(GTK_DIALOG(d->dialog), GTK_RESPONSE_OK);
+    gtk_window_set_resizable(GTK_WINDOW(d->dialog), FALSE);
+    g_signal_connect(d->dialog, "realize", G_CALLBACK(on_realize), d);
+
+    GtkWidget *content = gtk_dialog_get_content_area(GTK_DIALOG(d->dialog));
+    GtkWidget *hbox = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 12);
+    gtk_container_set_border_width(GTK_CONTAINER(hbox), 12);
+    gtk_box_pack_start(GTK_BOX(content), hbox, TRUE, TRUE, 0);
+
+    GtkGrid *grid = GTK_GRID(gtk_grid_new());
+    d->settings = GTK_WIDGET(grid);
+    gtk_grid_set_row_spacing(grid, 6);
+    gtk_grid_set_column_spacing(grid, 12);
+    gtk_box_pack_start(GTK_BOX(hbox), d->settings, TRUE, TRUE, 0);
+    gint row = 0;
+
+    /* mode */
+    if (mode_choice) {
+        d->mode = gtk_combo_box_text_new();
+        gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(d->mode), _("Inpaint the selection"));
+        gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(d->mode), _("Image to image"));
+        gtk_combo_box_set_active(GTK_COMBO_BOX(d->mode),
+                                 values->mode == DIT_MODE_IMG2IMG ? 1 : 0);
+        gtk_widget_set_tooltip_text(d->mode,
+                                    _("Inpaint regenerates the selected pixels and keeps the "
+                                      "rest; image to image re-imagines the whole region"));
+        add_label(grid, row, _("_Mode:"), d->mode);
+        gtk_grid_attach(grid, d->mode, 1, row++, 1, 1);
+    }
+
+    /* model: a folder (diffusers / pipeline) or one .safetensors file */
+    GtkWidget *mbox = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    d->model_button = gtk_file_chooser_button_new(_("Choose a model folder"),
+                                                  GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER);
+    gtk_widget_set_hexpand(d->model_button, TRUE);
+    gtk_widget_set_tooltip_text(d->model_button,
+                                _("A diffusers model or pipeline folder (with transformer/ "
+                                  "and vae/)"));
+    GtkWidget *file_button = gtk_button_new_with_mnemonic(_("_File…"));
+    gtk_widget_set_tooltip_text(file_button, _("Use a single .safetensors model file"));
+    GtkWidget *default_button = gtk_button_new_with_mnemonic(_("_Default"));
+    gtk_widget_set_tooltip_text(default_button, _("Use the model that comes with gimp-dit"));
+    gtk_box_pack_start(GTK_BOX(mbox), d->model_button, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(mbox), file_button, FALSE, FALSE, 0);
+    gtk_box_pack_start(GTK_BOX(mbox), default_button, FALSE, FALSE, 0);
+    add_label(grid, row, _("_Model:"), d->model_button);
+    gtk_grid_attach(grid, mbox, 1, row++, 1, 1);
+    d->model_label = gtk_label_new(NULL);
+    gtk_label_set_xalign(GTK_LABEL(d->model_label), 0.0f);
+    gtk_label_set_ellipsize(GTK_LABEL(d->model_label), PANGO_ELLIPSIZE_MIDDLE);
+    gtk_style_context_add_class(gtk_widget_get_style_context(d->model_label), "dim-label");
+    gtk_grid_attach(grid, d->model_label, 1, row++, 1, 1);
+
+    /* class with type-ahead */
+    d->klass = gtk_combo_box_text_new_with_entry();
+    GtkEntry *entry = GTK_ENTRY(gtk_bin_get_child(GTK_BIN(d->klass)));
+    gtk_entry_set_text(entry, values->class_name);
+    gtk_entry_set_placeholder_text(entry, "0");
+    gtk_entry_set_activates_default(entry, TRUE);
+    d->completion = gtk_entry_completion_new();
+    gtk_entry_completion_set_model(d->completion, gtk_combo_box_get_model(GTK_COMBO_BOX(d->klass)));
+    gtk_entry_completion_set_text_column(d->completion, 0);
+    gtk_entry_completion_set_match_func(d->completion, match_anywhere, NULL, NULL);
+    gtk_entry_completion_set_minimum_key_length(d->completion, 1);
+    gtk_entry_set_completion(entry, d->completion);
+    add_label(grid, row, _("C_lass:"), d->klass);
+    gtk_grid_attach(grid, d->klass, 1, row++, 1, 1);
+
+    /* numbers */
+    d->steps = gtk_adjustment_new(CLAMP(values->steps > 0 ? values->steps : 20, 1, 250), 1, 250, 1,
+                                  10, 0);
+    add_scale(grid, row++, _("_Steps:"), d->steps, 0,
+              _("Denoising steps: more is slower and usually cleaner"), NULL);
+    d->strength = gtk_adjustment_new(values->strength, 0.0, 1.0, 0.01, 0.1, 0);
+    d->strength_row[1] = add_scale(grid, row++, _("St_rength:"), d->strength, 2,
+                                   _("0 keeps the image, 1 starts from pure noise"),
+                                   &d->strength_row[0]);
+    d->guidance = gtk_adjustment_new(values->guidance, 0.0, 20.0, 0.1, 1.0, 0);
+    add_scale(grid, row++, _("_Guidance:"), d->guidance, 1,
+              _("Classifier-free guidance: how strongly the class is followed (1 = off)"), NULL);
+
+    /* seed + randomise */
+    GtkWidget *sbox = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    d->seed = gtk_adjustment_new(values->seed, -1, G_MAXINT32, 1, 100, 0);
+    GtkWidget *seed_spin = gtk_spin_button_new(d->seed, 0.0, 0);
+    gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(seed_spin), TRUE);
+    gtk_widget_set_hexpand(seed_spin, TRUE);
+    gtk_widget_set_tooltip_text(seed_spin, _("The noise seed; -1 picks a new one each run"));
+    GtkWidget *rnd = gtk_button_new_with_mnemonic(_("R_andomise"));
+    gtk_widget_set_tooltip_text(rnd, _("Pick a new random seed"));
+    g_signal_connect(rnd, "clicked", G_CALLBACK(on_randomise), d);
+    gtk_box_pack_start(GTK_BOX(sbox), seed_spin, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(sbox), rnd, FALSE, FALSE, 0);
+    add_label(grid, row, _("S_eed:"), seed_spin);
+    gtk_grid_attach(grid, sbox, 1, row++, 1, 1);
+
+    /* sampler: the model's default, then the core's names in enum order */
+    d->sampler = gtk_combo_box_text_new();
+    gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->sampler), "", _("Model default"));
+    for (int i = 0; i < DIT_SAMPLER_COUNT; i++)
+        gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->sampler), dit_sampler_names[i],
+                                  dit_sampler_names[i]);
+    if (!gtk_combo_box_set_active_id(GTK_COMBO_BOX(d->sampler), values->sampler))
+        gtk_combo_box_set_active(GTK_COMBO_BOX(d->sampler), 0);
+    add_label(grid, row, _("Sam_pler:"), d->sampler);
+    gtk_grid_attach(grid, d->sampler, 1, row++, 1, 1);
+
+    /* device */
+    d->device = gtk_combo_box_text_new();
+    const gchar *device_names[] = {_("Automatic"), _("CPU"), _("CUDA GPU")};
+    for (int i = 0; i < 3; i++)
+        gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->device), device_ids[i], device_names[i]);
+    if (!gtk_combo_box_set_active_id(GTK_COMBO_BOX(d->device), values->device))
+        gtk_combo_box_set_active(GTK_COMBO_BOX(d->device), 0);
+    add_label(grid, row, _("_Device:"), d->device);
+    gtk_grid_attach(grid, d->device, 1, row++, 1, 1);
+
+    /* grow */
+    d->grow = gtk_adjustment_new(values->grow, 0, 64, 1, 4, 0);
+    GtkWidget *grow_spin = gtk_spin_button_new(d->grow, 0.0, 0);
+    gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(grow_spin), TRUE);
+    gtk_widget_set_tooltip_text(grow_spin,
+                                _("Grow the inpainted area by this many latent pixels so the "
+                                  "new content blends in"));
+    d->grow_row[0] = add_label(grid, row, _("G_row mask:"), grow_spin);
+    d->grow_row[1] = grow_spin;
+    gtk_widget_set_halign(grow_spin, GTK_ALIGN_START);
+    gtk_grid_attach(grid, grow_spin, 1, row++, 1, 1);
+
+    /* preview + progress */
+    GtkWidget *vbox = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
+    GtkWidget *frame = gtk_frame_new(_("Preview"));
+    d->preview = gtk_image_new();
+    gtk_widget_set_size_request(d->preview, PREVIEW_SIZE, PREVIEW_SIZE);
+    gtk_container_add(GTK_CONTAINER(frame), d->preview);
+    d->progress = gtk_progress_bar_new();
+    gtk_progress_bar_set_show_text(GTK_PROGRESS_BAR(d->progress), TRUE);
+    gtk_progress_bar_set_text(GTK_PROGRESS_BAR(d->progress), _("Ready"));
+    gtk_box_pack_start(GTK_BOX(vbox), frame, FALSE, FALSE, 0);
+    gtk_box_pack_start(GTK_BOX(vbox), d->progress, FALSE, FALSE, 0);
+    gtk_box_pack_start(GTK_BOX(hbox), vbox, FALSE, FALSE, 0);
+
+    g_signal_connect(d->model_button, "file-set", G_CALLBACK(on_model_folder), d);
+    g_signal_connect(file_button, "clicked", G_CALLBACK(on_model_file), d);
+    g_signal_connect(default_button, "clicked", G_CALLBACK(on_model_default), d);
+    if (d->mode)
+        g_signal_connect(d->mode, "changed", G_CALLBACK(on_mode_changed), d);
+
+    gtk_widget_show_all(hbox);
+    show_model(d);
+    fill_labels(d);
+    update_mode_widgets(d);
+    return d;
+}
+
+void dit_dialog_destroy(DitDialog *d)
+{
+    if (!d)
+        return;
+    gtk_widget_destroy(d->dialog);
+    g_object_unref(d->completion);
+    g_free(d->model);
+    g_free(d->default_model);
+    g_free(d);
+}
+
+GtkWidget *dit_dialog_get_widget(DitDialog *d)
+{
+    return d->dialog;
+}
+
+gint dit_dialog_run(DitDialog *d)
+{
+    gtk_widget_show(d->dialog);
+    return gtk_dialog_run(GTK_DIALOG(d->dialog));
+}
+
+void dit_dialog_get_values(DitDialog *d, DitValues *v)
+{
+    v->version = DIT_VALUES_VERSION;
+    v->mode = current_mode(d);
+    dit_values_set_string(v->model, sizeof v->model, d->model);
+    GtkEntry *entry = GTK_ENTRY(gtk_bin_get_child(GTK_BIN(d->klass)));
+    gchar *cls = g_strstrip(g_strdup(gtk_entry_get_text(entry)));
+    dit_values_set_string(v->class_name, sizeof v->class_name, cls);
+    g_free(cls);
+    v->steps = (gint32)gtk_adjustment_get_value(d->steps);
+    v->strength = gtk_adjustment_get_value(d->strength);
+    v->guidance = gtk_adjustment_get_value(d->guidance);
+    v->seed = (gint32)gtk_adjustment_get_value(d->seed);
+    v->grow = (gint32)gtk_adjustment_get_value(d->grow);
+    const gchar *sampler = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->sampler));
+    dit_values_set_string(v->sampler, sizeof v->sampler, sampler);
+    const gchar *device = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->device));
+    dit_values_set_string(v->device, sizeof v->device, device ? device : "auto");
+}
+
+void dit_dialog_set_preview(DitDialog *d, const guint8 *rgb, gint width, gint height,
+                            gint rowstride)
+{
+    if (!rgb || width <= 0 || height <= 0) {
+        gtk_image_clear(GTK_IMAGE(d->preview));
+        return;
+    }
+    GBytes *bytes = g_bytes_new(rgb, (gsize)rowstride * height);
+    GdkPixbuf *src = gdk_pixbuf_new_from_bytes(bytes, GDK_COLORSPACE_RGB, FALSE, 8, width, height,
+                                               rowstride);
+    g_bytes_unref(bytes);
+    const double s = (double)PREVIEW_SIZE / MAX(width, height);
+    const gint w = MAX(1, (gint)(width * s + 0.5)), h = MAX(1, (gint)(height * s + 0.5));
+    /* small latents are shown as blocks, photos smoothly */
+    GdkPixbuf *scaled = gdk_pixbuf_scale_simple(src, w, h, s >= 4.0 ? GDK_INTERP_NEAREST
+                                                                    : GDK_INTERP_BILINEAR);
+    gtk_image_set_from_pixbuf(GTK_IMAGE(d->preview), scaled);
+    g_object_unref(scaled);
+    g_object_unref(src);
+}
+
+void dit_dialog_set_progress(DitDialog *d, gdouble fraction, const gchar *text)
+{
+    gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(d->progress), CLAMP(fraction, 0.0, 1.0));
+    if (text)
+        gtk_progress_bar_set_text(GTK_PROGRESS_BAR(d->progress), text);
+}
+
+void dit_dialog_set_running(DitDialog *d, gboolean running)
+{
+    gtk_widget_set_sensitive(d->settings, !running);
+    gtk_widget_set_sensitive(d->ok, !running);
+}
+
+void dit_dialog_set_transient_for_xid(DitDialog *d, guint64 xid)
+{
+    d->parent_xid = xid;
+    if (gtk_widget_get_realized(d->dialog))
+        on_realize(d->dialog, d);
+}

@@ -1,0 +1,22 @@
+/* Defaults of DitValues; see values.h. */
+#include "values.h"
+
+#include <string.h>
+
+void dit_values_init(DitValues *v, DitMode mode)
+{
+    memset(v, 0, sizeof *v);
+    v->version = DIT_VALUES_VERSION;
+    v->mode = mode;
+    v->steps = 20;
+    v->strength = mode == DIT_MODE_IMG2IMG ? 0.75 : 1.0;
+    v->guidance = 4.0;
+    v->seed = -1;
+    v->grow = 0;
+    dit_values_set_string(v->device, sizeof v->device, "auto");
+}
+
+void dit_values_set_string(gchar *field, gsize size, const gchar *src)
+{
+    g_strlcpy(field, src ? src : "", size);
+}

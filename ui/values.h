@@ -1,0 +1,46 @@
+/* The settings of one DiT run, shared by the GTK3 dialog and the plug-ins.
+ *
+ * Plain C with fixed-size strings, so a plug-in can store the struct as it
+ * is (GIMP 2.10's gimp_set_data); no GTK, no GIMP. One name per setting
+ * everywhere: the PDB arguments, the dit CLI flags and these fields agree. */
+#ifndef DIT_UI_VALUES_H
+#define DIT_UI_VALUES_H
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* bump when the layout below changes: stored values of another version are
+ * dropped and the defaults used instead */
+#define DIT_VALUES_VERSION 1
+
+typedef enum {
+    DIT_MODE_INPAINT = 0, /* regenerate the selection, keep the rest */
+    DIT_MODE_IMG2IMG,     /* re-imagine the layer (or the selection's bounds) */
+    DIT_MODE_GENERATE,    /* a new image of a class, no source */
+    DIT_MODE_COUNT
+} DitMode;
+
+typedef struct {
+    gint32 version;          /* DIT_VALUES_VERSION */
+    gint32 mode;             /* DitMode; the procedure's own */
+    gchar model[1024];       /* "": the embedded default model */
+    gchar class_name[256];   /* class id or label name; "": class 0 */
+    gint32 steps;            /* 20 (1 .. 1000; 0: the model's default) */
+    gdouble strength;        /* 1.0 inpaint, 0.75 img2img (0 .. 1) */
+    gdouble guidance;        /* 4.0 (0 .. 100; <= 1 turns guidance off) */
+    gint32 seed;             /* -1: a new random seed each run (-1 .. 2^31 - 1) */
+    gchar sampler[32];       /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
+    gint32 grow;             /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
+    gchar device[16];        /* "auto", "cpu" or "cuda" */
+} DitValues;
+
+/* The defaults above for a mode. */
+void dit_values_init(DitValues *v, DitMode mode);
+
+/* Copies src into a fixed-size field, truncating; NULL gives "". */
+void dit_values_set_string(gchar *field, gsize size, const gchar *src);
+
+G_END_DECLS
+
+#endif
