@@ -34,6 +34,8 @@ void dit_train_config_default(dit_train_config *c);
  * adaLN and final layer zero), label table std `label_std`. */
 dit_status dit_model_create(dit_ctx *ctx, const dit_config *cfg, dit_model **out);
 void dit_model_init_weights(dit_model *m, uint64_t seed, float label_std);
+/* floats of the parameter block a config needs (0 if the config is invalid) */
+size_t dit_config_param_floats(const dit_config *cfg);
 /* Writes `params` (a block laid out like m->params, e.g. the EMA copy) in the
  * official naming. */
 dit_status dit_model_save(dit_ctx *ctx, const dit_model *m, const float *params, const char *path,

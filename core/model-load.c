@@ -714,3 +714,20 @@ float *dit_model_find(dit_model *m, const char *name, size_t *count)
     free(tmp.blocks);
     return found;
 }
+
+size_t dit_config_param_floats(const dit_config *cfg)
+{
+    dit_model tmp = {0};
+    tmp.cfg = *cfg;
+    tmp.cfg.naming = DIT_NAMING_OFFICIAL;
+    tmp.cfg.per_block_embedder = 0;
+    if (cfg->depth <= 0 || cfg->depth > MAX_DEPTH)
+        return 0;
+    tmp.blocks = calloc((size_t)cfg->depth, sizeof *tmp.blocks);
+    if (!tmp.blocks)
+        return 0;
+    weight_layout L = {0};
+    layout_model(&L, &tmp);
+    free(tmp.blocks);
+    return L.used;
+}

@@ -495,9 +495,17 @@ dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char 
     dit_status st = DIT_OK;
     /* diffusers writes lambda_min_clipped as a bare -Infinity, which is not
      * JSON: read such values as null */
+    if (!json || !g_utf8_validate(json, -1, NULL)) {
+        g_object_unref(parser);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: scheduler config is not valid UTF-8", src);
+    }
     GRegex *inf = g_regex_new(":\\s*-?(Infinity|NaN)", 0, 0, NULL);
     char *clean = g_regex_replace_literal(inf, json, -1, 0, ": null", 0, NULL);
     g_regex_unref(inf);
+    if (!clean) {
+        g_object_unref(parser);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: scheduler config cannot be read", src);
+    }
     json = clean;
     if (!json_parser_load_from_data(parser, json, -1, &err)) {
         st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);

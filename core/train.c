@@ -639,6 +639,25 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
     c.hidden_size = jint(o, "hidden_size"), c.depth = jint(o, "depth");
     c.num_heads = jint(o, "num_heads"), c.mlp_hidden = jint(o, "mlp_hidden");
     c.num_classes = jint(o, "num_classes"), c.freq_dim = jint(o, "freq_dim");
+    c.out_channels = c.learn_sigma ? 2 * c.in_channels : c.in_channels;
+    {   /* the config must describe exactly the stored block (checked against the
+         * file before anything that size is allocated) */
+        const st_tensor *pt = st_find(f, "params");
+        const size_t need = c.hidden_size > 0 && c.hidden_size <= 16384 && c.mlp_hidden > 0 &&
+                                    c.mlp_hidden <= 262144 && c.num_classes >= 0 &&
+                                    c.num_classes <= 1000000 && c.freq_dim >= 2 &&
+                                    c.freq_dim <= 16384 && c.in_channels > 0 &&
+                                    c.in_channels <= 4096 && c.patch_size > 0 &&
+                                    c.patch_size <= 64
+                                ? dit_config_param_floats(&c)
+                                : 0;
+        if (!pt || pt->ndim != 1 || need == 0 || (size_t)pt->shape[0] != need) {
+            st = dit_error(ctx, DIT_ERR_FORMAT,
+                           "%s: the checkpoint's config does not match its stored parameters",
+                           path);
+            goto out;
+        }
+    }
     if ((st = dit_model_create(ctx, &c, &m)))
         goto out;
     dit_train_config t;

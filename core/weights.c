@@ -51,6 +51,28 @@ static bool shape_matches(const st_tensor *t, const weight_expect *e)
     return t->shape[e->ndim] == 1 && t->shape[e->ndim + 1] == 1;
 }
 
+static dit_status check_present(dit_ctx *ctx, const st_file *f, const weight_expect *e,
+                                const char *what)
+{
+    const st_tensor *t = st_find(f, e->name);
+    if (!t) {
+        if (e->flags & WL_OPTIONAL)
+            return DIT_OK;
+        char s[96];
+        st_shape_str(e->shape, e->ndim, s, sizeof s);
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: missing tensor '%s' (expected shape %s for %s)",
+                         f->path, e->name, s, what);
+    }
+    if (!shape_matches(t, e)) {
+        char found[96], wanted[96];
+        st_shape_str(t->shape, t->ndim, found, sizeof found);
+        st_shape_str(e->shape, e->ndim, wanted, sizeof wanted);
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' has shape %s, expected %s", f->path,
+                         e->name, found, wanted);
+    }
+    return DIT_OK;
+}
+
 dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *model,
                    const char *what, bool (*ignorable)(const char *name, const void *user),
                    wl_result *out)
@@ -58,15 +80,28 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
     memset(out, 0, sizeof *out);
     weight_layout L = {0};
     layout(&L, model); /* count floats and entries */
+    const size_t n_expect = L.n;
     size_t bytes;
     if (!dit_mul_size(L.used, sizeof(float), &bytes))
         return dit_error(ctx, DIT_ERR_NOMEM, "%s: parameter count overflows", f->path);
-    const size_t n_expect = L.n;
-    float *params = dit_alloc_aligned(bytes);
     weight_expect *list = calloc(n_expect ? n_expect : 1, sizeof *list);
     bool *used = calloc(f->n + 1, sizeof *used);
+    float *params = NULL;
     dit_status st = DIT_OK;
-    if (!params || !list || !used) {
+    if (!list || !used) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    /* names and shapes first: a header that claims a huge model is refused
+     * before its parameter block is allocated */
+    L = (weight_layout){.list = list};
+    layout(&L, model);
+    for (size_t i = 0; i < n_expect && st == DIT_OK; i++)
+        st = check_present(ctx, f, &list[i], what);
+    if (st)
+        goto out;
+    params = dit_alloc_aligned(bytes);
+    if (!params) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the parameters",
                        f->path, (double)bytes / (1 << 20));
         goto out;
@@ -79,23 +114,8 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
     for (size_t i = 0; i < n_expect && st == DIT_OK; i++) {
         const weight_expect *e = &list[i];
         const st_tensor *t = st_find(f, e->name);
-        if (!t) {
-            if (e->flags & WL_OPTIONAL)
-                continue;
-            char s[96];
-            st_shape_str(e->shape, e->ndim, s, sizeof s);
-            st = dit_error(ctx, DIT_ERR_MODEL, "%s: missing tensor '%s' (expected shape %s for %s)",
-                           f->path, e->name, s, what);
-            break;
-        }
-        if (!shape_matches(t, e)) {
-            char found[96], wanted[96];
-            st_shape_str(t->shape, t->ndim, found, sizeof found);
-            st_shape_str(e->shape, e->ndim, wanted, sizeof wanted);
-            st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' has shape %s, expected %s",
-                           f->path, e->name, found, wanted);
-            break;
-        }
+        if (!t)
+            continue; /* optional, checked above */
         if ((st = st_read_f32(ctx, f, t, e->dst)))
             break;
         for (size_t k = 0; k < t->n_elements; k++)
