@@ -11,6 +11,14 @@
 
 static int default_threads(void)
 {
+    /* honour OMP_NUM_THREADS, as OpenBLAS and libgomp do */
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (end != env && n > 0 && n <= 1024)
+            return (int)n;
+    }
 #ifdef _OPENMP
     int n = omp_get_num_procs();
     return n > 0 ? n : 1;

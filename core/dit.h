@@ -79,7 +79,8 @@ typedef struct {
 DIT_API dit_ctx *dit_ctx_new(void);
 DIT_API void dit_ctx_free(dit_ctx *ctx);
 DIT_API const char *dit_last_error(const dit_ctx *ctx);
-/* Number of CPU threads for our loops and for BLAS; 0 means all cores. */
+/* Number of CPU threads for our loops and for BLAS; 0 means the default:
+ * $OMP_NUM_THREADS when set, else all cores. */
 DIT_API dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads);
 DIT_API int dit_ctx_get_threads(const dit_ctx *ctx);
 /* Cap on activation memory (bytes, 0 = none; default from $DIT_MEMORY_LIMIT,
