@@ -98,7 +98,7 @@ static bool zip_open(const char *path, zip_file *z, GError **err)
     if ((count == 0xffff || cd_off == 0xffffffffu) && eocd >= 20 &&
         rd32(b + eocd - 20) == 0x07064b50) { /* zip64 */
         uint64_t rec = rd64(b + eocd - 20 + 8);
-        if (rec > z->size - 56 || rd32(b + rec) != 0x06064b50)
+        if (z->size < 56 || rec > z->size - 56 || rd32(b + rec) != 0x06064b50)
             BAD("%s: broken zip64 directory", path);
         count = rd64(b + rec + 32), cd_size = rd64(b + rec + 40), cd_off = rd64(b + rec + 48);
     }
@@ -107,7 +107,7 @@ static bool zip_open(const char *path, zip_file *z, GError **err)
     z->entries = g_new0(zip_entry, count ? count : 1);
     uint64_t p = cd_off;
     for (uint64_t i = 0; i < count; i++) {
-        if (p > z->size - 46 || rd32(b + p) != 0x02014b50)
+        if (z->size < 46 || p > z->size - 46 || rd32(b + p) != 0x02014b50)
             BAD("%s: broken zip directory entry %llu", path, (unsigned long long)i);
         const uint16_t method = rd16(b + p + 10), nlen = rd16(b + p + 28), xlen = rd16(b + p + 30),
                        clen = rd16(b + p + 32);
@@ -134,7 +134,7 @@ static bool zip_open(const char *path, zip_file *z, GError **err)
             BAD("%s: entry '%s' is compressed (method %u); torch.save stores entries "
                 "uncompressed",
                 path, e->name, method);
-        if (csize != usize || loc > z->size - 30 || rd32(b + loc) != 0x04034b50)
+        if (csize != usize || z->size < 30 || loc > z->size - 30 || rd32(b + loc) != 0x04034b50)
             BAD("%s: entry '%s' has a bad local header", path, e->name);
         const uint64_t data = loc + 30 + rd16(b + loc + 26) + rd16(b + loc + 28);
         if (data > z->size || usize > z->size - data)

@@ -51,8 +51,9 @@ bool png_load(const char *path, png_data *out, GError **err)
     png_err e = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &e, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
-    png_bytep *rows = NULL;
-    png_bytep pixels = NULL;
+    /* volatile: the error path runs after a longjmp and must see these */
+    png_bytep *volatile rows = NULL;
+    png_bytep volatile pixels = NULL;
     if (!png || !info) {
         png_destroy_read_struct(&png, &info, NULL);
         fclose(fp);
@@ -63,8 +64,8 @@ bool png_load(const char *path, png_data *out, GError **err)
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: bad PNG: %s", path,
                     e.msg[0] ? e.msg : "read error");
         png_destroy_read_struct(&png, &info, NULL);
-        g_free(rows);
-        g_free(pixels);
+        g_free((void *)rows);
+        g_free((void *)pixels);
         png_data_clear(out);
         fclose(fp);
         return false;
@@ -89,7 +90,7 @@ bool png_load(const char *path, png_data *out, GError **err)
     rows = g_new(png_bytep, H);
     for (int y = 0; y < H; y++)
         rows[y] = pixels + rowbytes * (size_t)y;
-    png_read_image(png, rows);
+    png_read_image(png, (png_bytepp)rows);
     png_read_end(png, NULL);
 
     out->width = W, out->height = H, out->bit_depth = depth;
@@ -114,8 +115,8 @@ bool png_load(const char *path, png_data *out, GError **err)
                 out->alpha[i] = v[ch - 1] / maxv;
         }
     png_destroy_read_struct(&png, &info, NULL);
-    g_free(rows);
-    g_free(pixels);
+    g_free((void *)rows);
+    g_free((void *)pixels);
     fclose(fp);
     return true;
 }
