@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dit.h"
+
 typedef struct {
     int n, channels, size;  /* n images of channels x size x size */
     float *images;          /* (n, C, S, S) */
@@ -24,6 +26,14 @@ bool dataset_load_idx(const char *images_path, const char *labels_path, int size
 bool dataset_load_named(const char *name, int size, dataset *out, GError **err);
 /* DIR/<class>/<image>.png, classes in sorted order; resized (centre crop) to size */
 bool dataset_load_folder(const char *dir, int size, int channels, dataset *out, GError **err);
+/* DIR with a CSV of "file,label" lines (paths relative to DIR; a header
+ * line without a PNG path is skipped); classes are the sorted labels */
+bool dataset_load_csv(const char *dir, const char *csv, int size, int channels, dataset *out,
+                      GError **err);
+/* Replaces images by their VAE latents (mean x scaling factor), encoding
+ * once: DIR/<name>-<size>.safetensors is reused when it matches. */
+bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, const char *name,
+                           dataset *d, GError **err);
 void dataset_clear(dataset *d);
 
 #endif

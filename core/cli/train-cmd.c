@@ -83,6 +83,19 @@ static int export_model(dit_ctx *ctx, dit_trainer *tr, const char *dir, char **c
     return 0;
 }
 
+/* a latent model's folder points at its VAE (vae/), so dit and the
+ * plug-in find it like a diffusers pipeline's */
+static void link_vae(const char *model_dir, const char *vae_path)
+{
+    char *link = g_build_filename(model_dir, "vae", NULL);
+    char *abs = g_canonicalize_filename(vae_path, NULL);
+    g_unlink(link);
+    if (symlink(abs, link) != 0)
+        fprintf(stderr, "dit: cannot link %s to the VAE\n", link);
+    g_free(abs);
+    g_free(link);
+}
+
 /* Held-out loss in 10 timestep buckets, with the true label and the null
  * label; the difference is the class signal. */
 static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, int n_val,
@@ -146,7 +159,8 @@ int dit_cmd_train(int argc, char **argv)
     int batch = 128, warmup = 500, every = 250, val_every = 1000, threads = 0, steps = 20000;
     double lr = 3e-4, ema = 0.999, clip = 1.0, dropout = 0.1, label_std = 0.5, mlp_ratio = 4;
     gint64 seed = 0;
-    gboolean resume = FALSE, quiet = FALSE;
+    gboolean resume = FALSE, quiet = FALSE, flip = FALSE;
+    char *vae_path = NULL, *cache = NULL, *labels_csv = NULL;
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output folder (checkpoint, log, model/)", "DIR"},
@@ -172,6 +186,10 @@ int dit_cmd_train(int argc, char **argv)
         {"every", 0, 0, G_OPTION_ARG_INT, &every, "checkpoint + export every N steps (default 250)", "N"},
         {"validate-every", 0, 0, G_OPTION_ARG_INT, &val_every, "held-out loss and class signal every N steps (default 1000)", "N"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "seed for init, batches and noise (default 0)", "N"},
+        {"flip", 0, 0, G_OPTION_ARG_NONE, &flip, "random horizontal flips", NULL},
+        {"vae", 0, 0, G_OPTION_ARG_FILENAME, &vae_path, "train in this VAE's latent space (images are encoded once)", "PATH"},
+        {"latent-cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "where encoded latents are kept (default OUT/latents)", "DIR"},
+        {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &labels_csv, "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all)", "N"},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
@@ -207,7 +225,9 @@ int dit_cmd_train(int argc, char **argv)
     dit_ctx_set_threads(ctx, threads);
     const char *set = data ? data : "fashion-mnist";
     bool ok;
-    if (g_file_test(set, G_FILE_TEST_IS_DIR)) {
+    if (g_file_test(set, G_FILE_TEST_IS_DIR) && labels_csv) {
+        ok = dataset_load_csv(set, labels_csv, size, channels ? channels : 3, &train, &err);
+    } else if (g_file_test(set, G_FILE_TEST_IS_DIR)) {
         ok = dataset_load_folder(set, size, channels ? channels : 3, &train, &err);
     } else {
         ok = dataset_load_named(set, size, &train, &err);
@@ -221,6 +241,19 @@ int dit_cmd_train(int argc, char **argv)
         goto done;
     }
     g_mkdir_with_parents(out, 0755);
+    if (vae_path) { /* the fast-DiT way: encode once, train on the cached latents */
+        char *dir = cache ? g_strdup(cache) : g_build_filename(out, "latents", NULL);
+        ok = dataset_encode_cached(ctx, vae_path, dir, "train", &train, &err) &&
+             (!val.n || dataset_encode_cached(ctx, vae_path, dir, "val", &val, &err));
+        g_free(dir);
+        if (!ok) {
+            fprintf(stderr, "dit: %s\n", err->message);
+            g_clear_error(&err);
+            rc = 3;
+            goto done;
+        }
+        size = train.size;
+    }
     ckpt = g_build_filename(out, "checkpoint.safetensors", NULL);
     model_dir = g_build_filename(out, "model", NULL);
     log_path = g_build_filename(out, "log.jsonl", NULL);
@@ -312,6 +345,14 @@ int dit_cmd_train(int argc, char **argv)
             const int i = (int)(u[0] % (uint32_t)train.n);
             memcpy(imgs + (size_t)b * chw, train.images + (size_t)i * chw, chw * sizeof(float));
             labels[b] = train.labels[i];
+            if (flip && (u[1] & 1)) /* mirror every row */
+                for (int r = 0; r < train.channels * train.size; r++) {
+                    float *row = imgs + (size_t)b * chw + (size_t)r * train.size;
+                    for (int x = 0; x < train.size / 2; x++) {
+                        const float tmp = row[x];
+                        row[x] = row[train.size - 1 - x], row[train.size - 1 - x] = tmp;
+                    }
+                }
         }
         float loss;
         if (dit_trainer_step(ctx, tr, imgs, labels, &loss) != DIT_OK) {
@@ -341,6 +382,8 @@ int dit_cmd_train(int argc, char **argv)
                 break;
             }
             export_model(ctx, tr, model_dir, train.class_names);
+            if (vae_path)
+                link_vae(model_dir, vae_path);
         }
     }
     if (!rc) { /* the last state, also after Ctrl-C */
@@ -349,6 +392,8 @@ int dit_cmd_train(int argc, char **argv)
             rc = 2;
         } else {
             rc = export_model(ctx, tr, model_dir, train.class_names);
+            if (vae_path)
+                link_vae(model_dir, vae_path);
             fprintf(stderr, "\n%s at step %lld: %s, model in %s\n",
                     g_stop ? "stopped" : "done", (long long)dit_trainer_step_count(tr), ckpt,
                     model_dir);
@@ -371,6 +416,7 @@ done:
     dataset_clear(&val);
     dit_ctx_free(ctx);
     g_free(data), g_free(out), g_free(objective), g_free(schedule);
+    g_free(vae_path), g_free(cache), g_free(labels_csv);
     g_free(ckpt), g_free(model_dir), g_free(log_path);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* Helper for the CLI tests: makes masks and images, compares PNGs pixel by
  * pixel, and checks `dit encode | dit decode` against the library calls.
  *   cli-check mask W H X0 Y0 X1 Y1 [FEATHER] OUT.png   rectangle, soft edge
+ *   cli-check dims IN.png W H                         fails unless W x H
  *   cli-check resize IN.png W H OUT.png
  *   cli-check outside A.png B.png MASK.png   -> "outside N inside M" (differing pixels)
  *   cli-check same A.png B.png               -> exit 0 if every pixel is equal
@@ -101,6 +102,17 @@ int main(int argc, char **argv)
             }
         bool ok = png_save(argv[argc - 1], rgb, NULL, H, W, 8, &e);
         return ok ? 0 : fail(e->message);
+    }
+    if (!strcmp(argv[1], "dims") && argc == 5) { /* a PNG's width and height */
+        png_data d;
+        if (!load(argv[2], &d))
+            return 1;
+        if (d.width != atoi(argv[3]) || d.height != atoi(argv[4]))
+        {
+            fprintf(stderr, "cli-check: %s is %dx%d\n", argv[2], d.width, d.height);
+            return 1;
+        }
+        return 0;
     }
     if (!strcmp(argv[1], "resize") && argc == 6) {
         png_data d;

@@ -99,6 +99,19 @@ run 0 "validate" -- "$dit" validate -m "$tmp/run/model" --data "$tmp/data" --sam
 has '"class_agreement": ' "validate JSON"
 [ -f "$tmp/val/grid.png" ] && [ -f "$tmp/val/loss.png" ] && say "ok:   grid and loss curve written" || bad "validate wrote no grid/loss curve"
 
+# ---- labels from a CSV, flips, and training in a VAE's latent space
+printf 'file,label\na/1.png,round\na/2.png,round\nb/1.png,square\nb/2.png,square\n' > "$tmp/labels.csv"
+run 0 "train on latents with CSV labels" -- "$dit" train --data "$tmp/data" --labels-csv "$tmp/labels.csv" --vae "$golden/vae_tiny" --size 16 --patch 1 --hidden 32 --depth 1 --heads 2 --batch 4 --steps 3 --every 3 --validate-every 0 --flip --quiet --out "$tmp/lrun"
+has "encoding train 4/4" "latents encoded"
+[ -L "$tmp/lrun/model/vae" ] && grep -qx square "$tmp/lrun/model/labels.txt" && say "ok:   latent model links its VAE, CSV classes" || bad "latent model export"
+run 0 "resume reuses the latent cache" -- "$dit" train --data "$tmp/data" --labels-csv "$tmp/labels.csv" --vae "$golden/vae_tiny" --size 16 --resume --steps 4 --quiet --out "$tmp/lrun"
+has "latents from" "latent cache reused"
+run 0 "generate with the latent model through its VAE" -- "$dit" generate -m "$tmp/lrun/model" --class square --steps 2 -o "$tmp/latent.png"
+"$check" dims "$tmp/latent.png" 16 16 && say "ok:   16x16 decoded image" || bad "latent model output size"
+printf 'a/1.png,round\nnotes.txt,x\n' > "$tmp/bad.csv"
+run 2 "a CSV naming a non-PNG file is refused" -- "$dit" train --data "$tmp/data" --labels-csv "$tmp/bad.csv" --size 8 --steps 1 --quiet --out "$tmp/badrun"
+has "notes.txt is not a PNG file" "CSV error"
+
 # ---- labels
 run 0 "labels" -- "$dit" labels -m "$tmp/pipe" --labels "$tmp/labels.txt"
 has "3	dog, puppy" "labels"
