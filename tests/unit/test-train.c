@@ -111,18 +111,31 @@ int main(void)
     char *bytes = NULL;
     gsize len = 0;
     g_file_get_contents(ckpt, &bytes, &len, NULL);
-    const gsize cuts[] = {0, 4, 8, 9, 64, len / 3, len / 2, len - 100, len - 1};
+    /* every byte through the JSON header and a little past it, then ~500
+     * evenly spaced cuts through the tensor data */
     char *cut_path = g_build_filename(dir, "cut.safetensors", NULL);
-    for (size_t i = 0; i < G_N_ELEMENTS(cuts); i++) {
-        g_file_set_contents(cut_path, bytes, (gssize)cuts[i], NULL);
+    const gsize header_end = len >= 8 ? 8 + (gsize)((const guint8 *)bytes)[0] +
+                                            ((gsize)((const guint8 *)bytes)[1] << 8) +
+                                            ((gsize)((const guint8 *)bytes)[2] << 16)
+                                      : 0;
+    const gsize stride = len / 500 > 0 ? len / 500 : 1;
+    int n_cuts = 0;
+    for (gsize cut = 0; cut < len;) {
+        g_file_set_contents(cut_path, bytes, (gssize)cut, NULL);
         dit_trainer *t = NULL;
         dit_status st = dit_trainer_load(ctx, cut_path, &t);
-        printf("checkpoint cut at byte %zu of %zu -> %s: %s\n", (size_t)cuts[i], (size_t)len,
-               dit_status_name(st), dit_last_error(ctx));
+        if (cut == 0 || cut == header_end || cut == len - 1)
+            printf("checkpoint cut at byte %zu of %zu -> %s: %s\n", (size_t)cut, (size_t)len,
+                   dit_status_name(st), dit_last_error(ctx));
         CHECK(st != DIT_OK && !t && strstr(dit_last_error(ctx), "cut.safetensors"),
-              "a truncated checkpoint was accepted");
+              "a checkpoint cut at byte %zu was accepted", (size_t)cut);
         dit_trainer_free(t);
+        n_cuts++;
+        const gsize next = cut < header_end + 64 ? cut + 1 : cut + stride;
+        cut = next >= len && cut < len - 1 ? len - 1 : next; /* the last byte too */
     }
+    printf("%d truncations refused (every byte up to %zu, then every %zu)\n", n_cuts,
+           (size_t)header_end + 64, (size_t)stride);
     dit_trainer *t = NULL;
     CHECK(dit_trainer_load(ctx, ckpt, &t) == DIT_OK, "the complete checkpoint no longer loads");
     dit_trainer_free(t);
