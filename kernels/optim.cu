@@ -1,0 +1,49 @@
+/* Optimiser updates over the flat parameter array: AdamW (decoupled weight
+ * decay) and the EMA of the weights, as backend-cpu.c's. */
+#include "common.cuh"
+
+/* ---- kernels ------------------------------------------------------------- */
+
+__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                             float beta1, float beta2, float eps, float wd, float c1, float c2)
+{
+    GRID_STRIDE(i, n)
+    {
+        const float gi = g[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float mh = mi / c1, vh = vi / c2;
+        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    }
+}
+
+/* ema = decay * ema + (1 - decay) * p */
+__global__ void ema_kernel(float *ema, const float *p, size_t n, float decay)
+{
+    GRID_STRIDE(i, n)
+    ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
+}
+
+/* ---- launchers ------------------------------------------------------------ */
+
+extern "C" cudaError_t dit_cu_adamw(cudaStream_t stream, float *p, const float *g, float *m,
+                                    float *v, size_t n, float lr, float beta1, float beta2,
+                                    float eps, float wd, float c1, float c2)
+{
+    if (n == 0)
+        return cudaSuccess;
+    DIT_LAUNCH(adamw_kernel, ew_grid(n), EW_BLOCK, stream, p, g, m, v, n, lr, beta1, beta2, eps,
+               wd, c1, c2);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p,
+                                         size_t n, float decay)
+{
+    if (n == 0)
+        return cudaSuccess;
+    DIT_LAUNCH(ema_kernel, ew_grid(n), EW_BLOCK, stream, ema, p, n, decay);
+    return cudaGetLastError();
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Build gimp-dit with the CUDA backend on a lent GPU machine, run the gpu
+# suite there, and leave logs and results in $OUT. One script, two steps:
+#
+#   1. here, on a machine with Debian's package registry (a developer's):
+#        tests/gpu/on-device.sh prepare
+#      The GPU machine reaches no registry and has no meson, GLib, json-glib,
+#      OpenBLAS, libpng or cairo development files (it has gcc, nvcc,
+#      cuBLAS, ninja and python3). This downloads the Debian 12 .deb files
+#      of those libraries and a meson wheel into .device/ (git-ignored,
+#      about 30 MB).
+#   2. there, through the device tool's `run` with carry [".device"]:
+#        bash tests/gpu/on-device.sh
+#      It unpacks the .debs into a private sysroot (nothing is installed
+#      into /), points pkg-config at it, configures with -Dcuda=enabled,
+#      builds, runs `meson test --suite gpu`, and writes to $OUT:
+#        summary.txt   what ran, how long, the verdict
+#        device.txt    nvidia-smi, nvcc and driver versions
+#        setup.log, build.log, test-gpu.log, testlog.txt (meson's, per test)
+#      It exits non-zero if the build or any gpu test fails (a SKIP there
+#      means no device was seen: also a failure on this machine).
+#      Budget: about 1 minute to unpack and configure, 1-2 to build on 16
+#      cores, under a minute of tests; well inside 8 minutes.
+#
+# The sysroot's libraries are Debian 12's, built for glibc 2.36; the GPU
+# machine's newer glibc runs them. Test binaries find them through an
+# RPATH (DT_RPATH, so their dependencies resolve there too); nothing else
+# on the machine sees them.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+DEV_DIR=.device
+# the build's libraries (-dev) and the shared libraries they pull in; the
+# toolchain's own (libc, libgcc, libstdc++, libgomp) are the machine's
+DEBS=(
+    pkgconf-bin libpkgconf3
+    libglib2.0-dev libglib2.0-0 libpcre2-8-0 libffi8 libmount1 libblkid1 libselinux1
+    zlib1g-dev zlib1g
+    libjson-glib-dev libjson-glib-1.0-0
+    libopenblas-openmp-dev libopenblas0-openmp libgfortran5 libquadmath0
+    libpng-dev libpng16-16
+    libcairo2-dev libcairo2 libpixman-1-0 libfontconfig1 libfreetype6 libbrotli1 libbz2-1.0
+    libexpat1 libuuid1 libxcb1 libxcb-render0 libxcb-shm0 libxrender1 libx11-6 libxext6
+    libxau6 libxdmcp6 libbsd0 libmd0
+)
+MESON_VERSION=1.4.1
+
+prepare() {
+    mkdir -p "$DEV_DIR/debs" "$DEV_DIR/wheels"
+    grep -qxF "/$DEV_DIR/" .git/info/exclude 2>/dev/null || echo "/$DEV_DIR/" >>.git/info/exclude
+    apt-get update -qq || return 1
+    (cd "$DEV_DIR/debs" && rm -f ./*.deb && apt-get download -qq "${DEBS[@]}") || return 1
+    rm -f "$DEV_DIR"/wheels/*.whl
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$DEV_DIR/wheels" \
+        "meson==$MESON_VERSION" || return 1
+    du -sh "$DEV_DIR"
+    echo "now: device run, carry [\"$DEV_DIR\"], command: bash tests/gpu/on-device.sh"
+}
+
+if [ "${1:-}" = prepare ]; then
+    prepare
+    exit
+fi
+
+# ---- on the GPU machine ------------------------------------------------------
+OUT=${OUT:-/tmp/dit-out}
+SR=${DIT_SYSROOT:-/tmp/dit-sysroot}
+BUILD=${DIT_BUILD:-build-gpu}
+mkdir -p "$OUT"
+start=$(date +%s)
+log() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$OUT/summary.txt"; }
+die() {
+    log "FAILED: $*"
+    exit 1
+}
+
+ls "$DEV_DIR"/debs/*.deb >/dev/null 2>&1 ||
+    die "no $DEV_DIR/debs: run 'tests/gpu/on-device.sh prepare' here first and carry $DEV_DIR"
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    nvcc --version | tail -2
+    uname -srm
+    gcc --version | head -1
+} >"$OUT/device.txt" 2>&1
+export PATH=/usr/local/cuda/bin:$PATH
+log "device: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+
+# 1. the sysroot
+rm -rf "$SR"
+mkdir -p "$SR"
+for f in "$DEV_DIR"/debs/*.deb; do
+    dpkg-deb -x "$f" "$SR" || die "unpacking $f"
+done
+# absolute links (libz.so -> /lib/...) must stay inside the sysroot
+find "$SR" -type l | while read -r l; do
+    t=$(readlink "$l")
+    case $t in /*) ln -sfn "$SR$t" "$l" ;; esac
+done
+# shared linking only: the static-only dependencies need not be present
+find "$SR" -name '*.pc' -exec sed -i '/^Requires.private:/d' {} +
+LIBDIRS="$SR/usr/lib/x86_64-linux-gnu:$SR/lib/x86_64-linux-gnu:$SR/usr/lib/x86_64-linux-gnu/openblas-openmp"
+cat >"$SR/pkg-config" <<EOF
+#!/bin/sh
+LD_LIBRARY_PATH=$SR/usr/lib/x86_64-linux-gnu:$SR/lib/x86_64-linux-gnu exec $SR/usr/bin/pkgconf "\$@"
+EOF
+chmod +x "$SR/pkg-config"
+export PKG_CONFIG="$SR/pkg-config" PKG_CONFIG_SYSROOT_DIR="$SR"
+export PKG_CONFIG_LIBDIR="$SR/usr/lib/x86_64-linux-gnu/pkgconfig:$SR/usr/share/pkgconfig:$SR/usr/lib/x86_64-linux-gnu/openblas-openmp/pkgconfig"
+# link flags per linker: gcc takes -Wl, nvcc (it links whatever uses kernels/) -Xlinker=
+LINK_C="['-Wl,--disable-new-dtags', '-Wl,-rpath,$LIBDIRS', '-Wl,-rpath-link,$LIBDIRS']"
+LINK_CUDA="['-Xlinker=--disable-new-dtags', '-Xlinker=-rpath=$LIBDIRS', '-Xlinker=-rpath-link=$LIBDIRS']"
+unset LDFLAGS
+"$PKG_CONFIG" --exists glib-2.0 json-glib-1.0 openblas libpng zlib cairo ||
+    die "the sysroot's pkg-config files are incomplete"
+
+# 2. meson from the carried wheel
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/dit-meson \
+    "$DEV_DIR"/wheels/meson-*.whl >"$OUT/pip.log" 2>&1 || die "installing meson (see pip.log)"
+export PYTHONPATH=/tmp/dit-meson${PYTHONPATH:+:$PYTHONPATH}
+MESON=(python3 /tmp/dit-meson/bin/meson)
+log "sysroot and meson $("${MESON[@]}" --version) ready"
+
+# 3. configure and build
+rm -rf "$BUILD"
+"${MESON[@]}" setup "$BUILD" -Dcuda=enabled -Dgimp=disabled -Dgtk=disabled -Dnls=disabled \
+    -Dc_link_args="$LINK_C" -Dcpp_link_args="$LINK_C" -Dcuda_link_args="$LINK_CUDA" \
+    >"$OUT/setup.log" 2>&1 || die "meson setup (see setup.log)"
+grep -qiE "CUDA backend *: *(yes|true)" "$OUT/setup.log" || die "configured without CUDA"
+log "configured"
+ninja -C "$BUILD" ${DIT_JOBS:+-j "$DIT_JOBS"} >"$OUT/build.log" 2>&1 || die "build (see build.log)"
+log "built"
+
+# 4. the gpu suite
+status=0
+"${MESON[@]}" test -C "$BUILD" --suite gpu --print-errorlogs --no-rebuild \
+    >"$OUT/test-gpu.log" 2>&1 || status=1
+cp "$BUILD/meson-logs/testlog.txt" "$OUT/testlog.txt" 2>/dev/null
+grep -E "^ *[0-9]+/[0-9]+ " "$OUT/test-gpu.log" | tee -a "$OUT/summary.txt"
+if grep -qE "^Skipped: +[1-9]" "$OUT/test-gpu.log"; then
+    log "a gpu test skipped: no CUDA device seen (see testlog.txt)"
+    status=1
+fi
+
+# 5. GPU benchmarks: not yet. They land when the model code runs on the
+# backend (DiT-XL/2 256 forward batch 2 + CFG, 50-step sample, SD-VAE 512
+# decode, fp32 and bf16, each against PyTorch/diffusers on this GPU in the
+# same run). Add them here, writing $OUT/bench-*.txt, within the budget.
+
+log "done: gpu suite $([ $status = 0 ] && echo passed || echo FAILED)"
+exit $status
