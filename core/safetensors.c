@@ -468,7 +468,8 @@ dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tenso
     char *header = build_header(tensors, n, meta_keys, meta_values, n_meta, &header_len);
 
     char *tmp = g_strdup_printf("%s.tmp-XXXXXX", path);
-    int fd = g_mkstemp(tmp);
+    /* 0666 less the umask, as a plain open() would give (mkstemp gives 0600) */
+    int fd = g_mkstemp_full(tmp, O_RDWR, 0666);
     if (fd < 0) {
         dit_status st = dit_error(ctx, DIT_ERR_IO, "%s: cannot create a temporary file: %s",
                                   path, strerror(errno));

@@ -1,5 +1,6 @@
 #include "png-io.h"
 
+#include <fcntl.h>
 #include <errno.h>
 #include <png.h>
 #include <stdint.h>
@@ -133,7 +134,8 @@ bool png_save(const char *path, const float *rgb, const float *alpha, int H, int
               GError **err)
 {
     char *tmp = g_strdup_printf("%s.tmp-XXXXXX", path);
-    int fd = g_mkstemp(tmp);
+    /* 0666 less the umask, as a plain open() would give (mkstemp gives 0600) */
+    int fd = g_mkstemp_full(tmp, O_RDWR, 0666);
     FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!fp) {
         g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot write: %s",

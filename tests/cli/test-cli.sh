@@ -95,6 +95,8 @@ run 0 "train on an image folder" -- "$dit" train --data "$tmp/data" --channels 1
 run 0 "resume to step 8" -- "$dit" train --data "$tmp/data" --channels 1 --size 8 --resume --steps 8 --quiet --out "$tmp/run"
 has "resuming at step 6" "resume"
 run 0 "generate with the trained pixel model by label" -- "$dit" generate -m "$tmp/run/model" --class b --steps 3 -o "$tmp/tiny.png"
+# outputs are written through a temp file, but get the usual mode (0666 less the umask)
+[ "$(stat -c %a "$tmp/tiny.png")" = "$(printf %o $((0666 & ~$(umask))))" ] && [ "$(stat -c %a "$tmp/run/model/model.safetensors")" = "$(printf %o $((0666 & ~$(umask))))" ] && say "ok:   output files get 0666 less the umask" || bad "output file mode $(stat -c %a "$tmp/tiny.png") with umask $(umask)"
 run 0 "validate" -- "$dit" validate -m "$tmp/run/model" --data "$tmp/data" --samples 2 --steps 2 --train-log "$tmp/run/log.jsonl" -o "$tmp/val"
 has '"class_agreement": ' "validate JSON"
 [ -f "$tmp/val/grid.png" ] && [ -f "$tmp/val/loss.png" ] && say "ok:   grid and loss curve written" || bad "validate wrote no grid/loss curve"
