@@ -33,6 +33,7 @@ dit_ctx *dit_ctx_new(void)
     if (!ctx)
         return NULL;
     ctx->cpu = *dit_backend_cpu();
+    ctx->be = &ctx->cpu;
     dit_ctx_set_threads(ctx, 0);
     /* DIT_MEMORY_LIMIT=4G (or M, K, bytes) caps activation memory */
     const char *lim = getenv("DIT_MEMORY_LIMIT");
@@ -53,6 +54,7 @@ void dit_ctx_free(dit_ctx *ctx)
 {
     if (!ctx)
         return;
+    dit_device_release(ctx);
     dit_free_aligned(ctx->arena);
     dit_free_aligned(ctx->pos_table);
     free(ctx);

@@ -145,10 +145,27 @@ const dit_backend *dit_backend_cpu(void);
 
 /* ---- context ------------------------------------------------------------- */
 
+/* Device state of a context (core/device.c): the device backend and the
+ * device memory the DiT forward works in. All NULL/0 on the CPU. */
+typedef struct {
+    dit_backend *be;      /* owned; NULL until a device is selected */
+    float *arena;         /* device activations (+ x, t, y, pos, out) */
+    size_t arena_floats;
+    /* the weights of one model, uploaded once: `params` is one device
+     * allocation of param_floats, `model` a copy of the host model whose
+     * pointers are rebased into it (blocks: its own array) */
+    float *params;
+    dit_model *model;
+    const dit_model *host; /* which model, at which version */
+    uint64_t host_version;
+} dit_device;
+
 struct dit_ctx {
     char error[DIT_ERROR_LEN];
     int n_threads;     /* resolved, >= 1 */
     dit_backend cpu;   /* the CPU op table with this context's thread count */
+    const dit_backend *be; /* the active backend: &cpu or dev.be */
+    dit_device dev;
     float *arena;      /* activations, grown only before a forward starts */
     size_t arena_floats;
     size_t memory_limit; /* bytes of activations allowed; 0 = no limit */
@@ -169,6 +186,23 @@ void dit_clear_error(dit_ctx *ctx);
 dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats);
 /* The same budget check for other large buffers (training activations). */
 dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what);
+
+/* ---- device memory of the active backend (core/device.c) -------------------
+ * Reached only when ctx->be != &ctx->cpu. Without a CUDA build these fail
+ * with DIT_ERR_UNSUPPORTED (they are never reached then). */
+static inline bool dit_on_device(const dit_ctx *ctx) { return ctx->be != &ctx->cpu; }
+/* Ensure the device arena holds n floats (under the memory limit). */
+dit_status dit_device_arena_reserve(dit_ctx *ctx, size_t n_floats);
+/* One device allocation of `bytes`; NULL on failure (message in ctx). */
+void *dit_device_alloc(dit_ctx *ctx, size_t bytes);
+void dit_device_free(void *dev);
+dit_status dit_device_upload(dit_ctx *ctx, void *dst_dev, const void *src, size_t bytes);
+dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, size_t bytes);
+/* Waits for the device; the first op error since the last sync as a status
+ * with its message in ctx. */
+dit_status dit_device_sync(dit_ctx *ctx);
+/* Frees the device weights, arena and backend (dit_ctx_free). */
+void dit_device_release(dit_ctx *ctx);
 
 /* Overflow-checked size arithmetic: false on overflow. */
 bool dit_mul_size(size_t a, size_t b, size_t *out);
@@ -213,6 +247,7 @@ struct dit_model {
     size_t param_floats; /* size of that block, padding included */
     size_t n_params;
     char source_dtype[8];
+    uint64_t version;  /* new on every change of params: see dit_model_touch */
 
     float *x_embed_w;  /* (D, C, p, p) x_embedder.proj */
     float *x_embed_b;  /* (D) */
@@ -224,6 +259,10 @@ struct dit_model {
     float *final_w;     /* (p*p*Cout, D) final_layer.linear */
     float *final_b;     /* (p*p*Cout) */
 };
+
+/* Whoever writes a model's params (loader, init, optimizer step, resume)
+ * calls this, so device copies of the weights are uploaded again. */
+void dit_model_touch(dit_model *m);
 
 /* f16/bf16 -> f32 */
 float dit_f16_to_f32(uint16_t h);

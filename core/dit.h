@@ -87,6 +87,15 @@ DIT_API int dit_ctx_get_threads(const dit_ctx *ctx);
  * e.g. "4G"): work that would need more is refused before allocating, with
  * a message suggesting tiling or a smaller batch. */
 DIT_API dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes);
+/* Compute device (any case): "cpu" (the default), "cuda" or "auto" (CUDA when this
+ * build has the CUDA backend and a device is usable, else the CPU). "cuda"
+ * without either is DIT_ERR_UNSUPPORTED with the reason in dit_last_error;
+ * anything else is DIT_ERR_INVALID_ARG. On failure the device is unchanged.
+ * Today the DiT forward runs on the device; the VAE and the trainer still
+ * run on the CPU. */
+DIT_API dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device);
+/* The active device: "cpu" or "cuda". */
+DIT_API const char *dit_ctx_device(const dit_ctx *ctx);
 DIT_API const char *dit_status_name(dit_status status);
 
 /* ---- models ------------------------------------------------------------- */

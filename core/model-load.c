@@ -537,6 +537,7 @@ dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
         goto out;
     if ((st = load_weights(ctx, f, m)))
         goto out;
+    dit_model_touch(m);
     /* a pipeline folder's scheduler/, else our own metadata */
     if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
         char *sp = g_build_filename(path, "scheduler", "scheduler_config.json", NULL);
@@ -552,6 +553,12 @@ out:
     dit_model_free(m);
     model_files_clear(&files);
     return st;
+}
+
+void dit_model_touch(dit_model *m)
+{
+    static _Atomic uint64_t last; /* versions are unique across models */
+    m->version = ++last;
 }
 
 void dit_model_free(dit_model *m)
@@ -640,6 +647,7 @@ dit_status dit_model_create(dit_ctx *ctx, const dit_config *cfg_in, dit_model **
     }
     m->pos_embed = NULL;
     snprintf(m->source_dtype, sizeof m->source_dtype, "F32");
+    dit_model_touch(m);
     *out = m;
     return DIT_OK;
 }

@@ -12,6 +12,7 @@
 #include "dit-impl.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,7 @@ static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int
 /* csilu (B, D) = SiLU(MLP(temb(t)) + table[y]) for one embedder */
 static void conditioning(const dit_backend *be, const dit_config *c,
                          const dit_embedder_weights *e, int B, const float *t,
-                         const int32_t *y, acts *a)
+                         const int32_t *y, const acts *a)
 {
     const int D = c->hidden_size;
     be->timestep_embedding(be, a->tfreq, t, B, c->freq_dim, c->freq_shift);
@@ -187,30 +188,17 @@ static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, 
     return DIT_OK;
 }
 
-dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
-                             const float *x, const float *t, const int32_t *y, float *out)
+/* The forward itself, on backend `be`: every pointer (weights of `model`,
+ * activations in `a`, x, t, y, pos, out) is memory of that backend. */
+static void forward_ops(const dit_backend *be, const dit_model *model, const acts *ap, int B,
+                        int H, int W, const float *x, const float *t, const int32_t *y,
+                        const float *pos, float *out, profile *P)
 {
-    if (!ctx || !model)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL context or model");
     const dit_config *c = &model->cfg;
-    dit_status st = check_inputs(ctx, c, B, H, W, x, t, y, out);
-    if (st)
-        return st;
-    const dit_backend *be = &ctx->cpu;
+    const acts a = *ap;
     const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
     const int gh = H / p, gw = W / p, T = gh * gw, BT = B * T;
     const int P_in = c->in_channels * p * p, P_out = p * p * c->out_channels;
-
-    acts a;
-    if ((st = dit_arena_reserve(ctx, layout_acts(be, c, B, H, W, NULL, &a))))
-        return st;
-    layout_acts(be, c, B, H, W, ctx->arena, &a);
-    const float *pos = NULL;
-    if ((st = position_table(ctx, model, gh, gw, &pos)))
-        return st;
-
-    profile pr = {.on = g_profile_on()};
-    profile *P = &pr;
 
     // tokens (B, T, D) = patch embed + position embed
     TIMED(P, P_EMBED, {
@@ -260,6 +248,170 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
         be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out, DIT_ACT_NONE);
         be->unpatchify(be, out, a.fin, B, c->out_channels, H, W, p);
     });
+}
+
+/* p, a pointer into m's params, at the same offset in `dev`; false when p
+ * lies outside params (a layout this upload does not know). */
+static bool rebase(const dit_model *m, float *dev, float **p)
+{
+    if (!*p)
+        return true;
+    const uintptr_t lo = (uintptr_t)m->params, at = (uintptr_t)*p;
+    if (at < lo || at >= lo + m->param_floats * sizeof(float))
+        return false;
+    *p = dev + (*p - m->params);
+    return true;
+}
+
+static bool rebase_emb(const dit_model *m, float *dev, dit_embedder_weights *e)
+{
+    return rebase(m, dev, &e->t_mlp0_w) && rebase(m, dev, &e->t_mlp0_b) &&
+           rebase(m, dev, &e->t_mlp2_w) && rebase(m, dev, &e->t_mlp2_b) &&
+           rebase(m, dev, &e->y_table);
+}
+
+/* The weights of m on the device: uploaded on first use and again when the
+ * model or its version changed; kept in ctx->dev as a copy of m whose
+ * pointers point into one device allocation. */
+static dit_status device_weights(dit_ctx *ctx, const dit_model *m, const dit_model **out)
+{
+    dit_device *d = &ctx->dev;
+    if (d->model && d->host == m && d->host_version == m->version) {
+        *out = d->model;
+        return DIT_OK;
+    }
+    dit_device_free(d->params);
+    if (d->model)
+        free(d->model->blocks);
+    free(d->model);
+    d->params = NULL, d->model = NULL, d->host = NULL;
+
+    const size_t bytes = m->param_floats * sizeof(float);
+    dit_model *dm = calloc(1, sizeof *dm);
+    dit_block_weights *blocks = calloc((size_t)m->cfg.depth, sizeof *blocks);
+    float *dev = dit_device_alloc(ctx, bytes);
+    dit_status st = DIT_OK;
+    if (!dm || !blocks)
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    else if (!dev)
+        st = DIT_ERR_NOMEM; /* message set */
+    else
+        st = dit_device_upload(ctx, dev, m->params, bytes);
+    if (st)
+        goto fail;
+    *dm = *m;
+    dm->scheduler_json = NULL; /* not owned; not needed by the forward */
+    dm->params = dev;
+    dm->blocks = blocks;
+    bool ok = rebase(m, dev, &dm->x_embed_w) && rebase(m, dev, &dm->x_embed_b) &&
+              rebase(m, dev, &dm->pos_embed) && rebase_emb(m, dev, &dm->emb) &&
+              rebase(m, dev, &dm->final_ada_w) && rebase(m, dev, &dm->final_ada_b) &&
+              rebase(m, dev, &dm->final_w) && rebase(m, dev, &dm->final_b);
+    for (int l = 0; ok && l < m->cfg.depth; l++) {
+        const dit_block_weights *hb = &m->blocks[l];
+        dit_block_weights *b = &blocks[l];
+        *b = *hb;
+        ok = rebase_emb(m, dev, &b->own_emb) && rebase(m, dev, &b->ada_w) &&
+             rebase(m, dev, &b->ada_b) && rebase(m, dev, &b->qkv_w) &&
+             rebase(m, dev, &b->qkv_b) && rebase(m, dev, &b->proj_w) &&
+             rebase(m, dev, &b->proj_b) && rebase(m, dev, &b->fc1_w) &&
+             rebase(m, dev, &b->fc1_b) && rebase(m, dev, &b->fc2_w) && rebase(m, dev, &b->fc2_b);
+        if (hb->emb == &m->emb)
+            b->emb = &dm->emb;
+        else if (hb->emb == &hb->own_emb)
+            b->emb = &b->own_emb;
+        else
+            ok = false;
+    }
+    if (!ok) {
+        st = dit_error(ctx, DIT_ERR_MODEL, "a weight of the model lies outside its parameter "
+                                           "block: cannot place it on the device");
+        goto fail;
+    }
+    d->params = dev, d->model = dm, d->host = m, d->host_version = m->version;
+    *out = dm;
+    return DIT_OK;
+fail:
+    dit_device_free(dev);
+    free(blocks);
+    free(dm);
+    return st;
+}
+
+/* The forward on a device backend: weights uploaded once, activations and
+ * x, t, y, pos, out in the device arena, one sync at the end. */
+static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
+                                 const float *x, const float *t, const int32_t *y,
+                                 const float *pos, float *out)
+{
+    const dit_backend *be = ctx->be;
+    const dit_config *c = &model->cfg;
+    const dit_model *dm = NULL;
+    dit_status st = device_weights(ctx, model, &dm);
+    if (st)
+        return st;
+    const size_t T = (size_t)(H / c->patch_size) * (W / c->patch_size);
+    const size_t n_x = (size_t)B * c->in_channels * H * W;
+    const size_t n_out = (size_t)B * c->out_channels * H * W;
+    const bool own_pos = pos != model->pos_embed; /* else already on the device */
+
+    acts a;
+    size_t used = layout_acts(be, c, B, H, W, NULL, &a);
+    const size_t n_acts = used;
+    carve(NULL, NULL, &used, n_x);
+    carve(NULL, NULL, &used, (size_t)B);
+    carve(NULL, NULL, &used, (size_t)B);
+    carve(NULL, NULL, &used, own_pos ? T * c->hidden_size : 0);
+    carve(NULL, NULL, &used, n_out);
+    if ((st = dit_device_arena_reserve(ctx, used)))
+        return st;
+    float *base = ctx->dev.arena;
+    layout_acts(be, c, B, H, W, base, &a);
+    float *dx, *dt, *dy, *dpos, *dout;
+    used = n_acts;
+    carve(&dx, base, &used, n_x);
+    carve(&dt, base, &used, (size_t)B);
+    carve(&dy, base, &used, (size_t)B); /* int32 labels in a float slot: same size */
+    carve(&dpos, base, &used, own_pos ? T * c->hidden_size : 0);
+    carve(&dout, base, &used, n_out);
+    if (!own_pos)
+        dpos = dm->pos_embed;
+
+    if ((st = dit_device_upload(ctx, dx, x, n_x * sizeof(float))) ||
+        (st = dit_device_upload(ctx, dt, t, (size_t)B * sizeof(float))) ||
+        (st = dit_device_upload(ctx, dy, y, (size_t)B * sizeof(int32_t))) ||
+        (own_pos && (st = dit_device_upload(ctx, dpos, pos, T * c->hidden_size * sizeof(float)))))
+        return st;
+    profile off = {.on = false}; /* ops are asynchronous: host timings would mislead */
+    forward_ops(be, dm, &a, B, H, W, dx, dt, (const int32_t *)dy, dpos, dout, &off);
+    if ((st = dit_device_sync(ctx)))
+        return st;
+    return dit_device_download(ctx, out, dout, n_out * sizeof(float));
+}
+
+dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
+                             const float *x, const float *t, const int32_t *y, float *out)
+{
+    if (!ctx || !model)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL context or model");
+    const dit_config *c = &model->cfg;
+    dit_status st = check_inputs(ctx, c, B, H, W, x, t, y, out);
+    if (st)
+        return st;
+    const int gh = H / c->patch_size, gw = W / c->patch_size;
+    const float *pos = NULL; /* host table (the model's own, or ctx's) */
+    if ((st = position_table(ctx, model, gh, gw, &pos)))
+        return st;
+    if (dit_on_device(ctx))
+        return forward_device(ctx, model, B, H, W, x, t, y, pos, out);
+
+    const dit_backend *be = &ctx->cpu;
+    acts a;
+    if ((st = dit_arena_reserve(ctx, layout_acts(be, c, B, H, W, NULL, &a))))
+        return st;
+    layout_acts(be, c, B, H, W, ctx->arena, &a);
+    profile pr = {.on = g_profile_on()};
+    forward_ops(be, model, &a, B, H, W, x, t, y, pos, out, &pr);
     if (pr.on)
         profile_print(&pr);
     return DIT_OK;

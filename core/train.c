@@ -4,7 +4,12 @@
  * Gradients are zeroed once per step and every backward op adds into them.
  *
  * Noise, timesteps and label dropout are pure functions of (seed, step), so
- * a resumed run repeats the straight run bit for bit (same thread count). */
+ * a resumed run repeats the straight run bit for bit (same thread count).
+ *
+ * CPU only for now: every op here goes to ctx->cpu, whatever device the
+ * context has selected (dit_ctx_set_device), so training on a context set
+ * to CUDA is correct, just not accelerated. After each change of the
+ * weights dit_model_touch makes the next device forward upload them. */
 #include "dit-train.h"
 
 #include <glib.h>
@@ -75,6 +80,7 @@ void dit_model_init_weights(dit_model *m, uint64_t seed, float label_std)
         xavier(b->fc2_w, D, Dm, seed, s++);
         /* adaLN_modulation and final layer stay zero: adaLN-Zero */
     }
+    dit_model_touch(m);
 }
 
 /* ---- the trainer -------------------------------------------------------------------- */
@@ -510,6 +516,7 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
               (float)tr->cfg.beta1, (float)tr->cfg.beta2, (float)tr->cfg.eps,
               (float)tr->cfg.weight_decay, tr->step);
     be->ema_update(be, tr->ema, tr->model->params, tr->n, (float)tr->cfg.ema_decay);
+    dit_model_touch(tr->model);
     if (loss)
         *loss = (float)l;
     return DIT_OK;
@@ -686,6 +693,7 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
         st = st_read_f32(ctx, f, ts, dst[i]);
     }
     if (st == DIT_OK) {
+        dit_model_touch(m);
         tr->step = g_ascii_strtoll(step_s, NULL, 10);
         tr->owns_model = true;
         *out = tr;

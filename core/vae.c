@@ -15,7 +15,10 @@
  *   relu(conv(relu(conv(relu(conv(x))))) + skip(x)); the encoder maps
  *   [-1, 1] to [0, 1] first, the decoder clamps latents with 3 tanh(z / 3)
  *   and maps [0, 1] back to [-1, 1].
- * Tensors are NCHW floats; every activation lives in the context arena. */
+ * Tensors are NCHW floats; every activation lives in the context arena.
+ * CPU only for now: the VAE always runs on ctx->cpu and host memory, even
+ * when the context has selected CUDA (dit_ctx_set_device), so a CUDA
+ * context still decodes correctly; moving it is a later change. */
 #include "weights.h"
 
 #include <glib.h>

@@ -257,12 +257,16 @@ static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
         fprintf(stderr, "dit: --threads must be >= 0\n");
         return EXIT_USAGE;
     }
-    if (o->device && strcmp(o->device, "cpu") != 0 && strcmp(o->device, "auto") != 0) {
-        if (strcmp(o->device, "cuda") == 0)
-            fprintf(stderr, "dit: --device cuda: this build has no CUDA backend\n");
-        else
-            fprintf(stderr, "dit: --device must be cpu, cuda or auto, not '%s'\n", o->device);
-        return strcmp(o->device, "cuda") == 0 ? EXIT_MODEL : EXIT_USAGE;
+    /* auto (the default): CUDA when built with it and a device is usable */
+    const char *device = o->device ? o->device : "auto";
+    dit_status dst = dit_ctx_set_device(l->ctx, device);
+    if (dst == DIT_ERR_INVALID_ARG) {
+        fprintf(stderr, "dit: --device must be cpu, cuda or auto, not '%s'\n", device);
+        return EXIT_USAGE;
+    }
+    if (dst) {
+        fprintf(stderr, "dit: --device %s: %s\n", device, dit_last_error(l->ctx));
+        return EXIT_MODEL;
     }
     char *model_path = o->model ? g_strdup(o->model) : NULL;
     if (need_dit) {

@@ -141,8 +141,16 @@ has "truncated" "truncated model"
 "$check" resize "$src" 45 30 "$tmp/odd.png"
 "$check" mask 45 30 5 5 20 20 "$tmp/odd-mask.png"
 run 2 "--resize none needs a valid size" -- "$dit" inpaint $P -i "$tmp/odd.png" --mask "$tmp/odd-mask.png" --resize none -o "$tmp/x.png"
-run 3 "--device cuda without CUDA" -- "$dit" generate $P --device cuda -o "$tmp/x.png"
-[ -f "$tmp/x.png" ] && bad "a failed run left an output file"
+# --device cuda: exit 3 with the reason, unless built with CUDA on a machine with a device
+if "$dit" generate $P --device cuda -o "$tmp/cu.png" >"$tmp/out" 2>&1; then
+    say "ok: --device cuda ran (CUDA build with a device)"
+else
+    run 3 "--device cuda without CUDA" -- "$dit" generate $P --device cuda -o "$tmp/x.png"
+    has "CUDA" "--device cuda without CUDA"
+    [ -f "$tmp/x.png" ] && bad "a failed run left an output file"
+fi
+run 1 "--device tpu" -- "$dit" generate $P --device tpu -o "$tmp/x.png"
+has "cpu, cuda or auto" "--device tpu"
 
 # ---- Ctrl-C: exit 4 after the current step, nothing written
 "$dit" generate -m "$tmp/pipe" --steps 1000 --sampler ddim --progress none -o "$tmp/int.png" >"$tmp/out" 2>&1 &

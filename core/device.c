@@ -1,0 +1,168 @@
+/* Device selection and device memory for a context. The only file of core
+ * that knows the CUDA backend (kernels/dit-cuda.h): built with DIT_HAVE_CUDA
+ * when meson found CUDA, and against tests/gpu's emulator for the parity
+ * tests; without it every device path reports DIT_ERR_UNSUPPORTED. */
+#include "dit-impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#ifdef DIT_HAVE_CUDA
+#include "dit-cuda.h"
+#endif
+
+/* Frees the weights and arena on the device (not the backend). */
+static void release_memory(dit_ctx *ctx)
+{
+    dit_device *d = &ctx->dev;
+    dit_device_free(d->params);
+    dit_device_free(d->arena);
+    if (d->model)
+        free(d->model->blocks);
+    free(d->model);
+    d->params = NULL, d->arena = NULL, d->model = NULL, d->host = NULL;
+    d->arena_floats = 0, d->host_version = 0;
+}
+
+void dit_device_release(dit_ctx *ctx)
+{
+    release_memory(ctx);
+#ifdef DIT_HAVE_CUDA
+    if (ctx->dev.be)
+        dit_cuda_backend_free(ctx->dev.be);
+#endif
+    ctx->dev.be = NULL;
+    ctx->be = &ctx->cpu;
+}
+
+dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device)
+{
+    if (!ctx)
+        return DIT_ERR_INVALID_ARG;
+    if (!device || strcasecmp(device, "cpu") == 0) {
+        ctx->be = &ctx->cpu; /* device memory is kept for a switch back */
+        return DIT_OK;
+    }
+    const bool want = strcasecmp(device, "cuda") == 0;
+    if (!want && strcasecmp(device, "auto") != 0)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "device must be cpu, cuda or auto, not '%s'", device);
+#ifdef DIT_HAVE_CUDA
+    if (ctx->dev.be) {
+        ctx->be = ctx->dev.be;
+        return DIT_OK;
+    }
+    char why[256] = "";
+    if (!dit_cuda_available(why, sizeof why)) {
+        if (!want) { /* auto: no device is not an error */
+            ctx->be = &ctx->cpu;
+            return DIT_OK;
+        }
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s", why[0] ? why : "no usable CUDA device");
+    }
+    ctx->dev.be = dit_cuda_backend_new(0);
+    if (!ctx->dev.be) {
+        if (!want)
+            return DIT_OK;
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "a CUDA device is present but the backend could not be set up "
+                         "(stream or cuBLAS handle)");
+    }
+    ctx->be = ctx->dev.be;
+    return DIT_OK;
+#else
+    if (!want)
+        return DIT_OK;
+    return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                     "this build of libdit has no CUDA backend (configure with -Dcuda=enabled "
+                     "and nvcc on PATH)");
+#endif
+}
+
+const char *dit_ctx_device(const dit_ctx *ctx)
+{
+    return ctx && dit_on_device(ctx) ? "cuda" : "cpu";
+}
+
+#ifdef DIT_HAVE_CUDA
+
+void *dit_device_alloc(dit_ctx *ctx, size_t bytes)
+{
+    void *p = dit_cuda_alloc(bytes);
+    if (!p)
+        dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate %.1f MiB of device memory",
+                  (double)bytes / (1 << 20));
+    return p;
+}
+
+void dit_device_free(void *dev)
+{
+    if (dev)
+        dit_cuda_free(dev);
+}
+
+dit_status dit_device_upload(dit_ctx *ctx, void *dst_dev, const void *src, size_t bytes)
+{
+    dit_status st = dit_cuda_upload(dst_dev, src, bytes);
+    return st ? dit_error(ctx, st, "copy of %zu bytes to the device failed", bytes) : DIT_OK;
+}
+
+dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, size_t bytes)
+{
+    dit_status st = dit_cuda_download(dst, src_dev, bytes);
+    return st ? dit_error(ctx, st, "copy of %zu bytes from the device failed", bytes) : DIT_OK;
+}
+
+dit_status dit_device_sync(dit_ctx *ctx)
+{
+    char why[512] = "";
+    dit_status st = dit_cuda_sync(ctx->be, why, sizeof why);
+    return st ? dit_error(ctx, st, "CUDA: %s", why[0] ? why : dit_status_name(st)) : DIT_OK;
+}
+
+#else /* no CUDA build: nothing selects a device, so none of these is reached */
+
+void *dit_device_alloc(dit_ctx *ctx, size_t bytes)
+{
+    dit_error(ctx, DIT_ERR_UNSUPPORTED, "this build of libdit has no CUDA backend");
+    return NULL;
+}
+
+void dit_device_free(void *dev) { (void)dev; }
+
+dit_status dit_device_upload(dit_ctx *ctx, void *dst_dev, const void *src, size_t bytes)
+{
+    return dit_error(ctx, DIT_ERR_UNSUPPORTED, "this build of libdit has no CUDA backend");
+}
+
+dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, size_t bytes)
+{
+    return dit_error(ctx, DIT_ERR_UNSUPPORTED, "this build of libdit has no CUDA backend");
+}
+
+dit_status dit_device_sync(dit_ctx *ctx)
+{
+    return dit_error(ctx, DIT_ERR_UNSUPPORTED, "this build of libdit has no CUDA backend");
+}
+
+#endif
+
+dit_status dit_device_arena_reserve(dit_ctx *ctx, size_t n_floats)
+{
+    dit_device *d = &ctx->dev;
+    if (n_floats <= d->arena_floats)
+        return DIT_OK;
+    size_t bytes;
+    if (!dit_mul_size(n_floats, sizeof(float), &bytes))
+        return dit_error(ctx, DIT_ERR_NOMEM, "device arena size overflows");
+    dit_status st = dit_check_budget(ctx, bytes, "this step's activations");
+    if (st)
+        return st;
+    dit_device_free(d->arena); /* before the new one: device memory is scarce */
+    d->arena = NULL, d->arena_floats = 0;
+    if (!(d->arena = dit_device_alloc(ctx, bytes)))
+        return DIT_ERR_NOMEM;
+    d->arena_floats = n_floats;
+    return DIT_OK;
+}

@@ -1,0 +1,202 @@
+/* End-to-end DiT parity: every golden DiT fixture (tests/golden, *.io.safetensors)
+ * through dit_model_forward on the CUDA backend (dit_ctx_set_device "cuda")
+ * against the CPU forward of the same context:
+ *   max|cuda - cpu| <= 1e-5 * max|cpu|   (fp32 matmuls)
+ * and the CPU forward against the PyTorch reference (1e-4, as test-golden).
+ * Per fixture it also runs a second grid (a computed position table rather
+ * than the checkpoint's), a repeated call (weights and arena reused), a
+ * weight change on the host (dit_model_touch must upload again), and a
+ * switch back to the CPU, which must give the first CPU output bit for bit.
+ *
+ * Built twice: test-dit-parity against the real backend (suite gpu; exits
+ * 77 without a device), test-dit-parity-emu against tests/gpu/emu (suite
+ * unit; runs everywhere). */
+#include "common.h"
+#include "dit-impl.h"
+
+#include <glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REL_DEV 1e-5 /* cuda vs cpu, fp32 */
+#define REL_REF 1e-4 /* cpu vs PyTorch, as test-golden */
+
+static int failures;
+
+typedef struct {
+    const char *model; /* file or folder under tests/golden */
+    const char *io;    /* x, t, y, out */
+} fixture;
+
+static const fixture fixtures[] = {
+    {"dit_diffusers_p2", "dit_diffusers_p2.io.safetensors"},
+    {"dit_official_p2.safetensors", "dit_official_p2.io.safetensors"},
+    {"dit_diffusers_p4", "dit_diffusers_p4.io.safetensors"},
+    {"dit_official_p8.safetensors", "dit_official_p8.io.safetensors"},
+    {"dit_convert_ref.safetensors", "dit_convert.io.safetensors"},
+};
+
+typedef struct {
+    float *x, *t, *ref;
+    int32_t *y;
+    int B, H, W;
+    size_t n_out;
+} io_case;
+
+static bool load_io(dit_ctx *ctx, const char *name, io_case *io)
+{
+    memset(io, 0, sizeof *io);
+    char *path = fixture_path(name);
+    st_file *f = NULL;
+    bool ok = st_open(ctx, path, &f) == DIT_OK;
+    g_free(path);
+    if (!ok) {
+        fprintf(stderr, "%s\n", dit_last_error(ctx));
+        return false;
+    }
+    int64_t shape[8];
+    int ndim = 0;
+    size_t nb = 0;
+    io->x = read_tensor(ctx, f, "x", NULL, shape, &ndim);
+    io->t = read_tensor(ctx, f, "t", NULL, NULL, NULL);
+    float *yf = read_tensor(ctx, f, "y", &nb, NULL, NULL);
+    io->ref = read_tensor(ctx, f, "out", &io->n_out, NULL, NULL);
+    ok = io->x && io->t && yf && io->ref && ndim == 4;
+    if (ok) {
+        io->B = (int)shape[0], io->H = (int)shape[2], io->W = (int)shape[3];
+        io->y = malloc(nb * sizeof *io->y);
+        for (size_t i = 0; i < nb; i++)
+            io->y[i] = (int32_t)lrintf(yf[i]);
+    }
+    free(yf);
+    st_close(f);
+    return ok;
+}
+
+static void free_io(io_case *io)
+{
+    free(io->x), free(io->t), free(io->ref), free(io->y);
+}
+
+/* out (B, Cout, H, W) on the context's current device; false on error */
+static bool forward(dit_ctx *ctx, const dit_model *m, int B, int H, int W, const float *x,
+                    const float *t, const int32_t *y, float *out, const char *label)
+{
+    dit_status st = dit_model_forward(ctx, m, B, H, W, x, t, y, out);
+    if (st)
+        fprintf(stderr, "%s: forward on %s failed: %s\n", label, dit_ctx_device(ctx),
+                dit_last_error(ctx));
+    return st == DIT_OK;
+}
+
+/* CPU then CUDA on the same inputs; compares; returns the CPU output (free()) */
+static float *cpu_vs_cuda(dit_ctx *ctx, const dit_model *m, int B, int H, int W,
+                          const float *x, const float *t, const int32_t *y, const char *label)
+{
+    const size_t n = (size_t)B * m->cfg.out_channels * H * W;
+    float *cpu = calloc(n, sizeof *cpu), *dev = calloc(n, sizeof *dev);
+    for (size_t i = 0; i < n; i++)
+        dev[i] = NAN; /* an element the device forgets stays NaN and fails */
+    dit_ctx_set_device(ctx, "cpu");
+    bool ok = forward(ctx, m, B, H, W, x, t, y, cpu, label);
+    CHECK(dit_ctx_set_device(ctx, "cuda") == DIT_OK, "%s", dit_last_error(ctx));
+    CHECK(strcmp(dit_ctx_device(ctx), "cuda") == 0, "device is %s", dit_ctx_device(ctx));
+    ok = ok && forward(ctx, m, B, H, W, x, t, y, dev, label);
+    char l[160];
+    snprintf(l, sizeof l, "%s cuda vs cpu", label);
+    CHECK(ok && compare_rel(l, dev, cpu, n, REL_DEV), "%s: the CUDA forward differs", label);
+    free(dev);
+    return cpu;
+}
+
+static void test_fixture(dit_ctx *ctx, const fixture *fx)
+{
+    io_case io;
+    char *path = fixture_path(fx->model);
+    dit_model *m = NULL;
+    dit_ctx_set_device(ctx, "cpu");
+    if (!load_io(ctx, fx->io, &io) || dit_model_load(ctx, path, &m) != DIT_OK) {
+        CHECK(false, "cannot load %s / %s: %s", fx->model, fx->io, dit_last_error(ctx));
+        goto out;
+    }
+    const dit_config *c = &m->cfg;
+    char label[128];
+    snprintf(label, sizeof label, "%s (B=%d %dx%d)", fx->model, io.B, io.H, io.W);
+
+    // the fixture's own inputs: CPU against PyTorch, CUDA against the CPU
+    float *cpu = cpu_vs_cuda(ctx, m, io.B, io.H, io.W, io.x, io.t, io.y, label);
+    char l[160];
+    snprintf(l, sizeof l, "%s cpu vs torch", label);
+    CHECK(compare_rel(l, cpu, io.ref, io.n_out, REL_REF), "%s: CPU differs from torch", label);
+
+    // again on the device: weights and arena are reused, same answer
+    float *again = calloc(io.n_out, sizeof *again);
+    snprintf(l, sizeof l, "%s cuda again", label);
+    CHECK(forward(ctx, m, io.B, io.H, io.W, io.x, io.t, io.y, again, l) &&
+              compare_rel(l, again, cpu, io.n_out, REL_DEV),
+          "%s: second CUDA run differs", label);
+
+    // back on the CPU: bit for bit the first CPU output
+    dit_ctx_set_device(ctx, "cpu");
+    CHECK(forward(ctx, m, io.B, io.H, io.W, io.x, io.t, io.y, again, label) &&
+              memcmp(again, cpu, io.n_out * sizeof(float)) == 0,
+          "%s: CPU after CUDA is not bit-identical", label);
+    free(again);
+
+    // another grid (one more row of patches): the position table is computed
+    const int H2 = io.H + c->patch_size, W2 = io.W;
+    const size_t nx2 = (size_t)io.B * c->in_channels * H2 * W2;
+    float *x2 = malloc(nx2 * sizeof *x2);
+    for (size_t i = 0; i < nx2; i++)
+        x2[i] = io.x[i % ((size_t)io.B * c->in_channels * io.H * io.W)];
+    snprintf(l, sizeof l, "%s (B=%d %dx%d)", fx->model, io.B, H2, W2);
+    free(cpu_vs_cuda(ctx, m, io.B, H2, W2, x2, io.t, io.y, l));
+    free(x2);
+
+    // a weight changed on the host: after dit_model_touch the device uploads again
+    m->final_b[0] += 0.5f;
+    m->blocks[0].fc1_w[1] -= 0.25f;
+    dit_model_touch(m);
+    snprintf(l, sizeof l, "%s changed weights", fx->model);
+    float *changed = cpu_vs_cuda(ctx, m, io.B, io.H, io.W, io.x, io.t, io.y, l);
+    double moved = 0;
+    for (size_t i = 0; i < io.n_out; i++)
+        moved = fmax(moved, fabs(changed[i] - cpu[i]));
+    CHECK(moved > 1e-3, "%s: the weight change did not move the output (%g)", fx->model, moved);
+    free(changed);
+    free(cpu);
+out:
+    dit_model_free(m);
+    g_free(path);
+    free_io(&io);
+}
+
+int main(void)
+{
+    dit_ctx *ctx = dit_ctx_new();
+    CHECK(strcmp(dit_ctx_device(ctx), "cpu") == 0, "default device %s", dit_ctx_device(ctx));
+    CHECK(dit_ctx_set_device(ctx, "tpu") == DIT_ERR_INVALID_ARG, "tpu accepted");
+    CHECK(dit_ctx_set_device(ctx, "auto") == DIT_OK, "auto: %s", dit_last_error(ctx));
+    const bool have = strcmp(dit_ctx_device(ctx), "cuda") == 0;
+    dit_status st = dit_ctx_set_device(ctx, "cuda");
+    CHECK((st == DIT_OK) == have, "auto chose %s but cuda gives %s", dit_ctx_device(ctx),
+          dit_status_name(st));
+    if (st != DIT_OK) {
+        CHECK(st == DIT_ERR_UNSUPPORTED && strcmp(dit_ctx_device(ctx), "cpu") == 0 &&
+                  dit_last_error(ctx)[0],
+              "cuda without a device: %s, device %s", dit_status_name(st), dit_ctx_device(ctx));
+        printf("%s: skipping\n", dit_last_error(ctx));
+        dit_ctx_free(ctx);
+        return failures ? 1 : 77;
+    }
+#ifdef DIT_CUDA_EMU
+    printf("device: the CPU emulator of tests/gpu/emu (no GPU involved)\n");
+#endif
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
+        test_fixture(ctx, &fixtures[i]);
+    dit_ctx_free(ctx);
+    if (failures)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
