@@ -243,17 +243,27 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
     return TRUE;
 }
 
+/* names first, so a typo is an input error even where CUDA is missing */
 static gboolean check_device(const gchar *device, GError **error)
 {
     if (!device || !*device || g_ascii_strcasecmp(device, "auto") == 0 ||
-        g_ascii_strcasecmp(device, "cpu") == 0)
+        g_ascii_strcasecmp(device, "cpu") == 0 || g_ascii_strcasecmp(device, "cuda") == 0)
         return TRUE;
-    if (g_ascii_strcasecmp(device, "cuda") == 0)
+    g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                _("Unknown device '%s': use auto, cpu or cuda"), device);
+    return FALSE;
+}
+
+static gboolean select_device(dit_ctx *ctx, const gchar *device, GError **error)
+{
+    if (dit_ctx_set_device(ctx, device && *device ? device : "auto") == DIT_OK)
+        return TRUE;
+    if (strstr(dit_last_error(ctx), "no CUDA backend"))
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
                     _("This build of gimp-dit has no CUDA backend: use the CPU device"));
     else
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                    _("Unknown device '%s': use auto, cpu or cuda"), device);
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
+                    _("No usable CUDA device (%s): use the CPU device"), dit_last_error(ctx));
     return FALSE;
 }
 
@@ -266,6 +276,10 @@ DitJob *dit_job_new(const DitValues *v, GError **error)
     job->ctx = dit_ctx_new();
     if (!job->ctx) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Out of memory"));
+        dit_job_free(job);
+        return NULL;
+    }
+    if (!select_device(job->ctx, v->device, error)) {
         dit_job_free(job);
         return NULL;
     }

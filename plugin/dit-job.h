@@ -1,7 +1,6 @@
-/* One DiT run for an image editor, free of any editor API: the GIMP 2.10
- * plug-in (dit-gimp.c) reads pixels and the selection, hands them here as
- * planar floats, and writes the result back; a GIMP 3 port reuses this file
- * unchanged.
+/* One DiT run for an image editor, free of any editor API: the plug-ins
+ * (dit-plugin.c, for dit-gimp.c and dit-gimp3.c) read pixels and the
+ * selection, hand them here as planar floats, and write the result back.
  *
  *   job = dit_job_new (&values, &error);       model, VAE, labels, class, seed
  *   dit_job_context_rect (job, ...);           selection bounds -> crop

@@ -1,0 +1,336 @@
+/* dit-gimp3: the GIMP 3 plug-in, the libgimp-3.0 twin of dit-gimp.c (GIMP
+ * 2.10). Same procedures, arguments, defaults, ranges, menu path, layer
+ * names and errors; both files only translate between GIMP and
+ * dit-plugin.c (the run) and ui/ (the dialog).
+ *
+ * Procedures (Filters > Generic > DiT), GimpImageProcedures of a
+ * GimpPlugIn subclass; their arguments after run-mode, image and drawables
+ * come from dit_args (dit-plugin.c): typed and bounded, sampler and device
+ * as GimpChoice nicks (sampler "default" is 2.10's ""):
+ *   plug-in-dit-inpaint   regenerate the selection of the selected layer
+ *   plug-in-dit-img2img   re-imagine the layer (or the selection's bounds)
+ *   plug-in-dit-generate  a new layer of the image's size showing a class
+ * Each writes a NEW layer above the source, inside one undo group, and
+ * returns it. DiT works on one layer: several selected drawables are a
+ * calling error.
+ *
+ * GIMP 3 hands the run a GimpProcedureConfig that already holds the last
+ * used values (interactive and with-last-vals runs) and stores them again
+ * after a successful interactive run; the dialog (ui/, GTK 3 like
+ * libgimpui-3.0) edits them. As in 2.10, cancelling GIMP's progress bar
+ * ends the plug-in, which writes nothing before sampling has finished; the
+ * dialog's Cancel stops sampling within one step.
+ *
+ * Translations: the gimp-dit catalogues installed beside the binary
+ * (dit-gimp3/locale/, GIMP 3's place for them), or $DIT_LOCALEDIR. */
+#include <libgimp/gimp.h>
+#include <libgimp/gimpui.h>
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+#include "dit-plugin.h"
+
+#define PLUG_IN_BINARY "dit-gimp3"
+
+#define DIT_TYPE_GIMP3 (dit_gimp3_get_type())
+G_DECLARE_FINAL_TYPE(DitGimp3, dit_gimp3, DIT, GIMP3, GimpPlugIn)
+
+struct _DitGimp3 {
+    GimpPlugIn parent_instance;
+};
+
+G_DEFINE_TYPE(DitGimp3, dit_gimp3, GIMP_TYPE_PLUG_IN)
+
+static GimpValueArray *run(GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
+                           GimpDrawable **drawables, GimpProcedureConfig *config,
+                           gpointer run_data);
+
+/* ---- registration --------------------------------------------------------------- */
+
+static GList *query_procedures(GimpPlugIn *plug_in)
+{
+    GList *list = NULL;
+    for (gint m = 0; m < DIT_MODE_COUNT; m++)
+        list = g_list_append(list, g_strdup(dit_procs[m].name));
+    return list;
+}
+
+/* dit_args as typed GimpProcedure arguments; defaults from dit_values_init */
+static void add_arguments(GimpProcedure *procedure, DitMode mode)
+{
+    DitValues def;
+    dit_values_init(&def, mode);
+    for (gint i = 0; i < dit_n_args; i++) {
+        const DitArg *a = &dit_args[i];
+        if (!dit_arg_applies(a, mode))
+            continue;
+        const gchar *blurb = a->blurb3 ? a->blurb3 : a->blurb;
+        switch (a->type) {
+        case DIT_ARG_INT:
+            gimp_procedure_add_int_argument(procedure, a->name, a->nick, blurb, (gint)a->min,
+                                            (gint)a->max, (gint)dit_arg_get_number(a, &def),
+                                            G_PARAM_READWRITE);
+            break;
+        case DIT_ARG_DOUBLE:
+            gimp_procedure_add_double_argument(procedure, a->name, a->nick, blurb, a->min,
+                                               a->max, dit_arg_get_number(a, &def),
+                                               G_PARAM_READWRITE);
+            break;
+        case DIT_ARG_CHOICE: {
+            GimpChoice *choice = gimp_choice_new();
+            for (gint k = 0; a->choices[k].nick; k++)
+                gimp_choice_add(choice, a->choices[k].nick, k, _(a->choices[k].label), NULL);
+            gimp_procedure_add_choice_argument(procedure, a->name, a->nick, blurb, choice,
+                                               dit_arg_get_nick(a, &def), G_PARAM_READWRITE);
+            break;
+        }
+        case DIT_ARG_STRING:
+            gimp_procedure_add_string_argument(procedure, a->name, a->nick, blurb,
+                                               dit_arg_get_string(a, &def), G_PARAM_READWRITE);
+            break;
+        }
+    }
+}
+
+static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
+{
+    const DitProc *p = dit_proc_lookup(name);
+    if (!p)
+        return NULL;
+    GimpProcedure *procedure = gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
+                                                        run, (gpointer)p, NULL);
+    /* indexed images too: the plug-in says what to do about them */
+    gimp_procedure_set_image_types(procedure, "*");
+    gimp_procedure_set_sensitivity_mask(
+        procedure, p->mode == DIT_MODE_GENERATE
+                       ? GIMP_PROCEDURE_SENSITIVE_DRAWABLE | GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES
+                       : GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
+    gimp_procedure_set_menu_label(procedure, _(p->menu_label));
+    gimp_procedure_add_menu_path(procedure, DIT_MENU_PATH);
+    gimp_procedure_set_documentation(procedure, _(p->blurb), _(p->help), name);
+    gimp_procedure_set_attribution(procedure, DIT_AUTHORS, DIT_COPYRIGHT, DIT_DATE);
+    add_arguments(procedure, p->mode);
+    gimp_procedure_add_layer_return_value(procedure, "layer", "Layer", "The new layer", FALSE,
+                                          G_PARAM_READWRITE);
+    return procedure;
+}
+
+/* GIMP 3 binds the gimp-dit domain to the catalogues installed beside the
+ * binary (dit-gimp3/locale/, the GIMP 3 way). An uninstalled build
+ * ($DIT_LOCALEDIR: the build tree's po/) or a plug-in folder without them
+ * binds the domain itself, to the install prefix's locale dir. */
+static gboolean set_i18n(GimpPlugIn *plug_in, const gchar *procedure_name,
+                         gchar **gettext_domain, gchar **catalog_dir)
+{
+    const gchar *env = g_getenv("DIT_LOCALEDIR");
+    gchar *dir = g_path_get_dirname(gimp_get_progname());
+    gchar *locale = g_build_filename(dir, "locale", NULL);
+    const gboolean beside = g_file_test(locale, G_FILE_TEST_IS_DIR);
+    g_free(locale);
+    g_free(dir);
+    if ((env && *env) || !beside) {
+        dit_plugin_init_i18n();
+        return FALSE;
+    }
+    *gettext_domain = g_strdup(GETTEXT_PACKAGE);
+    *catalog_dir = g_strdup("locale");
+    return TRUE;
+}
+
+static void dit_gimp3_class_init(DitGimp3Class *klass)
+{
+    GimpPlugInClass *plug_in_class = GIMP_PLUG_IN_CLASS(klass);
+    plug_in_class->query_procedures = query_procedures;
+    plug_in_class->create_procedure = create_procedure;
+    plug_in_class->set_i18n = set_i18n;
+}
+
+static void dit_gimp3_init(DitGimp3 *self)
+{
+}
+
+/* ---- values: GimpProcedureConfig <-> DitValues ------------------------------------- */
+
+static void values_from_config(GimpProcedureConfig *config, DitMode mode, DitValues *v)
+{
+    dit_values_init(v, mode);
+    for (gint i = 0; i < dit_n_args; i++) {
+        const DitArg *a = &dit_args[i];
+        if (!dit_arg_applies(a, mode))
+            continue;
+        if (a->type == DIT_ARG_INT) {
+            gint x;
+            g_object_get(config, a->name, &x, NULL);
+            dit_arg_set_number(a, v, x);
+        } else if (a->type == DIT_ARG_DOUBLE) {
+            gdouble x;
+            g_object_get(config, a->name, &x, NULL);
+            dit_arg_set_number(a, v, x);
+        } else {
+            gchar *s = NULL;
+            g_object_get(config, a->name, &s, NULL);
+            dit_arg_set_nick(a, v, s);
+            g_free(s);
+        }
+    }
+}
+
+/* the dialog's values, for GIMP to store as the last used ones */
+static void values_to_config(const DitValues *v, GimpProcedureConfig *config, DitMode mode)
+{
+    for (gint i = 0; i < dit_n_args; i++) {
+        const DitArg *a = &dit_args[i];
+        if (!dit_arg_applies(a, mode))
+            continue;
+        if (a->type == DIT_ARG_INT)
+            g_object_set(config, a->name, (gint)dit_arg_get_number(a, v), NULL);
+        else if (a->type == DIT_ARG_DOUBLE)
+            g_object_set(config, a->name, dit_arg_get_number(a, v), NULL);
+        else
+            g_object_set(config, a->name, dit_arg_get_nick(a, v), NULL);
+    }
+}
+
+/* ---- GIMP -> DitSource ------------------------------------------------------------------ */
+
+static void read_source(GimpImage *image, GimpDrawable *drawable, DitSource *src)
+{
+    memset(src, 0, sizeof *src);
+    src->indexed = gimp_image_get_base_type(image) == GIMP_INDEXED ||
+                   (drawable && gimp_drawable_is_indexed(drawable));
+    src->image_w = gimp_image_get_width(image), src->image_h = gimp_image_get_height(image);
+    src->selection_empty = gimp_selection_is_empty(image);
+    if (!drawable)
+        return;
+    GimpItem *item = GIMP_ITEM(drawable);
+    src->is_layer = gimp_item_is_layer(item);
+    src->is_group = gimp_item_is_group(item);
+    src->layer_w = gimp_drawable_get_width(drawable);
+    src->layer_h = gimp_drawable_get_height(drawable);
+    gint x, y, w, h;
+    src->has_sel = !src->selection_empty && gimp_drawable_mask_intersect(drawable, &x, &y, &w, &h);
+    if (src->has_sel)
+        src->sel = (GeglRectangle){x, y, w, h};
+    gimp_drawable_get_offsets(drawable, &src->off_x, &src->off_y);
+    src->format = gimp_drawable_get_format(drawable);
+    src->pixels = gimp_drawable_get_buffer(drawable);
+    src->selection = gimp_drawable_get_buffer(GIMP_DRAWABLE(gimp_image_get_selection(image)));
+}
+
+/* ---- the new layer -------------------------------------------------------------------------- */
+
+/* Writes the run's pixels into a new layer above `drawable` (or at the
+ * top), selected, as one undo step. */
+static GimpLayer *write_layer(GimpImage *image, GimpDrawable *drawable, const DitOutput *out)
+{
+    const gboolean gray = gimp_image_get_base_type(image) == GIMP_GRAY;
+    GimpLayer *layer = out->generated
+                           ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
+                                            gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0,
+                                            GIMP_LAYER_MODE_NORMAL)
+                           : gimp_layer_copy(GIMP_LAYER(drawable));
+    gimp_item_set_name(GIMP_ITEM(layer), out->name);
+    gimp_item_set_visible(GIMP_ITEM(layer), TRUE);
+    GeglBuffer *buf = gimp_drawable_get_buffer(GIMP_DRAWABLE(layer));
+    dit_output_write(out, buf, gimp_drawable_get_format(GIMP_DRAWABLE(layer)));
+    g_object_unref(buf);
+
+    GimpLayer *parent = NULL;
+    gint position = 0;
+    if (drawable && gimp_item_is_layer(GIMP_ITEM(drawable))) {
+        parent = GIMP_LAYER(gimp_item_get_parent(GIMP_ITEM(drawable)));
+        position = gimp_image_get_item_position(image, GIMP_ITEM(drawable));
+    }
+    const GimpLayer *selected[] = {layer, NULL};
+    gimp_image_undo_group_start(image);
+    gimp_image_insert_layer(image, layer, parent, position);
+    gimp_image_set_selected_layers(image, selected);
+    gimp_image_undo_group_end(image);
+    gimp_drawable_update(GIMP_DRAWABLE(layer), out->region.x, out->region.y, out->region.w,
+                         out->region.h);
+    return layer;
+}
+
+static void on_progress(gdouble fraction, gpointer user_data)
+{
+    gimp_progress_update(fraction);
+}
+
+/* ---- running ---------------------------------------------------------------------------------- */
+
+static GimpValueArray *fail(GimpProcedure *procedure, GError *error)
+{
+    const GimpPDBStatusType status =
+        g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED) ? GIMP_PDB_CANCEL
+                                                                       : GIMP_PDB_EXECUTION_ERROR;
+    if (status == GIMP_PDB_CANCEL)
+        g_clear_error(&error);
+    return gimp_procedure_new_return_values(procedure, status, error);
+}
+
+static GimpValueArray *run(GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
+                           GimpDrawable **drawables, GimpProcedureConfig *config,
+                           gpointer run_data)
+{
+    const DitProc *proc = run_data;
+    const DitMode mode = proc->mode;
+    GError *error = NULL;
+
+    /* one drawable; generate also runs with none (its layer goes on top) */
+    const gsize n = drawables ? gimp_core_object_array_get_length((GObject **)drawables) : 0;
+    if (n > 1 || (n == 0 && mode != DIT_MODE_GENERATE)) {
+        g_set_error(&error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("DiT works on one layer at a time: select exactly one layer "
+                      "(%d are selected)"),
+                    (gint)n);
+        return gimp_procedure_new_return_values(procedure, GIMP_PDB_CALLING_ERROR, error);
+    }
+    GimpDrawable *drawable = n ? drawables[0] : NULL;
+    gegl_init(NULL, NULL);
+
+    DitValues v;
+    DitSource src;
+    DitDialog *dialog = NULL;
+    values_from_config(config, mode, &v);
+    read_source(image, drawable, &src);
+    if (run_mode == GIMP_RUN_INTERACTIVE) {
+        /* say what is wrong before asking for settings */
+        if (!dit_source_check(&src, mode, &error) || !dit_plugin_gtk_init(&error)) {
+            dit_source_clear(&src);
+            return fail(procedure, error);
+        }
+        gimp_ui_init(PLUG_IN_BINARY);
+        dialog = dit_plugin_dialog_new(&v, &src);
+        gimp_window_set_transient(GTK_WINDOW(dit_dialog_get_widget(dialog)));
+        if (!dit_plugin_dialog_ask(dialog, &v)) {
+            dit_dialog_destroy(dialog);
+            dit_source_clear(&src);
+            return gimp_procedure_new_return_values(procedure, GIMP_PDB_CANCEL, NULL);
+        }
+        values_to_config(&v, config, mode); /* GIMP keeps them after a successful run */
+        /* GIMP stays usable while the dialog is open: take the selection as it is now */
+        dit_source_clear(&src);
+        read_source(image, drawable, &src);
+    }
+
+    DitOutput out;
+    GimpLayer *layer = NULL;
+    if (dit_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
+        gimp_progress_init(dit_plugin_progress_label((DitMode)v.mode));
+    if (!error && dit_plugin_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
+        layer = write_layer(image, drawable, &out);
+        dit_output_clear(&out);
+    }
+    dit_dialog_destroy(dialog);
+    dit_source_clear(&src);
+    if (!layer)
+        return fail(procedure, error);
+
+    /* GIMP 3 flushes the displays after an interactive run itself */
+    GimpValueArray *ret = gimp_procedure_new_return_values(procedure, GIMP_PDB_SUCCESS, NULL);
+    GIMP_VALUES_SET_LAYER(ret, 1, layer);
+    return ret;
+}
+
+GIMP_MAIN(DIT_TYPE_GIMP3)

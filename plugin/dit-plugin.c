@@ -1,0 +1,548 @@
+/* The GIMP-version-independent half of the plug-in; see dit-plugin.h.
+ * GLib, GEGL/babl, GTK and ui/ only: no libgimp here. */
+#include "dit-plugin.h"
+
+#include <glib/gi18n-lib.h>
+#include <locale.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "dit.h"
+
+/* ---- procedures -------------------------------------------------------------- */
+
+const DitProc dit_procs[DIT_MODE_COUNT] = {
+    [DIT_MODE_INPAINT] = {
+        DIT_PROC_INPAINT, DIT_MODE_INPAINT,
+        N_("Regenerate the selection with a Diffusion Transformer"),
+        N_("Fills the selected part of the active layer with new content of a class, "
+           "sampled by a DiT on the selection and its surroundings. The result is a new "
+           "layer above the active one; outside the selection it is the active layer's "
+           "pixels, unchanged. Soft selections blend softly. Needs a selection."),
+        N_("DiT _Inpaint..."), N_("DiT Inpaint"),
+    },
+    [DIT_MODE_IMG2IMG] = {
+        DIT_PROC_IMG2IMG, DIT_MODE_IMG2IMG,
+        N_("Re-imagine the layer with a Diffusion Transformer"),
+        N_("Re-imagines the active layer (or the part inside the selection's bounds) as the "
+           "chosen class: strength 0 keeps the image, 1 starts from noise. The result is a "
+           "new layer above the active one with the source's alpha; pixels outside the "
+           "selection stay unchanged."),
+        N_("DiT _Image to Image..."), N_("DiT Image to Image"),
+    },
+    [DIT_MODE_GENERATE] = {
+        DIT_PROC_GENERATE, DIT_MODE_GENERATE,
+        N_("Generate an image of a class with a Diffusion Transformer"),
+        N_("Samples a new image of the chosen class at the model's resolution, scaled to "
+           "the image's size, into a new layer above the active one."),
+        N_("DiT _Generate..."), N_("DiT Generate"),
+    },
+};
+
+const DitProc *dit_proc_lookup(const gchar *name)
+{
+    for (gint i = 0; name && i < DIT_MODE_COUNT; i++)
+        if (strcmp(name, dit_procs[i].name) == 0)
+            return &dit_procs[i];
+    return NULL;
+}
+
+/* ---- arguments ----------------------------------------------------------------- */
+
+/* "" (the model's default) first, then the core's samplers in enum order;
+ * test-job checks that the two lists agree */
+static const DitChoice sampler_choices[] = {
+    {"default", N_("Model default"), ""},
+    {"ddpm", "ddpm", "ddpm"},
+    {"ddim", "ddim", "ddim"},
+    {"dpm++2m", "dpm++2m", "dpm++2m"},
+    {"euler", "euler", "euler"},
+    {"cold", "cold", "cold"},
+    {NULL, NULL, NULL},
+};
+
+G_STATIC_ASSERT(G_N_ELEMENTS(sampler_choices) == DIT_SAMPLER_COUNT + 2);
+
+static const DitChoice device_choices[] = {
+    {"auto", N_("Automatic"), "auto"},
+    {"cpu", N_("CPU"), "cpu"},
+    {"cuda", N_("CUDA GPU"), "cuda"},
+    {NULL, NULL, NULL},
+};
+
+#define FIELD(f) offsetof(DitValues, f), sizeof(((DitValues *)0)->f)
+
+/* defaults: dit_values_init (ui/values.c), the one place that sets them */
+const DitArg dit_args[] = {
+    {"model", DIT_ARG_STRING, "Model",
+     "DiT model: a .safetensors file, a diffusers folder or a pipeline folder with "
+     "transformer/ and vae/ (\"\" = the embedded default model)", NULL,
+     0, 0, NULL, FALSE, FIELD(model)},
+    {"class", DIT_ARG_STRING, "Class",
+     "Class id or label name, any case (\"\" = class 0)", NULL,
+     0, 0, NULL, FALSE, FIELD(class_name)},
+    {"steps", DIT_ARG_INT, "Steps",
+     "Sampling steps (1 - 1000, 0 = the model's default; default 20)", NULL,
+     0, 1000, NULL, FALSE, FIELD(steps)},
+    {"strength", DIT_ARG_DOUBLE, "Strength",
+     "0 keeps the image, 1 starts from noise (0 - 1; default 1.0 inpaint, 0.75 img2img)", NULL,
+     0.0, 1.0, NULL, TRUE, FIELD(strength)},
+    {"guidance", DIT_ARG_DOUBLE, "Guidance",
+     "Classifier-free guidance scale (0 - 100, <= 1 = off; default 4.0)", NULL,
+     0.0, 100.0, NULL, FALSE, FIELD(guidance)},
+    {"seed", DIT_ARG_INT, "Seed",
+     "Noise seed (0 - 2147483647; -1 = random, named in the new layer)", NULL,
+     -1, G_MAXINT32, NULL, FALSE, FIELD(seed)},
+    {"sampler", DIT_ARG_CHOICE, "Sampler",
+     "ddpm, ddim, dpm++2m, euler or cold (\"\" = the model's default)",
+     "default (the model's), ddpm, ddim, dpm++2m, euler or cold",
+     0, 0, sampler_choices, FALSE, FIELD(sampler)},
+    {"grow", DIT_ARG_INT, "Grow",
+     "Inpaint: grow the mask by N latent pixels (0 - 64; default 0)", NULL,
+     0, 64, NULL, TRUE, FIELD(grow)},
+    {"device", DIT_ARG_CHOICE, "Device", "auto, cpu or cuda (default auto)", NULL,
+     0, 0, device_choices, FALSE, FIELD(device)},
+};
+const gint dit_n_args = G_N_ELEMENTS(dit_args);
+
+gboolean dit_arg_applies(const DitArg *arg, DitMode mode)
+{
+    return !arg->edit_only || mode != DIT_MODE_GENERATE;
+}
+
+gint dit_arg_count(DitMode mode)
+{
+    gint n = 0;
+    for (gint i = 0; i < dit_n_args; i++)
+        n += dit_arg_applies(&dit_args[i], mode);
+    return n;
+}
+
+gdouble dit_arg_get_number(const DitArg *arg, const DitValues *v)
+{
+    const guint8 *p = (const guint8 *)v + arg->offset;
+    if (arg->type == DIT_ARG_INT)
+        return *(const gint32 *)p;
+    if (arg->type == DIT_ARG_DOUBLE)
+        return *(const gdouble *)p;
+    return 0.0;
+}
+
+void dit_arg_set_number(const DitArg *arg, DitValues *v, gdouble x)
+{
+    guint8 *p = (guint8 *)v + arg->offset;
+    if (arg->type == DIT_ARG_INT)
+        *(gint32 *)p = (gint32)x;
+    else if (arg->type == DIT_ARG_DOUBLE)
+        *(gdouble *)p = x;
+}
+
+const gchar *dit_arg_get_string(const DitArg *arg, const DitValues *v)
+{
+    if (arg->type != DIT_ARG_STRING && arg->type != DIT_ARG_CHOICE)
+        return NULL;
+    return (const gchar *)v + arg->offset;
+}
+
+void dit_arg_set_string(const DitArg *arg, DitValues *v, const gchar *s)
+{
+    if (arg->type == DIT_ARG_STRING || arg->type == DIT_ARG_CHOICE)
+        dit_values_set_string((gchar *)v + arg->offset, arg->size, s);
+}
+
+const gchar *dit_arg_get_nick(const DitArg *arg, const DitValues *v)
+{
+    const gchar *value = dit_arg_get_string(arg, v);
+    if (arg->type != DIT_ARG_CHOICE)
+        return value;
+    for (const DitChoice *c = arg->choices; c->nick; c++)
+        if (g_ascii_strcasecmp(c->value, value) == 0)
+            return c->nick;
+    return arg->choices[0].nick;
+}
+
+void dit_arg_set_nick(const DitArg *arg, DitValues *v, const gchar *nick)
+{
+    if (arg->type != DIT_ARG_CHOICE) {
+        dit_arg_set_string(arg, v, nick);
+        return;
+    }
+    for (const DitChoice *c = arg->choices; c->nick; c++)
+        if (nick && strcmp(c->nick, nick) == 0) {
+            dit_arg_set_string(arg, v, c->value);
+            return;
+        }
+    dit_arg_set_string(arg, v, arg->choices[0].value);
+}
+
+/* ---- strings ------------------------------------------------------------------------ */
+
+const gchar *dit_plugin_locale_dir(void)
+{
+    const gchar *env = g_getenv("DIT_LOCALEDIR");
+    return env && *env ? env : DIT_LOCALEDIR;
+}
+
+void dit_plugin_init_i18n(void)
+{
+    setlocale(LC_ALL, "");
+    bindtextdomain(GETTEXT_PACKAGE, dit_plugin_locale_dir());
+    bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
+    textdomain(GETTEXT_PACKAGE);
+}
+
+const gchar *dit_plugin_progress_label(DitMode mode)
+{
+    switch (mode) {
+    case DIT_MODE_IMG2IMG: return _("DiT: re-imagining the layer");
+    case DIT_MODE_GENERATE: return _("DiT: generating");
+    default: return _("DiT: inpainting the selection");
+    }
+}
+
+/* ---- the source --------------------------------------------------------------------- */
+
+void dit_source_clear(DitSource *src)
+{
+    g_clear_object(&src->pixels);
+    g_clear_object(&src->selection);
+}
+
+gboolean dit_source_check(const DitSource *src, DitMode mode, GError **error)
+{
+    if (src->indexed) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("DiT does not work on indexed images: convert the image to RGB or "
+                      "grayscale first (Image > Mode)"));
+        return FALSE;
+    }
+    if (mode == DIT_MODE_GENERATE)
+        return TRUE;
+    if (!src->is_layer || !src->pixels) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("DiT works on layers: select a layer, not a channel or a layer mask"));
+        return FALSE;
+    }
+    if (src->is_group) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("DiT cannot work on a layer group: select one of its layers"));
+        return FALSE;
+    }
+    if (mode == DIT_MODE_INPAINT && src->selection_empty) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Inpainting needs a selection: select the region to regenerate first"));
+        return FALSE;
+    }
+    if (!src->selection_empty && !src->has_sel) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("The selection does not overlap the active layer"));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+DitRegion dit_source_region(const DitSource *src, DitMode mode, const DitJob *job)
+{
+    DitRegion r = {0, 0, src->layer_w, src->layer_h, FALSE};
+    if (mode == DIT_MODE_GENERATE) {
+        r.w = src->image_w, r.h = src->image_h;
+        return r;
+    }
+    if (!src->has_sel)
+        return r;
+    const gint x = src->sel.x, y = src->sel.y, w = src->sel.width, h = src->sel.height;
+    r.selection = TRUE;
+    if (mode == DIT_MODE_IMG2IMG) {
+        r.x = x, r.y = y, r.w = w, r.h = h;
+    } else if (job) {
+        dit_job_context_rect(job, x, y, w, h, r.w, r.h, DIT_CONTEXT_PAD, &r.x, &r.y, &r.w, &r.h);
+    } else { /* preview before the model is loaded: the same padding, no unit */
+        const gint pad = (gint)(DIT_CONTEXT_PAD * MAX(w, h) + 0.999);
+        const gint x1 = MIN(r.w, x + w + pad), y1 = MIN(r.h, y + h + pad);
+        r.x = MAX(0, x - pad), r.y = MAX(0, y - pad);
+        r.w = x1 - r.x, r.h = y1 - r.y;
+    }
+    return r;
+}
+
+/* ---- pixels ---------------------------------------------------------------------------- */
+
+/* R'G'B'A float in the space of `format` (a drawable's own colour space) */
+static const Babl *float_format(const Babl *format)
+{
+    return babl_format_with_space("R'G'B'A float", format);
+}
+
+/* The region as RGBA floats (h, w, 4) in [0, 1]. */
+static gfloat *read_rgba(const DitSource *src, const DitRegion *r)
+{
+    gsize bytes;
+    if (!g_size_checked_mul(&bytes, (gsize)r->w * r->h, 4 * sizeof(gfloat)))
+        return NULL;
+    gfloat *rgba = g_try_malloc(bytes);
+    if (rgba)
+        gegl_buffer_get(src->pixels, GEGL_RECTANGLE(r->x, r->y, r->w, r->h), 1.0,
+                        float_format(src->format), rgba, GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+    return rgba;
+}
+
+/* The selection over the region as (h, w) floats in [0, 1]. */
+static gfloat *read_mask(const DitSource *src, const DitRegion *r)
+{
+    gfloat *mask = g_try_malloc((gsize)r->w * r->h * sizeof *mask);
+    if (!mask)
+        return NULL;
+    gegl_buffer_get(src->selection,
+                    GEGL_RECTANGLE(r->x + src->off_x, r->y + src->off_y, r->w, r->h), 1.0,
+                    babl_format("Y float"), mask, GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+    for (gsize i = 0; i < (gsize)r->w * r->h; i++)
+        mask[i] = CLAMP(mask[i], 0.0f, 1.0f);
+    return mask;
+}
+
+/* A small RGB picture of the region for the dialog's preview. */
+static guint8 *read_preview(const DitSource *src, const DitRegion *r, gint *pw, gint *ph)
+{
+    const gdouble s = MIN(1.0, 256.0 / MAX(r->w, r->h));
+    *pw = MAX(1, (gint)(r->w * s)), *ph = MAX(1, (gint)(r->h * s));
+    guint8 *rgb = g_malloc((gsize)*pw * *ph * 3);
+    gegl_buffer_get(src->pixels, GEGL_RECTANGLE((gint)(r->x * s), (gint)(r->y * s), *pw, *ph), s,
+                    babl_format_with_space("R'G'B' u8", src->format), rgb, GEGL_AUTO_ROWSTRIDE,
+                    GEGL_ABYSS_NONE);
+    return rgb;
+}
+
+void dit_output_clear(DitOutput *out)
+{
+    g_clear_pointer(&out->name, g_free);
+    g_clear_pointer(&out->pixels, g_free);
+}
+
+void dit_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format)
+{
+    const DitRegion *r = &out->region;
+    const Babl *format = out->generated ? float_format(layer_format) : out->format;
+    gegl_buffer_set(layer, GEGL_RECTANGLE(r->x, r->y, r->w, r->h), 0, format, out->pixels,
+                    GEGL_AUTO_ROWSTRIDE);
+}
+
+/* result (3, r.h, r.w) in the source's own format where the mask is > 0,
+ * the source's bytes elsewhere; alpha is the source's */
+static gboolean compose_edit(const DitSource *src, const DitRegion *r, const gfloat *result,
+                             const gfloat *rgba, const gfloat *mask, DitOutput *out,
+                             GError **error)
+{
+    const gsize n = (gsize)r->w * r->h;
+    const Babl *native = src->format;
+    const gint bpp = babl_format_get_bytes_per_pixel(native);
+    guint8 *orig = g_try_malloc(n * bpp), *pixels = g_try_malloc(n * bpp);
+    gfloat *px = g_try_malloc(n * 4 * sizeof *px);
+    if (!orig || !pixels || !px) {
+        g_free(orig), g_free(pixels), g_free(px);
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Out of memory"));
+        return FALSE;
+    }
+    gegl_buffer_get(src->pixels, GEGL_RECTANGLE(r->x, r->y, r->w, r->h), 1.0, native, orig,
+                    GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+    for (gsize i = 0; i < n; i++) {
+        for (gint c = 0; c < 3; c++)
+            px[4 * i + c] = (result[c * n + i] + 1.0f) * 0.5f;
+        px[4 * i + 3] = rgba[4 * i + 3]; /* the source's alpha */
+    }
+    babl_process(babl_fish(float_format(native), native), px, pixels, (long)n);
+    for (gsize i = 0; i < n; i++)
+        if (mask && mask[i] == 0.0f)
+            memcpy(pixels + i * bpp, orig + i * bpp, bpp);
+    g_free(orig), g_free(px);
+    out->format = native;
+    out->pixels = pixels;
+    return TRUE;
+}
+
+/* result (3, h, w) as opaque R'G'B'A float */
+static gboolean compose_generated(const DitRegion *r, const gfloat *result, DitOutput *out,
+                                  GError **error)
+{
+    const gsize n = (gsize)r->w * r->h;
+    gfloat *px = g_try_malloc(n * 4 * sizeof *px);
+    if (!px) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Out of memory"));
+        return FALSE;
+    }
+    for (gsize i = 0; i < n; i++) {
+        for (gint c = 0; c < 3; c++)
+            px[4 * i + c] = (result[c * n + i] + 1.0f) * 0.5f;
+        px[4 * i + 3] = 1.0f;
+    }
+    out->generated = TRUE;
+    out->format = babl_format("R'G'B'A float");
+    out->pixels = (guint8 *)px;
+    return TRUE;
+}
+
+/* ---- sampling ---------------------------------------------------------------------------- */
+
+typedef struct {
+    DitJob *job;
+    DitDialog *dialog;
+    DitProgressFunc progress;
+    gpointer progress_data;
+    GMainLoop *loop;
+    gint last_step;
+} Poll;
+
+static void report(const Poll *p, gdouble fraction)
+{
+    if (p->progress)
+        p->progress(fraction, p->progress_data);
+}
+
+static gboolean on_poll(gpointer data)
+{
+    Poll *p = data;
+    gint step, total;
+    const gboolean done = dit_job_poll(p->job, &step, &total);
+    if (step != p->last_step && total > 0) {
+        p->last_step = step;
+        const gdouble f = (gdouble)step / total;
+        report(p, 0.05 + 0.9 * f);
+        if (p->dialog) {
+            gchar *text = g_strdup_printf(_("Step %d of %d"), step, total);
+            dit_dialog_set_progress(p->dialog, f, text);
+            g_free(text);
+        }
+    }
+    guint8 *rgb;
+    gint w, h;
+    if (p->dialog && dit_job_preview(p->job, &rgb, &w, &h)) {
+        dit_dialog_set_preview(p->dialog, rgb, w, h, w * 3);
+        g_free(rgb);
+    }
+    if (done) {
+        g_main_loop_quit(p->loop);
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* the dialog's Cancel (or its close button) while sampling */
+static void on_running_response(GtkDialog *dialog, gint response, gpointer job)
+{
+    dit_job_cancel(job);
+}
+
+/* Samples and waits in a main loop, keeping the progress and the dialog up
+ * to date. The job owns rgb and mask. */
+static gfloat *sample(Poll *p, gfloat *rgb, gfloat *mask, gint w, gint h, GError **error)
+{
+    if (!dit_job_start(p->job, rgb, mask, w, h, error))
+        return NULL;
+    p->loop = g_main_loop_new(NULL, FALSE);
+    p->last_step = -1;
+    gulong handler = 0;
+    if (p->dialog)
+        handler = g_signal_connect(dit_dialog_get_widget(p->dialog), "response",
+                                   G_CALLBACK(on_running_response), p->job);
+    g_timeout_add(50, on_poll, p);
+    g_main_loop_run(p->loop);
+    g_main_loop_unref(p->loop);
+    if (handler)
+        g_signal_handler_disconnect(dit_dialog_get_widget(p->dialog), handler);
+    return dit_job_finish(p->job, error);
+}
+
+gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
+                        DitProgressFunc progress, gpointer progress_data, DitOutput *out,
+                        GError **error)
+{
+    const DitMode mode = (DitMode)v->mode;
+    memset(out, 0, sizeof *out);
+    if (!dit_source_check(src, mode, error))
+        return FALSE;
+    if (dialog)
+        dit_dialog_set_progress(dialog, 0.0, _("Loading the model…"));
+    while (dialog && g_main_context_iteration(NULL, FALSE))
+        ; /* show "loading" before the main thread blocks in the loader */
+    Poll p = {dit_job_new(v, error), dialog, progress, progress_data, NULL, -1};
+    if (!p.job)
+        return FALSE;
+    report(&p, 0.05);
+
+    const DitRegion r = dit_source_region(src, mode, p.job);
+    gfloat *rgba = NULL, *rgb = NULL, *mask = NULL;
+    if (mode != DIT_MODE_GENERATE) {
+        const gsize n = (gsize)r.w * r.h;
+        rgba = read_rgba(src, &r);
+        rgb = rgba ? g_try_malloc(n * 3 * sizeof *rgb) : NULL;
+        mask = r.selection ? read_mask(src, &r) : NULL;
+        if (!rgba || !rgb || (r.selection && !mask)) {
+            g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                        _("Out of memory reading a %d x %d region"), r.w, r.h);
+            g_free(rgba), g_free(rgb), g_free(mask);
+            dit_job_free(p.job);
+            return FALSE;
+        }
+        for (gsize i = 0; i < n; i++) /* [0, 1] RGBA -> planar [-1, 1] RGB */
+            for (gint c = 0; c < 3; c++)
+                rgb[c * n + i] = rgba[4 * i + c] * 2.0f - 1.0f;
+    }
+    /* the job owns rgb and mask from here; the mask stays readable until it is freed */
+    gfloat *result = sample(&p, rgb, mask, r.w, r.h, error);
+    gboolean ok = result != NULL;
+    if (ok) {
+        out->region = r;
+        out->name = g_strdup_printf(_("DiT %s seed %d"), dit_job_class_label(p.job),
+                                    dit_job_seed(p.job));
+        ok = mode == DIT_MODE_GENERATE ? compose_generated(&r, result, out, error)
+                                       : compose_edit(src, &r, result, rgba, mask, out, error);
+        g_free(result);
+    }
+    report(&p, 1.0);
+    g_free(rgba);
+    dit_job_free(p.job); /* frees rgb and mask */
+    if (!ok)
+        dit_output_clear(out);
+    return ok;
+}
+
+/* ---- the dialog ------------------------------------------------------------------------ */
+
+gboolean dit_plugin_gtk_init(GError **error)
+{
+    if (gtk_init_check(NULL, NULL))
+        return TRUE;
+    g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                _("There is no display for the dialog: run it non-interactively"));
+    return FALSE;
+}
+
+static gchar **labels_for_dialog(const gchar *model_path, gpointer user_data)
+{
+    return dit_job_labels_for_model(model_path);
+}
+
+DitDialog *dit_plugin_dialog_new(const DitValues *v, const DitSource *src)
+{
+    const DitMode mode = (DitMode)v->mode;
+    gchar *def = dit_job_default_model();
+    DitDialog *d = dit_dialog_new(_(dit_procs[mode].title), v, mode != DIT_MODE_GENERATE, def,
+                                  labels_for_dialog, NULL);
+    g_free(def);
+    if (src && src->pixels && mode != DIT_MODE_GENERATE) {
+        const DitRegion r = dit_source_region(src, mode, NULL);
+        gint w, h;
+        guint8 *rgb = read_preview(src, &r, &w, &h);
+        dit_dialog_set_preview(d, rgb, w, h, w * 3);
+        g_free(rgb);
+    }
+    return d;
+}
+
+gboolean dit_plugin_dialog_ask(DitDialog *dialog, DitValues *v)
+{
+    if (dit_dialog_run(dialog) != GTK_RESPONSE_OK)
+        return FALSE;
+    dit_dialog_get_values(dialog, v);
+    dit_dialog_set_running(dialog, TRUE);
+    return TRUE;
+}

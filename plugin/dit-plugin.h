@@ -1,0 +1,200 @@
+/* What the two GIMP glue files share: everything of a plug-in run that does
+ * not call libgimp. dit-gimp.c (libgimp 2.10) and dit-gimp3.c (libgimp 3.0)
+ * only translate between GIMP's objects and the plain data below; this file
+ * (GLib, GEGL/babl, GTK and ui/, never libgimp) does the rest:
+ *
+ *   the procedure table     names, menu path, documentation, dialog titles
+ *   the argument table      name, type, range, choices, DitValues field:
+ *                           the 2.10 GimpParamDef array and the 3.0 typed
+ *                           GimpProcedure arguments are both built from it
+ *   DitSource               what a glue file reads from GIMP: the facts the
+ *                           input check needs, sizes, selection bounds and
+ *                           GeglBuffers of the drawable and the selection
+ *   dit_plugin_run          checks, loads the model, reads the region,
+ *                           samples in the worker (progress, dialog, cancel)
+ *                           and returns the new layer's pixels and name
+ *   DitOutput               what the glue writes into the new layer
+ *
+ * Both GIMPs hand out GEGL buffers and babl formats, so the pixel work
+ * (formats, precision, alpha, bit-identical pixels outside the selection)
+ * lives here once. */
+#ifndef DIT_PLUGIN_H
+#define DIT_PLUGIN_H
+
+#include <gegl.h>
+#include <glib.h>
+
+#include "dialog.h"
+#include "dit-job.h"
+#include "values.h"
+
+G_BEGIN_DECLS
+
+/* ---- procedures ------------------------------------------------------------ */
+
+#define DIT_PROC_INPAINT "plug-in-dit-inpaint"
+#define DIT_PROC_IMG2IMG "plug-in-dit-img2img"
+#define DIT_PROC_GENERATE "plug-in-dit-generate"
+#define DIT_MENU_PATH "<Image>/Filters/Generic/DiT"
+#define DIT_AUTHORS "gimp-dit authors"
+#define DIT_COPYRIGHT "gimp-dit authors (MIT)"
+#define DIT_DATE "2025"
+
+/* context around an inpaint selection: this fraction of its longer side */
+#define DIT_CONTEXT_PAD 0.2
+
+typedef struct {
+    const gchar *name;       /* PDB name */
+    DitMode mode;
+    const gchar *blurb;      /* N_(): translate with _() when registering */
+    const gchar *help;       /* N_() */
+    const gchar *menu_label; /* N_() */
+    const gchar *title;      /* N_(): the dialog's title */
+} DitProc;
+
+/* Indexed by DitMode. */
+extern const DitProc dit_procs[DIT_MODE_COUNT];
+
+/* The procedure called `name`, or NULL. */
+const DitProc *dit_proc_lookup(const gchar *name);
+
+/* ---- arguments ---------------------------------------------------------------- */
+
+/* The arguments after run-mode, image and drawable(s), in PDB order; one
+ * name per setting everywhere (PDB, GimpProcedureConfig, DitValues, CLI). */
+typedef enum {
+    DIT_ARG_STRING, /* free text */
+    DIT_ARG_CHOICE, /* a string from `choices` (a GimpChoice in GIMP 3) */
+    DIT_ARG_INT,
+    DIT_ARG_DOUBLE,
+} DitArgType;
+
+typedef struct {
+    const gchar *nick;  /* the GIMP 3 choice nick */
+    const gchar *label; /* N_() */
+    const gchar *value; /* what DitValues holds (and GIMP 2.10 takes) */
+} DitChoice;
+
+typedef struct {
+    const gchar *name;
+    DitArgType type;
+    const gchar *nick;  /* a short label (GIMP 3's argument nick) */
+    const gchar *blurb; /* what it does, its default and range */
+    const gchar *blurb3; /* GIMP 3's, where it differs (choice nicks), or NULL */
+    gdouble min, max;   /* INT and DOUBLE */
+    const DitChoice *choices; /* CHOICE: NULL-nick-terminated */
+    gboolean edit_only; /* inpaint and img2img, not generate */
+    gsize offset;       /* of the DitValues field */
+    gsize size;         /* of a string field */
+} DitArg;
+
+extern const DitArg dit_args[];
+extern const gint dit_n_args;
+
+gboolean dit_arg_applies(const DitArg *arg, DitMode mode);
+/* How many of them a procedure takes. */
+gint dit_arg_count(DitMode mode);
+
+/* DitValues fields through the table. Numbers as doubles (INT fields
+ * round-trip exactly); strings as DitValues holds them; choices as nicks
+ * (a value no choice has gives the first nick). */
+gdouble dit_arg_get_number(const DitArg *arg, const DitValues *v);
+void dit_arg_set_number(const DitArg *arg, DitValues *v, gdouble x);
+const gchar *dit_arg_get_string(const DitArg *arg, const DitValues *v);
+void dit_arg_set_string(const DitArg *arg, DitValues *v, const gchar *s);
+const gchar *dit_arg_get_nick(const DitArg *arg, const DitValues *v);
+void dit_arg_set_nick(const DitArg *arg, DitValues *v, const gchar *nick);
+
+/* ---- strings ---------------------------------------------------------------------- */
+
+/* $DIT_LOCALEDIR (an uninstalled build: the build tree's po/), else the
+ * install prefix's locale dir */
+const gchar *dit_plugin_locale_dir(void);
+/* binds the gimp-dit domain to dit_plugin_locale_dir() */
+void dit_plugin_init_i18n(void);
+
+/* GIMP's progress bar label for a run */
+const gchar *dit_plugin_progress_label(DitMode mode);
+
+/* ---- the source ------------------------------------------------------------------- */
+
+typedef struct {
+    /* facts for the input check */
+    gboolean indexed;         /* the image or the drawable */
+    gboolean is_layer;        /* not a channel or a layer mask */
+    gboolean is_group;        /* a layer group */
+    gboolean selection_empty; /* the image has no selection */
+    gboolean has_sel;         /* a selection that overlaps the drawable */
+    GeglRectangle sel;        /* its bounds in drawable coordinates */
+    gint layer_w, layer_h;    /* the drawable's size */
+    gint image_w, image_h;
+    /* pixels (the glue owns the references; dit_source_clear drops them) */
+    GeglBuffer *pixels;       /* the drawable's (NULL: generate without one) */
+    const Babl *format;       /* its native format */
+    GeglBuffer *selection;    /* the image's selection channel */
+    gint off_x, off_y;        /* the drawable's offsets in the image */
+} DitSource;
+
+void dit_source_clear(DitSource *src);
+
+/* The documented refusals: indexed image, not a layer, layer group, no
+ * selection for inpaint, a selection beside the layer. */
+gboolean dit_source_check(const DitSource *src, DitMode mode, GError **error);
+
+/* ---- one run ------------------------------------------------------------------------- */
+
+/* The rectangle of the drawable a run reads and writes. */
+typedef struct {
+    gint x, y, w, h;
+    gboolean selection; /* a selection limits what changes */
+} DitRegion;
+
+/* The region before the model is known (the dialog's preview) or with it
+ * (job: the context is padded to whole model units). */
+DitRegion dit_source_region(const DitSource *src, DitMode mode, const DitJob *job);
+
+typedef struct {
+    DitRegion region;  /* generate: 0, 0 and the image's size */
+    gchar *name;       /* the new layer's, e.g. "DiT Dress seed 7" */
+    gboolean generated; /* a new layer of the image's size, not a copy */
+    const Babl *format; /* of pixels: the source's native format (edit) or
+                           R'G'B'A float, to be put in the new layer's space
+                           (generate; see dit_output_write) */
+    guint8 *pixels;    /* region.w x region.h pixels */
+} DitOutput;
+
+void dit_output_clear(DitOutput *out);
+
+/* Writes the pixels into the new layer's buffer; layer_format is the new
+ * layer's own format. */
+void dit_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format);
+
+typedef void (*DitProgressFunc)(gdouble fraction, gpointer user_data);
+
+/* One run with the values (v->mode says which): checks the source, loads
+ * the model, reads the region, samples in a worker thread while reporting
+ * progress (0.05 .. 0.95, then 1.0) and updating the dialog (may be NULL;
+ * its Cancel stops sampling within one step), and fills `out`. Nothing is
+ * written to GIMP here. FALSE with the error on failure
+ * (DIT_JOB_ERROR_CANCELLED when cancelled). */
+gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
+                        DitProgressFunc progress, gpointer progress_data, DitOutput *out,
+                        GError **error);
+
+/* ---- the dialog ---------------------------------------------------------------------- */
+
+/* Opens a display for the dialog (gtk_init_check); FALSE with the
+ * documented error when there is none. */
+gboolean dit_plugin_gtk_init(GError **error);
+
+/* The dialog for v->mode's procedure, with the source region as its
+ * preview (src may be NULL). */
+DitDialog *dit_plugin_dialog_new(const DitValues *v, const DitSource *src);
+
+/* Runs the dialog: TRUE on OK with the values in v, the dialog then locked
+ * for running; FALSE when cancelled. */
+gboolean dit_plugin_dialog_ask(DitDialog *dialog, DitValues *v);
+
+G_END_DECLS
+
+#endif
