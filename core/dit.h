@@ -260,6 +260,27 @@ DIT_API void dit_randn(uint64_t seed, uint32_t stream, size_t first, size_t n, f
 DIT_API void dit_philox4x32_10(const uint32_t counter[4], const uint32_t key[2],
                                uint32_t out[4]);
 
+/* ---- data files: the default model, class labels ----------------------------
+ * Looked up in $DIT_DEFAULT_MODEL (model only), the installed data folder
+ * (PREFIX/share/gimp-dit) and, for an uninstalled build, the source tree's
+ * data/. Label lists are NULL-terminated, one class per entry; an entry may
+ * hold comma-separated synonyms ("tabby, tabby cat"). */
+
+/* A folder path to free with dit_free, or NULL when no default model is found. */
+DIT_API char *dit_default_model_path(void);
+/* One label per line (stripped, trailing empty lines dropped); NULL when the
+ * file cannot be read or is empty. Free with dit_labels_free. */
+DIT_API char **dit_labels_read(const char *path);
+/* labels.txt in the model folder (or beside a model file), else ImageNet's
+ * list for a 1000-class model; num_classes <= 0 reads it from the folder's
+ * config.json. NULL when there are none. */
+DIT_API char **dit_labels_for_model(const char *model_path, int num_classes);
+/* The class whose label, or one of its synonyms, is `name` (any case);
+ * -1 when none is. */
+DIT_API int dit_labels_lookup(char *const *labels, int num_classes, const char *name);
+DIT_API void dit_labels_free(char **labels);
+DIT_API void dit_free(void *p);
+
 /* ---- VAE ------------------------------------------------------------------
  * Images cross this API as (B, 3, H, W) floats in [-1, 1]; latents as
  * (B, latent_channels, H / f, W / f) with f = dit_vae_info().downscale.

@@ -2,7 +2,6 @@
 #include "dit-job.h"
 
 #include <glib/gi18n-lib.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
@@ -42,93 +41,12 @@ struct _DitJob {
 
 gchar *dit_job_default_model(void)
 {
-    const gchar *env = g_getenv("DIT_DEFAULT_MODEL");
-    if (env && *env)
-        return g_strdup(env);
-    static const gchar *const dirs[] = {DIT_DATADIR, DIT_SOURCE_DATADIR};
-    for (gsize i = 0; i < G_N_ELEMENTS(dirs); i++) {
-        gchar *p = g_build_filename(dirs[i], "models", "default", NULL);
-        if (g_file_test(p, G_FILE_TEST_IS_DIR))
-            return p;
-        g_free(p);
-    }
-    return NULL;
-}
-
-static gchar **read_labels(const gchar *path)
-{
-    gchar *text = NULL;
-    if (!g_file_get_contents(path, &text, NULL, NULL))
-        return NULL;
-    gchar **lines = g_strsplit(text, "\n", -1);
-    g_free(text);
-    /* strip each line (\r too); drop trailing empty lines */
-    gint n = 0;
-    for (gint i = 0; lines[i]; i++) {
-        g_strstrip(lines[i]);
-        n = lines[i][0] ? i + 1 : n;
-    }
-    for (gint i = n; lines[i]; i++) {
-        g_free(lines[i]);
-        lines[i] = NULL;
-    }
-    if (n == 0) {
-        g_strfreev(lines);
-        return NULL;
-    }
-    return lines;
-}
-
-/* num_classes from config.json without loading weights; 0 if unknown */
-static gint config_num_classes(const gchar *model_path)
-{
-    if (!g_file_test(model_path, G_FILE_TEST_IS_DIR))
-        return 0;
-    const gchar *const rel[] = {"transformer/config.json", "config.json"};
-    for (gsize i = 0; i < G_N_ELEMENTS(rel); i++) {
-        gchar *p = g_build_filename(model_path, rel[i], NULL);
-        JsonParser *parser = json_parser_new();
-        gint n = 0;
-        if (json_parser_load_from_file(parser, p, NULL)) {
-            JsonNode *root = json_parser_get_root(parser);
-            JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-            if (o && json_object_has_member(o, "num_classes"))
-                n = (gint)json_object_get_int_member(o, "num_classes");
-            else if (o && json_object_has_member(o, "num_embeds_ada_norm"))
-                n = (gint)json_object_get_int_member(o, "num_embeds_ada_norm");
-        }
-        g_object_unref(parser);
-        g_free(p);
-        if (n > 0)
-            return n;
-    }
-    return 0;
-}
-
-static gchar **labels_for(const gchar *model_path, gint num_classes)
-{
-    gchar *dir = g_file_test(model_path, G_FILE_TEST_IS_DIR) ? g_strdup(model_path)
-                                                             : g_path_get_dirname(model_path);
-    gchar *p = g_build_filename(dir, "labels.txt", NULL);
-    gchar **labels = read_labels(p);
-    g_free(p);
-    g_free(dir);
-    if (!labels && num_classes == 1000) {
-        static const gchar *const dirs[] = {DIT_DATADIR, DIT_SOURCE_DATADIR};
-        for (gsize i = 0; i < G_N_ELEMENTS(dirs) && !labels; i++) {
-            p = g_build_filename(dirs[i], "labels", "imagenet.txt", NULL);
-            labels = read_labels(p);
-            g_free(p);
-        }
-    }
-    return labels;
+    return dit_default_model_path();
 }
 
 gchar **dit_job_labels_for_model(const gchar *model_path)
 {
-    if (!model_path || !*model_path)
-        return NULL;
-    return labels_for(model_path, config_num_classes(model_path));
+    return dit_labels_for_model(model_path, 0);
 }
 
 /* a number, or a label (whole, or one of its comma-separated synonyms), any
@@ -155,17 +73,11 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
         job->class_label = g_strdup(label ? label : name);
         return TRUE;
     }
-    for (gint i = 0; job->labels && job->labels[i] && i < nc; i++) {
-        gboolean hit = g_ascii_strcasecmp(job->labels[i], name) == 0;
-        gchar **syn = hit ? NULL : g_strsplit(job->labels[i], ",", -1);
-        for (gint k = 0; syn && syn[k] && !hit; k++)
-            hit = g_ascii_strcasecmp(g_strstrip(syn[k]), name) == 0;
-        g_strfreev(syn);
-        if (hit) {
-            job->params.class_id = i;
-            job->class_label = g_strdup(job->labels[i]);
-            return TRUE;
-        }
+    const gint found = dit_labels_lookup(job->labels, nc, name);
+    if (found >= 0) {
+        job->params.class_id = found;
+        job->class_label = g_strdup(job->labels[found]);
+        return TRUE;
     }
     if (job->labels)
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
@@ -317,7 +229,7 @@ DitJob *dit_job_new(const DitValues *v, GError **error)
     }
     g_free(vae_dir);
     const dit_config *cfg = dit_model_config(job->model);
-    job->labels = labels_for(path, cfg->num_classes);
+    job->labels = dit_labels_for_model(path, cfg->num_classes);
     g_free(path);
 
     dit_pipeline_params_default(&job->params, job->model, job->vae);

@@ -163,21 +163,6 @@ static int parse(GOptionContext *oc, int *argc, char ***argv)
 
 /* ---- models ---------------------------------------------------------------- */
 
-static char *default_model_path(void)
-{
-    const char *env = g_getenv("DIT_DEFAULT_MODEL");
-    if (env && *env)
-        return g_strdup(env);
-    static const char *const dirs[] = {DIT_DATADIR, DIT_SOURCE_DATADIR};
-    for (size_t i = 0; i < G_N_ELEMENTS(dirs); i++) {
-        char *p = g_build_filename(dirs[i], "models", "default", NULL);
-        if (g_file_test(p, G_FILE_TEST_IS_DIR))
-            return p;
-        g_free(p);
-    }
-    return NULL;
-}
-
 typedef struct {
     dit_ctx *ctx;
     dit_model *model;
@@ -189,56 +174,21 @@ static void loaded_clear(loaded *l)
 {
     dit_model_free(l->model);
     dit_vae_free(l->vae);
-    g_strfreev(l->labels);
+    dit_labels_free(l->labels);
     dit_ctx_free(l->ctx);
     memset(l, 0, sizeof *l);
 }
 
-static char **read_labels(const char *path, GError **err)
-{
-    char *text = NULL;
-    if (!g_file_get_contents(path, &text, NULL, err))
-        return NULL;
-    char **lines = g_strsplit(text, "\n", -1);
-    g_free(text);
-    /* drop a trailing empty line; strip \r */
-    int n = 0;
-    for (int i = 0; lines[i]; i++) {
-        g_strstrip(lines[i]);
-        n = lines[i][0] ? i + 1 : n;
-    }
-    for (int i = n; lines[i]; i++) {
-        g_free(lines[i]);
-        lines[i] = NULL;
-    }
-    return lines;
-}
-
-/* The model's labels: --labels, labels.txt in the model folder, or for a
- * 1000-class model ImageNet's list from data/. */
+/* The model's labels: --labels (an error when it cannot be read), else
+ * what libdit finds for the model (labels.txt, ImageNet's list). */
 static char **find_labels(const options *o, const char *model_path, int num_classes, GError **err)
 {
-    if (o->labels)
-        return read_labels(o->labels, err);
-    char *cands[4] = {NULL};
-    int nc = 0;
-    if (model_path && g_file_test(model_path, G_FILE_TEST_IS_DIR))
-        cands[nc++] = g_build_filename(model_path, "labels.txt", NULL);
-    else if (model_path) {
-        char *dir = g_path_get_dirname(model_path);
-        cands[nc++] = g_build_filename(dir, "labels.txt", NULL);
-        g_free(dir);
-    }
-    if (num_classes == 1000) {
-        cands[nc++] = g_build_filename(DIT_DATADIR, "labels", "imagenet.txt", NULL);
-        cands[nc++] = g_build_filename(DIT_SOURCE_DATADIR, "labels", "imagenet.txt", NULL);
-    }
-    char **labels = NULL;
-    for (int i = 0; i < nc; i++) {
-        if (!labels && g_file_test(cands[i], G_FILE_TEST_IS_REGULAR))
-            labels = read_labels(cands[i], NULL);
-        g_free(cands[i]);
-    }
+    if (!o->labels)
+        return dit_labels_for_model(model_path, num_classes);
+    char **labels = dit_labels_read(o->labels);
+    if (!labels)
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "--labels %s: cannot read it, or it is empty",
+                    o->labels);
     return labels;
 }
 
@@ -271,7 +221,7 @@ static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
     char *model_path = o->model ? g_strdup(o->model) : NULL;
     if (need_dit) {
         if (!model_path)
-            model_path = default_model_path();
+            model_path = dit_default_model_path();
         if (!model_path) {
             fprintf(stderr, "dit: no --model given and the embedded default model is not "
                             "installed (set DIT_DEFAULT_MODEL)\n");
@@ -364,19 +314,10 @@ static int resolve_class(const options *o, const loaded *l, int *class_id)
         *class_id = (int)v;
         return 0;
     }
-    for (int i = 0; l->labels && l->labels[i] && i < nc; i++) {
-        if (g_ascii_strcasecmp(l->labels[i], o->class_name) == 0) {
-            *class_id = i;
-            return 0;
-        }
-        char **syn = g_strsplit(l->labels[i], ",", -1);
-        for (int k = 0; syn[k]; k++)
-            if (g_ascii_strcasecmp(g_strstrip(syn[k]), o->class_name) == 0) {
-                *class_id = i;
-                g_strfreev(syn);
-                return 0;
-            }
-        g_strfreev(syn);
+    const int found = dit_labels_lookup(l->labels, nc, o->class_name);
+    if (found >= 0) {
+        *class_id = found;
+        return 0;
     }
     fprintf(stderr, "dit: unknown class '%s'%s; 'dit labels' lists them\n", o->class_name,
             l->labels ? "" : " (this model has no label list: give a number or --labels FILE)");

@@ -1,0 +1,126 @@
+/* Data files the CLI and the plug-ins both need: where the embedded default
+ * model lives and a model's class labels (one per line, synonyms separated
+ * by commas as in ImageNet's list). */
+#include "dit-impl.h"
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#ifndef DIT_DATADIR
+#define DIT_DATADIR "/usr/local/share/gimp-dit"
+#endif
+
+/* installed first, then the source tree's data/ for uninstalled builds */
+static const char *const data_dirs[] = {DIT_DATADIR,
+#ifdef DIT_SOURCE_DATADIR
+                                        DIT_SOURCE_DATADIR
+#endif
+};
+
+char *dit_default_model_path(void)
+{
+    const char *env = g_getenv("DIT_DEFAULT_MODEL");
+    if (env && *env)
+        return g_strdup(env);
+    for (size_t i = 0; i < G_N_ELEMENTS(data_dirs); i++) {
+        char *p = g_build_filename(data_dirs[i], "models", "default", NULL);
+        if (g_file_test(p, G_FILE_TEST_IS_DIR))
+            return p;
+        g_free(p);
+    }
+    return NULL;
+}
+
+char **dit_labels_read(const char *path)
+{
+    char *text = NULL;
+    if (!path || !g_file_get_contents(path, &text, NULL, NULL))
+        return NULL;
+    char **lines = g_strsplit(text, "\n", -1);
+    g_free(text);
+    /* strip each line (\r too); drop trailing empty lines */
+    int n = 0;
+    for (int i = 0; lines[i]; i++) {
+        g_strstrip(lines[i]);
+        n = lines[i][0] ? i + 1 : n;
+    }
+    for (int i = n; lines[i]; i++) {
+        g_free(lines[i]);
+        lines[i] = NULL;
+    }
+    if (n == 0) {
+        g_strfreev(lines);
+        return NULL;
+    }
+    return lines;
+}
+
+/* num_classes from a folder's config.json without loading weights; 0 if unknown */
+static int config_num_classes(const char *model_path)
+{
+    if (!g_file_test(model_path, G_FILE_TEST_IS_DIR))
+        return 0;
+    const char *const rel[] = {"transformer/config.json", "config.json"};
+    int n = 0;
+    for (size_t i = 0; i < G_N_ELEMENTS(rel) && n <= 0; i++) {
+        char *p = g_build_filename(model_path, rel[i], NULL);
+        JsonParser *parser = json_parser_new();
+        if (json_parser_load_from_file(parser, p, NULL)) {
+            JsonNode *root = json_parser_get_root(parser);
+            JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+            if (o && json_object_has_member(o, "num_classes"))
+                n = (int)json_object_get_int_member(o, "num_classes");
+            else if (o && json_object_has_member(o, "num_embeds_ada_norm"))
+                n = (int)json_object_get_int_member(o, "num_embeds_ada_norm");
+        }
+        g_object_unref(parser);
+        g_free(p);
+    }
+    return n > 0 ? n : 0;
+}
+
+char **dit_labels_for_model(const char *model_path, int num_classes)
+{
+    if (!model_path || !*model_path)
+        return NULL;
+    char *dir = g_file_test(model_path, G_FILE_TEST_IS_DIR) ? g_strdup(model_path)
+                                                            : g_path_get_dirname(model_path);
+    char *p = g_build_filename(dir, "labels.txt", NULL);
+    char **labels = dit_labels_read(p);
+    g_free(p);
+    g_free(dir);
+    if (num_classes <= 0)
+        num_classes = config_num_classes(model_path);
+    for (size_t i = 0; !labels && num_classes == 1000 && i < G_N_ELEMENTS(data_dirs); i++) {
+        p = g_build_filename(data_dirs[i], "labels", "imagenet.txt", NULL);
+        labels = dit_labels_read(p);
+        g_free(p);
+    }
+    return labels;
+}
+
+int dit_labels_lookup(char *const *labels, int num_classes, const char *name)
+{
+    for (int i = 0; labels && name && labels[i] && i < num_classes; i++) {
+        if (g_ascii_strcasecmp(labels[i], name) == 0)
+            return i;
+        char **syn = g_strsplit(labels[i], ",", -1);
+        bool hit = false;
+        for (int k = 0; syn[k] && !hit; k++)
+            hit = g_ascii_strcasecmp(g_strstrip(syn[k]), name) == 0;
+        g_strfreev(syn);
+        if (hit)
+            return i;
+    }
+    return -1;
+}
+
+void dit_labels_free(char **labels)
+{
+    g_strfreev(labels);
+}
+
+void dit_free(void *p)
+{
+    g_free(p);
+}
