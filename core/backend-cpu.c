@@ -463,30 +463,10 @@ static void im2col_band(const dit_backend *be, float *col, const float *in,
     }
 }
 
-/* Floats of im2col scratch: enough output rows per band to give sgemm a
- * wide N while keeping the band near 16 MiB. */
-#define CONV_BAND_FLOATS (16u << 20)
-
-static int conv_band_rows(const dit_conv_desc *d)
-{
-    size_t per_row = (size_t)d->Cin * d->k * d->k * d->Wo;
-    size_t rows = per_row ? CONV_BAND_FLOATS / per_row : 1;
-    rows = rows < 1 ? 1 : rows;
-    return rows > (size_t)d->Ho ? d->Ho : (int)rows;
-}
-
-static bool conv_is_pointwise(const dit_conv_desc *d)
-{
-    return d->k == 1 && d->stride == 1 && d->pad_top == 0 && d->pad_left == 0 && !d->up2 &&
-           d->Ho == d->H && d->Wo == d->W;
-}
-
 static size_t cpu_conv2d_scratch(const dit_backend *be, const dit_conv_desc *d)
 {
     (void)be;
-    if (conv_is_pointwise(d))
-        return 0;
-    return (size_t)d->Cin * d->k * d->k * d->Wo * conv_band_rows(d);
+    return dit_conv_scratch_floats(d);
 }
 
 static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const float *w,
@@ -498,11 +478,11 @@ static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const
     for (int b = 0; b < d->B; b++) {
         const float *src = in + (size_t)b * d->Cin * d->H * d->W;
         float *dst = out + (size_t)b * d->Cout * HWo;
-        if (conv_is_pointwise(d)) {
+        if (dit_conv_is_pointwise(d)) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, HWo, K, 1.0f, w, K,
                         src, HWo, 0.0f, dst, HWo);
         } else {
-            const int band = conv_band_rows(d);
+            const int band = dit_conv_band_rows(d);
             for (int oy = 0; oy < d->Ho; oy += band) {
                 const int rows = oy + band <= d->Ho ? band : d->Ho - oy;
                 const int np = rows * d->Wo;
@@ -570,7 +550,7 @@ static void cpu_group_norm(const dit_backend *be, float *out, const float *in,
 /* Query rows per chunk so that the (rows, N) score block stays near 16 MiB. */
 static int spatial_chunk_rows(int N)
 {
-    size_t rows = N ? CONV_BAND_FLOATS / (size_t)N : 1;
+    size_t rows = N ? DIT_CONV_BAND_FLOATS / (size_t)N : 1;
     rows = rows < 1 ? 1 : rows;
     return rows > (size_t)N ? N : (int)rows;
 }

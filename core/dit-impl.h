@@ -32,6 +32,31 @@ typedef struct {
     int Ho, Wo;
     bool up2;
 } dit_conv_desc;
+
+/* conv2d's im2col scratch, the same for every backend: bands of output rows
+ * holding near 16M floats (a wide N for the GEMM, a bounded buffer); a 1x1
+ * stride-1 conv needs none. */
+#define DIT_CONV_BAND_FLOATS ((size_t)16 << 20)
+
+static inline bool dit_conv_is_pointwise(const dit_conv_desc *d)
+{
+    return d->k == 1 && d->stride == 1 && d->pad_top == 0 && d->pad_left == 0 && !d->up2 &&
+           d->Ho == d->H && d->Wo == d->W;
+}
+
+static inline int dit_conv_band_rows(const dit_conv_desc *d)
+{
+    size_t per_row = (size_t)d->Cin * d->k * d->k * d->Wo;
+    size_t rows = per_row ? DIT_CONV_BAND_FLOATS / per_row : 1;
+    rows = rows < 1 ? 1 : rows;
+    return rows > (size_t)d->Ho ? d->Ho : (int)rows;
+}
+
+static inline size_t dit_conv_scratch_floats(const dit_conv_desc *d)
+{
+    return dit_conv_is_pointwise(d) ? 0
+                                    : (size_t)d->Cin * d->k * d->k * d->Wo * dit_conv_band_rows(d);
+}
 struct dit_backend {
     const char *name;
     int n_threads;

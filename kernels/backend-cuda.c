@@ -233,29 +233,10 @@ static void cuda_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw,
 
 /* ---- image ops ------------------------------------------------------------ */
 
-/* im2col scratch per band of output rows, as the CPU's: near 16M floats */
-#define CONV_BAND_FLOATS ((size_t)16 << 20)
-
-static int conv_band_rows(const dit_conv_desc *d)
-{
-    size_t per_row = (size_t)d->Cin * d->k * d->k * d->Wo;
-    size_t rows = per_row ? CONV_BAND_FLOATS / per_row : 1;
-    rows = rows < 1 ? 1 : rows;
-    return rows > (size_t)d->Ho ? d->Ho : (int)rows;
-}
-
-static bool conv_is_pointwise(const dit_conv_desc *d)
-{
-    return d->k == 1 && d->stride == 1 && d->pad_top == 0 && d->pad_left == 0 && !d->up2 &&
-           d->Ho == d->H && d->Wo == d->W;
-}
-
 static size_t cuda_conv2d_scratch(const dit_backend *be, const dit_conv_desc *d)
 {
     (void)be;
-    if (conv_is_pointwise(d))
-        return 0;
-    return (size_t)d->Cin * d->k * d->k * d->Wo * conv_band_rows(d);
+    return dit_conv_scratch_floats(d);
 }
 
 static void cuda_conv2d(const dit_backend *be, float *out, const float *in, const float *w,
@@ -263,12 +244,12 @@ static void cuda_conv2d(const dit_backend *be, float *out, const float *in, cons
 {
     // out (B, Cout, Ho, Wo) = act(w (Cout, K) . im2col(in) (K, Ho*Wo) + bias), K = Cin k k
     const int K = d->Cin * d->k * d->k, HWo = d->Ho * d->Wo;
-    if (conv_is_pointwise(d)) {
+    if (dit_conv_is_pointwise(d)) {
         // out_b (Cout, HW) = w (Cout, Cin) . in_b (Cin, HW)  ->  out_b^T = in_b^T . w^T, all b
         gemm(be, __func__, false, false, HWo, d->Cout, K, 1.0f, in, HWo,
              (long long)d->Cin * HWo, w, K, 0, 0.0f, out, HWo, (long long)d->Cout * HWo, d->B);
     } else {
-        const int band = conv_band_rows(d);
+        const int band = dit_conv_band_rows(d);
         for (int b = 0; b < d->B; b++) {
             const float *src = in + (size_t)b * d->Cin * d->H * d->W;
             float *dst = out + (size_t)b * d->Cout * HWo;
@@ -300,7 +281,7 @@ static void cuda_group_norm(const dit_backend *be, float *out, const float *in,
  * floats (the CPU's chunking). */
 static int spatial_chunk_rows(int N)
 {
-    size_t rows = N ? CONV_BAND_FLOATS / (size_t)N : 1;
+    size_t rows = N ? DIT_CONV_BAND_FLOATS / (size_t)N : 1;
     rows = rows < 1 ? 1 : rows;
     return rows > (size_t)N ? N : (int)rows;
 }
