@@ -366,7 +366,51 @@ static void cpu_add_embedding(const dit_backend *be, float *out, const float *a,
     (void)be;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < D; i++)
-            out[(size_t)b * D + i] = a[(size_t)b * D + i] + table[(size_t)label[b] * D + i];
+            out[(size_t)b * D + i] =
+                (a ? a[(size_t)b * D + i] : 0.0f) + table[(size_t)label[b] * D + i];
+}
+
+static void cpu_copy_tokens(const dit_backend *be, float *out, int out_T, int out_at,
+                            const float *in, int in_T, int in_at, int n, int B, int D)
+{
+    (void)be;
+    for (int b = 0; b < B; b++)
+        memcpy(out + ((size_t)b * out_T + out_at) * D, in + ((size_t)b * in_T + in_at) * D,
+               (size_t)n * D * sizeof(float));
+}
+
+static void cpu_cross_attention(const dit_backend *be, float *out, const float *q,
+                                const float *kv, int B, int Tq, int Tk, int H, int hd,
+                                float *probs)
+{
+    // q (B, Tq, H, hd) attends to kv (B, Tk, 2, H, hd); Tk is a few conditioning tokens,
+    // so plain loops: one (b, query token) per iteration
+    const int D = H * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int bi = 0; bi < B * Tq; bi++) {
+        const int b = bi / Tq, i = bi % Tq;
+        for (int h = 0; h < H; h++) {
+            const float *qr = q + (size_t)bi * D + (size_t)h * hd;
+            float *P = probs + (((size_t)b * H + h) * Tq + i) * Tk;
+            for (int j = 0; j < Tk; j++) {
+                const float *kr = kv + ((size_t)b * Tk + j) * 2 * D + (size_t)h * hd;
+                float s = 0;
+                for (int d = 0; d < hd; d++)
+                    s += qr[d] * kr[d];
+                P[j] = s * scale;
+            }
+            softmax_rows(P, 1, Tk);
+            float *o = out + (size_t)bi * D + (size_t)h * hd;
+            for (int d = 0; d < hd; d++)
+                o[d] = 0;
+            for (int j = 0; j < Tk; j++) {
+                const float *vr = kv + ((size_t)b * Tk + j) * 2 * D + D + (size_t)h * hd;
+                for (int d = 0; d < hd; d++)
+                    o[d] += P[j] * vr[d];
+            }
+        }
+    }
 }
 
 static void cpu_timestep_embedding(const dit_backend *be, float *out, const float *t, int B,
@@ -807,6 +851,10 @@ static void cpu_gated_add_backward(const dit_backend *be, float *dy, float *dgat
                                    const float *dx, const float *y, const float *gate, int stride,
                                    int B, int T, int D)
 {
+    if (!gate) {
+        memcpy(dy, dx, (size_t)B * T * D * sizeof(float));
+        return;
+    }
 #pragma omp parallel for num_threads(be->n_threads)
     for (int b = 0; b < B; b++) {
         const float *g = gate + (size_t)b * stride;
@@ -834,6 +882,54 @@ static void cpu_unpatchify_backward(const dit_backend *be, float *dtokens, const
             for (int kx = 0; kx < p; kx++)
                 for (int c = 0; c < C; c++)
                     *v++ = dout[(((size_t)b * C + c) * H + gy * p + ky) * W + gx * p + kx];
+    }
+}
+
+static void cpu_cross_attention_backward(const dit_backend *be, float *dq, float *dkv,
+                                         const float *dout, const float *q, const float *kv,
+                                         const float *probs, int B, int Tq, int Tk, int H,
+                                         int hd)
+{
+    // O_i = sum_j P_ij V_j: dV_j = sum_i P_ij dO_i, dP_ij = dO_i . V_j,
+    // dS_ij = P_ij (dP_ij - sum_j' P_ij' dP_ij'), dQ_i = scale sum_j dS_ij K_j,
+    // dK_j = scale sum_i dS_ij Q_i. One sample per iteration: dkv rows are its own.
+    const int D = H * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int b = 0; b < B; b++) {
+        float *dkvb = dkv + (size_t)b * Tk * 2 * D;
+        memset(dkvb, 0, (size_t)Tk * 2 * D * sizeof(float));
+        for (int i = 0; i < Tq; i++)
+            for (int h = 0; h < H; h++) {
+                const size_t qi = ((size_t)b * Tq + i) * D + (size_t)h * hd;
+                const float *P = probs + (((size_t)b * H + h) * Tq + i) * Tk;
+                const float *dO = dout + qi;
+                float *dqr = dq + qi;
+                for (int d = 0; d < hd; d++)
+                    dqr[d] = 0;
+                double dot = 0;
+                for (int j = 0; j < Tk; j++) {
+                    const float *vr = kv + ((size_t)b * Tk + j) * 2 * D + D + (size_t)h * hd;
+                    float dp = 0;
+                    for (int d = 0; d < hd; d++)
+                        dp += dO[d] * vr[d];
+                    dot += (double)P[j] * dp;
+                }
+                for (int j = 0; j < Tk; j++) {
+                    const size_t kj = ((size_t)b * Tk + j) * 2 * D + (size_t)h * hd;
+                    const float *kr = kv + kj, *vr = kv + kj + D;
+                    float *dk = dkv + kj, *dv = dkv + kj + D;
+                    float dp = 0;
+                    for (int d = 0; d < hd; d++)
+                        dp += dO[d] * vr[d];
+                    const float ds = P[j] * (dp - (float)dot) * scale;
+                    for (int d = 0; d < hd; d++) {
+                        dv[d] += P[j] * dO[d];
+                        dqr[d] += ds * kr[d];
+                        dk[d] += ds * q[qi + d];
+                    }
+                }
+            }
     }
 }
 
@@ -882,6 +978,8 @@ static const dit_backend cpu_backend = {
     .gated_add = cpu_gated_add,
     .add_rows = cpu_add_rows,
     .add_embedding = cpu_add_embedding,
+    .copy_tokens = cpu_copy_tokens,
+    .cross_attention = cpu_cross_attention,
     .timestep_embedding = cpu_timestep_embedding,
     .pos_embed_2d = cpu_pos_embed_2d,
     .conv2d = cpu_conv2d,
@@ -900,6 +998,7 @@ static const dit_backend cpu_backend = {
     .act_backward = cpu_act_backward,
     .gated_add_backward = cpu_gated_add_backward,
     .unpatchify_backward = cpu_unpatchify_backward,
+    .cross_attention_backward = cpu_cross_attention_backward,
     .add_embedding_backward = cpu_add_embedding_backward,
     .adamw = cpu_adamw,
     .ema_update = cpu_ema_update,

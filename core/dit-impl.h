@@ -90,9 +90,17 @@ struct dit_backend {
                       int stride, int B, int T, int D);
     /* x (B, T, D) += pos (T, D) */
     void (*add_rows)(const dit_backend *be, float *x, const float *pos, int B, int T, int D);
-    /* out (B, D) = a (B, D) + table[label[b]] (rows of D) */
+    /* out (B, D) = a (B, D) + table[label[b]] (rows of D); a NULL = zeros */
     void (*add_embedding)(const dit_backend *be, float *out, const float *a,
                           const float *table, const int32_t *label, int B, int D);
+    /* out (B, out_T, D) rows [out_at, out_at + n) = in (B, in_T, D) rows
+     * [in_at, in_at + n) for every b: joins and splits token sequences */
+    void (*copy_tokens)(const dit_backend *be, float *out, int out_T, int out_at, const float *in,
+                        int in_T, int in_at, int n, int B, int D);
+    /* out (B, Tq, H*hd) = softmax(q k^T / sqrt(hd)) v per head, q (B, Tq, H, hd),
+     * kv (B, Tk, 2, H, hd); probs (B, H, Tq, Tk) is written (backward reads it) */
+    void (*cross_attention)(const dit_backend *be, float *out, const float *q, const float *kv,
+                            int B, int Tq, int Tk, int H, int hd, float *probs);
     /* out (B, F): [cos(t f_i), sin(t f_i)], f_i = exp(-ln(1e4) i / (F/2 - shift)) */
     void (*timestep_embedding)(const dit_backend *be, float *out, const float *t, int B,
                                int F, int shift);
@@ -149,13 +157,18 @@ struct dit_backend {
     /* dx (n) = dy * act'(pre); dx may alias dy */
     void (*act_backward)(const dit_backend *be, float *dx, const float *pre, const float *dy,
                          size_t n, dit_act act);
-    /* x = x_in + gate * y: dy = gate * dx; dgate (B vectors, stride) += sum_t dx * y */
+    /* x = x_in + gate * y: dy = gate * dx; dgate (B vectors, stride) += sum_t dx * y;
+     * gate NULL means 1 (dy = dx, no dgate) */
     void (*gated_add_backward)(const dit_backend *be, float *dy, float *dgate, const float *dx,
                                const float *y, const float *gate, int stride, int B, int T,
                                int D);
     /* dtokens (B, T, p*p*C) from dout (B, C, H, W) */
     void (*unpatchify_backward)(const dit_backend *be, float *dtokens, const float *dout, int B,
                                 int C, int H, int W, int p);
+    /* dq (B, Tq, D) and dkv (B, Tk, 2D) written, from dout (B, Tq, D) */
+    void (*cross_attention_backward)(const dit_backend *be, float *dq, float *dkv,
+                                     const float *dout, const float *q, const float *kv,
+                                     const float *probs, int B, int Tq, int Tk, int H, int hd);
     /* dtable[label[b]] += dc[b] */
     void (*add_embedding_backward)(const dit_backend *be, float *dtable, const float *dc,
                                    const int32_t *label, int B, int D);
@@ -246,14 +259,14 @@ typedef struct {
     float *t_mlp0_b; /* (D) */
     float *t_mlp2_w; /* (D, D) */
     float *t_mlp2_b; /* (D) */
-    float *y_table;  /* (num_classes + 1, D) */
+    float *y_table;  /* (num_classes + 1, D); NULL when unconditional */
 } dit_embedder_weights;
 
 /* One DiT block, official names blocks.N.* */
 typedef struct {
     const dit_embedder_weights *emb; /* shared (official) or own (diffusers) */
     dit_embedder_weights own_emb;
-    float *ada_w;  /* (6D, D) adaLN_modulation.1 */
+    float *ada_w;  /* (6D, D) adaLN_modulation.1 ((4D, D) for adaLN; NULL for token variants) */
     float *ada_b;  /* (6D) */
     float *qkv_w;  /* (3D, D) attn.qkv, rows q | k | v, each (H, hd) */
     float *qkv_b;  /* (3D) */
@@ -263,6 +276,13 @@ typedef struct {
     float *fc1_b;  /* (Dm) */
     float *fc2_w;  /* (D, Dm) mlp.fc2 */
     float *fc2_b;  /* (D) */
+    /* cross-attention variant only (cross_attn.{q,kv,proj}) */
+    float *xq_w;   /* (D, D) */
+    float *xq_b;   /* (D) */
+    float *xkv_w;  /* (2D, D) rows k | v */
+    float *xkv_b;  /* (2D) */
+    float *xproj_w; /* (D, D) */
+    float *xproj_b; /* (D) */
 } dit_block_weights;
 
 struct dit_model {
@@ -279,11 +299,45 @@ struct dit_model {
     float *pos_embed;  /* (T0, D) stored table for the native grid, or NULL */
     dit_embedder_weights emb; /* official: shared by all blocks and the final layer */
     dit_block_weights *blocks; /* (depth) */
-    float *final_ada_w; /* (2D, D) final_layer.adaLN_modulation.1: shift | scale */
+    float *final_ada_w; /* (2D, D) final_layer.adaLN_modulation.1: shift | scale (adaLN variants) */
     float *final_ada_b; /* (2D) */
     float *final_w;     /* (p*p*Cout, D) final_layer.linear */
     float *final_b;     /* (p*p*Cout) */
 };
+
+/* The adaLN chunk width of a block: 6D (shift, scale, gate x2), 4D (no
+ * gates) or 0 (token variants), in units of D. */
+static inline int dit_block_mod_chunks(const dit_config *c)
+{
+    return c->conditioning == DIT_COND_ADALN_ZERO ? 6 : c->conditioning == DIT_COND_ADALN ? 4 : 0;
+}
+/* Offsets in floats of a block's adaLN chunks inside its (B, stride) mod
+ * rows; -1 = absent (no gates for adaLN, nothing for the token variants). */
+typedef struct {
+    int shift1, scale1, gate1, shift2, scale2, gate2, stride;
+} dit_mod_layout;
+static inline dit_mod_layout dit_block_mod_layout(const dit_config *c)
+{
+    const int D = c->hidden_size;
+    switch (dit_block_mod_chunks(c)) {
+    case 6: return (dit_mod_layout){0, D, 2 * D, 3 * D, 4 * D, 5 * D, 6 * D};
+    case 4: return (dit_mod_layout){0, D, -1, 2 * D, 3 * D, -1, 4 * D};
+    default: return (dit_mod_layout){-1, -1, -1, -1, -1, -1, 0};
+    }
+}
+static inline float *dit_mod_at(float *mod, int offset)
+{
+    return offset < 0 ? NULL : mod + offset;
+}
+static inline bool dit_final_adaln(const dit_config *c)
+{
+    return c->conditioning == DIT_COND_ADALN_ZERO || c->conditioning == DIT_COND_ADALN;
+}
+/* conditioning tokens (t_emb, and y_emb when class-conditional) */
+static inline int dit_cond_tokens(const dit_config *c)
+{
+    return c->num_classes > 0 ? 2 : 1;
+}
 
 /* Whoever writes a model's params (loader, init, optimizer step, resume)
  * calls this, so device copies of the weights are uploaded again. */

@@ -24,6 +24,7 @@ typedef struct {
     double beta1, beta2, eps, weight_decay;
     double grad_clip;        /* global norm; 0 = off */
     double ema_decay;
+    bool ema_warmup;         /* decay min(ema_decay, (1 + step) / (10 + step)) */
     double class_dropout;    /* share of labels replaced by the null class */
     uint64_t seed;
 } dit_train_config;
@@ -62,10 +63,12 @@ dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *ima
                                  const int32_t *labels, const int32_t *t, uint32_t stream,
                                  float *loss_per_sample);
 /* Gradients of the mean loss for a given noisy input (tests): fills
- * the trainer's gradient block, returns the loss. */
+ * the trainer's gradient block, returns the loss. x_start (the clean
+ * images; NULL: none) adds the VLB term for learned-sigma models, which
+ * then needs integer timesteps. */
 dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy,
                             const float *t, const int32_t *labels, const float *target,
-                            float *loss);
+                            const float *x_start, float *loss);
 float *dit_trainer_grads(dit_trainer *tr);   /* same layout as model->params */
 float *dit_trainer_ema(dit_trainer *tr);
 int64_t dit_trainer_step_count(const dit_trainer *tr);

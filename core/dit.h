@@ -51,6 +51,27 @@ typedef enum {
     DIT_NAMING_DIFFUSERS = 1, /* diffusers DiTTransformer2DModel */
 } dit_naming;
 
+/* How a block sees the timestep and class (the variants the DiT paper
+ * compares, section 3.2). Every variant keeps the patch embedding, the
+ * t/y embedders and the MLPs; they differ in the blocks and the final layer:
+ *   ADALN_ZERO  shift, scale and a zero-initialised gate per sub-layer,
+ *               regressed from c = t_emb + y_emb (official DiT)
+ *   ADALN       shift and scale only (no gates)
+ *   IN_CONTEXT  t_emb and y_emb are two more tokens of the sequence (dropped
+ *               after the last block); plain LayerNorms
+ *   CROSS_ATTN  each block cross-attends to the tokens (t_emb, y_emb)
+ *               between self-attention and MLP; plain LayerNorms
+ * The token variants end in a plain LayerNorm + linear (no adaLN). A model
+ * with num_classes == 0 is unconditional (time only): no label table, the
+ * only label is 0, and the token variants carry t_emb alone. */
+typedef enum {
+    DIT_COND_ADALN_ZERO = 0,
+    DIT_COND_ADALN,
+    DIT_COND_IN_CONTEXT,
+    DIT_COND_CROSS_ATTN,
+    DIT_COND_COUNT
+} dit_conditioning;
+
 typedef struct {
     int in_channels;        /* latent channels, 4 for the SD VAE */
     int out_channels;       /* 2 * in_channels when learn_sigma */
@@ -61,7 +82,7 @@ typedef struct {
     int depth;              /* number of transformer blocks */
     int num_heads;          /* D / num_heads = head dim (72 for XL) */
     int mlp_hidden;         /* MLP inner width, 4 * D for DiT */
-    int num_classes;        /* label table has num_classes + 1 rows */
+    int num_classes;        /* label table has num_classes + 1 rows; 0 = unconditional */
     int freq_dim;           /* sinusoidal timestep embedding width, 256 */
     int freq_shift;         /* divisor is half - freq_shift: 0 official, 1 diffusers */
     float norm1_eps;        /* LayerNorm eps before attention */
@@ -70,6 +91,7 @@ typedef struct {
     float interpolation_scale; /* diffusers pos-embed scale, 1 for DiT */
     int per_block_embedder; /* diffusers: each block owns its t/y embedder */
     dit_naming naming;
+    dit_conditioning conditioning; /* DIT_COND_ADALN_ZERO for every released DiT */
 } dit_config;
 
 /* ---- context ------------------------------------------------------------ */
@@ -111,6 +133,10 @@ DIT_API size_t dit_model_param_count(const dit_model *model);
 /* dtype of the stored weights ("F32", "F16", "BF16" or "mixed"). */
 DIT_API const char *dit_model_source_dtype(const dit_model *model);
 DIT_API const char *dit_naming_name(dit_naming naming);
+/* "adaln-zero", "adaln", "in-context", "cross-attn" */
+DIT_API const char *dit_conditioning_name(dit_conditioning cond);
+/* The id of a conditioning name (any case, '_' for '-'), or -1. */
+DIT_API int dit_conditioning_from_name(const char *name);
 
 /* One denoiser evaluation.
  *   x      (B, in_channels, H, W)   H, W multiples of patch_size

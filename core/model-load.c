@@ -22,19 +22,41 @@ const char *dit_naming_name(dit_naming naming)
     return naming == DIT_NAMING_OFFICIAL ? "official" : "diffusers";
 }
 
+static const char *const conditioning_names[DIT_COND_COUNT] = {"adaln-zero", "adaln",
+                                                                "in-context", "cross-attn"};
+
+const char *dit_conditioning_name(dit_conditioning cond)
+{
+    return (unsigned)cond < DIT_COND_COUNT ? conditioning_names[cond] : "unknown";
+}
+
+int dit_conditioning_from_name(const char *name)
+{
+    if (!name)
+        return -1;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf; *p; p++)
+        *p = *p == '_' ? '-' : g_ascii_tolower(*p);
+    for (int i = 0; i < DIT_COND_COUNT; i++)
+        if (strcmp(buf, conditioning_names[i]) == 0)
+            return i;
+    return -1;
+}
+
 /* ---- config -------------------------------------------------------------- */
 
 /* Config fields as diffusers spells them; -1 / NAN = not given. */
 typedef struct {
     int heads, head_dim, in_channels, out_channels, layers, sample_size, patch_size,
-        num_classes, freq_shift;
+        num_classes, freq_shift, conditioning;
     double norm_eps, interpolation_scale;
 } config_given;
 
 static void config_given_init(config_given *g)
 {
     g->heads = g->head_dim = g->in_channels = g->out_channels = g->layers = -1;
-    g->sample_size = g->patch_size = g->num_classes = g->freq_shift = -1;
+    g->sample_size = g->patch_size = g->num_classes = g->freq_shift = g->conditioning = -1;
     g->norm_eps = g->interpolation_scale = NAN;
 }
 
@@ -78,6 +100,14 @@ static dit_status config_apply(dit_ctx *ctx, const char *src, config_given *g, c
             return dit_error(ctx, DIT_ERR_MODEL, "%s: interpolation_scale = %g is out of range",
                              src, v);
         g->interpolation_scale = v;
+    } else if (strcmp(key, "conditioning") == 0) {
+        const int id = dit_conditioning_from_name(str);
+        if (id < 0)
+            return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                             "%s: conditioning '%s' is not one of adaln-zero, adaln, in-context, "
+                             "cross-attn",
+                             src, str ? str : "(not a string)");
+        g->conditioning = id;
     } else if (strcmp(key, "norm_type") == 0 && str && strcmp(str, "ada_norm_zero") != 0) {
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
                          "%s: norm_type '%s' is not supported (only ada_norm_zero DiTs)", src,
@@ -288,9 +318,25 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
     cfg->freq_dim = (int)MIN(t0->shape[1], INT32_MAX);
     snprintf(name, sizeof name, "%s%s.weight", emb_prefix, nt->y_table);
     const st_tensor *yt = st_find(f, name);
-    if ((st = need_tensor(ctx, f, yt, name, 2)))
-        return st;
-    cfg->num_classes = (int)MIN(yt->shape[0] - 1, INT32_MAX);
+    if (yt || diffusers) { /* an official-layout model without one is unconditional */
+        if ((st = need_tensor(ctx, f, yt, name, 2)))
+            return st;
+        if (yt->shape[0] < 2)
+            return dit_error(ctx, DIT_ERR_MODEL, "%s: '%s' has %lld rows; a label table needs "
+                             "the classes and the null class", f->path, name,
+                             (long long)yt->shape[0]);
+        cfg->num_classes = (int)MIN(yt->shape[0] - 1, INT32_MAX);
+    }
+    /* the conditioning variant shows in the first block (official layout only) */
+    cfg->conditioning = DIT_COND_ADALN_ZERO;
+    if (!diffusers) {
+        const st_tensor *ada = st_find(f, "blocks.0.adaLN_modulation.1.weight");
+        if (ada && ada->ndim == 2 && ada->shape[0] == 4 * cfg->hidden_size)
+            cfg->conditioning = DIT_COND_ADALN;
+        else if (!ada)
+            cfg->conditioning = st_find(f, "blocks.0.cross_attn.q.weight") ? DIT_COND_CROSS_ATTN
+                                                                           : DIT_COND_IN_CONTEXT;
+    }
     const st_tensor *fc1 = diffusers ? find_fmt(f, "transformer_blocks.0.ff.net.0.proj.weight")
                                      : find_fmt(f, "blocks.0.mlp.fc1.weight");
     if (!fc1 || fc1->ndim != 2)
@@ -355,6 +401,12 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
         cfg->num_classes = g.num_classes;
     if (g.freq_shift >= 0)
         cfg->freq_shift = g.freq_shift;
+    if (g.conditioning >= 0 && diffusers && g.conditioning != DIT_COND_ADALN_ZERO)
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "%s: diffusers-layout DiTs are adaLN-Zero only (config says %s)", f->path,
+                         dit_conditioning_name(g.conditioning));
+    if (g.conditioning >= 0)
+        cfg->conditioning = g.conditioning;
     if (!isnan(g.norm_eps) && diffusers)
         cfg->norm2_eps = (float)g.norm_eps;
     if (!isnan(g.interpolation_scale))
@@ -409,11 +461,12 @@ static void layout_embedder(weight_layout *L, const dit_config *c, dit_embedder_
     e->t_mlp0_b = wl_take(L, (size_t)D);
     e->t_mlp2_w = wl_take(L, (size_t)(D * D));
     e->t_mlp2_b = wl_take(L, (size_t)D);
-    e->y_table = wl_take(L, (size_t)((c->num_classes + 1) * D));
+    e->y_table = c->num_classes > 0 ? wl_take(L, (size_t)((c->num_classes + 1) * D)) : NULL;
     wl_want_linear(L, e->t_mlp0_w, e->t_mlp0_b, D, c->freq_dim, prefix, nt->t_mlp0);
     wl_want_linear(L, e->t_mlp2_w, e->t_mlp2_b, D, D, prefix, nt->t_mlp2);
     int64_t ys[2] = {c->num_classes + 1, D};
-    wl_want(L, e->y_table, 0, 2, ys, "%s%s.weight", prefix, nt->y_table);
+    if (c->num_classes > 0)
+        wl_want(L, e->y_table, 0, 2, ys, "%s%s.weight", prefix, nt->y_table);
 }
 
 /* Walks the model in a fixed order; with L->base == NULL it only counts. */
@@ -448,8 +501,9 @@ static void layout_model(weight_layout *L, void *model)
         } else {
             b->emb = &m->emb;
         }
-        b->ada_w = wl_take(L, (size_t)(6 * D * D));
-        b->ada_b = wl_take(L, (size_t)(6 * D));
+        const int64_t chunks = dit_block_mod_chunks(c);
+        b->ada_w = chunks ? wl_take(L, (size_t)(chunks * D * D)) : NULL;
+        b->ada_b = chunks ? wl_take(L, (size_t)(chunks * D)) : NULL;
         b->qkv_w = wl_take(L, (size_t)(3 * D * D));
         b->qkv_b = wl_take(L, (size_t)(3 * D));
         b->proj_w = wl_take(L, (size_t)(D * D));
@@ -458,7 +512,8 @@ static void layout_model(weight_layout *L, void *model)
         b->fc1_b = wl_take(L, (size_t)Dm);
         b->fc2_w = wl_take(L, (size_t)(D * Dm));
         b->fc2_b = wl_take(L, (size_t)D);
-        wl_want_linear(L, b->ada_w, b->ada_b, 6 * D, D, pre, nt->ada);
+        if (chunks)
+            wl_want_linear(L, b->ada_w, b->ada_b, chunks * D, D, pre, nt->ada);
         if (diffusers) { /* to_q, to_k, to_v stack into the rows of qkv */
             static const char *const qkv[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
             for (int j = 0; j < 3; j++)
@@ -470,12 +525,25 @@ static void layout_model(weight_layout *L, void *model)
         wl_want_linear(L, b->proj_w, b->proj_b, D, D, pre, nt->proj);
         wl_want_linear(L, b->fc1_w, b->fc1_b, Dm, D, pre, nt->fc1);
         wl_want_linear(L, b->fc2_w, b->fc2_b, D, Dm, pre, nt->fc2);
+        if (c->conditioning == DIT_COND_CROSS_ATTN) {
+            b->xq_w = wl_take(L, (size_t)(D * D));
+            b->xq_b = wl_take(L, (size_t)D);
+            b->xkv_w = wl_take(L, (size_t)(2 * D * D));
+            b->xkv_b = wl_take(L, (size_t)(2 * D));
+            b->xproj_w = wl_take(L, (size_t)(D * D));
+            b->xproj_b = wl_take(L, (size_t)D);
+            wl_want_linear(L, b->xq_w, b->xq_b, D, D, pre, "cross_attn.q");
+            wl_want_linear(L, b->xkv_w, b->xkv_b, 2 * D, D, pre, "cross_attn.kv");
+            wl_want_linear(L, b->xproj_w, b->xproj_b, D, D, pre, "cross_attn.proj");
+        }
     }
-    m->final_ada_w = wl_take(L, (size_t)(2 * D * D));
-    m->final_ada_b = wl_take(L, (size_t)(2 * D));
+    const bool final_ada = dit_final_adaln(c);
+    m->final_ada_w = final_ada ? wl_take(L, (size_t)(2 * D * D)) : NULL;
+    m->final_ada_b = final_ada ? wl_take(L, (size_t)(2 * D)) : NULL;
     m->final_w = wl_take(L, (size_t)(P_out * D));
     m->final_b = wl_take(L, (size_t)P_out);
-    wl_want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, "", nt->final_ada);
+    if (final_ada)
+        wl_want_linear(L, m->final_ada_w, m->final_ada_b, 2 * D, D, "", nt->final_ada);
     wl_want_linear(L, m->final_w, m->final_b, P_out, D, "", nt->final_linear);
 }
 
@@ -603,7 +671,8 @@ dit_status dit_model_create(dit_ctx *ctx, const dit_config *cfg_in, dit_model **
         c.num_heads <= 0 || c.hidden_size % c.num_heads || c.depth <= 0 || c.depth > MAX_DEPTH ||
         c.patch_size <= 0 || c.sample_size <= 0 || c.sample_size % c.patch_size ||
         c.in_channels <= 0 || c.in_channels > MAX_CHANNELS || c.num_classes < 0 ||
-        c.num_classes > MAX_CLASSES || c.freq_dim < 2 || c.mlp_hidden <= 0)
+        c.num_classes > MAX_CLASSES || c.freq_dim < 2 || c.mlp_hidden <= 0 ||
+        (unsigned)c.conditioning >= DIT_COND_COUNT)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "invalid DiT config (hidden %d, heads %d, depth %d, patch %d, size %d)",
                          c.hidden_size, c.num_heads, c.depth, c.patch_size, c.sample_size);

@@ -1,4 +1,5 @@
-/* DiT forward (adaLN-Zero), written once against the backend op table.
+/* DiT forward, written once against the backend op table; adaLN-Zero shown
+ * (the other conditioning variants of dit.h differ where noted in the code).
  *
  *   tokens = patchify(x) . W_embed^T + pos            (B, T, D)
  *   c      = MLP(timestep_embedding(t)) + table[y]    (B, D)
@@ -67,20 +68,24 @@ static void profile_print(const profile *pr)
         fprintf(stderr, " %s %.1f%s", prof_names[i], pr->ms[i], i + 1 < P_COUNT ? "," : "\n");
 }
 
-/* Activation buffers of one forward, carved from the context arena. */
+/* Activation buffers of one forward, carved from the context arena.
+ * Ts = T, or T + conditioning tokens for the in-context variant. */
 typedef struct {
     float *tokens_in; /* (B, T, C*p*p) patchified input */
-    float *x;         /* (B, T, D) residual stream */
+    float *x;         /* (B, Ts, D) residual stream */
     float *tfreq;     /* (B, F) */
     float *thid;      /* (B, D) */
     float *c;         /* (B, D) conditioning */
     float *csilu;     /* (B, D) SiLU(c) */
     float *mod;       /* (B, 6D) adaLN chunks */
-    float *h;         /* (B, T, D) normalised + modulated */
-    float *qkv;       /* (B, T, 3D) */
-    float *att;       /* (B, T, D) */
-    float *y;         /* (B, T, D) branch output before the gate */
-    float *mlp;       /* (B, T, Dm) */
+    float *ctx;       /* (B, n, D) conditioning tokens (token variants) */
+    float *kv;        /* (B, n, 2D) their keys and values (cross-attention) */
+    float *xprobs;    /* (B, H, T, n) cross-attention weights */
+    float *h;         /* (B, Ts, D) normalised + modulated */
+    float *qkv;       /* (B, Ts, 3D) */
+    float *att;       /* (B, Ts, D) */
+    float *y;         /* (B, Ts, D) branch output before the gate */
+    float *mlp;       /* (B, Ts, Dm) */
     float *fin;       /* (B, T, p*p*Cout) */
     float *scratch;   /* attention scratch */
 } acts;
@@ -99,36 +104,50 @@ static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int
                           float *base, acts *a)
 {
     const size_t p = (size_t)c->patch_size, D = (size_t)c->hidden_size;
+    const size_t n = (size_t)dit_cond_tokens(c);
     const size_t T = (size_t)(H / c->patch_size) * (size_t)(W / c->patch_size);
-    const size_t BT = (size_t)B * T;
+    const size_t Ts = T + (c->conditioning == DIT_COND_IN_CONTEXT ? n : 0);
+    const size_t BT = (size_t)B * T, BTs = (size_t)B * Ts;
     size_t used = 0;
     carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
-    carve(&a->x, base, &used, BT * D);
+    carve(&a->x, base, &used, BTs * D);
     carve(&a->tfreq, base, &used, (size_t)B * c->freq_dim);
     carve(&a->thid, base, &used, (size_t)B * D);
     carve(&a->c, base, &used, (size_t)B * D);
     carve(&a->csilu, base, &used, (size_t)B * D);
     carve(&a->mod, base, &used, (size_t)B * 6 * D);
-    carve(&a->h, base, &used, BT * D);
-    carve(&a->qkv, base, &used, BT * 3 * D);
-    carve(&a->att, base, &used, BT * D);
-    carve(&a->y, base, &used, BT * D);
-    carve(&a->mlp, base, &used, BT * (size_t)c->mlp_hidden);
+    carve(&a->ctx, base, &used, (size_t)B * n * D);
+    carve(&a->kv, base, &used, (size_t)B * n * 2 * D);
+    carve(&a->xprobs, base, &used, BT * c->num_heads * n);
+    carve(&a->h, base, &used, BTs * D);
+    carve(&a->qkv, base, &used, BTs * 3 * D);
+    carve(&a->att, base, &used, BTs * D);
+    carve(&a->y, base, &used, BTs * D);
+    carve(&a->mlp, base, &used, BTs * (size_t)c->mlp_hidden);
     carve(&a->fin, base, &used, BT * p * p * c->out_channels);
     return carve(&a->scratch, base, &used,
-                 be->attention_scratch(be, B, (int)T, c->num_heads));
+                 be->attention_scratch(be, B, (int)Ts, c->num_heads));
 }
 
-/* csilu (B, D) = SiLU(MLP(temb(t)) + table[y]) for one embedder */
+/* csilu (B, D) = SiLU(MLP(temb(t)) + table[y]) for one embedder; for the
+ * token variants also ctx (B, n, D) = (MLP(temb(t)), table[y]) */
 static void conditioning(const dit_backend *be, const dit_config *c,
                          const dit_embedder_weights *e, int B, const float *t,
                          const int32_t *y, const acts *a)
 {
-    const int D = c->hidden_size;
+    const int D = c->hidden_size, n = dit_cond_tokens(c);
     be->timestep_embedding(be, a->tfreq, t, B, c->freq_dim, c->freq_shift);
     be->linear(be, a->thid, a->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D, DIT_ACT_SILU);
     be->linear(be, a->c, a->thid, e->t_mlp2_w, e->t_mlp2_b, B, D, D, DIT_ACT_NONE);
-    be->add_embedding(be, a->c, a->c, e->y_table, y, B, D);
+    if (!dit_block_mod_chunks(c)) {
+        be->copy_tokens(be, a->ctx, n, 0, a->c, 1, 0, 1, B, D);
+        if (e->y_table) { /* csilu holds table[y] for a moment */
+            be->add_embedding(be, a->csilu, NULL, e->y_table, y, B, D);
+            be->copy_tokens(be, a->ctx, n, 1, a->csilu, 1, 0, 1, B, D);
+        }
+    }
+    if (e->y_table)
+        be->add_embedding(be, a->c, a->c, e->y_table, y, B, D);
     be->silu(be, a->csilu, a->c, (size_t)B * D);
 }
 
@@ -199,51 +218,90 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
     const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
     const int gh = H / p, gw = W / p, T = gh * gw, BT = B * T;
     const int P_in = c->in_channels * p * p, P_out = p * p * c->out_channels;
+    const int n_ctx = dit_cond_tokens(c), chunks = dit_block_mod_chunks(c);
+    const bool in_context = c->conditioning == DIT_COND_IN_CONTEXT;
+    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
+    const int Ts = in_context ? T + n_ctx : T, BTs = B * Ts; /* sequence in the blocks */
 
-    // tokens (B, T, D) = patch embed + position embed
+    const dit_embedder_weights *have = NULL; /* embedder whose csilu / ctx is current */
+    if (!chunks) {
+        TIMED(P, P_COND, conditioning(be, c, &model->emb, B, t, y, &a));
+        have = &model->emb;
+    }
+    // tokens (B, T, D) = patch embed + position embed; in-context: (B, n + T, D)
+    // with the conditioning tokens first
     TIMED(P, P_EMBED, {
+        float *tok = in_context ? a.h : a.x;
         be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
-        be->linear(be, a.x, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D, DIT_ACT_NONE);
-        be->add_rows(be, a.x, pos, B, T, D);
+        be->linear(be, tok, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D, DIT_ACT_NONE);
+        be->add_rows(be, tok, pos, B, T, D);
+        if (in_context) {
+            be->copy_tokens(be, a.x, Ts, n_ctx, tok, T, 0, T, B, D);
+            be->copy_tokens(be, a.x, Ts, 0, a.ctx, n_ctx, 0, n_ctx, B, D);
+        }
     });
-
-    const dit_embedder_weights *have = NULL; /* embedder whose csilu is current */
     for (int l = 0; l < c->depth; l++) {
         const dit_block_weights *blk = &model->blocks[l];
-        if (blk->emb != have) {
+        if (chunks && blk->emb != have) {
             TIMED(P, P_COND, conditioning(be, c, blk->emb, B, t, y, &a));
             have = blk->emb;
         }
-        // mod (B, 6D): shift_msa | scale_msa | gate_msa | shift_mlp | scale_mlp | gate_mlp
-        TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, 6 * D, DIT_ACT_NONE));
-        float *shift_msa = a.mod, *scale_msa = a.mod + D, *gate_msa = a.mod + 2 * D;
-        float *shift_mlp = a.mod + 3 * D, *scale_mlp = a.mod + 4 * D, *gate_mlp = a.mod + 5 * D;
+        if (chunks)
+            TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D,
+                                         chunks * D, DIT_ACT_NONE));
+        const dit_mod_layout ml = dit_block_mod_layout(c);
+        float *shift1 = dit_mod_at(a.mod, ml.shift1), *scale1 = dit_mod_at(a.mod, ml.scale1);
+        float *gate1 = dit_mod_at(a.mod, ml.gate1), *shift2 = dit_mod_at(a.mod, ml.shift2);
+        float *scale2 = dit_mod_at(a.mod, ml.scale2), *gate2 = dit_mod_at(a.mod, ml.gate2);
 
-        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift_msa, scale_msa, 6 * D, B, T,
-                                                D, c->norm1_eps));
-        // qkv (B, T, 3, H, hd)
-        TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BT, D, 3 * D, DIT_ACT_NONE));
-        TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, T, c->num_heads, D / c->num_heads,
+        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B,
+                                                Ts, D, c->norm1_eps));
+        // qkv (B, Ts, 3, H, hd)
+        TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
+        TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads,
                                        a.scratch));
-        TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BT, D, D, DIT_ACT_NONE));
-        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate_msa, 6 * D, B, T, D));
+        TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
+        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate1, ml.stride, B, Ts, D));
 
-        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift_mlp, scale_mlp, 6 * D, B, T,
-                                                D, c->norm2_eps));
-        // mlp (B, T, Dm)
-        TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BT, D, Dm,
+        if (cross) { // x += proj(CrossAttn(q = LN(x), kv = conditioning tokens))
+            TIMED(P, P_ATTN, {
+                be->layernorm_modulate(be, a.h, a.x, NULL, NULL, 0, B, T, D, c->norm1_eps);
+                be->linear(be, a.qkv, a.h, blk->xq_w, blk->xq_b, BT, D, D, DIT_ACT_NONE);
+                be->linear(be, a.kv, a.ctx, blk->xkv_w, blk->xkv_b, B * n_ctx, D, 2 * D, DIT_ACT_NONE);
+                be->cross_attention(be, a.att, a.qkv, a.kv, B, T, n_ctx, c->num_heads,
+                                    D / c->num_heads, a.xprobs);
+                be->linear(be, a.y, a.att, blk->xproj_w, blk->xproj_b, BT, D, D, DIT_ACT_NONE);
+                be->gated_add(be, a.x, a.y, NULL, 0, B, T, D);
+            });
+        }
+
+        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B,
+                                                Ts, D, c->norm2_eps));
+        // mlp (B, Ts, Dm)
+        TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
                                    DIT_ACT_GELU_TANH)); // GELU fused
-        TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BT, Dm, D, DIT_ACT_NONE));
-        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate_mlp, 6 * D, B, T, D));
+        TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
+        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate2, ml.stride, B, Ts, D));
     }
 
-    // final layer: both families condition it on the first block's embedder
+    // final layer: both families condition it on the first block's embedder;
+    // the token variants end in a plain LayerNorm (in-context: image tokens only)
     TIMED(P, P_FINAL, {
-        if (model->blocks[0].emb != have)
-            conditioning(be, c, model->blocks[0].emb, B, t, y, &a);
-        be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D, DIT_ACT_NONE);
-        be->layernorm_modulate(be, a.h, a.x, a.mod, a.mod + D, 2 * D, B, T, D,
-                               c->norm_final_eps);
+        const float *xf = a.x;
+        if (in_context) {
+            be->copy_tokens(be, a.y, T, 0, a.x, Ts, n_ctx, T, B, D);
+            xf = a.y;
+        }
+        if (dit_final_adaln(c)) {
+            if (model->blocks[0].emb != have)
+                conditioning(be, c, model->blocks[0].emb, B, t, y, &a);
+            be->linear(be, a.mod, a.csilu, model->final_ada_w, model->final_ada_b, B, D, 2 * D,
+                       DIT_ACT_NONE);
+            be->layernorm_modulate(be, a.h, xf, a.mod, a.mod + D, 2 * D, B, T, D,
+                                   c->norm_final_eps);
+        } else {
+            be->layernorm_modulate(be, a.h, xf, NULL, NULL, 0, B, T, D, c->norm_final_eps);
+        }
         // fin (B, T, p*p*Cout)
         be->linear(be, a.fin, a.h, model->final_w, model->final_b, BT, D, P_out, DIT_ACT_NONE);
         be->unpatchify(be, out, a.fin, B, c->out_channels, H, W, p);
@@ -315,7 +373,10 @@ static dit_status device_weights(dit_ctx *ctx, const dit_model *m, const dit_mod
              rebase(m, dev, &b->ada_b) && rebase(m, dev, &b->qkv_w) &&
              rebase(m, dev, &b->qkv_b) && rebase(m, dev, &b->proj_w) &&
              rebase(m, dev, &b->proj_b) && rebase(m, dev, &b->fc1_w) &&
-             rebase(m, dev, &b->fc1_b) && rebase(m, dev, &b->fc2_w) && rebase(m, dev, &b->fc2_b);
+             rebase(m, dev, &b->fc1_b) && rebase(m, dev, &b->fc2_w) && rebase(m, dev, &b->fc2_b) &&
+             rebase(m, dev, &b->xq_w) && rebase(m, dev, &b->xq_b) && rebase(m, dev, &b->xkv_w) &&
+             rebase(m, dev, &b->xkv_b) && rebase(m, dev, &b->xproj_w) &&
+             rebase(m, dev, &b->xproj_b);
         if (hb->emb == &m->emb)
             b->emb = &dm->emb;
         else if (hb->emb == &hb->own_emb)
@@ -420,14 +481,18 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
 double dit_model_forward_flops(const dit_config *c, int B, int H, int W)
 {
     const double D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size;
+    const double n = dit_cond_tokens(c), chunks = dit_block_mod_chunks(c);
     const double T = (double)(H / c->patch_size) * (W / c->patch_size), BT = B * T;
+    const double Ts = c->conditioning == DIT_COND_IN_CONTEXT ? T + n : T, BTs = B * Ts;
     const double n_embedders = c->per_block_embedder ? c->depth : 1;
     double f = 2 * BT * c->in_channels * p * p * D;                       // patch embed
     f += n_embedders * 2 * B * (c->freq_dim * D + D * D);                // t MLP
-    f += c->depth * (2 * B * D * 6 * D                                   // adaLN
-                     + 2 * BT * D * 3 * D + 2 * BT * D * D               // qkv, proj
-                     + 4 * B * T * T * D                                 // QK^T, PV
-                     + 4 * BT * D * Dm);                                 // fc1, fc2
-    f += 2 * B * D * 2 * D + 2 * BT * D * p * p * c->out_channels;       // final layer
+    f += c->depth * (2 * B * D * chunks * D                              // adaLN
+                     + 2 * BTs * D * 3 * D + 2 * BTs * D * D             // qkv, proj
+                     + 4 * B * Ts * Ts * D                               // QK^T, PV
+                     + 4 * BTs * D * Dm);                                // fc1, fc2
+    if (c->conditioning == DIT_COND_CROSS_ATTN)                          // q, kv, proj, QK^T, PV
+        f += c->depth * (4 * BT * D * D + 4 * B * n * D * D + 4 * BT * n * D);
+    f += (dit_final_adaln(c) ? 2 * B * D * 2 * D : 0) + 2 * BT * D * p * p * c->out_channels;
     return f;
 }

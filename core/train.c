@@ -33,6 +33,7 @@ void dit_train_config_default(dit_train_config *c)
     c->weight_decay = 0.0;
     c->grad_clip = 0.0;
     c->ema_decay = 0.9999;
+    c->ema_warmup = true;
     c->class_dropout = 0.1;
 }
 
@@ -71,22 +72,35 @@ void dit_model_init_weights(dit_model *m, uint64_t seed, float label_std)
     xavier(m->x_embed_w, D, P, seed, s++); /* conv weight viewed as (D, C*p*p) */
     normal_init(m->emb.t_mlp0_w, (size_t)D * c->freq_dim, 0.02f, seed, s++);
     normal_init(m->emb.t_mlp2_w, (size_t)D * D, 0.02f, seed, s++);
-    normal_init(m->emb.y_table, (size_t)(c->num_classes + 1) * D, label_std, seed, s++);
+    if (m->emb.y_table)
+        normal_init(m->emb.y_table, (size_t)(c->num_classes + 1) * D, label_std, seed, s++);
+    else
+        s++; /* streams of the later tensors do not depend on conditioning */
     for (int l = 0; l < c->depth; l++) {
         dit_block_weights *b = &m->blocks[l];
         xavier(b->qkv_w, 3 * D, D, seed, s++);
         xavier(b->proj_w, D, D, seed, s++);
         xavier(b->fc1_w, Dm, D, seed, s++);
         xavier(b->fc2_w, D, Dm, seed, s++);
-        /* adaLN_modulation and final layer stay zero: adaLN-Zero */
+        /* adaLN_modulation and final layer stay zero: adaLN-Zero (adaLN starts
+         * as the identity modulation) */
+        if (b->xq_w) {
+            xavier(b->xq_w, D, D, seed, 1000u + 3u * l);
+            xavier(b->xkv_w, 2 * D, D, seed, 1001u + 3u * l);
+            xavier(b->xproj_w, D, D, seed, 1002u + 3u * l);
+        }
     }
     dit_model_touch(m);
 }
 
 /* ---- the trainer -------------------------------------------------------------------- */
 
+/* One block's saved activations; x (B, Ts, D) with Ts = T (+ conditioning
+ * tokens for in-context). The cross-attention sub-layer (cross variant)
+ * runs on x_mid and writes x_mid2; otherwise x_mid2 is x_mid. */
 typedef struct {
     float *x_in, *mod, *ln1_mean, *ln1_rstd, *h1, *qkv, *probs, *att, *y1, *x_mid;
+    float *ln3_mean, *ln3_rstd, *h3, *xq, *xkv, *xprobs, *xatt, *y3, *x_mid2;
     float *ln2_mean, *ln2_rstd, *h2, *f1, *g, *y2;
 } block_acts;
 
@@ -102,13 +116,13 @@ struct dit_trainer {
     int act_B;
     float *arena;
     size_t arena_floats;
-    float *tokens, *x0, *tfreq, *th_pre, *th, *c, *csilu, *x_out, *fmod, *lnf_mean, *lnf_rstd,
-        *hf, *fin, *out;
+    float *tokens, *x0, *tfreq, *th_pre, *th, *c, *csilu, *ctx, *x_out, *xf, *fmod, *lnf_mean,
+        *lnf_rstd, *hf, *fin, *out;
     block_acts *blocks;
     /* gradient scratch */
-    float *dX, *dA, *dB, *dM, *dqkv, *dmod, *dcs, *dtmp, *dfin, *dout, *scratch;
-    /* per-step inputs */
-    float *xt, *target, *noise, *tvec;
+    float *dX, *dXf, *dA, *dB, *dM, *dqkv, *dmod, *dcs, *dctx, *dkv, *dtmp, *dfin, *dout, *scratch;
+    /* per-step inputs; x_start: the clean images (the VLB term needs them) */
+    float *xt, *target, *noise, *tvec, *x_start;
     int32_t *yvec;
 };
 
@@ -131,6 +145,12 @@ dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_confi
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "bad training config (batch 1..4096, lr > 0, ema in [0,1), dropout in "
                          "[0,1))");
+    if (model->cfg.learn_sigma && cfg->objective != DIT_OBJ_EPS_MSE)
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "a learned-sigma model trains with the official hybrid loss: use the "
+                         "eps_mse objective (or a model without learn_sigma)");
+    if (model->cfg.learn_sigma && cfg->sched.train_steps < 2)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "the VLB term needs at least 2 noise levels");
     dit_trainer *tr = calloc(1, sizeof *tr);
     if (!tr)
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
@@ -188,6 +208,10 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     const dit_config *c = &tr->model->cfg;
     const size_t D = (size_t)c->hidden_size, Dm = (size_t)c->mlp_hidden, p = (size_t)c->patch_size;
     const size_t gh = (size_t)c->sample_size / p, T = gh * gh, BT = (size_t)B * T;
+    const size_t n_ctx = (size_t)dit_cond_tokens(c);
+    const size_t Ts = T + (c->conditioning == DIT_COND_IN_CONTEXT ? n_ctx : 0), BTs = (size_t)B * Ts;
+    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
+    const size_t Bn = (size_t)B * n_ctx;
     const size_t H = (size_t)c->num_heads, F = (size_t)c->freq_dim;
     const size_t Pin = (size_t)c->in_channels * p * p, Pout = (size_t)c->out_channels * p * p;
     const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
@@ -210,7 +234,9 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     WANT(tr->th, (size_t)B * D);
     WANT(tr->c, (size_t)B * D);
     WANT(tr->csilu, (size_t)B * D);
-    WANT(tr->x_out, BT * D);
+    WANT(tr->ctx, Bn * D);
+    WANT(tr->x_out, BTs * D);
+    WANT(tr->xf, BT * D);
     WANT(tr->fmod, (size_t)B * 2 * D);
     WANT(tr->lnf_mean, BT);
     WANT(tr->lnf_rstd, BT);
@@ -218,36 +244,49 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     WANT(tr->fin, BT * Pout);
     WANT(tr->out, img_out);
     for (int l = 0; l < c->depth && l < 1024; l++) {
-        block_acts *a = &tr->blocks[l];
-        WANT(a->x_in, BT * D);
+        block_acts *a = &tr->blocks[l]; /* (a zero count still gets a pointer) */
+        WANT(a->x_in, BTs * D);
         WANT(a->mod, (size_t)B * 6 * D);
-        WANT(a->ln1_mean, BT);
-        WANT(a->ln1_rstd, BT);
-        WANT(a->h1, BT * D);
-        WANT(a->qkv, BT * 3 * D);
-        WANT(a->probs, (size_t)B * H * T * T);
-        WANT(a->att, BT * D);
-        WANT(a->y1, BT * D);
-        WANT(a->x_mid, BT * D);
-        WANT(a->ln2_mean, BT);
-        WANT(a->ln2_rstd, BT);
-        WANT(a->h2, BT * D);
-        WANT(a->f1, BT * Dm);
-        WANT(a->g, BT * Dm);
-        WANT(a->y2, BT * D);
+        WANT(a->ln1_mean, BTs);
+        WANT(a->ln1_rstd, BTs);
+        WANT(a->h1, BTs * D);
+        WANT(a->qkv, BTs * 3 * D);
+        WANT(a->probs, (size_t)B * H * Ts * Ts);
+        WANT(a->att, BTs * D);
+        WANT(a->y1, BTs * D);
+        WANT(a->x_mid, BTs * D);
+        WANT(a->ln3_mean, cross ? BT : 0);
+        WANT(a->ln3_rstd, cross ? BT : 0);
+        WANT(a->h3, cross ? BT * D : 0);
+        WANT(a->xq, cross ? BT * D : 0);
+        WANT(a->xkv, cross ? Bn * 2 * D : 0);
+        WANT(a->xprobs, cross ? BT * H * n_ctx : 0);
+        WANT(a->xatt, cross ? BT * D : 0);
+        WANT(a->y3, cross ? BT * D : 0);
+        WANT(a->x_mid2, cross ? BT * D : 0);
+        WANT(a->ln2_mean, BTs);
+        WANT(a->ln2_rstd, BTs);
+        WANT(a->h2, BTs * D);
+        WANT(a->f1, BTs * Dm);
+        WANT(a->g, BTs * Dm);
+        WANT(a->y2, BTs * D);
     }
-    WANT(tr->dX, BT * D);
-    WANT(tr->dA, BT * D);
-    WANT(tr->dB, BT * D);
-    WANT(tr->dM, BT * Dm);
-    WANT(tr->dqkv, BT * 3 * D);
+    WANT(tr->dX, BTs * D);
+    WANT(tr->dXf, BT * D);
+    WANT(tr->dA, BTs * D);
+    WANT(tr->dB, BTs * D);
+    WANT(tr->dM, BTs * Dm);
+    WANT(tr->dqkv, BTs * 3 * D);
     WANT(tr->dmod, (size_t)B * 6 * D);
     WANT(tr->dcs, (size_t)B * D);
-    WANT(tr->dtmp, (size_t)B * (D > F ? D : F));
+    WANT(tr->dctx, Bn * D);
+    WANT(tr->dkv, Bn * 2 * D);
+    WANT(tr->dtmp, (size_t)B * (n_ctx * D > F ? n_ctx * D : F));
     WANT(tr->dfin, BT * Pout);
     WANT(tr->dout, img_out);
-    WANT(tr->scratch, be->attention_scratch(be, B, (int)T, (int)H));
+    WANT(tr->scratch, be->attention_scratch(be, B, (int)Ts, (int)H));
     WANT(tr->xt, img);
+    WANT(tr->x_start, img);
     WANT(tr->target, img);
     WANT(tr->noise, img);
     WANT(tr->tvec, (size_t)B);
@@ -275,7 +314,9 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     return DIT_OK;
 }
 
-/* Forward keeping activations: xt (B, C, S, S), t (B), y (B) -> tr->out */
+/* Forward keeping activations: xt (B, C, S, S), t (B), y (B) -> tr->out.
+ * The same computation as model.c's forward_ops, for every conditioning
+ * variant, with what backward needs kept per block. */
 static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt, const float *t,
                           const int32_t *y)
 {
@@ -285,6 +326,11 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
     const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
     const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
     const int Pin = c->in_channels * p * p, Pout = c->out_channels * p * p;
+    const int n_ctx = dit_cond_tokens(c), chunks = dit_block_mod_chunks(c);
+    const bool in_context = c->conditioning == DIT_COND_IN_CONTEXT;
+    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
+    const int Ts = in_context ? T + n_ctx : T, BTs = B * Ts;
+    const dit_mod_layout ml = dit_block_mod_layout(c);
     const dit_embedder_weights *e = &m->emb;
 
     // tokens (B, T, D) = patch embed + position embed
@@ -303,43 +349,90 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
     pos = m->pos_embed ? m->pos_embed : ctx->pos_table;
     be->add_rows(be, tr->x0, pos, B, T, D);
 
-    // c = MLP(temb(t)) + table[y]; csilu = SiLU(c)
+    // t_emb = MLP(temb(t)); adaLN: c = t_emb + table[y], csilu = SiLU(c);
+    // tokens: ctx (B, n, D) = (t_emb, table[y])
     be->timestep_embedding(be, tr->tfreq, t, B, c->freq_dim, c->freq_shift);
     be->linear(be, tr->th_pre, tr->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D,
                DIT_ACT_NONE);
     be->silu(be, tr->th, tr->th_pre, (size_t)B * D);
     be->linear(be, tr->c, tr->th, e->t_mlp2_w, e->t_mlp2_b, B, D, D, DIT_ACT_NONE);
-    be->add_embedding(be, tr->c, tr->c, e->y_table, y, B, D);
+    if (!chunks) {
+        be->copy_tokens(be, tr->ctx, n_ctx, 0, tr->c, 1, 0, 1, B, D);
+        if (e->y_table) {
+            be->add_embedding(be, tr->csilu, NULL, e->y_table, y, B, D);
+            be->copy_tokens(be, tr->ctx, n_ctx, 1, tr->csilu, 1, 0, 1, B, D);
+        }
+    }
+    if (e->y_table)
+        be->add_embedding(be, tr->c, tr->c, e->y_table, y, B, D);
     be->silu(be, tr->csilu, tr->c, (size_t)B * D);
 
-    memcpy(tr->blocks[0].x_in, tr->x0, (size_t)BT * D * sizeof(float));
+    if (in_context) {
+        be->copy_tokens(be, tr->blocks[0].x_in, Ts, 0, tr->ctx, n_ctx, 0, n_ctx, B, D);
+        be->copy_tokens(be, tr->blocks[0].x_in, Ts, n_ctx, tr->x0, T, 0, T, B, D);
+    } else {
+        memcpy(tr->blocks[0].x_in, tr->x0, (size_t)BT * D * sizeof(float));
+    }
     for (int l = 0; l < c->depth; l++) { /* block l writes block l + 1's x_in */
         const dit_block_weights *w = &m->blocks[l];
         block_acts *a = &tr->blocks[l];
-        be->linear(be, a->mod, tr->csilu, w->ada_w, w->ada_b, B, D, 6 * D, DIT_ACT_NONE);
-        be->layernorm_modulate_train(be, a->h1, a->x_in, a->mod, a->mod + D, 6 * D, B, T, D,
+        if (chunks)
+            be->linear(be, a->mod, tr->csilu, w->ada_w, w->ada_b, B, D, chunks * D, DIT_ACT_NONE);
+        be->layernorm_modulate_train(be, a->h1, a->x_in, dit_mod_at(a->mod, ml.shift1),
+                                     dit_mod_at(a->mod, ml.scale1), ml.stride, B, Ts, D,
                                      c->norm1_eps, a->ln1_mean, a->ln1_rstd);
-        be->linear(be, a->qkv, a->h1, w->qkv_w, w->qkv_b, BT, D, 3 * D, DIT_ACT_NONE);
-        be->attention_train(be, a->att, a->qkv, B, T, H, hd, a->probs);
-        be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, BT, D, D, DIT_ACT_NONE);
-        memcpy(a->x_mid, a->x_in, (size_t)BT * D * sizeof(float));
-        be->gated_add(be, a->x_mid, a->y1, a->mod + 2 * D, 6 * D, B, T, D);
-        be->layernorm_modulate_train(be, a->h2, a->x_mid, a->mod + 3 * D, a->mod + 4 * D, 6 * D,
-                                     B, T, D, c->norm2_eps, a->ln2_mean, a->ln2_rstd);
-        be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BT, D, Dm, DIT_ACT_NONE);
-        memcpy(a->g, a->f1, (size_t)BT * Dm * sizeof(float));
-        be->gelu_tanh(be, a->g, (size_t)BT * Dm);
-        be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BT, Dm, D, DIT_ACT_NONE);
+        be->linear(be, a->qkv, a->h1, w->qkv_w, w->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE);
+        be->attention_train(be, a->att, a->qkv, B, Ts, H, hd, a->probs);
+        be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, BTs, D, D, DIT_ACT_NONE);
+        memcpy(a->x_mid, a->x_in, (size_t)BTs * D * sizeof(float));
+        be->gated_add(be, a->x_mid, a->y1, dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
+        float *x2 = a->x_mid;
+        if (cross) { // x_mid2 = x_mid + proj(CrossAttn(q = LN(x_mid), kv = ctx))
+            be->layernorm_modulate_train(be, a->h3, a->x_mid, NULL, NULL, 0, B, T, D,
+                                         c->norm1_eps, a->ln3_mean, a->ln3_rstd);
+            be->linear(be, a->xq, a->h3, w->xq_w, w->xq_b, BT, D, D, DIT_ACT_NONE);
+            be->linear(be, a->xkv, tr->ctx, w->xkv_w, w->xkv_b, B * n_ctx, D, 2 * D,
+                       DIT_ACT_NONE);
+            be->cross_attention(be, a->xatt, a->xq, a->xkv, B, T, n_ctx, H, hd, a->xprobs);
+            be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, BT, D, D, DIT_ACT_NONE);
+            memcpy(a->x_mid2, a->x_mid, (size_t)BT * D * sizeof(float));
+            be->gated_add(be, a->x_mid2, a->y3, NULL, 0, B, T, D);
+            x2 = a->x_mid2;
+        }
+        be->layernorm_modulate_train(be, a->h2, x2, dit_mod_at(a->mod, ml.shift2),
+                                     dit_mod_at(a->mod, ml.scale2), ml.stride, B, Ts, D,
+                                     c->norm2_eps, a->ln2_mean, a->ln2_rstd);
+        be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BTs, D, Dm, DIT_ACT_NONE);
+        memcpy(a->g, a->f1, (size_t)BTs * Dm * sizeof(float));
+        be->gelu_tanh(be, a->g, (size_t)BTs * Dm);
+        be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BTs, Dm, D, DIT_ACT_NONE);
         float *xo = l + 1 < c->depth ? tr->blocks[l + 1].x_in : tr->x_out;
-        memcpy(xo, a->x_mid, (size_t)BT * D * sizeof(float));
-        be->gated_add(be, xo, a->y2, a->mod + 5 * D, 6 * D, B, T, D);
+        memcpy(xo, x2, (size_t)BTs * D * sizeof(float));
+        be->gated_add(be, xo, a->y2, dit_mod_at(a->mod, ml.gate2), ml.stride, B, Ts, D);
     }
-    be->linear(be, tr->fmod, tr->csilu, m->final_ada_w, m->final_ada_b, B, D, 2 * D,
-               DIT_ACT_NONE);
-    be->layernorm_modulate_train(be, tr->hf, tr->x_out, tr->fmod, tr->fmod + D, 2 * D, B, T, D,
-                                 c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
+    // final layer on the image tokens: adaLN-modulated, or a plain LayerNorm
+    const float *xf = tr->x_out;
+    if (in_context) {
+        be->copy_tokens(be, tr->xf, T, 0, tr->x_out, Ts, n_ctx, T, B, D);
+        xf = tr->xf;
+    }
+    if (dit_final_adaln(c)) {
+        be->linear(be, tr->fmod, tr->csilu, m->final_ada_w, m->final_ada_b, B, D, 2 * D,
+                   DIT_ACT_NONE);
+        be->layernorm_modulate_train(be, tr->hf, xf, tr->fmod, tr->fmod + D, 2 * D, B, T, D,
+                                     c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
+    } else {
+        be->layernorm_modulate_train(be, tr->hf, xf, NULL, NULL, 0, B, T, D, c->norm_final_eps,
+                                     tr->lnf_mean, tr->lnf_rstd);
+    }
     be->linear(be, tr->fin, tr->hf, m->final_w, m->final_b, BT, D, Pout, DIT_ACT_NONE);
     be->unpatchify(be, tr->out, tr->fin, B, c->out_channels, S, S, p);
+}
+
+static void add_into(float *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
 }
 
 /* Backward from dout (B, Cout, S, S); adds into tr->grads. */
@@ -351,56 +444,112 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
     const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
     const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
     const int Pin = c->in_channels * p * p, Pout = c->out_channels * p * p;
+    const int n_ctx = dit_cond_tokens(c), chunks = dit_block_mod_chunks(c);
+    const bool in_context = c->conditioning == DIT_COND_IN_CONTEXT;
+    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
+    const int Ts = in_context ? T + n_ctx : T, BTs = B * Ts;
+    const dit_mod_layout ml = dit_block_mod_layout(c);
     const dit_embedder_weights *e = &m->emb;
 
     be->unpatchify_backward(be, tr->dfin, tr->dout, B, c->out_channels, S, S, p);
     // final linear; dX collects the residual-stream gradient
     be->linear_backward(be, tr->dA, grad_of(tr, m->final_w), grad_of(tr, m->final_b), tr->dfin,
                         tr->hf, m->final_w, BT, D, Pout);
-    memset(tr->dX, 0, (size_t)BT * D * sizeof(float));
-    memset(tr->dmod, 0, (size_t)B * 6 * D * sizeof(float));
-    be->layernorm_modulate_backward(be, tr->dX, tr->dmod, tr->dmod + D, tr->dA, tr->x_out,
-                                    tr->lnf_mean, tr->lnf_rstd, tr->fmod + D, 2 * D, B, T, D);
-    be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w), grad_of(tr, m->final_ada_b),
-                        tr->dmod, tr->csilu, m->final_ada_w, B, D, 2 * D);
+    float *dxf = in_context ? tr->dXf : tr->dX;
+    const float *xf = in_context ? tr->xf : tr->x_out;
+    memset(dxf, 0, (size_t)BT * D * sizeof(float));
+    memset(tr->dcs, 0, (size_t)B * D * sizeof(float));
+    memset(tr->dctx, 0, (size_t)B * n_ctx * D * sizeof(float));
+    if (dit_final_adaln(c)) {
+        memset(tr->dmod, 0, (size_t)B * 2 * D * sizeof(float));
+        be->layernorm_modulate_backward(be, dxf, tr->dmod, tr->dmod + D, tr->dA, xf,
+                                        tr->lnf_mean, tr->lnf_rstd, tr->fmod + D, 2 * D, B, T, D);
+        be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w),
+                            grad_of(tr, m->final_ada_b), tr->dmod, tr->csilu, m->final_ada_w, B,
+                            D, 2 * D);
+    } else {
+        be->layernorm_modulate_backward(be, dxf, NULL, NULL, tr->dA, xf, tr->lnf_mean,
+                                        tr->lnf_rstd, NULL, 0, B, T, D);
+    }
+    if (in_context) { /* the conditioning tokens' rows get no gradient from the output */
+        memset(tr->dX, 0, (size_t)BTs * D * sizeof(float));
+        be->copy_tokens(be, tr->dX, Ts, n_ctx, tr->dXf, T, 0, T, B, D);
+    }
 
     for (int l = c->depth - 1; l >= 0; l--) {
         const dit_block_weights *w = &m->blocks[l];
         block_acts *a = &tr->blocks[l];
         memset(tr->dmod, 0, (size_t)B * 6 * D * sizeof(float));
-        // x_out = x_mid + gate_mlp * y2
-        be->gated_add_backward(be, tr->dA, tr->dmod + 5 * D, tr->dX, a->y2, a->mod + 5 * D,
-                               6 * D, B, T, D);
+        float *dm = tr->dmod;
+        const float *x2 = cross ? a->x_mid2 : a->x_mid;
+        // x_out = x2 + gate_mlp * y2
+        be->gated_add_backward(be, tr->dA, dit_mod_at(dm, ml.gate2), tr->dX, a->y2,
+                               dit_mod_at(a->mod, ml.gate2), ml.stride, B, Ts, D);
         be->linear_backward(be, tr->dM, grad_of(tr, w->fc2_w), grad_of(tr, w->fc2_b), tr->dA,
-                            a->g, w->fc2_w, BT, Dm, D);
-        be->act_backward(be, tr->dM, a->f1, tr->dM, (size_t)BT * Dm, DIT_ACT_GELU_TANH);
+                            a->g, w->fc2_w, BTs, Dm, D);
+        be->act_backward(be, tr->dM, a->f1, tr->dM, (size_t)BTs * Dm, DIT_ACT_GELU_TANH);
         be->linear_backward(be, tr->dB, grad_of(tr, w->fc1_w), grad_of(tr, w->fc1_b), tr->dM,
-                            a->h2, w->fc1_w, BT, D, Dm);
-        be->layernorm_modulate_backward(be, tr->dX, tr->dmod + 3 * D, tr->dmod + 4 * D, tr->dB,
-                                        a->x_mid, a->ln2_mean, a->ln2_rstd, a->mod + 4 * D, 6 * D,
-                                        B, T, D);
+                            a->h2, w->fc1_w, BTs, D, Dm);
+        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, ml.shift2),
+                                        dit_mod_at(dm, ml.scale2), tr->dB, x2, a->ln2_mean,
+                                        a->ln2_rstd, dit_mod_at(a->mod, ml.scale2), ml.stride, B,
+                                        Ts, D);
+        if (cross) { // x_mid2 = x_mid + y3, y3 = proj(CrossAttn(xq(LN(x_mid)), xkv(ctx)))
+            be->linear_backward(be, tr->dB, grad_of(tr, w->xproj_w), grad_of(tr, w->xproj_b),
+                                tr->dX, a->xatt, w->xproj_w, BT, D, D);
+            be->cross_attention_backward(be, tr->dA, tr->dkv, tr->dB, a->xq, a->xkv, a->xprobs,
+                                         B, T, n_ctx, H, hd);
+            be->linear_backward(be, tr->dtmp, grad_of(tr, w->xkv_w), grad_of(tr, w->xkv_b),
+                                tr->dkv, tr->ctx, w->xkv_w, B * n_ctx, D, 2 * D);
+            add_into(tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
+            be->linear_backward(be, tr->dB, grad_of(tr, w->xq_w), grad_of(tr, w->xq_b), tr->dA,
+                                a->h3, w->xq_w, BT, D, D);
+            be->layernorm_modulate_backward(be, tr->dX, NULL, NULL, tr->dB, a->x_mid,
+                                            a->ln3_mean, a->ln3_rstd, NULL, 0, B, T, D);
+        }
         // x_mid = x_in + gate_msa * y1
-        be->gated_add_backward(be, tr->dA, tr->dmod + 2 * D, tr->dX, a->y1, a->mod + 2 * D,
-                               6 * D, B, T, D);
+        be->gated_add_backward(be, tr->dA, dit_mod_at(dm, ml.gate1), tr->dX, a->y1,
+                               dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
         be->linear_backward(be, tr->dB, grad_of(tr, w->proj_w), grad_of(tr, w->proj_b), tr->dA,
-                            a->att, w->proj_w, BT, D, D);
-        be->attention_backward(be, tr->dqkv, tr->dB, a->qkv, a->probs, B, T, H, hd, tr->scratch);
+                            a->att, w->proj_w, BTs, D, D);
+        be->attention_backward(be, tr->dqkv, tr->dB, a->qkv, a->probs, B, Ts, H, hd,
+                               tr->scratch);
         be->linear_backward(be, tr->dA, grad_of(tr, w->qkv_w), grad_of(tr, w->qkv_b), tr->dqkv,
-                            a->h1, w->qkv_w, BT, D, 3 * D);
-        be->layernorm_modulate_backward(be, tr->dX, tr->dmod, tr->dmod + D, tr->dA, a->x_in,
-                                        a->ln1_mean, a->ln1_rstd, a->mod + D, 6 * D, B, T, D);
-        // adaLN: mod = Linear(csilu)
-        be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b), tr->dmod,
-                            tr->csilu, w->ada_w, B, D, 6 * D);
-        for (size_t i = 0; i < (size_t)B * D; i++)
-            tr->dcs[i] += tr->dtmp[i];
+                            a->h1, w->qkv_w, BTs, D, 3 * D);
+        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, ml.shift1),
+                                        dit_mod_at(dm, ml.scale1), tr->dA, a->x_in, a->ln1_mean,
+                                        a->ln1_rstd, dit_mod_at(a->mod, ml.scale1), ml.stride, B,
+                                        Ts, D);
+        if (chunks) { // adaLN: mod = Linear(csilu)
+            be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b),
+                                tr->dmod, tr->csilu, w->ada_w, B, D, chunks * D);
+            add_into(tr->dcs, tr->dtmp, (size_t)B * D);
+        }
+    }
+    // in-context: split dX into the conditioning tokens' and the image tokens'
+    const float *dtok = tr->dX;
+    if (in_context) {
+        be->copy_tokens(be, tr->dtmp, n_ctx, 0, tr->dX, Ts, 0, n_ctx, B, D);
+        add_into(tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
+        be->copy_tokens(be, tr->dXf, T, 0, tr->dX, Ts, n_ctx, T, B, D);
+        dtok = tr->dXf;
     }
     // patch embed (the input needs no gradient)
-    be->linear_backward(be, NULL, grad_of(tr, m->x_embed_w), grad_of(tr, m->x_embed_b), tr->dX,
+    be->linear_backward(be, NULL, grad_of(tr, m->x_embed_w), grad_of(tr, m->x_embed_b), dtok,
                         tr->tokens, m->x_embed_w, BT, Pin, D);
-    // conditioning: csilu = SiLU(c), c = t_mlp2(SiLU(t_mlp0(temb))) + table[y]
+    // conditioning: csilu = SiLU(c), c = t_emb + table[y]; ctx = (t_emb, table[y]);
+    // t_emb = t_mlp2(SiLU(t_mlp0(temb))). dcs becomes d t_emb.
     be->act_backward(be, tr->dcs, tr->c, tr->dcs, (size_t)B * D, DIT_ACT_SILU);
-    be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dcs, y, B, D);
+    if (e->y_table)
+        be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dcs, y, B, D);
+    if (!chunks) {
+        be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, n_ctx, 0, 1, B, D);
+        add_into(tr->dcs, tr->dtmp, (size_t)B * D);
+        if (e->y_table) {
+            be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, n_ctx, 1, 1, B, D);
+            be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dtmp, y, B, D);
+        }
+    }
     be->linear_backward(be, tr->dtmp, grad_of(tr, e->t_mlp2_w), grad_of(tr, e->t_mlp2_b),
                         tr->dcs, tr->th, e->t_mlp2_w, B, D, D);
     be->act_backward(be, tr->dtmp, tr->th_pre, tr->dtmp, (size_t)B * D, DIT_ACT_SILU);
@@ -408,29 +557,106 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
                         tr->tfreq, e->t_mlp0_w, B, c->freq_dim, D);
 }
 
-/* loss over the first C output channels; fills tr->dout with d(mean loss) */
-static double loss_and_grad(dit_trainer *tr, int B, const float *target, float *per_sample)
+/* The official DiT's learned-variance term (Nichol & Dhariwal's L_vlb with
+ * a frozen mean): the output's second half v sets
+ * log var = (v + 1)/2 log beta_t + (1 - v)/2 log beta~_t, the mean comes from
+ * the (detached) epsilon half; the loss is KL(q(x_{t-1}|x_t, x_0) || p) in
+ * bits, or at t = 0 the discretised Gaussian NLL of x_0, averaged over the
+ * elements. Returns the sample's term; adds d(term)/dv * scale into dv. */
+static double cdf_approx(double x) /* the tanh approximation of Phi the original uses */
+{
+    return 0.5 * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+static double cdf_approx_grad(double x)
+{
+    const double u = sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x), th = tanh(u);
+    return 0.5 * (1.0 - th * th) * sqrt(2.0 / M_PI) * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+static double vlb_term(const double *ac, int t, const float *eps, const float *v, const float *xt,
+                       const float *x0, size_t n, float *dv, double scale)
+{
+    const double a = ac[t], a_prev = t > 0 ? ac[t - 1] : 1.0;
+    const double beta = 1.0 - a / a_prev;
+    /* beta~_t, clipped at t = 0 to beta~_1 as the original does */
+    const double a1 = ac[1], beta1 = 1.0 - a1 / ac[0];
+    const double post_var = t > 0 ? beta * (1.0 - a_prev) / (1.0 - a) : beta1 * (1.0 - ac[0]) / (1.0 - a1);
+    const double min_log = log(post_var), max_log = log(beta);
+    const double coef1 = beta * sqrt(a_prev) / (1.0 - a);
+    const double coef2 = (1.0 - a_prev) * sqrt(1.0 - beta) / (1.0 - a);
+    const double r1 = sqrt(1.0 / a), r2 = sqrt(1.0 / a - 1.0);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double x0hat = r1 * xt[i] - r2 * eps[i];
+        const double mu = coef1 * x0hat + coef2 * xt[i];
+        const double frac = (v[i] + 1.0) / 2.0;
+        const double lv = frac * max_log + (1.0 - frac) * min_log;
+        double term, dterm_dlv;
+        if (t > 0) {
+            const double mu_true = coef1 * x0[i] + coef2 * xt[i], d = mu_true - mu;
+            const double e1 = exp(min_log - lv), e2 = d * d * exp(-lv);
+            term = 0.5 * (-1.0 + min_log - lv + e1 + e2) / M_LN2;
+            dterm_dlv = 0.5 * (-1.0 - e1 - e2) / M_LN2;
+        } else {
+            const double ls = 0.5 * lv, inv = exp(-ls), cen = x0[i] - mu;
+            const double zp = inv * (cen + 1.0 / 255.0), zm = inv * (cen - 1.0 / 255.0);
+            const double cp = cdf_approx(zp), cm = cdf_approx(zm);
+            double logp, dlogp_dls; /* d z / d ls = -z */
+            if (x0[i] < -0.999) {
+                logp = log(fmax(cp, 1e-12));
+                dlogp_dls = cp > 1e-12 ? -cdf_approx_grad(zp) * zp / cp : 0.0;
+            } else if (x0[i] > 0.999) {
+                logp = log(fmax(1.0 - cm, 1e-12));
+                dlogp_dls = 1.0 - cm > 1e-12 ? cdf_approx_grad(zm) * zm / (1.0 - cm) : 0.0;
+            } else {
+                const double delta = cp - cm;
+                logp = log(fmax(delta, 1e-12));
+                dlogp_dls = delta > 1e-12
+                                ? (-cdf_approx_grad(zp) * zp + cdf_approx_grad(zm) * zm) / delta
+                                : 0.0;
+            }
+            term = -logp / M_LN2;
+            dterm_dlv = -dlogp_dls * 0.5 / M_LN2;
+        }
+        sum += term;
+        dv[i] += (float)(scale * dterm_dlv * 0.5 * (max_log - min_log) / n);
+    }
+    return sum / n;
+}
+
+/* loss over the first C output channels (plus the VLB term on the second
+ * half for learned-sigma models); fills tr->dout with d(mean loss).
+ * xt, x_start, tvec: the step's noisy input, clean images and timesteps. */
+static double loss_and_grad(dit_trainer *tr, int B, const float *target, const float *xt,
+                            const float *x_start, float *per_sample)
 {
     const dit_config *c = &tr->model->cfg;
     const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
     const size_t ohw = (size_t)c->out_channels * c->sample_size * c->sample_size;
     const double N = (double)B * chw;
     const bool l1 = tr->cfg.objective == DIT_OBJ_X0_L1;
+    const bool vlb = c->learn_sigma && x_start;
     double total = 0;
     memset(tr->dout, 0, (size_t)B * ohw * sizeof(float));
     for (int b = 0; b < B; b++) {
+        const float *o = tr->out + (size_t)b * ohw;
         double s = 0;
         for (size_t i = 0; i < chw; i++) {
-            const double d = (double)tr->out[(size_t)b * ohw + i] - target[(size_t)b * chw + i];
+            const double d = (double)o[i] - target[(size_t)b * chw + i];
             s += l1 ? fabs(d) : d * d;
             tr->dout[(size_t)b * ohw + i] =
                 (float)((l1 ? (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0) : 2.0 * d) / N);
         }
+        double sample = s / chw;
+        if (vlb)
+            sample += vlb_term(tr->sched->alphas_cumprod, (int)tr->tvec[b], o, o + chw,
+                               xt + (size_t)b * chw, x_start + (size_t)b * chw, chw,
+                               tr->dout + (size_t)b * ohw + chw, 1.0 / B);
         if (per_sample)
-            per_sample[b] = (float)(s / chw);
-        total += s;
+            per_sample[b] = (float)sample;
+        total += sample;
     }
-    return total / N;
+    return total / B;
 }
 
 /* noisy input and target for sample b at train-step index t */
@@ -489,7 +715,7 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
                      tr->target + b * chw);
     }
     train_forward(ctx, tr, B, tr->xt, tr->tvec, tr->yvec);
-    const double l = loss_and_grad(tr, B, tr->target, NULL);
+    const double l = loss_and_grad(tr, B, tr->target, tr->xt, images, NULL);
     memset(tr->grads, 0, tr->n * sizeof(float));
     train_backward(ctx, tr, B, tr->yvec);
 
@@ -515,7 +741,12 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
     be->adamw(be, tr->model->params, tr->grads, tr->m, tr->v, tr->n, (float)lr,
               (float)tr->cfg.beta1, (float)tr->cfg.beta2, (float)tr->cfg.eps,
               (float)tr->cfg.weight_decay, tr->step);
-    be->ema_update(be, tr->ema, tr->model->params, tr->n, (float)tr->cfg.ema_decay);
+    /* with warm-up the EMA follows the weights closely early on instead of
+     * carrying the random initialisation for thousands of steps */
+    double decay = tr->cfg.ema_decay;
+    if (tr->cfg.ema_warmup)
+        decay = fmin(decay, (1.0 + (double)tr->step) / (10.0 + (double)tr->step));
+    be->ema_update(be, tr->ema, tr->model->params, tr->n, (float)decay);
     dit_model_touch(tr->model);
     if (loss)
         *loss = (float)l;
@@ -541,19 +772,26 @@ dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *ima
                      tr->target + b * chw);
     }
     train_forward(ctx, tr, B, tr->xt, tr->tvec, labels);
-    loss_and_grad(tr, B, tr->target, per_sample);
+    loss_and_grad(tr, B, tr->target, tr->xt, images, per_sample);
     return DIT_OK;
 }
 
 dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy, const float *t,
-                            const int32_t *labels, const float *target, float *loss)
+                            const int32_t *labels, const float *target, const float *x_start,
+                            float *loss)
 {
     const int B = tr->cfg.batch;
     dit_status st = reserve_acts(ctx, tr, B);
     if (st)
         return st;
+    for (int b = 0; b < B; b++) {
+        if (x_start && tr->model->cfg.learn_sigma &&
+            !(t[b] >= 0 && t[b] < tr->cfg.sched.train_steps && t[b] == floorf(t[b])))
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "the VLB term needs integer timesteps");
+        tr->tvec[b] = t[b];
+    }
     train_forward(ctx, tr, B, x_noisy, t, labels);
-    const double l = loss_and_grad(tr, B, target, NULL);
+    const double l = loss_and_grad(tr, B, target, x_noisy, x_start, NULL);
     memset(tr->grads, 0, tr->n * sizeof(float));
     train_backward(ctx, tr, B, labels);
     if (loss)
@@ -579,13 +817,14 @@ static char *config_json(const dit_trainer *tr)
     return g_strdup_printf(
         "{\"in_channels\": %d, \"learn_sigma\": %d, \"sample_size\": %d, \"patch_size\": %d, "
         "\"hidden_size\": %d, \"depth\": %d, \"num_heads\": %d, \"mlp_hidden\": %d, "
-        "\"num_classes\": %d, \"freq_dim\": %d, "
+        "\"num_classes\": %d, \"freq_dim\": %d, \"conditioning\": %d, \"ema_warmup\": %d, "
         "\"objective\": %d, \"schedule\": %d, \"train_steps\": %d, \"beta_start\": %.17g, "
         "\"beta_end\": %.17g, \"batch\": %d, \"lr\": %.17g, \"warmup\": %d, \"beta1\": %.17g, "
         "\"beta2\": %.17g, \"eps\": %.17g, \"weight_decay\": %.17g, \"grad_clip\": %.17g, "
         "\"ema_decay\": %.17g, \"class_dropout\": %.17g, \"seed\": %" G_GUINT64_FORMAT "}",
         c->in_channels, c->learn_sigma, c->sample_size, c->patch_size, c->hidden_size, c->depth,
-        c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, (int)t->objective,
+        c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, (int)c->conditioning,
+        t->ema_warmup ? 1 : 0, (int)t->objective,
         (int)t->sched.schedule, t->sched.train_steps, t->sched.beta_start, t->sched.beta_end,
         t->batch, t->lr, t->warmup, t->beta1, t->beta2, t->eps, t->weight_decay, t->grad_clip,
         t->ema_decay, t->class_dropout, (guint64)t->seed);
@@ -646,6 +885,7 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
     c.hidden_size = jint(o, "hidden_size"), c.depth = jint(o, "depth");
     c.num_heads = jint(o, "num_heads"), c.mlp_hidden = jint(o, "mlp_hidden");
     c.num_classes = jint(o, "num_classes"), c.freq_dim = jint(o, "freq_dim");
+    c.conditioning = (dit_conditioning)jint(o, "conditioning"); /* absent: adaLN-Zero */
     c.out_channels = c.learn_sigma ? 2 * c.in_channels : c.in_channels;
     {   /* the config must describe exactly the stored block (checked against the
          * file before anything that size is allocated) */
@@ -655,7 +895,8 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
                                     c.num_classes <= 1000000 && c.freq_dim >= 2 &&
                                     c.freq_dim <= 16384 && c.in_channels > 0 &&
                                     c.in_channels <= 4096 && c.patch_size > 0 &&
-                                    c.patch_size <= 64
+                                    c.patch_size <= 64 &&
+                                    (unsigned)c.conditioning < DIT_COND_COUNT
                                 ? dit_config_param_floats(&c)
                                 : 0;
         if (!pt || pt->ndim != 1 || need == 0 || (size_t)pt->shape[0] != need) {
@@ -677,6 +918,7 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
     t.beta1 = jdbl(o, "beta1"), t.beta2 = jdbl(o, "beta2"), t.eps = jdbl(o, "eps");
     t.weight_decay = jdbl(o, "weight_decay"), t.grad_clip = jdbl(o, "grad_clip");
     t.ema_decay = jdbl(o, "ema_decay"), t.class_dropout = jdbl(o, "class_dropout");
+    t.ema_warmup = jint(o, "ema_warmup") != 0; /* absent in older checkpoints: off */
     t.seed = (uint64_t)json_object_get_int_member_with_default(o, "seed", 0);
     if ((st = dit_trainer_new(ctx, m, &t, &tr)))
         goto out;

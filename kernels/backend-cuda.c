@@ -219,6 +219,19 @@ static void cuda_add_embedding(const dit_backend *be, float *out, const float *a
     CHECK(dit_cu_add_embedding(stream_of(be), out, a, table, label, B, D));
 }
 
+static void cuda_copy_tokens(const dit_backend *be, float *out, int out_T, int out_at,
+                             const float *in, int in_T, int in_at, int n, int B, int D)
+{
+    CHECK(dit_cu_copy_tokens(stream_of(be), out, out_T, out_at, in, in_T, in_at, n, B, D));
+}
+
+static void cuda_cross_attention(const dit_backend *be, float *out, const float *q,
+                                 const float *kv, int B, int Tq, int Tk, int H, int hd,
+                                 float *probs)
+{
+    CHECK(dit_cu_cross_attention(stream_of(be), out, q, kv, B, Tq, Tk, H, hd, probs));
+}
+
 static void cuda_timestep_embedding(const dit_backend *be, float *out, const float *t, int B,
                                     int F, int shift)
 {
@@ -423,6 +436,15 @@ static void cuda_unpatchify_backward(const dit_backend *be, float *dtokens, cons
     CHECK(dit_cu_unpatchify_backward(stream_of(be), dtokens, dout, B, C, H, W, p));
 }
 
+static void cuda_cross_attention_backward(const dit_backend *be, float *dq, float *dkv,
+                                          const float *dout, const float *q, const float *kv,
+                                          const float *probs, int B, int Tq, int Tk, int H,
+                                          int hd)
+{
+    CHECK(dit_cu_cross_attention_backward(stream_of(be), dq, dkv, dout, q, kv, probs, B, Tq, Tk,
+                                          H, hd));
+}
+
 static void cuda_add_embedding_backward(const dit_backend *be, float *dtable, const float *dc,
                                         const int32_t *label, int B, int D)
 {
@@ -459,6 +481,8 @@ static const dit_backend cuda_ops = {
     .gated_add = cuda_gated_add,
     .add_rows = cuda_add_rows,
     .add_embedding = cuda_add_embedding,
+    .copy_tokens = cuda_copy_tokens,
+    .cross_attention = cuda_cross_attention,
     .timestep_embedding = cuda_timestep_embedding,
     .pos_embed_2d = cuda_pos_embed_2d,
     .conv2d = cuda_conv2d,
@@ -477,6 +501,7 @@ static const dit_backend cuda_ops = {
     .act_backward = cuda_act_backward,
     .gated_add_backward = cuda_gated_add_backward,
     .unpatchify_backward = cuda_unpatchify_backward,
+    .cross_attention_backward = cuda_cross_attention_backward,
     .add_embedding_backward = cuda_add_embedding_backward,
     .adamw = cuda_adamw,
     .ema_update = cuda_ema_update,

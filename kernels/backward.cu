@@ -102,14 +102,15 @@ __global__ void gated_add_backward_kernel(float *dy, float *dgate, const float *
     const int i = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (i >= D)
         return;
-    const float g = gate[(size_t)b * stride + i];
-    float dg = dgate[(size_t)b * stride + i];
+    const float g = gate ? gate[(size_t)b * stride + i] : 1.0f; /* NULL: ungated add */
+    float dg = dgate ? dgate[(size_t)b * stride + i] : 0.0f;
     for (int t = 0; t < T; t++) {
         const size_t at = ((size_t)b * T + t) * D + i;
         dy[at] = g * dx[at];
         dg += dx[at] * y[at];
     }
-    dgate[(size_t)b * stride + i] = dg;
+    if (dgate)
+        dgate[(size_t)b * stride + i] = dg;
 }
 
 /* dtable[label[b]] += dc[b], samples in order; thread per column */

@@ -51,14 +51,14 @@ __global__ void pos_embed_2d_kernel(float *out, int gh, int gw, int D, float bas
     }
 }
 
-/* out (B, D) = a (B, D) + table[label[b]] (D) */
+/* out (B, D) = a (B, D) + table[label[b]] (D); a NULL = zeros */
 __global__ void add_embedding_kernel(float *out, const float *a, const float *table,
                                      const int32_t *label, int D, size_t n)
 {
     GRID_STRIDE(i, n)
     {
         const size_t b = i / D;
-        out[i] = a[i] + table[(size_t)label[b] * D + i % D];
+        out[i] = (a ? a[i] : 0.0f) + table[(size_t)label[b] * D + i % D];
     }
 }
 

@@ -60,6 +60,8 @@
     X(gated_add)                                                                            \
     X(add_rows)                                                                             \
     X(add_embedding)                                                                        \
+    X(copy_tokens)                                                                          \
+    X(cross_attention)                                                                      \
     X(timestep_embedding)                                                                   \
     X(pos_embed_2d)                                                                         \
     X(conv2d)                                                                               \
@@ -78,6 +80,7 @@
     X(act_backward)                                                                         \
     X(gated_add_backward)                                                                   \
     X(unpatchify_backward)                                                                  \
+    X(cross_attention_backward)                                                             \
     X(add_embedding_backward)                                                               \
     X(adamw)                                                                                \
     X(ema_update)
@@ -585,7 +588,7 @@ static int case_gated_add(tcase *t, const int *p)
     return CASE_RAN;
 }
 
-/* p: B, T, D */
+/* p: B, T, D, gated (0: gate and dgate NULL) */
 static int case_gated_add_backward(tcase *t, const int *p)
 {
     NEED(gated_add_backward);
@@ -594,10 +597,11 @@ static int case_gated_add_backward(tcase *t, const int *p)
     pbuf *dx = in_f(t, "dx", n, 1.0f), *y = in_f(t, "y", n, 1.0f);
     pbuf *ada = in_f(t, "ada", (size_t)B * stride, 1.0f);
     pbuf *dada = acc_f(t, "dgate", (size_t)B * stride, 1.0f), *dy = out_f(t, "dy", n);
-    t->cpu->gated_add_backward(t->cpu, H(dy), H(dada) + 5 * Dm, H(dx), H(y), H(ada) + 5 * Dm,
-                               stride, B, T, Dm);
-    t->dev->gated_add_backward(t->dev, D(dy), D(dada) + 5 * Dm, D(dx), D(y), D(ada) + 5 * Dm,
-                               stride, B, T, Dm);
+    const bool g = p[3];
+    t->cpu->gated_add_backward(t->cpu, H(dy), g ? H(dada) + 5 * Dm : NULL, H(dx), H(y),
+                               g ? H(ada) + 5 * Dm : NULL, stride, B, T, Dm);
+    t->dev->gated_add_backward(t->dev, D(dy), g ? D(dada) + 5 * Dm : NULL, D(dx), D(y),
+                               g ? D(ada) + 5 * Dm : NULL, stride, B, T, Dm);
     return CASE_RAN;
 }
 
@@ -612,15 +616,64 @@ static int case_add_rows(tcase *t, const int *p)
     return CASE_RAN;
 }
 
-/* p: B, D, classes */
+/* p: B, D, classes, a given (0: NULL, the table rows alone) */
 static int case_add_embedding(tcase *t, const int *p)
 {
     NEED(add_embedding);
     const int B = p[0], Dm = p[1], nc = p[2];
     pbuf *a = in_f(t, "a", (size_t)B * Dm, 1.0f), *table = in_f(t, "table", (size_t)nc * Dm, 1.0f);
     pbuf *label = in_labels(t, "label", (size_t)B, nc), *out = out_f(t, "out", (size_t)B * Dm);
-    t->cpu->add_embedding(t->cpu, H(out), H(a), H(table), HI(label), B, Dm);
-    t->dev->add_embedding(t->dev, D(out), D(a), D(table), DI(label), B, Dm);
+    t->cpu->add_embedding(t->cpu, H(out), p[3] ? H(a) : NULL, H(table), HI(label), B, Dm);
+    t->dev->add_embedding(t->dev, D(out), p[3] ? D(a) : NULL, D(table), DI(label), B, Dm);
+    return CASE_RAN;
+}
+
+/* p: B, out_T, out_at, in_T, in_at, n, D; rows outside the copy keep their values */
+static int case_copy_tokens(tcase *t, const int *p)
+{
+    NEED(copy_tokens);
+    const int B = p[0], oT = p[1], oat = p[2], iT = p[3], iat = p[4], n = p[5], Dm = p[6];
+    pbuf *in = in_f(t, "in", (size_t)B * iT * Dm, 1.0f);
+    pbuf *out = acc_f(t, "out", (size_t)B * oT * Dm, 1.0f);
+    t->cpu->copy_tokens(t->cpu, H(out), oT, oat, H(in), iT, iat, n, B, Dm);
+    t->dev->copy_tokens(t->dev, D(out), oT, oat, D(in), iT, iat, n, B, Dm);
+    return CASE_RAN;
+}
+
+/* p: B, Tq, Tk, H, hd */
+static int case_cross_attention(tcase *t, const int *p)
+{
+    NEED(cross_attention);
+    const int B = p[0], Tq = p[1], Tk = p[2], Hh = p[3], hd = p[4];
+    pbuf *q = in_f(t, "q", (size_t)B * Tq * Hh * hd, 1.5f);
+    pbuf *kv = in_f(t, "kv", (size_t)B * Tk * 2 * Hh * hd, 1.5f);
+    pbuf *out = out_f(t, "out", (size_t)B * Tq * Hh * hd);
+    pbuf *probs = out_f(t, "probs", (size_t)B * Hh * Tq * Tk);
+    t->cpu->cross_attention(t->cpu, H(out), H(q), H(kv), B, Tq, Tk, Hh, hd, H(probs));
+    t->dev->cross_attention(t->dev, D(out), D(q), D(kv), B, Tq, Tk, Hh, hd, D(probs));
+    return CASE_RAN;
+}
+
+/* p: B, Tq, Tk, H, hd; probs from the CPU's forward on both sides */
+static int case_cross_attention_backward(tcase *t, const int *p)
+{
+    NEED(cross_attention_backward);
+    NEED(cross_attention);
+    const int B = p[0], Tq = p[1], Tk = p[2], Hh = p[3], hd = p[4];
+    const size_t nq = (size_t)B * Tq * Hh * hd, nkv = (size_t)B * Tk * 2 * Hh * hd;
+    const size_t np = (size_t)B * Hh * Tq * Tk;
+    pbuf *q = in_f(t, "q", nq, 1.5f), *kv = in_f(t, "kv", nkv, 1.5f);
+    float *o = xmalloc(nq * 4), *pr = xmalloc(np * 4);
+    t->cpu->cross_attention(t->cpu, o, H(q), H(kv), B, Tq, Tk, Hh, hd, pr);
+    pbuf *probs = in_copy(t, "probs", pr, np);
+    free(o);
+    free(pr);
+    pbuf *dout = in_f(t, "dout", nq, 1.0f);
+    pbuf *dq = out_f(t, "dq", nq), *dkv = out_f(t, "dkv", nkv);
+    t->cpu->cross_attention_backward(t->cpu, H(dq), H(dkv), H(dout), H(q), H(kv), H(probs), B, Tq,
+                                     Tk, Hh, hd);
+    t->dev->cross_attention_backward(t->dev, D(dq), D(dkv), D(dout), D(q), D(kv), D(probs), B, Tq,
+                                     Tk, Hh, hd);
     return CASE_RAN;
 }
 
@@ -881,10 +934,18 @@ static const prow rows[] = {
     /* residuals and rows: B, T, D */
     {"gated_add 3x17x65", "gated_add", {3, 17, 65, 1}, FP32, case_gated_add},
     {"gated_add 2x9x33 ungated", "gated_add", {2, 9, 33, 0}, FP32, case_gated_add},
-    {"gated_add_backward 3x17x65", "gated_add_backward", {3, 17, 65}, FP32, case_gated_add_backward},
+    {"gated_add_backward 3x17x65", "gated_add_backward", {3, 17, 65, 1}, FP32, case_gated_add_backward},
+    {"gated_add_backward 2x9x33 ungated", "gated_add_backward", {2, 9, 33, 0}, FP32, case_gated_add_backward},
+    {"copy_tokens 3x(2+16)x40 join", "copy_tokens", {3, 18, 2, 16, 0, 16, 40}, FP32, case_copy_tokens},
+    {"copy_tokens 2x18->1 row 1 split", "copy_tokens", {2, 1, 0, 18, 1, 1, 24}, FP32, case_copy_tokens},
+    {"cross_attention 2x17 to 2, 3x24", "cross_attention", {2, 17, 2, 3, 24}, FP32, case_cross_attention},
+    {"cross_attention 3x5 to 1, 2x8", "cross_attention", {3, 5, 1, 2, 8}, FP32, case_cross_attention},
+    {"cross_attention_backward 2x17 to 2, 3x24", "cross_attention_backward", {2, 17, 2, 3, 24}, FP32, case_cross_attention_backward},
+    {"cross_attention_backward 3x5 to 1, 2x8", "cross_attention_backward", {3, 5, 1, 2, 8}, FP32, case_cross_attention_backward},
     {"add_rows 2x37x72", "add_rows", {2, 37, 72}, FP32, case_add_rows},
     /* embeddings */
-    {"add_embedding 5x96 of 11", "add_embedding", {5, 96, 11}, FP32, case_add_embedding},
+    {"add_embedding 5x96 of 11", "add_embedding", {5, 96, 11, 1}, FP32, case_add_embedding},
+    {"add_embedding 4x40 of 3, rows alone", "add_embedding", {4, 40, 3, 0}, FP32, case_add_embedding},
     {"add_embedding_backward 7x33 of 3", "add_embedding_backward", {7, 33, 3}, FP32, case_add_embedding_backward},
     {"timestep_embedding 5x256", "timestep_embedding", {5, 256, 0}, FP32, case_timestep_embedding},
     {"timestep_embedding 3x255 shift 1", "timestep_embedding", {3, 255, 1}, FP32, case_timestep_embedding},

@@ -15,7 +15,7 @@ static double loss_at(dit_ctx *ctx, dit_trainer *tr, const float *x, const float
                       const int32_t *y, const float *target)
 {
     float l;
-    dit_trainer_grad(ctx, tr, x, t, y, target, &l);
+    dit_trainer_grad(ctx, tr, x, t, y, target, NULL, &l);
     return l;
 }
 
@@ -46,7 +46,7 @@ int main(void)
     int32_t y[2] = {1, 3};
 
     float l0;
-    dit_trainer_grad(ctx, tr, x, t, y, target, &l0);
+    dit_trainer_grad(ctx, tr, x, t, y, target, NULL, &l0);
     float *grads = malloc(m->param_floats * sizeof *grads);
     memcpy(grads, dit_trainer_grads(tr), m->param_floats * sizeof *grads);
     printf("loss %.6f\n", (double)l0);

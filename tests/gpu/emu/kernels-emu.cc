@@ -11,3 +11,4 @@
 #include "../../../kernels/norm.cu"
 #include "../../../kernels/optim.cu"
 #include "../../../kernels/patch.cu"
+#include "../../../kernels/tokens.cu"
