@@ -595,8 +595,8 @@ static double vlb_term(const double *ac, int t, const float *eps, const float *v
         if (t > 0) {
             const double mu_true = coef1 * x0[i] + coef2 * xt[i], d = mu_true - mu;
             const double e1 = exp(min_log - lv), e2 = d * d * exp(-lv);
-            term = 0.5 * (-1.0 + min_log - lv + e1 + e2) / M_LN2;
-            dterm_dlv = 0.5 * (-1.0 - e1 - e2) / M_LN2;
+            term = 0.5 * (-1.0 + lv - min_log + e1 + e2) / M_LN2;
+            dterm_dlv = 0.5 * (1.0 - e1 - e2) / M_LN2;
         } else {
             const double ls = 0.5 * lv, inv = exp(-ls), cen = x0[i] - mu;
             const double zp = inv * (cen + 1.0 / 255.0), zm = inv * (cen - 1.0 / 255.0);

@@ -2388,6 +2388,256 @@ def train_grad_fixture(seed):
 
 
 # --------------------------------------------------------------------------
+# Conditioning variants and the hybrid loss (train_variant_*.io.safetensors)
+# --------------------------------------------------------------------------
+# The DiT paper's other conditioning designs as the C library builds them
+# (core/dit.h): adaLN without gates (4 chunks), in-context tokens (t_emb and
+# y_emb prepended to the sequence, no position embedding, dropped before a
+# plain-LayerNorm final layer), cross-attention (after self-attention, each
+# block attends from LN(x) to the tokens (t_emb, y_emb) through
+# cross_attn.{q,kv,proj}; plain final layer), and unconditional models (no
+# label table: c = t_emb, one token). Written straight from those
+# definitions, float64, every parameter random; each file holds the weights,
+# inputs, the forward output and autograd gradients of eps-MSE and x0-L1 (or,
+# for the learned-sigma case, of the official hybrid loss eps-MSE + L_vlb).
+
+VARIANT_CFG = dict(D=32, heads=2, depth=2, patch=2, in_channels=2, num_classes=3, input_size=8)
+
+
+def variant_shapes(cfg, cond, learn_sigma):
+    D, p, cin, depth, ncls = cfg["D"], cfg["patch"], cfg["in_channels"], cfg["depth"], cfg["num_classes"]
+    cout = 2 * cin if learn_sigma else cin
+    s = [("x_embedder.proj.weight", (D, cin, p, p)), ("x_embedder.proj.bias", (D,)),
+         ("t_embedder.mlp.0.weight", (D, 256)), ("t_embedder.mlp.0.bias", (D,)),
+         ("t_embedder.mlp.2.weight", (D, D)), ("t_embedder.mlp.2.bias", (D,))]
+    if ncls > 0:
+        s += [("y_embedder.embedding_table.weight", (ncls + 1, D))]
+    chunks = {"adaln-zero": 6, "adaln": 4}.get(cond, 0)
+    for i in range(depth):
+        o = f"blocks.{i}."
+        s += [(o + "attn.qkv.weight", (3 * D, D)), (o + "attn.qkv.bias", (3 * D,)),
+              (o + "attn.proj.weight", (D, D)), (o + "attn.proj.bias", (D,)),
+              (o + "mlp.fc1.weight", (4 * D, D)), (o + "mlp.fc1.bias", (4 * D,)),
+              (o + "mlp.fc2.weight", (D, 4 * D)), (o + "mlp.fc2.bias", (D,))]
+        if chunks:
+            s += [(o + "adaLN_modulation.1.weight", (chunks * D, D)), (o + "adaLN_modulation.1.bias", (chunks * D,))]
+        if cond == "cross-attn":
+            s += [(o + "cross_attn.q.weight", (D, D)), (o + "cross_attn.q.bias", (D,)),
+                  (o + "cross_attn.kv.weight", (2 * D, D)), (o + "cross_attn.kv.bias", (2 * D,)),
+                  (o + "cross_attn.proj.weight", (D, D)), (o + "cross_attn.proj.bias", (D,))]
+    s += [("final_layer.linear.weight", (p * p * cout, D)), ("final_layer.linear.bias", (p * p * cout,))]
+    if chunks:
+        s += [("final_layer.adaLN_modulation.1.weight", (2 * D, D)), ("final_layer.adaLN_modulation.1.bias", (2 * D,))]
+    return s
+
+
+def variant_forward(W, cfg, x, t, y, cond, learn_sigma):
+    x = x.to(F64)
+    B, C, H, Wd = x.shape
+    p, D, heads, depth = cfg["patch"], cfg["D"], cfg["heads"], cfg["depth"]
+    cout = 2 * C if learn_sigma else C
+    gh, gw = H // p, Wd // p
+    T = gh * gw
+    hd = D // heads
+    patches = x.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, T, C * p * p)
+    h = linear(patches, W["x_embedder.proj.weight"].reshape(D, C * p * p), W["x_embedder.proj.bias"])
+    h = h + pos_embed_2d(D, gh, gw).to(F64)[None]
+    tf = timestep_embedding(t.to(F64), 256, "half")
+    te = linear(silu(linear(tf, W["t_embedder.mlp.0.weight"], W["t_embedder.mlp.0.bias"])),
+                W["t_embedder.mlp.2.weight"], W["t_embedder.mlp.2.bias"])
+    toks = [te]
+    c = te
+    if cfg["num_classes"] > 0:
+        ye = W["y_embedder.embedding_table.weight"][y.to(torch.long)]
+        toks.append(ye)
+        c = te + ye
+    ctx = torch.stack(toks, 1)                                    # (B, n, D)
+    n = ctx.shape[1]
+    if cond == "in-context":
+        h = torch.cat([ctx, h], 1)
+    chunks = {"adaln-zero": 6, "adaln": 4}.get(cond, 0)
+    for i in range(depth):
+        o = f"blocks.{i}."
+        one = torch.ones(B, D, dtype=F64)
+        zero = torch.zeros(B, D, dtype=F64)
+        sh1 = sc1 = sh2 = sc2 = zero
+        g1 = g2 = one
+        if chunks:
+            mod = linear(silu(c), W[o + "adaLN_modulation.1.weight"], W[o + "adaLN_modulation.1.bias"]).chunk(chunks, 1)
+            if chunks == 6:
+                sh1, sc1, g1, sh2, sc2, g2 = mod
+            else:
+                sh1, sc1, sh2, sc2 = mod
+        a = layer_norm(h, 1e-6) * (1 + sc1[:, None]) + sh1[:, None]
+        a = attention_from_qkv(linear(a, W[o + "attn.qkv.weight"], W[o + "attn.qkv.bias"]), heads)
+        h = h + g1[:, None] * linear(a, W[o + "attn.proj.weight"], W[o + "attn.proj.bias"])
+        if cond == "cross-attn":
+            q = linear(layer_norm(h, 1e-6), W[o + "cross_attn.q.weight"], W[o + "cross_attn.q.bias"])
+            kv = linear(ctx, W[o + "cross_attn.kv.weight"], W[o + "cross_attn.kv.bias"])
+            q = q.reshape(B, -1, heads, hd).transpose(1, 2)                       # (B, H, T, hd)
+            k, v = kv.reshape(B, n, 2, heads, hd).permute(2, 0, 3, 1, 4)          # (B, H, n, hd)
+            att = torch.softmax((q @ k.transpose(-1, -2)) / math.sqrt(hd), -1) @ v
+            att = att.transpose(1, 2).reshape(B, -1, D)
+            h = h + linear(att, W[o + "cross_attn.proj.weight"], W[o + "cross_attn.proj.bias"])
+        m = layer_norm(h, 1e-6) * (1 + sc2[:, None]) + sh2[:, None]
+        m = linear(gelu(linear(m, W[o + "mlp.fc1.weight"], W[o + "mlp.fc1.bias"])), W[o + "mlp.fc2.weight"], W[o + "mlp.fc2.bias"])
+        h = h + g2[:, None] * m
+    if cond == "in-context":
+        h = h[:, n:]
+    if chunks:
+        shift, scale = linear(silu(c), W["final_layer.adaLN_modulation.1.weight"],
+                              W["final_layer.adaLN_modulation.1.bias"]).chunk(2, 1)
+        h = layer_norm(h, 1e-6) * (1 + scale[:, None]) + shift[:, None]
+    else:
+        h = layer_norm(h, 1e-6)
+    h = linear(h, W["final_layer.linear.weight"], W["final_layer.linear.bias"])
+    return unpatchify(h, gh, gw, p, cout)
+
+
+# The official DiT's diffusion (linear betas 1e-4..0.02, 1000 steps, float64)
+# and its hybrid loss term, from the improved-DDPM formulas.
+def official_diffusion_tables(T=1000):
+    betas = torch.tensor(np.linspace(1e-4, 0.02, T, dtype=np.float64))
+    ac = torch.cumprod(1 - betas, 0)
+    ac_prev = torch.cat([torch.ones(1, dtype=F64), ac[:-1]])
+    post_var = betas * (1 - ac_prev) / (1 - ac)
+    post_logvar = torch.log(torch.cat([post_var[1:2], post_var[1:]]))
+    coef1 = betas * torch.sqrt(ac_prev) / (1 - ac)
+    coef2 = (1 - ac_prev) * torch.sqrt(1 - betas) / (1 - ac)
+    return dict(betas=betas, ac=ac, post_logvar=post_logvar, coef1=coef1, coef2=coef2)
+
+
+def approx_std_normal_cdf(x):
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def vlb_terms(tab, out, xt, x0, t, eps_frozen=None):
+    """Per-sample L_vlb (bits) of the learned variance, the mean from the detached eps half
+    (or from eps_frozen: finite differences must hold the stopped gradient's input fixed)."""
+    C = xt.shape[1]
+    eps, v = out[:, :C].detach() if eps_frozen is None else eps_frozen, out[:, C:]
+    ti = t.to(torch.long)
+    g = lambda a: a[ti].view(-1, 1, 1, 1)                                  # noqa: E731
+    ac = g(tab["ac"])
+    x0hat = torch.sqrt(1 / ac) * xt - torch.sqrt(1 / ac - 1) * eps
+    mu = g(tab["coef1"]) * x0hat + g(tab["coef2"]) * xt
+    mu_true = g(tab["coef1"]) * x0 + g(tab["coef2"]) * xt
+    min_log, max_log = g(tab["post_logvar"]), torch.log(g(tab["betas"]))
+    frac = (v + 1) / 2
+    lv = frac * max_log + (1 - frac) * min_log
+    kl = 0.5 * (-1.0 + lv - min_log + torch.exp(min_log - lv) + (mu_true - mu) ** 2 * torch.exp(-lv))
+    kl = kl.mean(dim=(1, 2, 3)) / math.log(2.0)
+    ls = 0.5 * lv
+    cen = x0 - mu
+    inv = torch.exp(-ls)
+    cdf_plus = approx_std_normal_cdf(inv * (cen + 1 / 255))
+    cdf_min = approx_std_normal_cdf(inv * (cen - 1 / 255))
+    logp = torch.where(x0 < -0.999, torch.log(cdf_plus.clamp(min=1e-12)),
+                       torch.where(x0 > 0.999, torch.log((1 - cdf_min).clamp(min=1e-12)),
+                                   torch.log((cdf_plus - cdf_min).clamp(min=1e-12))))
+    nll = -logp.mean(dim=(1, 2, 3)) / math.log(2.0)
+    return torch.where(ti == 0, nll, kl), (mu_true, min_log, mu, lv, ti)
+
+
+VARIANT_FIXTURES = [  # name, conditioning, num_classes, learn_sigma
+    ("adaln", "adaln", 3, False),
+    ("in_context", "in-context", 3, False),
+    ("cross_attn", "cross-attn", 3, False),
+    ("uncond", "adaln-zero", 0, False),
+    ("uncond_cross_attn", "cross-attn", 0, False),
+    ("hybrid", "adaln-zero", 3, True),
+]
+
+
+def train_variant_fixtures(seed):
+    checks = {}
+    tab = official_diffusion_tables()
+    for k_fx, (name, cond, ncls, learn_sigma) in enumerate(VARIANT_FIXTURES):
+        cfg = dict(VARIANT_CFG, num_classes=ncls)
+        shapes = variant_shapes(cfg, cond, learn_sigma)
+        names = [k for k, _ in shapes]
+        W32 = random_weights(shapes, seed + k_fx)
+        gen = torch.Generator().manual_seed(seed + 100 + k_fx)
+        shape = (2, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
+        x0 = (torch.randn(shape, generator=gen, dtype=F64) * 0.7).clamp(-1, 1)   # some exactly +-1
+        noise = torch.randn(shape, generator=gen, dtype=F64)
+        t = torch.tensor([0.0, 617.0] if learn_sigma else [3.0, 617.0], dtype=F64)
+        y = torch.tensor([1.0, float(ncls)] if ncls else [0.0, 0.0], dtype=F64)
+        ac = tab["ac"][t.to(torch.long)].view(-1, 1, 1, 1)
+        x = (torch.sqrt(ac) * x0 + torch.sqrt(1 - ac) * noise) if learn_sigma else torch.randn(shape, generator=gen, dtype=F64)
+        target = noise if learn_sigma else torch.randn(shape, generator=gen, dtype=F64)
+        x, target, x0 = x.to(F32).to(F64), target.to(F32).to(F64), x0.to(F32).to(F64)
+
+        def losses(W, eps_frozen=None):
+            out = variant_forward(W, cfg, x, t, y, cond, learn_sigma)
+            C = cfg["in_channels"]
+            d = out[:, :C] - target
+            if learn_sigma:
+                mse_s = (d * d).mean(dim=(1, 2, 3))
+                vb, _ = vlb_terms(tab, out, x, x0, t, eps_frozen)
+                return {"hybrid": (mse_s + vb).mean()}, out
+            return {"mse": (d * d).mean(), "l1": d.abs().mean()}, out
+
+        W = {k: v.to(F64).requires_grad_(True) for k, v in W32.items()}
+        L, out = losses(W)
+        grads = {lab: dict(zip(names, torch.autograd.grad(l, [W[k] for k in names], retain_graph=True)))
+                 for lab, l in L.items()}
+        for lab, gr in grads.items():
+            for k in names:
+                # one conditioning token: its softmax weight is 1, queries do not matter
+                if ncls == 0 and cond == "cross-attn" and ".cross_attn.q." in k:
+                    assert gr[k].abs().max().item() == 0
+                    continue
+                assert gr[k].abs().max().item() > 0, f"{name}: grad_{lab}/{k} is all zero"
+        if learn_sigma:
+            # the KL in an independent spelling (torch.distributions), at the t > 0 sample
+            _, (mu_true, min_log, mu, lv, ti) = vlb_terms(tab, out.detach(), x, x0, t)
+            i = 1
+            kl_ref = torch.distributions.kl_divergence(
+                torch.distributions.Normal(mu_true[i], torch.exp(0.5 * min_log[i])),
+                torch.distributions.Normal(mu[i], torch.exp(0.5 * lv[i]))).mean() / math.log(2.0)
+            vb, _ = vlb_terms(tab, out.detach(), x, x0, t)
+            checks[f"train_variant {name}: L_vlb KL vs torch.distributions, rel"] = abs(vb[i].item() - kl_ref.item()) / abs(kl_ref.item())
+            assert checks[f"train_variant {name}: L_vlb KL vs torch.distributions, rel"] < 1e-9
+            edge = int((x0[0].abs() > 0.999).sum())
+            assert edge > 0, "the t = 0 sample has no +-1 pixels: the NLL's edge branches go untested"
+        # float64 central differences on the largest-gradient element of every tensor
+        Wd = {k: v.detach().clone() for k, v in W.items()}
+        worst = 0.0
+        with torch.no_grad():
+            for k in names:
+                flat = Wd[k].view(-1)
+                for lab, gr in grads.items():
+                    if gr[k].abs().max().item() == 0:
+                        continue
+                    i = int(gr[k].abs().argmax())
+                    old = flat[i].item()
+                    frozen = out[:, :cfg["in_channels"]].detach() if learn_sigma else None
+                    flat[i] = old + TRAIN_FD_H
+                    lp = losses(Wd, frozen)[0][lab].item()
+                    flat[i] = old - TRAIN_FD_H
+                    lm = losses(Wd, frozen)[0][lab].item()
+                    flat[i] = old
+                    e = abs((lp - lm) / (2 * TRAIN_FD_H) - gr[k].view(-1)[i].item()) / gr[k].abs().max().item()
+                    assert e <= TRAIN_FD_TOL, f"{name}: finite difference of {k}[{i}] ({lab}) off by {e:.3e}"
+                    worst = max(worst, e)
+        checks[f"train_variant {name}: central differences vs autograd, worst / max|grad|"] = worst
+        io = {k: v.detach() for k, v in W32.items()}
+        g = cfg["input_size"] // cfg["patch"]   # the frozen buffer, as official checkpoints carry it
+        io["pos_embed"] = pos_embed_2d(cfg["D"], g, g).to(F32)[None]
+        io.update({"x": x, "t": t, "y": y, "target": target, "x_start": x0, "out": out.detach()})
+        for lab, l in L.items():
+            io[f"loss_{lab}"] = l.detach().reshape(1)
+            io.update({f"grad_{lab}/{k}": grads[lab][k] for k in names})
+        save_file_sorted_metadata({k: v.to(F32).contiguous() for k, v in io.items()},
+                                  os.path.join(HERE, f"train_variant_{name}.io.safetensors"),
+                                  {"num_attention_heads": str(cfg["heads"]), "conditioning": cond})
+        print(f"train_variant {name}: {len(names)} tensors, " +
+              ", ".join(f"loss_{lab} {l.item():.6g}" for lab, l in L.items()))
+    return checks
+
+
+# --------------------------------------------------------------------------
 
 def main():
     print(f"torch {torch.__version__}  diffusers {diffusers.__version__}  "
@@ -2426,6 +2676,7 @@ def main():
     pipe_checks = pipeline_fixture()
     convert_checks = convert_fixtures(810)
     train_checks = train_grad_fixture(909)
+    train_checks.update(train_variant_fixtures(919))
     print("sched cases: " + ", ".join(sched_names))
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
