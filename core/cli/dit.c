@@ -302,6 +302,10 @@ static int resolve_class(const options *o, const loaded *l, int *class_id)
     *class_id = 0;
     if (!o->class_name)
         return 0;
+    if (nc == 0) {
+        fprintf(stderr, "dit: this model is unconditional (it has no classes): leave out --class\n");
+        return EXIT_BAD_INPUT;
+    }
     char *end;
     long v = strtol(o->class_name, &end, 10);
     if (end != o->class_name && *end == '\0') {
@@ -870,7 +874,8 @@ static void print_config_text(const char *path, const dit_model *m)
     const dit_config *c = dit_model_config(m);
     size_t n = dit_model_param_count(m);
     printf("model:            %s\n", path);
-    printf("family:           DiT (adaLN-Zero, class-conditional)\n");
+    printf("family:           DiT (%s, %s)\n", dit_conditioning_name(c->conditioning),
+           c->num_classes ? "class-conditional" : "unconditional");
     printf("naming:           %s\n", dit_naming_name(c->naming));
     printf("weights dtype:    %s (computed in f32)\n", dit_model_source_dtype(m));
     printf("parameters:       %zu (%.1f MiB as f32)\n", n, (double)n * 4 / (1 << 20));
@@ -883,7 +888,10 @@ static void print_config_text(const char *path, const dit_model *m)
     printf("depth:            %d\n", c->depth);
     printf("num_heads:        %d (head dim %d)\n", c->num_heads, c->hidden_size / c->num_heads);
     printf("mlp_hidden:       %d\n", c->mlp_hidden);
-    printf("num_classes:      %d (+1 null class for guidance)\n", c->num_classes);
+    if (c->num_classes)
+        printf("num_classes:      %d (+1 null class for guidance)\n", c->num_classes);
+    else
+        printf("num_classes:      0 (unconditional: label 0 only, no guidance)\n");
     printf("timestep embed:   %d, divisor half-%d\n", c->freq_dim, c->freq_shift);
     printf("norm eps:         %g / %g / %g (attn / mlp / final)\n", (double)c->norm1_eps,
            (double)c->norm2_eps, (double)c->norm_final_eps);
@@ -899,11 +907,13 @@ static void print_config_json(const char *path, const dit_model *m)
            "\"parameters\": %zu, \"in_channels\": %d, \"out_channels\": %d, "
            "\"learn_sigma\": %s, \"sample_size\": %d, \"patch_size\": %d, "
            "\"hidden_size\": %d, \"depth\": %d, \"num_heads\": %d, \"mlp_hidden\": %d, "
-           "\"num_classes\": %d, \"freq_dim\": %d, \"freq_shift\": %d}\n",
+           "\"num_classes\": %d, \"freq_dim\": %d, \"freq_shift\": %d, "
+           "\"conditioning\": \"%s\"}\n",
            quoted, dit_naming_name(c->naming), dit_model_source_dtype(m),
            dit_model_param_count(m), c->in_channels, c->out_channels,
            c->learn_sigma ? "true" : "false", c->sample_size, c->patch_size, c->hidden_size,
-           c->depth, c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, c->freq_shift);
+           c->depth, c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, c->freq_shift,
+           dit_conditioning_name(c->conditioning));
     g_free(quoted);
 }
 

@@ -51,9 +51,9 @@ static int export_model(dit_ctx *ctx, dit_trainer *tr, const char *dir, char **c
     char *cfg = g_strdup_printf(
         "{\"num_attention_heads\": %d, \"sample_size\": %d, \"patch_size\": %d, "
         "\"in_channels\": %d, \"out_channels\": %d, \"num_layers\": %d, "
-        "\"num_embeds_ada_norm\": %d}",
+        "\"num_embeds_ada_norm\": %d, \"conditioning\": \"%s\"}",
         c->num_heads, c->sample_size, c->patch_size, c->in_channels, c->out_channels, c->depth,
-        c->num_classes);
+        c->num_classes, dit_conditioning_name(c->conditioning));
     const bool cold = t->sched.schedule == DIT_SCHEDULE_COSINE_ALPHABAR;
     char *sched = g_strdup_printf(
         "{\"sampler\": \"%s\", \"beta_schedule\": \"%s\", \"prediction_type\": \"%s\", "
@@ -68,7 +68,7 @@ static int export_model(dit_ctx *ctx, dit_trainer *tr, const char *dir, char **c
     const char *keys[] = {"format", "config", "scheduler", "train_step"};
     const char *vals[] = {"dit", cfg, sched, step};
     dit_status st = dit_model_save(ctx, m, dit_trainer_ema(tr), path, ST_BF16, keys, vals, 4);
-    if (st == DIT_OK && class_names) {
+    if (st == DIT_OK && class_names && c->num_classes > 0) {
         char *lp = g_build_filename(dir, "labels.txt", NULL);
         char *text = g_strjoinv("\n", class_names);
         char *with_nl = g_strconcat(text, "\n", NULL);
@@ -159,8 +159,9 @@ int dit_cmd_train(int argc, char **argv)
     int batch = 128, warmup = 500, every = 250, val_every = 1000, threads = 0, steps = 20000;
     double lr = 3e-4, ema = 0.999, clip = 1.0, dropout = 0.1, label_std = 0.5, mlp_ratio = 4;
     gint64 seed = 0;
-    gboolean resume = FALSE, quiet = FALSE, flip = FALSE;
-    char *vae_path = NULL, *cache = NULL, *labels_csv = NULL;
+    gboolean resume = FALSE, quiet = FALSE, flip = FALSE, uncond = FALSE, learn_sigma = FALSE;
+    gboolean no_ema_warmup = FALSE;
+    char *vae_path = NULL, *cache = NULL, *labels_csv = NULL, *conditioning = NULL;
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output folder (checkpoint, log, model/)", "DIR"},
@@ -173,6 +174,9 @@ int dit_cmd_train(int argc, char **argv)
         {"heads", 0, 0, G_OPTION_ARG_INT, &heads, "attention heads (default 4)", "N"},
         {"patch", 0, 0, G_OPTION_ARG_INT, &patch, "patch size (default 4)", "P"},
         {"mlp-ratio", 0, 0, G_OPTION_ARG_DOUBLE, &mlp_ratio, "MLP width / D (default 4)", "R"},
+        {"conditioning", 0, 0, G_OPTION_ARG_STRING, &conditioning, "adaln-zero (default), adaln, in-context or cross-attn: how blocks see t and the class (the DiT paper's variants)", "NAME"},
+        {"unconditional", 0, 0, G_OPTION_ARG_NONE, &uncond, "ignore the labels: a time-only model (no classes, no guidance)", NULL},
+        {"learn-sigma", 0, 0, G_OPTION_ARG_NONE, &learn_sigma, "also predict the variance, trained with the official hybrid loss (needs --objective eps_mse)", NULL},
         {"objective", 0, 0, G_OPTION_ARG_STRING, &objective, "x0_l1 (default: the seed article's), eps_mse (official DiT) or v_mse", "OBJ"},
         {"schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "cosine_alphabar (default with x0_l1) or linear", "NAME"},
         {"train-timesteps", 0, 0, G_OPTION_ARG_INT, &train_t, "noise levels T (default 500; 1000 for linear)", "T"},
@@ -180,6 +184,7 @@ int dit_cmd_train(int argc, char **argv)
         {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "AdamW learning rate (default 3e-4)", "LR"},
         {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "linear warm-up steps (default 500)", "N"},
         {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema, "EMA decay (default 0.999)", "D"},
+        {"no-ema-warmup", 0, 0, G_OPTION_ARG_NONE, &no_ema_warmup, "EMA decay from step 0 (default: min(decay, (1+step)/(10+step)))", NULL},
         {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &clip, "gradient norm clip, 0 = off (default 1)", "C"},
         {"dropout", 0, 0, G_OPTION_ARG_DOUBLE, &dropout, "class label dropout for guidance (default 0.1)", "P"},
         {"label-std", 0, 0, G_OPTION_ARG_DOUBLE, &label_std, "label embedding init std (default 0.5: the class signal appears sooner than with 0.02)", "S"},
@@ -194,12 +199,14 @@ int dit_cmd_train(int argc, char **argv)
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *oc = g_option_context_new("- train a class-conditional DiT");
+    GOptionContext *oc = g_option_context_new("- train a DiT (class-conditional or unconditional)");
     g_option_context_set_description(
         oc, "Examples:\n"
             "  dit train --out runs/fmnist --steps 20000\n"
             "  dit train --out runs/fmnist --resume --steps 40000\n"
-            "  dit train --data ./my-images --size 32 --channels 3 --out runs/mine\n");
+            "  dit train --data ./my-images --size 32 --channels 3 --out runs/mine\n"
+            "  dit train --out runs/incontext --conditioning in-context\n"
+            "  dit train --out runs/official --objective eps_mse --learn-sigma\n");
     g_option_context_add_main_entries(oc, entries, NULL);
     GError *err = NULL;
     int rc = 0;
@@ -240,6 +247,12 @@ int dit_cmd_train(int argc, char **argv)
         rc = 2;
         goto done;
     }
+    if (uncond && !resume) { /* one label for every image: the null label 0 */
+        memset(train.labels, 0, (size_t)train.n * sizeof *train.labels);
+        if (val.n)
+            memset(val.labels, 0, (size_t)val.n * sizeof *val.labels);
+        train.num_classes = val.num_classes = 0;
+    }
     g_mkdir_with_parents(out, 0755);
     if (vae_path) { /* the fast-DiT way: encode once, train on the cached latents */
         char *dir = cache ? g_strdup(cache) : g_build_filename(out, "latents", NULL);
@@ -265,6 +278,12 @@ int dit_cmd_train(int argc, char **argv)
             goto done;
         }
         const dit_config *c = dit_model_config(dit_trainer_model(tr));
+        if (c->num_classes == 0) { /* an unconditional run stays one */
+            memset(train.labels, 0, (size_t)train.n * sizeof *train.labels);
+            if (val.n)
+                memset(val.labels, 0, (size_t)val.n * sizeof *val.labels);
+            train.num_classes = val.num_classes = 0;
+        }
         if (c->sample_size != train.size || c->in_channels != train.channels ||
             c->num_classes != train.num_classes) {
             fprintf(stderr, "dit: the checkpoint was trained on %dx%d x%d with %d classes, the "
@@ -279,7 +298,15 @@ int dit_cmd_train(int argc, char **argv)
         dit_config c = {.in_channels = train.channels, .sample_size = size, .patch_size = patch,
                         .hidden_size = hidden, .depth = depth, .num_heads = heads,
                         .mlp_hidden = (int)(hidden * mlp_ratio), .num_classes = train.num_classes,
-                        .freq_dim = 256};
+                        .freq_dim = 256, .learn_sigma = learn_sigma};
+        const int cond = conditioning ? dit_conditioning_from_name(conditioning) : 0;
+        if (cond < 0) {
+            fprintf(stderr, "dit: --conditioning must be adaln-zero, adaln, in-context or "
+                            "cross-attn\n");
+            rc = 1;
+            goto done;
+        }
+        c.conditioning = (dit_conditioning)cond;
         if (dit_model_create(ctx, &c, &m) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
             rc = 1;
@@ -308,6 +335,7 @@ int dit_cmd_train(int argc, char **argv)
         tc.sched.train_steps = sch == DIT_SCHEDULE_COSINE_ALPHABAR ? train_t : 1000;
         tc.batch = batch, tc.lr = lr, tc.warmup = warmup, tc.ema_decay = ema;
         tc.grad_clip = clip, tc.class_dropout = dropout, tc.seed = (uint64_t)seed;
+        tc.ema_warmup = !no_ema_warmup;
         if (dit_trainer_new(ctx, m, &tc, &tr) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
             rc = 1;
@@ -373,7 +401,7 @@ int dit_cmd_train(int argc, char **argv)
             fflush(log);
             loss_acc = 0, loss_n = 0;
         }
-        if (val.n && val_every > 0 && done_steps % val_every == 0)
+        if (val.n && val_every > 0 && done_steps % val_every == 0 && train.num_classes > 0)
             validate_losses(ctx, tr, &val, 512, log, done_steps);
         if (every > 0 && done_steps % every == 0) {
             if (dit_trainer_save(ctx, tr, ckpt) != DIT_OK) {
@@ -416,7 +444,7 @@ done:
     dataset_clear(&val);
     dit_ctx_free(ctx);
     g_free(data), g_free(out), g_free(objective), g_free(schedule);
-    g_free(vae_path), g_free(cache), g_free(labels_csv);
+    g_free(vae_path), g_free(cache), g_free(labels_csv), g_free(conditioning);
     g_free(ckpt), g_free(model_dir), g_free(log_path);
     return rc;
 }

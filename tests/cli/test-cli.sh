@@ -101,6 +101,29 @@ run 0 "validate" -- "$dit" validate -m "$tmp/run/model" --data "$tmp/data" --sam
 has '"class_agreement": ' "validate JSON"
 [ -f "$tmp/val/grid.png" ] && [ -f "$tmp/val/loss.png" ] && say "ok:   grid and loss curve written" || bad "validate wrote no grid/loss curve"
 
+# ---- the conditioning variants, unconditional and learned-sigma models
+V="--data $tmp/data --channels 1 --size 8 --patch 2 --hidden 32 --depth 1 --heads 2 --batch 4 --steps 3 --every 3 --validate-every 0 --quiet"
+for cond in adaln in-context cross-attn; do
+    run 0 "train $cond" -- "$dit" train $V --conditioning $cond --out "$tmp/v-$cond"
+    run 0 "  info" -- "$dit" info "$tmp/v-$cond/model"
+    has "DiT ($cond, class-conditional)" "info of a $cond model"
+    run 0 "  generate with it" -- "$dit" generate -m "$tmp/v-$cond/model" --class b --steps 2 -o "$tmp/v-$cond.png"
+done
+run 0 "train unconditional" -- "$dit" train $V --unconditional --out "$tmp/v-uncond"
+run 0 "  info" -- "$dit" info "$tmp/v-uncond/model"
+has "unconditional" "info of an unconditional model"
+run 0 "  generate without a class" -- "$dit" generate -m "$tmp/v-uncond/model" --steps 2 -o "$tmp/v-uncond.png"
+run 2 "  --class is refused" -- "$dit" generate -m "$tmp/v-uncond/model" --class b --steps 2 -o "$tmp/v-uncond2.png"
+has "unconditional" "--class with an unconditional model"
+run 0 "train learned sigma (hybrid loss)" -- "$dit" train $V --objective eps_mse --learn-sigma --out "$tmp/v-sigma"
+run 0 "  info" -- "$dit" info "$tmp/v-sigma/model"
+has "(learned sigma)" "info of a learned-sigma model"
+run 0 "  sample with its learned variance (DDPM)" -- "$dit" generate -m "$tmp/v-sigma/model" --class b --sampler ddpm --steps 3 -o "$tmp/v-sigma.png"
+run 1 "learned sigma with x0_l1 is refused" -- "$dit" train $V --objective x0_l1 --learn-sigma --out "$tmp/v-bad"
+has "hybrid loss" "learned sigma + x0_l1"
+run 1 "an unknown conditioning is refused" -- "$dit" train $V --conditioning film --out "$tmp/v-bad2"
+has "--conditioning must be" "unknown conditioning"
+
 # ---- labels from a CSV, flips, and training in a VAE's latent space
 printf 'file,label\na/1.png,round\na/2.png,round\nb/1.png,square\nb/2.png,square\n' > "$tmp/labels.csv"
 run 0 "train on latents with CSV labels" -- "$dit" train --data "$tmp/data" --labels-csv "$tmp/labels.csv" --vae "$golden/vae_tiny" --size 16 --patch 1 --hidden 32 --depth 1 --heads 2 --batch 4 --steps 3 --every 3 --validate-every 0 --flip --quiet --out "$tmp/lrun"
