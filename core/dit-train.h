@@ -25,6 +25,7 @@ typedef struct {
     double grad_clip;        /* global norm; 0 = off */
     double ema_decay;
     bool ema_warmup;         /* decay min(ema_decay, (1 + step) / (10 + step)) */
+    bool bf16_activations;   /* round the saved activations to bfloat16 (autocast numerics) */
     double class_dropout;    /* share of labels replaced by the null class */
     uint64_t seed;
 } dit_train_config;

@@ -314,6 +314,18 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     return DIT_OK;
 }
 
+/* bf16 activations: the tensors backward reads are rounded to bfloat16 as
+ * they are made (so the forward also continues from the rounded values), the
+ * numerics of PyTorch's bf16 autocast; arithmetic stays fp32, and on the CPU
+ * they are still held in fp32 words (no memory saved). */
+static void keep_act(const dit_trainer *tr, float *x, size_t n)
+{
+    if (!tr->cfg.bf16_activations)
+        return;
+    for (size_t i = 0; i < n; i++)
+        x[i] = dit_bf16_to_f32(dit_f32_to_bf16(x[i]));
+}
+
 /* Forward keeping activations: xt (B, C, S, S), t (B), y (B) -> tr->out.
  * The same computation as model.c's forward_ops, for every conditioning
  * variant, with what backward needs kept per block. */
@@ -381,8 +393,12 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         be->layernorm_modulate_train(be, a->h1, a->x_in, dit_mod_at(a->mod, ml.shift1),
                                      dit_mod_at(a->mod, ml.scale1), ml.stride, B, Ts, D,
                                      c->norm1_eps, a->ln1_mean, a->ln1_rstd);
+        keep_act(tr, a->h1, (size_t)BTs * D);
         be->linear(be, a->qkv, a->h1, w->qkv_w, w->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE);
+        keep_act(tr, a->qkv, (size_t)BTs * 3 * D);
         be->attention_train(be, a->att, a->qkv, B, Ts, H, hd, a->probs);
+        keep_act(tr, a->att, (size_t)BTs * D);
+        keep_act(tr, a->probs, (size_t)B * H * Ts * Ts);
         be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, BTs, D, D, DIT_ACT_NONE);
         memcpy(a->x_mid, a->x_in, (size_t)BTs * D * sizeof(float));
         be->gated_add(be, a->x_mid, a->y1, dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
@@ -393,7 +409,11 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
             be->linear(be, a->xq, a->h3, w->xq_w, w->xq_b, BT, D, D, DIT_ACT_NONE);
             be->linear(be, a->xkv, tr->ctx, w->xkv_w, w->xkv_b, B * n_ctx, D, 2 * D,
                        DIT_ACT_NONE);
+            keep_act(tr, a->h3, (size_t)BT * D);
+            keep_act(tr, a->xq, (size_t)BT * D);
+            keep_act(tr, a->xkv, (size_t)B * n_ctx * 2 * D);
             be->cross_attention(be, a->xatt, a->xq, a->xkv, B, T, n_ctx, H, hd, a->xprobs);
+            keep_act(tr, a->xatt, (size_t)BT * D);
             be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, BT, D, D, DIT_ACT_NONE);
             memcpy(a->x_mid2, a->x_mid, (size_t)BT * D * sizeof(float));
             be->gated_add(be, a->x_mid2, a->y3, NULL, 0, B, T, D);
@@ -402,9 +422,12 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         be->layernorm_modulate_train(be, a->h2, x2, dit_mod_at(a->mod, ml.shift2),
                                      dit_mod_at(a->mod, ml.scale2), ml.stride, B, Ts, D,
                                      c->norm2_eps, a->ln2_mean, a->ln2_rstd);
+        keep_act(tr, a->h2, (size_t)BTs * D);
         be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BTs, D, Dm, DIT_ACT_NONE);
+        keep_act(tr, a->f1, (size_t)BTs * Dm);
         memcpy(a->g, a->f1, (size_t)BTs * Dm * sizeof(float));
         be->gelu_tanh(be, a->g, (size_t)BTs * Dm);
+        keep_act(tr, a->g, (size_t)BTs * Dm);
         be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BTs, Dm, D, DIT_ACT_NONE);
         float *xo = l + 1 < c->depth ? tr->blocks[l + 1].x_in : tr->x_out;
         memcpy(xo, x2, (size_t)BTs * D * sizeof(float));
@@ -425,6 +448,7 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         be->layernorm_modulate_train(be, tr->hf, xf, NULL, NULL, 0, B, T, D, c->norm_final_eps,
                                      tr->lnf_mean, tr->lnf_rstd);
     }
+    keep_act(tr, tr->hf, (size_t)BT * D);
     be->linear(be, tr->fin, tr->hf, m->final_w, m->final_b, BT, D, Pout, DIT_ACT_NONE);
     be->unpatchify(be, tr->out, tr->fin, B, c->out_channels, S, S, p);
 }
@@ -817,14 +841,14 @@ static char *config_json(const dit_trainer *tr)
     return g_strdup_printf(
         "{\"in_channels\": %d, \"learn_sigma\": %d, \"sample_size\": %d, \"patch_size\": %d, "
         "\"hidden_size\": %d, \"depth\": %d, \"num_heads\": %d, \"mlp_hidden\": %d, "
-        "\"num_classes\": %d, \"freq_dim\": %d, \"conditioning\": %d, \"ema_warmup\": %d, "
+        "\"num_classes\": %d, \"freq_dim\": %d, \"conditioning\": %d, \"ema_warmup\": %d, \"bf16_activations\": %d, "
         "\"objective\": %d, \"schedule\": %d, \"train_steps\": %d, \"beta_start\": %.17g, "
         "\"beta_end\": %.17g, \"batch\": %d, \"lr\": %.17g, \"warmup\": %d, \"beta1\": %.17g, "
         "\"beta2\": %.17g, \"eps\": %.17g, \"weight_decay\": %.17g, \"grad_clip\": %.17g, "
         "\"ema_decay\": %.17g, \"class_dropout\": %.17g, \"seed\": %" G_GUINT64_FORMAT "}",
         c->in_channels, c->learn_sigma, c->sample_size, c->patch_size, c->hidden_size, c->depth,
         c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, (int)c->conditioning,
-        t->ema_warmup ? 1 : 0, (int)t->objective,
+        t->ema_warmup ? 1 : 0, t->bf16_activations ? 1 : 0, (int)t->objective,
         (int)t->sched.schedule, t->sched.train_steps, t->sched.beta_start, t->sched.beta_end,
         t->batch, t->lr, t->warmup, t->beta1, t->beta2, t->eps, t->weight_decay, t->grad_clip,
         t->ema_decay, t->class_dropout, (guint64)t->seed);
@@ -919,6 +943,7 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
     t.weight_decay = jdbl(o, "weight_decay"), t.grad_clip = jdbl(o, "grad_clip");
     t.ema_decay = jdbl(o, "ema_decay"), t.class_dropout = jdbl(o, "class_dropout");
     t.ema_warmup = jint(o, "ema_warmup") != 0; /* absent in older checkpoints: off */
+    t.bf16_activations = jint(o, "bf16_activations") != 0;
     t.seed = (uint64_t)json_object_get_int_member_with_default(o, "seed", 0);
     if ((st = dit_trainer_new(ctx, m, &t, &tr)))
         goto out;

@@ -160,7 +160,7 @@ int dit_cmd_train(int argc, char **argv)
     double lr = 3e-4, ema = 0.999, clip = 1.0, dropout = 0.1, label_std = 0.5, mlp_ratio = 4;
     gint64 seed = 0;
     gboolean resume = FALSE, quiet = FALSE, flip = FALSE, uncond = FALSE, learn_sigma = FALSE;
-    gboolean no_ema_warmup = FALSE;
+    gboolean no_ema_warmup = FALSE, bf16_acts = FALSE;
     char *vae_path = NULL, *cache = NULL, *labels_csv = NULL, *conditioning = NULL;
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
@@ -184,6 +184,7 @@ int dit_cmd_train(int argc, char **argv)
         {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "AdamW learning rate (default 3e-4)", "LR"},
         {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "linear warm-up steps (default 500)", "N"},
         {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema, "EMA decay (default 0.999)", "D"},
+        {"bf16-activations", 0, 0, G_OPTION_ARG_NONE, &bf16_acts, "round the activations kept for the backward pass to bfloat16 (autocast numerics; fp32 arithmetic)", NULL},
         {"no-ema-warmup", 0, 0, G_OPTION_ARG_NONE, &no_ema_warmup, "EMA decay from step 0 (default: min(decay, (1+step)/(10+step)))", NULL},
         {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &clip, "gradient norm clip, 0 = off (default 1)", "C"},
         {"dropout", 0, 0, G_OPTION_ARG_DOUBLE, &dropout, "class label dropout for guidance (default 0.1)", "P"},
@@ -336,6 +337,7 @@ int dit_cmd_train(int argc, char **argv)
         tc.batch = batch, tc.lr = lr, tc.warmup = warmup, tc.ema_decay = ema;
         tc.grad_clip = clip, tc.class_dropout = dropout, tc.seed = (uint64_t)seed;
         tc.ema_warmup = !no_ema_warmup;
+        tc.bf16_activations = bf16_acts;
         if (dit_trainer_new(ctx, m, &tc, &tr) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
             rc = 1;

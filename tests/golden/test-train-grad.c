@@ -132,6 +132,31 @@ static void run(dit_ctx *ctx, const fixture *fx)
         dit_trainer_free(tr);
     }
     CHECK(n_losses > 0, "%s holds no loss", fx->file);
+    if (fx->cond == DIT_COND_ADALN_ZERO && !fx->learn_sigma && fx->num_classes) {
+        /* bf16 activations: the same gradients to bf16 accuracy, but not the same bits */
+        dit_train_config tc;
+        dit_train_config_default(&tc);
+        tc.batch = 2;
+        dit_trainer *t32 = NULL, *t16 = NULL;
+        dit_trainer_new(ctx, m, &tc, &t32);
+        tc.bf16_activations = true;
+        dit_trainer_new(ctx, m, &tc, &t16);
+        float l32 = 0, l16 = 0;
+        if (t32 && t16 && dit_trainer_grad(ctx, t32, x, tt, y, target, NULL, &l32) == DIT_OK &&
+            dit_trainer_grad(ctx, t16, x, tt, y, target, NULL, &l16) == DIT_OK) {
+            const size_t n = m->param_floats;
+            CHECK(compare_rel("bf16 activations: gradient block vs fp32", dit_trainer_grads(t16),
+                              dit_trainer_grads(t32), n, 2e-2),
+                  "bf16 activations drift too far");
+            CHECK(memcmp(dit_trainer_grads(t16), dit_trainer_grads(t32), n * sizeof(float)) != 0,
+                  "bf16 activations changed nothing");
+            printf("loss fp32 %.7f, bf16 activations %.7f\n", (double)l32, (double)l16);
+        } else {
+            CHECK(false, "%s", dit_last_error(ctx));
+        }
+        dit_trainer_free(t32);
+        dit_trainer_free(t16);
+    }
 out:
     dit_model_free(m);
     tl_free(&w);
