@@ -23,6 +23,9 @@ static void release_memory(dit_ctx *ctx)
     free(d->model);
     d->params = NULL, d->arena = NULL, d->model = NULL, d->host = NULL;
     d->arena_floats = 0, d->host_version = 0;
+    dit_device_free(d->vae_params);
+    free(d->vae);
+    d->vae_params = NULL, d->vae = NULL, d->vae_id = 0;
 }
 
 void dit_device_release(dit_ctx *ctx)

@@ -196,6 +196,11 @@ typedef struct {
     dit_model *model;
     const dit_model *host; /* which model, at which version */
     uint64_t host_version;
+    /* the weights of one VAE, the same way: `vae` is a copy of the host VAE
+     * (a flat struct) whose pointers point into vae_params */
+    float *vae_params;
+    dit_vae *vae;
+    uint64_t vae_id; /* which VAE: ids are unique per load */
 } dit_device;
 
 struct dit_ctx {

@@ -16,9 +16,9 @@
  *   [-1, 1] to [0, 1] first, the decoder clamps latents with 3 tanh(z / 3)
  *   and maps [0, 1] back to [-1, 1].
  * Tensors are NCHW floats; every activation lives in the context arena.
- * CPU only for now: the VAE always runs on ctx->cpu and host memory, even
- * when the context has selected CUDA (dit_ctx_set_device), so a CUDA
- * context still decodes correctly; moving it is a later change. */
+ * Runs on the context's device: on CUDA the weights are uploaded once per
+ * VAE, activations live in the device arena, and each call moves only its
+ * input and output across. */
 #include "weights.h"
 
 #include <glib.h>
@@ -99,6 +99,7 @@ struct dit_vae {
     tiny_coder tenc, tdec;
     int tile_sample;   /* 0: no tiling */
     float tile_overlap;
+    uint64_t id;       /* unique per load: which VAE a device copy belongs to */
 };
 
 /* ---- names ------------------------------------------------------------------ */
@@ -714,6 +715,8 @@ dit_status dit_vae_load(dit_ctx *ctx, const char *path, dit_vae **out)
         goto out;
     v->params = r.params;
     v->n_params = r.n_params;
+    static _Atomic uint64_t last_id;
+    v->id = ++last_id;
     *out = v;
     v = NULL;
 out:
@@ -775,6 +778,7 @@ typedef struct {
     bool dry;
     size_t buf_floats, scratch_floats, attn_floats, attn_scratch_floats;
     double flops; /* counted by the dry run */
+    size_t out_floats; /* the result's size, found by the dry run */
     float *buf[N_BUFS];
     bool busy[N_BUFS];
     float *scratch, *aq, *ak, *av, *ao, *ascratch;
@@ -829,6 +833,14 @@ static tensor t_conv(vx *x, const tensor *in, const conv_w *cw, int stride, int 
         x->be->conv2d(x->be, out.d, in->d, cw->w, cw->b, &d, act, x->scratch);
     }
     return out;
+}
+
+/* out = t: the run's result, in the backend's memory (affine as a copy) */
+static void t_result(vx *x, float *out, const tensor *t)
+{
+    x->out_floats = tsize(x, t->c, t->h, t->w);
+    if (!x->dry)
+        x->be->affine(x->be, out, t->d, x->out_floats, 1.0f, 0.0f);
 }
 
 /* 3x3, stride 1, pad 1 */
@@ -935,8 +947,7 @@ static void kl_encode_run(vx *x, const dit_vae *v, const float *image, int H, in
         t_free(x, &m);
         m = q;
     }
-    if (!x->dry)
-        memcpy(out, m.d, tsize(x, m.c, m.h, m.w) * sizeof(float));
+    t_result(x, out, &m);
     t_free(x, &m);
 }
 
@@ -965,8 +976,7 @@ static void kl_decode_run(vx *x, const dit_vae *v, const float *latent, int h, i
     t_norm(x, &t, &d->norm_out, G, DIT_ACT_SILU);
     tensor o = t_conv3(x, &t, &d->conv_out, DIT_ACT_NONE);
     t_free(x, &t);
-    if (!x->dry)
-        memcpy(out, o.d, tsize(x, o.c, o.h, o.w) * sizeof(float));
+    t_result(x, out, &o);
     t_free(x, &o);
 }
 
@@ -1011,8 +1021,7 @@ static void tiny_encode_run(vx *x, const dit_vae *v, const float *image, int H, 
     if (!x->dry) /* TAESD works on [0, 1] images */
         x->be->affine(x->be, t.d, image, tsize(x, t.c, H, W), 0.5f, 0.5f);
     t = tiny_run(x, &v->tenc, t);
-    if (!x->dry)
-        memcpy(out, t.d, tsize(x, t.c, t.h, t.w) * sizeof(float));
+    t_result(x, out, &t);
     t_free(x, &t);
 }
 
@@ -1023,6 +1032,7 @@ static void tiny_decode_run(vx *x, const dit_vae *v, const float *latent, int h,
     if (!x->dry) /* the soft clamp TAESD applies to its latents */
         x->be->tanh_clamp(x->be, t.d, latent, tsize(x, t.c, h, w), 3.0f);
     t = tiny_run(x, &v->tdec, t);
+    x->out_floats = tsize(x, t.c, t.h, t.w);
     if (!x->dry) /* [0, 1] -> [-1, 1] */
         x->be->affine(x->be, out, t.d, tsize(x, t.c, t.h, t.w), 2.0f, -1.0f);
     t_free(x, &t);
@@ -1049,29 +1059,94 @@ static size_t vae_plan(const dit_backend *be, const dit_vae *v, vae_run_fn run, 
     return total;
 }
 
-/* Plan with a dry run, reserve the arena once, run for real. */
-static dit_status vae_exec(dit_ctx *ctx, const dit_vae *v, vae_run_fn run, int B, int h, int w,
-                           const float *in, float *out)
+static wl_layout_fn vae_layout(const dit_vae *v)
 {
-    vx x;
-    size_t sizes[9];
-    size_t total = vae_plan(&ctx->cpu, v, run, B, h, w, &x, sizes);
-    if (!total)
-        return dit_error(ctx, DIT_ERR_NOMEM, "VAE activation size overflows");
-    dit_status st = dit_arena_reserve(ctx, total);
-    if (st)
+    return v->info.kind == DIT_VAE_KL ? lay_kl : lay_tiny;
+}
+
+/* The weights of v on the device: uploaded on first use (per VAE), kept in
+ * ctx->dev as a copy of v whose pointers the layout walk re-points into one
+ * device block at the host block's offsets. */
+static dit_status vae_device_weights(dit_ctx *ctx, const dit_vae *v, const dit_vae **out)
+{
+    dit_device *d = &ctx->dev;
+    if (d->vae && d->vae_id == v->id) {
+        *out = d->vae;
+        return DIT_OK;
+    }
+    dit_device_free(d->vae_params);
+    free(d->vae);
+    d->vae_params = NULL, d->vae = NULL, d->vae_id = 0;
+    dit_vae *copy = malloc(sizeof *copy);
+    if (!copy)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    *copy = *v;
+    weight_layout count = {0};
+    vae_layout(v)(&count, copy);
+    const size_t bytes = count.used * sizeof(float);
+    float *dev = dit_device_alloc(ctx, bytes);
+    dit_status st = dev ? dit_device_upload(ctx, dev, v->params, bytes) : DIT_ERR_NOMEM;
+    if (st) {
+        dit_device_free(dev);
+        free(copy);
         return st;
-    float *p = ctx->arena;
-    float **slots[] = {&x.buf[0], &x.buf[1], &x.buf[2], &x.scratch, &x.aq, &x.ak, &x.av,
-                       &x.ao, &x.ascratch};
+    }
+    weight_layout place = {.base = dev};
+    vae_layout(v)(&place, copy);
+    d->vae_params = dev, d->vae = copy, d->vae_id = v->id;
+    *out = copy;
+    return DIT_OK;
+}
+
+/* The arena slots of a run, after the dry run sized them. */
+static void vae_carve(vx *x, float *p, const size_t sizes[9])
+{
+    float **slots[] = {&x->buf[0], &x->buf[1], &x->buf[2], &x->scratch, &x->aq, &x->ak, &x->av,
+                       &x->ao, &x->ascratch};
     for (size_t i = 0; i < 9; i++) {
         *slots[i] = p;
         p += (sizes[i] + 15) & ~(size_t)15;
     }
-    x.dry = false;
-    memset(x.busy, 0, sizeof x.busy);
-    run(&x, v, in, h, w, out);
-    return DIT_OK;
+    x->dry = false;
+    memset(x->busy, 0, sizeof x->busy);
+}
+
+/* Plan with a dry run, reserve the arena once, run for real; `in` and `out`
+ * are host memory, n_in floats of input. On a device the input and output
+ * get arena slots after the activations. */
+static dit_status vae_exec(dit_ctx *ctx, const dit_vae *v, vae_run_fn run, int B, int h, int w,
+                           const float *in, size_t n_in, float *out)
+{
+    vx x;
+    size_t sizes[9];
+    size_t total = vae_plan(ctx->be, v, run, B, h, w, &x, sizes);
+    if (!total)
+        return dit_error(ctx, DIT_ERR_NOMEM, "VAE activation size overflows");
+    const size_t n_out = x.out_floats, acts = total;
+    if (!dit_on_device(ctx)) {
+        dit_status st = dit_arena_reserve(ctx, total);
+        if (st)
+            return st;
+        vae_carve(&x, ctx->arena, sizes);
+        run(&x, v, in, h, w, out);
+        return DIT_OK;
+    }
+    const dit_vae *dv = NULL;
+    dit_status st = vae_device_weights(ctx, v, &dv);
+    if (st)
+        return st;
+    if (!dit_add_size(total, ((n_in + 15) & ~(size_t)15) + n_out, &total))
+        return dit_error(ctx, DIT_ERR_NOMEM, "VAE activation size overflows");
+    if ((st = dit_device_arena_reserve(ctx, total)))
+        return st;
+    float *din = ctx->dev.arena + acts, *dout = din + ((n_in + 15) & ~(size_t)15);
+    vae_carve(&x, ctx->dev.arena, sizes);
+    if ((st = dit_device_upload(ctx, din, in, n_in * sizeof(float))))
+        return st;
+    run(&x, dv, din, h, w, dout);
+    if ((st = dit_device_sync(ctx)))
+        return st;
+    return dit_device_download(ctx, out, dout, n_out * sizeof(float));
 }
 
 /* ---- tiling (diffusers' tiled_encode / tiled_decode) ------------------------------ */
@@ -1142,7 +1217,7 @@ static dit_status vae_tiled(dit_ctx *ctx, const dit_vae *v, vae_run_fn run, int 
                            in + ((size_t)c * H + y0 + y) * W + x0, (size_t)tw * sizeof(float));
             tile_buf *t = &cur[cidx];
             t->h = th * f_num / f_den, t->w = tw * f_num / f_den;
-            if ((st = vae_exec(ctx, v, run, 1, th, tw, tile_in, t->d)))
+            if ((st = vae_exec(ctx, v, run, 1, th, tw, tile_in, (size_t)Cin * th * tw, t->d)))
                 break;
             if (r > 0)
                 blend_v(prev[cidx].d, prev[cidx].h, t->d, t->h, t->w, Cout, extent);
@@ -1151,7 +1226,8 @@ static dit_status vae_tiled(dit_ctx *ctx, const dit_vae *v, vae_run_fn run, int 
             /* the blended tile, cropped to limit x limit, lands at (r, c) * limit */
             const int oy = r * limit, ox = cidx * limit;
             const int ch = MIN(MIN(limit, t->h), OH - oy), cw = MIN(MIN(limit, t->w), OW - ox);
-            for (int c = 0; c < Cout; c++)
+            /* with a stride below the crop, the last tiles land past the edge */
+            for (int c = 0; c < Cout && cw > 0; c++)
                 for (int y = 0; y < ch; y++)
                     memcpy(out + ((size_t)c * OH + oy + y) * OW + ox,
                            t->d + ((size_t)c * t->h + y) * t->w, (size_t)cw * sizeof(float));
@@ -1216,7 +1292,7 @@ dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *v, int B, int H, int W,
                            image + (size_t)b * in->in_channels * H * W,
                            moments + (size_t)b * Cm * h * w, ts, stride, extent, limit, 1, f);
     } else {
-        st = vae_exec(ctx, v, run, B, H, W, image, moments);
+        st = vae_exec(ctx, v, run, B, H, W, image, (size_t)B * in->in_channels * H * W, moments);
     }
     if (st == DIT_OK)
         for (int b = 0; b < B; b++) {
@@ -1256,7 +1332,7 @@ dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w,
                            latent + b * in_n, image + b * out_n, tl, stride, extent, limit, f, 1);
         return st;
     }
-    return vae_exec(ctx, v, run, B, h, w, latent, image);
+    return vae_exec(ctx, v, run, B, h, w, latent, (size_t)B * in->latent_channels * h * w, image);
 }
 
 double dit_vae_flops(const dit_vae *v, int B, int height, int width, bool decode)

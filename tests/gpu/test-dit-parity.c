@@ -1,4 +1,4 @@
-/* End-to-end DiT parity: every golden DiT fixture (tests/golden, *.io.safetensors)
+/* End-to-end parity on the device: every golden DiT fixture (tests/golden, *.io.safetensors)
  * through dit_model_forward on the CUDA backend (dit_ctx_set_device "cuda")
  * against the CPU forward of the same context:
  *   max|cuda - cpu| <= 1e-5 * max|cpu|   (fp32 matmuls)
@@ -7,6 +7,8 @@
  * than the checkpoint's), a repeated call (weights and arena reused), a
  * weight change on the host (dit_model_touch must upload again), and a
  * switch back to the CPU, which must give the first CPU output bit for bit.
+ * Then both golden VAEs (encode and decode, untiled and tiled) and whole
+ * sampling runs (generate and inpaint, DiT and VAE on the device).
  *
  * Built twice: test-dit-parity against the real backend (suite gpu; exits
  * 77 without a device), test-dit-parity-emu against tests/gpu/emu (suite
@@ -172,6 +174,111 @@ out:
     free_io(&io);
 }
 
+/* A VAE on the device against the CPU: encode (mean, logvar) and decode of
+ * a smooth test image, untiled and tiled (tiles move between host and
+ * device one by one), and a second VAE on the same context (its weights
+ * replace the first's on the device). */
+static void test_vae(dit_ctx *ctx, const char *name)
+{
+    char *path = fixture_path(name);
+    dit_vae *v = NULL;
+    dit_ctx_set_device(ctx, "cpu");
+    if (dit_vae_load(ctx, path, &v) != DIT_OK) {
+        CHECK(false, "cannot load %s: %s", name, dit_last_error(ctx));
+        g_free(path);
+        return;
+    }
+    const dit_vae_info *in = dit_vae_get_info(v);
+    const int f = in->downscale, H = 4 * f, W = 6 * f, h = H / f, w = W / f, B = 2;
+    const size_t n_img = (size_t)B * in->in_channels * H * W;
+    const size_t n_lat = (size_t)B * in->latent_channels * h * w;
+    const size_t n_out = (size_t)B * in->out_channels * H * W;
+    float *img = malloc(n_img * sizeof *img), *lat = malloc(n_lat * sizeof *lat);
+    for (size_t i = 0; i < n_img; i++)
+        img[i] = 0.8f * sinf(0.37f * (float)i) * cosf(0.011f * (float)i);
+    for (size_t i = 0; i < n_lat; i++)
+        lat[i] = 1.5f * sinf(0.53f * (float)i + 0.2f);
+    float *m_cpu = malloc(n_lat * 4), *lv_cpu = malloc(n_lat * 4), *o_cpu = malloc(n_out * 4);
+    float *m_dev = malloc(n_lat * 4), *lv_dev = malloc(n_lat * 4), *o_dev = malloc(n_out * 4);
+    for (int tiled = 0; tiled < 2; tiled++) {
+        dit_vae_set_tiling(ctx, v, tiled ? 2 * f : 0, 0.25f);
+        dit_ctx_set_device(ctx, "cpu");
+        bool ok = dit_vae_encode(ctx, v, B, H, W, img, m_cpu, lv_cpu) == DIT_OK &&
+                  dit_vae_decode(ctx, v, B, h, w, lat, o_cpu) == DIT_OK;
+        CHECK(ok, "%s on the CPU: %s", name, dit_last_error(ctx));
+        dit_ctx_set_device(ctx, "cuda");
+        ok = ok && dit_vae_encode(ctx, v, B, H, W, img, m_dev, lv_dev) == DIT_OK &&
+             dit_vae_decode(ctx, v, B, h, w, lat, o_dev) == DIT_OK;
+        CHECK(ok, "%s on the device: %s", name, dit_last_error(ctx));
+        char l[160];
+        snprintf(l, sizeof l, "%s%s encode mean cuda vs cpu", name, tiled ? " tiled" : "");
+        CHECK(ok && compare_rel(l, m_dev, m_cpu, n_lat, REL_DEV), "%s", l);
+        if (in->kind == DIT_VAE_KL) {
+            snprintf(l, sizeof l, "%s%s encode logvar cuda vs cpu", name, tiled ? " tiled" : "");
+            CHECK(ok && compare_rel(l, lv_dev, lv_cpu, n_lat, REL_DEV), "%s", l);
+        }
+        snprintf(l, sizeof l, "%s%s decode cuda vs cpu", name, tiled ? " tiled" : "");
+        CHECK(ok && compare_rel(l, o_dev, o_cpu, n_out, REL_DEV), "%s", l);
+    }
+    free(img), free(lat), free(m_cpu), free(lv_cpu), free(o_cpu), free(m_dev), free(lv_dev),
+        free(o_dev);
+    dit_vae_free(v);
+    g_free(path);
+}
+
+/* Sampling: the same seed gives the same image on the device and the CPU
+ * (DiT and VAE both on the device): generate with guidance, and inpaint
+ * (pixels outside the mask must come back bit-identical on both). */
+static void test_sampling(dit_ctx *ctx)
+{
+    char *mp = fixture_path("dit_diffusers_p2"), *vp = fixture_path("vae_kl");
+    dit_model *m = NULL;
+    dit_vae *v = NULL;
+    dit_ctx_set_device(ctx, "cpu");
+    if (dit_model_load(ctx, mp, &m) != DIT_OK || dit_vae_load(ctx, vp, &v) != DIT_OK) {
+        CHECK(false, "sampling fixtures: %s", dit_last_error(ctx));
+        goto out;
+    }
+    const int f = dit_vae_get_info(v)->downscale, H = 8 * f, W = 8 * f;
+    const size_t n = (size_t)3 * H * W;
+    float *src = malloc(n * 4), *mask = malloc((size_t)H * W * 4);
+    float *cpu = malloc(n * 4), *dev = malloc(n * 4);
+    for (size_t i = 0; i < n; i++)
+        src[i] = 0.6f * sinf(0.05f * (float)i);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            mask[y * W + x] = (y >= H / 4 && y < H / 2 && x >= W / 4) ? 1.0f : 0.0f;
+    for (int task = 0; task < 2; task++) {
+        dit_pipeline_params p;
+        dit_pipeline_params_default(&p, m, v);
+        p.task = task ? DIT_TASK_INPAINT : DIT_TASK_GENERATE;
+        p.steps = 4, p.class_id = 3, p.seed = 11, p.guidance = 3.0f;
+        const float *im = task ? src : NULL, *mk = task ? mask : NULL;
+        dit_ctx_set_device(ctx, "cpu");
+        bool ok = dit_pipeline_run(ctx, &p, im, mk, H, W, NULL, NULL, NULL, cpu) == DIT_OK;
+        dit_ctx_set_device(ctx, "cuda");
+        ok = ok && dit_pipeline_run(ctx, &p, im, mk, H, W, NULL, NULL, NULL, dev) == DIT_OK;
+        CHECK(ok, "sampling: %s", dit_last_error(ctx));
+        const char *l = task ? "inpaint (4 DDIM steps, CFG 3) cuda vs cpu"
+                             : "generate (4 DDIM steps, CFG 3) cuda vs cpu";
+        /* four steps compound the per-forward 1e-5: a little more room */
+        CHECK(ok && compare_rel(l, dev, cpu, n, 1e-4), "%s", l);
+        if (task) {
+            bool kept = true;
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < H * W; i++)
+                    if (mask[i] == 0 && dev[(size_t)c * H * W + i] != src[(size_t)c * H * W + i])
+                        kept = false;
+            CHECK(kept, "inpaint on the device changed pixels outside the mask");
+        }
+    }
+    free(src), free(mask), free(cpu), free(dev);
+out:
+    dit_model_free(m);
+    dit_vae_free(v);
+    g_free(mp), g_free(vp);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -195,6 +302,10 @@ int main(void)
 #endif
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
         test_fixture(ctx, &fixtures[i]);
+    test_vae(ctx, "vae_kl");
+    test_vae(ctx, "vae_tiny");
+    test_vae(ctx, "vae_kl"); /* again: the device copy follows the VAE in use */
+    test_sampling(ctx);
     dit_ctx_free(ctx);
     if (failures)
         fprintf(stderr, "%d check(s) failed\n", failures);
