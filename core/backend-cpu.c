@@ -964,6 +964,15 @@ static void cpu_ema_update(const dit_backend *be, float *ema, const float *p, si
         ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
 }
 
+static void cpu_sum_squares(const dit_backend *be, float *out, const float *x, size_t n)
+{
+    double s = 0; /* one thread, in order: the same sum at any thread count */
+    (void)be;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    out[0] = (float)s;
+}
+
 static const dit_backend cpu_backend = {
     .name = "cpu",
     .n_threads = 1,
@@ -1002,6 +1011,7 @@ static const dit_backend cpu_backend = {
     .add_embedding_backward = cpu_add_embedding_backward,
     .adamw = cpu_adamw,
     .ema_update = cpu_ema_update,
+    .sum_squares = cpu_sum_squares,
 };
 
 const dit_backend *dit_backend_cpu(void)

@@ -117,6 +117,12 @@ dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, siz
     return st ? dit_error(ctx, st, "copy of %zu bytes from the device failed", bytes) : DIT_OK;
 }
 
+dit_status dit_device_memset0(dit_ctx *ctx, void *dst_dev, size_t bytes)
+{
+    dit_status st = dit_cuda_memset0(dst_dev, bytes);
+    return st ? dit_error(ctx, st, "clearing %zu bytes on the device failed", bytes) : DIT_OK;
+}
+
 dit_status dit_device_sync(dit_ctx *ctx)
 {
     char why[512] = "";
@@ -140,6 +146,11 @@ dit_status dit_device_upload(dit_ctx *ctx, void *dst_dev, const void *src, size_
 }
 
 dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, size_t bytes)
+{
+    return dit_error(ctx, DIT_ERR_UNSUPPORTED, "this build of libdit has no CUDA backend");
+}
+
+dit_status dit_device_memset0(dit_ctx *ctx, void *dst_dev, size_t bytes)
 {
     return dit_error(ctx, DIT_ERR_UNSUPPORTED, "this build of libdit has no CUDA backend");
 }

@@ -177,6 +177,8 @@ struct dit_backend {
                   float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step);
     /* ema = decay * ema + (1 - decay) * p */
     void (*ema_update)(const dit_backend *be, float *ema, const float *p, size_t n, float decay);
+    /* out[0] = sum x^2 over n (accumulated in double): the gradient norm for clipping */
+    void (*sum_squares)(const dit_backend *be, float *out, const float *x, size_t n);
 };
 
 const dit_backend *dit_backend_cpu(void);
@@ -241,6 +243,8 @@ void *dit_device_alloc(dit_ctx *ctx, size_t bytes);
 void dit_device_free(void *dev);
 dit_status dit_device_upload(dit_ctx *ctx, void *dst_dev, const void *src, size_t bytes);
 dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, size_t bytes);
+/* Zeroes device memory (ordered after the ops queued so far). */
+dit_status dit_device_memset0(dit_ctx *ctx, void *dst_dev, size_t bytes);
 /* Waits for the device; the first op error since the last sync as a status
  * with its message in ctx. */
 dit_status dit_device_sync(dit_ctx *ctx);

@@ -467,6 +467,11 @@ static void cuda_ema_update(const dit_backend *be, float *ema, const float *p, s
     CHECK(dit_cu_ema_update(stream_of(be), ema, p, n, decay));
 }
 
+static void cuda_sum_squares(const dit_backend *be, float *out, const float *x, size_t n)
+{
+    CHECK(dit_cu_sum_squares(stream_of(be), out, x, n));
+}
+
 static const dit_backend cuda_ops = {
     .name = "cuda",
     .n_threads = 1,
@@ -505,6 +510,7 @@ static const dit_backend cuda_ops = {
     .add_embedding_backward = cuda_add_embedding_backward,
     .adamw = cuda_adamw,
     .ema_update = cuda_ema_update,
+    .sum_squares = cuda_sum_squares,
 };
 
 const dit_backend *dit_cuda_op_table(void)

@@ -106,6 +106,8 @@ cudaError_t dit_cu_softmax_backward(cudaStream_t stream, float *dS, const float 
 cudaError_t dit_cu_adamw(cudaStream_t stream, float *p, const float *g, float *m, float *v,
                          size_t n, float lr, float beta1, float beta2, float eps, float wd,
                          float c1, float c2);
+/* out[0] = sum x^2 over n, in double, deterministic */
+cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x, size_t n);
 cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p, size_t n,
                               float decay);
 

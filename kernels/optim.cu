@@ -26,6 +26,19 @@ __global__ void ema_kernel(float *ema, const float *p, size_t n, float decay)
     ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
 }
 
+/* out[0] = sum x^2: one block, fixed order per thread, then the block's
+ * butterfly: the same bits every run */
+#define SUMSQ_BLOCK 1024
+__global__ void sum_squares_kernel(float *out, const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += (double)x[i] * x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0)
+        out[0] = (float)s;
+}
+
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_adamw(cudaStream_t stream, float *p, const float *g, float *m,
@@ -45,5 +58,12 @@ extern "C" cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const 
     if (n == 0)
         return cudaSuccess;
     DIT_LAUNCH(ema_kernel, ew_grid(n), EW_BLOCK, stream, ema, p, n, decay);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x,
+                                          size_t n)
+{
+    DIT_LAUNCH(sum_squares_kernel, 1, SUMSQ_BLOCK, stream, out, x, n);
     return cudaGetLastError();
 }

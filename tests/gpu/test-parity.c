@@ -83,7 +83,8 @@
     X(cross_attention_backward)                                                             \
     X(add_embedding_backward)                                                               \
     X(adamw)                                                                                \
-    X(ema_update)
+    X(ema_update)                                                                           \
+    X(sum_squares)
 
 #define COUNT_OP(op) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };
@@ -857,6 +858,17 @@ static int case_adamw(tcase *t, const int *p)
 }
 
 /* p: n */
+/* p: n */
+static int case_sum_squares(tcase *t, const int *p)
+{
+    NEED(sum_squares);
+    const size_t n = (size_t)p[0];
+    pbuf *x = in_f(t, "x", n, 1.0f), *out = out_f(t, "out", 1);
+    t->cpu->sum_squares(t->cpu, H(out), H(x), n);
+    t->dev->sum_squares(t->dev, D(out), D(x), n);
+    return CASE_RAN;
+}
+
 static int case_ema_update(tcase *t, const int *p)
 {
     NEED(ema_update);
@@ -977,6 +989,8 @@ static const prow rows[] = {
     {"adamw 10007 step 1", "adamw", {10007, 1}, FP32, case_adamw},
     {"adamw 999 step 57", "adamw", {999, 57}, FP32, case_adamw},
     {"ema_update 5003", "ema_update", {5003}, FP32, case_ema_update},
+    {"sum_squares 100003", "sum_squares", {100003}, FP32, case_sum_squares},
+    {"sum_squares 7", "sum_squares", {7}, FP32, case_sum_squares},
 };
 
 #define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
