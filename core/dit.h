@@ -113,8 +113,8 @@ DIT_API dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes);
  * build has the CUDA backend and a device is usable, else the CPU). "cuda"
  * without either is DIT_ERR_UNSUPPORTED with the reason in dit_last_error;
  * anything else is DIT_ERR_INVALID_ARG. On failure the device is unchanged.
- * The DiT forward and the VAE run on the device (weights uploaded once per
- * model); the trainer still runs on the CPU. */
+ * The DiT forward, the VAE and training run on the device (weights
+ * uploaded once per model; a trainer keeps its whole state there). */
 DIT_API dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device);
 /* The active device: "cpu" or "cuda". */
 DIT_API const char *dit_ctx_device(const dit_ctx *ctx);

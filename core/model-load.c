@@ -764,6 +764,33 @@ out:
     return st;
 }
 
+dit_model *dit_model_clone_at(const dit_model *m, float *base)
+{
+    dit_model *c = malloc(sizeof *c);
+    dit_block_weights *blocks = calloc((size_t)m->cfg.depth, sizeof *blocks);
+    if (!c || !blocks) {
+        free(c);
+        free(blocks);
+        return NULL;
+    }
+    *c = *m;
+    c->scheduler_json = NULL; /* owned by m */
+    c->blocks = blocks;
+    weight_layout L = {.base = base};
+    layout_model(&L, c);
+    c->params = base;
+    if (!m->pos_embed) /* a table the file did not carry is computed, as for m */
+        c->pos_embed = NULL;
+    return c;
+}
+
+void dit_model_clone_free(dit_model *c)
+{
+    if (c)
+        free(c->blocks);
+    free(c);
+}
+
 float *dit_model_find(dit_model *m, const char *name, size_t *count)
 {
     weight_layout L = {0};

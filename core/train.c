@@ -6,10 +6,11 @@
  * Noise, timesteps and label dropout are pure functions of (seed, step), so
  * a resumed run repeats the straight run bit for bit (same thread count).
  *
- * CPU only for now: every op here goes to ctx->cpu, whatever device the
- * context has selected (dit_ctx_set_device), so training on a context set
- * to CUDA is correct, just not accelerated. After each change of the
- * weights dit_model_touch makes the next device forward upload them. */
+ * Runs on the device the context had selected when the trainer was made:
+ * on CUDA the weights, gradients, AdamW moments, EMA and activations live on
+ * the device and only the batch, the output (for the loss, computed on the
+ * host) and its gradient cross each step; the host copies of the state are
+ * brought up to date when they are asked for (save, export, accessors). */
 #include "dit-train.h"
 
 #include <glib.h>
@@ -121,14 +122,98 @@ struct dit_trainer {
     block_acts *blocks;
     /* gradient scratch */
     float *dX, *dXf, *dA, *dB, *dM, *dqkv, *dmod, *dcs, *dctx, *dkv, *dtmp, *dfin, *dout, *scratch;
-    /* per-step inputs; x_start: the clean images (the VLB term needs them) */
-    float *xt, *target, *noise, *tvec, *x_start;
+    /* per-step inputs and output in backend memory */
+    float *xt, *tvec, *pos;
     int32_t *yvec;
+    /* host: targets, noise, the clean images (the VLB term needs them), and
+     * the host side of xt, tvec, yvec, out, dout (on the CPU: the same buffers) */
+    float *host_block;
+    float *target, *noise, *x_start, *h_xt, *h_tvec, *h_out, *h_dout;
+    int32_t *h_yvec;
+    /* where the ops work: ctx's backend at creation; on a device the state
+     * lives in d_* and dmodel (a clone of model pointing into d_params); on
+     * the CPU these are the host blocks and the model itself */
+    dit_ctx *owner;
+    const dit_backend *be;
+    bool on_dev, host_stale;
+    dit_model *dmodel;
+    float *d_params, *d_grads, *d_m, *d_v, *d_ema, *d_sumsq;
 };
 
 static float *grad_of(dit_trainer *tr, const float *param)
 {
-    return tr->grads + (param - tr->model->params);
+    return tr->d_grads + (param - tr->dmodel->params);
+}
+
+/* copies, clears and sums in the trainer's memory (host or device) */
+static void t_copy(const dit_trainer *tr, float *dst, const float *src, size_t n)
+{
+    if (tr->on_dev)
+        tr->be->affine(tr->be, dst, src, n, 1.0f, 0.0f);
+    else
+        memcpy(dst, src, n * sizeof(float));
+}
+
+static void t_zero(const dit_trainer *tr, float *dst, size_t n)
+{
+    if (tr->on_dev)
+        dit_device_memset0(tr->owner, dst, n * sizeof(float));
+    else
+        memset(dst, 0, n * sizeof(float));
+}
+
+static void add_into(const dit_trainer *tr, float *dst, const float *src, size_t n)
+{
+    tr->be->add_act(tr->be, dst, src, n, DIT_ACT_NONE);
+}
+
+/* host <-> trainer memory; nothing to do on the CPU, where they are one */
+static dit_status to_trainer(dit_trainer *tr, void *dst, const void *src, size_t bytes)
+{
+    if (dst == src)
+        return DIT_OK;
+    return dit_device_upload(tr->owner, dst, src, bytes);
+}
+
+static dit_status from_trainer(dit_trainer *tr, void *dst, const void *src, size_t bytes)
+{
+    if (dst == src)
+        return DIT_OK;
+    dit_status st = dit_device_sync(tr->owner);
+    return st ? st : dit_device_download(tr->owner, dst, src, bytes);
+}
+
+/* Device state -> host copies (params, EMA, moments), when they are older. */
+static dit_status sync_host(dit_trainer *tr)
+{
+    if (!tr->on_dev || !tr->host_stale)
+        return DIT_OK;
+    const size_t bytes = tr->n * sizeof(float);
+    dit_status st;
+    if ((st = from_trainer(tr, tr->model->params, tr->d_params, bytes)) ||
+        (st = from_trainer(tr, tr->ema, tr->d_ema, bytes)) ||
+        (st = from_trainer(tr, tr->m, tr->d_m, bytes)) ||
+        (st = from_trainer(tr, tr->v, tr->d_v, bytes)))
+        return st;
+    dit_model_touch(tr->model);
+    tr->host_stale = false;
+    return DIT_OK;
+}
+
+/* Host state -> device (after creation and after a checkpoint is read). */
+static dit_status upload_state(dit_trainer *tr)
+{
+    if (!tr->on_dev)
+        return DIT_OK;
+    const size_t bytes = tr->n * sizeof(float);
+    dit_status st;
+    if ((st = to_trainer(tr, tr->d_params, tr->model->params, bytes)) ||
+        (st = to_trainer(tr, tr->d_ema, tr->ema, bytes)) ||
+        (st = to_trainer(tr, tr->d_m, tr->m, bytes)) ||
+        (st = to_trainer(tr, tr->d_v, tr->v, bytes)))
+        return st;
+    tr->host_stale = false;
+    return DIT_OK;
 }
 
 dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_config *cfg,
@@ -151,6 +236,10 @@ dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_confi
                          "eps_mse objective (or a model without learn_sigma)");
     if (model->cfg.learn_sigma && cfg->sched.train_steps < 2)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "the VLB term needs at least 2 noise levels");
+    if (cfg->bf16_activations && dit_on_device(ctx))
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "bf16 activations are a CPU training option (train on the CPU, or "
+                         "without it)");
     dit_trainer *tr = calloc(1, sizeof *tr);
     if (!tr)
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
@@ -176,6 +265,26 @@ dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_confi
                                                                   : DIT_SAMPLER_DDIM;
         st = dit_sched_new(ctx, &sc, 1, 1, &tr->sched);
     }
+    tr->owner = ctx;
+    tr->be = ctx->be;
+    tr->on_dev = dit_on_device(ctx);
+    if (!st && tr->on_dev) {
+        float **blocks[] = {&tr->d_params, &tr->d_grads, &tr->d_m, &tr->d_v, &tr->d_ema};
+        for (size_t i = 0; i < 5 && !st; i++)
+            if (!(*blocks[i] = dit_device_alloc(ctx, bytes)))
+                st = DIT_ERR_NOMEM;
+        if (!st && !(tr->d_sumsq = dit_device_alloc(ctx, 64)))
+            st = DIT_ERR_NOMEM;
+        if (!st && !(tr->dmodel = dit_model_clone_at(model, tr->d_params)))
+            st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+        if (!st && !(st = upload_state(tr)))
+            st = dit_device_memset0(ctx, tr->d_grads, bytes);
+    } else if (!st) {
+        tr->d_params = model->params, tr->d_grads = tr->grads, tr->d_m = tr->m;
+        tr->d_v = tr->v, tr->d_ema = tr->ema, tr->dmodel = model;
+        if (!(tr->d_sumsq = dit_alloc_aligned(64)))
+            st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    }
     if (st) {
         dit_trainer_free(tr);
         return st;
@@ -192,7 +301,20 @@ void dit_trainer_free(dit_trainer *tr)
     dit_free_aligned(tr->m);
     dit_free_aligned(tr->v);
     dit_free_aligned(tr->ema);
-    dit_free_aligned(tr->arena);
+    dit_free_aligned(tr->host_block);
+    if (tr->on_dev) {
+        dit_device_free(tr->d_params);
+        dit_device_free(tr->d_grads);
+        dit_device_free(tr->d_m);
+        dit_device_free(tr->d_v);
+        dit_device_free(tr->d_ema);
+        dit_device_free(tr->d_sumsq);
+        dit_device_free(tr->arena);
+        dit_model_clone_free(tr->dmodel);
+    } else {
+        dit_free_aligned(tr->d_sumsq);
+        dit_free_aligned(tr->arena);
+    }
     free(tr->blocks);
     dit_sched_free(tr->sched);
     if (tr->owns_model)
@@ -220,7 +342,7 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     tr->blocks = calloc((size_t)c->depth, sizeof *tr->blocks);
     if (!tr->blocks)
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
-    const dit_backend *be = &ctx->cpu;
+    const dit_backend *be = tr->be;
     struct {
         float **dst;
         size_t n;
@@ -286,10 +408,8 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     WANT(tr->dout, img_out);
     WANT(tr->scratch, be->attention_scratch(be, B, (int)Ts, (int)H));
     WANT(tr->xt, img);
-    WANT(tr->x_start, img);
-    WANT(tr->target, img);
-    WANT(tr->noise, img);
     WANT(tr->tvec, (size_t)B);
+    WANT(tr->pos, T * D);
 #undef WANT
     size_t total = 0;
     for (size_t i = 0; i < nw; i++)
@@ -298,9 +418,21 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     dit_status st = dit_check_budget(ctx, total * sizeof(float), "training at this batch size");
     if (st)
         return st;
-    dit_free_aligned(tr->arena);
-    tr->arena = dit_alloc_aligned(total * sizeof(float));
-    if (!tr->arena)
+    /* the host side: targets, noise, clean images, and on a device the
+     * staging copies of xt, tvec, yvec, out and dout */
+    const size_t pad_img = (img + 15) & ~(size_t)15, pad_out = (img_out + 15) & ~(size_t)15;
+    const size_t pad_B = ((size_t)B + 15) & ~(size_t)15;
+    const size_t host = 3 * pad_img + (tr->on_dev ? pad_img + 2 * pad_B + 2 * pad_out : 0);
+    if (tr->on_dev) {
+        dit_device_free(tr->arena);
+        tr->arena = dit_device_alloc(ctx, total * sizeof(float));
+    } else {
+        dit_free_aligned(tr->arena);
+        tr->arena = dit_alloc_aligned(total * sizeof(float));
+    }
+    dit_free_aligned(tr->host_block);
+    tr->host_block = dit_alloc_aligned(host * sizeof(float));
+    if (!tr->arena || !tr->host_block)
         return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate %.0f MiB of training activations",
                          total * 4.0 / (1 << 20));
     float *p0 = tr->arena;
@@ -309,6 +441,28 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
         p0 += (want[i].n + 15) & ~(size_t)15;
     }
     tr->yvec = (int32_t *)p0;
+    float *h = tr->host_block;
+    tr->target = h, tr->noise = h + pad_img, tr->x_start = h + 2 * pad_img;
+    if (tr->on_dev) {
+        tr->h_xt = h + 3 * pad_img, tr->h_tvec = tr->h_xt + pad_img;
+        tr->h_yvec = (int32_t *)(tr->h_tvec + pad_B);
+        tr->h_out = tr->h_tvec + 2 * pad_B, tr->h_dout = tr->h_out + pad_out;
+    } else {
+        tr->h_xt = tr->xt, tr->h_tvec = tr->tvec, tr->h_yvec = tr->yvec;
+        tr->h_out = tr->out, tr->h_dout = tr->dout;
+    }
+    /* the position table of the native grid, for a model without its own */
+    float *table = tr->on_dev ? malloc(T * D * sizeof(float)) : tr->pos;
+    if (!table)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    ctx->cpu.pos_embed_2d(&ctx->cpu, table, (int)gh, (int)gh, (int)D, (float)gh, (float)gh,
+                          c->interpolation_scale);
+    if (tr->on_dev) {
+        st = to_trainer(tr, tr->pos, table, T * D * sizeof(float));
+        free(table);
+        if (st)
+            return st;
+    }
     tr->arena_floats = total;
     tr->act_B = B;
     return DIT_OK;
@@ -332,8 +486,9 @@ static void keep_act(const dit_trainer *tr, float *x, size_t n)
 static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt, const float *t,
                           const int32_t *y)
 {
-    const dit_backend *be = &ctx->cpu;
-    const dit_model *m = tr->model;
+    (void)ctx;
+    const dit_backend *be = tr->be;
+    const dit_model *m = tr->dmodel;
     const dit_config *c = &m->cfg;
     const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
     const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
@@ -348,18 +503,7 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
     // tokens (B, T, D) = patch embed + position embed
     be->patchify(be, tr->tokens, xt, B, c->in_channels, S, S, p);
     be->linear(be, tr->x0, tr->tokens, m->x_embed_w, m->x_embed_b, BT, Pin, D, DIT_ACT_NONE);
-    const float *pos = NULL;
-    /* the position table for the native grid, computed into ctx once */
-    if (!ctx->pos_table || ctx->pos_gh != gh || ctx->pos_gw != gh || ctx->pos_dim != D) {
-        dit_free_aligned(ctx->pos_table);
-        ctx->pos_table = dit_alloc_aligned((size_t)T * D * sizeof(float));
-        be->pos_embed_2d(be, ctx->pos_table, gh, gh, D, (float)gh, (float)gh,
-                         c->interpolation_scale);
-        ctx->pos_gh = ctx->pos_gw = gh, ctx->pos_dim = D;
-        ctx->pos_base = (float)gh, ctx->pos_interp = c->interpolation_scale;
-    }
-    pos = m->pos_embed ? m->pos_embed : ctx->pos_table;
-    be->add_rows(be, tr->x0, pos, B, T, D);
+    be->add_rows(be, tr->x0, m->pos_embed ? m->pos_embed : tr->pos, B, T, D);
 
     // t_emb = MLP(temb(t)); adaLN: c = t_emb + table[y], csilu = SiLU(c);
     // tokens: ctx (B, n, D) = (t_emb, table[y])
@@ -383,7 +527,7 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         be->copy_tokens(be, tr->blocks[0].x_in, Ts, 0, tr->ctx, n_ctx, 0, n_ctx, B, D);
         be->copy_tokens(be, tr->blocks[0].x_in, Ts, n_ctx, tr->x0, T, 0, T, B, D);
     } else {
-        memcpy(tr->blocks[0].x_in, tr->x0, (size_t)BT * D * sizeof(float));
+        t_copy(tr, tr->blocks[0].x_in, tr->x0, (size_t)BT * D);
     }
     for (int l = 0; l < c->depth; l++) { /* block l writes block l + 1's x_in */
         const dit_block_weights *w = &m->blocks[l];
@@ -400,7 +544,7 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         keep_act(tr, a->att, (size_t)BTs * D);
         keep_act(tr, a->probs, (size_t)B * H * Ts * Ts);
         be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, BTs, D, D, DIT_ACT_NONE);
-        memcpy(a->x_mid, a->x_in, (size_t)BTs * D * sizeof(float));
+        t_copy(tr, a->x_mid, a->x_in, (size_t)BTs * D);
         be->gated_add(be, a->x_mid, a->y1, dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
         float *x2 = a->x_mid;
         if (cross) { // x_mid2 = x_mid + proj(CrossAttn(q = LN(x_mid), kv = ctx))
@@ -415,7 +559,7 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
             be->cross_attention(be, a->xatt, a->xq, a->xkv, B, T, n_ctx, H, hd, a->xprobs);
             keep_act(tr, a->xatt, (size_t)BT * D);
             be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, BT, D, D, DIT_ACT_NONE);
-            memcpy(a->x_mid2, a->x_mid, (size_t)BT * D * sizeof(float));
+            t_copy(tr, a->x_mid2, a->x_mid, (size_t)BT * D);
             be->gated_add(be, a->x_mid2, a->y3, NULL, 0, B, T, D);
             x2 = a->x_mid2;
         }
@@ -425,12 +569,12 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         keep_act(tr, a->h2, (size_t)BTs * D);
         be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BTs, D, Dm, DIT_ACT_NONE);
         keep_act(tr, a->f1, (size_t)BTs * Dm);
-        memcpy(a->g, a->f1, (size_t)BTs * Dm * sizeof(float));
+        t_copy(tr, a->g, a->f1, (size_t)BTs * Dm);
         be->gelu_tanh(be, a->g, (size_t)BTs * Dm);
         keep_act(tr, a->g, (size_t)BTs * Dm);
         be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BTs, Dm, D, DIT_ACT_NONE);
         float *xo = l + 1 < c->depth ? tr->blocks[l + 1].x_in : tr->x_out;
-        memcpy(xo, x2, (size_t)BTs * D * sizeof(float));
+        t_copy(tr, xo, x2, (size_t)BTs * D);
         be->gated_add(be, xo, a->y2, dit_mod_at(a->mod, ml.gate2), ml.stride, B, Ts, D);
     }
     // final layer on the image tokens: adaLN-modulated, or a plain LayerNorm
@@ -453,17 +597,12 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
     be->unpatchify(be, tr->out, tr->fin, B, c->out_channels, S, S, p);
 }
 
-static void add_into(float *dst, const float *src, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        dst[i] += src[i];
-}
-
 /* Backward from dout (B, Cout, S, S); adds into tr->grads. */
 static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *y)
 {
-    const dit_backend *be = &ctx->cpu;
-    const dit_model *m = tr->model;
+    (void)ctx;
+    const dit_backend *be = tr->be;
+    const dit_model *m = tr->dmodel;
     const dit_config *c = &m->cfg;
     const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
     const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
@@ -481,11 +620,11 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
                         tr->hf, m->final_w, BT, D, Pout);
     float *dxf = in_context ? tr->dXf : tr->dX;
     const float *xf = in_context ? tr->xf : tr->x_out;
-    memset(dxf, 0, (size_t)BT * D * sizeof(float));
-    memset(tr->dcs, 0, (size_t)B * D * sizeof(float));
-    memset(tr->dctx, 0, (size_t)B * n_ctx * D * sizeof(float));
+    t_zero(tr, dxf, (size_t)BT * D);
+    t_zero(tr, tr->dcs, (size_t)B * D);
+    t_zero(tr, tr->dctx, (size_t)B * n_ctx * D);
     if (dit_final_adaln(c)) {
-        memset(tr->dmod, 0, (size_t)B * 2 * D * sizeof(float));
+        t_zero(tr, tr->dmod, (size_t)B * 2 * D);
         be->layernorm_modulate_backward(be, dxf, tr->dmod, tr->dmod + D, tr->dA, xf,
                                         tr->lnf_mean, tr->lnf_rstd, tr->fmod + D, 2 * D, B, T, D);
         be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w),
@@ -496,14 +635,14 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
                                         tr->lnf_rstd, NULL, 0, B, T, D);
     }
     if (in_context) { /* the conditioning tokens' rows get no gradient from the output */
-        memset(tr->dX, 0, (size_t)BTs * D * sizeof(float));
+        t_zero(tr, tr->dX, (size_t)BTs * D);
         be->copy_tokens(be, tr->dX, Ts, n_ctx, tr->dXf, T, 0, T, B, D);
     }
 
     for (int l = c->depth - 1; l >= 0; l--) {
         const dit_block_weights *w = &m->blocks[l];
         block_acts *a = &tr->blocks[l];
-        memset(tr->dmod, 0, (size_t)B * 6 * D * sizeof(float));
+        t_zero(tr, tr->dmod, (size_t)B * 6 * D);
         float *dm = tr->dmod;
         const float *x2 = cross ? a->x_mid2 : a->x_mid;
         // x_out = x2 + gate_mlp * y2
@@ -525,7 +664,7 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
                                          B, T, n_ctx, H, hd);
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->xkv_w), grad_of(tr, w->xkv_b),
                                 tr->dkv, tr->ctx, w->xkv_w, B * n_ctx, D, 2 * D);
-            add_into(tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
+            add_into(tr, tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
             be->linear_backward(be, tr->dB, grad_of(tr, w->xq_w), grad_of(tr, w->xq_b), tr->dA,
                                 a->h3, w->xq_w, BT, D, D);
             be->layernorm_modulate_backward(be, tr->dX, NULL, NULL, tr->dB, a->x_mid,
@@ -547,14 +686,14 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
         if (chunks) { // adaLN: mod = Linear(csilu)
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b),
                                 tr->dmod, tr->csilu, w->ada_w, B, D, chunks * D);
-            add_into(tr->dcs, tr->dtmp, (size_t)B * D);
+            add_into(tr, tr->dcs, tr->dtmp, (size_t)B * D);
         }
     }
     // in-context: split dX into the conditioning tokens' and the image tokens'
     const float *dtok = tr->dX;
     if (in_context) {
         be->copy_tokens(be, tr->dtmp, n_ctx, 0, tr->dX, Ts, 0, n_ctx, B, D);
-        add_into(tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
+        add_into(tr, tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
         be->copy_tokens(be, tr->dXf, T, 0, tr->dX, Ts, n_ctx, T, B, D);
         dtok = tr->dXf;
     }
@@ -568,7 +707,7 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
         be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dcs, y, B, D);
     if (!chunks) {
         be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, n_ctx, 0, 1, B, D);
-        add_into(tr->dcs, tr->dtmp, (size_t)B * D);
+        add_into(tr, tr->dcs, tr->dtmp, (size_t)B * D);
         if (e->y_table) {
             be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, n_ctx, 1, 1, B, D);
             be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dtmp, y, B, D);
@@ -661,21 +800,21 @@ static double loss_and_grad(dit_trainer *tr, int B, const float *target, const f
     const bool l1 = tr->cfg.objective == DIT_OBJ_X0_L1;
     const bool vlb = c->learn_sigma && x_start;
     double total = 0;
-    memset(tr->dout, 0, (size_t)B * ohw * sizeof(float));
+    memset(tr->h_dout, 0, (size_t)B * ohw * sizeof(float));
     for (int b = 0; b < B; b++) {
-        const float *o = tr->out + (size_t)b * ohw;
+        const float *o = tr->h_out + (size_t)b * ohw;
         double s = 0;
         for (size_t i = 0; i < chw; i++) {
             const double d = (double)o[i] - target[(size_t)b * chw + i];
             s += l1 ? fabs(d) : d * d;
-            tr->dout[(size_t)b * ohw + i] =
+            tr->h_dout[(size_t)b * ohw + i] =
                 (float)((l1 ? (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0) : 2.0 * d) / N);
         }
         double sample = s / chw;
         if (vlb)
-            sample += vlb_term(tr->sched->alphas_cumprod, (int)tr->tvec[b], o, o + chw,
+            sample += vlb_term(tr->sched->alphas_cumprod, (int)tr->h_tvec[b], o, o + chw,
                                xt + (size_t)b * chw, x_start + (size_t)b * chw, chw,
-                               tr->dout + (size_t)b * ohw + chw, 1.0 / B);
+                               tr->h_dout + (size_t)b * ohw + chw, 1.0 / B);
         if (per_sample)
             per_sample[b] = (float)sample;
         total += sample;
@@ -713,6 +852,33 @@ static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *
     return DIT_OK;
 }
 
+/* The forward on the staged inputs (h_xt, h_tvec, h_yvec), its output
+ * fetched to the host, the loss there; with `backward`, dout staged and the
+ * gradients in d_grads. images: the clean batch (host) for the VLB term. */
+static dit_status run_batch(dit_ctx *ctx, dit_trainer *tr, int B, const float *images,
+                            bool backward, float *per_sample, double *loss)
+{
+    const dit_config *c = &tr->model->cfg;
+    const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
+    const size_t img_out = (size_t)B * c->out_channels * c->sample_size * c->sample_size;
+    dit_status st;
+    if ((st = to_trainer(tr, tr->xt, tr->h_xt, img * sizeof(float))) ||
+        (st = to_trainer(tr, tr->tvec, tr->h_tvec, (size_t)B * sizeof(float))) ||
+        (st = to_trainer(tr, tr->yvec, tr->h_yvec, (size_t)B * sizeof(int32_t))))
+        return st;
+    train_forward(ctx, tr, B, tr->xt, tr->tvec, tr->yvec);
+    if ((st = from_trainer(tr, tr->h_out, tr->out, img_out * sizeof(float))))
+        return st;
+    *loss = loss_and_grad(tr, B, tr->target, tr->h_xt, images, per_sample);
+    if (!backward)
+        return DIT_OK;
+    if ((st = to_trainer(tr, tr->dout, tr->h_dout, img_out * sizeof(float))))
+        return st;
+    t_zero(tr, tr->d_grads, tr->n);
+    train_backward(ctx, tr, B, tr->yvec);
+    return DIT_OK;
+}
+
 dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
                             const int32_t *labels, float *loss)
 {
@@ -733,36 +899,35 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
         dit_philox4x32_10(ctr, key, u);
         const int t = (int)(u[0] % (uint32_t)Tn);
         const bool drop = u[1] < (uint32_t)(tr->cfg.class_dropout * 4294967296.0);
-        tr->tvec[b] = (float)t;
-        tr->yvec[b] = drop ? c->num_classes : labels[b];
-        make_example(tr, images + b * chw, tr->noise + b * chw, t, chw, tr->xt + b * chw,
+        tr->h_tvec[b] = (float)t;
+        tr->h_yvec[b] = drop ? c->num_classes : labels[b];
+        make_example(tr, images + b * chw, tr->noise + b * chw, t, chw, tr->h_xt + b * chw,
                      tr->target + b * chw);
     }
-    train_forward(ctx, tr, B, tr->xt, tr->tvec, tr->yvec);
-    const double l = loss_and_grad(tr, B, tr->target, tr->xt, images, NULL);
-    memset(tr->grads, 0, tr->n * sizeof(float));
-    train_backward(ctx, tr, B, tr->yvec);
+    double l = 0;
+    if ((st = run_batch(ctx, tr, B, images, true, NULL, &l)))
+        return st;
 
     /* clip, warm-up, AdamW, EMA */
-    double norm2 = 0;
-    for (size_t i = 0; i < tr->n; i++)
-        norm2 += (double)tr->grads[i] * tr->grads[i];
-    const double norm = sqrt(norm2);
+    const dit_backend *be = tr->be;
+    float sumsq = 0;
+    be->sum_squares(be, tr->d_sumsq, tr->d_grads, tr->n);
+    if (!tr->on_dev)
+        sumsq = tr->d_sumsq[0];
+    else if ((st = from_trainer(tr, &sumsq, tr->d_sumsq, sizeof sumsq)))
+        return st;
+    const double norm = sqrt((double)sumsq);
     if (!isfinite(norm))
         return dit_error(ctx, DIT_ERR_BACKEND,
                          "gradient is not finite at step %lld (lower the learning rate?)",
                          (long long)tr->step);
-    if (tr->cfg.grad_clip > 0 && norm > tr->cfg.grad_clip) {
-        const float s = (float)(tr->cfg.grad_clip / norm);
-        for (size_t i = 0; i < tr->n; i++)
-            tr->grads[i] *= s;
-    }
+    if (tr->cfg.grad_clip > 0 && norm > tr->cfg.grad_clip)
+        be->affine(be, tr->d_grads, tr->d_grads, tr->n, (float)(tr->cfg.grad_clip / norm), 0.0f);
     tr->step++;
     double lr = tr->cfg.lr;
     if (tr->cfg.warmup > 0 && tr->step < tr->cfg.warmup)
         lr *= (double)tr->step / tr->cfg.warmup;
-    const dit_backend *be = &ctx->cpu;
-    be->adamw(be, tr->model->params, tr->grads, tr->m, tr->v, tr->n, (float)lr,
+    be->adamw(be, tr->d_params, tr->d_grads, tr->d_m, tr->d_v, tr->n, (float)lr,
               (float)tr->cfg.beta1, (float)tr->cfg.beta2, (float)tr->cfg.eps,
               (float)tr->cfg.weight_decay, tr->step);
     /* with warm-up the EMA follows the weights closely early on instead of
@@ -770,8 +935,11 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
     double decay = tr->cfg.ema_decay;
     if (tr->cfg.ema_warmup)
         decay = fmin(decay, (1.0 + (double)tr->step) / (10.0 + (double)tr->step));
-    be->ema_update(be, tr->ema, tr->model->params, tr->n, (float)decay);
-    dit_model_touch(tr->model);
+    be->ema_update(be, tr->d_ema, tr->d_params, tr->n, (float)decay);
+    if (tr->on_dev)
+        tr->host_stale = true;
+    else
+        dit_model_touch(tr->model);
     if (loss)
         *loss = (float)l;
     return DIT_OK;
@@ -791,13 +959,13 @@ dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *ima
     for (int b = 0; b < B; b++) {
         if (t[b] < 0 || t[b] >= tr->cfg.sched.train_steps)
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "timestep %d out of range", t[b]);
-        tr->tvec[b] = (float)t[b];
-        make_example(tr, images + b * chw, tr->noise + b * chw, t[b], chw, tr->xt + b * chw,
+        tr->h_tvec[b] = (float)t[b];
+        tr->h_yvec[b] = labels[b];
+        make_example(tr, images + b * chw, tr->noise + b * chw, t[b], chw, tr->h_xt + b * chw,
                      tr->target + b * chw);
     }
-    train_forward(ctx, tr, B, tr->xt, tr->tvec, labels);
-    loss_and_grad(tr, B, tr->target, tr->xt, images, per_sample);
-    return DIT_OK;
+    double l;
+    return run_batch(ctx, tr, B, images, false, per_sample, &l);
 }
 
 dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy, const float *t,
@@ -808,25 +976,43 @@ dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy,
     dit_status st = reserve_acts(ctx, tr, B);
     if (st)
         return st;
+    const dit_config *c = &tr->model->cfg;
+    const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
     for (int b = 0; b < B; b++) {
-        if (x_start && tr->model->cfg.learn_sigma &&
+        if (x_start && c->learn_sigma &&
             !(t[b] >= 0 && t[b] < tr->cfg.sched.train_steps && t[b] == floorf(t[b])))
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "the VLB term needs integer timesteps");
-        tr->tvec[b] = t[b];
+        tr->h_tvec[b] = t[b];
+        tr->h_yvec[b] = labels[b];
     }
-    train_forward(ctx, tr, B, x_noisy, t, labels);
-    const double l = loss_and_grad(tr, B, target, x_noisy, x_start, NULL);
-    memset(tr->grads, 0, tr->n * sizeof(float));
-    train_backward(ctx, tr, B, labels);
+    memcpy(tr->h_xt, x_noisy, img * sizeof(float));
+    memcpy(tr->target, target, img * sizeof(float));
+    double l = 0;
+    if ((st = run_batch(ctx, tr, B, x_start, true, NULL, &l)))
+        return st;
     if (loss)
         *loss = (float)l;
     return DIT_OK;
 }
 
-float *dit_trainer_grads(dit_trainer *tr) { return tr->grads; }
-float *dit_trainer_ema(dit_trainer *tr) { return tr->ema; }
+/* (on a device these bring the host copies up to date first) */
+float *dit_trainer_grads(dit_trainer *tr)
+{
+    from_trainer(tr, tr->grads, tr->d_grads, tr->n * sizeof(float));
+    return tr->grads;
+}
+
+float *dit_trainer_ema(dit_trainer *tr)
+{
+    sync_host(tr);
+    return tr->ema;
+}
 int64_t dit_trainer_step_count(const dit_trainer *tr) { return tr->step; }
-dit_model *dit_trainer_model(dit_trainer *tr) { return tr->model; }
+dit_model *dit_trainer_model(dit_trainer *tr)
+{
+    sync_host(tr);
+    return tr->model;
+}
 const dit_train_config *dit_trainer_config(const dit_trainer *tr) { return &tr->cfg; }
 
 /* ---- checkpoints -------------------------------------------------------------------- */
@@ -856,6 +1042,9 @@ static char *config_json(const dit_trainer *tr)
 
 dit_status dit_trainer_save(dit_ctx *ctx, const dit_trainer *tr, const char *path)
 {
+    dit_status sync = sync_host((dit_trainer *)tr); /* the state itself is not changed */
+    if (sync)
+        return sync;
     const int64_t n = (int64_t)tr->n;
     st_write_tensor ts[4] = {
         {"params", ST_F32, 1, {n}, tr->model->params, NULL},
@@ -959,6 +1148,8 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
         }
         st = st_read_f32(ctx, f, ts, dst[i]);
     }
+    if (st == DIT_OK)
+        st = upload_state(tr);
     if (st == DIT_OK) {
         dit_model_touch(m);
         tr->step = g_ascii_strtoll(step_s, NULL, 10);

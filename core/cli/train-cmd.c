@@ -162,6 +162,7 @@ int dit_cmd_train(int argc, char **argv)
     gboolean resume = FALSE, quiet = FALSE, flip = FALSE, uncond = FALSE, learn_sigma = FALSE;
     gboolean no_ema_warmup = FALSE, bf16_acts = FALSE;
     char *vae_path = NULL, *cache = NULL, *labels_csv = NULL, *conditioning = NULL;
+    char *device = NULL;
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output folder (checkpoint, log, model/)", "DIR"},
@@ -197,6 +198,7 @@ int dit_cmd_train(int argc, char **argv)
         {"latent-cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "where encoded latents are kept (default OUT/latents)", "DIR"},
         {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &labels_csv, "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all)", "N"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu, cuda or auto (default: auto): where the weights, optimiser state and activations live", "DEV"},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
@@ -231,6 +233,15 @@ int dit_cmd_train(int argc, char **argv)
 
     ctx = dit_ctx_new();
     dit_ctx_set_threads(ctx, threads);
+    {
+        const char *dev = device ? device : "auto";
+        const dit_status dst = dit_ctx_set_device(ctx, dev);
+        if (dst) {
+            fprintf(stderr, "dit: --device %s: %s\n", dev, dit_last_error(ctx));
+            rc = dst == DIT_ERR_INVALID_ARG ? 1 : 3;
+            goto done;
+        }
+    }
     const char *set = data ? data : "fashion-mnist";
     bool ok;
     if (g_file_test(set, G_FILE_TEST_IS_DIR) && labels_csv) {
@@ -361,10 +372,10 @@ int dit_cmd_train(int argc, char **argv)
     const int64_t first = dit_trainer_step_count(tr);
     double t0 = now_s(), loss_acc = 0;
     int loss_n = 0;
-    fprintf(stderr, "training %zu parameters on %d images (%d classes), batch %d\n",
+    fprintf(stderr, "training %zu parameters on %d images (%d classes), batch %d, on the %s\n",
             dit_model_param_count(dit_trainer_model(tr)) ? dit_model_param_count(dit_trainer_model(tr))
                                                           : (size_t)0,
-            train.n, train.num_classes, B);
+            train.n, train.num_classes, B, strcmp(dit_ctx_device(ctx), "cuda") == 0 ? "GPU" : "CPU");
     while (dit_trainer_step_count(tr) < steps && !g_stop) {
         const int64_t s = dit_trainer_step_count(tr);
         for (int b = 0; b < B; b++) { /* the batch is a function of (seed, step) */
@@ -446,7 +457,7 @@ done:
     dataset_clear(&val);
     dit_ctx_free(ctx);
     g_free(data), g_free(out), g_free(objective), g_free(schedule);
-    g_free(vae_path), g_free(cache), g_free(labels_csv), g_free(conditioning);
+    g_free(vae_path), g_free(cache), g_free(labels_csv), g_free(conditioning), g_free(device);
     g_free(ckpt), g_free(model_dir), g_free(log_path);
     return rc;
 }

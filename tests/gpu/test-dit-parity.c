@@ -8,13 +8,15 @@
  * weight change on the host (dit_model_touch must upload again), and a
  * switch back to the CPU, which must give the first CPU output bit for bit.
  * Then both golden VAEs (encode and decode, untiled and tiled) and whole
- * sampling runs (generate and inpaint, DiT and VAE on the device).
+ * sampling runs (generate and inpaint, DiT and VAE on the device), and
+ * training steps of every conditioning variant.
  *
  * Built twice: test-dit-parity against the real backend (suite gpu; exits
  * 77 without a device), test-dit-parity-emu against tests/gpu/emu (suite
  * unit; runs everywhere). */
 #include "common.h"
 #include "dit-impl.h"
+#include "dit-train.h"
 
 #include <glib.h>
 #include <math.h>
@@ -279,6 +281,102 @@ out:
     g_free(mp), g_free(vp);
 }
 
+/* Training on the device against the CPU: a tiny model of each
+ * conditioning variant (and a learned-sigma one with the hybrid loss), the
+ * same initial weights on a CPU context and a device context: one set of
+ * gradients (1e-5, as an op), then three AdamW steps (losses 1e-4; weights
+ * 1e-2 of their max, since Adam turns a rounding-level difference in a
+ * near-zero gradient into up to 2 lr), and a checkpoint written from the
+ * device read back on the CPU with the device's state. */
+static void test_train(dit_ctx *ctx)
+{
+    static const struct {
+        dit_conditioning cond;
+        int learn_sigma;
+    } cases[] = {{DIT_COND_ADALN_ZERO, 0}, {DIT_COND_IN_CONTEXT, 0}, {DIT_COND_CROSS_ATTN, 0},
+                 {DIT_COND_ADALN_ZERO, 1}};
+    dit_ctx *cpu = dit_ctx_new();
+    dit_ctx_set_threads(cpu, 2);
+    char *dir = tmpdir_new();
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        dit_config c = {.in_channels = 1, .sample_size = 8, .patch_size = 2, .hidden_size = 32,
+                        .depth = 2, .num_heads = 2, .mlp_hidden = 64, .num_classes = 3,
+                        .freq_dim = 32, .learn_sigma = cases[k].learn_sigma,
+                        .conditioning = cases[k].cond};
+        dit_model *mc = NULL, *md = NULL;
+        dit_trainer *tc = NULL, *td = NULL;
+        char label[96];
+        snprintf(label, sizeof label, "train %s%s", dit_conditioning_name(c.conditioning),
+                 c.learn_sigma ? " learned sigma (hybrid loss)" : "");
+        dit_ctx_set_device(ctx, "cuda");
+        CHECK(dit_model_create(cpu, &c, &mc) == DIT_OK && dit_model_create(cpu, &c, &md) == DIT_OK,
+              "%s", dit_last_error(cpu));
+        if (!mc || !md)
+            goto next;
+        dit_randn(5, 1, 0, mc->param_floats, mc->params); /* every weight random, none zero */
+        for (size_t i = 0; i < mc->param_floats; i++)
+            mc->params[i] *= 0.1f;
+        memcpy(md->params, mc->params, mc->param_floats * sizeof(float));
+        dit_model_touch(md);
+        dit_train_config tcfg;
+        dit_train_config_default(&tcfg);
+        tcfg.batch = 4, tcfg.lr = 1e-3, tcfg.grad_clip = 0.5, tcfg.ema_decay = 0.9;
+        if (c.learn_sigma)
+            tcfg.objective = DIT_OBJ_EPS_MSE;
+        else
+            tcfg.objective = k % 2 ? DIT_OBJ_X0_L1 : DIT_OBJ_V_MSE;
+        CHECK(dit_trainer_new(cpu, mc, &tcfg, &tc) == DIT_OK, "%s", dit_last_error(cpu));
+        CHECK(dit_trainer_new(ctx, md, &tcfg, &td) == DIT_OK, "%s", dit_last_error(ctx));
+        if (!tc || !td)
+            goto next;
+        const size_t n_img = (size_t)4 * 8 * 8, n = mc->param_floats;
+        float *imgs = malloc(n_img * 4), *xs = malloc(n_img * 4), *tg = malloc(n_img * 4);
+        dit_randn(6, 2, 0, n_img, imgs);
+        dit_randn(6, 3, 0, n_img, tg);
+        for (size_t i = 0; i < n_img; i++)
+            imgs[i] = tanhf(imgs[i]), xs[i] = imgs[i] + 0.3f * tg[i];
+        const int32_t labels[4] = {0, 2, 3, 1};
+        const float tt[4] = {0.0f, 17.0f, 400.0f, 999.0f};
+        float lc = 0, ld = 0;
+        bool ok = dit_trainer_grad(cpu, tc, xs, tt, labels, tg, imgs, &lc) == DIT_OK &&
+                  dit_trainer_grad(ctx, td, xs, tt, labels, tg, imgs, &ld) == DIT_OK;
+        CHECK(ok, "%s: %s / %s", label, dit_last_error(cpu), dit_last_error(ctx));
+        char l[160];
+        snprintf(l, sizeof l, "%s: gradients cuda vs cpu", label);
+        CHECK(ok && compare_rel(l, dit_trainer_grads(td), dit_trainer_grads(tc), n, REL_DEV), "%s",
+              l);
+        for (int step = 0; step < 3 && ok; step++) {
+            ok = dit_trainer_step(cpu, tc, imgs, labels, &lc) == DIT_OK &&
+                 dit_trainer_step(ctx, td, imgs, labels, &ld) == DIT_OK;
+            CHECK(ok && fabsf(ld - lc) <= 1e-4f * fabsf(lc), "%s step %d: loss %g vs %g (%s)",
+                  label, step, (double)ld, (double)lc, dit_last_error(ctx));
+        }
+        snprintf(l, sizeof l, "%s: weights after 3 steps", label);
+        CHECK(ok && compare_rel(l, dit_trainer_model(td)->params, mc->params, n, 1e-2), "%s", l);
+        snprintf(l, sizeof l, "%s: EMA after 3 steps", label);
+        CHECK(ok && compare_rel(l, dit_trainer_ema(td), dit_trainer_ema(tc), n, 1e-2), "%s", l);
+        /* a checkpoint from the device, read on the CPU: the device's state */
+        char *ck = g_build_filename(dir, "ck.safetensors", NULL);
+        dit_trainer *back = NULL;
+        CHECK(dit_trainer_save(ctx, td, ck) == DIT_OK && dit_trainer_load(cpu, ck, &back) == DIT_OK,
+              "%s: %s", label, dit_last_error(cpu));
+        CHECK(back && memcmp(dit_trainer_model(back)->params, dit_trainer_model(td)->params,
+                             n * sizeof(float)) == 0 &&
+                  dit_trainer_step_count(back) == 3,
+              "%s: the checkpoint written from the device differs", label);
+        dit_trainer_free(back);
+        g_free(ck);
+        free(imgs), free(xs), free(tg);
+    next:
+        dit_trainer_free(tc);
+        dit_trainer_free(td);
+        dit_model_free(mc);
+        dit_model_free(md);
+    }
+    tmpdir_remove(dir);
+    dit_ctx_free(cpu);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -306,6 +404,7 @@ int main(void)
     test_vae(ctx, "vae_tiny");
     test_vae(ctx, "vae_kl"); /* again: the device copy follows the VAE in use */
     test_sampling(ctx);
+    test_train(ctx);
     dit_ctx_free(ctx);
     if (failures)
         fprintf(stderr, "%d check(s) failed\n", failures);
