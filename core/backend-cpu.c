@@ -65,6 +65,14 @@ static float relu_1(float v)
     return v > 0.0f ? v : 0.0f;
 }
 
+static float act_1(float v, dit_act act)
+{
+    return act == DIT_ACT_GELU_TANH ? gelu_tanh_1(v)
+           : act == DIT_ACT_SILU    ? silu_1(v)
+           : act == DIT_ACT_RELU    ? relu_1(v)
+                                    : v;
+}
+
 /* x (n) = act(x + add) in place, add a scalar; the shared epilogue */
 VECTOR_CLONES static void add_scalar_act(float *x, size_t n, float add, dit_act act)
 {
@@ -507,10 +515,156 @@ static void im2col_band(const dit_backend *be, float *col, const float *in,
     }
 }
 
+/* ---- 3x3 'same' convolutions by Winograd F(2x2, 3x3) ---------------------------
+ * Each 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A over the 4x4 input
+ * tile d: 16 products per tile instead of 36, so the sixteen GEMMs
+ * (Cout x Cin) . (Cin x tiles) do 4/9 of im2col's multiply-adds and read a
+ * 16/36 smaller transformed input. Tiles go in bands so the scratch stays
+ * bounded like im2col's. Rounding differs from the direct sum by a few ulps
+ * (the transforms only add, halve and subtract). */
+static bool winograd_applies(const dit_conv_desc *d)
+{
+    const int Hv = d->up2 ? 2 * d->H : d->H, Wv = d->up2 ? 2 * d->W : d->W;
+    return d->k == 3 && d->stride == 1 && d->pad_top == 1 && d->pad_left == 1 && d->Ho == Hv &&
+           d->Wo == Wv && d->Cin >= 8 && d->Cout >= 8;
+}
+
+static int winograd_band_tiles(const dit_conv_desc *d)
+{
+    const size_t tiles = (size_t)((d->Ho + 1) / 2) * ((d->Wo + 1) / 2);
+    size_t band = DIT_CONV_BAND_FLOATS / (16 * (size_t)(d->Cin + d->Cout));
+    band = band < 64 ? 64 : band;
+    return (int)(band < tiles ? band : tiles);
+}
+
+static size_t winograd_scratch(const dit_conv_desc *d)
+{
+    return 16 * (size_t)d->Cin * d->Cout +
+           16 * (size_t)(d->Cin + d->Cout) * (size_t)winograd_band_tiles(d);
+}
+
 static size_t cpu_conv2d_scratch(const dit_backend *be, const dit_conv_desc *d)
 {
     (void)be;
-    return dit_conv_scratch_floats(d);
+    return winograd_applies(d) ? winograd_scratch(d) : dit_conv_scratch_floats(d);
+}
+
+/* U (16, Cout, Cin) = G g G^T for every filter g (3x3) */
+static void winograd_filters(const dit_backend *be, float *U, const float *w, int Cout, int Cin)
+{
+    const size_t plane = (size_t)Cout * Cin;
+#pragma omp parallel for num_threads(be->n_threads)
+    for (size_t kc = 0; kc < plane; kc++) {
+        const float *g = w + kc * 9;
+        float t[4][3], u[4][4];
+        for (int j = 0; j < 3; j++) { // t = G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2
+            t[0][j] = g[j];
+            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { // u = t G^T
+            u[i][0] = t[i][0];
+            u[i][1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[i][2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[i][3] = t[i][2];
+        }
+        for (int xi = 0; xi < 16; xi++)
+            U[xi * plane + kc] = u[xi / 4][xi % 4];
+    }
+}
+
+/* V (16, Cin, nb) = B^T d B for tiles [t0, t0 + nb) of every channel; the
+ * input is read as its 2x nearest upsampling with up2, zero outside */
+static void winograd_inputs(const dit_backend *be, float *V, const float *in,
+                            const dit_conv_desc *d, int t0, int nb)
+{
+    const int tw = (d->Wo + 1) / 2, Hv = d->up2 ? 2 * d->H : d->H;
+    const int Wv = d->up2 ? 2 * d->W : d->W, sh = d->up2 ? 1 : 0;
+    const size_t plane = (size_t)d->Cin * nb;
+#pragma omp parallel for num_threads(be->n_threads) schedule(static)
+    for (int c = 0; c < d->Cin; c++) {
+        const float *src = in + (size_t)c * d->H * d->W;
+        for (int i = 0; i < nb; i++) {
+            const int tile = t0 + i, y0 = 2 * (tile / tw) - 1, x0 = 2 * (tile % tw) - 1;
+            float dd[4][4], t[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int q = 0; q < 4; q++) {
+                    const int y = y0 + r, x = x0 + q;
+                    dd[r][q] = y >= 0 && y < Hv && x >= 0 && x < Wv
+                                   ? src[(size_t)(y >> sh) * d->W + (x >> sh)]
+                                   : 0.0f;
+                }
+            for (int q = 0; q < 4; q++) { // t = B^T d
+                t[0][q] = dd[0][q] - dd[2][q];
+                t[1][q] = dd[1][q] + dd[2][q];
+                t[2][q] = dd[2][q] - dd[1][q];
+                t[3][q] = dd[1][q] - dd[3][q];
+            }
+            float *v = V + (size_t)c * nb + i;
+            for (int r = 0; r < 4; r++) { // V = t B
+                v[(4 * r + 0) * plane] = t[r][0] - t[r][2];
+                v[(4 * r + 1) * plane] = t[r][1] + t[r][2];
+                v[(4 * r + 2) * plane] = t[r][2] - t[r][1];
+                v[(4 * r + 3) * plane] = t[r][1] - t[r][3];
+            }
+        }
+    }
+}
+
+/* out tiles = A^T m A (+ bias, act) from M (16, Cout, nb), cropped at the edges */
+static void winograd_outputs(const dit_backend *be, float *out, const float *M,
+                             const dit_conv_desc *d, const float *bias, dit_act act, int t0,
+                             int nb)
+{
+    const int tw = (d->Wo + 1) / 2;
+    const size_t plane = (size_t)d->Cout * nb;
+#pragma omp parallel for num_threads(be->n_threads) schedule(static)
+    for (int k = 0; k < d->Cout; k++) {
+        float *dst = out + (size_t)k * d->Ho * d->Wo;
+        const float b = bias ? bias[k] : 0.0f;
+        for (int i = 0; i < nb; i++) {
+            const float *m = M + (size_t)k * nb + i;
+            float mm[4][4], c[2][4];
+            for (int xi = 0; xi < 16; xi++)
+                mm[xi / 4][xi % 4] = m[xi * plane];
+            for (int q = 0; q < 4; q++) { // A^T m
+                c[0][q] = mm[0][q] + mm[1][q] + mm[2][q];
+                c[1][q] = mm[1][q] - mm[2][q] - mm[3][q];
+            }
+            const int tile = t0 + i, oy = 2 * (tile / tw), ox = 2 * (tile % tw);
+            for (int r = 0; r < 2 && oy + r < d->Ho; r++) {
+                const float y0 = c[r][0] + c[r][1] + c[r][2] + b; // (.) A
+                const float y1 = c[r][1] - c[r][2] - c[r][3] + b;
+                float *row = dst + (size_t)(oy + r) * d->Wo + ox;
+                row[0] = act == DIT_ACT_NONE ? y0 : act_1(y0, act);
+                if (ox + 1 < d->Wo)
+                    row[1] = act == DIT_ACT_NONE ? y1 : act_1(y1, act);
+            }
+        }
+    }
+}
+
+static void conv2d_winograd(const dit_backend *be, float *out, const float *in, const float *w,
+                            const float *bias, const dit_conv_desc *d, dit_act act, float *scratch)
+{
+    const int Cin = d->Cin, Cout = d->Cout, nbmax = winograd_band_tiles(d);
+    const int tiles = ((d->Ho + 1) / 2) * ((d->Wo + 1) / 2);
+    float *U = scratch, *V = U + 16 * (size_t)Cin * Cout, *M = V + 16 * (size_t)Cin * nbmax;
+    winograd_filters(be, U, w, Cout, Cin);
+    for (int b = 0; b < d->B; b++) {
+        const float *src = in + (size_t)b * Cin * d->H * d->W;
+        float *dst = out + (size_t)b * Cout * d->Ho * d->Wo;
+        for (int t0 = 0; t0 < tiles; t0 += nbmax) {
+            const int nb = t0 + nbmax <= tiles ? nbmax : tiles - t0;
+            winograd_inputs(be, V, src, d, t0, nb);
+            for (int xi = 0; xi < 16; xi++) // M[xi] (Cout, nb) = U[xi] (Cout, Cin) . V[xi]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, nb, Cin, 1.0f,
+                            U + (size_t)xi * Cout * Cin, Cin, V + (size_t)xi * Cin * nb, nb, 0.0f,
+                            M + (size_t)xi * Cout * nb, nb);
+            winograd_outputs(be, dst, M, d, bias, act, t0, nb);
+        }
+    }
 }
 
 static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const float *w,
@@ -518,6 +672,10 @@ static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const
 {
     // out (B, Cout, Ho, Wo) = act(w (Cout, Cin*k*k) . im2col(in) + bias (Cout))
     cpu_set_blas_threads(be->n_threads);
+    if (winograd_applies(d)) {
+        conv2d_winograd(be, out, in, w, bias, d, act, scratch);
+        return;
+    }
     const int K = d->Cin * d->k * d->k, HWo = d->Ho * d->Wo;
     for (int b = 0; b < d->B; b++) {
         const float *src = in + (size_t)b * d->Cin * d->H * d->W;

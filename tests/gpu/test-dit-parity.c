@@ -203,7 +203,7 @@ static void test_vae(dit_ctx *ctx, const char *name)
     float *m_cpu = malloc(n_lat * 4), *lv_cpu = malloc(n_lat * 4), *o_cpu = malloc(n_out * 4);
     float *m_dev = malloc(n_lat * 4), *lv_dev = malloc(n_lat * 4), *o_dev = malloc(n_out * 4);
     for (int tiled = 0; tiled < 2; tiled++) {
-        dit_vae_set_tiling(ctx, v, tiled ? 2 * f : 0, 0.25f);
+        dit_vae_set_tiling(ctx, v, tiled ? 4 * f : 0, 0.25f); /* 2x2 tiles per decode */
         dit_ctx_set_device(ctx, "cpu");
         bool ok = dit_vae_encode(ctx, v, B, H, W, img, m_cpu, lv_cpu) == DIT_OK &&
                   dit_vae_decode(ctx, v, B, h, w, lat, o_cpu) == DIT_OK;
