@@ -968,8 +968,8 @@ static const prow rows[] = {
     {"conv2d 1x1 2x6x9x10->5", "conv2d,conv2d_scratch", {2, 6, 9, 10, 5, 1, 1, 0, 0, 9, 10, 0, NONE, 1}, FP32, case_conv2d},
     {"conv2d down s2 pad(0,1,0,1) 13x12", "conv2d,conv2d_scratch", {1, 4, 13, 12, 6, 3, 2, 0, 0, 6, 6, 0, NONE, 1}, FP32, case_conv2d},
     {"conv2d up2 3x3 7x5->14x10 gelu", "conv2d,conv2d_scratch", {1, 3, 7, 5, 4, 3, 1, 1, 1, 14, 10, 1, GELU, 0}, FP32, case_conv2d},
-    {"conv2d 3x3 2x16x13x11->24 (CPU: Winograd)", "conv2d,conv2d_scratch", {2, 16, 13, 11, 24, 3, 1, 1, 1, 13, 11, 0, SILU, 1}, FP32, case_conv2d},
-    {"conv2d up2 3x3 12x7x5->9 (CPU: Winograd)", "conv2d,conv2d_scratch", {1, 12, 7, 5, 9, 3, 1, 1, 1, 14, 10, 1, GELU, 0}, FP32, case_conv2d},
+    {"conv2d 3x3 1x256x7x5->256 (CPU: Winograd)", "conv2d,conv2d_scratch", {1, 256, 7, 5, 256, 3, 1, 1, 1, 7, 5, 0, SILU, 1}, FP32, case_conv2d},
+    {"conv2d up2 3x3 256x3x4->256 (CPU: Winograd)", "conv2d,conv2d_scratch", {1, 256, 3, 4, 256, 3, 1, 1, 1, 6, 8, 1, GELU, 0}, FP32, case_conv2d},
     {"conv2d 3x3 2x16x12x12->24 bf16", "conv2d,conv2d_scratch", {2, 16, 12, 12, 24, 3, 1, 1, 1, 12, 12, 0, NONE, 1}, BF16, case_conv2d},
     /* group norm: B, C, HW, groups, act, in place */
     {"group_norm 2x64x49 g32 silu", "group_norm", {2, 64, 49, 32, SILU, 0}, FP32, case_group_norm},
