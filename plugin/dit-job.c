@@ -55,6 +55,10 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
 {
     const gint nc = dit_model_config(job->model)->num_classes;
     job->params.class_id = 0;
+    if (nc == 0) { /* an unconditional model: whatever class was last used does not apply */
+        job->class_label = g_strdup(_("unconditional"));
+        return TRUE;
+    }
     if (!name || !*name)
         name = "0";
     gchar *end;
