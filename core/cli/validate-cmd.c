@@ -192,6 +192,12 @@ int dit_cmd_validate(int argc, char **argv)
         rc = 2;
         goto done;
     }
+    if (c->num_classes == 0) { /* an unconditional model: every image has the one label 0 */
+        memset(train.labels, 0, (size_t)train.n * sizeof *train.labels);
+        if (val.n)
+            memset(val.labels, 0, (size_t)val.n * sizeof *val.labels);
+        train.num_classes = val.num_classes = 0;
+    }
     if (train.channels != c->in_channels || train.num_classes != c->num_classes) {
         fprintf(stderr, "dit: the model (%d channels, %d classes) does not match the data (%d, %d)\n",
                 c->in_channels, c->num_classes, train.channels, train.num_classes);
@@ -200,10 +206,11 @@ int dit_cmd_validate(int argc, char **argv)
     }
     g_mkdir_with_parents(out, 0755);
     const int S = c->sample_size, nc = c->num_classes, d = c->in_channels * S * S;
+    const int rows = nc ? nc : 1; /* one row of samples per class, or one */
     const size_t img3 = (size_t)3 * S * S;
 
     /* samples: n per class, in class order */
-    const int total = samples * nc;
+    const int total = samples * rows;
     imgs = g_malloc((size_t)total * d * sizeof *imgs);
     rgb = g_malloc((size_t)samples * img3 * sizeof *rgb);
     dit_pipeline_params p;
@@ -211,7 +218,7 @@ int dit_cmd_validate(int argc, char **argv)
     p.steps = steps;
     p.guidance = (float)guidance;
     p.batch = samples;
-    for (int k = 0; k < nc; k++) {
+    for (int k = 0; k < rows; k++) {
         p.class_id = k;
         p.seed = (uint64_t)seed + (uint64_t)k;
         if (dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, rgb) != DIT_OK) {
@@ -223,14 +230,14 @@ int dit_cmd_validate(int argc, char **argv)
             for (int ch = 0; ch < c->in_channels; ch++)
                 memcpy(imgs + ((size_t)(k * samples + b) * c->in_channels + ch) * S * S,
                        rgb + (size_t)b * img3 + (size_t)ch * S * S, (size_t)S * S * sizeof(float));
-        fprintf(stderr, "\rsampled class %d/%d", k + 1, nc);
+        fprintf(stderr, "\rsampled class %d/%d", k + 1, rows);
     }
     fprintf(stderr, "\n");
 
     /* the grid: one row per class, grid_cols samples */
-    const int cols = samples < grid_cols ? samples : grid_cols, GH = nc * S, GW = cols * S;
+    const int cols = samples < grid_cols ? samples : grid_cols, GH = rows * S, GW = cols * S;
     grid = g_malloc((size_t)3 * GH * GW * sizeof *grid);
-    for (int k = 0; k < nc; k++)
+    for (int k = 0; k < rows; k++)
         for (int j = 0; j < cols; j++)
             for (int ch = 0; ch < 3; ch++)
                 for (int y = 0; y < S; y++)
@@ -250,7 +257,7 @@ int dit_cmd_validate(int argc, char **argv)
     nearest(imgs, total, &train, nn, nd);
     int agree = 0;
     double mean_nd = 0;
-    int *per_class = g_new0(int, nc);
+    int *per_class = g_new0(int, rows);
     for (int i = 0; i < total; i++) {
         const int want = i / samples;
         const bool a = nn[i] >= 0 && train.labels[nn[i]] == want;
@@ -315,19 +322,29 @@ int dit_cmd_validate(int argc, char **argv)
 
     GString *js = g_string_new(NULL);
     g_string_append_printf(js, "{\"model\": \"%s\", \"samples_per_class\": %d, \"steps\": %d, "
-                               "\"guidance\": %g, \"class_agreement\": %.4f, \"per_class\": [",
-                           model_path, samples, steps, guidance, (double)agree / total);
-    for (int k = 0; k < nc; k++)
-        g_string_append_printf(js, "%s%.2f", k ? ", " : "", (double)per_class[k] / samples);
-    g_string_append_printf(js, "], \"mean_nn_rms\": %.4f", mean_nd);
+                               "\"guidance\": %g, ",
+                           model_path, samples, steps, guidance);
+    if (nc) {
+        g_string_append_printf(js, "\"class_agreement\": %.4f, \"per_class\": [",
+                               (double)agree / total);
+        for (int k = 0; k < nc; k++)
+            g_string_append_printf(js, "%s%.2f", k ? ", " : "", (double)per_class[k] / samples);
+        g_string_append(js, "], ");
+    } else {
+        g_string_append(js, "\"unconditional\": true, ");
+    }
+    g_string_append_printf(js, "\"mean_nn_rms\": %.4f", mean_nd);
     if (buckets_done == 10) {
         g_string_append(js, ", \"held_out_loss\": [");
         for (int k = 0; k < 10; k++)
             g_string_append_printf(js, "%s%.5f", k ? ", " : "", loss_true[k]);
-        g_string_append(js, "], \"class_signal\": [");
-        for (int k = 0; k < 10; k++)
-            g_string_append_printf(js, "%s%.5f", k ? ", " : "", loss_null[k] - loss_true[k]);
         g_string_append(js, "]");
+        if (nc) {
+            g_string_append(js, ", \"class_signal\": [");
+            for (int k = 0; k < 10; k++)
+                g_string_append_printf(js, "%s%.5f", k ? ", " : "", loss_null[k] - loss_true[k]);
+            g_string_append(js, "]");
+        }
     }
     g_string_append(js, "}\n");
     fputs(js->str, stdout);
@@ -338,10 +355,14 @@ int dit_cmd_validate(int argc, char **argv)
             fclose(lf);
         }
     }
-    fprintf(stderr,
-            "class agreement %.1f%% (%d of %d samples' nearest training image has their class); "
-            "mean nearest-neighbour RMS distance %.3f%s\ngrid: %s\n",
-            100.0 * agree / total, agree, total, mean_nd,
+    if (nc)
+        fprintf(stderr,
+                "class agreement %.1f%% (%d of %d samples' nearest training image has their "
+                "class); ",
+                100.0 * agree / total, agree, total);
+    else
+        fprintf(stderr, "unconditional model (no class agreement); ");
+    fprintf(stderr, "mean nearest-neighbour RMS distance %.3f%s\ngrid: %s\n", mean_nd,
             mean_nd < 0.05 ? " (WARNING: samples sit on training images: memorisation?)" : "",
             grid_path);
     g_string_free(js, TRUE);

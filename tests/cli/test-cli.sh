@@ -113,6 +113,8 @@ run 0 "train unconditional" -- "$dit" train $V --unconditional --out "$tmp/v-unc
 run 0 "  info" -- "$dit" info "$tmp/v-uncond/model"
 has "unconditional" "info of an unconditional model"
 run 0 "  generate without a class" -- "$dit" generate -m "$tmp/v-uncond/model" --steps 2 -o "$tmp/v-uncond.png"
+run 0 "  validate (no class agreement)" -- "$dit" validate -m "$tmp/v-uncond/model" --data "$tmp/data" --samples 2 --steps 2 -o "$tmp/v-uncond-val"
+has '"unconditional": true' "validate of an unconditional model"
 run 2 "  --class is refused" -- "$dit" generate -m "$tmp/v-uncond/model" --class b --steps 2 -o "$tmp/v-uncond2.png"
 has "unconditional" "--class with an unconditional model"
 run 0 "train learned sigma (hybrid loss)" -- "$dit" train $V --objective eps_mse --learn-sigma --out "$tmp/v-sigma"
