@@ -1010,41 +1010,72 @@ static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, flo
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dy, N, x, K, 1.0f,
                     dw, K);
-    if (db) {
-#pragma omp parallel for num_threads(be->n_threads)
-        for (int n = 0; n < N; n++) {
-            double s = 0;
-            for (int m = 0; m < M; m++)
-                s += dy[(size_t)m * N + n];
-            db[n] += (float)s;
+    if (db) { // db (N) += column sums of dy, read row by row (contiguous)
+#pragma omp parallel num_threads(be->n_threads)
+        {
+            size_t lo, hi;
+            thread_range((size_t)N, &lo, &hi);
+            double *acc = calloc(hi > lo ? hi - lo : 1, sizeof *acc);
+            if (acc) {
+                for (int m = 0; m < M; m++) {
+                    const float *row = dy + (size_t)m * N;
+                    for (size_t n = lo; n < hi; n++)
+                        acc[n - lo] += row[n];
+                }
+                for (size_t n = lo; n < hi; n++)
+                    db[n] += (float)acc[n - lo];
+                free(acc);
+            }
         }
     }
 }
 
+/* d/dv of v/2 (1 + tanh(u)), u = k (v + c v^3): with s = sigmoid(2u) (so
+ * (1 + tanh u)/2 = s and (1 - tanh^2 u)/2 = 2 s (1 - s)) it is
+ * s + 2 s (1 - s) v k (1 + 3 c v^2), one exp like the forward */
 static float gelu_tanh_grad(float v)
 {
-    const float k = 0.7978845608028654f;
-    const float u = k * (v + 0.044715f * v * v * v);
-    const float th = tanhf(u);
-    return 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * v * v);
+    const float k = 0.7978845608028654f, c = 0.044715f;
+    const float s = 1.0f / (1.0f + dit_expf(-2.0f * k * (v + c * v * v * v)));
+    return s + 2.0f * s * (1.0f - s) * v * k * (1.0f + 3.0f * c * v * v);
+}
+
+VECTOR_CLONES static void act_backward_span(float *dx, const float *pre, const float *dy,
+                                            size_t n, dit_act act)
+{
+    switch (act) {
+    case DIT_ACT_GELU_TANH:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * gelu_tanh_grad(pre[i]);
+        break;
+    case DIT_ACT_SILU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            const float s = 1.0f / (1.0f + dit_expf(-pre[i]));
+            dx[i] = dy[i] * s * (1.0f + pre[i] * (1.0f - s));
+        }
+        break;
+    case DIT_ACT_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            dx[i] = pre[i] > 0 ? dy[i] : 0.0f;
+        break;
+    default:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i];
+    }
 }
 
 static void cpu_act_backward(const dit_backend *be, float *dx, const float *pre, const float *dy,
                              size_t n, dit_act act)
 {
-#pragma omp parallel for num_threads(be->n_threads)
-    for (size_t i = 0; i < n; i++) {
-        const float v = pre[i];
-        float g = 1.0f;
-        if (act == DIT_ACT_GELU_TANH) {
-            g = gelu_tanh_grad(v);
-        } else if (act == DIT_ACT_SILU) {
-            const float s = 1.0f / (1.0f + expf(-v));
-            g = s * (1.0f + v * (1.0f - s));
-        } else if (act == DIT_ACT_RELU) {
-            g = v > 0 ? 1.0f : 0.0f;
-        }
-        dx[i] = dy[i] * g;
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        size_t lo, hi;
+        thread_range(n, &lo, &hi);
+        if (hi > lo)
+            act_backward_span(dx + lo, pre + lo, dy + lo, hi - lo, act);
     }
 }
 
