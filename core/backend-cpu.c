@@ -793,17 +793,10 @@ static void cpu_group_norm(const dit_backend *be, float *out, const float *in,
 }
 
 /* Query rows per chunk so that the (rows, N) score block stays near 16 MiB. */
-static int spatial_chunk_rows(int N)
-{
-    size_t rows = N ? DIT_CONV_BAND_FLOATS / (size_t)N : 1;
-    rows = rows < 1 ? 1 : rows;
-    return rows > (size_t)N ? N : (int)rows;
-}
-
 static size_t cpu_spatial_attention_scratch(const dit_backend *be, int N)
 {
     (void)be;
-    return (size_t)spatial_chunk_rows(N) * N;
+    return (size_t)dit_spatial_chunk_rows(N) * N;
 }
 
 static void cpu_spatial_attention(const dit_backend *be, float *out, const float *q,
@@ -813,7 +806,7 @@ static void cpu_spatial_attention(const dit_backend *be, float *out, const float
     // q, k, v, out (B, C, N): single head over the N = H*W positions
     cpu_set_blas_threads(be->n_threads);
     const float scale = 1.0f / sqrtf((float)C);
-    const int chunk = spatial_chunk_rows(N);
+    const int chunk = dit_spatial_chunk_rows(N);
     for (int b = 0; b < B; b++) {
         const size_t off = (size_t)b * C * N;
         for (int r0 = 0; r0 < N; r0 += chunk) {

@@ -18,9 +18,7 @@ static void release_memory(dit_ctx *ctx)
     dit_device *d = &ctx->dev;
     dit_device_free(d->params);
     dit_device_free(d->arena);
-    if (d->model)
-        free(d->model->blocks);
-    free(d->model);
+    dit_model_clone_free(d->model);
     d->params = NULL, d->arena = NULL, d->model = NULL, d->host = NULL;
     d->arena_floats = 0, d->host_version = 0;
     dit_device_free(d->vae_params);

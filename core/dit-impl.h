@@ -57,6 +57,15 @@ static inline size_t dit_conv_scratch_floats(const dit_conv_desc *d)
     return dit_conv_is_pointwise(d) ? 0
                                     : (size_t)d->Cin * d->k * d->k * d->Wo * dit_conv_band_rows(d);
 }
+/* spatial attention's scratch, the same for every backend: chunks of query
+ * rows whose (rows, N) score block holds near DIT_CONV_BAND_FLOATS */
+static inline int dit_spatial_chunk_rows(int N)
+{
+    size_t rows = N ? DIT_CONV_BAND_FLOATS / (size_t)N : 1;
+    rows = rows < 1 ? 1 : rows;
+    return rows > (size_t)N ? N : (int)rows;
+}
+
 struct dit_backend {
     const char *name;
     int n_threads;
@@ -347,6 +356,12 @@ static inline int dit_cond_tokens(const dit_config *c)
 {
     return c->num_classes > 0 ? 2 : 1;
 }
+
+/* A copy of m's description whose weight pointers point into `base` (a
+ * block laid out like m->params, e.g. on the device) at the same offsets;
+ * it owns neither the block nor m's scheduler text. NULL on OOM. */
+dit_model *dit_model_clone_at(const dit_model *m, float *base);
+void dit_model_clone_free(dit_model *clone);
 
 /* Whoever writes a model's params (loader, init, optimizer step, resume)
  * calls this, so device copies of the weights are uploaded again. */

@@ -44,12 +44,6 @@ dit_status dit_model_save(dit_ctx *ctx, const dit_model *m, const float *params,
                           st_dtype dtype, const char *const *meta_keys,
                           const char *const *meta_values, size_t n_meta);
 
-/* A copy of m's description whose weight pointers point into `base` (a
- * block laid out like m->params, e.g. on the device) at the same offsets;
- * it owns neither the block nor m's scheduler text. NULL on OOM. */
-dit_model *dit_model_clone_at(const dit_model *m, float *base);
-void dit_model_clone_free(dit_model *clone);
-
 /* The parameter a checkpoint name (in the model's naming) refers to, inside
  * m->params; NULL if the model has no such tensor. */
 float *dit_model_find(dit_model *m, const char *name, size_t *count);

@@ -308,29 +308,9 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
     });
 }
 
-/* p, a pointer into m's params, at the same offset in `dev`; false when p
- * lies outside params (a layout this upload does not know). */
-static bool rebase(const dit_model *m, float *dev, float **p)
-{
-    if (!*p)
-        return true;
-    const uintptr_t lo = (uintptr_t)m->params, at = (uintptr_t)*p;
-    if (at < lo || at >= lo + m->param_floats * sizeof(float))
-        return false;
-    *p = dev + (*p - m->params);
-    return true;
-}
-
-static bool rebase_emb(const dit_model *m, float *dev, dit_embedder_weights *e)
-{
-    return rebase(m, dev, &e->t_mlp0_w) && rebase(m, dev, &e->t_mlp0_b) &&
-           rebase(m, dev, &e->t_mlp2_w) && rebase(m, dev, &e->t_mlp2_b) &&
-           rebase(m, dev, &e->y_table);
-}
-
 /* The weights of m on the device: uploaded on first use and again when the
- * model or its version changed; kept in ctx->dev as a copy of m whose
- * pointers point into one device allocation. */
+ * model or its version changed; kept in ctx->dev as a clone of m whose
+ * pointers the layout walk re-points into one device allocation. */
 static dit_status device_weights(dit_ctx *ctx, const dit_model *m, const dit_model **out)
 {
     dit_device *d = &ctx->dev;
@@ -339,64 +319,22 @@ static dit_status device_weights(dit_ctx *ctx, const dit_model *m, const dit_mod
         return DIT_OK;
     }
     dit_device_free(d->params);
-    if (d->model)
-        free(d->model->blocks);
-    free(d->model);
+    dit_model_clone_free(d->model);
     d->params = NULL, d->model = NULL, d->host = NULL;
 
     const size_t bytes = m->param_floats * sizeof(float);
-    dit_model *dm = calloc(1, sizeof *dm);
-    dit_block_weights *blocks = calloc((size_t)m->cfg.depth, sizeof *blocks);
     float *dev = dit_device_alloc(ctx, bytes);
-    dit_status st = DIT_OK;
-    if (!dm || !blocks)
+    dit_status st = dev ? dit_device_upload(ctx, dev, m->params, bytes) : DIT_ERR_NOMEM;
+    dit_model *dm = st ? NULL : dit_model_clone_at(m, dev);
+    if (!st && !dm)
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
-    else if (!dev)
-        st = DIT_ERR_NOMEM; /* message set */
-    else
-        st = dit_device_upload(ctx, dev, m->params, bytes);
-    if (st)
-        goto fail;
-    *dm = *m;
-    dm->scheduler_json = NULL; /* not owned; not needed by the forward */
-    dm->params = dev;
-    dm->blocks = blocks;
-    bool ok = rebase(m, dev, &dm->x_embed_w) && rebase(m, dev, &dm->x_embed_b) &&
-              rebase(m, dev, &dm->pos_embed) && rebase_emb(m, dev, &dm->emb) &&
-              rebase(m, dev, &dm->final_ada_w) && rebase(m, dev, &dm->final_ada_b) &&
-              rebase(m, dev, &dm->final_w) && rebase(m, dev, &dm->final_b);
-    for (int l = 0; ok && l < m->cfg.depth; l++) {
-        const dit_block_weights *hb = &m->blocks[l];
-        dit_block_weights *b = &blocks[l];
-        *b = *hb;
-        ok = rebase_emb(m, dev, &b->own_emb) && rebase(m, dev, &b->ada_w) &&
-             rebase(m, dev, &b->ada_b) && rebase(m, dev, &b->qkv_w) &&
-             rebase(m, dev, &b->qkv_b) && rebase(m, dev, &b->proj_w) &&
-             rebase(m, dev, &b->proj_b) && rebase(m, dev, &b->fc1_w) &&
-             rebase(m, dev, &b->fc1_b) && rebase(m, dev, &b->fc2_w) && rebase(m, dev, &b->fc2_b) &&
-             rebase(m, dev, &b->xq_w) && rebase(m, dev, &b->xq_b) && rebase(m, dev, &b->xkv_w) &&
-             rebase(m, dev, &b->xkv_b) && rebase(m, dev, &b->xproj_w) &&
-             rebase(m, dev, &b->xproj_b);
-        if (hb->emb == &m->emb)
-            b->emb = &dm->emb;
-        else if (hb->emb == &hb->own_emb)
-            b->emb = &b->own_emb;
-        else
-            ok = false;
-    }
-    if (!ok) {
-        st = dit_error(ctx, DIT_ERR_MODEL, "a weight of the model lies outside its parameter "
-                                           "block: cannot place it on the device");
-        goto fail;
+    if (st) {
+        dit_device_free(dev);
+        return st;
     }
     d->params = dev, d->model = dm, d->host = m, d->host_version = m->version;
     *out = dm;
     return DIT_OK;
-fail:
-    dit_device_free(dev);
-    free(blocks);
-    free(dm);
-    return st;
 }
 
 /* The forward on a device backend: weights uploaded once, activations and

@@ -292,17 +292,10 @@ static void cuda_group_norm(const dit_backend *be, float *out, const float *in,
 
 /* Query rows per chunk so that the (rows, N) score block stays near 16M
  * floats (the CPU's chunking). */
-static int spatial_chunk_rows(int N)
-{
-    size_t rows = N ? DIT_CONV_BAND_FLOATS / (size_t)N : 1;
-    rows = rows < 1 ? 1 : rows;
-    return rows > (size_t)N ? N : (int)rows;
-}
-
 static size_t cuda_spatial_attention_scratch(const dit_backend *be, int N)
 {
     (void)be;
-    return (size_t)spatial_chunk_rows(N) * N;
+    return (size_t)dit_spatial_chunk_rows(N) * N;
 }
 
 static void cuda_spatial_attention(const dit_backend *be, float *out, const float *q,
@@ -311,7 +304,7 @@ static void cuda_spatial_attention(const dit_backend *be, float *out, const floa
 {
     // q, k, v, out (B, C, N): one head over the N positions, channel-first
     const float scale = 1.0f / sqrtf((float)C);
-    const int chunk = spatial_chunk_rows(N);
+    const int chunk = dit_spatial_chunk_rows(N);
     for (int b = 0; b < B; b++) {
         const size_t off = (size_t)b * C * N;
         for (int r0 = 0; r0 < N; r0 += chunk) {
