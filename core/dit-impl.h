@@ -83,8 +83,8 @@ struct dit_backend {
     void (*layernorm_modulate)(const dit_backend *be, float *out, const float *x,
                                const float *shift, const float *scale, int stride,
                                int B, int T, int D, float eps);
-    /* x (n) in place, tanh approximation */
-    void (*gelu_tanh)(const dit_backend *be, float *x, size_t n);
+    /* out (n) = GELU(x), tanh approximation; out may equal x */
+    void (*gelu_tanh)(const dit_backend *be, float *out, const float *x, size_t n);
     /* out (n) = x * sigmoid(x); out may equal x */
     void (*silu)(const dit_backend *be, float *out, const float *x, size_t n);
     /* out (B, T, C*p*p) from x (B, C, H, W); token order row-major over the

@@ -569,8 +569,7 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
         keep_act(tr, a->h2, (size_t)BTs * D);
         be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BTs, D, Dm, DIT_ACT_NONE);
         keep_act(tr, a->f1, (size_t)BTs * Dm);
-        t_copy(tr, a->g, a->f1, (size_t)BTs * Dm);
-        be->gelu_tanh(be, a->g, (size_t)BTs * Dm);
+        be->gelu_tanh(be, a->g, a->f1, (size_t)BTs * Dm);
         keep_act(tr, a->g, (size_t)BTs * Dm);
         be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BTs, Dm, D, DIT_ACT_NONE);
         float *xo = l + 1 < c->depth ? tr->blocks[l + 1].x_in : tr->x_out;

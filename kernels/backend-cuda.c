@@ -180,9 +180,9 @@ static void cuda_layernorm_modulate(const dit_backend *be, float *out, const flo
                                     NULL, NULL));
 }
 
-static void cuda_gelu_tanh(const dit_backend *be, float *x, size_t n)
+static void cuda_gelu_tanh(const dit_backend *be, float *out, const float *x, size_t n)
 {
-    CHECK(dit_cu_act(stream_of(be), x, x, n, DIT_ACT_GELU_TANH));
+    CHECK(dit_cu_act(stream_of(be), out, x, n, DIT_ACT_GELU_TANH));
 }
 
 static void cuda_silu(const dit_backend *be, float *out, const float *x, size_t n)

@@ -511,34 +511,36 @@ static int case_layernorm_modulate_backward(tcase *t, const int *p)
     return CASE_RAN;
 }
 
-/* p: n */
-static int case_gelu_tanh(tcase *t, const int *p)
+/* out = act(x) for x in [-12, 12] (the clamped exp's tails too), out of
+ * place or in place (p[1]); GELU and SiLU share a signature */
+typedef void (*act_op)(const dit_backend *be, float *out, const float *x, size_t n);
+
+static int act_case(tcase *t, const int *p, act_op cpu_op, act_op dev_op)
 {
-    NEED(gelu_tanh);
-    pbuf *x = pb_new(t, "x", KIND_OUT, (size_t)p[0], (size_t)p[0]);
-    for (int i = 0; i < p[0]; i++) /* the tails too: the clamped exp */
-        H(x)[i] = uniform(t, -12.0f, 12.0f);
-    pb_upload(t, x);
-    t->cpu->gelu_tanh(t->cpu, H(x), (size_t)p[0]);
-    t->dev->gelu_tanh(t->dev, D(x), (size_t)p[0]);
+    const size_t n = (size_t)p[0];
+    if (p[1]) {
+        pbuf *x = acc_f(t, "x", n, 12.0f);
+        cpu_op(t->cpu, H(x), H(x), n);
+        dev_op(t->dev, D(x), D(x), n);
+    } else {
+        pbuf *x = in_f(t, "x", n, 12.0f), *out = out_f(t, "out", n);
+        cpu_op(t->cpu, H(out), H(x), n);
+        dev_op(t->dev, D(out), D(x), n);
+    }
     return CASE_RAN;
 }
 
 /* p: n, in place */
+static int case_gelu_tanh(tcase *t, const int *p)
+{
+    NEED(gelu_tanh);
+    return act_case(t, p, t->cpu->gelu_tanh, t->dev->gelu_tanh);
+}
+
 static int case_silu(tcase *t, const int *p)
 {
     NEED(silu);
-    const size_t n = (size_t)p[0];
-    if (p[1]) {
-        pbuf *x = acc_f(t, "x", n, 12.0f);
-        t->cpu->silu(t->cpu, H(x), H(x), n);
-        t->dev->silu(t->dev, D(x), D(x), n);
-    } else {
-        pbuf *x = in_f(t, "x", n, 12.0f), *out = out_f(t, "out", n);
-        t->cpu->silu(t->cpu, H(out), H(x), n);
-        t->dev->silu(t->dev, D(out), D(x), n);
-    }
-    return CASE_RAN;
+    return act_case(t, p, t->cpu->silu, t->dev->silu);
 }
 
 /* p: B, C, H, W, patch */
@@ -926,7 +928,8 @@ static const prow rows[] = {
     {"layernorm_modulate_backward 3x4x1040", "layernorm_modulate_backward", {3, 4, 1040, 1, 1}, FP32, case_layernorm_modulate_backward},
     {"layernorm_backward 2x5x48 no mod", "layernorm_modulate_backward", {2, 5, 48, 0, 0}, FP32, case_layernorm_modulate_backward},
     /* activations */
-    {"gelu_tanh 100003", "gelu_tanh", {100003}, FP32, case_gelu_tanh},
+    {"gelu_tanh 100003", "gelu_tanh", {100003, 0}, FP32, case_gelu_tanh},
+    {"gelu_tanh 4097 in place", "gelu_tanh", {4097, 1}, FP32, case_gelu_tanh},
     {"silu 4097", "silu", {4097, 0}, FP32, case_silu},
     {"silu 999 in place", "silu", {999, 1}, FP32, case_silu},
     {"add_act 5000 silu", "add_act", {5000, SILU}, FP32, case_add_act},

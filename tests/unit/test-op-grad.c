@@ -104,11 +104,10 @@ static void linear_b(const op_case *c, const float *dout, float **g)
 /* act: pre (n); p = n, act */
 static void act_f(const op_case *c, float *out)
 {
-    memcpy(out, c->in[0], c->n[0] * sizeof *out);
     if (c->p[1] == DIT_ACT_GELU_TANH)
-        be->gelu_tanh(be, out, c->n[0]);
+        be->gelu_tanh(be, out, c->in[0], c->n[0]);
     else
-        be->silu(be, out, out, c->n[0]);
+        be->silu(be, out, c->in[0], c->n[0]);
 }
 static void act_b(const op_case *c, const float *dout, float **g)
 {
