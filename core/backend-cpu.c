@@ -105,12 +105,13 @@ VECTOR_CLONES static void add_scalar_act(float *x, size_t n, float add, dit_act 
     }
 }
 
-/* rows (M, N) += bias (N), then act, in place; bias may be NULL */
+/* rows (M, N; `stride` apart) += bias (N), then act, in place; bias may be
+ * NULL */
 VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M, int N,
-                                        dit_act act)
+                                        int stride, dit_act act)
 {
     for (size_t m = 0; m < M; m++) {
-        float *r = rows + m * (size_t)N;
+        float *r = rows + m * (size_t)stride;
         if (bias) {
 #pragma omp simd
             for (int n = 0; n < N; n++)
@@ -139,6 +140,52 @@ VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const flo
     }
 }
 
+/* C (M, N) = op(A) (M, K) . op(B) (K, N) + beta C, row-major, then
+ * C = act(C + bias) when bias or act are given. A tall, thin product (the
+ * training shapes: M = B*T rows, N and K a few hundred, or the weight
+ * gradient's long reduction) is split into bands of C's rows, one
+ * single-threaded sgemm per band on the OpenMP threads, the epilogue right
+ * after while the band is in L2: 20-25% faster than OpenBLAS's own
+ * threading there. Wide products (DiT-XL's weights) go to OpenBLAS whole,
+ * which packs B once. */
+static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M, int N, int K,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc, const float *bias, dit_act act)
+{
+    enum { BAND_ROWS = 512 };
+    const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    const bool epilogue = bias || act != DIT_ACT_NONE;
+    const int longest = trans_a ? K : M; /* rows of A read per output band */
+    const int other = N > (trans_a ? M : K) ? N : (trans_a ? M : K);
+    if (be->n_threads < 2 || longest < 4 * other) {
+        cpu_set_blas_threads(be->n_threads);
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        if (epilogue) {
+#pragma omp parallel num_threads(be->n_threads)
+            {
+                size_t lo, hi;
+                thread_range((size_t)M, &lo, &hi);
+                bias_act_rows(C + lo * (size_t)ldc, bias, hi - lo, N, ldc, act);
+            }
+        }
+        return;
+    }
+    int band = (M + be->n_threads - 1) / be->n_threads;
+    band = band < BAND_ROWS ? (band + 15) & ~15 : BAND_ROWS;
+    const int n_bands = (M + band - 1) / band;
+    /* inside a parallel region OpenBLAS runs on the calling thread alone */
+#pragma omp parallel for num_threads(be->n_threads) schedule(static)
+    for (int i = 0; i < n_bands; i++) {
+        const int r0 = i * band, rows = r0 + band < M ? band : M - r0;
+        const float *a = trans_a ? A + r0 : A + (size_t)r0 * lda;
+        float *c = C + (size_t)r0 * ldc;
+        cblas_sgemm(CblasRowMajor, ta, tb, rows, N, K, 1.0f, a, lda, B, ldb, beta, c, ldc);
+        if (epilogue)
+            bias_act_rows(c, bias, (size_t)rows, N, ldc, act);
+    }
+}
+
 /* Below this many rows a linear is a matrix-vector product bound by reading
  * the weights once (adaLN and the t-MLP at small batch); sgemm would also
  * pack the whole weight matrix first. */
@@ -156,21 +203,10 @@ static void cpu_linear(const dit_backend *be, float *out, const float *in, const
             few_rows_matmul(out, in, w, M, K, N, (int)lo, (int)hi);
         }
         if (bias || act != DIT_ACT_NONE)
-            bias_act_rows(out, bias, (size_t)M, N, act);
+            bias_act_rows(out, bias, (size_t)M, N, N, act);
         return;
     }
-    cpu_set_blas_threads(be->n_threads);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, in, K, w, K, 0.0f, out,
-                N);
-    if (!bias && act == DIT_ACT_NONE)
-        return;
-    /* one pass over the output adds the bias and applies the activation */
-#pragma omp parallel num_threads(be->n_threads)
-    {
-        size_t lo, hi;
-        thread_range((size_t)M, &lo, &hi);
-        bias_act_rows(out + lo * (size_t)N, bias, hi - lo, N, act);
-    }
+    sgemm_rows(be, false, true, M, N, K, in, K, w, K, 0.0f, out, N, bias, act);
 }
 
 static size_t cpu_attention_scratch(const dit_backend *be, int B, int T, int H)
@@ -229,21 +265,33 @@ static void cpu_attention(const dit_backend *be, float *out, const float *qkv, i
     }
 }
 
-VECTOR_CLONES static void layernorm_modulate_row(float *o, const float *x, const float *shift,
-                                                 const float *scale, int D, float eps)
+/* mean and 1/sqrt(var + eps) of one row, accumulated in double */
+VECTOR_CLONES static void layernorm_stats(const float *x, int D, float eps, float *mean,
+                                          float *rstd)
 {
-    double mean = 0.0, var = 0.0;
-#pragma omp simd reduction(+ : mean)
+    double sum = 0.0, var = 0.0;
+#pragma omp simd reduction(+ : sum)
     for (int i = 0; i < D; i++)
-        mean += x[i];
-    mean /= D;
+        sum += x[i];
+    const double mu = sum / D;
 #pragma omp simd reduction(+ : var)
     for (int i = 0; i < D; i++) {
-        double d = x[i] - mean;
+        double d = x[i] - mu;
         var += d * d;
     }
-    var /= D;
-    const float rstd = (float)(1.0 / sqrt(var + eps)), m = (float)mean;
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(var / D + eps));
+}
+
+/* o = (x - mean) rstd (1 + scale) + shift, or without the modulation */
+VECTOR_CLONES static void layernorm_modulate_row(float *o, const float *x, const float *shift,
+                                                 const float *scale, int D, float eps,
+                                                 float *mean_out, float *rstd_out)
+{
+    float m, rstd;
+    layernorm_stats(x, D, eps, &m, &rstd);
+    if (mean_out)
+        *mean_out = m, *rstd_out = rstd;
     if (shift && scale) {
 #pragma omp simd
         for (int i = 0; i < D; i++)
@@ -265,7 +313,7 @@ static void cpu_layernorm_modulate(const dit_backend *be, float *out, const floa
         int b = row / T;
         layernorm_modulate_row(out + (size_t)row * D, x + (size_t)row * D,
                                shift ? shift + (size_t)b * stride : NULL,
-                               scale ? scale + (size_t)b * stride : NULL, D, eps);
+                               scale ? scale + (size_t)b * stride : NULL, D, eps, NULL, NULL);
     }
 }
 
@@ -889,6 +937,24 @@ static void cpu_attention_train(const dit_backend *be, float *out, const float *
     }
 }
 
+/* dP (rows, cols) becomes dS = scale P * (dP - rowsum(dP * P)) in place */
+VECTOR_CLONES static void softmax_backward_rows(float *dP, const float *P, int rows, int cols,
+                                                float scale)
+{
+    for (int i = 0; i < rows; i++) {
+        float *r = dP + (size_t)i * cols;
+        const float *pr = P + (size_t)i * cols;
+        double dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j < cols; j++)
+            dot += r[j] * pr[j];
+        const float d = (float)dot;
+#pragma omp simd
+        for (int j = 0; j < cols; j++)
+            r[j] = pr[j] * (r[j] - d) * scale;
+    }
+}
+
 static void cpu_attention_backward(const dit_backend *be, float *dqkv, const float *dout,
                                    const float *qkv, const float *probs, int B, int T, int H,
                                    int hd, float *scratch)
@@ -918,15 +984,7 @@ static void cpu_attention_backward(const dit_backend *be, float *dqkv, const flo
         // dP (T, T) = dO (T, hd) . V^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, 3 * D,
                     0.0f, dS, T);
-        for (int i = 0; i < T; i++) {
-            float *r = dS + (size_t)i * T;
-            const float *pr = P + (size_t)i * T;
-            double dot = 0;
-            for (int j = 0; j < T; j++)
-                dot += (double)r[j] * pr[j];
-            for (int j = 0; j < T; j++)
-                r[j] = pr[j] * (r[j] - (float)dot) * scale;
-        }
+        softmax_backward_rows(dS, P, T, T, scale);
         // dQ = dS K, dK = dS^T Q (scale folded into dS)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, k, 3 * D,
                     0.0f, dq, 3 * D);
@@ -943,19 +1001,53 @@ static void cpu_layernorm_modulate_train(const dit_backend *be, float *out, cons
 #pragma omp parallel for num_threads(be->n_threads)
     for (int row = 0; row < B * T; row++) {
         const int b = row / T;
-        const float *xr = x + (size_t)row * D;
-        double mu = 0, var = 0;
-        for (int i = 0; i < D; i++)
-            mu += xr[i];
-        mu /= D;
-        for (int i = 0; i < D; i++)
-            var += (xr[i] - mu) * (xr[i] - mu);
-        var /= D;
-        mean[row] = (float)mu;
-        rstd[row] = (float)(1.0 / sqrt(var + eps));
-        layernorm_modulate_row(out + (size_t)row * D, xr,
+        layernorm_modulate_row(out + (size_t)row * D, x + (size_t)row * D,
                                shift ? shift + (size_t)b * stride : NULL,
-                               scale ? scale + (size_t)b * stride : NULL, D, eps);
+                               scale ? scale + (size_t)b * stride : NULL, D, eps, mean + row,
+                               rstd + row);
+    }
+}
+
+/* one row of the LayerNorm-modulate backward (see below); gain = 1 + scale
+ * or NULL for 1; dshift, dscale (D) accumulate, may be NULL */
+VECTOR_CLONES static void layernorm_backward_row(float *dx, float *dshift, float *dscale,
+                                                 const float *dout, const float *x, float mu,
+                                                 float rs, const float *scale, int D)
+{
+    double m1 = 0, m2 = 0; /* mean(dxhat), mean(dxhat xhat) */
+    if (scale) {
+#pragma omp simd reduction(+ : m1, m2)
+        for (int i = 0; i < D; i++) {
+            const float dxh = dout[i] * (1.0f + scale[i]);
+            m1 += dxh;
+            m2 += dxh * ((x[i] - mu) * rs);
+        }
+    } else {
+#pragma omp simd reduction(+ : m1, m2)
+        for (int i = 0; i < D; i++) {
+            m1 += dout[i];
+            m2 += dout[i] * ((x[i] - mu) * rs);
+        }
+    }
+    const float a = (float)(m1 / D), c = (float)(m2 / D);
+    if (dshift) {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            dshift[i] += dout[i];
+    }
+    if (dscale) {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            dscale[i] += dout[i] * ((x[i] - mu) * rs);
+    }
+    if (scale) {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            dx[i] += rs * (dout[i] * (1.0f + scale[i]) - a - (x[i] - mu) * rs * c);
+    } else {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            dx[i] += rs * (dout[i] - a - (x[i] - mu) * rs * c);
     }
 }
 
@@ -968,61 +1060,58 @@ static void cpu_layernorm_modulate_backward(const dit_backend *be, float *dx, fl
     // dxhat = dout (1 + s), dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
 #pragma omp parallel for num_threads(be->n_threads)
     for (int b = 0; b < B; b++) {
-        const float *sc = scale ? scale + (size_t)b * stride : NULL;
+        const size_t off = (size_t)b * stride;
         for (int t = 0; t < T; t++) {
             const size_t row = (size_t)b * T + t;
-            const float *xr = x + row * D, *dr = dout + row * D;
-            float *dxr = dx + row * D;
-            const float mu = mean[row], rs = rstd[row];
-            double m1 = 0, m2 = 0;
-            for (int i = 0; i < D; i++) {
-                const float xh = (xr[i] - mu) * rs;
-                const float dxh = dr[i] * (sc ? 1.0f + sc[i] : 1.0f);
-                m1 += dxh;
-                m2 += (double)dxh * xh;
-                if (dshift)
-                    dshift[(size_t)b * stride + i] += dr[i];
-                if (dscale)
-                    dscale[(size_t)b * stride + i] += dr[i] * xh;
-            }
-            m1 /= D;
-            m2 /= D;
-            for (int i = 0; i < D; i++) {
-                const float xh = (xr[i] - mu) * rs;
-                const float dxh = dr[i] * (sc ? 1.0f + sc[i] : 1.0f);
-                dxr[i] += rs * (dxh - (float)m1 - xh * (float)m2);
-            }
+            layernorm_backward_row(dx + row * D, dshift ? dshift + off : NULL,
+                                   dscale ? dscale + off : NULL, dout + row * D, x + row * D,
+                                   mean[row], rstd[row], scale ? scale + off : NULL, D);
         }
     }
+}
+
+/* sums (n) += column sums of rows (M, stride), n columns: blocks of rows
+ * summed in float across the columns (vectorised), the blocks in double */
+VECTOR_CLONES static void column_sums_span(float *sums, const float *rows, int M, int stride,
+                                           size_t n)
+{
+    enum { BLOCK_ROWS = 64 };
+    double *acc = calloc(2 * n, sizeof *acc); /* acc, then part as floats */
+    if (!acc)
+        return;
+    float *part = (float *)(acc + n);
+    for (int m0 = 0; m0 < M; m0 += BLOCK_ROWS) {
+        const int m1 = m0 + BLOCK_ROWS < M ? m0 + BLOCK_ROWS : M;
+        memset(part, 0, n * sizeof *part);
+        for (int m = m0; m < m1; m++) {
+            const float *row = rows + (size_t)m * stride;
+#pragma omp simd
+            for (size_t i = 0; i < n; i++)
+                part[i] += row[i];
+        }
+        for (size_t i = 0; i < n; i++)
+            acc[i] += part[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        sums[i] += (float)acc[i];
+    free(acc);
 }
 
 static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, float *db,
                                 const float *dy, const float *x, const float *w, int M, int K,
                                 int N)
 {
-    cpu_set_blas_threads(be->n_threads);
     if (dx) // dx (M, K) = dy (M, N) . w (N, K)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dy, N, w, K, 0.0f,
-                    dx, K);
+        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K, NULL, DIT_ACT_NONE);
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dy, N, x, K, 1.0f,
-                    dw, K);
+        sgemm_rows(be, true, false, N, K, M, dy, N, x, K, 1.0f, dw, K, NULL, DIT_ACT_NONE);
     if (db) { // db (N) += column sums of dy, read row by row (contiguous)
 #pragma omp parallel num_threads(be->n_threads)
         {
             size_t lo, hi;
             thread_range((size_t)N, &lo, &hi);
-            double *acc = calloc(hi > lo ? hi - lo : 1, sizeof *acc);
-            if (acc) {
-                for (int m = 0; m < M; m++) {
-                    const float *row = dy + (size_t)m * N;
-                    for (size_t n = lo; n < hi; n++)
-                        acc[n - lo] += row[n];
-                }
-                for (size_t n = lo; n < hi; n++)
-                    db[n] += (float)acc[n - lo];
-                free(acc);
-            }
+            if (hi > lo)
+                column_sums_span(db + lo, dy + lo, M, N, hi - lo);
         }
     }
 }

@@ -11,63 +11,20 @@
  * Fixed choices of the upstream constructors: LayerNorm has no affine;
  * attention has qkv bias; MLP activation is GELU (tanh). */
 #include "dit-impl.h"
+#include "profile.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-/* DIT_PROFILE=1 in the environment: per-op wall time of each forward on
- * stderr, to see where a forward goes. Off: one branch per op. */
+/* DIT_PROFILE=1: per-op wall time of each forward (profile.h) */
 enum { P_EMBED, P_COND, P_ADALN, P_NORM, P_QKV, P_ATTN, P_PROJ, P_FC1, P_FC2, P_RESID,
        P_FINAL, P_COUNT };
 static const char *const prof_names[P_COUNT] = {"patch+pos", "t/y embed", "adaLN", "layernorm",
                                                 "qkv", "attention", "proj", "fc1+gelu", "fc2",
                                                 "gated add", "final"};
-typedef struct {
-    bool on;
-    double ms[P_COUNT];
-    double t0;
-} profile;
-
-static double wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-#define TIMED(prof, slot, call)                  \
-    do {                                         \
-        if ((prof)->on)                          \
-            (prof)->t0 = wall_ms();              \
-        call;                                    \
-        if ((prof)->on)                          \
-            (prof)->ms[slot] += wall_ms() - (prof)->t0; \
-    } while (0)
-
-static bool g_profile_on(void)
-{
-    static int on = -1;
-    if (on < 0) {
-        const char *v = getenv("DIT_PROFILE");
-        on = v && *v && strcmp(v, "0") != 0;
-    }
-    return on;
-}
-
-static void profile_print(const profile *pr)
-{
-    double total = 0;
-    for (int i = 0; i < P_COUNT; i++)
-        total += pr->ms[i];
-    fprintf(stderr, "dit forward profile (%.1f ms):", total);
-    for (int i = 0; i < P_COUNT; i++)
-        fprintf(stderr, " %s %.1f%s", prof_names[i], pr->ms[i], i + 1 < P_COUNT ? "," : "\n");
-}
-
 /* Activation buffers of one forward, carved from the context arena.
  * Ts = T, or T + conditioning tokens for the in-context variant. */
 typedef struct {
@@ -211,7 +168,7 @@ static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, 
  * activations in `a`, x, t, y, pos, out) is memory of that backend. */
 static void forward_ops(const dit_backend *be, const dit_model *model, const acts *ap, int B,
                         int H, int W, const float *x, const float *t, const int32_t *y,
-                        const float *pos, float *out, profile *P)
+                        const float *pos, float *out, dit_profile *P)
 {
     const dit_config *c = &model->cfg;
     const acts a = *ap;
@@ -225,12 +182,12 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
 
     const dit_embedder_weights *have = NULL; /* embedder whose csilu / ctx is current */
     if (!chunks) {
-        TIMED(P, P_COND, conditioning(be, c, &model->emb, B, t, y, &a));
+        DIT_TIMED(P, P_COND, conditioning(be, c, &model->emb, B, t, y, &a));
         have = &model->emb;
     }
     // tokens (B, T, D) = patch embed + position embed; in-context: (B, n + T, D)
     // with the conditioning tokens first
-    TIMED(P, P_EMBED, {
+    DIT_TIMED(P, P_EMBED, {
         float *tok = in_context ? a.h : a.x;
         be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
         be->linear(be, tok, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D, DIT_ACT_NONE);
@@ -243,28 +200,28 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
     for (int l = 0; l < c->depth; l++) {
         const dit_block_weights *blk = &model->blocks[l];
         if (chunks && blk->emb != have) {
-            TIMED(P, P_COND, conditioning(be, c, blk->emb, B, t, y, &a));
+            DIT_TIMED(P, P_COND, conditioning(be, c, blk->emb, B, t, y, &a));
             have = blk->emb;
         }
         if (chunks)
-            TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D,
+            DIT_TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D,
                                          chunks * D, DIT_ACT_NONE));
         const dit_mod_layout ml = dit_block_mod_layout(c);
         float *shift1 = dit_mod_at(a.mod, ml.shift1), *scale1 = dit_mod_at(a.mod, ml.scale1);
         float *gate1 = dit_mod_at(a.mod, ml.gate1), *shift2 = dit_mod_at(a.mod, ml.shift2);
         float *scale2 = dit_mod_at(a.mod, ml.scale2), *gate2 = dit_mod_at(a.mod, ml.gate2);
 
-        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B,
+        DIT_TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B,
                                                 Ts, D, c->norm1_eps));
         // qkv (B, Ts, 3, H, hd)
-        TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
-        TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads,
+        DIT_TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
+        DIT_TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads,
                                        a.scratch));
-        TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
-        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate1, ml.stride, B, Ts, D));
+        DIT_TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
+        DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate1, ml.stride, B, Ts, D));
 
         if (cross) { // x += proj(CrossAttn(q = LN(x), kv = conditioning tokens))
-            TIMED(P, P_ATTN, {
+            DIT_TIMED(P, P_ATTN, {
                 be->layernorm_modulate(be, a.h, a.x, NULL, NULL, 0, B, T, D, c->norm1_eps);
                 be->linear(be, a.qkv, a.h, blk->xq_w, blk->xq_b, BT, D, D, DIT_ACT_NONE);
                 be->linear(be, a.kv, a.ctx, blk->xkv_w, blk->xkv_b, B * n_ctx, D, 2 * D, DIT_ACT_NONE);
@@ -275,18 +232,18 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
             });
         }
 
-        TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B,
+        DIT_TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B,
                                                 Ts, D, c->norm2_eps));
         // mlp (B, Ts, Dm)
-        TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
+        DIT_TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
                                    DIT_ACT_GELU_TANH)); // GELU fused
-        TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
-        TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate2, ml.stride, B, Ts, D));
+        DIT_TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
+        DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate2, ml.stride, B, Ts, D));
     }
 
     // final layer: both families condition it on the first block's embedder;
     // the token variants end in a plain LayerNorm (in-context: image tokens only)
-    TIMED(P, P_FINAL, {
+    DIT_TIMED(P, P_FINAL, {
         const float *xf = a.x;
         if (in_context) {
             be->copy_tokens(be, a.y, T, 0, a.x, Ts, n_ctx, T, B, D);
@@ -381,7 +338,7 @@ static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, in
         (st = dit_device_upload(ctx, dy, y, (size_t)B * sizeof(int32_t))) ||
         (own_pos && (st = dit_device_upload(ctx, dpos, pos, T * c->hidden_size * sizeof(float)))))
         return st;
-    profile off = {.on = false}; /* ops are asynchronous: host timings would mislead */
+    dit_profile off = {.on = false}; /* ops are asynchronous: host timings would mislead */
     forward_ops(be, dm, &a, B, H, W, dx, dt, (const int32_t *)dy, dpos, dout, &off);
     if ((st = dit_device_sync(ctx)))
         return st;
@@ -409,10 +366,13 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
     if ((st = dit_arena_reserve(ctx, layout_acts(be, c, B, H, W, NULL, &a))))
         return st;
     layout_acts(be, c, B, H, W, ctx->arena, &a);
-    profile pr = {.on = g_profile_on()};
+    static int profile_on = -1;
+    if (profile_on < 0)
+        profile_on = dit_profile_enabled();
+    dit_profile pr = {.on = profile_on, .n_slots = P_COUNT, .names = prof_names};
     forward_ops(be, model, &a, B, H, W, x, t, y, pos, out, &pr);
     if (pr.on)
-        profile_print(&pr);
+        dit_profile_print(&pr, "dit forward profile", 1.0);
     return DIT_OK;
 }
 

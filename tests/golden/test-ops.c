@@ -248,39 +248,85 @@ static void test_image_ops(dit_ctx *ctx, const dit_backend *be)
     g_free(path);
 }
 
+/* against double-precision loops: a small odd shape (one sgemm), and a
+ * tall one that the CPU backend splits into row bands across threads */
 static void test_linear(const dit_backend *be)
 {
-    const int M = 37, K = 19, N = 23; /* odd sizes on purpose */
-    float *in = randn((size_t)M * K, 1), *w = randn((size_t)N * K, 1), *b = randn(N, 1);
-    float *out = malloc((size_t)M * N * sizeof *out), *ref = malloc((size_t)M * N * sizeof *ref);
+    static const int shapes[2][3] = {{37, 19, 23}, {1500, 21, 33}}; /* M, K, N: odd on purpose */
     static const struct {
         const char *label;
         bool bias;
         dit_act act;
     } variants[] = {
-        {"linear (37x19x23)", false, DIT_ACT_NONE},
+        {"linear", false, DIT_ACT_NONE},
         {"linear + bias", true, DIT_ACT_NONE},
         {"linear + bias + gelu(tanh) epilogue", true, DIT_ACT_GELU_TANH},
         {"linear + silu epilogue", false, DIT_ACT_SILU},
     };
-    for (size_t v = 0; v < G_N_ELEMENTS(variants); v++) {
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) {
-                double s = variants[v].bias ? b[n] : 0;
-                for (int k = 0; k < K; k++)
-                    s += (double)in[m * K + k] * w[n * K + k];
-                if (variants[v].act == DIT_ACT_GELU_TANH)
-                    s = 0.5 * s * (1 + tanh(sqrt(2 / M_PI) * (s + 0.044715 * s * s * s)));
-                else if (variants[v].act == DIT_ACT_SILU)
-                    s = s / (1 + exp(-s));
-                ref[m * N + n] = (float)s;
-            }
-        memset(out, 0x7f, (size_t)M * N * sizeof *out); /* garbage must be overwritten */
-        be->linear(be, out, in, w, variants[v].bias ? b : NULL, M, K, N, variants[v].act);
-        CHECK(compare_rel(variants[v].label, out, ref, (size_t)M * N, 1e-5), "%s",
-              variants[v].label);
+    for (int s = 0; s < 2; s++) {
+        const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *in = randn((size_t)M * K, 1), *w = randn((size_t)N * K, 1), *b = randn(N, 1);
+        float *out = malloc((size_t)M * N * sizeof *out);
+        float *ref = malloc((size_t)M * N * sizeof *ref);
+        for (size_t v = 0; v < G_N_ELEMENTS(variants); v++) {
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double acc = variants[v].bias ? b[n] : 0;
+                    for (int k = 0; k < K; k++)
+                        acc += (double)in[m * K + k] * w[n * K + k];
+                    if (variants[v].act == DIT_ACT_GELU_TANH)
+                        acc = 0.5 * acc *
+                              (1 + tanh(sqrt(2 / M_PI) * (acc + 0.044715 * acc * acc * acc)));
+                    else if (variants[v].act == DIT_ACT_SILU)
+                        acc = acc / (1 + exp(-acc));
+                    ref[m * N + n] = (float)acc;
+                }
+            memset(out, 0x7f, (size_t)M * N * sizeof *out); /* garbage must be overwritten */
+            be->linear(be, out, in, w, variants[v].bias ? b : NULL, M, K, N, variants[v].act);
+            char label[96];
+            snprintf(label, sizeof label, "%s (%dx%d->%d)", variants[v].label, M, K, N);
+            CHECK(compare_rel(label, out, ref, (size_t)M * N, 1e-5), "%s", label);
+        }
+        free(in), free(w), free(b), free(out), free(ref);
     }
-    free(in), free(w), free(b), free(out), free(ref);
+}
+
+/* linear_backward on a tall shape (row bands, the weight gradient's long
+ * reduction, the bias's column sums) against double loops; dw and db add
+ * into what they hold */
+static void test_linear_backward(const dit_backend *be)
+{
+    const int M = 1500, K = 21, N = 33;
+    float *x = randn((size_t)M * K, 1), *w = randn((size_t)N * K, 1), *dy = randn((size_t)M * N, 1);
+    float *dx = malloc((size_t)M * K * sizeof *dx), *dw = randn((size_t)N * K, 1);
+    float *db = randn(N, 1);
+    float *rdx = malloc((size_t)M * K * sizeof *rdx), *rdw = malloc((size_t)N * K * sizeof *rdw);
+    float *rdb = malloc(N * sizeof *rdb);
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) {
+            double acc = 0;
+            for (int n = 0; n < N; n++)
+                acc += (double)dy[m * N + n] * w[n * K + k];
+            rdx[m * K + k] = (float)acc;
+        }
+    for (int n = 0; n < N; n++) {
+        double acc_b = db[n];
+        for (int m = 0; m < M; m++)
+            acc_b += dy[m * N + n];
+        rdb[n] = (float)acc_b;
+        for (int k = 0; k < K; k++) {
+            double acc = dw[n * K + k];
+            for (int m = 0; m < M; m++)
+                acc += (double)dy[m * N + n] * x[m * K + k];
+            rdw[n * K + k] = (float)acc;
+        }
+    }
+    memset(dx, 0x7f, (size_t)M * K * sizeof *dx);
+    be->linear_backward(be, dx, dw, db, dy, x, w, M, K, N);
+    CHECK(compare_rel("linear backward dx (1500x21->33)", dx, rdx, (size_t)M * K, 1e-5), "dx");
+    CHECK(compare_rel("linear backward dw (1500x21->33)", dw, rdw, (size_t)N * K, 1e-5), "dw");
+    CHECK(compare_rel("linear backward db (1500x21->33)", db, rdb, (size_t)N, 1e-5), "db");
+    free(x), free(w), free(dy), free(dx), free(dw), free(db), free(rdx), free(rdw), free(rdb);
 }
 
 /* dit_expf against exp in double over the whole clamped range */
@@ -400,10 +446,12 @@ static void test_silu_and_embedding(const dit_backend *be)
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
+    dit_ctx_set_threads(ctx, 2); /* the tall linears split into bands across threads */
     const dit_backend *be = &ctx->cpu;
     test_against_pytorch(ctx, be);
     test_image_ops(ctx, be);
     test_linear(be);
+    test_linear_backward(be);
     test_expf();
     test_patch_embed(be);
     test_unpatchify(be);
