@@ -70,6 +70,7 @@ dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device)
                          "a CUDA device is present but the backend could not be set up "
                          "(stream or cuBLAS handle)");
     }
+    dit_cuda_set_precision(ctx->dev.be, (dit_cuda_precision)ctx->dev.precision);
     ctx->be = ctx->dev.be;
     return DIT_OK;
 #else
@@ -84,6 +85,35 @@ dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device)
 const char *dit_ctx_device(const dit_ctx *ctx)
 {
     return ctx && dit_on_device(ctx) ? "cuda" : "cpu";
+}
+
+static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
+#ifdef DIT_HAVE_CUDA
+_Static_assert(DIT_CUDA_FP32 == 0 && DIT_CUDA_TF32 == 1 && DIT_CUDA_BF16 == 2,
+               "precision_names follows dit_cuda_precision");
+#endif
+
+dit_status dit_ctx_set_precision(dit_ctx *ctx, const char *precision)
+{
+    if (!ctx)
+        return DIT_ERR_INVALID_ARG;
+    for (int i = 0; precision && i < 3; i++) {
+        if (strcasecmp(precision, precision_names[i]) == 0) {
+            ctx->dev.precision = i;
+#ifdef DIT_HAVE_CUDA
+            if (ctx->dev.be)
+                dit_cuda_set_precision(ctx->dev.be, (dit_cuda_precision)i);
+#endif
+            return DIT_OK;
+        }
+    }
+    return dit_error(ctx, DIT_ERR_INVALID_ARG, "precision must be fp32, tf32 or bf16, not '%s'",
+                     precision ? precision : "(null)");
+}
+
+const char *dit_ctx_precision(const dit_ctx *ctx)
+{
+    return precision_names[ctx ? ctx->dev.precision : 0];
 }
 
 #ifdef DIT_HAVE_CUDA

@@ -212,6 +212,7 @@ typedef struct {
     float *vae_params;
     dit_vae *vae;
     uint64_t vae_id; /* which VAE: ids are unique per load */
+    int precision;   /* index into device.c's names: dit_cuda_precision's order */
 } dit_device;
 
 struct dit_ctx {

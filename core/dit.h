@@ -118,6 +118,15 @@ DIT_API dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes);
 DIT_API dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device);
 /* The active device: "cpu" or "cuda". */
 DIT_API const char *dit_ctx_device(const dit_ctx *ctx);
+/* Matrix-multiply precision on the CUDA device (any case): "fp32" (the
+ * default; results agree with the CPU's to rounding), "tf32" or "bf16"
+ * (tensor cores: cuBLAS rounds the inputs of each product to that format
+ * and accumulates in fp32, about 1e-3 and 1e-2 relative). Storage stays
+ * fp32, and the CPU always computes in fp32. Holds for the device selected
+ * now and later. Anything else is DIT_ERR_INVALID_ARG, leaving it as it was. */
+DIT_API dit_status dit_ctx_set_precision(dit_ctx *ctx, const char *precision);
+/* "fp32", "tf32" or "bf16" */
+DIT_API const char *dit_ctx_precision(const dit_ctx *ctx);
 DIT_API const char *dit_status_name(dit_status status);
 
 /* ---- models ------------------------------------------------------------- */

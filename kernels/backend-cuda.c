@@ -597,18 +597,6 @@ dit_cuda_precision dit_cuda_get_precision(const dit_backend *be)
     return be ? cb_of(be)->precision : DIT_CUDA_FP32;
 }
 
-bool dit_cuda_parse_precision(const char *name, dit_cuda_precision *p)
-{
-    static const char *const names[] = {"fp32", "tf32", "bf16"}; /* enum order */
-    for (int i = 0; name && i < 3; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            *p = (dit_cuda_precision)i;
-            return true;
-        }
-    }
-    return false;
-}
-
 dit_status dit_cuda_sync(const dit_backend *be, char *why, size_t len)
 {
     const cudaError_t e = be ? cudaStreamSynchronize(cb_of(be)->stream) : cudaDeviceSynchronize();

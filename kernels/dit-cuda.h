@@ -49,8 +49,6 @@ typedef enum {
 
 void dit_cuda_set_precision(dit_backend *be, dit_cuda_precision p);
 dit_cuda_precision dit_cuda_get_precision(const dit_backend *be);
-/* "fp32", "tf32", "bf16"; false on anything else */
-bool dit_cuda_parse_precision(const char *name, dit_cuda_precision *p);
 
 /* Waits for the backend's stream; returns the first error of any op since
  * the last call (and clears it), with its message in why[len] (why may be

@@ -50,6 +50,7 @@ typedef struct {
     int batch;            /* 1 */
     int threads;          /* 0 = all cores */
     char *device;         /* cpu | cuda | auto */
+    char *precision;      /* fp32 | tf32 | bf16, on the device */
     char *output;
     char *input;
     char *mask;
@@ -79,7 +80,7 @@ static void options_init(options *o)
 static void options_clear(options *o)
 {
     char **strs[] = {&o->model, &o->vae, &o->class_name, &o->labels, &o->sampler, &o->schedule,
-                     &o->prediction, &o->spacing, &o->device, &o->output, &o->input, &o->mask,
+                     &o->prediction, &o->spacing, &o->device, &o->precision, &o->output, &o->input, &o->mask,
                      &o->resize, &o->progress};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
@@ -89,6 +90,7 @@ static void options_clear(options *o)
 #define OPT_VAE(o) {"vae", 0, 0, G_OPTION_ARG_FILENAME, &(o)->vae, "VAE folder or .safetensors; 'none' for a pixel-space model (default: the pipeline's vae/)", "PATH"}
 #define OPT_THREADS(o) {"threads", 't', 0, G_OPTION_ARG_INT, &(o)->threads, "CPU threads (default: all cores)", "N"}
 #define OPT_DEVICE(o) {"device", 0, 0, G_OPTION_ARG_STRING, &(o)->device, "cpu, cuda or auto (default: auto)", "DEV"}
+#define OPT_PRECISION(o) {"precision", 0, 0, G_OPTION_ARG_STRING, &(o)->precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"}
 #define OPT_OUTPUT(o) {"output", 'o', 0, G_OPTION_ARG_FILENAME, &(o)->output, "output file", "FILE"}
 #define OPT_QUIET(o) {"quiet", 'q', 0, G_OPTION_ARG_NONE, &(o)->quiet, "no progress, only errors", NULL}
 #define OPT_END {NULL, 0, 0, 0, NULL, NULL, NULL}
@@ -115,6 +117,7 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source)
         {"progress", 0, 0, G_OPTION_ARG_STRING, &o->progress, "auto, bar, json or none (default: auto: a bar on a terminal)", "MODE"},
         OPT_THREADS(o),
         OPT_DEVICE(o),
+        OPT_PRECISION(o),
         OPT_OUTPUT(o),
         OPT_QUIET(o),
         OPT_END,
@@ -217,6 +220,10 @@ static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
     if (dst) {
         fprintf(stderr, "dit: --device %s: %s\n", device, dit_last_error(l->ctx));
         return EXIT_MODEL;
+    }
+    if (o->precision && dit_ctx_set_precision(l->ctx, o->precision)) {
+        fprintf(stderr, "dit: --precision: %s\n", dit_last_error(l->ctx));
+        return EXIT_USAGE;
     }
     char *model_path = o->model ? g_strdup(o->model) : NULL;
     if (need_dit) {

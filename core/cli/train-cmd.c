@@ -162,7 +162,7 @@ int dit_cmd_train(int argc, char **argv)
     gboolean resume = FALSE, quiet = FALSE, flip = FALSE, uncond = FALSE, learn_sigma = FALSE;
     gboolean no_ema_warmup = FALSE, bf16_acts = FALSE;
     char *vae_path = NULL, *cache = NULL, *labels_csv = NULL, *conditioning = NULL;
-    char *device = NULL;
+    char *device = NULL, *precision = NULL;
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output folder (checkpoint, log, model/)", "DIR"},
@@ -199,6 +199,7 @@ int dit_cmd_train(int argc, char **argv)
         {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &labels_csv, "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all)", "N"},
         {"device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu, cuda or auto (default: auto): where the weights, optimiser state and activations live", "DEV"},
+        {"precision", 0, 0, G_OPTION_ARG_STRING, &precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
@@ -239,6 +240,11 @@ int dit_cmd_train(int argc, char **argv)
         if (dst) {
             fprintf(stderr, "dit: --device %s: %s\n", dev, dit_last_error(ctx));
             rc = dst == DIT_ERR_INVALID_ARG ? 1 : 3;
+            goto done;
+        }
+        if (precision && dit_ctx_set_precision(ctx, precision)) {
+            fprintf(stderr, "dit: --precision: %s\n", dit_last_error(ctx));
+            rc = 1;
             goto done;
         }
     }
@@ -458,6 +464,7 @@ done:
     dit_ctx_free(ctx);
     g_free(data), g_free(out), g_free(objective), g_free(schedule);
     g_free(vae_path), g_free(cache), g_free(labels_csv), g_free(conditioning), g_free(device);
+    g_free(precision);
     g_free(ckpt), g_free(model_dir), g_free(log_path);
     return rc;
 }

@@ -3,13 +3,14 @@
  * flipped cosine schedule, AdamW, batch 128) on random data, against
  * torch_train_ref.py (the same architecture in PyTorch) with the same
  * threads and batch. Environment: DIT_BENCH_STEPS (20), DIT_THREADS,
- * DIT_TORCH_PYTHON. */
+ * DIT_BENCH_DEVICE and DIT_BENCH_PRECISION (bench-util.h), DIT_TORCH_PYTHON. */
 #include "bench-util.h"
 #include "common.h"
 #include "dit-train.h"
 
 #include <glib.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(void)
 {
@@ -17,6 +18,9 @@ int main(void)
     dit_ctx *ctx = dit_ctx_new();
     dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
     const int threads = dit_ctx_get_threads(ctx);
+    const char *device, *precision;
+    if (!bench_select_device(ctx, &device, &precision))
+        return 1;
     dit_config c = {.in_channels = 1, .sample_size = 32, .patch_size = 4, .hidden_size = 128,
                     .depth = 6, .num_heads = 4, .mlp_hidden = 512, .num_classes = 10,
                     .freq_dim = 256};
@@ -29,7 +33,7 @@ int main(void)
     tc.objective = DIT_OBJ_X0_L1;
     tc.sched.schedule = DIT_SCHEDULE_COSINE_ALPHABAR;
     tc.sched.train_steps = 500;
-    tc.batch = B, tc.lr = 3e-4, tc.ema_decay = 0.999;
+    tc.batch = B, tc.lr = 3e-4, tc.ema_decay = 0.999, tc.grad_clip = 1.0; /* dit train's */
     dit_trainer *tr = NULL;
     if (dit_trainer_new(ctx, m, &tc, &tr) != DIT_OK)
         return 1;
@@ -42,18 +46,20 @@ int main(void)
     for (int s = 0; s < steps; s++)
         dit_trainer_step(ctx, tr, imgs, labels, NULL);
     const double sps = steps / ((now_ms() - t0) / 1e3);
-    printf("libdit training: %zu parameters, batch %d, %d threads: %.3f steps/s = %.0f img/s\n",
-           dit_model_param_count(m), B, threads, sps, sps * B);
+    printf("libdit training: %zu parameters, batch %d, %s, %s: %.3f steps/s = %.0f img/s\n",
+           dit_model_param_count(m), B, bench_where(ctx), precision, sps, sps * B);
     char th[16], st[16], bs[16];
     snprintf(th, sizeof th, "%d", threads);
     snprintf(st, sizeof st, "%d", steps);
     snprintf(bs, sizeof bs, "%d", B);
-    const char *args[] = {"--threads", th, "--steps", st, "--warmup", "1", "--batch", bs, NULL};
+    const char *args[] = {"--threads", th, "--steps", st, "--warmup", "1", "--batch", bs,
+                          "--device", device, "--precision", precision, NULL};
     char *json = run_reference("torch_train_ref.py", args);
     if (json) {
         const double tsps = json_number(json, "steps_per_s");
         printf("PyTorch reference: %s", json);
-        printf("ratio vs PyTorch (same architecture, batch, threads): %.2fx %s\n", sps / tsps,
+        printf("ratio vs PyTorch (same architecture, batch, %s): %.2fx %s\n",
+               strcmp(device, "cpu") == 0 ? "threads" : "device", sps / tsps,
                sps >= tsps ? "(libdit faster)" : "(PyTorch faster)");
         g_free(json);
     }

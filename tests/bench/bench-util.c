@@ -108,3 +108,43 @@ double peak_rss_mib(void)
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
 }
+
+bool bench_select_device(dit_ctx *ctx, const char **device, const char **precision)
+{
+    const char *dev = g_getenv("DIT_BENCH_DEVICE"), *prec = g_getenv("DIT_BENCH_PRECISION");
+    dev = dev && *dev ? dev : "cpu", prec = prec && *prec ? prec : "fp32";
+    if (dit_ctx_set_device(ctx, dev) != DIT_OK || dit_ctx_set_precision(ctx, prec) != DIT_OK) {
+        fprintf(stderr, "DIT_BENCH_DEVICE=%s DIT_BENCH_PRECISION=%s: %s\n", dev, prec,
+                dit_last_error(ctx));
+        return false;
+    }
+    *device = dit_ctx_device(ctx), *precision = dit_ctx_precision(ctx);
+    if (strcmp(*device, "cpu") != 0)
+        printf("device: %s, %s matrix products\n", *device, *precision);
+    return true;
+}
+
+const char *bench_where(const dit_ctx *ctx)
+{
+    static char where[32];
+    if (strcmp(dit_ctx_device(ctx), "cpu") == 0)
+        snprintf(where, sizeof where, "%d threads", dit_ctx_get_threads(ctx));
+    else
+        snprintf(where, sizeof where, "%s", dit_ctx_device(ctx));
+    return where;
+}
+
+double bench_peak(dit_ctx *ctx)
+{
+    if (strcmp(dit_ctx_device(ctx), "cpu") != 0)
+        return 0;
+    const double peak = measure_sgemm_gflops();
+    printf("sgemm peak (2048^3, %d threads): %.1f GFLOP/s\n", dit_ctx_get_threads(ctx), peak);
+    return peak;
+}
+
+void print_share_of_peak(double gflops, double peak)
+{
+    if (peak > 0)
+        printf(" = %.0f%% of sgemm peak", 100 * gflops / peak);
+}

@@ -3,6 +3,9 @@
 #ifndef DIT_BENCH_UTIL_H
 #define DIT_BENCH_UTIL_H
 
+#include "dit.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 
 double now_ms(void);
@@ -20,5 +23,18 @@ double json_number(const char *json, const char *key);
 double median(double *v, int n);
 /* peak resident set of this process, MiB */
 double peak_rss_mib(void);
+/* DIT_BENCH_DEVICE (cpu, the default, or cuda) and DIT_BENCH_PRECISION
+ * (fp32, the default, tf32 or bf16: matrix products on the device) applied
+ * to ctx, printed, and handed back as the reference scripts' --device and
+ * --precision values; false, after printing why, when they cannot be. */
+bool bench_select_device(dit_ctx *ctx, const char **device, const char **precision);
+/* On the CPU: measures the sgemm peak on ctx's threads, prints it and
+ * returns it; on a device 0 (a CPU peak says nothing about it) */
+double bench_peak(dit_ctx *ctx);
+/* " = N% of sgemm peak" on stdout when peak > 0 */
+void print_share_of_peak(double gflops, double peak);
+/* "N threads" on the CPU, else the device's name, for result lines (a
+ * static buffer) */
+const char *bench_where(const dit_ctx *ctx);
 
 #endif

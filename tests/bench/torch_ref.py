@@ -2,7 +2,7 @@
 """PyTorch/diffusers reference timing for the gimp-dit DiT benchmark.
 
     torch_ref.py --model DIR --input FILE --threads N [--warmup 1] [--iters 3]
-                 [--output OUT.safetensors]
+                 [--output OUT.safetensors] [--device cpu|cuda] [--precision fp32|tf32|bf16]
 
 DIR   a diffusers DiTTransformer2DModel folder (config.json +
       diffusion_pytorch_model.safetensors).
@@ -10,7 +10,8 @@ FILE  safetensors with x (B,C,H,W), t (B) and y (B, integer values stored as
       float), as in tests/golden/*.io.safetensors.
 
 Prints one JSON line on stdout:
-    {"ms": median, "ms_min": min, "threads": N, "torch": ..., "diffusers": ...}
+    {"ms": median, "ms_min": min, "threads": N, "device": ..., "precision": ...,
+     "torch": ..., "diffusers": ...}
 and, with --output, writes the last forward's output as `out` (F32).
 Exits 3 with a one-line reason on stderr when torch or diffusers is missing.
 
@@ -21,17 +22,16 @@ still the unmodified diffusers forward.
 """
 import argparse
 import json
-import os
 import statistics
-import sys
-import time
+
+import torch_common
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="diffusers DiTTransformer2DModel folder")
     ap.add_argument("--input", required=True, help="safetensors file with x, t, y")
-    ap.add_argument("--threads", required=True, type=int)
+    torch_common.add_args(ap)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--output", help="write the last output as `out` (F32) here")
@@ -43,32 +43,21 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # The thread count has to be in the environment before torch loads its
-    # OpenMP / MKL runtimes.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-
+    torch = torch_common.import_torch(args, "torch_ref", "/diffusers/safetensors")
     try:
-        import torch
         import diffusers
         from diffusers import DiTTransformer2DModel
         from safetensors.torch import load_file, save_file
-    except Exception as e:  # ImportError, or a broken install raising something else
-        print(f"torch_ref: cannot import torch/diffusers/safetensors: {e}", file=sys.stderr)
-        sys.exit(3)
-
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    except Exception as e:
+        torch_common.fail_import("torch_ref", "diffusers/safetensors", e)
     diffusers.utils.logging.set_verbosity_error()
 
-    model = DiTTransformer2DModel.from_pretrained(args.model, torch_dtype=torch.float32).eval()
+    dev = args.device
+    model = DiTTransformer2DModel.from_pretrained(args.model, torch_dtype=torch.float32).eval().to(dev)
     io = load_file(args.input)
-    x = io["x"].to(torch.float32).contiguous()
-    t = io["t"].to(torch.float32)
-    y = io["y"].round().to(torch.long)
+    x = io["x"].to(torch.float32).contiguous().to(dev)
+    t = io["t"].to(torch.float32).to(dev)
+    y = io["y"].round().to(torch.long).to(dev)
 
     captured = {}
     model.proj_out_2.register_forward_hook(lambda mod, inp, out: captured.__setitem__("tok", out))
@@ -76,9 +65,9 @@ def main():
     times = []
     with torch.inference_mode():
         for i in range(args.warmup + args.iters):
-            t0 = time.perf_counter()
+            t0 = torch_common.clock(torch, dev)
             model(x, timestep=t, class_labels=y)
-            dt = (time.perf_counter() - t0) * 1000.0
+            dt = torch_common.clock(torch, dev) - t0
             if i >= args.warmup:
                 times.append(dt)
 
@@ -89,10 +78,11 @@ def main():
         gh, gw = H // p, W // p
         tok = captured["tok"].reshape(B, gh, gw, p, p, cout)
         out = torch.einsum("nhwpqc->nchpwq", tok).reshape(B, cout, gh * p, gw * p)
-        save_file({"out": out.to(torch.float32).contiguous()}, args.output)
+        save_file({"out": out.to(torch.float32).cpu().contiguous()}, args.output)
 
     print(json.dumps({"ms": round(statistics.median(times), 4), "ms_min": round(min(times), 4),
-                      "threads": args.threads, "torch": torch.__version__,
+                      "threads": args.threads, "device": dev, "precision": args.precision,
+                      "torch": torch.__version__,
                       "diffusers": diffusers.__version__}))
 
 

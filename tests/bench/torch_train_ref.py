@@ -3,8 +3,9 @@
 
     torch_train_ref.py --threads N [--steps 20] [--warmup 3] [--batch 128]
                        [--seed 0] [--clip 1.0] [--ema 0.999] [--dropout 0.1]
+                       [--device cpu|cuda] [--precision fp32|tf32|bf16]
 
-Trains, in float32 on the CPU, the model `dit train` builds by default, written
+Trains, in float32 (on the CPU unless --device cuda), the model `dit train` builds by default, written
 here as plain torch modules in the official facebookresearch/DiT layout and
 naming:
     in_channels 1, input 32x32, patch 4 (64 tokens), hidden 128, 4 heads,
@@ -30,16 +31,16 @@ The learning-rate warm-up of `dit train` changes no timing and is left out.
 
 --warmup steps run first and are not timed; then --steps steps are timed.
 Prints one JSON line on stdout:
-    {"steps_per_s": ..., "img_per_s": ..., "threads": N, "torch": ..., "params": P}
+    {"steps_per_s": ..., "img_per_s": ..., "threads": N, "device": ..., "precision": ...,
+     "torch": ..., "params": P}
 where P counts the trained parameters (pos_embed is fixed, not counted).
 Exits 3 with a one-line reason on stderr when torch is missing.
 """
 import argparse
 import json
 import math
-import os
-import sys
-import time
+
+import torch_common
 
 # the `dit train` defaults this benchmark mirrors
 IN_CHANNELS, INPUT_SIZE, PATCH = 1, 32, 4
@@ -53,7 +54,7 @@ POOL = 1024            # images in the random data pool
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", required=True, type=int)
+    torch_common.add_args(ap)
     ap.add_argument("--steps", type=int, default=20, help="timed training steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
     ap.add_argument("--batch", type=int, default=128)
@@ -109,7 +110,7 @@ def build_dit(torch):
 
         def forward(self, t):
             half = self.freq // 2
-            freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
+            freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64, device=t.device) / half)
             args = t.to(torch.float64)[:, None] * freqs[None]
             emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.mlp[0].weight.dtype)
             return self.mlp(emb)
@@ -223,26 +224,14 @@ def build_dit(torch):
 
 def main():
     args = parse_args()
-    # The thread count has to be in the environment before torch loads its
-    # OpenMP / MKL runtimes.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    try:
-        import torch
-    except Exception as e:  # ImportError, or a broken install raising something else
-        print(f"torch_train_ref: cannot import torch: {e}", file=sys.stderr)
-        sys.exit(3)
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    torch = torch_common.import_torch(args, "torch_train_ref")
+    dev = args.device
 
     gen = torch.Generator().manual_seed(args.seed)
     model = build_dit(torch)(IN_CHANNELS, INPUT_SIZE, PATCH, HIDDEN, HEADS, DEPTH, MLP_RATIO, NUM_CLASSES,
                              FREQ_DIM)
     model.init_like_dit_train(gen, LABEL_STD)
-    model.train()
+    model.to(dev).train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
@@ -263,6 +252,8 @@ def main():
         t = torch.randint(0, TRAIN_T, (B,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
         xt = sqrt_a[t].view(B, 1, 1, 1) * x0 + sqrt_1ma[t].view(B, 1, 1, 1) * noise
+        # the batch is made on the host and uploaded, as libdit's trainer does
+        xt, t, y, x0 = xt.to(dev), t.to(dev), y.to(dev), x0.to(dev)
         loss = (model(xt, t.to(torch.float32), y) - x0).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -277,14 +268,14 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    t0 = time.perf_counter()
+    t0 = torch_common.clock(torch, dev)
     for _ in range(args.steps):
         loss = step()
     loss.item()
-    dt = time.perf_counter() - t0
-    sps = args.steps / dt
+    sps = args.steps / ((torch_common.clock(torch, dev) - t0) / 1000.0)
     print(json.dumps({"steps_per_s": round(sps, 4), "img_per_s": round(sps * B, 2), "threads": args.threads,
-                      "torch": torch.__version__, "params": n_params}))
+                      "device": dev, "precision": args.precision, "torch": torch.__version__,
+                      "params": n_params}))
 
 
 if __name__ == "__main__":

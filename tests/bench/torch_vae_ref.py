@@ -3,6 +3,7 @@
 
     torch_vae_ref.py --model DIR --latent FILE --threads N [--warmup 1] [--iters 3]
                      [--output OUT.safetensors] [--tile-sample SIZE]
+                     [--device cpu|cuda] [--precision fp32|tf32|bf16]
 
 DIR   a diffusers AutoencoderKL folder (config.json +
       diffusion_pytorch_model.safetensors).
@@ -18,25 +19,25 @@ latent is larger than tile_latent_min_size in height or width.
 
 Timed: vae.decode(latent) in float32 under torch.inference_mode().
 Prints one JSON line on stdout:
-    {"ms": median, "ms_min": min, "threads": N, "torch": ..., "diffusers": ...,
-     "peak_rss_mb": ru_maxrss in MiB}
+    {"ms": median, "ms_min": min, "threads": N, "device": ..., "precision": ...,
+     "torch": ..., "diffusers": ..., "peak_rss_mb": ru_maxrss in MiB}
 and, with --output, writes the last decode's output as `out` (F32).
 Exits 3 with a one-line reason on stderr when torch or diffusers is missing.
 """
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
-import time
+
+import torch_common
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="diffusers AutoencoderKL folder")
     ap.add_argument("--latent", required=True, help="safetensors file with `latent` (B,4,h,w)")
-    ap.add_argument("--threads", required=True, type=int)
+    torch_common.add_args(ap)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--output", help="write the last output as `out` (F32) here")
@@ -52,33 +53,22 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # The thread count has to be in the environment before torch loads its
-    # OpenMP / MKL runtimes.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-
+    torch = torch_common.import_torch(args, "torch_vae_ref", "/diffusers/safetensors")
     try:
-        import torch
         import diffusers
         from diffusers import AutoencoderKL
         from safetensors.torch import load_file, save_file
-    except Exception as e:  # ImportError, or a broken install raising something else
-        print(f"torch_vae_ref: cannot import torch/diffusers/safetensors: {e}", file=sys.stderr)
-        sys.exit(3)
-
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    except Exception as e:
+        torch_common.fail_import("torch_vae_ref", "diffusers/safetensors", e)
     diffusers.utils.logging.set_verbosity_error()
 
-    vae = AutoencoderKL.from_pretrained(args.model, torch_dtype=torch.float32).eval()
+    dev = args.device
+    vae = AutoencoderKL.from_pretrained(args.model, torch_dtype=torch.float32).eval().to(dev)
     io = load_file(args.latent)
     if "latent" not in io:
         print(f"torch_vae_ref: {args.latent} has no `latent` tensor", file=sys.stderr)
         sys.exit(2)
-    z = io["latent"].to(torch.float32).contiguous()
+    z = io["latent"].to(torch.float32).contiguous().to(dev)
 
     if args.tile_sample is not None:
         f = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -95,20 +85,21 @@ def main():
     out = None
     with torch.inference_mode():
         for i in range(args.warmup + args.iters):
-            t0 = time.perf_counter()
+            t0 = torch_common.clock(torch, dev)
             out = vae.decode(z).sample
-            dt = (time.perf_counter() - t0) * 1000.0
+            dt = torch_common.clock(torch, dev) - t0
             if i >= args.warmup:
                 times.append(dt)
 
     if args.output:
-        save_file({"out": out.to(torch.float32).contiguous()}, args.output)
+        save_file({"out": out.to(torch.float32).cpu().contiguous()}, args.output)
 
     # ru_maxrss is in KiB on Linux (bytes on macOS)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_mb = rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
     print(json.dumps({"ms": round(statistics.median(times), 4), "ms_min": round(min(times), 4),
-                      "threads": args.threads, "torch": torch.__version__,
+                      "threads": args.threads, "device": dev, "precision": args.precision,
+                      "torch": torch.__version__,
                       "diffusers": diffusers.__version__, "peak_rss_mb": round(peak_mb, 1)}))
 
 

@@ -14,13 +14,15 @@
 #      It unpacks the .debs into a private sysroot (nothing is installed
 #      into /), points pkg-config at it, configures with -Dcuda=enabled,
 #      builds, runs `meson test --suite gpu`, and writes to $OUT:
-#        summary.txt   what ran, how long, the verdict
+#        summary.txt   what ran, how long, the verdict, the benchmark lines
 #        device.txt    nvidia-smi, nvcc and driver versions
 #        setup.log, build.log, test-gpu.log, testlog.txt (meson's, per test)
+#        bench-{dit,vae,train}-{fp32,bf16}.txt   the GPU benchmarks (step 5)
 #      It exits non-zero if the build or any gpu test fails (a SKIP there
 #      means no device was seen: also a failure on this machine).
 #      Budget: about 1 minute to unpack and configure, 1-2 to build on 16
-#      cores, under a minute of tests; well inside 8 minutes.
+#      cores, under a minute of tests, 3-4 of benchmarks (DiT-XL/2's 3 GB of
+#      weights are written and loaded once per precision); inside 8 minutes.
 #
 # The sysroot's libraries are Debian 12's, built for glibc 2.36; the GPU
 # machine's newer glibc runs them. Test binaries find them through an
@@ -142,10 +144,23 @@ if grep -qE "^Skipped: +[1-9]" "$OUT/test-gpu.log"; then
     status=1
 fi
 
-# 5. GPU benchmarks: not yet. They land when the model code runs on the
-# backend (DiT-XL/2 256 forward batch 2 + CFG, 50-step sample, SD-VAE 512
-# decode, fp32 and bf16, each against PyTorch/diffusers on this GPU in the
-# same run). Add them here, writing $OUT/bench-*.txt, within the budget.
+# 5. GPU benchmarks (DIT_BENCH=0 skips): DiT-XL/2 forward at 256x256, batch
+# 2 (a CFG pair: a 50-step sample is 50 of these plus one VAE decode), the
+# SD-VAE-shaped 512x512 decode, and training steps of the embedded model's
+# architecture, in fp32 and bf16 products. PyTorch is not on this machine,
+# so each prints "PyTorch reference: skipped"; where torch with CUDA is
+# installed, DIT_TORCH_PYTHON gives the ratios on the same GPU.
+if [ "${DIT_BENCH:-1}" != 0 ] && [ $status = 0 ]; then
+    for precision in fp32 bf16; do
+        for bench in dit vae train; do
+            f="$OUT/bench-$bench-$precision.txt"
+            DIT_BENCH_DEVICE=cuda DIT_BENCH_PRECISION=$precision DIT_BENCH_ITERS=5 \
+                DIT_BENCH_TILED="" timeout 150 "$BUILD/tests/bench/bench-$bench" >"$f" 2>&1 ||
+                log "bench-$bench $precision: exit $? (see $(basename "$f"))"
+            grep -E "^(device|libdit)" "$f" | tee -a "$OUT/summary.txt"
+        done
+    done
+fi
 
 log "done: gpu suite $([ $status = 0 ] && echo passed || echo FAILED)"
 exit $status

@@ -377,6 +377,54 @@ static void test_train(dit_ctx *ctx)
     dit_ctx_free(cpu);
 }
 
+/* dit_ctx_set_precision: names checked, and on the device tf32 and bf16
+ * products move the forward from fp32's by about their rounding (the
+ * emulator rounds the inputs like the tensor cores) and no further */
+static void test_precision(dit_ctx *ctx)
+{
+    CHECK(strcmp(dit_ctx_precision(ctx), "fp32") == 0, "default %s", dit_ctx_precision(ctx));
+    CHECK(dit_ctx_set_precision(ctx, "fp16") == DIT_ERR_INVALID_ARG && dit_last_error(ctx)[0] &&
+              strcmp(dit_ctx_precision(ctx), "fp32") == 0,
+          "fp16 accepted or the setting moved");
+    io_case io;
+    char *path = fixture_path(fixtures[0].model);
+    dit_model *m = NULL;
+    dit_ctx_set_device(ctx, "cpu");
+    if (!load_io(ctx, fixtures[0].io, &io) || dit_model_load(ctx, path, &m) != DIT_OK) {
+        CHECK(false, "cannot load %s: %s", fixtures[0].model, dit_last_error(ctx));
+        g_free(path);
+        return;
+    }
+    float *cpu = calloc(io.n_out, sizeof *cpu), *dev = calloc(io.n_out, sizeof *dev);
+    bool ok = forward(ctx, m, io.B, io.H, io.W, io.x, io.t, io.y, cpu, "precision");
+    dit_ctx_set_device(ctx, "cuda");
+    static const struct {
+        const char *name; /* as a user may spell it */
+        double min, max;  /* relative distance to the fp32 CPU forward */
+    } rows[] = {{"TF32", 1e-5, 1e-2}, {"bf16", 1e-4, 5e-2}, {"fp32", 0, REL_DEV}};
+    for (size_t i = 0; ok && i < G_N_ELEMENTS(rows); i++) {
+        CHECK(dit_ctx_set_precision(ctx, rows[i].name) == DIT_OK, "%s", dit_last_error(ctx));
+        char l[96];
+        snprintf(l, sizeof l, "%s forward, %s products, vs cpu", fixtures[0].model,
+                 dit_ctx_precision(ctx));
+        if (!forward(ctx, m, io.B, io.H, io.W, io.x, io.t, io.y, dev, l)) {
+            CHECK(false, "%s", l);
+            break;
+        }
+        double diff = 0, ref = 0;
+        for (size_t j = 0; j < io.n_out; j++)
+            diff = fmax(diff, fabs(dev[j] - cpu[j])), ref = fmax(ref, fabs(cpu[j]));
+        const double rel = diff / ref;
+        printf("%-50s %.2e of max (expected %.0e..%.0e)\n", l, rel, rows[i].min, rows[i].max);
+        CHECK(rel >= rows[i].min && rel <= rows[i].max, "%s: %.2e", l, rel);
+    }
+    dit_ctx_set_device(ctx, "cpu");
+    free(cpu), free(dev);
+    dit_model_free(m);
+    g_free(path);
+    free_io(&io);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -405,6 +453,7 @@ int main(void)
     test_vae(ctx, "vae_kl"); /* again: the device copy follows the VAE in use */
     test_sampling(ctx);
     test_train(ctx);
+    test_precision(ctx);
     dit_ctx_free(ctx);
     if (failures)
         fprintf(stderr, "%d check(s) failed\n", failures);
