@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* nearest training image (L2) for each sample: |a|^2 + |b|^2 - 2 a.b via sgemm */
 static void nearest(const float *samples, int ns, const dataset *train, int *idx, double *dist)
@@ -230,9 +231,12 @@ int dit_cmd_validate(int argc, char **argv)
             for (int ch = 0; ch < c->in_channels; ch++)
                 memcpy(imgs + ((size_t)(k * samples + b) * c->in_channels + ch) * S * S,
                        rgb + (size_t)b * img3 + (size_t)ch * S * S, (size_t)S * S * sizeof(float));
-        fprintf(stderr, "\rsampled class %d/%d", k + 1, rows);
+        /* one line rewritten on a terminal, a line per class in a log */
+        fprintf(stderr, isatty(2) ? "\rsampled class %d/%d" : "sampled class %d/%d\n", k + 1,
+                rows);
     }
-    fprintf(stderr, "\n");
+    if (isatty(2))
+        fprintf(stderr, "\n");
 
     /* the grid: one row per class, grid_cols samples */
     const int cols = samples < grid_cols ? samples : grid_cols, GH = rows * S, GW = cols * S;
