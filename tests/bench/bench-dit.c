@@ -98,13 +98,11 @@ int main(void)
 {
     const int depth = env_int("DIT_BENCH_DEPTH", 28), iters = env_int("DIT_BENCH_ITERS", 3);
     const int B = 2, H = 32, W = 32;
-    dit_ctx *ctx = dit_ctx_new();
-    dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
-    const int threads = dit_ctx_get_threads(ctx);
-    openblas_set_num_threads(threads);
     const char *device, *precision;
-    if (!bench_select_device(ctx, &device, &precision))
+    dit_ctx *ctx = bench_ctx_new(&device, &precision);
+    if (!ctx)
         return 1;
+    const int threads = dit_ctx_get_threads(ctx);
     const double peak = bench_peak(ctx);
 
     char *dir = tmpdir_new();

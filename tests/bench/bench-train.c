@@ -15,12 +15,11 @@
 int main(void)
 {
     const int steps = env_int("DIT_BENCH_STEPS", 20), B = 128;
-    dit_ctx *ctx = dit_ctx_new();
-    dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
-    const int threads = dit_ctx_get_threads(ctx);
     const char *device, *precision;
-    if (!bench_select_device(ctx, &device, &precision))
+    dit_ctx *ctx = bench_ctx_new(&device, &precision);
+    if (!ctx)
         return 1;
+    const int threads = dit_ctx_get_threads(ctx);
     dit_config c = {.in_channels = 1, .sample_size = 32, .patch_size = 4, .hidden_size = 128,
                     .depth = 6, .num_heads = 4, .mlp_hidden = 512, .num_classes = 10,
                     .freq_dim = 256};

@@ -109,19 +109,27 @@ double peak_rss_mib(void)
     return ru.ru_maxrss / 1024.0;
 }
 
-bool bench_select_device(dit_ctx *ctx, const char **device, const char **precision)
+dit_ctx *bench_ctx_new(const char **device, const char **precision)
 {
+    dit_ctx *ctx = dit_ctx_new();
+    if (!ctx || dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0)) != DIT_OK) {
+        fprintf(stderr, "cannot make a context (DIT_THREADS < 0?)\n");
+        dit_ctx_free(ctx);
+        return NULL;
+    }
+    openblas_set_num_threads(dit_ctx_get_threads(ctx));
     const char *dev = g_getenv("DIT_BENCH_DEVICE"), *prec = g_getenv("DIT_BENCH_PRECISION");
     dev = dev && *dev ? dev : "cpu", prec = prec && *prec ? prec : "fp32";
     if (dit_ctx_set_device(ctx, dev) != DIT_OK || dit_ctx_set_precision(ctx, prec) != DIT_OK) {
         fprintf(stderr, "DIT_BENCH_DEVICE=%s DIT_BENCH_PRECISION=%s: %s\n", dev, prec,
                 dit_last_error(ctx));
-        return false;
+        dit_ctx_free(ctx);
+        return NULL;
     }
     *device = dit_ctx_device(ctx), *precision = dit_ctx_precision(ctx);
     if (strcmp(*device, "cpu") != 0)
         printf("device: %s, %s matrix products\n", *device, *precision);
-    return true;
+    return ctx;
 }
 
 const char *bench_where(const dit_ctx *ctx)

@@ -23,11 +23,13 @@ double json_number(const char *json, const char *key);
 double median(double *v, int n);
 /* peak resident set of this process, MiB */
 double peak_rss_mib(void);
-/* DIT_BENCH_DEVICE (cpu, the default, or cuda) and DIT_BENCH_PRECISION
- * (fp32, the default, tf32 or bf16: matrix products on the device) applied
- * to ctx, printed, and handed back as the reference scripts' --device and
- * --precision values; false, after printing why, when they cannot be. */
-bool bench_select_device(dit_ctx *ctx, const char **device, const char **precision);
+/* A context for a benchmark: DIT_THREADS (default: all cores, BLAS too),
+ * DIT_BENCH_DEVICE (cpu, the default, or cuda) and DIT_BENCH_PRECISION
+ * (fp32, the default, tf32 or bf16: matrix products on the device), the
+ * device printed; device and precision come back as the reference scripts'
+ * --device and --precision values. NULL, after printing why, when the
+ * settings cannot be applied. */
+dit_ctx *bench_ctx_new(const char **device, const char **precision);
 /* On the CPU: measures the sgemm peak on ctx's threads, prints it and
  * returns it; on a device 0 (a CPU peak says nothing about it) */
 double bench_peak(dit_ctx *ctx);

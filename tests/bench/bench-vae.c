@@ -80,10 +80,9 @@ static bool write_vae(dit_ctx *ctx, const char *dir)
 /* child: one tiled decode of a side x side image; prints its peak RSS */
 static int tiled_child(const char *model_dir, int side)
 {
-    dit_ctx *ctx = dit_ctx_new();
-    dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
     const char *device, *precision;
-    if (!bench_select_device(ctx, &device, &precision))
+    dit_ctx *ctx = bench_ctx_new(&device, &precision);
+    if (!ctx)
         return 1;
     dit_vae *v = NULL;
     if (dit_vae_load(ctx, model_dir, &v) != DIT_OK) {
@@ -114,13 +113,11 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "--tiled-child") == 0)
         return tiled_child(argv[2], atoi(argv[3]));
     const int iters = env_int("DIT_BENCH_ITERS", 2);
-    dit_ctx *ctx = dit_ctx_new();
-    dit_ctx_set_threads(ctx, env_int("DIT_THREADS", 0));
-    const int threads = dit_ctx_get_threads(ctx);
-    openblas_set_num_threads(threads);
     const char *device, *precision;
-    if (!bench_select_device(ctx, &device, &precision))
+    dit_ctx *ctx = bench_ctx_new(&device, &precision);
+    if (!ctx)
         return 1;
+    const int threads = dit_ctx_get_threads(ctx);
     const double peak = bench_peak(ctx);
 
     char *dir = tmpdir_new();

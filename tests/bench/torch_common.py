@@ -8,6 +8,7 @@ same cuBLAS compute types as libdit's dit_ctx_set_precision: fp32 ->
 "medium" (FAST_16BF). It changes nothing on the CPU.
 """
 import os
+import statistics
 import sys
 import time
 
@@ -53,6 +54,44 @@ def clock(torch, device):
     return time.perf_counter() * 1000.0
 
 
-def fail_import(script, what, e):
-    print(f"{script}: cannot import {what}: {e}", file=sys.stderr)
-    sys.exit(3)
+def add_inference_args(ap):
+    """--warmup, --iters, --output of the forward / decode scripts"""
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--output", help="write the last output as `out` (F32) here")
+
+
+def check_inference_args(ap, a):
+    if a.threads < 1 or a.iters < 1 or a.warmup < 0:
+        ap.error("--threads and --iters must be >= 1, --warmup >= 0")
+
+
+def import_diffusers(args, script):
+    """torch (as import_torch), diffusers with its logging quietened, and
+    safetensors' load_file and save_file; exits 3 when one is missing"""
+    torch = import_torch(args, script, "/diffusers/safetensors")
+    try:
+        import diffusers
+        from safetensors.torch import load_file, save_file
+    except Exception as e:  # ImportError, or a broken install raising something else
+        print(f"{script}: cannot import diffusers/safetensors: {e}", file=sys.stderr)
+        sys.exit(3)
+    diffusers.utils.logging.set_verbosity_error()
+    return torch, diffusers, load_file, save_file
+
+
+def time_runs(torch, args, fn):
+    """fn() --warmup times untimed, then --iters times timed, under
+    inference_mode; returns (fn's last result, the JSON fields ms, ms_min,
+    threads, device, precision, torch)"""
+    times, result = [], None
+    with torch.inference_mode():
+        for i in range(args.warmup + args.iters):
+            t0 = clock(torch, args.device)
+            result = fn()
+            dt = clock(torch, args.device) - t0
+            if i >= args.warmup:
+                times.append(dt)
+    return result, {"ms": round(statistics.median(times), 4), "ms_min": round(min(times), 4),
+                    "threads": args.threads, "device": args.device, "precision": args.precision,
+                    "torch": torch.__version__}

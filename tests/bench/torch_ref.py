@@ -22,7 +22,6 @@ still the unmodified diffusers forward.
 """
 import argparse
 import json
-import statistics
 
 import torch_common
 
@@ -32,28 +31,17 @@ def parse_args():
     ap.add_argument("--model", required=True, help="diffusers DiTTransformer2DModel folder")
     ap.add_argument("--input", required=True, help="safetensors file with x, t, y")
     torch_common.add_args(ap)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--output", help="write the last output as `out` (F32) here")
+    torch_common.add_inference_args(ap)
     a = ap.parse_args()
-    if a.threads < 1 or a.iters < 1 or a.warmup < 0:
-        ap.error("--threads and --iters must be >= 1, --warmup >= 0")
+    torch_common.check_inference_args(ap, a)
     return a
 
 
 def main():
     args = parse_args()
-    torch = torch_common.import_torch(args, "torch_ref", "/diffusers/safetensors")
-    try:
-        import diffusers
-        from diffusers import DiTTransformer2DModel
-        from safetensors.torch import load_file, save_file
-    except Exception as e:
-        torch_common.fail_import("torch_ref", "diffusers/safetensors", e)
-    diffusers.utils.logging.set_verbosity_error()
-
+    torch, diffusers, load_file, save_file = torch_common.import_diffusers(args, "torch_ref")
     dev = args.device
-    model = DiTTransformer2DModel.from_pretrained(args.model, torch_dtype=torch.float32).eval().to(dev)
+    model = diffusers.DiTTransformer2DModel.from_pretrained(args.model, torch_dtype=torch.float32).eval().to(dev)
     io = load_file(args.input)
     x = io["x"].to(torch.float32).contiguous().to(dev)
     t = io["t"].to(torch.float32).to(dev)
@@ -62,14 +50,7 @@ def main():
     captured = {}
     model.proj_out_2.register_forward_hook(lambda mod, inp, out: captured.__setitem__("tok", out))
 
-    times = []
-    with torch.inference_mode():
-        for i in range(args.warmup + args.iters):
-            t0 = torch_common.clock(torch, dev)
-            model(x, timestep=t, class_labels=y)
-            dt = torch_common.clock(torch, dev) - t0
-            if i >= args.warmup:
-                times.append(dt)
+    _, timing = torch_common.time_runs(torch, args, lambda: model(x, timestep=t, class_labels=y))
 
     if args.output:
         p = model.config.patch_size
@@ -80,10 +61,8 @@ def main():
         out = torch.einsum("nhwpqc->nchpwq", tok).reshape(B, cout, gh * p, gw * p)
         save_file({"out": out.to(torch.float32).cpu().contiguous()}, args.output)
 
-    print(json.dumps({"ms": round(statistics.median(times), 4), "ms_min": round(min(times), 4),
-                      "threads": args.threads, "device": dev, "precision": args.precision,
-                      "torch": torch.__version__,
-                      "diffusers": diffusers.__version__}))
+    timing["diffusers"] = diffusers.__version__
+    print(json.dumps(timing))
 
 
 if __name__ == "__main__":

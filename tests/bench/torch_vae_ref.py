@@ -27,7 +27,6 @@ Exits 3 with a one-line reason on stderr when torch or diffusers is missing.
 import argparse
 import json
 import resource
-import statistics
 import sys
 
 import torch_common
@@ -38,14 +37,11 @@ def parse_args():
     ap.add_argument("--model", required=True, help="diffusers AutoencoderKL folder")
     ap.add_argument("--latent", required=True, help="safetensors file with `latent` (B,4,h,w)")
     torch_common.add_args(ap)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--output", help="write the last output as `out` (F32) here")
+    torch_common.add_inference_args(ap)
     ap.add_argument("--tile-sample", type=int, metavar="SIZE",
                     help="enable tiling with tile_sample_min_size=SIZE, tile_latent_min_size=SIZE/f, overlap 0.25")
     a = ap.parse_args()
-    if a.threads < 1 or a.iters < 1 or a.warmup < 0:
-        ap.error("--threads and --iters must be >= 1, --warmup >= 0")
+    torch_common.check_inference_args(ap, a)
     if a.tile_sample is not None and a.tile_sample < 1:
         ap.error("--tile-sample must be >= 1")
     return a
@@ -53,17 +49,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    torch = torch_common.import_torch(args, "torch_vae_ref", "/diffusers/safetensors")
-    try:
-        import diffusers
-        from diffusers import AutoencoderKL
-        from safetensors.torch import load_file, save_file
-    except Exception as e:
-        torch_common.fail_import("torch_vae_ref", "diffusers/safetensors", e)
-    diffusers.utils.logging.set_verbosity_error()
-
+    torch, diffusers, load_file, save_file = torch_common.import_diffusers(args, "torch_vae_ref")
     dev = args.device
-    vae = AutoencoderKL.from_pretrained(args.model, torch_dtype=torch.float32).eval().to(dev)
+    vae = diffusers.AutoencoderKL.from_pretrained(args.model, torch_dtype=torch.float32).eval().to(dev)
     io = load_file(args.latent)
     if "latent" not in io:
         print(f"torch_vae_ref: {args.latent} has no `latent` tensor", file=sys.stderr)
@@ -81,15 +69,7 @@ def main():
         vae.tile_latent_min_size = args.tile_sample // f
         vae.tile_overlap_factor = 0.25
 
-    times = []
-    out = None
-    with torch.inference_mode():
-        for i in range(args.warmup + args.iters):
-            t0 = torch_common.clock(torch, dev)
-            out = vae.decode(z).sample
-            dt = torch_common.clock(torch, dev) - t0
-            if i >= args.warmup:
-                times.append(dt)
+    out, timing = torch_common.time_runs(torch, args, lambda: vae.decode(z).sample)
 
     if args.output:
         save_file({"out": out.to(torch.float32).cpu().contiguous()}, args.output)
@@ -97,10 +77,9 @@ def main():
     # ru_maxrss is in KiB on Linux (bytes on macOS)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_mb = rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
-    print(json.dumps({"ms": round(statistics.median(times), 4), "ms_min": round(min(times), 4),
-                      "threads": args.threads, "device": dev, "precision": args.precision,
-                      "torch": torch.__version__,
-                      "diffusers": diffusers.__version__, "peak_rss_mb": round(peak_mb, 1)}))
+    timing["diffusers"] = diffusers.__version__
+    timing["peak_rss_mb"] = round(peak_mb, 1)
+    print(json.dumps(timing))
 
 
 if __name__ == "__main__":
