@@ -740,15 +740,39 @@ static int cmd_inpaint(int argc, char **argv) { return run_sampling(DIT_TASK_INP
 
 /* ---- encode / decode --------------------------------------------------------------- */
 
+/* Parses an encode/decode command line: the VAE options both take, the
+ * command's own `extra`, one positional argument (`one_arg` says which),
+ * --vae and --output required. Frees oc, and o too when it fails. */
+static int parse_vae_command(GOptionContext *oc, const GOptionEntry *extra, options *o,
+                             int *argc, char ***argv, const char *one_arg)
+{
+    const GOptionEntry common[] = {
+        OPT_VAE(o), OPT_OUTPUT(o), OPT_THREADS(o), OPT_DEVICE(o), OPT_PRECISION(o), OPT_QUIET(o),
+        {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile, "tile size in pixels (default: off)", "PX"},
+        OPT_END,
+    };
+    g_option_context_add_main_entries(oc, common, NULL);
+    g_option_context_add_main_entries(oc, extra, NULL);
+    int rc = parse(oc, argc, argv);
+    if (!rc && *argc != 2)
+        rc = usage_error(oc, one_arg);
+    if (!rc && (!o->output || !o->vae))
+        rc = usage_error(oc, "--vae and --output are required");
+    if (!rc && o->bit_depth && o->bit_depth != 8 && o->bit_depth != 16)
+        rc = usage_error(oc, "--bit-depth must be 8 or 16");
+    g_option_context_free(oc);
+    if (rc)
+        options_clear(o);
+    return rc;
+}
+
 static int cmd_encode(int argc, char **argv)
 {
     options o;
     options_init(&o);
-    GOptionEntry entries[] = {
-        OPT_VAE(&o), OPT_OUTPUT(&o), OPT_THREADS(&o), OPT_QUIET(&o),
+    const GOptionEntry entries[] = {
         {"sample", 0, 0, G_OPTION_ARG_NONE, &o.sample, "sample the posterior (with --seed) instead of taking its mean", NULL},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o.seed, "seed for --sample (default: 0)", "N"},
-        {"tile", 0, 0, G_OPTION_ARG_INT, &o.tile, "tile size in pixels (default: off)", "PX"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("IMAGE.png - encode an image to VAE latents");
@@ -756,19 +780,9 @@ static int cmd_encode(int argc, char **argv)
         oc, "The latents are written raw (not multiplied by the scaling factor) as tensor\n"
             "'latent' (1, C, H/f, W/f), with the VAE's scaling_factor in the metadata.\n\n"
             "Example:\n  dit encode --vae ./sd-vae photo.png -o photo.safetensors\n");
-    g_option_context_add_main_entries(oc, entries, NULL);
-    int rc = parse(oc, &argc, &argv);
-    if (!rc && argc != 2)
-        rc = usage_error(oc, "encode takes one IMAGE");
-    if (!rc && !o.output)
-        rc = usage_error(oc, "--output is required");
-    if (!rc && !o.vae)
-        rc = usage_error(oc, "--vae is required");
-    g_option_context_free(oc);
-    if (rc) {
-        options_clear(&o);
+    int rc = parse_vae_command(oc, entries, &o, &argc, &argv, "encode takes one IMAGE");
+    if (rc)
         return rc;
-    }
     loaded l;
     png_data img = {0};
     GError *err = NULL;
@@ -817,9 +831,7 @@ static int cmd_decode(int argc, char **argv)
 {
     options o;
     options_init(&o);
-    GOptionEntry entries[] = {
-        OPT_VAE(&o), OPT_OUTPUT(&o), OPT_THREADS(&o), OPT_QUIET(&o),
-        {"tile", 0, 0, G_OPTION_ARG_INT, &o.tile, "tile size in pixels (default: off)", "PX"},
+    const GOptionEntry entries[] = {
         {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o.bit_depth, "8 or 16 (default: 8)", "N"},
         OPT_END,
     };
@@ -828,19 +840,9 @@ static int cmd_decode(int argc, char **argv)
         oc, "LATENT holds tensor 'latent' (B, C, h, w) as 'dit encode' writes it (raw,\n"
             "not scaled); batches become numbered files.\n\n"
             "Example:\n  dit decode --vae ./sd-vae photo.safetensors -o back.png\n");
-    g_option_context_add_main_entries(oc, entries, NULL);
-    int rc = parse(oc, &argc, &argv);
-    if (!rc && argc != 2)
-        rc = usage_error(oc, "decode takes one LATENT file");
-    if (!rc && (!o.output || !o.vae))
-        rc = usage_error(oc, "--vae and --output are required");
-    if (!rc && o.bit_depth && o.bit_depth != 8 && o.bit_depth != 16)
-        rc = usage_error(oc, "--bit-depth must be 8 or 16");
-    g_option_context_free(oc);
-    if (rc) {
-        options_clear(&o);
+    int rc = parse_vae_command(oc, entries, &o, &argc, &argv, "decode takes one LATENT file");
+    if (rc)
         return rc;
-    }
     loaded l;
     float *lat = NULL, *img = NULL;
     int64_t shape[4];
