@@ -140,8 +140,63 @@ VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const flo
     }
 }
 
-/* C (M, N) = op(A) (M, K) . op(B) (K, N) + beta C, row-major, then
- * C = act(C + bias) when bias or act are given. A tall, thin product (the
+/* d/dv of v/2 (1 + tanh(u)), u = k (v + c v^3): with s = sigmoid(2u) (so
+ * (1 + tanh u)/2 = s and (1 - tanh^2 u)/2 = 2 s (1 - s)) it is
+ * s + 2 s (1 - s) v k (1 + 3 c v^2), one exp like the forward */
+VECTOR_CLONES static void act_backward_span(float *dx, const float *pre, const float *dy,
+                                            size_t n, dit_act act)
+{
+    const float k = 0.7978845608028654f, c = 0.044715f;
+    switch (act) {
+    case DIT_ACT_GELU_TANH: /* written out here so the loop vectorises */
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            const float v = pre[i];
+            const float s = 1.0f / (1.0f + dit_expf(-2.0f * k * (v + c * v * v * v)));
+            dx[i] = dy[i] * (s + 2.0f * s * (1.0f - s) * v * k * (1.0f + 3.0f * c * v * v));
+        }
+        break;
+    case DIT_ACT_SILU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            const float s = 1.0f / (1.0f + dit_expf(-pre[i]));
+            dx[i] = dy[i] * s * (1.0f + pre[i] * (1.0f - s));
+        }
+        break;
+    case DIT_ACT_RELU:
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            dx[i] = pre[i] > 0 ? dy[i] : 0.0f;
+        break;
+    default:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i];
+    }
+}
+
+/* What follows a product on each row of C, while the row is in cache */
+typedef struct {
+    const float *bias; /* C += bias (N), then C = act(C) */
+    dit_act act;
+    const float *pre;  /* instead C *= pre_act'(pre), pre laid out as C: the
+                          backward through the activation that made the input */
+    dit_act pre_act;
+} epilogue;
+
+static void epilogue_rows(const epilogue *ep, float *C, size_t rows, int N, int ldc, size_t r0)
+{
+    if (ep->pre) {
+        for (size_t r = 0; r < rows; r++) {
+            float *c = C + r * (size_t)ldc;
+            act_backward_span(c, ep->pre + (r0 + r) * (size_t)ldc, c, (size_t)N, ep->pre_act);
+        }
+    } else if (ep->bias || ep->act != DIT_ACT_NONE) {
+        bias_act_rows(C, ep->bias, rows, N, ldc, ep->act);
+    }
+}
+
+/* C (M, N) = op(A) (M, K) . op(B) (K, N) + beta C, row-major, then the
+ * epilogue (may be NULL) on every row. A tall, thin product (the
  * training shapes: M = B*T rows, N and K a few hundred, or the weight
  * gradient's long reduction) is split into bands of C's rows, one
  * single-threaded sgemm per band on the OpenMP threads, the epilogue right
@@ -150,23 +205,22 @@ VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const flo
  * which packs B once. */
 static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M, int N, int K,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                       int ldc, const float *bias, dit_act act)
+                       int ldc, const epilogue *ep)
 {
     enum { BAND_ROWS = 512 };
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
-    const bool epilogue = bias || act != DIT_ACT_NONE;
     const int longest = trans_a ? K : M; /* rows of A read per output band */
     const int other = N > (trans_a ? M : K) ? N : (trans_a ? M : K);
     if (be->n_threads < 2 || longest < 4 * other) {
         cpu_set_blas_threads(be->n_threads);
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-        if (epilogue) {
+        if (ep) {
 #pragma omp parallel num_threads(be->n_threads)
             {
                 size_t lo, hi;
                 thread_range((size_t)M, &lo, &hi);
-                bias_act_rows(C + lo * (size_t)ldc, bias, hi - lo, N, ldc, act);
+                epilogue_rows(ep, C + lo * (size_t)ldc, hi - lo, N, ldc, lo);
             }
         }
         return;
@@ -181,8 +235,8 @@ static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M,
         const float *a = trans_a ? A + r0 : A + (size_t)r0 * lda;
         float *c = C + (size_t)r0 * ldc;
         cblas_sgemm(CblasRowMajor, ta, tb, rows, N, K, 1.0f, a, lda, B, ldb, beta, c, ldc);
-        if (epilogue)
-            bias_act_rows(c, bias, (size_t)rows, N, ldc, act);
+        if (ep)
+            epilogue_rows(ep, c, (size_t)rows, N, ldc, (size_t)r0);
     }
 }
 
@@ -206,7 +260,9 @@ static void cpu_linear(const dit_backend *be, float *out, const float *in, const
             bias_act_rows(out, bias, (size_t)M, N, N, act);
         return;
     }
-    sgemm_rows(be, false, true, M, N, K, in, K, w, K, 0.0f, out, N, bias, act);
+    const epilogue ep = {.bias = bias, .act = act};
+    sgemm_rows(be, false, true, M, N, K, in, K, w, K, 0.0f, out, N,
+               bias || act != DIT_ACT_NONE ? &ep : NULL);
 }
 
 static size_t cpu_attention_scratch(const dit_backend *be, int B, int T, int H)
@@ -1099,12 +1155,14 @@ VECTOR_CLONES static void column_sums_span(float *sums, const float *rows, int M
 
 static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, float *db,
                                 const float *dy, const float *x, const float *w, int M, int K,
-                                int N)
+                                int N, const float *pre, dit_act act)
 {
-    if (dx) // dx (M, K) = dy (M, N) . w (N, K)
-        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K, NULL, DIT_ACT_NONE);
+    const epilogue through_act = {.pre = pre, .pre_act = act};
+    if (dx) // dx (M, K) = dy (M, N) . w (N, K), then through x = act(pre)
+        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K,
+                   pre ? &through_act : NULL);
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)
-        sgemm_rows(be, true, false, N, K, M, dy, N, x, K, 1.0f, dw, K, NULL, DIT_ACT_NONE);
+        sgemm_rows(be, true, false, N, K, M, dy, N, x, K, 1.0f, dw, K, NULL);
     if (db) { // db (N) += column sums of dy, read row by row (contiguous)
 #pragma omp parallel num_threads(be->n_threads)
         {
@@ -1113,40 +1171,6 @@ static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, flo
             if (hi > lo)
                 column_sums_span(db + lo, dy + lo, M, N, hi - lo);
         }
-    }
-}
-
-/* d/dv of v/2 (1 + tanh(u)), u = k (v + c v^3): with s = sigmoid(2u) (so
- * (1 + tanh u)/2 = s and (1 - tanh^2 u)/2 = 2 s (1 - s)) it is
- * s + 2 s (1 - s) v k (1 + 3 c v^2), one exp like the forward */
-VECTOR_CLONES static void act_backward_span(float *dx, const float *pre, const float *dy,
-                                            size_t n, dit_act act)
-{
-    const float k = 0.7978845608028654f, c = 0.044715f;
-    switch (act) {
-    case DIT_ACT_GELU_TANH: /* written out here so the loop vectorises */
-#pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            const float v = pre[i];
-            const float s = 1.0f / (1.0f + dit_expf(-2.0f * k * (v + c * v * v * v)));
-            dx[i] = dy[i] * (s + 2.0f * s * (1.0f - s) * v * k * (1.0f + 3.0f * c * v * v));
-        }
-        break;
-    case DIT_ACT_SILU:
-#pragma omp simd
-        for (size_t i = 0; i < n; i++) {
-            const float s = 1.0f / (1.0f + dit_expf(-pre[i]));
-            dx[i] = dy[i] * s * (1.0f + pre[i] * (1.0f - s));
-        }
-        break;
-    case DIT_ACT_RELU:
-#pragma omp simd
-        for (size_t i = 0; i < n; i++)
-            dx[i] = pre[i] > 0 ? dy[i] : 0.0f;
-        break;
-    default:
-        for (size_t i = 0; i < n; i++)
-            dx[i] = dy[i];
     }
 }
 

@@ -160,9 +160,12 @@ struct dit_backend {
                                         float *dscale, const float *dout, const float *x,
                                         const float *mean, const float *rstd, const float *scale,
                                         int stride, int B, int T, int D);
-    /* dx (M, K) = dy . w (NULL: skip); dw (N, K) += dy^T . x; db (N) += sum dy */
+    /* dx (M, K) = dy . w (NULL: skip); dw (N, K) += dy^T . x; db (N) += sum dy.
+     * With pre (M, K), where x = act(pre), dx is the gradient at pre instead:
+     * (dy . w) * act'(pre), the activation's backward fused in */
     void (*linear_backward)(const dit_backend *be, float *dx, float *dw, float *db,
-                            const float *dy, const float *x, const float *w, int M, int K, int N);
+                            const float *dy, const float *x, const float *w, int M, int K, int N,
+                            const float *pre, dit_act act);
     /* dx (n) = dy * act'(pre); dx may alias dy */
     void (*act_backward)(const dit_backend *be, float *dx, const float *pre, const float *dy,
                          size_t n, dit_act act);

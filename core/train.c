@@ -616,7 +616,7 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
     be->unpatchify_backward(be, tr->dfin, tr->dout, B, c->out_channels, S, S, p);
     // final linear; dX collects the residual-stream gradient
     be->linear_backward(be, tr->dA, grad_of(tr, m->final_w), grad_of(tr, m->final_b), tr->dfin,
-                        tr->hf, m->final_w, BT, D, Pout);
+                        tr->hf, m->final_w, BT, D, Pout, NULL, DIT_ACT_NONE);
     float *dxf = in_context ? tr->dXf : tr->dX;
     const float *xf = in_context ? tr->xf : tr->x_out;
     t_zero(tr, dxf, (size_t)BT * D);
@@ -628,7 +628,7 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
                                         tr->lnf_mean, tr->lnf_rstd, tr->fmod + D, 2 * D, B, T, D);
         be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w),
                             grad_of(tr, m->final_ada_b), tr->dmod, tr->csilu, m->final_ada_w, B,
-                            D, 2 * D);
+                            D, 2 * D, NULL, DIT_ACT_NONE);
     } else {
         be->layernorm_modulate_backward(be, dxf, NULL, NULL, tr->dA, xf, tr->lnf_mean,
                                         tr->lnf_rstd, NULL, 0, B, T, D);
@@ -647,25 +647,25 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
         // x_out = x2 + gate_mlp * y2
         be->gated_add_backward(be, tr->dA, dit_mod_at(dm, ml.gate2), tr->dX, a->y2,
                                dit_mod_at(a->mod, ml.gate2), ml.stride, B, Ts, D);
+        // dM = d f1: through fc2, then GELU's backward fused in
         be->linear_backward(be, tr->dM, grad_of(tr, w->fc2_w), grad_of(tr, w->fc2_b), tr->dA,
-                            a->g, w->fc2_w, BTs, Dm, D);
-        be->act_backward(be, tr->dM, a->f1, tr->dM, (size_t)BTs * Dm, DIT_ACT_GELU_TANH);
+                            a->g, w->fc2_w, BTs, Dm, D, a->f1, DIT_ACT_GELU_TANH);
         be->linear_backward(be, tr->dB, grad_of(tr, w->fc1_w), grad_of(tr, w->fc1_b), tr->dM,
-                            a->h2, w->fc1_w, BTs, D, Dm);
+                            a->h2, w->fc1_w, BTs, D, Dm, NULL, DIT_ACT_NONE);
         be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, ml.shift2),
                                         dit_mod_at(dm, ml.scale2), tr->dB, x2, a->ln2_mean,
                                         a->ln2_rstd, dit_mod_at(a->mod, ml.scale2), ml.stride, B,
                                         Ts, D);
         if (cross) { // x_mid2 = x_mid + y3, y3 = proj(CrossAttn(xq(LN(x_mid)), xkv(ctx)))
             be->linear_backward(be, tr->dB, grad_of(tr, w->xproj_w), grad_of(tr, w->xproj_b),
-                                tr->dX, a->xatt, w->xproj_w, BT, D, D);
+                                tr->dX, a->xatt, w->xproj_w, BT, D, D, NULL, DIT_ACT_NONE);
             be->cross_attention_backward(be, tr->dA, tr->dkv, tr->dB, a->xq, a->xkv, a->xprobs,
                                          B, T, n_ctx, H, hd);
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->xkv_w), grad_of(tr, w->xkv_b),
-                                tr->dkv, tr->ctx, w->xkv_w, B * n_ctx, D, 2 * D);
+                                tr->dkv, tr->ctx, w->xkv_w, B * n_ctx, D, 2 * D, NULL, DIT_ACT_NONE);
             add_into(tr, tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
             be->linear_backward(be, tr->dB, grad_of(tr, w->xq_w), grad_of(tr, w->xq_b), tr->dA,
-                                a->h3, w->xq_w, BT, D, D);
+                                a->h3, w->xq_w, BT, D, D, NULL, DIT_ACT_NONE);
             be->layernorm_modulate_backward(be, tr->dX, NULL, NULL, tr->dB, a->x_mid,
                                             a->ln3_mean, a->ln3_rstd, NULL, 0, B, T, D);
         }
@@ -673,18 +673,18 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
         be->gated_add_backward(be, tr->dA, dit_mod_at(dm, ml.gate1), tr->dX, a->y1,
                                dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
         be->linear_backward(be, tr->dB, grad_of(tr, w->proj_w), grad_of(tr, w->proj_b), tr->dA,
-                            a->att, w->proj_w, BTs, D, D);
+                            a->att, w->proj_w, BTs, D, D, NULL, DIT_ACT_NONE);
         be->attention_backward(be, tr->dqkv, tr->dB, a->qkv, a->probs, B, Ts, H, hd,
                                tr->scratch);
         be->linear_backward(be, tr->dA, grad_of(tr, w->qkv_w), grad_of(tr, w->qkv_b), tr->dqkv,
-                            a->h1, w->qkv_w, BTs, D, 3 * D);
+                            a->h1, w->qkv_w, BTs, D, 3 * D, NULL, DIT_ACT_NONE);
         be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, ml.shift1),
                                         dit_mod_at(dm, ml.scale1), tr->dA, a->x_in, a->ln1_mean,
                                         a->ln1_rstd, dit_mod_at(a->mod, ml.scale1), ml.stride, B,
                                         Ts, D);
         if (chunks) { // adaLN: mod = Linear(csilu)
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b),
-                                tr->dmod, tr->csilu, w->ada_w, B, D, chunks * D);
+                                tr->dmod, tr->csilu, w->ada_w, B, D, chunks * D, NULL, DIT_ACT_NONE);
             add_into(tr, tr->dcs, tr->dtmp, (size_t)B * D);
         }
     }
@@ -698,7 +698,7 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
     }
     // patch embed (the input needs no gradient)
     be->linear_backward(be, NULL, grad_of(tr, m->x_embed_w), grad_of(tr, m->x_embed_b), dtok,
-                        tr->tokens, m->x_embed_w, BT, Pin, D);
+                        tr->tokens, m->x_embed_w, BT, Pin, D, NULL, DIT_ACT_NONE);
     // conditioning: csilu = SiLU(c), c = t_emb + table[y]; ctx = (t_emb, table[y]);
     // t_emb = t_mlp2(SiLU(t_mlp0(temb))). dcs becomes d t_emb.
     be->act_backward(be, tr->dcs, tr->c, tr->dcs, (size_t)B * D, DIT_ACT_SILU);
@@ -713,10 +713,9 @@ static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *
         }
     }
     be->linear_backward(be, tr->dtmp, grad_of(tr, e->t_mlp2_w), grad_of(tr, e->t_mlp2_b),
-                        tr->dcs, tr->th, e->t_mlp2_w, B, D, D);
-    be->act_backward(be, tr->dtmp, tr->th_pre, tr->dtmp, (size_t)B * D, DIT_ACT_SILU);
+                        tr->dcs, tr->th, e->t_mlp2_w, B, D, D, tr->th_pre, DIT_ACT_SILU);
     be->linear_backward(be, NULL, grad_of(tr, e->t_mlp0_w), grad_of(tr, e->t_mlp0_b), tr->dtmp,
-                        tr->tfreq, e->t_mlp0_w, B, c->freq_dim, D);
+                        tr->tfreq, e->t_mlp0_w, B, c->freq_dim, D, NULL, DIT_ACT_NONE);
 }
 
 /* The official DiT's learned-variance term (Nichol & Dhariwal's L_vlb with

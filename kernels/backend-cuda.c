@@ -400,10 +400,13 @@ static void cuda_layernorm_modulate_backward(const dit_backend *be, float *dx, f
 
 static void cuda_linear_backward(const dit_backend *be, float *dx, float *dw, float *db,
                                  const float *dy, const float *x, const float *w, int M, int K,
-                                 int N)
+                                 int N, const float *pre, dit_act act)
 {
-    if (dx) // dx (M, K) = dy (M, N) . w (N, K)  ->  dx^T = w^T . dy^T
+    if (dx) { // dx (M, K) = dy (M, N) . w (N, K)  ->  dx^T = w^T . dy^T
         gemm(be, __func__, false, false, K, M, N, 1.0f, w, K, 0, dy, N, 0, 0.0f, dx, K, 0, 1);
+        if (pre) // then through x = act(pre)
+            CHECK(dit_cu_act_backward(stream_of(be), dx, pre, dx, (size_t)M * K, (int)act));
+    }
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)  ->  dw^T += x^T . op(dy^T)
         gemm(be, __func__, false, true, K, N, M, 1.0f, x, K, 0, dy, N, 0, 1.0f, dw, K, 0, 1);
     if (db)

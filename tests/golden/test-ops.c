@@ -322,11 +322,23 @@ static void test_linear_backward(const dit_backend *be)
         }
     }
     memset(dx, 0x7f, (size_t)M * K * sizeof *dx);
-    be->linear_backward(be, dx, dw, db, dy, x, w, M, K, N);
+    be->linear_backward(be, dx, dw, db, dy, x, w, M, K, N, NULL, DIT_ACT_NONE);
     CHECK(compare_rel("linear backward dx (1500x21->33)", dx, rdx, (size_t)M * K, 1e-5), "dx");
     CHECK(compare_rel("linear backward dw (1500x21->33)", dw, rdw, (size_t)N * K, 1e-5), "dw");
     CHECK(compare_rel("linear backward db (1500x21->33)", db, rdb, (size_t)N, 1e-5), "db");
+    /* through x = gelu(pre): dx becomes (dy . w) * gelu'(pre) */
+    float *pre = randn((size_t)M * K, 2);
+    for (size_t i = 0; i < (size_t)M * K; i++) {
+        const double v = pre[i], k = sqrt(2 / M_PI), th = tanh(k * (v + 0.044715 * v * v * v));
+        rdx[i] = (float)(rdx[i] * (0.5 * (1 + th) +
+                                   0.5 * v * (1 - th * th) * k * (1 + 3 * 0.044715 * v * v)));
+    }
+    be->linear_backward(be, dx, NULL, NULL, dy, x, w, M, K, N, pre, DIT_ACT_GELU_TANH);
+    CHECK(compare_rel("linear backward dx through gelu (1500x21->33)", dx, rdx, (size_t)M * K,
+                      1e-5),
+          "dx through gelu");
     free(x), free(w), free(dy), free(dx), free(dw), free(db), free(rdx), free(rdw), free(rdb);
+    free(pre);
 }
 
 /* dit_expf against exp in double over the whole clamped range */

@@ -809,18 +809,20 @@ static int case_tanh_clamp(tcase *t, const int *p)
     return CASE_RAN;
 }
 
-/* p: M, K, N, with dx, with dw, with db */
+/* p: M, K, N, with dx, with dw, with db, act (x = act(pre), dx through it) */
 static int case_linear_backward(tcase *t, const int *p)
 {
     NEED(linear_backward);
     const int M = p[0], K = p[1], N = p[2];
+    const dit_act act = (dit_act)p[6];
     pbuf *dy = in_f(t, "dy", (size_t)M * N, 1.0f), *x = in_f(t, "x", (size_t)M * K, 1.0f);
     pbuf *w = in_f(t, "w", (size_t)N * K, 0.2f);
+    pbuf *pre = act != DIT_ACT_NONE ? in_f(t, "pre", (size_t)M * K, 4.0f) : NULL;
     pbuf *dx = p[3] ? out_f(t, "dx", (size_t)M * K) : NULL;
     pbuf *dw = p[4] ? acc_f(t, "dw", (size_t)N * K, 1.0f) : NULL;
     pbuf *db = p[5] ? acc_f(t, "db", (size_t)N, 1.0f) : NULL;
-    t->cpu->linear_backward(t->cpu, H(dx), H(dw), H(db), H(dy), H(x), H(w), M, K, N);
-    t->dev->linear_backward(t->dev, D(dx), D(dw), D(db), D(dy), D(x), D(w), M, K, N);
+    t->cpu->linear_backward(t->cpu, H(dx), H(dw), H(db), H(dy), H(x), H(w), M, K, N, H(pre), act);
+    t->dev->linear_backward(t->dev, D(dx), D(dw), D(db), D(dy), D(x), D(w), M, K, N, D(pre), act);
     return CASE_RAN;
 }
 
@@ -988,6 +990,8 @@ static const prow rows[] = {
     {"tanh_clamp 2049 m3", "tanh_clamp", {2049, 3}, FP32, case_tanh_clamp},
     /* training */
     {"linear_backward 37x65->29", "linear_backward", {37, 65, 29, 1, 1, 1}, FP32, case_linear_backward},
+    {"linear_backward 37x65->29 through gelu", "linear_backward", {37, 65, 29, 1, 1, 1, DIT_ACT_GELU_TANH}, FP32, case_linear_backward},
+    {"linear_backward 600x24->40 through silu", "linear_backward", {600, 24, 40, 1, 1, 1, DIT_ACT_SILU}, FP32, case_linear_backward},
     {"linear_backward 3x40->50 no dx", "linear_backward", {3, 40, 50, 0, 1, 1}, FP32, case_linear_backward},
     {"linear_backward 20x33->17 dx only", "linear_backward", {20, 33, 17, 1, 0, 0}, FP32, case_linear_backward},
     {"linear_backward 37x65->29 bf16", "linear_backward", {37, 65, 29, 1, 1, 1}, BF16, case_linear_backward},

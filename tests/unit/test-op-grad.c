@@ -91,6 +91,14 @@ static void check_op(op_case *c)
 
 /* ---- the ops: forward and backward wrappers -------------------------------- */
 
+static void apply_act(dit_act act, float *out, const float *in, size_t n)
+{
+    if (act == DIT_ACT_GELU_TANH)
+        be->gelu_tanh(be, out, in, n);
+    else
+        be->silu(be, out, in, n);
+}
+
 /* linear: in (M, K), w (N, K), b (N); p = M, K, N */
 static void linear_f(const op_case *c, float *out)
 {
@@ -98,16 +106,34 @@ static void linear_f(const op_case *c, float *out)
 }
 static void linear_b(const op_case *c, const float *dout, float **g)
 {
-    be->linear_backward(be, g[0], g[1], g[2], dout, c->in[0], c->in[1], c->p[0], c->p[1], c->p[2]);
+    be->linear_backward(be, g[0], g[1], g[2], dout, c->in[0], c->in[1], c->p[0], c->p[1], c->p[2],
+                        NULL, DIT_ACT_NONE);
+}
+
+/* linear after an activation: pre (M, K), w (N, K), b (N); out = act(pre) . w^T + b;
+ * the backward's fused path gives the gradient at pre; p = M, K, N, act */
+static void act_linear_f(const op_case *c, float *out)
+{
+    const size_t n = (size_t)c->p[0] * c->p[1];
+    float *x = malloc(n * sizeof *x);
+    apply_act((dit_act)c->p[3], x, c->in[0], n);
+    be->linear(be, out, x, c->in[1], c->in[2], c->p[0], c->p[1], c->p[2], DIT_ACT_NONE);
+    free(x);
+}
+static void act_linear_b(const op_case *c, const float *dout, float **g)
+{
+    const size_t n = (size_t)c->p[0] * c->p[1];
+    float *x = malloc(n * sizeof *x);
+    apply_act((dit_act)c->p[3], x, c->in[0], n);
+    be->linear_backward(be, g[0], g[1], g[2], dout, x, c->in[1], c->p[0], c->p[1], c->p[2],
+                        c->in[0], (dit_act)c->p[3]);
+    free(x);
 }
 
 /* act: pre (n); p = n, act */
 static void act_f(const op_case *c, float *out)
 {
-    if (c->p[1] == DIT_ACT_GELU_TANH)
-        be->gelu_tanh(be, out, c->in[0], c->n[0]);
-    else
-        be->silu(be, out, c->in[0], c->n[0]);
+    apply_act((dit_act)c->p[1], out, c->in[0], c->n[0]);
 }
 static void act_b(const op_case *c, const float *dout, float **g)
 {
@@ -227,6 +253,12 @@ int main(void)
     op_case cases[] = {
         {.name = "linear 5x12->7", .n_in = 3, .in_name = {"x", "w", "b"}, .n = {60, 84, 7},
          .n_out = 35, .p = {5, 12, 7}, .forward = linear_f, .backward = linear_b},
+        {.name = "gelu then linear 6x10->5", .n_in = 3, .in_name = {"pre", "w", "b"},
+         .n = {60, 50, 5}, .n_out = 30, .p = {6, 10, 5, DIT_ACT_GELU_TANH},
+         .forward = act_linear_f, .backward = act_linear_b},
+        {.name = "silu then linear 4x9->6", .n_in = 3, .in_name = {"pre", "w", "b"},
+         .n = {36, 54, 6}, .n_out = 24, .p = {4, 9, 6, DIT_ACT_SILU},
+         .forward = act_linear_f, .backward = act_linear_b},
         {.name = "gelu_tanh 200", .n_in = 1, .in_name = {"x"}, .n = {200}, .n_out = 200,
          .p = {200, DIT_ACT_GELU_TANH}, .forward = act_f, .backward = act_b},
         {.name = "silu 200", .n_in = 1, .in_name = {"x"}, .n = {200}, .n_out = 200,
