@@ -9,6 +9,9 @@
  *     ratio (torch ms / our ms; > 1 means we are faster), and how far the
  *     two outputs are apart.
  *
+ * With DIT_BENCH_SAMPLE_STEPS=N (0: off), also one whole N-step generation
+ * with an SD-VAE-shaped decoder, against diffusers' DiTPipeline.
+ *
  * Environment: DIT_BENCH_DEPTH (28), DIT_BENCH_ITERS (3), DIT_THREADS (all
  * cores), DIT_BENCH_DEVICE and DIT_BENCH_PRECISION (bench-util.h; on a GPU
  * the reference runs there too, and the CPU's sgemm peak is not a
@@ -92,6 +95,57 @@ static bool write_model(dit_ctx *ctx, const char *dir, int depth)
     g_free(cpath);
     g_free(cfg);
     return ok;
+}
+
+/* One whole generation at 256x256: DDIM with CFG 4 (each step one batch-2
+ * forward), then the SD-shaped VAE's decode, after a 2-step warm-up; and
+ * diffusers' DiTPipeline on the same weights when the reference runs. */
+static int bench_sample(dit_ctx *ctx, const dit_model *m, const char *dir, const char *model_dir,
+                        int steps, const char *precision)
+{
+    char *vae_dir = g_build_filename(dir, "sd-vae", NULL);
+    g_mkdir_with_parents(vae_dir, 0700);
+    dit_vae *v = NULL;
+    if (!bench_write_sd_vae(ctx, vae_dir) || dit_vae_load(ctx, vae_dir, &v) != DIT_OK) {
+        fprintf(stderr, "sampling benchmark: %s\n", dit_last_error(ctx));
+        g_free(vae_dir);
+        return 1;
+    }
+    dit_pipeline_params p;
+    dit_pipeline_params_default(&p, m, v);
+    p.class_id = 207, p.guidance = 4.0f;
+    float *img = malloc((size_t)3 * 256 * 256 * sizeof *img);
+    double ms = 0;
+    dit_status st = DIT_OK;
+    for (int run = 0; run < 2 && !st; run++) { /* a 2-step warm-up, then the timed run */
+        p.steps = run ? steps : 2;
+        const double t0 = now_ms();
+        st = dit_pipeline_run(ctx, &p, NULL, NULL, 256, 256, NULL, NULL, NULL, img);
+        ms = now_ms() - t0;
+    }
+    if (st)
+        fprintf(stderr, "sampling benchmark: %s\n", dit_last_error(ctx));
+    else
+        printf("libdit sample 256x256 (%d DDIM steps, CFG 4, VAE decode) on %s, %s: %.2f s\n",
+               steps, bench_where(ctx), precision, ms / 1e3);
+    char threads_s[16], steps_s[16];
+    snprintf(threads_s, sizeof threads_s, "%d", dit_ctx_get_threads(ctx));
+    snprintf(steps_s, sizeof steps_s, "%d", steps);
+    const char *args[] = {"--model", model_dir, "--vae", vae_dir, "--sample-steps", steps_s,
+                          "--threads", threads_s, "--device", dit_ctx_device(ctx),
+                          "--precision", precision, NULL};
+    char *json = st ? NULL : run_reference("torch_ref.py", args);
+    const double torch_ms = json_number(json, "sample_ms");
+    if (json)
+        printf("PyTorch DiTPipeline: %s", json);
+    if (torch_ms > 0)
+        printf("sampling ratio vs PyTorch (same weights, %s, %s): %.2fx %s\n", bench_where(ctx),
+               precision, torch_ms / ms, torch_ms >= ms ? "(libdit faster)" : "(PyTorch faster)");
+    g_free(json);
+    free(img);
+    dit_vae_free(v);
+    g_free(vae_dir);
+    return st ? 1 : 0;
 }
 
 int main(void)
@@ -186,6 +240,9 @@ int main(void)
         }
     }
     g_free(torch_out);
+    const int sample_steps = env_int("DIT_BENCH_SAMPLE_STEPS", 0);
+    if (sample_steps > 0 && bench_sample(ctx, m, dir, model_dir, sample_steps, precision))
+        rc = 1;
     free(times);
     free(out);
     free(x);

@@ -30,6 +30,10 @@ double peak_rss_mib(void);
  * --device and --precision values. NULL, after printing why, when the
  * settings cannot be applied. */
 dit_ctx *bench_ctx_new(const char **device, const char **precision);
+/* An AutoencoderKL shaped like Stable Diffusion's (block_out 128/256/512/
+ * 512, 2 resnets per level, 32 groups, 4 latent channels), fixed-seed
+ * weights, written as a diffusers folder into dir */
+bool bench_write_sd_vae(dit_ctx *ctx, const char *dir);
 /* On the CPU: measures the sgemm peak on ctx's threads, prints it and
  * returns it; on a device 0 (a CPU peak says nothing about it) */
 double bench_peak(dit_ctx *ctx);

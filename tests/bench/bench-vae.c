@@ -11,7 +11,6 @@
  * DIT_TORCH_PYTHON. */
 #include "bench-util.h"
 #include "common.h"
-#include "weights.h"
 
 #include <cblas.h>
 #include <glib.h>
@@ -20,62 +19,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static dit_vae_info sd_vae_info(void)
-{
-    dit_vae_info in = {
-        .kind = DIT_VAE_KL, .naming = DIT_VAE_NAMING_DIFFUSERS, .in_channels = 3,
-        .out_channels = 3, .latent_channels = 4, .downscale = 8, .n_levels = 4,
-        .block_out = {128, 256, 512, 512}, .layers_per_block = 2, .norm_groups = 32,
-        .scaling_factor = 0.18215f, .mid_attention = 1, .use_quant_conv = 1,
-        .use_post_quant_conv = 1,
-    };
-    return in;
-}
-
-static bool write_vae(dit_ctx *ctx, const char *dir)
-{
-    dit_vae_info info = sd_vae_info();
-    weight_expect *list = NULL;
-    size_t n = 0;
-    if (vae_expected_tensors(ctx, &info, &list, &n) != DIT_OK)
-        return false;
-    tensor_list tl = {0};
-    for (size_t i = 0; i < n; i++) {
-        const weight_expect *e = &list[i];
-        size_t count = 1, fan_in = 1;
-        for (int d = 0; d < e->ndim; d++)
-            count *= (size_t)e->shape[d];
-        for (int d = 1; d < e->ndim; d++)
-            fan_in *= (size_t)e->shape[d];
-        const bool norm = strstr(e->name, "norm") != NULL;
-        float *v = random_floats(count, e->ndim > 1 ? 1.0f / sqrtf((float)fan_in) : 0.02f);
-        if (norm && strstr(e->name, ".weight"))
-            for (size_t k = 0; k < count; k++)
-                v[k] += 1.0f; /* GroupNorm scale near 1 */
-        tl_add(&tl, e->name, ST_F32, e->ndim, e->shape, v);
-        free(v);
-    }
-    free(list);
-    char *w = g_build_filename(dir, "diffusion_pytorch_model.safetensors", NULL);
-    bool ok = tl_write(ctx, &tl, w) == DIT_OK;
-    tl_free(&tl);
-    g_free(w);
-    char *cfg = g_build_filename(dir, "config.json", NULL);
-    ok = ok && g_file_set_contents(
-                   cfg,
-                   "{\"_class_name\": \"AutoencoderKL\", \"in_channels\": 3, \"out_channels\": 3,"
-                   " \"latent_channels\": 4, \"block_out_channels\": [128, 256, 512, 512],"
-                   " \"layers_per_block\": 2, \"norm_num_groups\": 32, \"act_fn\": \"silu\","
-                   " \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\","
-                   " \"DownEncoderBlock2D\", \"DownEncoderBlock2D\"],"
-                   " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\","
-                   " \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"],"
-                   " \"sample_size\": 512, \"scaling_factor\": 0.18215}\n",
-                   -1, NULL);
-    g_free(cfg);
-    return ok;
-}
 
 /* child: one tiled decode of a side x side image; prints its peak RSS */
 static int tiled_child(const char *model_dir, int side)
@@ -123,7 +66,7 @@ int main(int argc, char **argv)
     char *dir = tmpdir_new();
     char *model_dir = g_build_filename(dir, "sd-vae", NULL);
     g_mkdir_with_parents(model_dir, 0700);
-    if (!write_vae(ctx, model_dir)) {
+    if (!bench_write_sd_vae(ctx, model_dir)) {
         fprintf(stderr, "cannot write the benchmark VAE: %s\n", dit_last_error(ctx));
         return 1;
     }

@@ -145,8 +145,8 @@ if grep -qE "^Skipped: +[1-9]" "$OUT/test-gpu.log"; then
 fi
 
 # 5. GPU benchmarks (DIT_BENCH=0 skips): DiT-XL/2 forward at 256x256, batch
-# 2 (a CFG pair: a 50-step sample is 50 of these plus one VAE decode), the
-# SD-VAE-shaped 512x512 decode, and training steps of the embedded model's
+# 2 (a CFG pair) and a whole 50-step sample with an SD-VAE-shaped decoder,
+# that decoder at 512x512, and training steps of the embedded model's
 # architecture, in fp32 and bf16 products. PyTorch is not on this machine,
 # so each prints "PyTorch reference: skipped"; where torch with CUDA is
 # installed, DIT_TORCH_PYTHON gives the ratios on the same GPU.
@@ -155,7 +155,7 @@ if [ "${DIT_BENCH:-1}" != 0 ] && [ $status = 0 ]; then
         for bench in dit vae train; do
             f="$OUT/bench-$bench-$precision.txt"
             DIT_BENCH_DEVICE=cuda DIT_BENCH_PRECISION=$precision DIT_BENCH_ITERS=5 \
-                DIT_BENCH_TILED="" timeout 150 "$BUILD/tests/bench/bench-$bench" >"$f" 2>&1 ||
+                DIT_BENCH_TILED="" DIT_BENCH_SAMPLE_STEPS=50 timeout 150 "$BUILD/tests/bench/bench-$bench" >"$f" 2>&1 ||
                 log "bench-$bench $precision: exit $? (see $(basename "$f"))"
             grep -E "^(device|libdit)" "$f" | tee -a "$OUT/summary.txt"
         done
