@@ -210,8 +210,10 @@ static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M,
     enum { BAND_ROWS = 512 };
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
-    const int longest = trans_a ? K : M; /* rows of A read per output band */
-    const int other = N > (trans_a ? M : K) ? N : (trans_a ? M : K);
+    /* tall: the dimension the bands split (or, for op(A) = A^T, the long
+     * reduction) much longer than the other two */
+    const int longest = trans_a ? K : M, second = trans_a ? M : K;
+    const int other = N > second ? N : second;
     if (be->n_threads < 2 || longest < 4 * other) {
         cpu_set_blas_threads(be->n_threads);
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
@@ -658,16 +660,22 @@ static int winograd_band_tiles(const dit_conv_desc *d)
     return (int)(band < tiles ? band : tiles);
 }
 
-static size_t winograd_scratch(const dit_conv_desc *d)
+/* each thread's four padded input rows (winograd_inputs) */
+static size_t winograd_row_floats(const dit_conv_desc *d)
+{
+    return (size_t)4 * (2 * ((d->Wo + 1) / 2) + 2);
+}
+
+static size_t winograd_scratch(const dit_backend *be, const dit_conv_desc *d)
 {
     return 16 * (size_t)d->Cin * d->Cout +
-           16 * (size_t)(d->Cin + d->Cout) * (size_t)winograd_band_tiles(d);
+           16 * (size_t)(d->Cin + d->Cout) * (size_t)winograd_band_tiles(d) +
+           (size_t)be->n_threads * winograd_row_floats(d);
 }
 
 static size_t cpu_conv2d_scratch(const dit_backend *be, const dit_conv_desc *d)
 {
-    (void)be;
-    return winograd_applies(d) ? winograd_scratch(d) : dit_conv_scratch_floats(d);
+    return winograd_applies(d) ? winograd_scratch(be, d) : dit_conv_scratch_floats(d);
 }
 
 /* U (16, Cout, Cin) = G g G^T for every filter g (3x3) */
@@ -700,15 +708,19 @@ static void winograd_filters(const dit_backend *be, float *U, const float *w, in
  * channel and tile row the four input rows are first copied with their
  * padding, so the loop over the row's tiles has no branches and stores
  * each of the 16 planes contiguously. */
-static void winograd_inputs(const dit_backend *be, float *V, const float *in,
-                            const dit_conv_desc *d, int t0, int nb)
+static void winograd_inputs(const dit_backend *be, float *V, float *row_scratch,
+                            const float *in, const dit_conv_desc *d, int t0, int nb)
 {
     const int tw = (d->Wo + 1) / 2, Hv = d->up2 ? 2 * d->H : d->H;
     const int Wv = d->up2 ? 2 * d->W : d->W, sh = d->up2 ? 1 : 0, Wp = 2 * tw + 2;
     const size_t plane = (size_t)d->Cin * nb;
 #pragma omp parallel num_threads(be->n_threads)
     {
-        float *rows = malloc((size_t)4 * Wp * sizeof(float));
+#ifdef _OPENMP
+        float *rows = row_scratch + (size_t)omp_get_thread_num() * winograd_row_floats(d);
+#else
+        float *rows = row_scratch;
+#endif
 #pragma omp for schedule(static)
         for (int c = 0; c < d->Cin; c++) {
             const float *src = in + (size_t)c * d->H * d->W;
@@ -746,7 +758,6 @@ static void winograd_inputs(const dit_backend *be, float *V, const float *in,
                 }
             }
         }
-        free(rows);
     }
 }
 
@@ -799,13 +810,14 @@ static void conv2d_winograd(const dit_backend *be, float *out, const float *in, 
     const int Cin = d->Cin, Cout = d->Cout, nbmax = winograd_band_tiles(d);
     const int tiles = ((d->Ho + 1) / 2) * ((d->Wo + 1) / 2);
     float *U = scratch, *V = U + 16 * (size_t)Cin * Cout, *M = V + 16 * (size_t)Cin * nbmax;
+    float *rows = M + 16 * (size_t)Cout * nbmax;
     winograd_filters(be, U, w, Cout, Cin);
     for (int b = 0; b < d->B; b++) {
         const float *src = in + (size_t)b * Cin * d->H * d->W;
         float *dst = out + (size_t)b * Cout * d->Ho * d->Wo;
         for (int t0 = 0; t0 < tiles; t0 += nbmax) {
             const int nb = t0 + nbmax <= tiles ? nbmax : tiles - t0;
-            winograd_inputs(be, V, src, d, t0, nb);
+            winograd_inputs(be, V, rows, src, d, t0, nb);
             /* the sixteen products share the threads (each GEMM on one): one
              * parallel region instead of sixteen rounds of BLAS threads */
 #pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
@@ -1127,30 +1139,31 @@ static void cpu_layernorm_modulate_backward(const dit_backend *be, float *dx, fl
 }
 
 /* sums (n) += column sums of rows (M, stride), n columns: blocks of rows
- * summed in float across the columns (vectorised), the blocks in double */
+ * summed in float across the columns (vectorised), the blocks in double;
+ * columns in groups that fit the stack */
 VECTOR_CLONES static void column_sums_span(float *sums, const float *rows, int M, int stride,
                                            size_t n)
 {
-    enum { BLOCK_ROWS = 64 };
-    double *acc = calloc(2 * n, sizeof *acc); /* acc, then part as floats */
-    if (!acc)
-        return;
-    float *part = (float *)(acc + n);
-    for (int m0 = 0; m0 < M; m0 += BLOCK_ROWS) {
-        const int m1 = m0 + BLOCK_ROWS < M ? m0 + BLOCK_ROWS : M;
-        memset(part, 0, n * sizeof *part);
-        for (int m = m0; m < m1; m++) {
-            const float *row = rows + (size_t)m * stride;
+    enum { BLOCK_ROWS = 64, GROUP = 256 };
+    for (size_t c0 = 0; c0 < n; c0 += GROUP) {
+        const size_t w = n - c0 < GROUP ? n - c0 : GROUP;
+        double acc[GROUP] = {0};
+        float part[GROUP];
+        for (int m0 = 0; m0 < M; m0 += BLOCK_ROWS) {
+            const int m1 = m0 + BLOCK_ROWS < M ? m0 + BLOCK_ROWS : M;
+            memset(part, 0, w * sizeof *part);
+            for (int m = m0; m < m1; m++) {
+                const float *row = rows + (size_t)m * stride + c0;
 #pragma omp simd
-            for (size_t i = 0; i < n; i++)
-                part[i] += row[i];
+                for (size_t i = 0; i < w; i++)
+                    part[i] += row[i];
+            }
+            for (size_t i = 0; i < w; i++)
+                acc[i] += part[i];
         }
-        for (size_t i = 0; i < n; i++)
-            acc[i] += part[i];
+        for (size_t i = 0; i < w; i++)
+            sums[c0 + i] += (float)acc[i];
     }
-    for (size_t i = 0; i < n; i++)
-        sums[i] += (float)acc[i];
-    free(acc);
 }
 
 static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, float *db,

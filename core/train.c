@@ -483,10 +483,9 @@ static void keep_act(const dit_trainer *tr, float *x, size_t n)
 /* Forward keeping activations: xt (B, C, S, S), t (B), y (B) -> tr->out.
  * The same computation as model.c's forward_ops, for every conditioning
  * variant, with what backward needs kept per block. */
-static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt, const float *t,
+static void train_forward(dit_trainer *tr, int B, const float *xt, const float *t,
                           const int32_t *y)
 {
-    (void)ctx;
     const dit_backend *be = tr->be;
     const dit_model *m = tr->dmodel;
     const dit_config *c = &m->cfg;
@@ -597,9 +596,8 @@ static void train_forward(dit_ctx *ctx, dit_trainer *tr, int B, const float *xt,
 }
 
 /* Backward from dout (B, Cout, S, S); adds into tr->grads. */
-static void train_backward(dit_ctx *ctx, dit_trainer *tr, int B, const int32_t *y)
+static void train_backward(dit_trainer *tr, int B, const int32_t *y)
 {
-    (void)ctx;
     const dit_backend *be = tr->be;
     const dit_model *m = tr->dmodel;
     const dit_config *c = &m->cfg;
@@ -853,7 +851,7 @@ static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *
 /* The forward on the staged inputs (h_xt, h_tvec, h_yvec), its output
  * fetched to the host, the loss there; with `backward`, dout staged and the
  * gradients in d_grads. images: the clean batch (host) for the VLB term. */
-static dit_status run_batch(dit_ctx *ctx, dit_trainer *tr, int B, const float *images,
+static dit_status run_batch(dit_trainer *tr, int B, const float *images,
                             bool backward, float *per_sample, double *loss)
 {
     const dit_config *c = &tr->model->cfg;
@@ -864,7 +862,7 @@ static dit_status run_batch(dit_ctx *ctx, dit_trainer *tr, int B, const float *i
         (st = to_trainer(tr, tr->tvec, tr->h_tvec, (size_t)B * sizeof(float))) ||
         (st = to_trainer(tr, tr->yvec, tr->h_yvec, (size_t)B * sizeof(int32_t))))
         return st;
-    train_forward(ctx, tr, B, tr->xt, tr->tvec, tr->yvec);
+    train_forward(tr, B, tr->xt, tr->tvec, tr->yvec);
     if ((st = from_trainer(tr, tr->h_out, tr->out, img_out * sizeof(float))))
         return st;
     *loss = loss_and_grad(tr, B, tr->target, tr->h_xt, images, per_sample);
@@ -873,7 +871,7 @@ static dit_status run_batch(dit_ctx *ctx, dit_trainer *tr, int B, const float *i
     if ((st = to_trainer(tr, tr->dout, tr->h_dout, img_out * sizeof(float))))
         return st;
     t_zero(tr, tr->d_grads, tr->n);
-    train_backward(ctx, tr, B, tr->yvec);
+    train_backward(tr, B, tr->yvec);
     return DIT_OK;
 }
 
@@ -903,7 +901,7 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
                      tr->target + b * chw);
     }
     double l = 0;
-    if ((st = run_batch(ctx, tr, B, images, true, NULL, &l)))
+    if ((st = run_batch(tr, B, images, true, NULL, &l)))
         return st;
 
     /* clip, warm-up, AdamW, EMA */
@@ -963,7 +961,7 @@ dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *ima
                      tr->target + b * chw);
     }
     double l;
-    return run_batch(ctx, tr, B, images, false, per_sample, &l);
+    return run_batch(tr, B, images, false, per_sample, &l);
 }
 
 dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy, const float *t,
@@ -986,7 +984,7 @@ dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy,
     memcpy(tr->h_xt, x_noisy, img * sizeof(float));
     memcpy(tr->target, target, img * sizeof(float));
     double l = 0;
-    if ((st = run_batch(ctx, tr, B, x_start, true, NULL, &l)))
+    if ((st = run_batch(tr, B, x_start, true, NULL, &l)))
         return st;
     if (loss)
         *loss = (float)l;

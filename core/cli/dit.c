@@ -197,6 +197,25 @@ static char **find_labels(const options *o, const char *model_path, int num_clas
 
 int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet);
 
+/* --device (NULL: auto, CUDA when built with it and a device is usable)
+ * and --precision (NULL: the default) on ctx; an exit code, the reason on
+ * stderr. Shared with train-cmd.c. */
+int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision);
+int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision)
+{
+    device = device ? device : "auto";
+    const dit_status st = dit_ctx_set_device(ctx, device);
+    if (st) {
+        fprintf(stderr, "dit: --device %s: %s\n", device, dit_last_error(ctx));
+        return st == DIT_ERR_INVALID_ARG ? EXIT_USAGE : EXIT_MODEL;
+    }
+    if (precision && dit_ctx_set_precision(ctx, precision)) {
+        fprintf(stderr, "dit: --precision: %s\n", dit_last_error(ctx));
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* Loads the DiT, its VAE (or none) and labels. Returns an exit code. */
 static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
 {
@@ -210,21 +229,9 @@ static int load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
         fprintf(stderr, "dit: --threads must be >= 0\n");
         return EXIT_USAGE;
     }
-    /* auto (the default): CUDA when built with it and a device is usable */
-    const char *device = o->device ? o->device : "auto";
-    dit_status dst = dit_ctx_set_device(l->ctx, device);
-    if (dst == DIT_ERR_INVALID_ARG) {
-        fprintf(stderr, "dit: --device must be cpu, cuda or auto, not '%s'\n", device);
-        return EXIT_USAGE;
-    }
-    if (dst) {
-        fprintf(stderr, "dit: --device %s: %s\n", device, dit_last_error(l->ctx));
-        return EXIT_MODEL;
-    }
-    if (o->precision && dit_ctx_set_precision(l->ctx, o->precision)) {
-        fprintf(stderr, "dit: --precision: %s\n", dit_last_error(l->ctx));
-        return EXIT_USAGE;
-    }
+    int rc = dit_cli_set_device(l->ctx, o->device, o->precision);
+    if (rc)
+        return rc;
     char *model_path = o->model ? g_strdup(o->model) : NULL;
     if (need_dit) {
         if (!model_path)

@@ -151,6 +151,8 @@ static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, i
     g_free(imgs), g_free(labels), g_free(nulls), g_free(ts), g_free(l_true), g_free(l_null);
 }
 
+int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision); /* dit.c */
+
 int dit_cmd_train(int argc, char **argv);
 int dit_cmd_train(int argc, char **argv)
 {
@@ -234,20 +236,8 @@ int dit_cmd_train(int argc, char **argv)
 
     ctx = dit_ctx_new();
     dit_ctx_set_threads(ctx, threads);
-    {
-        const char *dev = device ? device : "auto";
-        const dit_status dst = dit_ctx_set_device(ctx, dev);
-        if (dst) {
-            fprintf(stderr, "dit: --device %s: %s\n", dev, dit_last_error(ctx));
-            rc = dst == DIT_ERR_INVALID_ARG ? 1 : 3;
-            goto done;
-        }
-        if (precision && dit_ctx_set_precision(ctx, precision)) {
-            fprintf(stderr, "dit: --precision: %s\n", dit_last_error(ctx));
-            rc = 1;
-            goto done;
-        }
-    }
+    if ((rc = dit_cli_set_device(ctx, device, precision)))
+        goto done;
     const char *set = data ? data : "fashion-mnist";
     bool ok;
     if (g_file_test(set, G_FILE_TEST_IS_DIR) && labels_csv) {
