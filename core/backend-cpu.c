@@ -6,8 +6,8 @@
  * The element-wise kernels use dit_expf (plain C the compiler vectorises) and
  * are compiled for AVX-512, AVX2 and baseline x86-64 with the best picked at
  * load time (target_clones), so one binary runs on every x86-64. */
-#include "dit-impl.h"
-#include "fastmath.h"
+#include "internal/impl.h"
+#include "internal/fastmath.h"
 
 #include <cblas.h>
 #include <math.h>

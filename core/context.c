@@ -1,5 +1,5 @@
 /* Context, error messages, aligned allocation, size arithmetic, half floats. */
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * that knows the CUDA backend (kernels/dit-cuda.h): built with DIT_HAVE_CUDA
  * when meson found CUDA, and against tests/gpu's emulator for the parity
  * tests; without it every device path reports DIT_ERR_UNSUPPORTED. */
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <stdlib.h>
 #include <string.h>

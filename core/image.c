@@ -1,6 +1,6 @@
 /* Image helpers shared by the CLI and the plug-in: resampling, masks and
  * compositing on planar float images (C, H, W). */
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <math.h>
 #include <stdlib.h>

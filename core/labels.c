@@ -1,7 +1,7 @@
 /* Data files the CLI and the plug-ins both need: where the embedded default
  * model lives and a model's class labels (one per line, synonyms separated
  * by commas as in ImageNet's list). */
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>

@@ -1,7 +1,7 @@
 /* DiT loading: find the files, resolve the config (config.json, then
  * __metadata__, then tensor shapes), translate diffusers names to the
  * official layout, and copy every weight into one f32 parameter block. */
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>

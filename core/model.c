@@ -10,8 +10,8 @@
  *
  * Fixed choices of the upstream constructors: LayerNorm has no affine;
  * attention has qkv bias; MLP activation is GELU (tanh). */
-#include "dit-impl.h"
-#include "profile.h"
+#include "internal/impl.h"
+#include "internal/profile.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -11,7 +11,7 @@
  *   image = decode(x / scaling + shift); inpaint composites
  *   M * image + (1 - M) * source in pixel space.
  * All buffers are allocated before the first step. */
-#include "dit-sched.h"
+#include "internal/sched.h"
 
 #include <math.h>
 #include <stdlib.h>

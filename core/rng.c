@@ -2,7 +2,7 @@
  * numbers: as easy as 1, 2, 3", SC'11) + Box-Muller. Element i of stream s
  * under seed k depends only on (k, s, i), so the noise is the same for any
  * thread count, batch split or backend. */
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
 /* safetensors reader (mmap + json-glib) and atomic writer. */
-#include "safetensors.h"
+#include "internal/safetensors.h"
 
 #include <errno.h>
 #include <math.h>

@@ -5,7 +5,7 @@
  * The schedule is built in double (diffusers builds it in float32, which moves
  * trajectories by up to ~8e-6 of max|x|; the goldens use float64 schedules);
  * the Euler / DPM sigmas are rounded to float32 as diffusers stores them. */
-#include "dit-sched.h"
+#include "internal/sched.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>

@@ -11,7 +11,7 @@
  * the device and only the batch, the output (for the loss, computed on the
  * host) and its gradient cross each step; the host copies of the state are
  * brought up to date when they are asked for (save, export, accessors). */
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>

@@ -19,7 +19,7 @@
  * Runs on the context's device: on CUDA the weights are uploaded once per
  * VAE, activations live in the device arena, and each call moves only its
  * input and output across. */
-#include "weights.h"
+#include "internal/weights.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>

@@ -1,4 +1,4 @@
-#include "weights.h"
+#include "internal/weights.h"
 
 #include <glib.h>
 #include <math.h>

@@ -14,7 +14,7 @@
 #ifndef DIT_CUDA_H
 #define DIT_CUDA_H
 
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <stdbool.h>
 #include <stddef.h>

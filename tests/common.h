@@ -2,7 +2,7 @@
 #ifndef DIT_TESTS_COMMON_H
 #define DIT_TESTS_COMMON_H
 
-#include "safetensors.h"
+#include "internal/safetensors.h"
 
 #include <stdbool.h>
 #include <stdio.h>

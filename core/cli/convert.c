@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../safetensors.h"
+#include "internal/safetensors.h"
 
 /* ---- zip (stored entries only, as torch.save writes them) ------------------ */
 

@@ -2,7 +2,7 @@
 
 #include "dit.h"
 #include "png-io.h"
-#include "../safetensors.h"
+#include "internal/safetensors.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  *
  * Ctrl-C writes a checkpoint and exits (code 4). */
 #include "data.h"
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>

@@ -9,7 +9,7 @@
  *   - a loss curve PNG (cairo) from the training log, if one is given,
  *   - one JSON line with every figure, appended to --log. */
 #include "data.h"
-#include "dit-train.h"
+#include "internal/train.h"
 #include "png-io.h"
 
 #include <cairo.h>

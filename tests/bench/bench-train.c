@@ -6,7 +6,7 @@
  * DIT_BENCH_DEVICE and DIT_BENCH_PRECISION (bench-util.h), DIT_TORCH_PYTHON. */
 #include "bench-util.h"
 #include "common.h"
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <stdlib.h>

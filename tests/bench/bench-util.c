@@ -1,6 +1,6 @@
 #include "bench-util.h"
 #include "common.h"
-#include "weights.h"
+#include "internal/weights.h"
 
 #include <cblas.h>
 #include <glib.h>

@@ -1,5 +1,5 @@
 /* training checkpoints (dit train --resume) */
-#include "dit-train.h"
+#include "internal/train.h"
 #include "fuzz-common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,6 +1,6 @@
 /* safetensors header + layout validation, then reading every tensor */
 #include "fuzz-common.h"
-#include "safetensors.h"
+#include "internal/safetensors.h"
 
 #include <stdlib.h>
 

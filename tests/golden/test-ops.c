@@ -3,7 +3,7 @@
  * naive double-precision loops written from the definition otherwise
  * (linear, conv-as-patchify, unpatchify, modulate, gated add). */
 #include "common.h"
-#include "fastmath.h"
+#include "internal/fastmath.h"
 
 #include <glib.h>
 #include <math.h>

@@ -4,7 +4,7 @@
  * 1e-5 of max|x| at that step. Then Philox noise against gen.py's own
  * implementation, bit for bit. */
 #include "common.h"
-#include "dit-sched.h"
+#include "internal/sched.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>

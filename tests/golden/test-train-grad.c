@@ -8,7 +8,7 @@
  * the loss within 1e-5, every parameter gradient within 1e-4 of its max; the
  * variant files also the inference forward (dit_model_forward) within 1e-4. */
 #include "common.h"
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <math.h>

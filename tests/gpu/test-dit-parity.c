@@ -15,8 +15,8 @@
  * 77 without a device), test-dit-parity-emu against tests/gpu/emu (suite
  * unit; runs everywhere). */
 #include "common.h"
-#include "dit-impl.h"
-#include "dit-train.h"
+#include "internal/impl.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * tiny model with random weights everywhere (adaLN-Zero's zeros would hide
  * most of the backward pass). */
 #include "common.h"
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * float32 forward, h = 1e-2 (smooth ops): agreement within 1e-3 of the
  * input's largest gradient (a sign or index slip shows as O(1)). */
 #include "common.h"
-#include "dit-impl.h"
+#include "internal/impl.h"
 
 #include <math.h>
 #include <stdlib.h>

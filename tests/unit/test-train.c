@@ -2,7 +2,7 @@
  * equal N/2 + checkpoint + resume + N/2 bit for bit, and a checkpoint cut
  * at any byte is refused while the complete one still loads. */
 #include "common.h"
-#include "dit-train.h"
+#include "internal/train.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>

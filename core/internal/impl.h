@@ -3,7 +3,7 @@
 #ifndef DIT_IMPL_H
 #define DIT_IMPL_H
 
-#include "dit.h"
+#include "../dit.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -3,7 +3,7 @@
 #ifndef DIT_TRAIN_H
 #define DIT_TRAIN_H
 
-#include "dit-sched.h"
+#include "sched.h"
 #include "weights.h"
 
 typedef enum {

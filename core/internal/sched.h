@@ -3,7 +3,7 @@
 #ifndef DIT_SCHED_H
 #define DIT_SCHED_H
 
-#include "dit-impl.h"
+#include "impl.h"
 
 typedef struct dit_scheduler {
     dit_sched_config cfg;

@@ -5,7 +5,7 @@
 #ifndef DIT_SAFETENSORS_H
 #define DIT_SAFETENSORS_H
 
-#include "dit-impl.h"
+#include "impl.h"
 
 #define ST_MAX_DIMS 8
 #define ST_MAX_HEADER (100u * 1000u * 1000u)
