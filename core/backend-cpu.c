@@ -984,6 +984,25 @@ static void cpu_tanh_clamp(const dit_backend *be, float *out, const float *in, s
         out[i] = m * tanhf(in[i] / m);
 }
 
+/* ---- text encoder ops ---------------------------------------------------------- */
+
+/* out (R, D) = x * weight / sqrt(mean x^2 + eps), row by row */
+static void cpu_rms_norm(const dit_backend *be, float *out, const float *x, const float *weight,
+                         int R, int D, float eps)
+{
+#pragma omp parallel for num_threads(be->n_threads)
+    for (int r = 0; r < R; r++) {
+        const float *xr = x + (size_t)r * D;
+        float *o = out + (size_t)r * D;
+        double ss = 0;
+        for (int d = 0; d < D; d++)
+            ss += (double)xr[d] * xr[d];
+        const float inv = (float)(1.0 / sqrt(ss / D + eps));
+        for (int d = 0; d < D; d++)
+            o[d] = xr[d] * inv * (weight ? weight[d] : 1.0f);
+    }
+}
+
 /* ---- training ops ------------------------------------------------------------- */
 
 static void cpu_attention_train(const dit_backend *be, float *out, const float *qkv, int B,
@@ -1351,6 +1370,7 @@ static const dit_backend cpu_backend = {
     .add_act = cpu_add_act,
     .affine = cpu_affine,
     .tanh_clamp = cpu_tanh_clamp,
+    .rms_norm = cpu_rms_norm,
     .attention_train = cpu_attention_train,
     .attention_backward = cpu_attention_backward,
     .layernorm_modulate_train = cpu_layernorm_modulate_train,

@@ -254,3 +254,14 @@ uint16_t dit_f32_to_bf16(float f)
     x += 0x7fff + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
 }
+
+dit_status dit_backend_require(dit_ctx *ctx, const dit_backend *be, const char *what,
+                               const dit_op_presence *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!ops[i].present)
+            return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                             "the %s backend has no op '%s', which %s needs", be->name,
+                             ops[i].name, what);
+    return DIT_OK;
+}

@@ -345,14 +345,27 @@ static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, in
     return dit_device_download(ctx, out, dout, n_out * sizeof(float));
 }
 
+/* every op forward_ops may call, whatever the conditioning variant */
+#define DIT_FORWARD_OPS(X)                                                                  \
+    X(linear) X(attention) X(attention_scratch) X(layernorm_modulate) X(silu) X(patchify)   \
+    X(unpatchify) X(gated_add) X(add_rows) X(add_embedding) X(copy_tokens)                  \
+    X(cross_attention) X(timestep_embedding)
+
+dit_status dit_model_check_backend(dit_ctx *ctx)
+{
+    return DIT_BACKEND_REQUIRE(ctx, ctx->be, "the DiT forward", DIT_FORWARD_OPS);
+}
+
 dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
                              const float *x, const float *t, const int32_t *y, float *out)
 {
     if (!ctx || !model)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL context or model");
     const dit_config *c = &model->cfg;
-    dit_status st = check_inputs(ctx, c, B, H, W, x, t, y, out);
+    dit_status st = dit_model_check_backend(ctx);
     if (st)
+        return st;
+    if ((st = check_inputs(ctx, c, B, H, W, x, t, y, out)))
         return st;
     const int gh = H / c->patch_size, gw = W / c->patch_size;
     const float *pos = NULL; /* host table (the model's own, or ctx's) */

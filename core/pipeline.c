@@ -204,6 +204,9 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     dit_status st = check_params(ctx, p, image, mask, H, W, out, &sp);
     if (st)
         return st;
+    /* a backend that lacks an op fails here, not after the sampling loop */
+    if ((st = dit_model_check_backend(ctx)) || (p->vae && (st = dit_vae_check_backend(ctx))))
+        return st;
     const dit_config *c = dit_model_config(p->model);
     const int B = p->batch, C = sp.C, h = sp.h, w = sp.w;
     const size_t lat = (size_t)C * h * w, n = (size_t)B * lat, hw = (size_t)h * w;

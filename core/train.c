@@ -216,10 +216,22 @@ static dit_status upload_state(dit_trainer *tr)
     return DIT_OK;
 }
 
+/* every op a training step may call (forward, backward, optimiser, EMA) */
+#define DIT_TRAIN_OPS(X)                                                                    \
+    X(linear) X(attention_scratch) X(attention_train) X(attention_backward) X(silu)         \
+    X(gelu_tanh) X(patchify) X(unpatchify) X(unpatchify_backward) X(gated_add)              \
+    X(gated_add_backward) X(add_rows) X(add_act) X(affine) X(add_embedding)                 \
+    X(add_embedding_backward) X(copy_tokens) X(cross_attention) X(cross_attention_backward) \
+    X(timestep_embedding) X(layernorm_modulate_train) X(layernorm_modulate_backward)        \
+    X(linear_backward) X(act_backward) X(adamw) X(ema_update) X(sum_squares)
+
 dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_config *cfg,
                            dit_trainer **out)
 {
     *out = NULL;
+    dit_status need = DIT_BACKEND_REQUIRE(ctx, ctx->be, "training", DIT_TRAIN_OPS);
+    if (need)
+        return need;
     if (model->cfg.naming != DIT_NAMING_OFFICIAL || model->cfg.per_block_embedder)
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
                          "training needs the official DiT layout (one shared t/y embedder)");

@@ -1259,11 +1259,23 @@ static dit_status check_finite(dit_ctx *ctx, const float *p, size_t n, const cha
     return DIT_OK;
 }
 
+/* every op the KL and tiny encoders and decoders may call */
+#define DIT_VAE_OPS(X)                                                                      \
+    X(conv2d) X(conv2d_scratch) X(group_norm) X(spatial_attention)                          \
+    X(spatial_attention_scratch) X(add_act) X(affine) X(tanh_clamp)
+
+dit_status dit_vae_check_backend(dit_ctx *ctx)
+{
+    return DIT_BACKEND_REQUIRE(ctx, ctx->be, "the VAE", DIT_VAE_OPS);
+}
+
 dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *v, int B, int H, int W,
                           const float *image, float *mean, float *logvar)
 {
     if (!ctx || !v || !image || !mean)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_encode: NULL argument");
+    if (dit_vae_check_backend(ctx))
+        return DIT_ERR_UNSUPPORTED;
     const dit_vae_info *in = &v->info;
     const int f = in->downscale;
     if (B <= 0 || B > 4096 || H <= 0 || W <= 0 || H > 65536 || W > 65536 || H % f || W % f)
@@ -1311,6 +1323,8 @@ dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w,
 {
     if (!ctx || !v || !latent || !image)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_decode: NULL argument");
+    if (dit_vae_check_backend(ctx))
+        return DIT_ERR_UNSUPPORTED;
     const dit_vae_info *in = &v->info;
     const int f = in->downscale;
     if (B <= 0 || B > 4096 || h <= 0 || w <= 0 || h > 65536 / f || w > 65536 / f)

@@ -180,6 +180,12 @@ static void cuda_layernorm_modulate(const dit_backend *be, float *out, const flo
                                     NULL, NULL));
 }
 
+static void cuda_rms_norm(const dit_backend *be, float *out, const float *x, const float *weight,
+                          int R, int D, float eps)
+{
+    CHECK(dit_cu_rms_norm(stream_of(be), out, x, weight, R, D, eps));
+}
+
 static void cuda_gelu_tanh(const dit_backend *be, float *out, const float *x, size_t n)
 {
     CHECK(dit_cu_act(stream_of(be), out, x, n, DIT_ACT_GELU_TANH));
@@ -494,6 +500,7 @@ static const dit_backend cuda_ops = {
     .add_act = cuda_add_act,
     .affine = cuda_affine,
     .tanh_clamp = cuda_tanh_clamp,
+    .rms_norm = cuda_rms_norm,
     .attention_train = cuda_attention_train,
     .attention_backward = cuda_attention_backward,
     .layernorm_modulate_train = cuda_layernorm_modulate_train,

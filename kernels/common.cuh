@@ -24,7 +24,7 @@
 
 #define DIT_FULL_MASK 0xffffffffu
 
-/* dit_act (core/dit-impl.h); backend-cuda.c asserts the values agree */
+/* dit_act (core/internal/backend.h); backend-cuda.c asserts the values agree */
 enum { ACT_NONE = 0, ACT_GELU_TANH = 1, ACT_SILU = 2, ACT_RELU = 3 };
 
 /* Threads per block of the element-wise kernels. */

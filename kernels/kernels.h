@@ -5,7 +5,7 @@
  * anything is launched), checks the launch with cudaGetLastError straight
  * after it, and returns that status. Empty shapes launch nothing and
  * return cudaSuccess. Layouts are those of the dit_backend op of the same
- * name (core/dit-impl.h); all pointers are device memory. `act` is a
+ * name (core/internal/backend.h); all pointers are device memory. `act` is a
  * dit_act value. Plain C prototypes: the .cu files define them extern "C". */
 #ifndef DIT_KERNELS_H
 #define DIT_KERNELS_H
@@ -38,6 +38,9 @@ cudaError_t dit_cu_softmax_rows(cudaStream_t stream, float *x, size_t rows, int 
 cudaError_t dit_cu_layernorm_modulate(cudaStream_t stream, float *out, const float *x,
                                       const float *shift, const float *scale, int stride, int B,
                                       int T, int D, float eps, float *mean, float *rstd);
+/* rms_norm: out (R, D) = x * weight / sqrt(mean x^2 + eps); weight may be NULL */
+cudaError_t dit_cu_rms_norm(cudaStream_t stream, float *out, const float *x, const float *weight,
+                            int R, int D, float eps);
 
 /* ---- activation.cu ---- */
 /* out (n) = act(in (n)); out may equal in */

@@ -41,6 +41,22 @@ __global__ void layernorm_modulate_kernel(float *out, const float *x, const floa
     }
 }
 
+/* One block per row of x (R, D): T5's RMSNorm, the mean of squares in double
+ * as the CPU's cpu_rms_norm; every read of the row happens before block_sum
+ * returns, so out may equal x. */
+__global__ void rms_norm_kernel(float *out, const float *x, const float *weight, int D, float eps)
+{
+    const size_t row = blockIdx.x;
+    const float *xr = x + row * D;
+    float *o = out + row * D;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        ss += (double)xr[i] * xr[i];
+    const float inv = (float)(1.0 / sqrt(block_sum(ss) / D + eps));
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        o[i] = xr[i] * inv * (weight ? weight[i] : 1.0f);
+}
+
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_layernorm_modulate(cudaStream_t stream, float *out, const float *x,
@@ -57,5 +73,16 @@ extern "C" cudaError_t dit_cu_layernorm_modulate(cudaStream_t stream, float *out
         return cudaErrorInvalidValue;
     DIT_LAUNCH(layernorm_modulate_kernel, (unsigned)rows, D >= 1024 ? 256 : 128, stream, out, x,
                shift, scale, stride, T, D, eps, mean, rstd);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dit_cu_rms_norm(cudaStream_t stream, float *out, const float *x,
+                                       const float *weight, int R, int D, float eps)
+{
+    if (R < 0 || D < 0)
+        return cudaErrorInvalidValue;
+    if (R == 0 || D == 0)
+        return cudaSuccess;
+    DIT_LAUNCH(rms_norm_kernel, (unsigned)R, D >= 1024 ? 256 : 128, stream, out, x, weight, D, eps);
     return cudaGetLastError();
 }

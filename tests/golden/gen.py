@@ -1376,6 +1376,24 @@ def ops_fixture(seed):
                "(sens) sattn scale 1/C, rel", "(sens) sattn tokens read column-major, written row-major, rel"):
         assert checks[kk] > SENS_FACTOR * TOL, kk
 
+    # ---- text encoder ops (drawn last from g: the tensors above stay as they were) ----
+    # T5's RMSNorm: no mean subtracted, no bias, eps inside the root
+    rx = (torch.randn(3, 5, 64, generator=g, dtype=F64) * 2.0 + 1.5)
+    rx[1] = rx[1] * 1e-3           # mean square ~1e-6: comparable to eps, so eps matters
+    rx = rx.to(F32)
+    rw = (1.0 + 0.5 * torch.randn(64, generator=g, dtype=F64)).to(F32)
+    out["rms_x"], out["rms_w"] = rx, rw
+    rx64, rw64 = rx.to(F64), rw.to(F64)
+    out["rms_y"] = rx64 * torch.rsqrt(rx64.pow(2).mean(-1, keepdim=True) + 1e-6) * rw64
+    checks["rms vs F.rms_norm, abs"] = (out["rms_y"] - F.rms_norm(rx64, (64,), rw64, eps=1e-6)).abs().max().item()
+    assert checks["rms vs F.rms_norm, abs"] < 1e-12
+    checks["(sens) rms: LayerNorm (mean subtracted) instead, rel"] = rel(F.layer_norm(rx64, (64,), rw64, eps=1e-6), out["rms_y"])
+    checks["(sens) rms eps 1e-5 vs 1e-6, rel"] = rel(F.rms_norm(rx64, (64,), rw64, eps=1e-5), out["rms_y"])
+    checks["(sens) rms weight ignored, rel"] = rel(F.rms_norm(rx64, (64,), None, eps=1e-6), out["rms_y"])
+    for kk in ("(sens) rms: LayerNorm (mean subtracted) instead, rel", "(sens) rms eps 1e-5 vs 1e-6, rel",
+               "(sens) rms weight ignored, rel"):
+        assert checks[kk] > SENS_FACTOR * TOL, kk
+
     # ---- Philox noise (the C core's dit_randn) ----
     checks.update(philox_selftest())
     out["rng_seed42_stream7"] = philox_randn(42, 7, (1003,))

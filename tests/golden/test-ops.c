@@ -113,6 +113,23 @@ static void test_against_pytorch(dit_ctx *ctx, const dit_backend *be)
     free(lx);
     free(ly);
 
+    float *rx = read_tensor(ctx, f, "rms_x", &n, shape, NULL);
+    float *rw = read_tensor(ctx, f, "rms_w", NULL, NULL, NULL);
+    float *ry = read_tensor(ctx, f, "rms_y", NULL, NULL, NULL);
+    CHECK(rx && rw && ry, "ops fixture lacks rms_x / rms_w / rms_y (regenerate with gen.py)");
+    if (rx && rw && ry) {
+        const int D = (int)shape[2], R = (int)(n / D);
+        float *out = malloc(n * sizeof *out);
+        be->rms_norm(be, out, rx, rw, R, D, 1e-6f);
+        CHECK(compare_rel("rms_norm (T5)", out, ry, n, 1e-5), "rms");
+        be->rms_norm(be, rx, rx, rw, R, D, 1e-6f); /* in place */
+        CHECK(compare_rel("rms_norm (T5), in place", rx, ry, n, 1e-5), "rms in place");
+        free(out);
+    }
+    free(rx);
+    free(rw);
+    free(ry);
+
     float *qkv = read_tensor(ctx, f, "attn_qkv", &n, shape, NULL);
     float *ao = read_tensor(ctx, f, "attn_out", NULL, NULL, NULL);
     if (qkv && ao) {

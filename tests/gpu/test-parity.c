@@ -72,6 +72,7 @@
     X(add_act)                                                                              \
     X(affine)                                                                               \
     X(tanh_clamp)                                                                           \
+    X(rms_norm)                                                                             \
     X(attention_train)                                                                      \
     X(attention_backward)                                                                   \
     X(layernorm_modulate_train)                                                             \
@@ -89,7 +90,7 @@
 #define COUNT_OP(op) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };
 /* Every member after name and n_threads is an op pointer; OPS must list
- * them all (a new op in core/dit-impl.h fails here until it is listed). */
+ * them all (a new op in core/internal/backend.h fails here until it is listed). */
 _Static_assert(sizeof(dit_backend) ==
                    offsetof(dit_backend, linear) + N_OPS * sizeof(void (*)(void)),
                "OPS does not list every op of dit_backend");
@@ -809,6 +810,30 @@ static int case_tanh_clamp(tcase *t, const int *p)
     return CASE_RAN;
 }
 
+/* p: R, D, with weight, in place */
+static int case_rms_norm(tcase *t, const int *p)
+{
+    NEED(rms_norm);
+    const int R = p[0], Dm = p[1];
+    const size_t n = (size_t)R * Dm;
+    const float *wh = NULL, *wd = NULL;
+    if (p[2]) {
+        pbuf *w = in_f(t, "weight", (size_t)Dm, 2.0f);
+        wh = H(w);
+        wd = D(w);
+    }
+    if (p[3]) {
+        pbuf *x = acc_f(t, "x", n, 5.0f);
+        t->cpu->rms_norm(t->cpu, H(x), H(x), wh, R, Dm, 1e-6f);
+        t->dev->rms_norm(t->dev, D(x), D(x), wd, R, Dm, 1e-6f);
+    } else {
+        pbuf *x = in_f(t, "x", n, 5.0f), *out = out_f(t, "out", n);
+        t->cpu->rms_norm(t->cpu, H(out), H(x), wh, R, Dm, 1e-6f);
+        t->dev->rms_norm(t->dev, D(out), D(x), wd, R, Dm, 1e-6f);
+    }
+    return CASE_RAN;
+}
+
 /* p: M, K, N, with dx, with dw, with db, act (x = act(pre), dx through it) */
 static int case_linear_backward(tcase *t, const int *p)
 {
@@ -988,6 +1013,10 @@ static const prow rows[] = {
     {"affine 3001", "affine", {3001, 0}, FP32, case_affine},
     {"affine 1025 in place", "affine", {1025, 1}, FP32, case_affine},
     {"tanh_clamp 2049 m3", "tanh_clamp", {2049, 3}, FP32, case_tanh_clamp},
+    /* text encoder: R, D, with weight, in place */
+    {"rms_norm 37x64", "rms_norm", {37, 64, 1, 0}, FP32, case_rms_norm},
+    {"rms_norm 5x4096 in place", "rms_norm", {5, 4096, 1, 1}, FP32, case_rms_norm},
+    {"rms_norm 3x77 no weight", "rms_norm", {3, 77, 0, 0}, FP32, case_rms_norm},
     /* training */
     {"linear_backward 37x65->29", "linear_backward", {37, 65, 29, 1, 1, 1}, FP32, case_linear_backward},
     {"linear_backward 37x65->29 through gelu", "linear_backward", {37, 65, 29, 1, 1, 1, DIT_ACT_GELU_TANH}, FP32, case_linear_backward},
