@@ -26,6 +26,15 @@ static void release_memory(dit_ctx *ctx)
     d->vae_params = NULL, d->vae = NULL, d->vae_id = 0;
 }
 
+bool dit_build_has_cuda(void)
+{
+#ifdef DIT_HAVE_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
 void dit_device_release(dit_ctx *ctx)
 {
     release_memory(ctx);

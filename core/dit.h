@@ -116,6 +116,9 @@ DIT_API dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes);
  * The DiT forward, the VAE and training run on the device (weights
  * uploaded once per model; a trainer keeps its whole state there). */
 DIT_API dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device);
+/* Whether this build of libdit has the CUDA backend at all (whether a GPU is
+ * usable is dit_ctx_set_device("cuda")'s answer). */
+DIT_API bool dit_build_has_cuda(void);
 /* The active device: "cpu" or "cuda". */
 DIT_API const char *dit_ctx_device(const dit_ctx *ctx);
 /* Matrix-multiply precision on the CUDA device (any case): "fp32" (the
@@ -214,6 +217,12 @@ typedef struct {
     double eta;             /* DDIM */
 } dit_sched_config;
 
+/* Chooses a sampler and the schedule that goes with it: the cold sampler
+ * runs on cosine_alphabar (and only there), so picking it moves the schedule
+ * there, and picking another sampler moves a cosine_alphabar schedule back to
+ * linear. Any other schedule is kept. */
+DIT_API void dit_sched_config_use_sampler(dit_sched_config *c, dit_sampler sampler);
+
 /* Reads a diffusers scheduler_config.json (or our own "scheduler" metadata,
  * which may also name a "sampler") over the fields already in *c. */
 DIT_API dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *source, const char *json,
@@ -245,9 +254,14 @@ typedef struct {
     const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
 } dit_pipeline_params;
 
-/* Defaults for a model: DDIM 50 steps on the linear schedule, epsilon,
- * guidance 4, strength 0.75 for img2img and 1 for inpaint, class 0, seed 0,
- * batch 1. Learned-sigma models get the official 3-channel guidance. */
+/* Defaults for a model: task generate, DPM-Solver++ 2M for 20 steps on the
+ * linear schedule (1000 training steps, betas 1e-4 .. 0.02, epsilon
+ * prediction, leading spacing), guidance 4 on every latent channel
+ * (guidance_channels 0, as diffusers), strength 0.75 (callers use 1 for
+ * inpaint), class 0, seed 0, batch 1, grow 0. The model's own scheduler
+ * (a pipeline folder's scheduler/ or the file's "scheduler" metadata)
+ * replaces the sampler settings; for the cold sampler the steps become
+ * min(train_steps, 50). */
 DIT_API void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
                                          const dit_vae *vae);
 
@@ -313,6 +327,26 @@ DIT_API char **dit_labels_for_model(const char *model_path, int num_classes);
 /* The class whose label, or one of its synonyms, is `name` (any case);
  * -1 when none is. */
 DIT_API int dit_labels_lookup(char *const *labels, int num_classes, const char *name);
+
+/* What a class string means on a model: the one rule the CLI, the plug-ins
+ * and the dialog share (each words the outcome in its own language). */
+typedef enum {
+    DIT_CLASS_OK = 0,       /* *class_id is set */
+    DIT_CLASS_UNCONDITIONAL, /* a class was given, but the model has none */
+    DIT_CLASS_OUT_OF_RANGE, /* a number outside 0 .. num_classes */
+    DIT_CLASS_UNKNOWN,      /* not a number and not one of the labels */
+} dit_class_result;
+/* Resolves `name` for a model with num_classes classes and these labels
+ * (may be NULL):
+ *   NULL or ""            class 0 (for an unconditional model, its only label 0)
+ *   "0" .. "num_classes"  that class; num_classes is the null class (no class)
+ *   a label or synonym    that class (any case)
+ * A non-empty name on an unconditional model (num_classes 0) is refused. */
+DIT_API dit_class_result dit_labels_resolve(char *const *labels, int num_classes,
+                                            const char *name, int *class_id);
+/* "a, b, c, ... (N in all)": the first `max` labels (their first synonym),
+ * for messages that name the valid choices; free with dit_free. */
+DIT_API char *dit_labels_summary(char *const *labels, int num_classes, int max);
 DIT_API void dit_labels_free(char **labels);
 DIT_API void dit_free(void *p);
 

@@ -6,6 +6,10 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
 #ifndef DIT_DATADIR
 #define DIT_DATADIR "/usr/local/share/gimp-dit"
 #endif
@@ -113,6 +117,46 @@ int dit_labels_lookup(char *const *labels, int num_classes, const char *name)
             return i;
     }
     return -1;
+}
+
+dit_class_result dit_labels_resolve(char *const *labels, int num_classes, const char *name,
+                                    int *class_id)
+{
+    *class_id = 0;
+    if (!name || !*name)
+        return DIT_CLASS_OK;
+    if (num_classes <= 0)
+        return DIT_CLASS_UNCONDITIONAL;
+    char *end;
+    errno = 0;
+    const long v = strtol(name, &end, 10);
+    if (end != name && *end == '\0') {
+        if (errno || v < 0 || v > num_classes)
+            return DIT_CLASS_OUT_OF_RANGE;
+        *class_id = (int)v;
+        return DIT_CLASS_OK;
+    }
+    const int found = dit_labels_lookup(labels, num_classes, name);
+    if (found < 0)
+        return DIT_CLASS_UNKNOWN;
+    *class_id = found;
+    return DIT_CLASS_OK;
+}
+
+char *dit_labels_summary(char *const *labels, int num_classes, int max)
+{
+    GString *s = g_string_new(NULL);
+    int n = 0;
+    while (labels && labels[n] && n < num_classes)
+        n++;
+    for (int i = 0; i < n && i < max; i++) {
+        const char *comma = strchr(labels[i], ',');
+        const int len = comma ? (int)(comma - labels[i]) : (int)strlen(labels[i]);
+        g_string_append_printf(s, "%s%.*s", i ? ", " : "", len, labels[i]);
+    }
+    if (n > max)
+        g_string_append_printf(s, ", ... (%d in all)", n);
+    return g_string_free(s, FALSE);
 }
 
 void dit_labels_free(char **labels)

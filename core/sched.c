@@ -34,6 +34,15 @@ void dit_sched_config_default(dit_sched_config *c)
     c->variance = DIT_VAR_FIXED_SMALL;
 }
 
+void dit_sched_config_use_sampler(dit_sched_config *c, dit_sampler sampler)
+{
+    c->sampler = sampler;
+    if (sampler == DIT_SAMPLER_COLD)
+        c->schedule = DIT_SCHEDULE_COSINE_ALPHABAR;
+    else if (c->schedule == DIT_SCHEDULE_COSINE_ALPHABAR)
+        c->schedule = DIT_SCHEDULE_LINEAR;
+}
+
 static double cos_alpha_bar(double t)
 {
     const double c = cos((t + 0.008) / 1.008 * M_PI / 2);

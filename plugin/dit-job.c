@@ -54,43 +54,40 @@ gchar **dit_job_labels_for_model(const gchar *model_path)
 static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
 {
     const gint nc = dit_model_config(job->model)->num_classes;
-    job->params.class_id = 0;
-    if (nc == 0) { /* an unconditional model: whatever class was last used does not apply */
-        job->class_label = g_strdup(_("unconditional"));
-        return TRUE;
-    }
-    if (!name || !*name)
-        name = "0";
-    gchar *end;
-    gint64 v = g_ascii_strtoll(name, &end, 10);
-    if (end != name && *end == '\0') {
-        if (v < 0 || v > nc) {
+    gint id = 0;
+    switch (dit_labels_resolve(job->labels, nc, name, &id)) {
+    case DIT_CLASS_OK:
+        break;
+    case DIT_CLASS_UNCONDITIONAL:
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("This model is unconditional (it has no classes): leave the class empty"));
+        return FALSE;
+    case DIT_CLASS_OUT_OF_RANGE:
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Class %s is out of range: this model has classes 0 to %d "
+                      "(%d means no class)"),
+                    name, nc - 1, nc);
+        return FALSE;
+    case DIT_CLASS_UNKNOWN:
+        if (job->labels) {
+            gchar *some = dit_labels_summary(job->labels, nc, 12);
             g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                        _("Class %s is out of range: this model has classes 0 to %d "
-                          "(%d means no class)"),
-                        name, nc - 1, nc);
-            return FALSE;
+                        _("Unknown class '%s': it is not one of this model's labels (%s)"), name, some);
+            dit_free(some);
+        } else {
+            g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                        _("Unknown class '%s': this model has no label list, give a class "
+                          "number"),
+                        name);
         }
-        job->params.class_id = (gint)v;
-        const gchar *label = job->labels && v < (gint64)g_strv_length(job->labels)
-                                 ? job->labels[v] : NULL;
-        job->class_label = g_strdup(label ? label : name);
-        return TRUE;
+        return FALSE;
     }
-    const gint found = dit_labels_lookup(job->labels, nc, name);
-    if (found >= 0) {
-        job->params.class_id = found;
-        job->class_label = g_strdup(job->labels[found]);
-        return TRUE;
-    }
-    if (job->labels)
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                    _("Unknown class '%s': it is not one of this model's labels"), name);
-    else
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                    _("Unknown class '%s': this model has no label list, give a class number"),
-                    name);
-    return FALSE;
+    job->params.class_id = id;
+    const gchar *label = nc == 0 ? _("unconditional")
+                         : job->labels && id < (gint)g_strv_length(job->labels) ? job->labels[id]
+                                                                                : NULL;
+    job->class_label = label ? g_strdup(label) : g_strdup_printf("%d", id);
+    return TRUE;
 }
 
 static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
@@ -145,12 +142,7 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
             g_string_free(list, TRUE);
             return FALSE;
         }
-        p->sched.sampler = (dit_sampler)found;
-        /* as the CLI: the cold sampler runs on its own schedule */
-        if (found == DIT_SAMPLER_COLD)
-            p->sched.schedule = DIT_SCHEDULE_COSINE_ALPHABAR;
-        else if (p->sched.schedule == DIT_SCHEDULE_COSINE_ALPHABAR)
-            p->sched.schedule = DIT_SCHEDULE_LINEAR;
+        dit_sched_config_use_sampler(&p->sched, (dit_sampler)found);
     }
     if (v->seed < 0)
         p->seed = (guint64)g_random_int_range(0, G_MAXINT32);
@@ -174,7 +166,7 @@ static gboolean select_device(dit_ctx *ctx, const gchar *device, GError **error)
 {
     if (dit_ctx_set_device(ctx, device && *device ? device : "auto") == DIT_OK)
         return TRUE;
-    if (strstr(dit_last_error(ctx), "no CUDA backend"))
+    if (!dit_build_has_cuda())
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
                     _("This build of gimp-dit has no CUDA backend: use the CPU device"));
     else
