@@ -44,7 +44,7 @@ static GimpParamDef *param_defs(DitMode mode, gint *n)
     memcpy(defs, head_args, sizeof head_args);
     for (gint i = 0; i < dit_n_args; i++) {
         const DitArg *a = &dit_args[i];
-        if (!dit_arg_applies(a, mode))
+        if (!ditgimp_arg_applies(a, mode))
             continue;
         defs[*n].type = a->type == DIT_ARG_INT      ? GIMP_PDB_INT32
                         : a->type == DIT_ARG_DOUBLE ? GIMP_PDB_FLOAT
@@ -58,7 +58,7 @@ static GimpParamDef *param_defs(DitMode mode, gint *n)
 
 static void query(void)
 {
-    gimp_plugin_domain_register(GETTEXT_PACKAGE, dit_plugin_locale_dir());
+    gimp_plugin_domain_register(GETTEXT_PACKAGE, ditgimp_locale_dir());
     for (gint m = 0; m < DIT_MODE_COUNT; m++) {
         const DitProc *p = &dit_procs[m];
         gint n;
@@ -77,7 +77,7 @@ static void query(void)
 static void load_values(const gchar *proc, DitMode mode, DitValues *v)
 {
     DitValues stored;
-    dit_values_init(v, mode);
+    ditui_values_init(v, mode);
     if (gimp_get_data_size(proc) == (gint)sizeof stored && gimp_get_data(proc, &stored) &&
         stored.version == DIT_VALUES_VERSION)
         *v = stored;
@@ -92,15 +92,15 @@ static void values_from_params(DitMode mode, const GimpParam *param, DitValues *
     gint i = G_N_ELEMENTS(head_args);
     for (gint k = 0; k < dit_n_args; k++) {
         const DitArg *a = &dit_args[k];
-        if (!dit_arg_applies(a, mode))
+        if (!ditgimp_arg_applies(a, mode))
             continue;
         const GimpParam *p = &param[i++];
         if (a->type == DIT_ARG_INT)
-            dit_arg_set_number(a, v, p->data.d_int32);
+            ditgimp_arg_set_number(a, v, p->data.d_int32);
         else if (a->type == DIT_ARG_DOUBLE)
-            dit_arg_set_number(a, v, p->data.d_float);
+            ditgimp_arg_set_number(a, v, p->data.d_float);
         else /* 2.10 takes the values themselves, "" for the model's sampler */
-            dit_arg_set_string(a, v, p->data.d_string);
+            ditgimp_arg_set_string(a, v, p->data.d_string);
     }
 }
 
@@ -143,7 +143,7 @@ static gint32 write_layer(gint32 image, gint32 drawable, const DitOutput *out)
     gimp_item_set_name(layer, out->name);
     gimp_item_set_visible(layer, TRUE);
     GeglBuffer *buf = gimp_drawable_get_buffer(layer);
-    dit_output_write(out, buf, gimp_drawable_get_format(layer));
+    ditgimp_output_write(out, buf, gimp_drawable_get_format(layer));
     g_object_unref(buf);
 
     gint32 parent = -1;
@@ -176,20 +176,20 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
     GError *error = NULL;
     gint32 layer = -1;
 
-    dit_plugin_init_i18n();
+    ditgimp_init_i18n();
     gegl_init(NULL, NULL);
     *nreturn_vals = 1;
     *return_vals = values;
     values[0].type = GIMP_PDB_STATUS;
 
-    const DitProc *proc = dit_proc_lookup(name);
+    const DitProc *proc = ditgimp_proc_lookup(name);
     const GimpRunMode run_mode = nparams > 0 ? param[0].data.d_int32 : GIMP_RUN_NONINTERACTIVE;
     if (!proc || nparams < 3) {
         values[0].data.d_status = GIMP_PDB_CALLING_ERROR;
         return;
     }
     const DitMode mode = proc->mode;
-    const gint expected = G_N_ELEMENTS(head_args) + dit_arg_count(mode);
+    const gint expected = G_N_ELEMENTS(head_args) + ditgimp_arg_count(mode);
     const gint32 image = param[1].data.d_image, drawable = param[2].data.d_drawable;
 
     DitValues v;
@@ -200,18 +200,18 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
     switch (run_mode) {
     case GIMP_RUN_INTERACTIVE:
         /* say what is wrong before asking for settings */
-        if (!dit_source_check(&src, mode, &error) || !dit_plugin_gtk_init(&error)) {
+        if (!ditgimp_source_check(&src, mode, &error) || !ditgimp_gtk_init(&error)) {
             status = GIMP_PDB_EXECUTION_ERROR;
             break;
         }
-        dialog = dit_plugin_dialog_new(&v, &src);
-        dit_dialog_set_transient_for_xid(dialog, (guint64)(guint32)gimp_progress_get_window_handle());
-        if (!dit_plugin_dialog_ask(dialog, &v)) {
+        dialog = ditgimp_dialog_new(&v, &src);
+        ditui_dialog_set_transient_for_xid(dialog, (guint64)(guint32)gimp_progress_get_window_handle());
+        if (!ditgimp_dialog_ask(dialog, &v)) {
             status = GIMP_PDB_CANCEL;
             break;
         }
         /* GIMP stays usable while the dialog is open: take the selection as it is now */
-        dit_source_clear(&src);
+        ditgimp_source_clear(&src);
         read_source(image, drawable, &src);
         break;
     case GIMP_RUN_NONINTERACTIVE:
@@ -219,7 +219,7 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
             status = GIMP_PDB_CALLING_ERROR;
             break;
         }
-        dit_values_init(&v, mode);
+        ditui_values_init(&v, mode);
         values_from_params(mode, param, &v);
         break;
     case GIMP_RUN_WITH_LAST_VALS:
@@ -230,19 +230,19 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
 
     if (status == GIMP_PDB_SUCCESS) {
         DitOutput out;
-        if (dit_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
-            gimp_progress_init(dit_plugin_progress_label((DitMode)v.mode));
-        if (!error && dit_plugin_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
+        if (ditgimp_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
+            gimp_progress_init(ditgimp_progress_label((DitMode)v.mode));
+        if (!error && ditgimp_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
             layer = write_layer(image, drawable, &out);
-            dit_output_clear(&out);
+            ditgimp_output_clear(&out);
         } else {
             status = g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED)
                          ? GIMP_PDB_CANCEL
                          : GIMP_PDB_EXECUTION_ERROR;
         }
     }
-    dit_dialog_destroy(dialog);
-    dit_source_clear(&src);
+    ditui_dialog_destroy(dialog);
+    ditgimp_source_clear(&src);
 
     if (status == GIMP_PDB_SUCCESS) {
         if (run_mode == GIMP_RUN_INTERACTIVE)

@@ -56,25 +56,25 @@ static GList *query_procedures(GimpPlugIn *plug_in)
     return list;
 }
 
-/* dit_args as typed GimpProcedure arguments; defaults from dit_values_init */
+/* dit_args as typed GimpProcedure arguments; defaults from ditui_values_init */
 static void add_arguments(GimpProcedure *procedure, DitMode mode)
 {
     DitValues def;
-    dit_values_init(&def, mode);
+    ditui_values_init(&def, mode);
     for (gint i = 0; i < dit_n_args; i++) {
         const DitArg *a = &dit_args[i];
-        if (!dit_arg_applies(a, mode))
+        if (!ditgimp_arg_applies(a, mode))
             continue;
         const gchar *blurb = a->blurb3 ? a->blurb3 : a->blurb;
         switch (a->type) {
         case DIT_ARG_INT:
             gimp_procedure_add_int_argument(procedure, a->name, a->nick, blurb, (gint)a->min,
-                                            (gint)a->max, (gint)dit_arg_get_number(a, &def),
+                                            (gint)a->max, (gint)ditgimp_arg_get_number(a, &def),
                                             G_PARAM_READWRITE);
             break;
         case DIT_ARG_DOUBLE:
             gimp_procedure_add_double_argument(procedure, a->name, a->nick, blurb, a->min,
-                                               a->max, dit_arg_get_number(a, &def),
+                                               a->max, ditgimp_arg_get_number(a, &def),
                                                G_PARAM_READWRITE);
             break;
         case DIT_ARG_CHOICE: {
@@ -82,12 +82,12 @@ static void add_arguments(GimpProcedure *procedure, DitMode mode)
             for (gint k = 0; a->choices[k].nick; k++)
                 gimp_choice_add(choice, a->choices[k].nick, k, _(a->choices[k].label), NULL);
             gimp_procedure_add_choice_argument(procedure, a->name, a->nick, blurb, choice,
-                                               dit_arg_get_nick(a, &def), G_PARAM_READWRITE);
+                                               ditgimp_arg_get_nick(a, &def), G_PARAM_READWRITE);
             break;
         }
         case DIT_ARG_STRING:
             gimp_procedure_add_string_argument(procedure, a->name, a->nick, blurb,
-                                               dit_arg_get_string(a, &def), G_PARAM_READWRITE);
+                                               ditgimp_arg_get_string(a, &def), G_PARAM_READWRITE);
             break;
         }
     }
@@ -95,7 +95,7 @@ static void add_arguments(GimpProcedure *procedure, DitMode mode)
 
 static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
 {
-    const DitProc *p = dit_proc_lookup(name);
+    const DitProc *p = ditgimp_proc_lookup(name);
     if (!p)
         return NULL;
     GimpProcedure *procedure = gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
@@ -130,7 +130,7 @@ static gboolean set_i18n(GimpPlugIn *plug_in, const gchar *procedure_name,
     g_free(locale);
     g_free(dir);
     if ((env && *env) || !beside) {
-        dit_plugin_init_i18n();
+        ditgimp_init_i18n();
         return FALSE;
     }
     *gettext_domain = g_strdup(GETTEXT_PACKAGE);
@@ -154,23 +154,23 @@ static void dit_gimp3_init(DitGimp3 *self)
 
 static void values_from_config(GimpProcedureConfig *config, DitMode mode, DitValues *v)
 {
-    dit_values_init(v, mode);
+    ditui_values_init(v, mode);
     for (gint i = 0; i < dit_n_args; i++) {
         const DitArg *a = &dit_args[i];
-        if (!dit_arg_applies(a, mode))
+        if (!ditgimp_arg_applies(a, mode))
             continue;
         if (a->type == DIT_ARG_INT) {
             gint x;
             g_object_get(config, a->name, &x, NULL);
-            dit_arg_set_number(a, v, x);
+            ditgimp_arg_set_number(a, v, x);
         } else if (a->type == DIT_ARG_DOUBLE) {
             gdouble x;
             g_object_get(config, a->name, &x, NULL);
-            dit_arg_set_number(a, v, x);
+            ditgimp_arg_set_number(a, v, x);
         } else {
             gchar *s = NULL;
             g_object_get(config, a->name, &s, NULL);
-            dit_arg_set_nick(a, v, s);
+            ditgimp_arg_set_nick(a, v, s);
             g_free(s);
         }
     }
@@ -181,14 +181,14 @@ static void values_to_config(const DitValues *v, GimpProcedureConfig *config, Di
 {
     for (gint i = 0; i < dit_n_args; i++) {
         const DitArg *a = &dit_args[i];
-        if (!dit_arg_applies(a, mode))
+        if (!ditgimp_arg_applies(a, mode))
             continue;
         if (a->type == DIT_ARG_INT)
-            g_object_set(config, a->name, (gint)dit_arg_get_number(a, v), NULL);
+            g_object_set(config, a->name, (gint)ditgimp_arg_get_number(a, v), NULL);
         else if (a->type == DIT_ARG_DOUBLE)
-            g_object_set(config, a->name, dit_arg_get_number(a, v), NULL);
+            g_object_set(config, a->name, ditgimp_arg_get_number(a, v), NULL);
         else
-            g_object_set(config, a->name, dit_arg_get_nick(a, v), NULL);
+            g_object_set(config, a->name, ditgimp_arg_get_nick(a, v), NULL);
     }
 }
 
@@ -233,7 +233,7 @@ static GimpLayer *write_layer(GimpImage *image, GimpDrawable *drawable, const Di
     gimp_item_set_name(GIMP_ITEM(layer), out->name);
     gimp_item_set_visible(GIMP_ITEM(layer), TRUE);
     GeglBuffer *buf = gimp_drawable_get_buffer(GIMP_DRAWABLE(layer));
-    dit_output_write(out, buf, gimp_drawable_get_format(GIMP_DRAWABLE(layer)));
+    ditgimp_output_write(out, buf, gimp_drawable_get_format(GIMP_DRAWABLE(layer)));
     g_object_unref(buf);
 
     GimpLayer *parent = NULL;
@@ -296,34 +296,34 @@ static GimpValueArray *run(GimpProcedure *procedure, GimpRunMode run_mode, GimpI
     read_source(image, drawable, &src);
     if (run_mode == GIMP_RUN_INTERACTIVE) {
         /* say what is wrong before asking for settings */
-        if (!dit_source_check(&src, mode, &error) || !dit_plugin_gtk_init(&error)) {
-            dit_source_clear(&src);
+        if (!ditgimp_source_check(&src, mode, &error) || !ditgimp_gtk_init(&error)) {
+            ditgimp_source_clear(&src);
             return fail(procedure, error);
         }
         gimp_ui_init(PLUG_IN_BINARY);
-        dialog = dit_plugin_dialog_new(&v, &src);
-        gimp_window_set_transient(GTK_WINDOW(dit_dialog_get_widget(dialog)));
-        if (!dit_plugin_dialog_ask(dialog, &v)) {
-            dit_dialog_destroy(dialog);
-            dit_source_clear(&src);
+        dialog = ditgimp_dialog_new(&v, &src);
+        gimp_window_set_transient(GTK_WINDOW(ditui_dialog_get_widget(dialog)));
+        if (!ditgimp_dialog_ask(dialog, &v)) {
+            ditui_dialog_destroy(dialog);
+            ditgimp_source_clear(&src);
             return gimp_procedure_new_return_values(procedure, GIMP_PDB_CANCEL, NULL);
         }
         values_to_config(&v, config, mode); /* GIMP keeps them after a successful run */
         /* GIMP stays usable while the dialog is open: take the selection as it is now */
-        dit_source_clear(&src);
+        ditgimp_source_clear(&src);
         read_source(image, drawable, &src);
     }
 
     DitOutput out;
     GimpLayer *layer = NULL;
-    if (dit_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
-        gimp_progress_init(dit_plugin_progress_label((DitMode)v.mode));
-    if (!error && dit_plugin_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
+    if (ditgimp_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
+        gimp_progress_init(ditgimp_progress_label((DitMode)v.mode));
+    if (!error && ditgimp_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
         layer = write_layer(image, drawable, &out);
-        dit_output_clear(&out);
+        ditgimp_output_clear(&out);
     }
-    dit_dialog_destroy(dialog);
-    dit_source_clear(&src);
+    ditui_dialog_destroy(dialog);
+    ditgimp_source_clear(&src);
     if (!layer)
         return fail(procedure, error);
 

@@ -7,7 +7,7 @@
 
 #include "dit.h"
 
-G_DEFINE_QUARK(dit-job-error-quark, dit_job_error)
+G_DEFINE_QUARK(dit-job-error-quark, ditgimp_job_error)
 
 struct _DitJob {
     dit_ctx *ctx;
@@ -20,7 +20,7 @@ struct _DitJob {
     gint factor;             /* image pixels per latent pixel */
     gint latent_c;
 
-    /* the run; set by dit_job_start, owned by the job */
+    /* the run; set by ditgimp_job_start, owned by the job */
     gfloat *rgb, *mask, *result;
     gint width, height;      /* the crop */
     gint mw, mh;             /* model-space size */
@@ -39,12 +39,12 @@ struct _DitJob {
 
 /* ---- model, labels -------------------------------------------------------- */
 
-gchar *dit_job_default_model(void)
+gchar *ditgimp_job_default_model(void)
 {
     return dit_default_model_path();
 }
 
-gchar **dit_job_labels_for_model(const gchar *model_path)
+gchar **ditgimp_job_labels_for_model(const gchar *model_path)
 {
     return dit_labels_for_model(model_path, 0);
 }
@@ -175,7 +175,7 @@ static gboolean select_device(dit_ctx *ctx, const gchar *device, GError **error)
     return FALSE;
 }
 
-DitJob *dit_job_new(const DitValues *v, GError **error)
+DitJob *ditgimp_job_new(const DitValues *v, GError **error)
 {
     if (!check_device(v->device, error))
         return NULL;
@@ -184,11 +184,11 @@ DitJob *dit_job_new(const DitValues *v, GError **error)
     job->ctx = dit_ctx_new();
     if (!job->ctx) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Out of memory"));
-        dit_job_free(job);
+        ditgimp_job_free(job);
         return NULL;
     }
     if (!select_device(job->ctx, v->device, error)) {
-        dit_job_free(job);
+        ditgimp_job_free(job);
         return NULL;
     }
     /* all cores, unless OMP_NUM_THREADS says otherwise (dit_ctx's 0 means
@@ -197,19 +197,19 @@ DitJob *dit_job_new(const DitValues *v, GError **error)
     const gint64 threads = omp ? g_ascii_strtoll(omp, NULL, 10) : 0;
     if (threads > 0 && threads < 1024)
         dit_ctx_set_threads(job->ctx, (int)threads);
-    gchar *path = v->model[0] ? g_strdup(v->model) : dit_job_default_model();
+    gchar *path = v->model[0] ? g_strdup(v->model) : ditgimp_job_default_model();
     if (!path) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
                     _("No model was given and the default model is not installed: choose a "
                       "model folder or file"));
-        dit_job_free(job);
+        ditgimp_job_free(job);
         return NULL;
     }
     if (dit_model_load(job->ctx, path, &job->model) != DIT_OK) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
                     dit_last_error(job->ctx));
         g_free(path);
-        dit_job_free(job);
+        ditgimp_job_free(job);
         return NULL;
     }
     /* a pipeline folder brings its VAE; otherwise the model works on pixels */
@@ -220,7 +220,7 @@ DitJob *dit_job_new(const DitValues *v, GError **error)
                     dit_last_error(job->ctx));
         g_free(vae_dir);
         g_free(path);
-        dit_job_free(job);
+        ditgimp_job_free(job);
         return NULL;
     }
     g_free(vae_dir);
@@ -234,13 +234,13 @@ DitJob *dit_job_new(const DitValues *v, GError **error)
     job->native = cfg->sample_size * job->factor;
     job->latent_c = cfg->in_channels;
     if (!check_values(job, v, error) || !resolve_class(job, v->class_name, error)) {
-        dit_job_free(job);
+        ditgimp_job_free(job);
         return NULL;
     }
     return job;
 }
 
-void dit_job_free(DitJob *job)
+void ditgimp_job_free(DitJob *job)
 {
     if (!job)
         return;
@@ -259,22 +259,22 @@ void dit_job_free(DitJob *job)
     g_free(job);
 }
 
-gint32 dit_job_seed(const DitJob *job)
+gint32 ditgimp_job_seed(const DitJob *job)
 {
     return (gint32)job->params.seed;
 }
 
-const gchar *dit_job_class_label(const DitJob *job)
+const gchar *ditgimp_job_class_label(const DitJob *job)
 {
     return job->class_label;
 }
 
-gint dit_job_unit(const DitJob *job)
+gint ditgimp_job_unit(const DitJob *job)
 {
     return job->unit;
 }
 
-void dit_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
+void ditgimp_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
                           gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
                           gint *ch)
 {
@@ -354,7 +354,7 @@ done:
     return NULL;
 }
 
-gboolean dit_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
+gboolean ditgimp_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
                        GError **error)
 {
     job->rgb = rgb, job->mask = mask;
@@ -376,7 +376,7 @@ gboolean dit_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint 
     return job->thread != NULL;
 }
 
-gboolean dit_job_poll(DitJob *job, gint *step, gint *total)
+gboolean ditgimp_job_poll(DitJob *job, gint *step, gint *total)
 {
     g_mutex_lock(&job->lock);
     const gboolean done = job->done;
@@ -388,7 +388,7 @@ gboolean dit_job_poll(DitJob *job, gint *step, gint *total)
     return done;
 }
 
-void dit_job_cancel(DitJob *job)
+void ditgimp_job_cancel(DitJob *job)
 {
     job->cancel = 1;
 }
@@ -399,7 +399,7 @@ static guint8 to_u8(float v) /* [-1, 1] -> 0..255 */
     return x <= 0.0f ? 0 : x >= 255.0f ? 255 : (guint8)(x + 0.5f);
 }
 
-gboolean dit_job_preview(DitJob *job, guint8 **rgb_out, gint *width, gint *height)
+gboolean ditgimp_job_preview(DitJob *job, guint8 **rgb_out, gint *width, gint *height)
 {
     if (!job->latent)
         return FALSE;
@@ -449,7 +449,7 @@ gboolean dit_job_preview(DitJob *job, guint8 **rgb_out, gint *width, gint *heigh
     return TRUE;
 }
 
-gfloat *dit_job_finish(DitJob *job, GError **error)
+gfloat *ditgimp_job_finish(DitJob *job, GError **error)
 {
     if (!job->thread) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Nothing to work on"));

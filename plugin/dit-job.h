@@ -2,11 +2,11 @@
  * (dit-plugin.c, for dit-gimp.c and dit-gimp3.c) read pixels and the
  * selection, hand them here as planar floats, and write the result back.
  *
- *   job = dit_job_new (&values, &error);       model, VAE, labels, class, seed
- *   dit_job_context_rect (job, ...);           selection bounds -> crop
- *   dit_job_start (job, rgb, mask, w, h, ...); sampling in a worker thread
- *   while (!dit_job_poll (job, &step, &total)) ... dit_job_preview (...)
- *   result = dit_job_finish (job, &error);     (3, h, w) floats in [-1, 1]
+ *   job = ditgimp_job_new (&values, &error);       model, VAE, labels, class, seed
+ *   ditgimp_job_context_rect (job, ...);           selection bounds -> crop
+ *   ditgimp_job_start (job, rgb, mask, w, h, ...); sampling in a worker thread
+ *   while (!ditgimp_job_poll (job, &step, &total)) ... ditgimp_job_preview (...)
+ *   result = ditgimp_job_finish (job, &error);     (3, h, w) floats in [-1, 1]
  *
  * Inside the worker: the crop is resized to the model's native size (aspect
  * kept, multiples of VAE factor x patch), sampled with dit_pipeline_run,
@@ -21,8 +21,8 @@
 
 G_BEGIN_DECLS
 
-#define DIT_JOB_ERROR (dit_job_error_quark())
-GQuark dit_job_error_quark(void);
+#define DIT_JOB_ERROR (ditgimp_job_error_quark())
+GQuark ditgimp_job_error_quark(void);
 
 typedef enum {
     DIT_JOB_ERROR_INPUT,     /* a setting or the pixels handed in are not usable */
@@ -35,54 +35,54 @@ typedef struct _DitJob DitJob;
 /* The embedded model: $DIT_DEFAULT_MODEL, else models/default under the
  * installed data dir, else under the source tree's data/ (uninstalled
  * builds). NULL when none exists. */
-gchar *dit_job_default_model(void);
+gchar *ditgimp_job_default_model(void);
 
 /* The class labels of a model (labels.txt beside it or in its folder; the
  * ImageNet list for a 1000-class model), or NULL. Cheap: reads no weights. */
-gchar **dit_job_labels_for_model(const gchar *model_path);
+gchar **ditgimp_job_labels_for_model(const gchar *model_path);
 
 /* Loads the model (values->model, "" = the default), its VAE (the pipeline
  * folder's vae/) and labels, and checks every value: class, sampler, device,
  * steps, strength, guidance, grow. A negative seed is replaced by a random
- * one (dit_job_seed). */
-DitJob *dit_job_new(const DitValues *values, GError **error);
-void dit_job_free(DitJob *job);
+ * one (ditgimp_job_seed). */
+DitJob *ditgimp_job_new(const DitValues *values, GError **error);
+void ditgimp_job_free(DitJob *job);
 
-gint32 dit_job_seed(const DitJob *job);
+gint32 ditgimp_job_seed(const DitJob *job);
 /* The class as a person reads it: its label, else its number. */
-const gchar *dit_job_class_label(const DitJob *job);
+const gchar *ditgimp_job_class_label(const DitJob *job);
 /* VAE factor x patch size: model sizes are multiples of it. */
-gint dit_job_unit(const DitJob *job);
+gint ditgimp_job_unit(const DitJob *job);
 
 /* The region to sample for a selection's bounds (x, y, w, h) inside a layer
  * of layer_w x layer_h: the bounds plus `pad_fraction` of their longer side
  * on each side (at least one model unit), clamped to the layer. */
-void dit_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
+void ditgimp_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
                           gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
                           gint *ch);
 
 /* Starts the worker. rgb (3, height, width) in [-1, 1] is the source
  * (NULL for generate); mask (height, width) in [0, 1] marks what may change
  * (NULL: everything). The job takes ownership of both buffers. */
-gboolean dit_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
+gboolean ditgimp_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
                        GError **error);
 
 /* TRUE once the worker has finished (or failed). step/total: sampling steps
  * done so far and in all (0/0 before the first step). */
-gboolean dit_job_poll(DitJob *job, gint *step, gint *total);
+gboolean ditgimp_job_poll(DitJob *job, gint *step, gint *total);
 
 /* A new preview of the current latent as packed 8-bit RGB (rowstride
  * 3 * width; free with g_free), or FALSE when nothing new came since the
  * last call. */
-gboolean dit_job_preview(DitJob *job, guint8 **rgb, gint *width, gint *height);
+gboolean ditgimp_job_preview(DitJob *job, guint8 **rgb, gint *width, gint *height);
 
 /* Asks the worker to stop; it does within one sampling step. */
-void dit_job_cancel(DitJob *job);
+void ditgimp_job_cancel(DitJob *job);
 
 /* Waits for the worker; returns the composited result (3, height, width) in
  * [-1, 1] (g_free it), or NULL with the error (DIT_JOB_ERROR_CANCELLED when
  * cancelled). */
-gfloat *dit_job_finish(DitJob *job, GError **error);
+gfloat *ditgimp_job_finish(DitJob *job, GError **error);
 
 G_END_DECLS
 

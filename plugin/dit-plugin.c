@@ -39,7 +39,7 @@ const DitProc dit_procs[DIT_MODE_COUNT] = {
     },
 };
 
-const DitProc *dit_proc_lookup(const gchar *name)
+const DitProc *ditgimp_proc_lookup(const gchar *name)
 {
     for (gint i = 0; name && i < DIT_MODE_COUNT; i++)
         if (strcmp(name, dit_procs[i].name) == 0)
@@ -72,7 +72,7 @@ static const DitChoice device_choices[] = {
 
 #define FIELD(f) offsetof(DitValues, f), sizeof(((DitValues *)0)->f)
 
-/* defaults: dit_values_init (ui/values.c), the one place that sets them */
+/* defaults: ditui_values_init (ui/values.c), the one place that sets them */
 const DitArg dit_args[] = {
     {"model", DIT_ARG_STRING, "Model",
      "DiT model: a .safetensors file, a diffusers folder or a pipeline folder with "
@@ -105,20 +105,20 @@ const DitArg dit_args[] = {
 };
 const gint dit_n_args = G_N_ELEMENTS(dit_args);
 
-gboolean dit_arg_applies(const DitArg *arg, DitMode mode)
+gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode)
 {
     return !arg->edit_only || mode != DIT_MODE_GENERATE;
 }
 
-gint dit_arg_count(DitMode mode)
+gint ditgimp_arg_count(DitMode mode)
 {
     gint n = 0;
     for (gint i = 0; i < dit_n_args; i++)
-        n += dit_arg_applies(&dit_args[i], mode);
+        n += ditgimp_arg_applies(&dit_args[i], mode);
     return n;
 }
 
-gdouble dit_arg_get_number(const DitArg *arg, const DitValues *v)
+gdouble ditgimp_arg_get_number(const DitArg *arg, const DitValues *v)
 {
     const guint8 *p = (const guint8 *)v + arg->offset;
     if (arg->type == DIT_ARG_INT)
@@ -128,7 +128,7 @@ gdouble dit_arg_get_number(const DitArg *arg, const DitValues *v)
     return 0.0;
 }
 
-void dit_arg_set_number(const DitArg *arg, DitValues *v, gdouble x)
+void ditgimp_arg_set_number(const DitArg *arg, DitValues *v, gdouble x)
 {
     guint8 *p = (guint8 *)v + arg->offset;
     if (arg->type == DIT_ARG_INT)
@@ -137,22 +137,22 @@ void dit_arg_set_number(const DitArg *arg, DitValues *v, gdouble x)
         *(gdouble *)p = x;
 }
 
-const gchar *dit_arg_get_string(const DitArg *arg, const DitValues *v)
+const gchar *ditgimp_arg_get_string(const DitArg *arg, const DitValues *v)
 {
     if (arg->type != DIT_ARG_STRING && arg->type != DIT_ARG_CHOICE)
         return NULL;
     return (const gchar *)v + arg->offset;
 }
 
-void dit_arg_set_string(const DitArg *arg, DitValues *v, const gchar *s)
+void ditgimp_arg_set_string(const DitArg *arg, DitValues *v, const gchar *s)
 {
     if (arg->type == DIT_ARG_STRING || arg->type == DIT_ARG_CHOICE)
-        dit_values_set_string((gchar *)v + arg->offset, arg->size, s);
+        ditui_values_set_string((gchar *)v + arg->offset, arg->size, s);
 }
 
-const gchar *dit_arg_get_nick(const DitArg *arg, const DitValues *v)
+const gchar *ditgimp_arg_get_nick(const DitArg *arg, const DitValues *v)
 {
-    const gchar *value = dit_arg_get_string(arg, v);
+    const gchar *value = ditgimp_arg_get_string(arg, v);
     if (arg->type != DIT_ARG_CHOICE)
         return value;
     for (const DitChoice *c = arg->choices; c->nick; c++)
@@ -161,37 +161,37 @@ const gchar *dit_arg_get_nick(const DitArg *arg, const DitValues *v)
     return arg->choices[0].nick;
 }
 
-void dit_arg_set_nick(const DitArg *arg, DitValues *v, const gchar *nick)
+void ditgimp_arg_set_nick(const DitArg *arg, DitValues *v, const gchar *nick)
 {
     if (arg->type != DIT_ARG_CHOICE) {
-        dit_arg_set_string(arg, v, nick);
+        ditgimp_arg_set_string(arg, v, nick);
         return;
     }
     for (const DitChoice *c = arg->choices; c->nick; c++)
         if (nick && strcmp(c->nick, nick) == 0) {
-            dit_arg_set_string(arg, v, c->value);
+            ditgimp_arg_set_string(arg, v, c->value);
             return;
         }
-    dit_arg_set_string(arg, v, arg->choices[0].value);
+    ditgimp_arg_set_string(arg, v, arg->choices[0].value);
 }
 
 /* ---- strings ------------------------------------------------------------------------ */
 
-const gchar *dit_plugin_locale_dir(void)
+const gchar *ditgimp_locale_dir(void)
 {
     const gchar *env = g_getenv("DIT_LOCALEDIR");
     return env && *env ? env : DIT_LOCALEDIR;
 }
 
-void dit_plugin_init_i18n(void)
+void ditgimp_init_i18n(void)
 {
     setlocale(LC_ALL, "");
-    bindtextdomain(GETTEXT_PACKAGE, dit_plugin_locale_dir());
+    bindtextdomain(GETTEXT_PACKAGE, ditgimp_locale_dir());
     bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
     textdomain(GETTEXT_PACKAGE);
 }
 
-const gchar *dit_plugin_progress_label(DitMode mode)
+const gchar *ditgimp_progress_label(DitMode mode)
 {
     switch (mode) {
     case DIT_MODE_IMG2IMG: return _("DiT: re-imagining the layer");
@@ -202,13 +202,13 @@ const gchar *dit_plugin_progress_label(DitMode mode)
 
 /* ---- the source --------------------------------------------------------------------- */
 
-void dit_source_clear(DitSource *src)
+void ditgimp_source_clear(DitSource *src)
 {
     g_clear_object(&src->pixels);
     g_clear_object(&src->selection);
 }
 
-gboolean dit_source_check(const DitSource *src, DitMode mode, GError **error)
+gboolean ditgimp_source_check(const DitSource *src, DitMode mode, GError **error)
 {
     if (src->indexed) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
@@ -241,7 +241,7 @@ gboolean dit_source_check(const DitSource *src, DitMode mode, GError **error)
     return TRUE;
 }
 
-DitRegion dit_source_region(const DitSource *src, DitMode mode, const DitJob *job)
+DitRegion ditgimp_source_region(const DitSource *src, DitMode mode, const DitJob *job)
 {
     DitRegion r = {0, 0, src->layer_w, src->layer_h, FALSE};
     if (mode == DIT_MODE_GENERATE) {
@@ -255,7 +255,7 @@ DitRegion dit_source_region(const DitSource *src, DitMode mode, const DitJob *jo
     if (mode == DIT_MODE_IMG2IMG) {
         r.x = x, r.y = y, r.w = w, r.h = h;
     } else if (job) {
-        dit_job_context_rect(job, x, y, w, h, r.w, r.h, DIT_CONTEXT_PAD, &r.x, &r.y, &r.w, &r.h);
+        ditgimp_job_context_rect(job, x, y, w, h, r.w, r.h, DIT_CONTEXT_PAD, &r.x, &r.y, &r.w, &r.h);
     } else { /* preview before the model is loaded: the same padding, no unit */
         const gint pad = (gint)(DIT_CONTEXT_PAD * MAX(w, h) + 0.999);
         const gint x1 = MIN(r.w, x + w + pad), y1 = MIN(r.h, y + h + pad);
@@ -312,13 +312,13 @@ static guint8 *read_preview(const DitSource *src, const DitRegion *r, gint *pw, 
     return rgb;
 }
 
-void dit_output_clear(DitOutput *out)
+void ditgimp_output_clear(DitOutput *out)
 {
     g_clear_pointer(&out->name, g_free);
     g_clear_pointer(&out->pixels, g_free);
 }
 
-void dit_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format)
+void ditgimp_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format)
 {
     const DitRegion *r = &out->region;
     const Babl *format = out->generated ? float_format(layer_format) : out->format;
@@ -401,21 +401,21 @@ static gboolean on_poll(gpointer data)
 {
     Poll *p = data;
     gint step, total;
-    const gboolean done = dit_job_poll(p->job, &step, &total);
+    const gboolean done = ditgimp_job_poll(p->job, &step, &total);
     if (step != p->last_step && total > 0) {
         p->last_step = step;
         const gdouble f = (gdouble)step / total;
         report(p, 0.05 + 0.9 * f);
         if (p->dialog) {
             gchar *text = g_strdup_printf(_("Step %d of %d"), step, total);
-            dit_dialog_set_progress(p->dialog, f, text);
+            ditui_dialog_set_progress(p->dialog, f, text);
             g_free(text);
         }
     }
     guint8 *rgb;
     gint w, h;
-    if (p->dialog && dit_job_preview(p->job, &rgb, &w, &h)) {
-        dit_dialog_set_preview(p->dialog, rgb, w, h, w * 3);
+    if (p->dialog && ditgimp_job_preview(p->job, &rgb, &w, &h)) {
+        ditui_dialog_set_preview(p->dialog, rgb, w, h, w * 3);
         g_free(rgb);
     }
     if (done) {
@@ -428,47 +428,47 @@ static gboolean on_poll(gpointer data)
 /* the dialog's Cancel (or its close button) while sampling */
 static void on_running_response(GtkDialog *dialog, gint response, gpointer job)
 {
-    dit_job_cancel(job);
+    ditgimp_job_cancel(job);
 }
 
 /* Samples and waits in a main loop, keeping the progress and the dialog up
  * to date. The job owns rgb and mask. */
 static gfloat *sample(Poll *p, gfloat *rgb, gfloat *mask, gint w, gint h, GError **error)
 {
-    if (!dit_job_start(p->job, rgb, mask, w, h, error))
+    if (!ditgimp_job_start(p->job, rgb, mask, w, h, error))
         return NULL;
     p->loop = g_main_loop_new(NULL, FALSE);
     p->last_step = -1;
     gulong handler = 0;
     if (p->dialog)
-        handler = g_signal_connect(dit_dialog_get_widget(p->dialog), "response",
+        handler = g_signal_connect(ditui_dialog_get_widget(p->dialog), "response",
                                    G_CALLBACK(on_running_response), p->job);
     g_timeout_add(50, on_poll, p);
     g_main_loop_run(p->loop);
     g_main_loop_unref(p->loop);
     if (handler)
-        g_signal_handler_disconnect(dit_dialog_get_widget(p->dialog), handler);
-    return dit_job_finish(p->job, error);
+        g_signal_handler_disconnect(ditui_dialog_get_widget(p->dialog), handler);
+    return ditgimp_job_finish(p->job, error);
 }
 
-gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
+gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
                         DitProgressFunc progress, gpointer progress_data, DitOutput *out,
                         GError **error)
 {
     const DitMode mode = (DitMode)v->mode;
     memset(out, 0, sizeof *out);
-    if (!dit_source_check(src, mode, error))
+    if (!ditgimp_source_check(src, mode, error))
         return FALSE;
     if (dialog)
-        dit_dialog_set_progress(dialog, 0.0, _("Loading the model…"));
+        ditui_dialog_set_progress(dialog, 0.0, _("Loading the model…"));
     while (dialog && g_main_context_iteration(NULL, FALSE))
         ; /* show "loading" before the main thread blocks in the loader */
-    Poll p = {dit_job_new(v, error), dialog, progress, progress_data, NULL, -1};
+    Poll p = {ditgimp_job_new(v, error), dialog, progress, progress_data, NULL, -1};
     if (!p.job)
         return FALSE;
     report(&p, 0.05);
 
-    const DitRegion r = dit_source_region(src, mode, p.job);
+    const DitRegion r = ditgimp_source_region(src, mode, p.job);
     gfloat *rgba = NULL, *rgb = NULL, *mask = NULL;
     if (mode != DIT_MODE_GENERATE) {
         const gsize n = (gsize)r.w * r.h;
@@ -479,7 +479,7 @@ gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dia
             g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                         _("Out of memory reading a %d x %d region"), r.w, r.h);
             g_free(rgba), g_free(rgb), g_free(mask);
-            dit_job_free(p.job);
+            ditgimp_job_free(p.job);
             return FALSE;
         }
         for (gsize i = 0; i < n; i++) /* [0, 1] RGBA -> planar [-1, 1] RGB */
@@ -491,23 +491,23 @@ gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dia
     gboolean ok = result != NULL;
     if (ok) {
         out->region = r;
-        out->name = g_strdup_printf(_("DiT %s seed %d"), dit_job_class_label(p.job),
-                                    dit_job_seed(p.job));
+        out->name = g_strdup_printf(_("DiT %s seed %d"), ditgimp_job_class_label(p.job),
+                                    ditgimp_job_seed(p.job));
         ok = mode == DIT_MODE_GENERATE ? compose_generated(&r, result, out, error)
                                        : compose_edit(src, &r, result, rgba, mask, out, error);
         g_free(result);
     }
     report(&p, 1.0);
     g_free(rgba);
-    dit_job_free(p.job); /* frees rgb and mask */
+    ditgimp_job_free(p.job); /* frees rgb and mask */
     if (!ok)
-        dit_output_clear(out);
+        ditgimp_output_clear(out);
     return ok;
 }
 
 /* ---- the dialog ------------------------------------------------------------------------ */
 
-gboolean dit_plugin_gtk_init(GError **error)
+gboolean ditgimp_gtk_init(GError **error)
 {
     if (gtk_init_check(NULL, NULL))
         return TRUE;
@@ -518,31 +518,31 @@ gboolean dit_plugin_gtk_init(GError **error)
 
 static gchar **labels_for_dialog(const gchar *model_path, gpointer user_data)
 {
-    return dit_job_labels_for_model(model_path);
+    return ditgimp_job_labels_for_model(model_path);
 }
 
-DitDialog *dit_plugin_dialog_new(const DitValues *v, const DitSource *src)
+DitDialog *ditgimp_dialog_new(const DitValues *v, const DitSource *src)
 {
     const DitMode mode = (DitMode)v->mode;
-    gchar *def = dit_job_default_model();
-    DitDialog *d = dit_dialog_new(_(dit_procs[mode].title), v, mode != DIT_MODE_GENERATE, def,
+    gchar *def = ditgimp_job_default_model();
+    DitDialog *d = ditui_dialog_new(_(dit_procs[mode].title), v, mode != DIT_MODE_GENERATE, def,
                                   labels_for_dialog, NULL);
     g_free(def);
     if (src && src->pixels && mode != DIT_MODE_GENERATE) {
-        const DitRegion r = dit_source_region(src, mode, NULL);
+        const DitRegion r = ditgimp_source_region(src, mode, NULL);
         gint w, h;
         guint8 *rgb = read_preview(src, &r, &w, &h);
-        dit_dialog_set_preview(d, rgb, w, h, w * 3);
+        ditui_dialog_set_preview(d, rgb, w, h, w * 3);
         g_free(rgb);
     }
     return d;
 }
 
-gboolean dit_plugin_dialog_ask(DitDialog *dialog, DitValues *v)
+gboolean ditgimp_dialog_ask(DitDialog *dialog, DitValues *v)
 {
-    if (dit_dialog_run(dialog) != GTK_RESPONSE_OK)
+    if (ditui_dialog_run(dialog) != GTK_RESPONSE_OK)
         return FALSE;
-    dit_dialog_get_values(dialog, v);
-    dit_dialog_set_running(dialog, TRUE);
+    ditui_dialog_get_values(dialog, v);
+    ditui_dialog_set_running(dialog, TRUE);
     return TRUE;
 }

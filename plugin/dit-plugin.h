@@ -10,7 +10,7 @@
  *   DitSource               what a glue file reads from GIMP: the facts the
  *                           input check needs, sizes, selection bounds and
  *                           GeglBuffers of the drawable and the selection
- *   dit_plugin_run          checks, loads the model, reads the region,
+ *   ditgimp_run          checks, loads the model, reads the region,
  *                           samples in the worker (progress, dialog, cancel)
  *                           and returns the new layer's pixels and name
  *   DitOutput               what the glue writes into the new layer
@@ -56,7 +56,7 @@ typedef struct {
 extern const DitProc dit_procs[DIT_MODE_COUNT];
 
 /* The procedure called `name`, or NULL. */
-const DitProc *dit_proc_lookup(const gchar *name);
+const DitProc *ditgimp_proc_lookup(const gchar *name);
 
 /* ---- arguments ---------------------------------------------------------------- */
 
@@ -91,30 +91,30 @@ typedef struct {
 extern const DitArg dit_args[];
 extern const gint dit_n_args;
 
-gboolean dit_arg_applies(const DitArg *arg, DitMode mode);
+gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode);
 /* How many of them a procedure takes. */
-gint dit_arg_count(DitMode mode);
+gint ditgimp_arg_count(DitMode mode);
 
 /* DitValues fields through the table. Numbers as doubles (INT fields
  * round-trip exactly); strings as DitValues holds them; choices as nicks
  * (a value no choice has gives the first nick). */
-gdouble dit_arg_get_number(const DitArg *arg, const DitValues *v);
-void dit_arg_set_number(const DitArg *arg, DitValues *v, gdouble x);
-const gchar *dit_arg_get_string(const DitArg *arg, const DitValues *v);
-void dit_arg_set_string(const DitArg *arg, DitValues *v, const gchar *s);
-const gchar *dit_arg_get_nick(const DitArg *arg, const DitValues *v);
-void dit_arg_set_nick(const DitArg *arg, DitValues *v, const gchar *nick);
+gdouble ditgimp_arg_get_number(const DitArg *arg, const DitValues *v);
+void ditgimp_arg_set_number(const DitArg *arg, DitValues *v, gdouble x);
+const gchar *ditgimp_arg_get_string(const DitArg *arg, const DitValues *v);
+void ditgimp_arg_set_string(const DitArg *arg, DitValues *v, const gchar *s);
+const gchar *ditgimp_arg_get_nick(const DitArg *arg, const DitValues *v);
+void ditgimp_arg_set_nick(const DitArg *arg, DitValues *v, const gchar *nick);
 
 /* ---- strings ---------------------------------------------------------------------- */
 
 /* $DIT_LOCALEDIR (an uninstalled build: the build tree's po/), else the
  * install prefix's locale dir */
-const gchar *dit_plugin_locale_dir(void);
-/* binds the gimp-dit domain to dit_plugin_locale_dir() */
-void dit_plugin_init_i18n(void);
+const gchar *ditgimp_locale_dir(void);
+/* binds the gimp-dit domain to ditgimp_locale_dir() */
+void ditgimp_init_i18n(void);
 
 /* GIMP's progress bar label for a run */
-const gchar *dit_plugin_progress_label(DitMode mode);
+const gchar *ditgimp_progress_label(DitMode mode);
 
 /* ---- the source ------------------------------------------------------------------- */
 
@@ -128,18 +128,18 @@ typedef struct {
     GeglRectangle sel;        /* its bounds in drawable coordinates */
     gint layer_w, layer_h;    /* the drawable's size */
     gint image_w, image_h;
-    /* pixels (the glue owns the references; dit_source_clear drops them) */
+    /* pixels (the glue owns the references; ditgimp_source_clear drops them) */
     GeglBuffer *pixels;       /* the drawable's (NULL: generate without one) */
     const Babl *format;       /* its native format */
     GeglBuffer *selection;    /* the image's selection channel */
     gint off_x, off_y;        /* the drawable's offsets in the image */
 } DitSource;
 
-void dit_source_clear(DitSource *src);
+void ditgimp_source_clear(DitSource *src);
 
 /* The documented refusals: indexed image, not a layer, layer group, no
  * selection for inpaint, a selection beside the layer. */
-gboolean dit_source_check(const DitSource *src, DitMode mode, GError **error);
+gboolean ditgimp_source_check(const DitSource *src, DitMode mode, GError **error);
 
 /* ---- one run ------------------------------------------------------------------------- */
 
@@ -151,7 +151,7 @@ typedef struct {
 
 /* The region before the model is known (the dialog's preview) or with it
  * (job: the context is padded to whole model units). */
-DitRegion dit_source_region(const DitSource *src, DitMode mode, const DitJob *job);
+DitRegion ditgimp_source_region(const DitSource *src, DitMode mode, const DitJob *job);
 
 typedef struct {
     DitRegion region;  /* generate: 0, 0 and the image's size */
@@ -159,15 +159,15 @@ typedef struct {
     gboolean generated; /* a new layer of the image's size, not a copy */
     const Babl *format; /* of pixels: the source's native format (edit) or
                            R'G'B'A float, to be put in the new layer's space
-                           (generate; see dit_output_write) */
+                           (generate; see ditgimp_output_write) */
     guint8 *pixels;    /* region.w x region.h pixels */
 } DitOutput;
 
-void dit_output_clear(DitOutput *out);
+void ditgimp_output_clear(DitOutput *out);
 
 /* Writes the pixels into the new layer's buffer; layer_format is the new
  * layer's own format. */
-void dit_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format);
+void ditgimp_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format);
 
 typedef void (*DitProgressFunc)(gdouble fraction, gpointer user_data);
 
@@ -177,7 +177,7 @@ typedef void (*DitProgressFunc)(gdouble fraction, gpointer user_data);
  * its Cancel stops sampling within one step), and fills `out`. Nothing is
  * written to GIMP here. FALSE with the error on failure
  * (DIT_JOB_ERROR_CANCELLED when cancelled). */
-gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
+gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
                         DitProgressFunc progress, gpointer progress_data, DitOutput *out,
                         GError **error);
 
@@ -185,15 +185,15 @@ gboolean dit_plugin_run(const DitValues *v, const DitSource *src, DitDialog *dia
 
 /* Opens a display for the dialog (gtk_init_check); FALSE with the
  * documented error when there is none. */
-gboolean dit_plugin_gtk_init(GError **error);
+gboolean ditgimp_gtk_init(GError **error);
 
 /* The dialog for v->mode's procedure, with the source region as its
  * preview (src may be NULL). */
-DitDialog *dit_plugin_dialog_new(const DitValues *v, const DitSource *src);
+DitDialog *ditgimp_dialog_new(const DitValues *v, const DitSource *src);
 
 /* Runs the dialog: TRUE on OK with the values in v, the dialog then locked
  * for running; FALSE when cancelled. */
-gboolean dit_plugin_dialog_ask(DitDialog *dialog, DitValues *v);
+gboolean ditgimp_dialog_ask(DitDialog *dialog, DitValues *v);
 
 G_END_DECLS
 

@@ -220,7 +220,7 @@ static void on_realize(GtkWidget *widget, DitDialog *d)
 #endif
 }
 
-DitDialog *dit_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
+DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
                           const gchar *default_model, DitLabelsFunc labels_func,
                           gpointer user_data)
 {
@@ -389,7 +389,7 @@ DitDialog *dit_dialog_new(const gchar *title, const DitValues *values, gboolean 
     return d;
 }
 
-void dit_dialog_destroy(DitDialog *d)
+void ditui_dialog_destroy(DitDialog *d)
 {
     if (!d)
         return;
@@ -400,25 +400,25 @@ void dit_dialog_destroy(DitDialog *d)
     g_free(d);
 }
 
-GtkWidget *dit_dialog_get_widget(DitDialog *d)
+GtkWidget *ditui_dialog_get_widget(DitDialog *d)
 {
     return d->dialog;
 }
 
-gint dit_dialog_run(DitDialog *d)
+gint ditui_dialog_run(DitDialog *d)
 {
     gtk_widget_show(d->dialog);
     return gtk_dialog_run(GTK_DIALOG(d->dialog));
 }
 
-void dit_dialog_get_values(DitDialog *d, DitValues *v)
+void ditui_dialog_get_values(DitDialog *d, DitValues *v)
 {
     v->version = DIT_VALUES_VERSION;
     v->mode = current_mode(d);
-    dit_values_set_string(v->model, sizeof v->model, d->model);
+    ditui_values_set_string(v->model, sizeof v->model, d->model);
     GtkEntry *entry = GTK_ENTRY(gtk_bin_get_child(GTK_BIN(d->klass)));
     gchar *cls = g_strstrip(g_strdup(gtk_entry_get_text(entry)));
-    dit_values_set_string(v->class_name, sizeof v->class_name, cls);
+    ditui_values_set_string(v->class_name, sizeof v->class_name, cls);
     g_free(cls);
     v->steps = (gint32)gtk_adjustment_get_value(d->steps);
     v->strength = gtk_adjustment_get_value(d->strength);
@@ -426,12 +426,12 @@ void dit_dialog_get_values(DitDialog *d, DitValues *v)
     v->seed = (gint32)gtk_adjustment_get_value(d->seed);
     v->grow = (gint32)gtk_adjustment_get_value(d->grow);
     const gchar *sampler = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->sampler));
-    dit_values_set_string(v->sampler, sizeof v->sampler, sampler);
+    ditui_values_set_string(v->sampler, sizeof v->sampler, sampler);
     const gchar *device = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->device));
-    dit_values_set_string(v->device, sizeof v->device, device ? device : "auto");
+    ditui_values_set_string(v->device, sizeof v->device, device ? device : "auto");
 }
 
-void dit_dialog_set_preview(DitDialog *d, const guint8 *rgb, gint width, gint height,
+void ditui_dialog_set_preview(DitDialog *d, const guint8 *rgb, gint width, gint height,
                             gint rowstride)
 {
     if (!rgb || width <= 0 || height <= 0) {
@@ -452,20 +452,20 @@ void dit_dialog_set_preview(DitDialog *d, const guint8 *rgb, gint width, gint he
     g_object_unref(src);
 }
 
-void dit_dialog_set_progress(DitDialog *d, gdouble fraction, const gchar *text)
+void ditui_dialog_set_progress(DitDialog *d, gdouble fraction, const gchar *text)
 {
     gtk_progress_bar_set_fraction(GTK_PROGRESS_BAR(d->progress), CLAMP(fraction, 0.0, 1.0));
     if (text)
         gtk_progress_bar_set_text(GTK_PROGRESS_BAR(d->progress), text);
 }
 
-void dit_dialog_set_running(DitDialog *d, gboolean running)
+void ditui_dialog_set_running(DitDialog *d, gboolean running)
 {
     gtk_widget_set_sensitive(d->settings, !running);
     gtk_widget_set_sensitive(d->ok, !running);
 }
 
-void dit_dialog_set_transient_for_xid(DitDialog *d, guint64 xid)
+void ditui_dialog_set_transient_for_xid(DitDialog *d, guint64 xid)
 {
     d->parent_xid = xid;
     if (gtk_widget_get_realized(d->dialog))

@@ -5,15 +5,15 @@
  *
  * Typical use (GIMP 2.10 plug-in):
  *
- *   DitDialog *d = dit_dialog_new (_("DiT Inpaint"), &vals, TRUE,
+ *   DitDialog *d = ditui_dialog_new (_("DiT Inpaint"), &vals, TRUE,
  *                                  default_model, labels_for_model, NULL);
- *   dit_dialog_set_preview (d, rgb, w, h, w * 3);   // the source region
- *   if (dit_dialog_run (d) == GTK_RESPONSE_OK) {
- *       dit_dialog_get_values (d, &vals);
- *       dit_dialog_set_running (d, TRUE);            // Cancel now stops sampling
+ *   ditui_dialog_set_preview (d, rgb, w, h, w * 3);   // the source region
+ *   if (ditui_dialog_run (d) == GTK_RESPONSE_OK) {
+ *       ditui_dialog_get_values (d, &vals);
+ *       ditui_dialog_set_running (d, TRUE);            // Cancel now stops sampling
  *       ...                                          // set_progress / set_preview per step
  *   }
- *   dit_dialog_destroy (d);
+ *   ditui_dialog_destroy (d);
  */
 #ifndef DIT_UI_DIALOG_H
 #define DIT_UI_DIALOG_H
@@ -36,35 +36,35 @@ typedef gchar **(*DitLabelsFunc)(const gchar *model_path, gpointer user_data);
  *   default_model the embedded model's path, shown when values->model is "";
  *                 NULL when no default model is installed
  *   labels_func   may be NULL: the class entry then takes ids and names */
-DitDialog *dit_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
+DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
                           const gchar *default_model, DitLabelsFunc labels_func,
                           gpointer user_data);
-void dit_dialog_destroy(DitDialog *dialog);
+void ditui_dialog_destroy(DitDialog *dialog);
 
 /* The GtkDialog itself, e.g. to connect "response" while running. */
-GtkWidget *dit_dialog_get_widget(DitDialog *dialog);
+GtkWidget *ditui_dialog_get_widget(DitDialog *dialog);
 
 /* Shows the dialog and waits for OK (GTK_RESPONSE_OK), Cancel or close. */
-gint dit_dialog_run(DitDialog *dialog);
+gint ditui_dialog_run(DitDialog *dialog);
 
 /* The values as the widgets hold them now. */
-void dit_dialog_get_values(DitDialog *dialog, DitValues *values);
+void ditui_dialog_get_values(DitDialog *dialog, DitValues *values);
 
 /* Shows packed 8-bit RGB (h rows of `rowstride` bytes) scaled to fit the
  * preview area; NULL clears it. */
-void dit_dialog_set_preview(DitDialog *dialog, const guint8 *rgb, gint width, gint height,
+void ditui_dialog_set_preview(DitDialog *dialog, const guint8 *rgb, gint width, gint height,
                             gint rowstride);
 
 /* fraction in [0, 1]; text may be NULL. */
-void dit_dialog_set_progress(DitDialog *dialog, gdouble fraction, const gchar *text);
+void ditui_dialog_set_progress(DitDialog *dialog, gdouble fraction, const gchar *text);
 
 /* While running, the settings are locked, OK is off and Cancel (or closing
  * the window) emits "response" for the caller to stop the work. */
-void dit_dialog_set_running(DitDialog *dialog, gboolean running);
+void ditui_dialog_set_running(DitDialog *dialog, gboolean running);
 
 /* Keeps the dialog above a foreign X11 window (GIMP's image window); a
  * no-op on other windowing systems or for 0. */
-void dit_dialog_set_transient_for_xid(DitDialog *dialog, guint64 xid);
+void ditui_dialog_set_transient_for_xid(DitDialog *dialog, guint64 xid);
 
 G_END_DECLS
 

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-void dit_values_init(DitValues *v, DitMode mode)
+void ditui_values_init(DitValues *v, DitMode mode)
 {
     memset(v, 0, sizeof *v);
     v->version = DIT_VALUES_VERSION;
@@ -13,10 +13,10 @@ void dit_values_init(DitValues *v, DitMode mode)
     v->guidance = 4.0;
     v->seed = -1;
     v->grow = 0;
-    dit_values_set_string(v->device, sizeof v->device, "auto");
+    ditui_values_set_string(v->device, sizeof v->device, "auto");
 }
 
-void dit_values_set_string(gchar *field, gsize size, const gchar *src)
+void ditui_values_set_string(gchar *field, gsize size, const gchar *src)
 {
     g_strlcpy(field, src ? src : "", size);
 }

@@ -36,10 +36,10 @@ typedef struct {
 } DitValues;
 
 /* The defaults above for a mode. */
-void dit_values_init(DitValues *v, DitMode mode);
+void ditui_values_init(DitValues *v, DitMode mode);
 
 /* Copies src into a fixed-size field, truncating; NULL gives "". */
-void dit_values_set_string(gchar *field, gsize size, const gchar *src);
+void ditui_values_set_string(gchar *field, gsize size, const gchar *src);
 
 G_END_DECLS
 

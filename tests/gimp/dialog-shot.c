@@ -150,10 +150,10 @@ int main(int argc, char **argv)
     }
 
     DitValues v;
-    dit_values_init(&v, DIT_MODE_INPAINT);
-    dit_values_set_string(v.class_name, sizeof v.class_name, "Sneaker");
+    ditui_values_init(&v, DIT_MODE_INPAINT);
+    ditui_values_set_string(v.class_name, sizeof v.class_name, "Sneaker");
     v.seed = 1234;
-    DitDialog *d = dit_dialog_new(_("DiT Inpaint"), &v, TRUE, model, labels_from_file, labels);
+    DitDialog *d = ditui_dialog_new(_("DiT Inpaint"), &v, TRUE, model, labels_from_file, labels);
     if (photo) {
         GdkPixbuf *pb = gdk_pixbuf_new_from_file(photo, &err);
         if (!pb) {
@@ -164,13 +164,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "dialog-shot: --photo takes an 8-bit RGB picture without alpha\n");
             return 2;
         }
-        dit_dialog_set_preview(d, gdk_pixbuf_get_pixels(pb), gdk_pixbuf_get_width(pb),
+        ditui_dialog_set_preview(d, gdk_pixbuf_get_pixels(pb), gdk_pixbuf_get_width(pb),
                                gdk_pixbuf_get_height(pb), gdk_pixbuf_get_rowstride(pb));
         g_object_unref(pb);
     }
 
     int rc = 0;
-    GtkWidget *window = dit_dialog_get_widget(d);
+    GtkWidget *window = ditui_dialog_get_widget(d);
     if (texts) {
         printf("%s\n", gtk_window_get_title(GTK_WINDOW(window)));
         print_texts(window, NULL);
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
         gtk_main();
         rc = s.rc;
     }
-    dit_dialog_destroy(d);
+    ditui_dialog_destroy(d);
     g_free(png), g_free(photo), g_free(labels), g_free(model);
     return rc;
 }

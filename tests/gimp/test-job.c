@@ -34,22 +34,22 @@ static int failures;
 static DitValues values(const char *model, DitMode mode, const char *cls)
 {
     DitValues v;
-    dit_values_init(&v, mode);
-    dit_values_set_string(v.model, sizeof v.model, model);
-    dit_values_set_string(v.class_name, sizeof v.class_name, cls);
+    ditui_values_init(&v, mode);
+    ditui_values_set_string(v.model, sizeof v.model, model);
+    ditui_values_set_string(v.class_name, sizeof v.class_name, cls);
     v.steps = 4;
     v.seed = 5;
     return v;
 }
 
-/* dit_job_new must refuse v with a message containing `needle` */
+/* ditgimp_job_new must refuse v with a message containing `needle` */
 static void refuses(const char *what, const DitValues *v, const char *needle)
 {
     GError *err = NULL;
-    DitJob *job = dit_job_new(v, &err);
+    DitJob *job = ditgimp_job_new(v, &err);
     CHECK(!job && err && strstr(err->message, needle), "%s refused: %s", what,
           err ? err->message : "(accepted)");
-    dit_job_free(job);
+    ditgimp_job_free(job);
     g_clear_error(&err);
 }
 
@@ -57,35 +57,35 @@ static void test_values(const char *model)
 {
     GError *err = NULL;
     DitValues v = values(model, DIT_MODE_INPAINT, "dress");
-    DitJob *job = dit_job_new(&v, &err);
-    CHECK(job && strcmp(dit_job_class_label(job), "Dress") == 0 && dit_job_seed(job) == 5,
+    DitJob *job = ditgimp_job_new(&v, &err);
+    CHECK(job && strcmp(ditgimp_job_class_label(job), "Dress") == 0 && ditgimp_job_seed(job) == 5,
           "class 'dress' is label 'Dress', seed 5");
-    CHECK(job && dit_job_unit(job) == 4, "unit = VAE factor 2 x patch 2 = %d",
-          job ? dit_job_unit(job) : -1);
-    dit_job_free(job);
+    CHECK(job && ditgimp_job_unit(job) == 4, "unit = VAE factor 2 x patch 2 = %d",
+          job ? ditgimp_job_unit(job) : -1);
+    ditgimp_job_free(job);
     g_clear_error(&err);
 
     v = values(model, DIT_MODE_IMG2IMG, "9");
-    job = dit_job_new(&v, &err);
-    CHECK(job && strcmp(dit_job_class_label(job), "Ankle boot") == 0, "class 9 is 'Ankle boot'");
-    dit_job_free(job);
+    job = ditgimp_job_new(&v, &err);
+    CHECK(job && strcmp(ditgimp_job_class_label(job), "Ankle boot") == 0, "class 9 is 'Ankle boot'");
+    ditgimp_job_free(job);
 
     v = values(model, DIT_MODE_INPAINT, "");
     v.seed = -1;
-    job = dit_job_new(&v, &err);
-    CHECK(job && dit_job_seed(job) >= 0, "seed -1 becomes a random seed (%d)",
-          job ? dit_job_seed(job) : -1);
-    dit_job_free(job);
+    job = ditgimp_job_new(&v, &err);
+    CHECK(job && ditgimp_job_seed(job) >= 0, "seed -1 becomes a random seed (%d)",
+          job ? ditgimp_job_seed(job) : -1);
+    ditgimp_job_free(job);
 
     v = values(model, DIT_MODE_INPAINT, "Unicorn");
     refuses("an unknown class", &v, "Unknown class 'Unicorn'");
     v = values(model, DIT_MODE_INPAINT, "11");
     refuses("class 11 of 10", &v, "out of range");
     v = values(model, DIT_MODE_INPAINT, "1");
-    dit_values_set_string(v.sampler, sizeof v.sampler, "bogus");
+    ditui_values_set_string(v.sampler, sizeof v.sampler, "bogus");
     refuses("an unknown sampler", &v, "Unknown sampler 'bogus'");
     v = values(model, DIT_MODE_INPAINT, "1");
-    dit_values_set_string(v.device, sizeof v.device, "cuda");
+    ditui_values_set_string(v.device, sizeof v.device, "cuda");
     refuses("the cuda device", &v, "use the CPU device"); /* no backend, or no device here */
     v = values(model, DIT_MODE_INPAINT, "1");
     v.strength = 1.5;
@@ -100,18 +100,18 @@ static void test_values(const char *model)
 static void test_rect(const char *model)
 {
     DitValues v = values(model, DIT_MODE_INPAINT, "1");
-    DitJob *job = dit_job_new(&v, NULL);
+    DitJob *job = ditgimp_job_new(&v, NULL);
     gint x, y, w, h;
-    dit_job_context_rect(job, 100, 50, 40, 20, 1000, 1000, 0.2, &x, &y, &w, &h);
+    ditgimp_job_context_rect(job, 100, 50, 40, 20, 1000, 1000, 0.2, &x, &y, &w, &h);
     CHECK(x == 92 && y == 42 && w == 56 && h == 36, "40x20 at (100,50) padded by 8: %d,%d %dx%d",
           x, y, w, h);
-    dit_job_context_rect(job, 2, 3, 40, 20, 50, 30, 0.2, &x, &y, &w, &h);
+    ditgimp_job_context_rect(job, 2, 3, 40, 20, 50, 30, 0.2, &x, &y, &w, &h);
     CHECK(x == 0 && y == 0 && w == 50 && h == 30, "clamped to a 50x30 layer: %d,%d %dx%d", x, y,
           w, h);
-    dit_job_context_rect(job, 10, 10, 2, 2, 100, 100, 0.2, &x, &y, &w, &h);
+    ditgimp_job_context_rect(job, 10, 10, 2, 2, 100, 100, 0.2, &x, &y, &w, &h);
     CHECK(x == 6 && y == 6 && w == 10 && h == 10, "a tiny selection gets one model unit: %d,%d %dx%d",
           x, y, w, h);
-    dit_job_free(job);
+    ditgimp_job_free(job);
 }
 
 /* a 37x23 crop, mask = a soft disc: the result equals the source wherever
@@ -133,15 +133,15 @@ static void test_inpaint(const char *model, DitMode mode)
     memcpy(m, mask, n * sizeof *m);
     DitValues v = values(model, mode, "2");
     GError *err = NULL;
-    DitJob *job = dit_job_new(&v, &err);
-    gboolean started = job && dit_job_start(job, rgb, mask, W, H, &err);
+    DitJob *job = ditgimp_job_new(&v, &err);
+    gboolean started = job && ditgimp_job_start(job, rgb, mask, W, H, &err);
     gint step = 0, total = 0;
-    while (started && !dit_job_poll(job, &step, &total))
+    while (started && !ditgimp_job_poll(job, &step, &total))
         g_usleep(1000);
     guint8 *prev = NULL;
     gint pw = 0, ph = 0;
-    const gboolean has_preview = started && dit_job_preview(job, &prev, &pw, &ph);
-    gfloat *out = started ? dit_job_finish(job, &err) : NULL;
+    const gboolean has_preview = started && ditgimp_job_preview(job, &prev, &pw, &ph);
+    gfloat *out = started ? ditgimp_job_finish(job, &err) : NULL;
     CHECK(out != NULL, "%s ran: %s", mode == DIT_MODE_INPAINT ? "inpaint" : "img2img",
           err ? err->message : "ok");
     CHECK(step == total && total > 0, "progress reached %d of %d steps", step, total);
@@ -164,7 +164,7 @@ static void test_inpaint(const char *model, DitMode mode)
           changed, inside);
     g_free(out), g_free(prev), g_free(src), g_free(m);
     g_clear_error(&err);
-    dit_job_free(job);
+    ditgimp_job_free(job);
 }
 
 static void test_cancel(const char *model)
@@ -176,17 +176,17 @@ static void test_cancel(const char *model)
     DitValues v = values(model, DIT_MODE_INPAINT, "1");
     v.steps = 50;
     GError *err = NULL;
-    DitJob *job = dit_job_new(&v, &err);
-    dit_job_cancel(job); /* before the first step: stops at once */
-    gboolean started = dit_job_start(job, rgb, mask, W, H, &err);
-    gfloat *out = started ? dit_job_finish(job, &err) : NULL;
+    DitJob *job = ditgimp_job_new(&v, &err);
+    ditgimp_job_cancel(job); /* before the first step: stops at once */
+    gboolean started = ditgimp_job_start(job, rgb, mask, W, H, &err);
+    gfloat *out = started ? ditgimp_job_finish(job, &err) : NULL;
     gint step = -1, total = -1;
-    dit_job_poll(job, &step, &total);
+    ditgimp_job_poll(job, &step, &total);
     CHECK(started && !out && g_error_matches(err, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED),
           "a cancelled job gives no result and the error '%s'", err ? err->message : "(none)");
     CHECK(step == 0, "it stopped before the first of 50 steps (step %d)", step);
     g_clear_error(&err);
-    dit_job_free(job);
+    ditgimp_job_free(job);
 }
 
 static gchar *make_model(const char *srcdir)
