@@ -240,6 +240,54 @@ out:
     return st;
 }
 
+/* The keys of the header's top-level object, as written (JSON already
+ * validated). json-glib keeps only the last of duplicated keys, so a file
+ * naming one tensor twice is caught here. */
+static GPtrArray *top_level_keys(const char *json, size_t len)
+{
+    GPtrArray *keys = g_ptr_array_new_with_free_func(g_free);
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char c = json[i];
+        if (c == '"') {
+            const size_t start = ++i;
+            while (i < len && json[i] != '"')
+                i += json[i] == '\\' ? 2 : 1;
+            size_t k = i + 1;
+            while (k < len && g_ascii_isspace(json[k]))
+                k++;
+            if (depth == 1 && k < len && json[k] == ':')
+                g_ptr_array_add(keys, g_strndup(json + start, i - start));
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return keys;
+}
+
+static dit_status check_unique_keys(dit_ctx *ctx, const st_file *f, const char *json, size_t len,
+                                    guint n_members)
+{
+    GPtrArray *keys = top_level_keys(json, len);
+    dit_status st = DIT_OK;
+    if (keys->len != n_members) {
+        GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
+        const char *dup = NULL;
+        for (guint i = 0; i < keys->len && !dup; i++)
+            if (!g_hash_table_add(seen, keys->pdata[i]))
+                dup = keys->pdata[i];
+        st = dup ? dit_error(ctx, DIT_ERR_FORMAT, "%s: the header names '%s' twice", f->path, dup)
+                 : dit_error(ctx, DIT_ERR_FORMAT,
+                             "%s: the header names a key twice (%u keys, %u distinct)", f->path,
+                             keys->len, n_members);
+        g_hash_table_destroy(seen);
+    }
+    g_ptr_array_free(keys, TRUE);
+    return st;
+}
+
 static dit_status parse_header(dit_ctx *ctx, st_file *f, const char *json, size_t len)
 {
     if (!g_utf8_validate(json, (gssize)len, NULL))
@@ -264,6 +312,11 @@ static dit_status parse_header(dit_ctx *ctx, st_file *f, const char *json, size_
     }
     JsonObject *obj = json_node_get_object(root);
     GList *members = json_object_get_members(obj);
+    if ((st = check_unique_keys(ctx, f, json, len, g_list_length(members)))) {
+        g_list_free(members);
+        g_object_unref(parser);
+        return st;
+    }
     f->tensors = g_new0(st_tensor, g_list_length(members) + 1);
     for (GList *l = members; l && st == DIT_OK; l = l->next) {
         const char *name = l->data;
