@@ -55,6 +55,12 @@ static void fill_labels(DitDialog *d)
     for (gint i = 0; labels && labels[i]; i++)
         gtk_combo_box_text_append_text(combo, labels[i]);
     gtk_entry_set_text(entry, keep);
+    /* what an empty field means: class 0, by its name where there is one */
+    gchar *first = labels && labels[0] ? g_strndup(labels[0], strcspn(labels[0], ",")) : NULL;
+    gchar *placeholder = first ? g_strdup_printf(_("%s (class 0)"), first) : g_strdup(_("class 0"));
+    gtk_entry_set_placeholder_text(entry, placeholder);
+    g_free(placeholder);
+    g_free(first);
     gtk_widget_set_tooltip_text(d->klass,
                                 labels ? _("Type a class name to search the model's labels, or "
                                            "a class number")
@@ -291,7 +297,6 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     d->klass = gtk_combo_box_text_new_with_entry();
     GtkEntry *entry = GTK_ENTRY(gtk_bin_get_child(GTK_BIN(d->klass)));
     gtk_entry_set_text(entry, values->class_name);
-    gtk_entry_set_placeholder_text(entry, "0");
     gtk_entry_set_activates_default(entry, TRUE);
     d->completion = gtk_entry_completion_new();
     gtk_entry_completion_set_model(d->completion, gtk_combo_box_get_model(GTK_COMBO_BOX(d->klass)));
@@ -303,7 +308,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     gtk_grid_attach(grid, d->klass, 1, row++, 1, 1);
 
     /* numbers */
-    d->steps = gtk_adjustment_new(CLAMP(values->steps > 0 ? values->steps : 20, 1, 250), 1, 250, 1,
+    d->steps = gtk_adjustment_new(CLAMP(values->steps > 0 ? values->steps : 20, 1, 1000), 1, 1000, 1,
                                   10, 0);
     add_scale(grid, row++, _("_Steps:"), d->steps, 0,
               _("Denoising steps: more is slower and usually cleaner"), NULL);
