@@ -132,6 +132,26 @@ DIT_API dit_status dit_ctx_set_precision(dit_ctx *ctx, const char *precision);
 DIT_API const char *dit_ctx_precision(const dit_ctx *ctx);
 DIT_API const char *dit_status_name(dit_status status);
 
+/* ---- value ranges ----------------------------------------------------------
+ * The valid range of every float setting the CLI, the plug-ins, the
+ * pipeline and the trainer take, by the CLI option's name: "strength",
+ * "guidance", "eta", "lr", "ema", "clip", "dropout", "label-std",
+ * "mlp-ratio", "weight-decay". NaN and infinities are never in range. */
+typedef struct {
+    const char *name;
+    double lo, hi;
+    bool lo_open, hi_open; /* (lo, ... / ..., hi) instead of [lo, ... / ..., hi] */
+} dit_range;
+/* The row of `name`, or NULL; dit_range_at(i) walks the table (NULL past it). */
+DIT_API const dit_range *dit_range_of(const char *name);
+DIT_API const dit_range *dit_range_at(int i);
+DIT_API bool dit_in_range(const dit_range *r, double v);
+/* "[0, 1)" */
+DIT_API void dit_range_format(const dit_range *r, char *buf, size_t size);
+/* DIT_OK when v is in the named range, else DIT_ERR_INVALID_ARG with
+ * "NAME must be in [lo, hi], got V" */
+DIT_API dit_status dit_check_range(dit_ctx *ctx, const char *name, double v);
+
 /* ---- models ------------------------------------------------------------- */
 
 /* Load a DiT from a .safetensors file, or from a diffusers folder (the model

@@ -133,12 +133,10 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown task %d", (int)p->task);
     if (p->steps < 1 || p->steps > 1000)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "steps must be 1..1000, got %d", p->steps);
-    if (!(p->strength >= 0.0f && p->strength <= 1.0f))
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "strength must be in [0, 1], got %g",
-                         (double)p->strength);
-    if (!isfinite(p->guidance) || p->guidance < 0.0f || p->guidance > 100.0f)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "guidance must be in [0, 100], got %g",
-                         (double)p->guidance);
+    dit_status st;
+    if ((st = dit_check_range(ctx, "strength", p->strength)) ||
+        (st = dit_check_range(ctx, "guidance", p->guidance)))
+        return st;
     if (p->class_id < 0 || p->class_id > c->num_classes)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "class %d is not one of the model's classes (0..%d; %d = unconditional)",

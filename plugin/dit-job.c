@@ -90,6 +90,19 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
     return TRUE;
 }
 
+/* the float rule every front end shares (dit_range_of), in our words */
+static gboolean check_float(const gchar *name, const gchar *label, gdouble value, GError **error)
+{
+    const dit_range *r = dit_range_of(name);
+    if (dit_in_range(r, value))
+        return TRUE;
+    gchar range[64];
+    dit_range_format(r, range, sizeof range);
+    g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("%s must be in %s, not %g"), label,
+                range, value);
+    return FALSE;
+}
+
 static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
 {
     dit_pipeline_params *p = &job->params;
@@ -108,17 +121,10 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
     }
     if (v->steps > 0)
         p->steps = v->steps;
-    if (!(v->strength >= 0.0 && v->strength <= 1.0)) {
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                    _("Strength must be between 0 and 1, not %g"), v->strength);
+    if (!check_float("strength", _("Strength"), v->strength, error) ||
+        !check_float("guidance", _("Guidance"), v->guidance, error))
         return FALSE;
-    }
     p->strength = (float)v->strength;
-    if (!(v->guidance >= 0.0 && v->guidance <= 100.0)) {
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                    _("Guidance must be between 0 and 100, not %g"), v->guidance);
-        return FALSE;
-    }
     p->guidance = (float)v->guidance;
     if (v->grow < 0 || v->grow > 64) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,

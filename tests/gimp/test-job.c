@@ -90,6 +90,14 @@ static void test_values(const char *model)
     v = values(model, DIT_MODE_INPAINT, "1");
     v.strength = 1.5;
     refuses("strength 1.5", &v, "Strength");
+    v.strength = -0.5;
+    refuses("strength -0.5", &v, "Strength must be in [0, 1]");
+    v.strength = NAN;
+    refuses("strength NaN", &v, "Strength must be in [0, 1]");
+    v.strength = 1.0;
+    v.guidance = INFINITY;
+    refuses("guidance inf", &v, "Guidance must be in [0, 100]");
+    v.guidance = 4.0;
     v = values(model, DIT_MODE_INPAINT, "1");
     v.steps = 5000;
     refuses("5000 steps", &v, "Steps");

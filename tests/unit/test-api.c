@@ -111,6 +111,33 @@ static void cuda_query(dit_ctx *ctx)
     printf("CUDA backend in this build: %s\n", dit_build_has_cuda() ? "yes" : "no");
 }
 
+/* every row of the float table: its ends, just past them, NaN and the
+ * infinities; and the message names the option and the range */
+static void range_table(dit_ctx *ctx)
+{
+    int rows = 0;
+    for (const dit_range *r; (r = dit_range_at(rows)); rows++) {
+        const double width = r->hi - r->lo, eps = width * 1e-6;
+        CHECK(dit_range_of(r->name) == r, "%s: not found by name", r->name);
+        CHECK(dit_in_range(r, r->lo + width / 2), "%s: midpoint refused", r->name);
+        CHECK(dit_in_range(r, r->lo) == !r->lo_open, "%s: lower end", r->name);
+        CHECK(dit_in_range(r, r->hi) == !r->hi_open, "%s: upper end", r->name);
+        CHECK(!dit_in_range(r, r->lo - eps) && !dit_in_range(r, r->hi + eps), "%s: outside",
+              r->name);
+        CHECK(!dit_in_range(r, NAN) && !dit_in_range(r, INFINITY) && !dit_in_range(r, -INFINITY),
+              "%s: non-finite accepted", r->name);
+        CHECK(dit_check_range(ctx, r->name, NAN) == DIT_ERR_INVALID_ARG &&
+                  strstr(dit_last_error(ctx), r->name) && strstr(dit_last_error(ctx), "must be in"),
+              "%s: message '%s'", r->name, dit_last_error(ctx));
+        CHECK(dit_check_range(ctx, r->name, r->lo + width / 2) == DIT_OK, "%s", r->name);
+    }
+    CHECK(rows >= 10, "only %d rows", rows);
+    CHECK(dit_check_range(ctx, "strength", -0.5) == DIT_ERR_INVALID_ARG &&
+              strcmp(dit_last_error(ctx), "strength must be in [0, 1], got -0.5") == 0,
+          "strength -0.5: '%s'", dit_last_error(ctx));
+    CHECK(dit_range_of("nonsense") == NULL, "an unknown name has a range");
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -118,6 +145,7 @@ int main(void)
     class_rule();
     sampler_rule();
     cuda_query(ctx);
+    range_table(ctx);
     dit_ctx_free(ctx);
     printf(failures ? "FAILED\n" : "OK\n");
     return failures ? 1 : 0;
