@@ -125,6 +125,36 @@ dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what)
     return DIT_OK;
 }
 
+/* bytes the system could still give us (MemAvailable), or 0 when unknown */
+static size_t available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return (size_t)kib * 1024;
+}
+
+dit_status dit_check_weights_memory(dit_ctx *ctx, size_t bytes, const char *what)
+{
+    if (ctx->memory_limit && bytes > ctx->memory_limit)
+        return dit_error(ctx, DIT_ERR_NOMEM,
+                         "%s need %.1f MiB, over the memory limit of %.1f MiB "
+                         "(DIT_MEMORY_LIMIT)",
+                         what, bytes / 1048576.0, ctx->memory_limit / 1048576.0);
+    const size_t avail = ctx->memory_limit ? 0 : available_memory();
+    if (avail && bytes > avail)
+        return dit_error(ctx, DIT_ERR_NOMEM,
+                         "%s need %.1f MiB, more than the %.1f MiB this machine has available",
+                         what, bytes / 1048576.0, avail / 1048576.0);
+    return DIT_OK;
+}
+
 dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes)
 {
     if (!ctx)

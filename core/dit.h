@@ -105,9 +105,12 @@ DIT_API const char *dit_last_error(const dit_ctx *ctx);
  * $OMP_NUM_THREADS when set, else all cores. */
 DIT_API dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads);
 DIT_API int dit_ctx_get_threads(const dit_ctx *ctx);
-/* Cap on activation memory (bytes, 0 = none; default from $DIT_MEMORY_LIMIT,
- * e.g. "4G"): work that would need more is refused before allocating, with
- * a message suggesting tiling or a smaller batch. */
+/* Cap on memory (bytes, 0 = none; default from $DIT_MEMORY_LIMIT, e.g.
+ * "4G"): a model whose parameters, or work whose activations, would need
+ * more is refused before allocating, with both sizes in the message (and
+ * for activations a hint at tiling or a smaller batch). Without a cap, a
+ * model's parameters are checked against the memory the system has
+ * available. */
 DIT_API dit_status dit_ctx_set_memory_limit(dit_ctx *ctx, size_t bytes);
 /* Compute device (any case): "cpu" (the default), "cuda" or "auto" (CUDA when this
  * build has the CUDA backend and a device is usable, else the CPU). "cuda"

@@ -560,7 +560,7 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
     if (!m->blocks)
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
     char what[96];
-    snprintf(what, sizeof what, "an %s DiT with %d blocks", dit_naming_name(m->cfg.naming),
+    snprintf(what, sizeof what, "a DiT (%s naming) with %d blocks", dit_naming_name(m->cfg.naming),
              m->cfg.depth);
     wl_result r;
     dit_status st = wl_load(ctx, f, layout_model, m, what, ignorable, &r);
@@ -690,10 +690,19 @@ dit_status dit_model_create(dit_ctx *ctx, const dit_config *cfg_in, dit_model **
     if (m->blocks)
         layout_model(&L, m);
     size_t bytes = 0;
-    if (!m->blocks || !dit_mul_size(L.used, sizeof(float), &bytes) ||
-        !(m->params = dit_alloc_aligned(bytes))) {
+    if (!m->blocks || !dit_mul_size(L.used, sizeof(float), &bytes)) {
         dit_model_free(m);
-        return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate the parameters");
+        return dit_error(ctx, DIT_ERR_NOMEM, "the parameters' size overflows");
+    }
+    dit_status room = dit_check_weights_memory(ctx, bytes, "the model's parameters");
+    if (room) {
+        dit_model_free(m);
+        return room;
+    }
+    if (!(m->params = dit_alloc_aligned(bytes))) {
+        dit_model_free(m);
+        return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate the parameters (%.1f MiB)",
+                         bytes / 1048576.0);
     }
     memset(m->params, 0, bytes);
     L = (weight_layout){.base = m->params};

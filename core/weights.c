@@ -100,6 +100,10 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
         st = check_present(ctx, f, &list[i], what);
     if (st)
         goto out;
+    char whose[160];
+    snprintf(whose, sizeof whose, "the parameters of %s", what);
+    if ((st = dit_check_weights_memory(ctx, bytes, whose)))
+        goto out;
     params = dit_alloc_aligned(bytes);
     if (!params) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the parameters",

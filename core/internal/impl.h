@@ -59,6 +59,9 @@ void dit_clear_error(dit_ctx *ctx);
 /* Ensure the arena holds n floats; the only allocation on the forward path.
  * Refused, before allocating, when it exceeds the context's memory limit. */
 dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats);
+/* Weights (a model's or a VAE's parameters) against the memory limit, or
+ * when there is none against the memory the system has available. */
+dit_status dit_check_weights_memory(dit_ctx *ctx, size_t bytes, const char *what);
 /* The same budget check for other large buffers (training activations). */
 dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what);
 
