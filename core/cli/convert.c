@@ -20,144 +20,7 @@
 #include <unistd.h>
 
 #include "internal/safetensors.h"
-
-/* ---- zip (stored entries only, as torch.save writes them) ------------------ */
-
-typedef struct {
-    char *name;
-    uint64_t offset; /* of the data */
-    uint64_t size;
-} zip_entry;
-
-typedef struct {
-    const uint8_t *map;
-    size_t size;
-    zip_entry *entries;
-    size_t n;
-} zip_file;
-
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
-static void zip_close(zip_file *z)
-{
-    for (size_t i = 0; i < z->n; i++)
-        g_free(z->entries[i].name);
-    g_free(z->entries);
-    if (z->map)
-        munmap((void *)z->map, z->size);
-    memset(z, 0, sizeof *z);
-}
-
-static bool zip_open(const char *path, zip_file *z, GError **err)
-{
-    memset(z, 0, sizeof *z);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot open: %s",
-                    path, g_strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    z->size = (size_t)sb.st_size;
-    if (z->size < 22) {
-        close(fd);
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "%s: too short to be a torch.save zip (legacy non-zip .pt files are not "
-                    "supported)",
-                    path);
-        return false;
-    }
-    void *m = mmap(NULL, z->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) {
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_IO, "%s: cannot mmap", path);
-        return false;
-    }
-    z->map = m;
-    const uint8_t *b = z->map;
-    /* end of central directory: the last 22..65557 bytes */
-    size_t eocd = SIZE_MAX;
-    for (size_t i = z->size - 22 + 1; i-- > 0 && z->size - i <= 22 + 65535;)
-        if (rd32(b + i) == 0x06054b50) {
-            eocd = i;
-            break;
-        }
-#define BAD(...)                                                                  \
-    do {                                                                          \
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, __VA_ARGS__);          \
-        zip_close(z);                                                             \
-        return false;                                                             \
-    } while (0)
-    if (eocd == SIZE_MAX)
-        BAD("%s: not a zip file (torch.save writes zips since PyTorch 1.6)", path);
-    uint64_t count = rd16(b + eocd + 10), cd_size = rd32(b + eocd + 12), cd_off = rd32(b + eocd + 16);
-    if ((count == 0xffff || cd_off == 0xffffffffu) && eocd >= 20 &&
-        rd32(b + eocd - 20) == 0x07064b50) { /* zip64 */
-        uint64_t rec = rd64(b + eocd - 20 + 8);
-        if (z->size < 56 || rec > z->size - 56 || rd32(b + rec) != 0x06064b50)
-            BAD("%s: broken zip64 directory", path);
-        count = rd64(b + rec + 32), cd_size = rd64(b + rec + 40), cd_off = rd64(b + rec + 48);
-    }
-    if (cd_off > z->size || cd_size > z->size - cd_off || count > 1000000)
-        BAD("%s: zip directory out of range (truncated file?)", path);
-    z->entries = g_new0(zip_entry, count ? count : 1);
-    uint64_t p = cd_off;
-    for (uint64_t i = 0; i < count; i++) {
-        if (z->size < 46 || p > z->size - 46 || rd32(b + p) != 0x02014b50)
-            BAD("%s: broken zip directory entry %llu", path, (unsigned long long)i);
-        const uint16_t method = rd16(b + p + 10), nlen = rd16(b + p + 28), xlen = rd16(b + p + 30),
-                       clen = rd16(b + p + 32);
-        uint64_t csize = rd32(b + p + 20), usize = rd32(b + p + 24), loc = rd32(b + p + 42);
-        if (p + 46 + nlen + xlen > z->size)
-            BAD("%s: zip entry name out of range", path);
-        /* zip64 extra field: the 0xffffffff fields, in order */
-        for (uint64_t x = p + 46 + nlen; x + 4 <= p + 46 + nlen + xlen;) {
-            const uint16_t id = rd16(b + x), len = rd16(b + x + 2);
-            uint64_t q = x + 4;
-            if (id == 0x0001) {
-                if (usize == 0xffffffffu && q + 8 <= x + 4 + len)
-                    usize = rd64(b + q), q += 8;
-                if (csize == 0xffffffffu && q + 8 <= x + 4 + len)
-                    csize = rd64(b + q), q += 8;
-                if (loc == 0xffffffffu && q + 8 <= x + 4 + len)
-                    loc = rd64(b + q);
-            }
-            x += 4 + (uint64_t)len;
-        }
-        zip_entry *e = &z->entries[z->n++];
-        e->name = g_strndup((const char *)b + p + 46, nlen);
-        if (method != 0)
-            BAD("%s: entry '%s' is compressed (method %u); torch.save stores entries "
-                "uncompressed",
-                path, e->name, method);
-        if (csize != usize || z->size < 30 || loc > z->size - 30 || rd32(b + loc) != 0x04034b50)
-            BAD("%s: entry '%s' has a bad local header", path, e->name);
-        const uint64_t data = loc + 30 + rd16(b + loc + 26) + rd16(b + loc + 28);
-        if (data > z->size || usize > z->size - data)
-            BAD("%s: entry '%s' runs past the end of the file (truncated?)", path, e->name);
-        e->offset = data;
-        e->size = usize;
-        p += 46 + (uint64_t)nlen + xlen + clen;
-    }
-#undef BAD
-    return true;
-}
-
-static const zip_entry *zip_find_suffix(const zip_file *z, const char *suffix)
-{
-    const size_t sl = strlen(suffix);
-    for (size_t i = 0; i < z->n; i++) {
-        const size_t nl = strlen(z->entries[i].name);
-        if (nl >= sl && strcmp(z->entries[i].name + nl - sl, suffix) == 0 &&
-            (nl == sl || z->entries[i].name[nl - sl - 1] == '/'))
-            return &z->entries[i];
-    }
-    return NULL;
-}
+#include "zip-read.h"
 
 /* ---- the pickle subset ------------------------------------------------------- */
 
@@ -325,23 +188,16 @@ static bool do_reduce(vm *m)
     return fail(m, "REDUCE of a global that is not callable here");
 }
 
-static bool run_pickle(vm *m)
+/* Each op_* handles one family of opcodes: OP_DONE, OP_FAIL (the message is
+ * in m), or OP_NOT_MINE for an opcode of another family. */
+enum { OP_FAIL = 0, OP_DONE = 1, OP_NOT_MINE = 2 };
+
+/* marks, dicts, lists and tuples, and filling them */
+static int op_container(vm *m, uint8_t op)
 {
-    while (m->p < m->end) {
-        const uint8_t op = *m->p++;
-        value *v;
-        GPtrArray *items;
-        switch (op) {
-        case 0x80: /* PROTO */
-            if (!need(m, 1))
-                return false;
-            m->p++;
-            break;
-        case 0x95: /* FRAME */
-            if (!need(m, 8))
-                return false;
-            m->p += 8;
-            break;
+    value *v;
+    GPtrArray *items;
+    switch (op) {
         case '}': case ']': case ')':
             v = vnew(m, op == '}' ? V_DICT : op == ']' ? V_LIST : V_TUPLE);
             v->items = g_ptr_array_new();
@@ -349,95 +205,6 @@ static bool run_pickle(vm *m)
             break;
         case '(':
             g_ptr_array_add(m->stack, vnew(m, V_MARK));
-            break;
-        case 'q': case 'r': case 0x94: { /* BINPUT, LONG_BINPUT, MEMOIZE */
-            guint idx;
-            if (op == 0x94) {
-                idx = m->memo->len;
-            } else {
-                const size_t w = op == 'q' ? 1 : 4;
-                if (!need(m, w))
-                    return false;
-                idx = w == 1 ? m->p[0] : rd32(m->p);
-                m->p += w;
-            }
-            if (!m->stack->len || idx > 10000000)
-                return fail(m, "memo store with an empty stack");
-            if (idx >= m->memo->len)
-                g_ptr_array_set_size(m->memo, idx + 1);
-            m->memo->pdata[idx] = m->stack->pdata[m->stack->len - 1];
-            break;
-        }
-        case 'h': case 'j': { /* BINGET, LONG_BINGET */
-            const size_t w = op == 'h' ? 1 : 4;
-            if (!need(m, w))
-                return false;
-            const guint idx = w == 1 ? m->p[0] : rd32(m->p);
-            m->p += w;
-            if (idx >= m->memo->len || !m->memo->pdata[idx])
-                return fail(m, "memo fetch of an unset slot");
-            g_ptr_array_add(m->stack, m->memo->pdata[idx]);
-            break;
-        }
-        case 'X': case 0x8c: { /* BINUNICODE, SHORT_BINUNICODE */
-            const size_t w = op == 'X' ? 4 : 1;
-            if (!need(m, w))
-                return false;
-            const size_t len = w == 4 ? rd32(m->p) : m->p[0];
-            m->p += w;
-            if (!need(m, len))
-                return false;
-            if (!g_utf8_validate((const char *)m->p, (gssize)len, NULL))
-                return fail(m, "string is not UTF-8");
-            v = vnew(m, V_STR);
-            v->s = g_strndup((const char *)m->p, len);
-            m->p += len;
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 'c': { /* GLOBAL module\nname\n */
-            const uint8_t *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
-            const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;
-            if (!nl2)
-                return fail(m, "unterminated GLOBAL");
-            char *mod = g_strndup((const char *)m->p, (gsize)(nl1 - m->p));
-            char *name = g_strndup((const char *)nl1 + 1, (gsize)(nl2 - nl1 - 1));
-            m->p = nl2 + 1;
-            bool ok = push_global(m, mod, name);
-            g_free(mod), g_free(name);
-            if (!ok)
-                return false;
-            break;
-        }
-        case 0x93: { /* STACK_GLOBAL */
-            value *name = pop(m), *mod = pop(m);
-            if (!name || !mod || name->kind != V_STR || mod->kind != V_STR)
-                return fail(m, "STACK_GLOBAL needs two strings");
-            if (!push_global(m, mod->s, name->s))
-                return false;
-            break;
-        }
-        case 'Q': { /* BINPERSID: ('storage', type, key, location, numel) */
-            value *pid = pop(m);
-            if (!pid || pid->kind != V_TUPLE || pid->items->len < 5)
-                return fail(m, "persistent id is not a storage tuple");
-            const value *tag = pid->items->pdata[0], *type = pid->items->pdata[1],
-                        *key = pid->items->pdata[2], *numel = pid->items->pdata[4];
-            if (tag->kind != V_STR || strcmp(tag->s, "storage") != 0 || type->kind != V_GLOBAL ||
-                key->kind != V_STR || numel->kind != V_INT || numel->i < 0)
-                return fail(m, "persistent id is not a storage tuple");
-            v = vnew(m, V_STORAGE);
-            v->s = g_strdup(key->s);
-            v->i = numel->i;
-            for (size_t i = 0; i < G_N_ELEMENTS(storages); i++)
-                if (strcmp(type->s, storages[i].name) == 0)
-                    v->dtype = storages[i].dtype;
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 'R':
-            if (!do_reduce(m))
-                return false;
             break;
         case 'b': { /* BUILD: attributes of an OrderedDict (_metadata): ignored */
             value *state = pop(m);
@@ -493,10 +260,76 @@ static bool run_pickle(vm *m)
             g_ptr_array_add(m->stack, v);
             break;
         }
+        default:
+            return OP_NOT_MINE;
+        }
+    return OP_DONE;
+}
+
+/* the memo: BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET */
+static int op_memo(vm *m, uint8_t op)
+{
+    switch (op) {
+        case 'q': case 'r': case 0x94: { /* BINPUT, LONG_BINPUT, MEMOIZE */
+            guint idx;
+            if (op == 0x94) {
+                idx = m->memo->len;
+            } else {
+                const size_t w = op == 'q' ? 1 : 4;
+                if (!need(m, w))
+                    return OP_FAIL;
+                idx = w == 1 ? m->p[0] : rd32(m->p);
+                m->p += w;
+            }
+            if (!m->stack->len || idx > 10000000)
+                return fail(m, "memo store with an empty stack");
+            if (idx >= m->memo->len)
+                g_ptr_array_set_size(m->memo, idx + 1);
+            m->memo->pdata[idx] = m->stack->pdata[m->stack->len - 1];
+            break;
+        }
+        case 'h': case 'j': { /* BINGET, LONG_BINGET */
+            const size_t w = op == 'h' ? 1 : 4;
+            if (!need(m, w))
+                return OP_FAIL;
+            const guint idx = w == 1 ? m->p[0] : rd32(m->p);
+            m->p += w;
+            if (idx >= m->memo->len || !m->memo->pdata[idx])
+                return fail(m, "memo fetch of an unset slot");
+            g_ptr_array_add(m->stack, m->memo->pdata[idx]);
+            break;
+        }
+        default:
+            return OP_NOT_MINE;
+        }
+    return OP_DONE;
+}
+
+/* strings, integers, floats, booleans and None */
+static int op_scalar(vm *m, uint8_t op)
+{
+    value *v;
+    switch (op) {
+        case 'X': case 0x8c: { /* BINUNICODE, SHORT_BINUNICODE */
+            const size_t w = op == 'X' ? 4 : 1;
+            if (!need(m, w))
+                return OP_FAIL;
+            const size_t len = w == 4 ? rd32(m->p) : m->p[0];
+            m->p += w;
+            if (!need(m, len))
+                return OP_FAIL;
+            if (!g_utf8_validate((const char *)m->p, (gssize)len, NULL))
+                return fail(m, "string is not UTF-8");
+            v = vnew(m, V_STR);
+            v->s = g_strndup((const char *)m->p, len);
+            m->p += len;
+            g_ptr_array_add(m->stack, v);
+            break;
+        }
         case 'J': case 'K': case 'M': { /* BININT, BININT1, BININT2 */
             const size_t w = op == 'J' ? 4 : op == 'K' ? 1 : 2;
             if (!need(m, w))
-                return false;
+                return OP_FAIL;
             v = vnew(m, V_INT);
             v->i = w == 4 ? (gint64)(int32_t)rd32(m->p) : w == 1 ? m->p[0] : rd16(m->p);
             m->p += w;
@@ -505,7 +338,7 @@ static bool run_pickle(vm *m)
         }
         case 0x8a: { /* LONG1 */
             if (!need(m, 1))
-                return false;
+                return OP_FAIL;
             const size_t n = *m->p++;
             if (n > 8 || !need(m, n))
                 return fail(m, "LONG1 wider than 64 bits");
@@ -522,7 +355,7 @@ static bool run_pickle(vm *m)
         }
         case 'G': { /* BINFLOAT, big-endian */
             if (!need(m, 8))
-                return false;
+                return OP_FAIL;
             uint64_t u = 0;
             for (int i = 0; i < 8; i++)
                 u = u << 8 | m->p[i];
@@ -540,14 +373,98 @@ static bool run_pickle(vm *m)
         case 'N':
             g_ptr_array_add(m->stack, vnew(m, V_NONE));
             break;
-        case '.': /* STOP */
-            return m->stack->len == 1 || fail(m, "STOP with more than one value left");
-        default: {
-            char msg[96];
-            snprintf(msg, sizeof msg, "refusing pickle opcode 0x%02x: not part of a state dict",
-                     op);
-            return fail(m, msg);
+        default:
+            return OP_NOT_MINE;
         }
+    return OP_DONE;
+}
+
+/* globals (only the allowed ones), storages (persistent ids) and REDUCE */
+static int op_global(vm *m, uint8_t op)
+{
+    value *v;
+    switch (op) {
+        case 'c': { /* GLOBAL module\nname\n */
+            const uint8_t *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
+            const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;
+            if (!nl2)
+                return fail(m, "unterminated GLOBAL");
+            char *mod = g_strndup((const char *)m->p, (gsize)(nl1 - m->p));
+            char *name = g_strndup((const char *)nl1 + 1, (gsize)(nl2 - nl1 - 1));
+            m->p = nl2 + 1;
+            bool ok = push_global(m, mod, name);
+            g_free(mod), g_free(name);
+            if (!ok)
+                return OP_FAIL;
+            break;
+        }
+        case 0x93: { /* STACK_GLOBAL */
+            value *name = pop(m), *mod = pop(m);
+            if (!name || !mod || name->kind != V_STR || mod->kind != V_STR)
+                return fail(m, "STACK_GLOBAL needs two strings");
+            if (!push_global(m, mod->s, name->s))
+                return OP_FAIL;
+            break;
+        }
+        case 'Q': { /* BINPERSID: ('storage', type, key, location, numel) */
+            value *pid = pop(m);
+            if (!pid || pid->kind != V_TUPLE || pid->items->len < 5)
+                return fail(m, "persistent id is not a storage tuple");
+            const value *tag = pid->items->pdata[0], *type = pid->items->pdata[1],
+                        *key = pid->items->pdata[2], *numel = pid->items->pdata[4];
+            if (tag->kind != V_STR || strcmp(tag->s, "storage") != 0 || type->kind != V_GLOBAL ||
+                key->kind != V_STR || numel->kind != V_INT || numel->i < 0)
+                return fail(m, "persistent id is not a storage tuple");
+            v = vnew(m, V_STORAGE);
+            v->s = g_strdup(key->s);
+            v->i = numel->i;
+            for (size_t i = 0; i < G_N_ELEMENTS(storages); i++)
+                if (strcmp(type->s, storages[i].name) == 0)
+                    v->dtype = storages[i].dtype;
+            g_ptr_array_add(m->stack, v);
+            break;
+        }
+        case 'R':
+            if (!do_reduce(m))
+                return OP_FAIL;
+            break;
+        default:
+            return OP_NOT_MINE;
+        }
+    return OP_DONE;
+}
+
+static bool run_pickle(vm *m)
+{
+    while (m->p < m->end) {
+        const uint8_t op = *m->p++;
+        int r = OP_NOT_MINE;
+        int (*const families[])(vm *, uint8_t) = {op_container, op_memo, op_scalar, op_global};
+        for (size_t f = 0; f < G_N_ELEMENTS(families) && r == OP_NOT_MINE; f++)
+            r = families[f](m, op);
+        if (r == OP_FAIL)
+            return false;
+        if (r == OP_NOT_MINE) {
+            switch (op) {
+            case 0x80: /* PROTO */
+                if (!need(m, 1))
+                    return false;
+                m->p++;
+                break;
+            case 0x95: /* FRAME */
+                if (!need(m, 8))
+                    return false;
+                m->p += 8;
+                break;
+            case '.': /* STOP */
+                return m->stack->len == 1 || fail(m, "STOP with more than one value left");
+            default: {
+                char msg[96];
+                snprintf(msg, sizeof msg, "refusing pickle opcode 0x%02x: not part of a state dict",
+                         op);
+                return fail(m, msg);
+            }
+            }
         }
         if (m->stack->len > 1000000)
             return fail(m, "pickle stack too deep");
@@ -683,38 +600,3 @@ done_nozip:
     return rc;
 }
 
-int dit_cmd_convert(int argc, char **argv);
-int dit_cmd_convert(int argc, char **argv)
-{
-    char *output = NULL, *key = NULL;
-    int heads = 0;
-    GOptionEntry entries[] = {
-        {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "output .safetensors", "FILE"},
-        {"key", 0, 0, G_OPTION_ARG_STRING, &key, "take the state dict under this key of the checkpoint (default: the top level, else ema, model, state_dict)", "KEY"},
-        {"heads", 0, 0, G_OPTION_ARG_INT, &heads, "record num_attention_heads in the metadata (needed when the width does not tell)", "N"},
-        {NULL, 0, 0, 0, NULL, NULL, NULL},
-    };
-    GOptionContext *oc = g_option_context_new("CHECKPOINT.pt - convert a PyTorch checkpoint");
-    g_option_context_set_description(
-        oc, "Reads a torch.save() zip without running it: only the pickle opcodes and\n"
-            "globals a state dict of tensors needs are accepted; anything else is refused.\n"
-            "Tensors keep their names and dtypes; run 'dit info' on the result. 'dit\n"
-            "generate -m X.pt' converts on the fly.\n\n"
-            "Example:\n  dit convert DiT-XL-2-256x256.pt -o DiT-XL-2-256.safetensors\n");
-    g_option_context_add_main_entries(oc, entries, NULL);
-    GError *err = NULL;
-    int rc = 0;
-    if (!g_option_context_parse(oc, &argc, &argv, &err)) {
-        fprintf(stderr, "dit: %s\n", err->message);
-        g_error_free(err);
-        rc = 1;
-    } else if (argc != 2 || !output) {
-        fprintf(stderr, "dit: convert needs one CHECKPOINT and --output\n");
-        rc = 1;
-    }
-    g_option_context_free(oc);
-    if (!rc)
-        rc = dit_convert_pt(argv[1], output, key, heads, false);
-    g_free(output), g_free(key);
-    return rc;
-}

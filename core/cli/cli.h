@@ -1,0 +1,128 @@
+/* The dit command-line tool's shared declarations: exit codes, the options
+ * the commands share, and the helpers every command file uses. */
+#ifndef DIT_CLI_H
+#define DIT_CLI_H
+
+#include "dit.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* the exit codes the README documents */
+typedef enum {
+    EXIT_OK = 0,
+    EXIT_USAGE = 1,     /* unknown option, missing argument, bad choice */
+    EXIT_BAD_INPUT = 2, /* images, masks, labels, values */
+    EXIT_MODEL = 3,     /* a model or VAE that does not load or run */
+    EXIT_CANCELLED = 4, /* Ctrl-C: stopped after the current step, nothing written */
+} cli_exit;
+
+/* set by SIGINT (cli_on_sigint); the sampling loop polls it */
+extern volatile int cli_cancel;
+void cli_on_sigint(int sig);
+
+/* ---- options shared by the sampling commands ---------------------------- */
+
+/* Every option with its default; one name per setting everywhere. */
+typedef struct {
+    char *model;          /* NULL: the embedded default model */
+    char *vae;            /* NULL: the model folder's vae/, "none": pixel space */
+    char *class_name;     /* id or label, matched case-insensitively */
+    char *labels;         /* label file (one per line) */
+    int steps;            /* INT_MIN: the model's default */
+    char *sampler;        /* NULL: the model's default */
+    char *schedule;
+    char *prediction;
+    char *spacing;
+    double guidance;      /* 4.0 */
+    int guidance_channels;/* 0 = all */
+    char *strength;       /* NULL: the task's (img2img 0.75, inpaint 1.0) */
+    gint64 seed;          /* < 0: random */
+    int batch;            /* 1 */
+    int threads;          /* 0 = all cores */
+    char *device;         /* cpu | cuda | auto */
+    char *precision;      /* fp32 | tf32 | bf16, on the device */
+    char *output;
+    char *input;
+    char *mask;
+    int width, height;    /* generate; 0 = native */
+    int grow;             /* inpaint, latent pixels */
+    char *resize;         /* resize | crop | pad | none */
+    char *progress;       /* auto | bar | json | none */
+    gboolean quiet;
+    gboolean grid;
+    int bit_depth;        /* 8 or 16 */
+    gboolean sample;      /* encode: sample the posterior instead of the mean */
+    int tile;             /* VAE tile size in pixels, 0 = off */
+    gboolean json;
+} options;
+
+void cli_options_init(options *o);
+void cli_options_clear(options *o);
+
+#define OPT_MODEL(o) {"model", 'm', 0, G_OPTION_ARG_FILENAME, &(o)->model, "DiT: .safetensors, diffusers folder or pipeline folder (default: the embedded model)", "PATH"}
+#define OPT_VAE(o) {"vae", 0, 0, G_OPTION_ARG_FILENAME, &(o)->vae, "VAE folder or .safetensors; 'none' for a pixel-space model (default: the pipeline's vae/)", "PATH"}
+#define OPT_THREADS(o) {"threads", 't', 0, G_OPTION_ARG_INT, &(o)->threads, "CPU threads (default: all cores)", "N"}
+#define OPT_DEVICE(o) {"device", 0, 0, G_OPTION_ARG_STRING, &(o)->device, "cpu, cuda or auto (default: auto)", "DEV"}
+#define OPT_PRECISION(o) {"precision", 0, 0, G_OPTION_ARG_STRING, &(o)->precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"}
+#define OPT_OUTPUT(o) {"output", 'o', 0, G_OPTION_ARG_FILENAME, &(o)->output, "output file", "FILE"}
+#define OPT_QUIET(o) {"quiet", 'q', 0, G_OPTION_ARG_NONE, &(o)->quiet, "no progress, only errors", NULL}
+#define OPT_END {NULL, 0, 0, 0, NULL, NULL, NULL}
+
+/* Prints msg and the command's help; returns EXIT_USAGE. */
+int cli_usage_error(GOptionContext *oc, const char *msg);
+/* Parses argv; 0 or the usage exit code (after printing). */
+int cli_parse(GOptionContext *oc, int *argc, char ***argv);
+
+typedef struct {
+    dit_ctx *ctx;
+    dit_model *model;
+    dit_vae *vae;
+    char **labels; /* NULL-terminated, or NULL */
+} loaded;
+
+/* Loads the DiT, its VAE (or none) and labels. Returns an exit code. */
+int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l);
+void cli_loaded_clear(loaded *l);
+/* --class through dit_labels_resolve; prints "class: NAME" unless quiet */
+int cli_resolve_class(const options *o, const loaded *l, int *class_id);
+/* value among names (any case) -> *out; NULL value keeps *out */
+int cli_pick_name(const char *flag, const char *value, const char *const *names, int n, int *out);
+/* A float option against libdit's range table (dit_range_of): 0, or
+ * EXIT_BAD_INPUT with "--NAME must be in [lo, hi], got V" */
+int cli_check_float(const char *name, double value);
+/* --device (NULL: auto) and --precision (NULL: the default) on ctx */
+int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision);
+int cli_status_exit(dit_status st);
+
+typedef struct {
+    int mode; /* 0 none, 1 bar, 2 json */
+    double t0;
+    const char *what;
+} progress_state;
+
+double cli_now(void);
+bool cli_on_progress(void *user, int step, int total, const float *latent);
+int cli_progress_mode(const options *o);
+
+/* Writes batch images: one file, numbered files (out-0.png ...), or a grid. */
+int cli_write_images(const options *o, const float *imgs, const float *alpha, int B, int H, int W,
+                     int depth);
+
+/* convert.c: a torch.save checkpoint -> safetensors, no pickle code run */
+int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet);
+
+/* the commands (main.c dispatches) */
+int cli_cmd_generate(int argc, char **argv);
+int cli_cmd_img2img(int argc, char **argv);
+int cli_cmd_inpaint(int argc, char **argv);
+int cli_cmd_encode(int argc, char **argv);
+int cli_cmd_decode(int argc, char **argv);
+int cli_cmd_info(int argc, char **argv);
+int cli_cmd_labels(int argc, char **argv);
+int dit_cmd_convert(int argc, char **argv);
+int dit_cmd_train(int argc, char **argv);
+int dit_cmd_validate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,340 @@
+/* dit generate | img2img | inpaint: one implementation, the task decides
+ * which inputs it takes. */
+#include "cli.h"
+#include "png-io.h"
+
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void add_sampling_entries(GOptionContext *oc, options *o, bool source)
+{
+    GOptionEntry common[] = {
+        OPT_MODEL(o),
+        OPT_VAE(o),
+        {"class", 'c', 0, G_OPTION_ARG_STRING, &o->class_name, "class id or label name (default: 0)", "CLASS"},
+        {"labels", 0, 0, G_OPTION_ARG_FILENAME, &o->labels, "label list, one name per line (default: the model's)", "FILE"},
+        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, "sampling steps (default: the model's, 20 for DiT)", "N"},
+        {"sampler", 0, 0, G_OPTION_ARG_STRING, &o->sampler, "ddpm, ddim, dpm++2m, euler or cold (default: the model's)", "NAME"},
+        {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "linear, scaled_linear, squaredcos_cap_v2 or cosine_alphabar", "NAME"},
+        {"prediction", 0, 0, G_OPTION_ARG_STRING, &o->prediction, "epsilon, sample or v_prediction", "TYPE"},
+        {"spacing", 0, 0, G_OPTION_ARG_STRING, &o->spacing, "leading, trailing or linspace", "NAME"},
+        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance, "classifier-free guidance scale, 1 = off (default: 4)", "G"},
+        {"guidance-channels", 0, 0, G_OPTION_ARG_INT, &o->guidance_channels, "guide only the first N latent channels (3 = official DiT; default: all)", "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "noise seed; negative = random (default: 0)", "N"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, "images to make (default: 1)", "N"},
+        {"grid", 0, 0, G_OPTION_ARG_NONE, &o->grid, "with --batch: one grid image instead of numbered files", NULL},
+        {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile, "VAE tile size in pixels for large images (default: off)", "PX"},
+        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o->bit_depth, "8 or 16 bits per channel (default: the input's, else 8)", "N"},
+        {"progress", 0, 0, G_OPTION_ARG_STRING, &o->progress, "auto, bar, json or none (default: auto: a bar on a terminal)", "MODE"},
+        OPT_THREADS(o),
+        OPT_DEVICE(o),
+        OPT_PRECISION(o),
+        OPT_OUTPUT(o),
+        OPT_QUIET(o),
+        OPT_END,
+    };
+    g_option_context_add_main_entries(oc, common, NULL);
+    if (source) {
+        GOptionEntry src[] = {
+            {"input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input, "source PNG", "FILE"},
+            {"strength", 0, 0, G_OPTION_ARG_STRING, &o->strength, "0 keeps the input, 1 starts from noise (default: 0.75 img2img, 1 inpaint)", "S"},
+            {"resize", 0, 0, G_OPTION_ARG_STRING, &o->resize, "resize (default): scale to the model's size and back; crop: work on the centre crop of that size; pad: pad to a valid size; none: the image's own size", "POLICY"},
+            {"mask", 0, 0, G_OPTION_ARG_FILENAME, &o->mask, "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)", "FILE"},
+            {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow, "inpaint: grow the mask by N latent pixels (default: 0)", "N"},
+            OPT_END,
+        };
+        g_option_context_add_main_entries(oc, src, NULL);
+    } else {
+        GOptionEntry gen[] = {
+            {"width", 'W', 0, G_OPTION_ARG_INT, &o->width, "width in pixels (default: the model's)", "PX"},
+            {"height", 'H', 0, G_OPTION_ARG_INT, &o->height, "height in pixels (default: the model's)", "PX"},
+            OPT_END,
+        };
+        g_option_context_add_main_entries(oc, gen, NULL);
+    }
+}
+
+typedef enum { POL_RESIZE, POL_CROP, POL_PAD, POL_NONE } policy;
+
+static int run_sampling(dit_task task, int argc, char **argv)
+{
+    options o;
+    cli_options_init(&o);
+    static const char *const names[] = {"generate", "img2img", "inpaint"};
+    char *param = g_strdup_printf(task == DIT_TASK_GENERATE ? "- make images of a class"
+                                  : task == DIT_TASK_IMG2IMG ? "- re-imagine an image"
+                                                             : "- fill the masked region of an image");
+    GOptionContext *oc = g_option_context_new(param);
+    g_free(param);
+    static const char *const examples[] = {
+        "Examples:\n"
+        "  dit generate --class 3 --steps 20 --seed 1 -o out.png\n"
+        "  dit generate -m ./DiT-XL-2-256 --class 'golden retriever' -g 4 -b 4 --grid -o dogs.png\n",
+        "Examples:\n"
+        "  dit img2img -i photo.png --strength 0.6 --class 5 -o new.png\n"
+        "  dit img2img -m ./DiT-XL-2-256 -i cat.png --class tabby --resize crop -o tabby.png\n",
+        "Examples:\n"
+        "  dit inpaint -i photo.png --mask hole.png --class 2 -o filled.png\n"
+        "  dit inpaint -i photo.png --mask hole.png --grow 1 --sampler ddim --steps 50 -o out.png\n",
+    };
+    g_option_context_set_description(oc, examples[task]);
+    add_sampling_entries(oc, &o, task != DIT_TASK_GENERATE);
+    int rc = cli_parse(oc, &argc, &argv);
+    if (!rc && argc > 1)
+        rc = cli_usage_error(oc, "unexpected argument (images go with --input)");
+    if (!rc && !o.output)
+        rc = cli_usage_error(oc, "--output is required");
+    if (!rc && task != DIT_TASK_GENERATE && !o.input)
+        rc = cli_usage_error(oc, "--input is required");
+    if (!rc && task == DIT_TASK_INPAINT && !o.mask)
+        rc = cli_usage_error(oc, "inpaint needs --mask");
+    if (!rc && o.bit_depth && o.bit_depth != 8 && o.bit_depth != 16)
+        rc = cli_usage_error(oc, "--bit-depth must be 8 or 16");
+    g_option_context_free(oc);
+    if (rc) {
+        cli_options_clear(&o);
+        return rc;
+    }
+    (void)names;
+
+    loaded l;
+    png_data src = {0};
+    float *mask = NULL, *work_img = NULL, *work_mask = NULL, *outimg = NULL, *final = NULL;
+    GError *err = NULL;
+    if ((rc = cli_load_all(&o, true, true, &l)))
+        goto done;
+    int class_id;
+    if ((rc = cli_resolve_class(&o, &l, &class_id)))
+        goto done;
+
+    dit_pipeline_params p;
+    dit_pipeline_params_default(&p, l.model, l.vae);
+    p.task = task;
+    p.class_id = class_id;
+    p.guidance = (float)o.guidance;
+    p.guidance_channels = o.guidance_channels;
+    p.batch = o.batch;
+    p.grow = o.grow;
+    if (o.steps != INT_MIN)
+        p.steps = o.steps;
+    if (task == DIT_TASK_INPAINT)
+        p.strength = 1.0f;
+    if (o.strength) {
+        char *end;
+        const double v = g_ascii_strtod(o.strength, &end);
+        if (end == o.strength || *end) {
+            fprintf(stderr, "dit: --strength '%s' is not a number\n", o.strength);
+            rc = EXIT_USAGE;
+            goto done;
+        }
+        if ((rc = cli_check_float("strength", v)))
+            goto done;
+        p.strength = (float)v;
+    }
+    if ((rc = cli_check_float("guidance", o.guidance)))
+        goto done;
+    int sampler = p.sched.sampler, schedule = p.sched.schedule, pred = p.sched.prediction,
+        spacing = p.sched.spacing;
+    if ((rc = cli_pick_name("--sampler", o.sampler, dit_sampler_names, DIT_SAMPLER_COUNT, &sampler)) ||
+        (rc = cli_pick_name("--schedule", o.schedule, dit_schedule_names, DIT_SCHEDULE_COUNT,
+                        &schedule)) ||
+        (rc = cli_pick_name("--prediction", o.prediction, dit_prediction_names, DIT_PREDICTION_COUNT,
+                        &pred)) ||
+        (rc = cli_pick_name("--spacing", o.spacing, dit_spacing_names, DIT_SPACING_COUNT, &spacing)))
+        goto done;
+    dit_sched_config_use_sampler(&p.sched, (dit_sampler)sampler);
+    if (o.schedule) /* the user's own choice, even against the sampler's */
+        p.sched.schedule = schedule;
+    p.sched.prediction = pred, p.sched.spacing = spacing;
+    if (o.seed < 0) {
+        p.seed = g_random_int() | (uint64_t)g_random_int() << 32;
+        if (!o.quiet)
+            fprintf(stderr, "seed %" G_GUINT64_FORMAT "\n", (guint64)p.seed);
+    } else {
+        p.seed = (uint64_t)o.seed;
+    }
+
+    /* sizes: the model's native size in pixels and the unit sizes must divide */
+    const dit_config *cfg = dit_model_config(l.model);
+    const int f = l.vae ? dit_vae_get_info(l.vae)->downscale : 1;
+    const int unit = f * cfg->patch_size, native = cfg->sample_size * f;
+    int H = o.height ? o.height : native, W = o.width ? o.width : native;
+    int depth = o.bit_depth ? o.bit_depth : 8;
+    policy pol = POL_RESIZE;
+    int ox = 0, oy = 0; /* crop/pad placement in the source */
+    if (task != DIT_TASK_GENERATE) {
+        if (!png_load(o.input, &src, &err)) {
+            fprintf(stderr, "dit: %s\n", err->message);
+            rc = EXIT_BAD_INPUT;
+            goto done;
+        }
+        if (!o.bit_depth)
+            depth = src.bit_depth == 16 ? 16 : 8;
+        if (o.resize && (rc = cli_pick_name("--resize", o.resize,
+                                        (const char *const[]){"resize", "crop", "pad", "none"},
+                                        4, (int *)&pol)))
+            goto done;
+        if (task == DIT_TASK_INPAINT) {
+            int mh, mw;
+            if (!png_load_mask(o.mask, &mask, &mh, &mw, &err)) {
+                fprintf(stderr, "dit: %s\n", err->message);
+                rc = EXIT_BAD_INPUT;
+                goto done;
+            }
+            if (mh != src.height || mw != src.width) {
+                fprintf(stderr, "dit: the mask is %dx%d but the image is %dx%d\n", mw, mh,
+                        src.width, src.height);
+                rc = EXIT_BAD_INPUT;
+                goto done;
+            }
+        }
+        const int SH = src.height, SW = src.width;
+        switch (pol) {
+        case POL_RESIZE: { /* keep the aspect; the longer side becomes the native size */
+            const double s = (double)native / (SH > SW ? SH : SW);
+            H = (int)lround(SH * s / unit) * unit;
+            W = (int)lround(SW * s / unit) * unit;
+            H = H < unit ? unit : H, W = W < unit ? unit : W;
+            break;
+        }
+        case POL_CROP: { /* centred on the mask's bounding box (inpaint), else the image */
+            H = SH < native ? SH / unit * unit : native;
+            W = SW < native ? SW / unit * unit : native;
+            int cy = SH / 2, cx = SW / 2;
+            if (mask) {
+                int y0 = SH, y1 = -1, x0 = SW, x1 = -1;
+                for (int y = 0; y < SH; y++)
+                    for (int x = 0; x < SW; x++)
+                        if (mask[(size_t)y * SW + x] > 0.0f) {
+                            y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                            x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                        }
+                if (y1 >= 0)
+                    cy = (y0 + y1 + 1) / 2, cx = (x0 + x1 + 1) / 2;
+            }
+            oy = cy - H / 2, ox = cx - W / 2;
+            oy = oy < 0 ? 0 : oy + H > SH ? SH - H : oy;
+            ox = ox < 0 ? 0 : ox + W > SW ? SW - W : ox;
+            break;
+        }
+        case POL_PAD:
+            H = (SH + unit - 1) / unit * unit, W = (SW + unit - 1) / unit * unit;
+            break;
+        case POL_NONE:
+            H = SH, W = SW;
+            break;
+        }
+        if (H < unit || W < unit) {
+            fprintf(stderr, "dit: the image (%dx%d) is smaller than one %d-pixel unit\n", SW, SH,
+                    unit);
+            rc = EXIT_BAD_INPUT;
+            goto done;
+        }
+        /* the model-space image (and mask) */
+        work_img = g_malloc((size_t)3 * H * W * sizeof(float));
+        work_mask = mask ? g_malloc((size_t)H * W * sizeof(float)) : NULL;
+        if (pol == POL_RESIZE) {
+            dit_image_resize(l.ctx, src.rgb, 3, SH, SW, work_img, H, W);
+            if (mask) {
+                dit_image_resize(l.ctx, mask, 1, SH, SW, work_mask, H, W);
+                for (size_t i = 0; i < (size_t)H * W; i++) /* keep values in [0, 1] */
+                    work_mask[i] = work_mask[i] < 0 ? 0 : work_mask[i] > 1 ? 1 : work_mask[i];
+            }
+        } else {
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    /* crop: offset; pad/none: clamp to the edge */
+                    int sy = y + oy, sx = x + ox;
+                    sy = sy < SH ? sy : SH - 1, sx = sx < SW ? sx : SW - 1;
+                    for (int c = 0; c < 3; c++)
+                        work_img[((size_t)c * H + y) * W + x] =
+                            src.rgb[((size_t)c * SH + sy) * SW + sx];
+                    if (mask)
+                        work_mask[(size_t)y * W + x] =
+                            y + oy < SH && x + ox < SW ? mask[(size_t)sy * SW + sx] : 0.0f;
+                }
+        }
+    } else if (H % unit || W % unit || H <= 0 || W <= 0) {
+        fprintf(stderr, "dit: --width/--height must be positive multiples of %d\n", unit);
+        rc = EXIT_BAD_INPUT;
+        goto done;
+    }
+
+    const int B = p.batch;
+    if (B < 1 || B > 256) {
+        fprintf(stderr, "dit: batch must be 1..256, got %d\n", B);
+        rc = EXIT_BAD_INPUT;
+        goto done;
+    }
+    if (task == DIT_TASK_IMG2IMG && p.strength == 0.0f) { /* the input, as it is */
+        final = g_malloc((size_t)B * 3 * src.height * src.width * sizeof(float));
+        for (int b = 0; b < B; b++)
+            memcpy(final + (size_t)b * 3 * src.height * src.width, src.rgb,
+                   (size_t)3 * src.height * src.width * sizeof(float));
+        rc = cli_write_images(&o, final, src.alpha, B, src.height, src.width, depth);
+        goto done;
+    }
+    outimg = g_malloc((size_t)B * 3 * H * W * sizeof(float));
+    progress_state ps = {cli_progress_mode(&o), cli_now(), names[task]};
+    signal(SIGINT, cli_on_sigint);
+    dit_status st = dit_pipeline_run(l.ctx, &p, work_img, work_mask, H, W, cli_on_progress, &ps,
+                                     &cli_cancel, outimg);
+    signal(SIGINT, SIG_DFL);
+    if (st != DIT_OK) {
+        if (ps.mode == 1)
+            fprintf(stderr, "\n");
+        fprintf(stderr, "dit: %s%s\n", dit_last_error(l.ctx),
+                st == DIT_CANCELLED ? " (nothing written)" : "");
+        rc = cli_status_exit(st);
+        goto done;
+    }
+
+    if (task == DIT_TASK_GENERATE) {
+        rc = cli_write_images(&o, outimg, NULL, B, H, W, depth);
+        goto done;
+    }
+    /* back to the source's size; outside the mask, the source bit for bit */
+    const int SH = src.height, SW = src.width;
+    const size_t sn = (size_t)3 * SH * SW;
+    final = g_malloc((size_t)B * sn * sizeof(float));
+    float *tmp = pol == POL_RESIZE ? g_malloc((size_t)3 * SH * SW * sizeof(float)) : NULL;
+    for (int b = 0; b < B; b++) {
+        float *dst = final + (size_t)b * sn;
+        const float *gen = outimg + (size_t)b * 3 * H * W;
+        memcpy(dst, src.rgb, sn * sizeof *dst);
+        if (pol == POL_RESIZE) {
+            dit_image_resize(l.ctx, gen, 3, H, W, tmp, SH, SW);
+            if (mask)
+                dit_image_composite(dst, tmp, src.rgb, mask, 3, SH, SW);
+            else
+                memcpy(dst, tmp, sn * sizeof *dst);
+        } else {
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < H && y + oy < SH; y++)
+                    for (int x = 0; x < W && x + ox < SW; x++) {
+                        const size_t si = ((size_t)c * SH + y + oy) * SW + x + ox;
+                        const float g = gen[((size_t)c * H + y) * W + x];
+                        const float m = mask ? mask[(size_t)(y + oy) * SW + x + ox] : 1.0f;
+                        dst[si] = m == 0.0f ? src.rgb[si] : m * g + (1.0f - m) * src.rgb[si];
+                    }
+        }
+    }
+    g_free(tmp);
+    rc = cli_write_images(&o, final, src.alpha, B, SH, SW, depth);
+
+done:
+    if (err)
+        g_error_free(err);
+    png_data_clear(&src);
+    g_free(mask), g_free(work_img), g_free(work_mask), g_free(outimg), g_free(final);
+    cli_loaded_clear(&l);
+    cli_options_clear(&o);
+    return rc;
+}
+
+int cli_cmd_generate(int argc, char **argv) { return run_sampling(DIT_TASK_GENERATE, argc, argv); }
+int cli_cmd_img2img(int argc, char **argv) { return run_sampling(DIT_TASK_IMG2IMG, argc, argv); }
+int cli_cmd_inpaint(int argc, char **argv) { return run_sampling(DIT_TASK_INPAINT, argc, argv); }
