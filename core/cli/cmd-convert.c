@@ -28,10 +28,10 @@ int dit_cmd_convert(int argc, char **argv)
     if (!g_option_context_parse(oc, &argc, &argv, &err)) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_error_free(err);
-        rc = 1;
+        rc = EXIT_USAGE;
     } else if (argc != 2 || !output) {
         fprintf(stderr, "dit: convert needs one CHECKPOINT and --output\n");
-        rc = 1;
+        rc = EXIT_USAGE;
     }
     g_option_context_free(oc);
     if (!rc)

@@ -7,6 +7,7 @@
  * tuples, strings, numbers, OrderedDict, torch storages (persistent ids) and
  * torch._utils._rebuild_tensor_v2 / _rebuild_parameter. Any other opcode or
  * global is refused with its name and offset. */
+#include "cli.h"
 #include "dit.h"
 
 #include <errno.h>
@@ -501,7 +502,6 @@ static const value *find_state_dict(const value *top, const char *key)
 
 /* Converts a torch.save checkpoint to a .safetensors file. Returns 0, or the
  * CLI exit code after printing the reason. */
-int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet);
 int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet)
 {
     GError *err = NULL;
@@ -516,27 +516,27 @@ int dit_convert_pt(const char *in, const char *output, const char *key, int head
     if (!zip_open(in, &z, &err)) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_error_free(err);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done_nozip;
     }
     const zip_entry *pkl = zip_find_suffix(&z, "data.pkl");
     if (!pkl) {
         fprintf(stderr, "dit: %s: no data.pkl in the zip: not a torch.save file\n", in);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     m.start = m.p = z.map + pkl->offset;
     m.end = m.p + pkl->size;
     if (!run_pickle(&m)) {
         fprintf(stderr, "dit: %s: %s\n", in, m.err);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     const value *sd = find_state_dict(m.stack->pdata[0], key);
     if (!sd) {
         fprintf(stderr, "dit: %s: no state dict of tensors found%s%s\n", in,
                 key ? " under key " : "", key ? key : "");
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     ts = g_new0(st_write_tensor, sd->items->len / 2 + 1);
@@ -556,7 +556,7 @@ int dit_convert_pt(const char *in, const char *output, const char *key, int head
             numel *= t->shape[d];
         if (!contiguous) {
             fprintf(stderr, "dit: %s: tensor '%s' is not contiguous\n", in, k->s);
-            rc = 2;
+            rc = EXIT_BAD_INPUT;
             goto done;
         }
         char *entry = g_strdup_printf("data/%s", t->storage->s);
@@ -567,7 +567,7 @@ int dit_convert_pt(const char *in, const char *output, const char *key, int head
             (uint64_t)(t->offset + numel) > (uint64_t)t->storage->i) {
             fprintf(stderr, "dit: %s: tensor '%s' points outside its storage '%s'\n", in, k->s,
                     t->storage->s);
-            rc = 2;
+            rc = EXIT_BAD_INPUT;
             goto done;
         }
         st_write_tensor *w = &ts[nt++];
@@ -585,7 +585,7 @@ int dit_convert_pt(const char *in, const char *output, const char *key, int head
     const char *mv[] = {"pt", hs};
     if (st_write(ctx, output, ts, nt, mk, mv, heads > 0 ? 2 : 1) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
     } else if (!quiet) {
         printf("wrote %zu tensors to %s\n", nt, output);
     }

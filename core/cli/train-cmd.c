@@ -5,6 +5,7 @@
  *   OUT/model/                  the EMA weights as a plain model + labels.txt
  *
  * Ctrl-C writes a checkpoint and exits (code 4). */
+#include "cli.h"
 #include "data.h"
 #include "internal/train.h"
 
@@ -78,7 +79,7 @@ static int export_model(dit_ctx *ctx, dit_trainer *tr, const char *dir, char **c
     g_free(cfg), g_free(sched), g_free(path);
     if (st) {
         fprintf(stderr, "dit: export: %s\n", dit_last_error(ctx));
-        return 3;
+        return EXIT_MODEL;
     }
     return 0;
 }
@@ -151,9 +152,7 @@ static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, i
     g_free(imgs), g_free(labels), g_free(nulls), g_free(ts), g_free(l_true), g_free(l_null);
 }
 
-int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision); /* dit.c */
 
-int dit_cmd_train(int argc, char **argv);
 int dit_cmd_train(int argc, char **argv)
 {
     char *data = NULL, *out = NULL, *objective = NULL, *schedule = NULL;
@@ -219,10 +218,15 @@ int dit_cmd_train(int argc, char **argv)
     if (!g_option_context_parse(oc, &argc, &argv, &err)) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
-        rc = 1;
+        rc = EXIT_USAGE;
     } else if (!out) {
         fprintf(stderr, "dit: train needs --out DIR\n");
-        rc = 1;
+        rc = EXIT_USAGE;
+    } else if ((rc = cli_check_float("lr", lr)) || (rc = cli_check_float("ema", ema)) ||
+               (rc = cli_check_float("clip", clip)) || (rc = cli_check_float("dropout", dropout)) ||
+               (rc = cli_check_float("label-std", label_std)) ||
+               (rc = cli_check_float("mlp-ratio", mlp_ratio))) {
+        /* the message is out */
     }
     g_option_context_free(oc);
     dit_ctx *ctx = NULL;
@@ -252,7 +256,7 @@ int dit_cmd_train(int argc, char **argv)
     if (!ok) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     if (uncond && !resume) { /* one label for every image: the null label 0 */
@@ -270,7 +274,7 @@ int dit_cmd_train(int argc, char **argv)
         if (!ok) {
             fprintf(stderr, "dit: %s\n", err->message);
             g_clear_error(&err);
-            rc = 3;
+            rc = EXIT_MODEL;
             goto done;
         }
         size = train.size;
@@ -282,7 +286,7 @@ int dit_cmd_train(int argc, char **argv)
     if (resume) {
         if (dit_trainer_load(ctx, ckpt, &tr) != DIT_OK) {
             fprintf(stderr, "dit: cannot resume: %s\n", dit_last_error(ctx));
-            rc = 3;
+            rc = EXIT_MODEL;
             goto done;
         }
         const dit_config *c = dit_model_config(dit_trainer_model(tr));
@@ -298,7 +302,7 @@ int dit_cmd_train(int argc, char **argv)
                             "data is %dx%d x%d with %d\n",
                     c->sample_size, c->sample_size, c->in_channels, c->num_classes, train.size,
                     train.size, train.channels, train.num_classes);
-            rc = 2;
+            rc = EXIT_BAD_INPUT;
             goto done;
         }
         fprintf(stderr, "resuming at step %lld\n", (long long)dit_trainer_step_count(tr));
@@ -311,13 +315,13 @@ int dit_cmd_train(int argc, char **argv)
         if (cond < 0) {
             fprintf(stderr, "dit: --conditioning must be adaln-zero, adaln, in-context or "
                             "cross-attn\n");
-            rc = 1;
+            rc = EXIT_USAGE;
             goto done;
         }
         c.conditioning = (dit_conditioning)cond;
         if (dit_model_create(ctx, &c, &m) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-            rc = 1;
+            rc = EXIT_USAGE;
             goto done;
         }
         dit_model_init_weights(m, (uint64_t)seed, (float)label_std);
@@ -327,7 +331,7 @@ int dit_cmd_train(int argc, char **argv)
                             : DIT_OBJ_X0_L1;
         if (obj < 0) {
             fprintf(stderr, "dit: --objective must be x0_l1, eps_mse or v_mse\n");
-            rc = 1;
+            rc = EXIT_USAGE;
             goto done;
         }
         tc.objective = (dit_objective)obj;
@@ -336,7 +340,7 @@ int dit_cmd_train(int argc, char **argv)
                                                    : DIT_SCHEDULE_LINEAR);
         if (sch < 0) {
             fprintf(stderr, "dit: unknown --schedule '%s'\n", schedule);
-            rc = 1;
+            rc = EXIT_USAGE;
             goto done;
         }
         tc.sched.schedule = (dit_schedule)sch;
@@ -347,7 +351,7 @@ int dit_cmd_train(int argc, char **argv)
         tc.bf16_activations = bf16_acts;
         if (dit_trainer_new(ctx, m, &tc, &tr) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-            rc = 1;
+            rc = EXIT_USAGE;
             goto done;
         }
         g_unlink(log_path);
@@ -355,7 +359,7 @@ int dit_cmd_train(int argc, char **argv)
     log = fopen(log_path, "a");
     if (!log) {
         fprintf(stderr, "dit: cannot write %s\n", log_path);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     const dit_train_config *tc = dit_trainer_config(tr);
@@ -394,7 +398,7 @@ int dit_cmd_train(int argc, char **argv)
         float loss;
         if (dit_trainer_step(ctx, tr, imgs, labels, &loss) != DIT_OK) {
             fprintf(stderr, "\ndit: %s\n", dit_last_error(ctx));
-            rc = 3;
+            rc = EXIT_MODEL;
             break;
         }
         loss_acc += loss, loss_n++;
@@ -415,7 +419,7 @@ int dit_cmd_train(int argc, char **argv)
         if (every > 0 && done_steps % every == 0) {
             if (dit_trainer_save(ctx, tr, ckpt) != DIT_OK) {
                 fprintf(stderr, "\ndit: checkpoint: %s\n", dit_last_error(ctx));
-                rc = 2;
+                rc = EXIT_BAD_INPUT;
                 break;
             }
             export_model(ctx, tr, model_dir, train.class_names);
@@ -426,7 +430,7 @@ int dit_cmd_train(int argc, char **argv)
     if (!rc) { /* the last state, also after Ctrl-C */
         if (dit_trainer_save(ctx, tr, ckpt) != DIT_OK) {
             fprintf(stderr, "\ndit: checkpoint: %s\n", dit_last_error(ctx));
-            rc = 2;
+            rc = EXIT_BAD_INPUT;
         } else {
             rc = export_model(ctx, tr, model_dir, train.class_names);
             if (vae_path)
@@ -435,7 +439,7 @@ int dit_cmd_train(int argc, char **argv)
                     g_stop ? "stopped" : "done", (long long)dit_trainer_step_count(tr), ckpt,
                     model_dir);
             if (g_stop && !rc)
-                rc = 4;
+                rc = EXIT_CANCELLED;
         }
     }
     g_free(imgs);

@@ -8,6 +8,7 @@
  *     (the difference is the class signal),
  *   - a loss curve PNG (cairo) from the training log, if one is given,
  *   - one JSON line with every figure, appended to --log. */
+#include "cli.h"
 #include "data.h"
 #include "internal/train.h"
 #include "png-io.h"
@@ -129,7 +130,6 @@ static bool draw_curve(const char *log_path, const char *png, GError **err)
     return ok;
 }
 
-int dit_cmd_validate(int argc, char **argv);
 int dit_cmd_validate(int argc, char **argv)
 {
     char *model_path = NULL, *out = NULL, *data = NULL, *train_log = NULL, *log = NULL;
@@ -159,10 +159,12 @@ int dit_cmd_validate(int argc, char **argv)
     if (!g_option_context_parse(oc, &argc, &argv, &err)) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
-        rc = 1;
+        rc = EXIT_USAGE;
     } else if (!model_path || !out || samples < 1 || steps < 1) {
         fprintf(stderr, "dit: validate needs --model and --out (and positive --samples/--steps)\n");
-        rc = 1;
+        rc = EXIT_USAGE;
+    } else {
+        rc = cli_check_float("guidance", guidance);
     }
     g_option_context_free(oc);
     dit_ctx *ctx = NULL;
@@ -177,7 +179,7 @@ int dit_cmd_validate(int argc, char **argv)
     dit_ctx_set_threads(ctx, threads);
     if (dit_model_load(ctx, model_path, &m) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-        rc = 3;
+        rc = EXIT_MODEL;
         goto done;
     }
     const dit_config *c = dit_model_config(m);
@@ -190,7 +192,7 @@ int dit_cmd_validate(int argc, char **argv)
     if (!ok) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     if (c->num_classes == 0) { /* an unconditional model: every image has the one label 0 */
@@ -202,7 +204,7 @@ int dit_cmd_validate(int argc, char **argv)
     if (train.channels != c->in_channels || train.num_classes != c->num_classes) {
         fprintf(stderr, "dit: the model (%d channels, %d classes) does not match the data (%d, %d)\n",
                 c->in_channels, c->num_classes, train.channels, train.num_classes);
-        rc = 2;
+        rc = EXIT_BAD_INPUT;
         goto done;
     }
     g_mkdir_with_parents(out, 0755);
@@ -224,7 +226,7 @@ int dit_cmd_validate(int argc, char **argv)
         p.seed = (uint64_t)seed + (uint64_t)k;
         if (dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, rgb) != DIT_OK) {
             fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-            rc = 3;
+            rc = EXIT_MODEL;
             goto done;
         }
         for (int b = 0; b < samples; b++) /* back to the model's channels */
