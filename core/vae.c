@@ -614,15 +614,22 @@ dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w,
     return vae_exec(ctx, v, run, B, h, w, latent, (size_t)B * in->latent_channels * h * w, image);
 }
 
+/* The dry run of a whole call, on the CPU, for the cost and size queries:
+ * fills x (flops); returns the arena floats as vae_plan does. */
+static size_t vae_plan_call(const dit_vae *v, int B, int height, int width, bool decode, vx *x)
+{
+    size_t sizes[9];
+    vae_run_fn run = v->info.kind == DIT_VAE_KL ? (decode ? kl_decode_run : kl_encode_run)
+                                                : (decode ? tiny_decode_run : tiny_encode_run);
+    return vae_plan(dit_backend_cpu(), v, run, B, height, width, x, sizes);
+}
+
 double dit_vae_flops(const dit_vae *v, int B, int height, int width, bool decode)
 {
     if (!v)
         return 0;
     vx x;
-    size_t sizes[9];
-    vae_run_fn run = v->info.kind == DIT_VAE_KL ? (decode ? kl_decode_run : kl_encode_run)
-                                                : (decode ? tiny_decode_run : tiny_encode_run);
-    vae_plan(dit_backend_cpu(), v, run, B, height, width, &x, sizes);
+    vae_plan_call(v, B, height, width, decode, &x);
     return x.flops;
 }
 
@@ -631,10 +638,7 @@ size_t dit_vae_activation_bytes(const dit_vae *v, int B, int height, int width, 
     if (!v)
         return 0;
     vx x;
-    size_t sizes[9];
-    vae_run_fn run = v->info.kind == DIT_VAE_KL ? (decode ? kl_decode_run : kl_encode_run)
-                                                : (decode ? tiny_decode_run : tiny_encode_run);
-    size_t floats = vae_plan(dit_backend_cpu(), v, run, B, height, width, &x, sizes);
+    size_t floats = vae_plan_call(v, B, height, width, decode, &x);
     size_t bytes;
     return dit_mul_size(floats, sizeof(float), &bytes) ? bytes : SIZE_MAX;
 }
