@@ -279,23 +279,14 @@ static dit_status need_tensor(dit_ctx *ctx, const st_file *f, const st_tensor *t
     return DIT_OK;
 }
 
-static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *config_path,
-                                 dit_config *cfg)
+/* The config as the tensors show it: widths from the patch embed, the
+ * embedder, the first block and the final layer; the conditioning variant
+ * from the first block; the native sample size from pos_embed. */
+static dit_status config_from_shapes(dit_ctx *ctx, const st_file *f, dit_config *cfg)
 {
     dit_status st;
-    memset(cfg, 0, sizeof *cfg);
-    if ((st = detect_naming(ctx, f, &cfg->naming)))
-        return st;
     const naming_table *nt = &namings[cfg->naming];
     const bool diffusers = cfg->naming == DIT_NAMING_DIFFUSERS;
-
-    config_given g;
-    config_given_init(&g);
-    if (config_path && (st = config_from_file(ctx, config_path, &g)))
-        return st;
-    if ((st = config_from_metadata(ctx, f, &g)))
-        return st;
-
     /* shapes: patch embed (D, C, p, p) */
     char name[256];
     snprintf(name, sizeof name, "%s.weight", nt->x_embed);
@@ -361,14 +352,13 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
         if (side * side == pe->shape[1])
             cfg->sample_size = (int)MIN(side * cfg->patch_size, INT32_MAX);
     }
+    return DIT_OK;
+}
 
-    /* heads cannot be seen in shapes: DiT-S/B/L use head dim 64, XL 72 */
-    int heads = -1;
-    if (cfg->hidden_size == 1152)
-        heads = 16;
-    else if (cfg->hidden_size % 64 == 0)
-        heads = cfg->hidden_size / 64;
-
+/* What no tensor shows: the numerics of each naming's family. */
+static void config_conventions(dit_config *cfg)
+{
+    const bool diffusers = cfg->naming == DIT_NAMING_DIFFUSERS;
     /* diffusers-family conventions (see DESIGN.md); official is all 1e-6 */
     cfg->freq_shift = diffusers ? 1 : 0;
     cfg->norm1_eps = 1e-6f;
@@ -376,41 +366,56 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
     cfg->norm_final_eps = 1e-6f;
     cfg->interpolation_scale = 1.0f;
     cfg->per_block_embedder = diffusers;
+}
+
+/* The heads (guessed from the width), then what config.json or __metadata__
+ * gave over what the shapes and conventions said. */
+static dit_status config_apply_given(dit_ctx *ctx, const st_file *f, const config_given *g,
+                                     dit_config *cfg)
+{
+    const naming_table *nt = &namings[cfg->naming];
+    const bool diffusers = cfg->naming == DIT_NAMING_DIFFUSERS;
+    /* heads cannot be seen in shapes: DiT-S/B/L use head dim 64, XL 72 */
+    int heads = -1;
+    if (cfg->hidden_size == 1152)
+        heads = 16;
+    else if (cfg->hidden_size % 64 == 0)
+        heads = cfg->hidden_size / 64;
 
     /* what the config says wins; the tensors are then checked against it */
-    if (g.heads > 0)
-        heads = g.heads;
-    if (g.head_dim > 0 && g.heads > 0 && (int64_t)g.heads * g.head_dim != cfg->hidden_size)
+    if (g->heads > 0)
+        heads = g->heads;
+    if (g->head_dim > 0 && g->heads > 0 && (int64_t)g->heads * g->head_dim != cfg->hidden_size)
         return dit_error(ctx, DIT_ERR_MODEL,
                          "%s: config says %d heads x %d = %d channels but '%s.weight' has %d",
-                         f->path, g.heads, g.head_dim, g.heads * g.head_dim, nt->x_embed,
+                         f->path, g->heads, g->head_dim, g->heads * g->head_dim, nt->x_embed,
                          cfg->hidden_size);
-    if (g.heads < 0 && g.head_dim > 0 && cfg->hidden_size % g.head_dim == 0)
-        heads = cfg->hidden_size / g.head_dim;
-    if (g.in_channels >= 0)
-        cfg->in_channels = g.in_channels;
-    if (g.out_channels >= 0)
-        cfg->out_channels = g.out_channels;
-    if (g.layers >= 0)
-        cfg->depth = g.layers;
-    if (g.sample_size > 0)
-        cfg->sample_size = g.sample_size;
-    if (g.patch_size > 0)
-        cfg->patch_size = g.patch_size;
-    if (g.num_classes >= 0)
-        cfg->num_classes = g.num_classes;
-    if (g.freq_shift >= 0)
-        cfg->freq_shift = g.freq_shift;
-    if (g.conditioning >= 0 && diffusers && g.conditioning != DIT_COND_ADALN_ZERO)
+    if (g->heads < 0 && g->head_dim > 0 && cfg->hidden_size % g->head_dim == 0)
+        heads = cfg->hidden_size / g->head_dim;
+    if (g->in_channels >= 0)
+        cfg->in_channels = g->in_channels;
+    if (g->out_channels >= 0)
+        cfg->out_channels = g->out_channels;
+    if (g->layers >= 0)
+        cfg->depth = g->layers;
+    if (g->sample_size > 0)
+        cfg->sample_size = g->sample_size;
+    if (g->patch_size > 0)
+        cfg->patch_size = g->patch_size;
+    if (g->num_classes >= 0)
+        cfg->num_classes = g->num_classes;
+    if (g->freq_shift >= 0)
+        cfg->freq_shift = g->freq_shift;
+    if (g->conditioning >= 0 && diffusers && g->conditioning != DIT_COND_ADALN_ZERO)
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
                          "%s: diffusers-layout DiTs are adaLN-Zero only (config says %s)", f->path,
-                         dit_conditioning_name(g.conditioning));
-    if (g.conditioning >= 0)
-        cfg->conditioning = g.conditioning;
-    if (!isnan(g.norm_eps) && diffusers)
-        cfg->norm2_eps = (float)g.norm_eps;
-    if (!isnan(g.interpolation_scale))
-        cfg->interpolation_scale = (float)g.interpolation_scale;
+                         dit_conditioning_name(g->conditioning));
+    if (g->conditioning >= 0)
+        cfg->conditioning = g->conditioning;
+    if (!isnan(g->norm_eps) && diffusers)
+        cfg->norm2_eps = (float)g->norm_eps;
+    if (!isnan(g->interpolation_scale))
+        cfg->interpolation_scale = (float)g->interpolation_scale;
 
     if (heads <= 0 || cfg->hidden_size % heads != 0)
         return dit_error(ctx, DIT_ERR_MODEL,
@@ -419,7 +424,13 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
                          f->path, cfg->hidden_size);
     cfg->num_heads = heads;
     cfg->learn_sigma = cfg->out_channels == 2 * cfg->in_channels;
+    return DIT_OK;
+}
 
+/* Bounds on every size, so that a hostile or broken file cannot make the
+ * layout overflow or the forward divide by zero. */
+static dit_status config_check_ranges(dit_ctx *ctx, const st_file *f, const dit_config *cfg)
+{
     if (cfg->hidden_size <= 0 || cfg->hidden_size > MAX_HIDDEN)
         return dit_error(ctx, DIT_ERR_MODEL, "%s: hidden size %d is out of range (1..%d)",
                          f->path, cfg->hidden_size, MAX_HIDDEN);
@@ -449,6 +460,28 @@ static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *con
                          "embedding",
                          f->path, cfg->hidden_size);
     return DIT_OK;
+}
+
+static dit_status resolve_config(dit_ctx *ctx, const st_file *f, const char *config_path,
+                                 dit_config *cfg)
+{
+    dit_status st;
+    memset(cfg, 0, sizeof *cfg);
+    if ((st = detect_naming(ctx, f, &cfg->naming)))
+        return st;
+
+    config_given g;
+    config_given_init(&g);
+    if (config_path && (st = config_from_file(ctx, config_path, &g)))
+        return st;
+    if ((st = config_from_metadata(ctx, f, &g)))
+        return st;
+    if ((st = config_from_shapes(ctx, f, cfg)))
+        return st;
+    config_conventions(cfg);
+    if ((st = config_apply_given(ctx, f, &g, cfg)))
+        return st;
+    return config_check_ranges(ctx, f, cfg);
 }
 
 /* ---- parameter layout ------------------------------------------------------ */

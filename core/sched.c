@@ -483,11 +483,6 @@ double dit_sched_init_noise_sigma(const dit_scheduler *s)
     return s->init_noise_sigma;
 }
 
-int dit_sched_steps(const dit_scheduler *s)
-{
-    return s->n;
-}
-
 static int name_index(const char *const *names, int n, const char *s)
 {
     for (int i = 0; i < n; i++)

@@ -334,22 +334,50 @@ void dit_trainer_free(dit_trainer *tr)
     free(tr);
 }
 
+/* The sizes a batch of B works with, derived from the config in this one
+ * place: the activation layout, the forward and the backward must agree. */
+typedef struct {
+    int D, Dm, H, hd;       /* hidden, MLP hidden, heads, head dim */
+    int p, S, gh, T, BT;    /* patch, sample side, grid side, image tokens gh^2, B * T */
+    int Pin, Pout;          /* floats of one input / output patch */
+    int n_ctx, chunks;      /* conditioning tokens; adaLN chunks of D per block (0: none) */
+    bool in_context, cross; /* the token conditioning variants */
+    int Ts, BTs;            /* tokens through the blocks (T + n_ctx in-context), B * Ts */
+    dit_mod_layout ml;      /* where shift, scale and gate sit in a block's modulation */
+    size_t chw, ohw;        /* floats of one input image (C, S, S) and one output */
+} train_dims;
+
+static train_dims train_dims_of(const dit_config *c, int B)
+{
+    train_dims d = {.D = c->hidden_size, .Dm = c->mlp_hidden, .H = c->num_heads,
+                    .p = c->patch_size, .S = c->sample_size};
+    d.hd = d.D / d.H;
+    d.gh = d.S / d.p, d.T = d.gh * d.gh, d.BT = B * d.T;
+    d.Pin = c->in_channels * d.p * d.p, d.Pout = c->out_channels * d.p * d.p;
+    d.n_ctx = dit_cond_tokens(c), d.chunks = dit_block_mod_chunks(c);
+    d.in_context = c->conditioning == DIT_COND_IN_CONTEXT;
+    d.cross = c->conditioning == DIT_COND_CROSS_ATTN;
+    d.Ts = d.in_context ? d.T + d.n_ctx : d.T, d.BTs = B * d.Ts;
+    d.ml = dit_block_mod_layout(c);
+    d.chw = (size_t)c->in_channels * d.S * d.S;
+    d.ohw = (size_t)c->out_channels * d.S * d.S;
+    return d;
+}
+
 /* Carves every activation and gradient buffer for batch B (once). */
 static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
 {
     if (tr->arena && tr->act_B >= B)
         return DIT_OK;
     const dit_config *c = &tr->model->cfg;
-    const size_t D = (size_t)c->hidden_size, Dm = (size_t)c->mlp_hidden, p = (size_t)c->patch_size;
-    const size_t gh = (size_t)c->sample_size / p, T = gh * gh, BT = (size_t)B * T;
-    const size_t n_ctx = (size_t)dit_cond_tokens(c);
-    const size_t Ts = T + (c->conditioning == DIT_COND_IN_CONTEXT ? n_ctx : 0), BTs = (size_t)B * Ts;
-    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
-    const size_t Bn = (size_t)B * n_ctx;
-    const size_t H = (size_t)c->num_heads, F = (size_t)c->freq_dim;
-    const size_t Pin = (size_t)c->in_channels * p * p, Pout = (size_t)c->out_channels * p * p;
-    const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
-    const size_t img_out = (size_t)B * c->out_channels * c->sample_size * c->sample_size;
+    const train_dims d = train_dims_of(c, B);
+    /* widened once: the counts below are products of these that can pass INT_MAX */
+    const size_t D = (size_t)d.D, Dm = (size_t)d.Dm, H = (size_t)d.H, F = (size_t)c->freq_dim;
+    const size_t T = (size_t)d.T, BT = (size_t)B * T, Ts = (size_t)d.Ts, BTs = (size_t)B * Ts;
+    const size_t n_ctx = (size_t)d.n_ctx, Bn = (size_t)B * n_ctx;
+    const size_t Pin = (size_t)d.Pin, Pout = (size_t)d.Pout;
+    const size_t img = (size_t)B * d.chw, img_out = (size_t)B * d.ohw;
+    const bool cross = d.cross;
     free(tr->blocks);
     tr->blocks = calloc((size_t)c->depth, sizeof *tr->blocks);
     if (!tr->blocks)
@@ -467,7 +495,7 @@ static dit_status reserve_acts(dit_ctx *ctx, dit_trainer *tr, int B)
     float *table = tr->on_dev ? malloc(T * D * sizeof(float)) : tr->pos;
     if (!table)
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
-    ctx->cpu.pos_embed_2d(&ctx->cpu, table, (int)gh, (int)gh, (int)D, (float)gh, (float)gh,
+    ctx->cpu.pos_embed_2d(&ctx->cpu, table, d.gh, d.gh, d.D, (float)d.gh, (float)d.gh,
                           c->interpolation_scale);
     if (tr->on_dev) {
         st = to_trainer(tr, tr->pos, table, T * D * sizeof(float));
@@ -501,110 +529,107 @@ static void train_forward(dit_trainer *tr, int B, const float *xt, const float *
     const dit_backend *be = tr->be;
     const dit_model *m = tr->dmodel;
     const dit_config *c = &m->cfg;
-    const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
-    const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
-    const int Pin = c->in_channels * p * p, Pout = c->out_channels * p * p;
-    const int n_ctx = dit_cond_tokens(c), chunks = dit_block_mod_chunks(c);
-    const bool in_context = c->conditioning == DIT_COND_IN_CONTEXT;
-    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
-    const int Ts = in_context ? T + n_ctx : T, BTs = B * Ts;
-    const dit_mod_layout ml = dit_block_mod_layout(c);
+    const train_dims d = train_dims_of(c, B);
     const dit_embedder_weights *e = &m->emb;
 
     // tokens (B, T, D) = patch embed + position embed
-    be->patchify(be, tr->tokens, xt, B, c->in_channels, S, S, p);
-    be->linear(be, tr->x0, tr->tokens, m->x_embed_w, m->x_embed_b, BT, Pin, D, DIT_ACT_NONE);
-    be->add_rows(be, tr->x0, m->pos_embed ? m->pos_embed : tr->pos, B, T, D);
+    be->patchify(be, tr->tokens, xt, B, c->in_channels, d.S, d.S, d.p);
+    be->linear(be, tr->x0, tr->tokens, m->x_embed_w, m->x_embed_b, d.BT, d.Pin, d.D,
+               DIT_ACT_NONE);
+    be->add_rows(be, tr->x0, m->pos_embed ? m->pos_embed : tr->pos, B, d.T, d.D);
 
     // t_emb = MLP(temb(t)); adaLN: c = t_emb + table[y], csilu = SiLU(c);
     // tokens: ctx (B, n, D) = (t_emb, table[y])
     be->timestep_embedding(be, tr->tfreq, t, B, c->freq_dim, c->freq_shift);
-    be->linear(be, tr->th_pre, tr->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, D,
+    be->linear(be, tr->th_pre, tr->tfreq, e->t_mlp0_w, e->t_mlp0_b, B, c->freq_dim, d.D,
                DIT_ACT_NONE);
-    be->silu(be, tr->th, tr->th_pre, (size_t)B * D);
-    be->linear(be, tr->c, tr->th, e->t_mlp2_w, e->t_mlp2_b, B, D, D, DIT_ACT_NONE);
-    if (!chunks) {
-        be->copy_tokens(be, tr->ctx, n_ctx, 0, tr->c, 1, 0, 1, B, D);
+    be->silu(be, tr->th, tr->th_pre, (size_t)B * d.D);
+    be->linear(be, tr->c, tr->th, e->t_mlp2_w, e->t_mlp2_b, B, d.D, d.D, DIT_ACT_NONE);
+    if (!d.chunks) {
+        be->copy_tokens(be, tr->ctx, d.n_ctx, 0, tr->c, 1, 0, 1, B, d.D);
         if (e->y_table) {
-            be->add_embedding(be, tr->csilu, NULL, e->y_table, y, B, D);
-            be->copy_tokens(be, tr->ctx, n_ctx, 1, tr->csilu, 1, 0, 1, B, D);
+            be->add_embedding(be, tr->csilu, NULL, e->y_table, y, B, d.D);
+            be->copy_tokens(be, tr->ctx, d.n_ctx, 1, tr->csilu, 1, 0, 1, B, d.D);
         }
     }
     if (e->y_table)
-        be->add_embedding(be, tr->c, tr->c, e->y_table, y, B, D);
-    be->silu(be, tr->csilu, tr->c, (size_t)B * D);
+        be->add_embedding(be, tr->c, tr->c, e->y_table, y, B, d.D);
+    be->silu(be, tr->csilu, tr->c, (size_t)B * d.D);
 
-    if (in_context) {
-        be->copy_tokens(be, tr->blocks[0].x_in, Ts, 0, tr->ctx, n_ctx, 0, n_ctx, B, D);
-        be->copy_tokens(be, tr->blocks[0].x_in, Ts, n_ctx, tr->x0, T, 0, T, B, D);
+    if (d.in_context) {
+        be->copy_tokens(be, tr->blocks[0].x_in, d.Ts, 0, tr->ctx, d.n_ctx, 0, d.n_ctx, B, d.D);
+        be->copy_tokens(be, tr->blocks[0].x_in, d.Ts, d.n_ctx, tr->x0, d.T, 0, d.T, B, d.D);
     } else {
-        t_copy(tr, tr->blocks[0].x_in, tr->x0, (size_t)BT * D);
+        t_copy(tr, tr->blocks[0].x_in, tr->x0, (size_t)d.BT * d.D);
     }
     for (int l = 0; l < c->depth; l++) { /* block l writes block l + 1's x_in */
         const dit_block_weights *w = &m->blocks[l];
         block_acts *a = &tr->blocks[l];
-        if (chunks)
-            be->linear(be, a->mod, tr->csilu, w->ada_w, w->ada_b, B, D, chunks * D, DIT_ACT_NONE);
-        be->layernorm_modulate_train(be, a->h1, a->x_in, dit_mod_at(a->mod, ml.shift1),
-                                     dit_mod_at(a->mod, ml.scale1), ml.stride, B, Ts, D,
-                                     c->norm1_eps, a->ln1_mean, a->ln1_rstd);
-        keep_act(tr, a->h1, (size_t)BTs * D);
-        be->linear(be, a->qkv, a->h1, w->qkv_w, w->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE);
-        keep_act(tr, a->qkv, (size_t)BTs * 3 * D);
-        be->attention_train(be, a->att, a->qkv, B, Ts, H, hd, a->probs);
-        keep_act(tr, a->att, (size_t)BTs * D);
-        keep_act(tr, a->probs, (size_t)B * H * Ts * Ts);
-        be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, BTs, D, D, DIT_ACT_NONE);
-        t_copy(tr, a->x_mid, a->x_in, (size_t)BTs * D);
-        be->gated_add(be, a->x_mid, a->y1, dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
-        float *x2 = a->x_mid;
-        if (cross) { // x_mid2 = x_mid + proj(CrossAttn(q = LN(x_mid), kv = ctx))
-            be->layernorm_modulate_train(be, a->h3, a->x_mid, NULL, NULL, 0, B, T, D,
-                                         c->norm1_eps, a->ln3_mean, a->ln3_rstd);
-            be->linear(be, a->xq, a->h3, w->xq_w, w->xq_b, BT, D, D, DIT_ACT_NONE);
-            be->linear(be, a->xkv, tr->ctx, w->xkv_w, w->xkv_b, B * n_ctx, D, 2 * D,
+        if (d.chunks)
+            be->linear(be, a->mod, tr->csilu, w->ada_w, w->ada_b, B, d.D, d.chunks * d.D,
                        DIT_ACT_NONE);
-            keep_act(tr, a->h3, (size_t)BT * D);
-            keep_act(tr, a->xq, (size_t)BT * D);
-            keep_act(tr, a->xkv, (size_t)B * n_ctx * 2 * D);
-            be->cross_attention(be, a->xatt, a->xq, a->xkv, B, T, n_ctx, H, hd, a->xprobs);
-            keep_act(tr, a->xatt, (size_t)BT * D);
-            be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, BT, D, D, DIT_ACT_NONE);
-            t_copy(tr, a->x_mid2, a->x_mid, (size_t)BT * D);
-            be->gated_add(be, a->x_mid2, a->y3, NULL, 0, B, T, D);
+        be->layernorm_modulate_train(be, a->h1, a->x_in, dit_mod_at(a->mod, d.ml.shift1),
+                                     dit_mod_at(a->mod, d.ml.scale1), d.ml.stride, B, d.Ts, d.D,
+                                     c->norm1_eps, a->ln1_mean, a->ln1_rstd);
+        keep_act(tr, a->h1, (size_t)d.BTs * d.D);
+        be->linear(be, a->qkv, a->h1, w->qkv_w, w->qkv_b, d.BTs, d.D, 3 * d.D, DIT_ACT_NONE);
+        keep_act(tr, a->qkv, (size_t)d.BTs * 3 * d.D);
+        be->attention_train(be, a->att, a->qkv, B, d.Ts, d.H, d.hd, a->probs);
+        keep_act(tr, a->att, (size_t)d.BTs * d.D);
+        keep_act(tr, a->probs, (size_t)B * d.H * d.Ts * d.Ts);
+        be->linear(be, a->y1, a->att, w->proj_w, w->proj_b, d.BTs, d.D, d.D, DIT_ACT_NONE);
+        t_copy(tr, a->x_mid, a->x_in, (size_t)d.BTs * d.D);
+        be->gated_add(be, a->x_mid, a->y1, dit_mod_at(a->mod, d.ml.gate1), d.ml.stride, B, d.Ts,
+                      d.D);
+        float *x2 = a->x_mid;
+        if (d.cross) { // x_mid2 = x_mid + proj(CrossAttn(q = LN(x_mid), kv = ctx))
+            be->layernorm_modulate_train(be, a->h3, a->x_mid, NULL, NULL, 0, B, d.T, d.D,
+                                         c->norm1_eps, a->ln3_mean, a->ln3_rstd);
+            be->linear(be, a->xq, a->h3, w->xq_w, w->xq_b, d.BT, d.D, d.D, DIT_ACT_NONE);
+            be->linear(be, a->xkv, tr->ctx, w->xkv_w, w->xkv_b, B * d.n_ctx, d.D, 2 * d.D,
+                       DIT_ACT_NONE);
+            keep_act(tr, a->h3, (size_t)d.BT * d.D);
+            keep_act(tr, a->xq, (size_t)d.BT * d.D);
+            keep_act(tr, a->xkv, (size_t)B * d.n_ctx * 2 * d.D);
+            be->cross_attention(be, a->xatt, a->xq, a->xkv, B, d.T, d.n_ctx, d.H, d.hd,
+                                a->xprobs);
+            keep_act(tr, a->xatt, (size_t)d.BT * d.D);
+            be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, d.BT, d.D, d.D, DIT_ACT_NONE);
+            t_copy(tr, a->x_mid2, a->x_mid, (size_t)d.BT * d.D);
+            be->gated_add(be, a->x_mid2, a->y3, NULL, 0, B, d.T, d.D);
             x2 = a->x_mid2;
         }
-        be->layernorm_modulate_train(be, a->h2, x2, dit_mod_at(a->mod, ml.shift2),
-                                     dit_mod_at(a->mod, ml.scale2), ml.stride, B, Ts, D,
+        be->layernorm_modulate_train(be, a->h2, x2, dit_mod_at(a->mod, d.ml.shift2),
+                                     dit_mod_at(a->mod, d.ml.scale2), d.ml.stride, B, d.Ts, d.D,
                                      c->norm2_eps, a->ln2_mean, a->ln2_rstd);
-        keep_act(tr, a->h2, (size_t)BTs * D);
-        be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, BTs, D, Dm, DIT_ACT_NONE);
-        keep_act(tr, a->f1, (size_t)BTs * Dm);
-        be->gelu_tanh(be, a->g, a->f1, (size_t)BTs * Dm);
-        keep_act(tr, a->g, (size_t)BTs * Dm);
-        be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, BTs, Dm, D, DIT_ACT_NONE);
+        keep_act(tr, a->h2, (size_t)d.BTs * d.D);
+        be->linear(be, a->f1, a->h2, w->fc1_w, w->fc1_b, d.BTs, d.D, d.Dm, DIT_ACT_NONE);
+        keep_act(tr, a->f1, (size_t)d.BTs * d.Dm);
+        be->gelu_tanh(be, a->g, a->f1, (size_t)d.BTs * d.Dm);
+        keep_act(tr, a->g, (size_t)d.BTs * d.Dm);
+        be->linear(be, a->y2, a->g, w->fc2_w, w->fc2_b, d.BTs, d.Dm, d.D, DIT_ACT_NONE);
         float *xo = l + 1 < c->depth ? tr->blocks[l + 1].x_in : tr->x_out;
-        t_copy(tr, xo, x2, (size_t)BTs * D);
-        be->gated_add(be, xo, a->y2, dit_mod_at(a->mod, ml.gate2), ml.stride, B, Ts, D);
+        t_copy(tr, xo, x2, (size_t)d.BTs * d.D);
+        be->gated_add(be, xo, a->y2, dit_mod_at(a->mod, d.ml.gate2), d.ml.stride, B, d.Ts, d.D);
     }
     // final layer on the image tokens: adaLN-modulated, or a plain LayerNorm
     const float *xf = tr->x_out;
-    if (in_context) {
-        be->copy_tokens(be, tr->xf, T, 0, tr->x_out, Ts, n_ctx, T, B, D);
+    if (d.in_context) {
+        be->copy_tokens(be, tr->xf, d.T, 0, tr->x_out, d.Ts, d.n_ctx, d.T, B, d.D);
         xf = tr->xf;
     }
     if (dit_final_adaln(c)) {
-        be->linear(be, tr->fmod, tr->csilu, m->final_ada_w, m->final_ada_b, B, D, 2 * D,
+        be->linear(be, tr->fmod, tr->csilu, m->final_ada_w, m->final_ada_b, B, d.D, 2 * d.D,
                    DIT_ACT_NONE);
-        be->layernorm_modulate_train(be, tr->hf, xf, tr->fmod, tr->fmod + D, 2 * D, B, T, D,
-                                     c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
+        be->layernorm_modulate_train(be, tr->hf, xf, tr->fmod, tr->fmod + d.D, 2 * d.D, B, d.T,
+                                     d.D, c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
     } else {
-        be->layernorm_modulate_train(be, tr->hf, xf, NULL, NULL, 0, B, T, D, c->norm_final_eps,
-                                     tr->lnf_mean, tr->lnf_rstd);
+        be->layernorm_modulate_train(be, tr->hf, xf, NULL, NULL, 0, B, d.T, d.D,
+                                     c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
     }
-    keep_act(tr, tr->hf, (size_t)BT * D);
-    be->linear(be, tr->fin, tr->hf, m->final_w, m->final_b, BT, D, Pout, DIT_ACT_NONE);
-    be->unpatchify(be, tr->out, tr->fin, B, c->out_channels, S, S, p);
+    keep_act(tr, tr->hf, (size_t)d.BT * d.D);
+    be->linear(be, tr->fin, tr->hf, m->final_w, m->final_b, d.BT, d.D, d.Pout, DIT_ACT_NONE);
+    be->unpatchify(be, tr->out, tr->fin, B, c->out_channels, d.S, d.S, d.p);
 }
 
 /* Backward from dout (B, Cout, S, S); adds into tr->grads. */
@@ -613,119 +638,115 @@ static void train_backward(dit_trainer *tr, int B, const int32_t *y)
     const dit_backend *be = tr->be;
     const dit_model *m = tr->dmodel;
     const dit_config *c = &m->cfg;
-    const int D = c->hidden_size, Dm = c->mlp_hidden, p = c->patch_size, S = c->sample_size;
-    const int gh = S / p, T = gh * gh, BT = B * T, H = c->num_heads, hd = D / H;
-    const int Pin = c->in_channels * p * p, Pout = c->out_channels * p * p;
-    const int n_ctx = dit_cond_tokens(c), chunks = dit_block_mod_chunks(c);
-    const bool in_context = c->conditioning == DIT_COND_IN_CONTEXT;
-    const bool cross = c->conditioning == DIT_COND_CROSS_ATTN;
-    const int Ts = in_context ? T + n_ctx : T, BTs = B * Ts;
-    const dit_mod_layout ml = dit_block_mod_layout(c);
+    const train_dims d = train_dims_of(c, B);
     const dit_embedder_weights *e = &m->emb;
 
-    be->unpatchify_backward(be, tr->dfin, tr->dout, B, c->out_channels, S, S, p);
+    be->unpatchify_backward(be, tr->dfin, tr->dout, B, c->out_channels, d.S, d.S, d.p);
     // final linear; dX collects the residual-stream gradient
     be->linear_backward(be, tr->dA, grad_of(tr, m->final_w), grad_of(tr, m->final_b), tr->dfin,
-                        tr->hf, m->final_w, BT, D, Pout, NULL, DIT_ACT_NONE);
-    float *dxf = in_context ? tr->dXf : tr->dX;
-    const float *xf = in_context ? tr->xf : tr->x_out;
-    t_zero(tr, dxf, (size_t)BT * D);
-    t_zero(tr, tr->dcs, (size_t)B * D);
-    t_zero(tr, tr->dctx, (size_t)B * n_ctx * D);
+                        tr->hf, m->final_w, d.BT, d.D, d.Pout, NULL, DIT_ACT_NONE);
+    float *dxf = d.in_context ? tr->dXf : tr->dX;
+    const float *xf = d.in_context ? tr->xf : tr->x_out;
+    t_zero(tr, dxf, (size_t)d.BT * d.D);
+    t_zero(tr, tr->dcs, (size_t)B * d.D);
+    t_zero(tr, tr->dctx, (size_t)B * d.n_ctx * d.D);
     if (dit_final_adaln(c)) {
-        t_zero(tr, tr->dmod, (size_t)B * 2 * D);
-        be->layernorm_modulate_backward(be, dxf, tr->dmod, tr->dmod + D, tr->dA, xf,
-                                        tr->lnf_mean, tr->lnf_rstd, tr->fmod + D, 2 * D, B, T, D);
+        t_zero(tr, tr->dmod, (size_t)B * 2 * d.D);
+        be->layernorm_modulate_backward(be, dxf, tr->dmod, tr->dmod + d.D, tr->dA, xf,
+                                        tr->lnf_mean, tr->lnf_rstd, tr->fmod + d.D, 2 * d.D, B,
+                                        d.T, d.D);
         be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w),
                             grad_of(tr, m->final_ada_b), tr->dmod, tr->csilu, m->final_ada_w, B,
-                            D, 2 * D, NULL, DIT_ACT_NONE);
+                            d.D, 2 * d.D, NULL, DIT_ACT_NONE);
     } else {
         be->layernorm_modulate_backward(be, dxf, NULL, NULL, tr->dA, xf, tr->lnf_mean,
-                                        tr->lnf_rstd, NULL, 0, B, T, D);
+                                        tr->lnf_rstd, NULL, 0, B, d.T, d.D);
     }
-    if (in_context) { /* the conditioning tokens' rows get no gradient from the output */
-        t_zero(tr, tr->dX, (size_t)BTs * D);
-        be->copy_tokens(be, tr->dX, Ts, n_ctx, tr->dXf, T, 0, T, B, D);
+    if (d.in_context) { /* the conditioning tokens' rows get no gradient from the output */
+        t_zero(tr, tr->dX, (size_t)d.BTs * d.D);
+        be->copy_tokens(be, tr->dX, d.Ts, d.n_ctx, tr->dXf, d.T, 0, d.T, B, d.D);
     }
 
     for (int l = c->depth - 1; l >= 0; l--) {
         const dit_block_weights *w = &m->blocks[l];
         block_acts *a = &tr->blocks[l];
-        t_zero(tr, tr->dmod, (size_t)B * 6 * D);
+        t_zero(tr, tr->dmod, (size_t)B * 6 * d.D);
         float *dm = tr->dmod;
-        const float *x2 = cross ? a->x_mid2 : a->x_mid;
+        const float *x2 = d.cross ? a->x_mid2 : a->x_mid;
         // x_out = x2 + gate_mlp * y2
-        be->gated_add_backward(be, tr->dA, dit_mod_at(dm, ml.gate2), tr->dX, a->y2,
-                               dit_mod_at(a->mod, ml.gate2), ml.stride, B, Ts, D);
+        be->gated_add_backward(be, tr->dA, dit_mod_at(dm, d.ml.gate2), tr->dX, a->y2,
+                               dit_mod_at(a->mod, d.ml.gate2), d.ml.stride, B, d.Ts, d.D);
         // dM = d f1: through fc2, then GELU's backward fused in
         be->linear_backward(be, tr->dM, grad_of(tr, w->fc2_w), grad_of(tr, w->fc2_b), tr->dA,
-                            a->g, w->fc2_w, BTs, Dm, D, a->f1, DIT_ACT_GELU_TANH);
+                            a->g, w->fc2_w, d.BTs, d.Dm, d.D, a->f1, DIT_ACT_GELU_TANH);
         be->linear_backward(be, tr->dB, grad_of(tr, w->fc1_w), grad_of(tr, w->fc1_b), tr->dM,
-                            a->h2, w->fc1_w, BTs, D, Dm, NULL, DIT_ACT_NONE);
-        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, ml.shift2),
-                                        dit_mod_at(dm, ml.scale2), tr->dB, x2, a->ln2_mean,
-                                        a->ln2_rstd, dit_mod_at(a->mod, ml.scale2), ml.stride, B,
-                                        Ts, D);
-        if (cross) { // x_mid2 = x_mid + y3, y3 = proj(CrossAttn(xq(LN(x_mid)), xkv(ctx)))
+                            a->h2, w->fc1_w, d.BTs, d.D, d.Dm, NULL, DIT_ACT_NONE);
+        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, d.ml.shift2),
+                                        dit_mod_at(dm, d.ml.scale2), tr->dB, x2, a->ln2_mean,
+                                        a->ln2_rstd, dit_mod_at(a->mod, d.ml.scale2),
+                                        d.ml.stride, B, d.Ts, d.D);
+        if (d.cross) { // x_mid2 = x_mid + y3, y3 = proj(CrossAttn(xq(LN(x_mid)), xkv(ctx)))
             be->linear_backward(be, tr->dB, grad_of(tr, w->xproj_w), grad_of(tr, w->xproj_b),
-                                tr->dX, a->xatt, w->xproj_w, BT, D, D, NULL, DIT_ACT_NONE);
+                                tr->dX, a->xatt, w->xproj_w, d.BT, d.D, d.D, NULL, DIT_ACT_NONE);
             be->cross_attention_backward(be, tr->dA, tr->dkv, tr->dB, a->xq, a->xkv, a->xprobs,
-                                         B, T, n_ctx, H, hd);
+                                         B, d.T, d.n_ctx, d.H, d.hd);
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->xkv_w), grad_of(tr, w->xkv_b),
-                                tr->dkv, tr->ctx, w->xkv_w, B * n_ctx, D, 2 * D, NULL, DIT_ACT_NONE);
-            add_into(tr, tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
+                                tr->dkv, tr->ctx, w->xkv_w, B * d.n_ctx, d.D, 2 * d.D, NULL,
+                                DIT_ACT_NONE);
+            add_into(tr, tr->dctx, tr->dtmp, (size_t)B * d.n_ctx * d.D);
             be->linear_backward(be, tr->dB, grad_of(tr, w->xq_w), grad_of(tr, w->xq_b), tr->dA,
-                                a->h3, w->xq_w, BT, D, D, NULL, DIT_ACT_NONE);
+                                a->h3, w->xq_w, d.BT, d.D, d.D, NULL, DIT_ACT_NONE);
             be->layernorm_modulate_backward(be, tr->dX, NULL, NULL, tr->dB, a->x_mid,
-                                            a->ln3_mean, a->ln3_rstd, NULL, 0, B, T, D);
+                                            a->ln3_mean, a->ln3_rstd, NULL, 0, B, d.T, d.D);
         }
         // x_mid = x_in + gate_msa * y1
-        be->gated_add_backward(be, tr->dA, dit_mod_at(dm, ml.gate1), tr->dX, a->y1,
-                               dit_mod_at(a->mod, ml.gate1), ml.stride, B, Ts, D);
+        be->gated_add_backward(be, tr->dA, dit_mod_at(dm, d.ml.gate1), tr->dX, a->y1,
+                               dit_mod_at(a->mod, d.ml.gate1), d.ml.stride, B, d.Ts, d.D);
         be->linear_backward(be, tr->dB, grad_of(tr, w->proj_w), grad_of(tr, w->proj_b), tr->dA,
-                            a->att, w->proj_w, BTs, D, D, NULL, DIT_ACT_NONE);
-        be->attention_backward(be, tr->dqkv, tr->dB, a->qkv, a->probs, B, Ts, H, hd,
+                            a->att, w->proj_w, d.BTs, d.D, d.D, NULL, DIT_ACT_NONE);
+        be->attention_backward(be, tr->dqkv, tr->dB, a->qkv, a->probs, B, d.Ts, d.H, d.hd,
                                tr->scratch);
         be->linear_backward(be, tr->dA, grad_of(tr, w->qkv_w), grad_of(tr, w->qkv_b), tr->dqkv,
-                            a->h1, w->qkv_w, BTs, D, 3 * D, NULL, DIT_ACT_NONE);
-        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, ml.shift1),
-                                        dit_mod_at(dm, ml.scale1), tr->dA, a->x_in, a->ln1_mean,
-                                        a->ln1_rstd, dit_mod_at(a->mod, ml.scale1), ml.stride, B,
-                                        Ts, D);
-        if (chunks) { // adaLN: mod = Linear(csilu)
+                            a->h1, w->qkv_w, d.BTs, d.D, 3 * d.D, NULL, DIT_ACT_NONE);
+        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, d.ml.shift1),
+                                        dit_mod_at(dm, d.ml.scale1), tr->dA, a->x_in, a->ln1_mean,
+                                        a->ln1_rstd, dit_mod_at(a->mod, d.ml.scale1),
+                                        d.ml.stride, B, d.Ts, d.D);
+        if (d.chunks) { // adaLN: mod = Linear(csilu)
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b),
-                                tr->dmod, tr->csilu, w->ada_w, B, D, chunks * D, NULL, DIT_ACT_NONE);
-            add_into(tr, tr->dcs, tr->dtmp, (size_t)B * D);
+                                tr->dmod, tr->csilu, w->ada_w, B, d.D, d.chunks * d.D, NULL,
+                                DIT_ACT_NONE);
+            add_into(tr, tr->dcs, tr->dtmp, (size_t)B * d.D);
         }
     }
     // in-context: split dX into the conditioning tokens' and the image tokens'
     const float *dtok = tr->dX;
-    if (in_context) {
-        be->copy_tokens(be, tr->dtmp, n_ctx, 0, tr->dX, Ts, 0, n_ctx, B, D);
-        add_into(tr, tr->dctx, tr->dtmp, (size_t)B * n_ctx * D);
-        be->copy_tokens(be, tr->dXf, T, 0, tr->dX, Ts, n_ctx, T, B, D);
+    if (d.in_context) {
+        be->copy_tokens(be, tr->dtmp, d.n_ctx, 0, tr->dX, d.Ts, 0, d.n_ctx, B, d.D);
+        add_into(tr, tr->dctx, tr->dtmp, (size_t)B * d.n_ctx * d.D);
+        be->copy_tokens(be, tr->dXf, d.T, 0, tr->dX, d.Ts, d.n_ctx, d.T, B, d.D);
         dtok = tr->dXf;
     }
     // patch embed (the input needs no gradient)
     be->linear_backward(be, NULL, grad_of(tr, m->x_embed_w), grad_of(tr, m->x_embed_b), dtok,
-                        tr->tokens, m->x_embed_w, BT, Pin, D, NULL, DIT_ACT_NONE);
+                        tr->tokens, m->x_embed_w, d.BT, d.Pin, d.D, NULL, DIT_ACT_NONE);
     // conditioning: csilu = SiLU(c), c = t_emb + table[y]; ctx = (t_emb, table[y]);
     // t_emb = t_mlp2(SiLU(t_mlp0(temb))). dcs becomes d t_emb.
-    be->act_backward(be, tr->dcs, tr->c, tr->dcs, (size_t)B * D, DIT_ACT_SILU);
+    be->act_backward(be, tr->dcs, tr->c, tr->dcs, (size_t)B * d.D, DIT_ACT_SILU);
     if (e->y_table)
-        be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dcs, y, B, D);
-    if (!chunks) {
-        be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, n_ctx, 0, 1, B, D);
-        add_into(tr, tr->dcs, tr->dtmp, (size_t)B * D);
+        be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dcs, y, B, d.D);
+    if (!d.chunks) {
+        be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, d.n_ctx, 0, 1, B, d.D);
+        add_into(tr, tr->dcs, tr->dtmp, (size_t)B * d.D);
         if (e->y_table) {
-            be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, n_ctx, 1, 1, B, D);
-            be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dtmp, y, B, D);
+            be->copy_tokens(be, tr->dtmp, 1, 0, tr->dctx, d.n_ctx, 1, 1, B, d.D);
+            be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dtmp, y, B, d.D);
         }
     }
     be->linear_backward(be, tr->dtmp, grad_of(tr, e->t_mlp2_w), grad_of(tr, e->t_mlp2_b),
-                        tr->dcs, tr->th, e->t_mlp2_w, B, D, D, tr->th_pre, DIT_ACT_SILU);
+                        tr->dcs, tr->th, e->t_mlp2_w, B, d.D, d.D, tr->th_pre, DIT_ACT_SILU);
     be->linear_backward(be, NULL, grad_of(tr, e->t_mlp0_w), grad_of(tr, e->t_mlp0_b), tr->dtmp,
-                        tr->tfreq, e->t_mlp0_w, B, c->freq_dim, D, NULL, DIT_ACT_NONE);
+                        tr->tfreq, e->t_mlp0_w, B, c->freq_dim, d.D, NULL, DIT_ACT_NONE);
 }
 
 /* The official DiT's learned-variance term (Nichol & Dhariwal's L_vlb with
@@ -802,8 +823,8 @@ static double loss_and_grad(dit_trainer *tr, int B, const float *target, const f
                             const float *x_start, float *per_sample)
 {
     const dit_config *c = &tr->model->cfg;
-    const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
-    const size_t ohw = (size_t)c->out_channels * c->sample_size * c->sample_size;
+    const train_dims dims = train_dims_of(c, B);
+    const size_t chw = dims.chw, ohw = dims.ohw;
     const double N = (double)B * chw;
     const bool l1 = tr->cfg.objective == DIT_OBJ_X0_L1;
     const bool vlb = c->learn_sigma && x_start;
@@ -853,7 +874,7 @@ static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *
         if (labels[b] < 0 || labels[b] > c->num_classes)
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "label %d of sample %d is out of range 0..%d",
                              labels[b], b, c->num_classes);
-    const size_t n = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
+    const size_t n = (size_t)B * train_dims_of(c, B).chw;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(images[i]))
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "training image holds NaN or Inf");
@@ -866,9 +887,8 @@ static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *
 static dit_status run_batch(dit_trainer *tr, int B, const float *images,
                             bool backward, float *per_sample, double *loss)
 {
-    const dit_config *c = &tr->model->cfg;
-    const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
-    const size_t img_out = (size_t)B * c->out_channels * c->sample_size * c->sample_size;
+    const train_dims d = train_dims_of(&tr->model->cfg, B);
+    const size_t img = (size_t)B * d.chw, img_out = (size_t)B * d.ohw;
     dit_status st;
     if ((st = to_trainer(tr, tr->xt, tr->h_xt, img * sizeof(float))) ||
         (st = to_trainer(tr, tr->tvec, tr->h_tvec, (size_t)B * sizeof(float))) ||
@@ -895,7 +915,7 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
     if (st || (st = reserve_acts(ctx, tr, B)))
         return st;
     const dit_config *c = &tr->model->cfg;
-    const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
+    const size_t chw = train_dims_of(c, B).chw;
     const int Tn = tr->cfg.sched.train_steps;
     const uint64_t seed = tr->cfg.seed, step = (uint64_t)tr->step;
     /* this step's randomness: counter (step, sample), streams by purpose */
@@ -962,7 +982,7 @@ dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *ima
     if (st || (st = reserve_acts(ctx, tr, B)))
         return st;
     const dit_config *c = &tr->model->cfg;
-    const size_t chw = (size_t)c->in_channels * c->sample_size * c->sample_size;
+    const size_t chw = train_dims_of(c, B).chw;
     dit_randn(tr->cfg.seed ^ 0xe7a1ULL, stream, 0, (size_t)B * chw, tr->noise);
     for (int b = 0; b < B; b++) {
         if (t[b] < 0 || t[b] >= tr->cfg.sched.train_steps)
@@ -985,7 +1005,7 @@ dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy,
     if (st)
         return st;
     const dit_config *c = &tr->model->cfg;
-    const size_t img = (size_t)B * c->in_channels * c->sample_size * c->sample_size;
+    const size_t img = (size_t)B * train_dims_of(c, B).chw;
     for (int b = 0; b < B; b++) {
         if (x_start && c->learn_sigma &&
             !(t[b] >= 0 && t[b] < tr->cfg.sched.train_steps && t[b] == floorf(t[b])))

@@ -602,11 +602,6 @@ void dit_cuda_set_precision(dit_backend *be, dit_cuda_precision p)
         cb_of(be)->precision = p;
 }
 
-dit_cuda_precision dit_cuda_get_precision(const dit_backend *be)
-{
-    return be ? cb_of(be)->precision : DIT_CUDA_FP32;
-}
-
 dit_status dit_cuda_sync(const dit_backend *be, char *why, size_t len)
 {
     const cudaError_t e = be ? cudaStreamSynchronize(cb_of(be)->stream) : cudaDeviceSynchronize();
@@ -669,38 +664,4 @@ dit_status dit_cuda_memset0(void *dst_dev, size_t bytes)
     if (bytes == 0)
         return DIT_OK;
     return copy_status(cudaMemset(dst_dev, 0, bytes));
-}
-
-dit_status dit_cuda_upload_async(const dit_backend *be, void *dst_dev, const void *src_host,
-                                 size_t bytes)
-{
-    if (bytes == 0)
-        return DIT_OK;
-    return copy_status(
-        cudaMemcpyAsync(dst_dev, src_host, bytes, cudaMemcpyHostToDevice, stream_of(be)));
-}
-
-dit_status dit_cuda_download_async(const dit_backend *be, void *dst_host, const void *src_dev,
-                                   size_t bytes)
-{
-    if (bytes == 0)
-        return DIT_OK;
-    return copy_status(
-        cudaMemcpyAsync(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost, stream_of(be)));
-}
-
-void *dit_cuda_host_alloc(size_t bytes)
-{
-    void *p = NULL;
-    if (bytes == 0 || cudaMallocHost(&p, bytes) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
-
-void dit_cuda_host_free(void *host)
-{
-    if (host)
-        cudaFreeHost(host);
 }

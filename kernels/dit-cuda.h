@@ -6,7 +6,7 @@
  * are queued on the backend's stream and return at once; a failed launch or
  * cuBLAS call is kept (the first one wins) and reported by dit_cuda_sync.
  * Memory kinds are kept apart from the op table (as ggml's buffer types are):
- * device buffers, pinned host buffers, copies between them.
+ * device buffers and the blocking copies to and from them.
  *
  * Without a usable device (no driver, no GPU: cudaGetDeviceCount fails or
  * finds none) dit_cuda_available says why and dit_cuda_backend_new returns
@@ -48,7 +48,6 @@ typedef enum {
 } dit_cuda_precision;
 
 void dit_cuda_set_precision(dit_backend *be, dit_cuda_precision p);
-dit_cuda_precision dit_cuda_get_precision(const dit_backend *be);
 
 /* Waits for the backend's stream; returns the first error of any op since
  * the last call (and clears it), with its message in why[len] (why may be
@@ -66,16 +65,6 @@ void dit_cuda_free(void *dev);
 dit_status dit_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);
 dit_status dit_cuda_download(void *dst_host, const void *src_dev, size_t bytes);
 dit_status dit_cuda_memset0(void *dst_dev, size_t bytes);
-/* Copies queued on the backend's stream; with pinned host memory they do
- * not block the host. Wait with dit_cuda_sync before reading or reusing. */
-dit_status dit_cuda_upload_async(const dit_backend *be, void *dst_dev, const void *src_host,
-                                 size_t bytes);
-dit_status dit_cuda_download_async(const dit_backend *be, void *dst_host, const void *src_dev,
-                                   size_t bytes);
-
-/* Page-locked host memory for image and latent transfers; NULL on failure. */
-void *dit_cuda_host_alloc(size_t bytes);
-void dit_cuda_host_free(void *host);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
 #ifndef DIT_FASTMATH_H
 #define DIT_FASTMATH_H
 
+#include "impl.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -29,6 +31,33 @@ static inline float dit_expf(float x)
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
+}
+
+/* The scalar activations, shared by the element-wise loops and the conv
+ * epilogues (backend-cpu.c, conv-winograd.c). */
+static inline float gelu_tanh_1(float v)
+{
+    /* 0.5 v (1 + tanh(u)) = v * sigmoid(2u), u = sqrt(2/pi) (v + 0.044715 v^3) */
+    const float k2 = 2.0f * 0.7978845608028654f;
+    return v / (1.0f + dit_expf(-k2 * (v + 0.044715f * v * v * v)));
+}
+
+static inline float silu_1(float v)
+{
+    return v / (1.0f + dit_expf(-v));
+}
+
+static inline float relu_1(float v)
+{
+    return v > 0.0f ? v : 0.0f;
+}
+
+static inline float act_1(float v, dit_act act)
+{
+    return act == DIT_ACT_GELU_TANH ? gelu_tanh_1(v)
+           : act == DIT_ACT_SILU    ? silu_1(v)
+           : act == DIT_ACT_RELU    ? relu_1(v)
+                                    : v;
 }
 
 #endif

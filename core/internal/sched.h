@@ -23,7 +23,6 @@ void dit_sched_config_default(dit_sched_config *c);
 dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, size_t numel,
                          dit_scheduler **out);
 void dit_sched_free(dit_scheduler *s);
-int dit_sched_steps(const dit_scheduler *s);
 double dit_sched_timestep(const dit_scheduler *s, int k);
 double dit_sched_init_noise_sigma(const dit_scheduler *s);
 bool dit_sched_needs_noise(const dit_scheduler *s, int k);
