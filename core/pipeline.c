@@ -189,6 +189,9 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                 return dit_error(ctx, DIT_ERR_INVALID_ARG,
                                  "mask values must be in [0, 1] (pixel %zu is %g)", i,
                                  (double)mask[i]);
+    /* a backend that lacks an op fails here, not after the sampling loop */
+    if ((st = dit_model_check_backend(ctx)) || (p->vae && (st = dit_vae_check_backend(ctx))))
+        return st;
     return DIT_OK;
 }
 
@@ -201,9 +204,6 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     space sp = {0};
     dit_status st = check_params(ctx, p, image, mask, H, W, out, &sp);
     if (st)
-        return st;
-    /* a backend that lacks an op fails here, not after the sampling loop */
-    if ((st = dit_model_check_backend(ctx)) || (p->vae && (st = dit_vae_check_backend(ctx))))
         return st;
     const dit_config *c = dit_model_config(p->model);
     const int B = p->batch, C = sp.C, h = sp.h, w = sp.w;

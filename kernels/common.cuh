@@ -43,7 +43,7 @@ static inline unsigned ew_grid(size_t n)
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);              \
          i += (size_t)gridDim.x * blockDim.x)
 
-/* e^x with the argument clamped to [-87, 88] as dit_expf (core/fastmath.h)
+/* e^x with the argument clamped to [-87, 88] as dit_expf (core/internal/fastmath.h)
  * does, so results stay finite where the CPU's do; NaN passes through. */
 static __device__ __forceinline__ float exp_clamped(float x)
 {

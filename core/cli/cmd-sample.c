@@ -59,11 +59,136 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source)
 
 typedef enum { POL_RESIZE, POL_CROP, POL_PAD, POL_NONE } policy;
 
-static int run_sampling(dit_task task, int argc, char **argv)
+/* The model-space image and mask for a task: the source read and placed by
+ * the resize policy (generate: only the size). */
+typedef struct {
+    png_data src;     /* the source (img2img, inpaint) */
+    float *mask;      /* (SH, SW) inpaint mask, or NULL */
+    float *work_img;  /* (3, H, W) the source in model space */
+    float *work_mask; /* (H, W) */
+    int H, W, depth;
+    policy pol;
+    int ox, oy; /* crop/pad placement in the source */
+} sample_work;
+
+static void sample_work_clear(sample_work *w)
 {
-    options o;
-    cli_options_init(&o);
-    static const char *const names[] = {"generate", "img2img", "inpaint"};
+    png_data_clear(&w->src);
+    g_free(w->mask), g_free(w->work_img), g_free(w->work_mask);
+}
+
+static int prepare_source(const options *o, const loaded *l, dit_task task, sample_work *w)
+{
+    GError *err = NULL;
+    int rc = 0;
+    /* sizes: the model's native size in pixels and the unit sizes must divide */
+    const dit_config *cfg = dit_model_config(l->model);
+    const int f = l->vae ? dit_vae_get_info(l->vae)->downscale : 1;
+    const int unit = f * cfg->patch_size, native = cfg->sample_size * f;
+    w->H = o->height ? o->height : native, w->W = o->width ? o->width : native;
+    w->depth = o->bit_depth ? o->bit_depth : 8;
+    w->pol = POL_RESIZE;
+    if (task != DIT_TASK_GENERATE) {
+        if (!png_load(o->input, &w->src, &err)) {
+            fprintf(stderr, "dit: %s\n", err->message);
+            g_error_free(err);
+            return EXIT_BAD_INPUT;
+        }
+        if (!o->bit_depth)
+            w->depth = w->src.bit_depth == 16 ? 16 : 8;
+        if (o->resize && (rc = cli_pick_name("--resize", o->resize,
+                                        (const char *const[]){"resize", "crop", "pad", "none"},
+                                        4, (int *)&w->pol)))
+            return rc;
+        if (task == DIT_TASK_INPAINT) {
+            int mh, mw;
+            if (!png_load_mask(o->mask, &w->mask, &mh, &mw, &err)) {
+                fprintf(stderr, "dit: %s\n", err->message);
+                g_error_free(err);
+                return EXIT_BAD_INPUT;
+            }
+            if (mh != w->src.height || mw != w->src.width) {
+                fprintf(stderr, "dit: the mask is %dx%d but the image is %dx%d\n", mw, mh,
+                        w->src.width, w->src.height);
+                return EXIT_BAD_INPUT;
+            }
+        }
+        const int SH = w->src.height, SW = w->src.width;
+        switch (w->pol) {
+        case POL_RESIZE: { /* keep the aspect; the longer side becomes the native size */
+            const double s = (double)native / (SH > SW ? SH : SW);
+            w->H = (int)lround(SH * s / unit) * unit;
+            w->W = (int)lround(SW * s / unit) * unit;
+            w->H = w->H < unit ? unit : w->H, w->W = w->W < unit ? unit : w->W;
+            break;
+        }
+        case POL_CROP: { /* centred on the w->mask's bounding box (inpaint), else the image */
+            w->H = SH < native ? SH / unit * unit : native;
+            w->W = SW < native ? SW / unit * unit : native;
+            int cy = SH / 2, cx = SW / 2;
+            if (w->mask) {
+                int y0 = SH, y1 = -1, x0 = SW, x1 = -1;
+                for (int y = 0; y < SH; y++)
+                    for (int x = 0; x < SW; x++)
+                        if (w->mask[(size_t)y * SW + x] > 0.0f) {
+                            y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                            x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                        }
+                if (y1 >= 0)
+                    cy = (y0 + y1 + 1) / 2, cx = (x0 + x1 + 1) / 2;
+            }
+            w->oy = cy - w->H / 2, w->ox = cx - w->W / 2;
+            w->oy = w->oy < 0 ? 0 : w->oy + w->H > SH ? SH - w->H : w->oy;
+            w->ox = w->ox < 0 ? 0 : w->ox + w->W > SW ? SW - w->W : w->ox;
+            break;
+        }
+        case POL_PAD:
+            w->H = (SH + unit - 1) / unit * unit, w->W = (SW + unit - 1) / unit * unit;
+            break;
+        case POL_NONE:
+            w->H = SH, w->W = SW;
+            break;
+        }
+        if (w->H < unit || w->W < unit) {
+            fprintf(stderr, "dit: the image (%dx%d) is smaller than one %d-pixel unit\n", SW, SH,
+                    unit);
+            return EXIT_BAD_INPUT;
+        }
+        /* the model-space image (and w->mask) */
+        w->work_img = g_malloc((size_t)3 * w->H * w->W * sizeof(float));
+        w->work_mask = w->mask ? g_malloc((size_t)w->H * w->W * sizeof(float)) : NULL;
+        if (w->pol == POL_RESIZE) {
+            dit_image_resize(l->ctx, w->src.rgb, 3, SH, SW, w->work_img, w->H, w->W);
+            if (w->mask) {
+                dit_image_resize(l->ctx, w->mask, 1, SH, SW, w->work_mask, w->H, w->W);
+                for (size_t i = 0; i < (size_t)w->H * w->W; i++) /* keep values in [0, 1] */
+                    w->work_mask[i] = w->work_mask[i] < 0 ? 0 : w->work_mask[i] > 1 ? 1 : w->work_mask[i];
+            }
+        } else {
+            for (int y = 0; y < w->H; y++)
+                for (int x = 0; x < w->W; x++) {
+                    /* crop: offset; pad/none: clamp to the edge */
+                    int sy = y + w->oy, sx = x + w->ox;
+                    sy = sy < SH ? sy : SH - 1, sx = sx < SW ? sx : SW - 1;
+                    for (int c = 0; c < 3; c++)
+                        w->work_img[((size_t)c * w->H + y) * w->W + x] =
+                            w->src.rgb[((size_t)c * SH + sy) * SW + sx];
+                    if (w->mask)
+                        w->work_mask[(size_t)y * w->W + x] =
+                            y + w->oy < SH && x + w->ox < SW ? w->mask[(size_t)sy * SW + sx] : 0.0f;
+                }
+        }
+    } else if (w->H % unit || w->W % unit || w->H <= 0 || w->W <= 0) {
+        fprintf(stderr, "dit: --width/--height must be positive multiples of %d\n", unit);
+        return EXIT_BAD_INPUT;
+    }
+
+    return 0;
+}
+
+/* The command line of one sampling command into o; an exit code. */
+static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
+{
     char *param = g_strdup_printf(task == DIT_TASK_GENERATE ? "- make images of a class"
                                   : task == DIT_TASK_IMG2IMG ? "- re-imagine an image"
                                                              : "- fill the masked region of an image");
@@ -81,29 +206,36 @@ static int run_sampling(dit_task task, int argc, char **argv)
         "  dit inpaint -i photo.png --mask hole.png --grow 1 --sampler ddim --steps 50 -o out.png\n",
     };
     g_option_context_set_description(oc, examples[task]);
-    add_sampling_entries(oc, &o, task != DIT_TASK_GENERATE);
-    int rc = cli_parse(oc, &argc, &argv);
-    if (!rc && argc > 1)
+    add_sampling_entries(oc, o, task != DIT_TASK_GENERATE);
+    int rc = cli_parse(oc, argc, argv);
+    if (!rc && *argc > 1)
         rc = cli_usage_error(oc, "unexpected argument (images go with --input)");
-    if (!rc && !o.output)
+    if (!rc && !o->output)
         rc = cli_usage_error(oc, "--output is required");
-    if (!rc && task != DIT_TASK_GENERATE && !o.input)
+    if (!rc && task != DIT_TASK_GENERATE && !o->input)
         rc = cli_usage_error(oc, "--input is required");
-    if (!rc && task == DIT_TASK_INPAINT && !o.mask)
+    if (!rc && task == DIT_TASK_INPAINT && !o->mask)
         rc = cli_usage_error(oc, "inpaint needs --mask");
-    if (!rc && o.bit_depth && o.bit_depth != 8 && o.bit_depth != 16)
+    if (!rc && o->bit_depth && o->bit_depth != 8 && o->bit_depth != 16)
         rc = cli_usage_error(oc, "--bit-depth must be 8 or 16");
     g_option_context_free(oc);
+    return rc;
+}
+
+static int run_sampling(dit_task task, int argc, char **argv)
+{
+    options o;
+    cli_options_init(&o);
+    static const char *const names[] = {"generate", "img2img", "inpaint"};
+    int rc = parse_sampling(task, &argc, &argv, &o);
     if (rc) {
         cli_options_clear(&o);
         return rc;
     }
-    (void)names;
 
     loaded l;
-    png_data src = {0};
-    float *mask = NULL, *work_img = NULL, *work_mask = NULL, *outimg = NULL, *final = NULL;
-    GError *err = NULL;
+    sample_work wk = {0};
+    float *outimg = NULL, *final = NULL;
     if ((rc = cli_load_all(&o, true, true, &l)))
         goto done;
     int class_id;
@@ -157,112 +289,12 @@ static int run_sampling(dit_task task, int argc, char **argv)
         p.seed = (uint64_t)o.seed;
     }
 
-    /* sizes: the model's native size in pixels and the unit sizes must divide */
-    const dit_config *cfg = dit_model_config(l.model);
-    const int f = l.vae ? dit_vae_get_info(l.vae)->downscale : 1;
-    const int unit = f * cfg->patch_size, native = cfg->sample_size * f;
-    int H = o.height ? o.height : native, W = o.width ? o.width : native;
-    int depth = o.bit_depth ? o.bit_depth : 8;
-    policy pol = POL_RESIZE;
-    int ox = 0, oy = 0; /* crop/pad placement in the source */
-    if (task != DIT_TASK_GENERATE) {
-        if (!png_load(o.input, &src, &err)) {
-            fprintf(stderr, "dit: %s\n", err->message);
-            rc = EXIT_BAD_INPUT;
-            goto done;
-        }
-        if (!o.bit_depth)
-            depth = src.bit_depth == 16 ? 16 : 8;
-        if (o.resize && (rc = cli_pick_name("--resize", o.resize,
-                                        (const char *const[]){"resize", "crop", "pad", "none"},
-                                        4, (int *)&pol)))
-            goto done;
-        if (task == DIT_TASK_INPAINT) {
-            int mh, mw;
-            if (!png_load_mask(o.mask, &mask, &mh, &mw, &err)) {
-                fprintf(stderr, "dit: %s\n", err->message);
-                rc = EXIT_BAD_INPUT;
-                goto done;
-            }
-            if (mh != src.height || mw != src.width) {
-                fprintf(stderr, "dit: the mask is %dx%d but the image is %dx%d\n", mw, mh,
-                        src.width, src.height);
-                rc = EXIT_BAD_INPUT;
-                goto done;
-            }
-        }
-        const int SH = src.height, SW = src.width;
-        switch (pol) {
-        case POL_RESIZE: { /* keep the aspect; the longer side becomes the native size */
-            const double s = (double)native / (SH > SW ? SH : SW);
-            H = (int)lround(SH * s / unit) * unit;
-            W = (int)lround(SW * s / unit) * unit;
-            H = H < unit ? unit : H, W = W < unit ? unit : W;
-            break;
-        }
-        case POL_CROP: { /* centred on the mask's bounding box (inpaint), else the image */
-            H = SH < native ? SH / unit * unit : native;
-            W = SW < native ? SW / unit * unit : native;
-            int cy = SH / 2, cx = SW / 2;
-            if (mask) {
-                int y0 = SH, y1 = -1, x0 = SW, x1 = -1;
-                for (int y = 0; y < SH; y++)
-                    for (int x = 0; x < SW; x++)
-                        if (mask[(size_t)y * SW + x] > 0.0f) {
-                            y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
-                            x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
-                        }
-                if (y1 >= 0)
-                    cy = (y0 + y1 + 1) / 2, cx = (x0 + x1 + 1) / 2;
-            }
-            oy = cy - H / 2, ox = cx - W / 2;
-            oy = oy < 0 ? 0 : oy + H > SH ? SH - H : oy;
-            ox = ox < 0 ? 0 : ox + W > SW ? SW - W : ox;
-            break;
-        }
-        case POL_PAD:
-            H = (SH + unit - 1) / unit * unit, W = (SW + unit - 1) / unit * unit;
-            break;
-        case POL_NONE:
-            H = SH, W = SW;
-            break;
-        }
-        if (H < unit || W < unit) {
-            fprintf(stderr, "dit: the image (%dx%d) is smaller than one %d-pixel unit\n", SW, SH,
-                    unit);
-            rc = EXIT_BAD_INPUT;
-            goto done;
-        }
-        /* the model-space image (and mask) */
-        work_img = g_malloc((size_t)3 * H * W * sizeof(float));
-        work_mask = mask ? g_malloc((size_t)H * W * sizeof(float)) : NULL;
-        if (pol == POL_RESIZE) {
-            dit_image_resize(l.ctx, src.rgb, 3, SH, SW, work_img, H, W);
-            if (mask) {
-                dit_image_resize(l.ctx, mask, 1, SH, SW, work_mask, H, W);
-                for (size_t i = 0; i < (size_t)H * W; i++) /* keep values in [0, 1] */
-                    work_mask[i] = work_mask[i] < 0 ? 0 : work_mask[i] > 1 ? 1 : work_mask[i];
-            }
-        } else {
-            for (int y = 0; y < H; y++)
-                for (int x = 0; x < W; x++) {
-                    /* crop: offset; pad/none: clamp to the edge */
-                    int sy = y + oy, sx = x + ox;
-                    sy = sy < SH ? sy : SH - 1, sx = sx < SW ? sx : SW - 1;
-                    for (int c = 0; c < 3; c++)
-                        work_img[((size_t)c * H + y) * W + x] =
-                            src.rgb[((size_t)c * SH + sy) * SW + sx];
-                    if (mask)
-                        work_mask[(size_t)y * W + x] =
-                            y + oy < SH && x + ox < SW ? mask[(size_t)sy * SW + sx] : 0.0f;
-                }
-        }
-    } else if (H % unit || W % unit || H <= 0 || W <= 0) {
-        fprintf(stderr, "dit: --width/--height must be positive multiples of %d\n", unit);
-        rc = EXIT_BAD_INPUT;
+    if ((rc = prepare_source(&o, &l, task, &wk)))
         goto done;
-    }
-
+    const png_data src = wk.src;
+    const float *mask = wk.mask;
+    const int H = wk.H, W = wk.W, depth = wk.depth, ox = wk.ox, oy = wk.oy;
+    const policy pol = wk.pol;
     const int B = p.batch;
     if (B < 1 || B > 256) {
         fprintf(stderr, "dit: batch must be 1..256, got %d\n", B);
@@ -280,7 +312,7 @@ static int run_sampling(dit_task task, int argc, char **argv)
     outimg = g_malloc((size_t)B * 3 * H * W * sizeof(float));
     progress_state ps = {cli_progress_mode(&o), cli_now(), names[task]};
     signal(SIGINT, cli_on_sigint);
-    dit_status st = dit_pipeline_run(l.ctx, &p, work_img, work_mask, H, W, cli_on_progress, &ps,
+    dit_status st = dit_pipeline_run(l.ctx, &p, wk.work_img, wk.work_mask, H, W, cli_on_progress, &ps,
                                      &cli_cancel, outimg);
     signal(SIGINT, SIG_DFL);
     if (st != DIT_OK) {
@@ -326,10 +358,8 @@ static int run_sampling(dit_task task, int argc, char **argv)
     rc = cli_write_images(&o, final, src.alpha, B, SH, SW, depth);
 
 done:
-    if (err)
-        g_error_free(err);
-    png_data_clear(&src);
-    g_free(mask), g_free(work_img), g_free(work_mask), g_free(outimg), g_free(final);
+    sample_work_clear(&wk);
+    g_free(outimg), g_free(final);
     cli_loaded_clear(&l);
     cli_options_clear(&o);
     return rc;

@@ -8,7 +8,6 @@
  * torch._utils._rebuild_tensor_v2 / _rebuild_parameter. Any other opcode or
  * global is refused with its name and offset. */
 #include "cli.h"
-#include "dit.h"
 
 #include <errno.h>
 #include <fcntl.h>
