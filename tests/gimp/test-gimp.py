@@ -30,6 +30,12 @@ dit-gimp3, Script-Fu with named arguments):
           calling error, no selection an execution error
   dialog  the dialog under Xvfb, screenshot saved as OUTDIR/dit-dialog.png
           and checked to be a real, non-blank PNG
+  classes one class rule everywhere: for each class string (empty, ids, the
+          null class, out of range, names in any case, unknown) on the test
+          model and on an unconditional model (trained for one step by
+          `dit train --unconditional`), `dit generate --class` and
+          plug-in-dit-generate both refuse, or both accept and name the
+          same class (the CLI's "class:" line, the new layer's name)
   i18n    LANGUAGE=zh_CN: the dialog's texts and the plug-in's error message
           come out in Chinese (de and fr titles too); -gimp3: the catalogue
           installed beside dit-gimp3 gives the Chinese message and menu label
@@ -263,6 +269,7 @@ def run_check(args, *argv):
 PRELUDE2 = r'''
 (define (say . parts) (gimp-message (apply string-append "DITTEST " parts)))
 (define (num n) (number->string n))
+(define (bool x) (if (or (eq? x #t) (and (number? x) (= x 1))) "1" "0"))
 (define (save img drawable path)
   (file-png-save2 RUN-NONINTERACTIVE img drawable path path 0 9 0 0 0 0 0 0 1))
 (define (open-png path)
@@ -288,12 +295,15 @@ PRELUDE2 = r'''
                           (car (gimp-image-get-item-position img old))) "yes" "no")
          " width=" (num (car (gimp-drawable-width new)))
          " height=" (num (car (gimp-drawable-height new)))
-         " offx=" (num (car off)) " offy=" (num (cadr off)))))
+         " offx=" (num (car off)) " offy=" (num (cadr off))
+         " alpha=" (bool (car (gimp-drawable-has-alpha new)))
+         " srcalpha=" (bool (car (gimp-drawable-has-alpha old))))))
 '''
 
 PRELUDE3 = r'''
 (define (say . parts) (gimp-message (apply string-append "DITTEST " parts)))
 (define (num n) (number->string n))
+(define (bool x) (if (or (eq? x #t) (and (number? x) (= x 1))) "1" "0"))
 (define (export-png img path)
   (file-png-export #:run-mode RUN-NONINTERACTIVE #:image img #:file path
                    #:include-exif FALSE #:include-iptc FALSE #:include-xmp FALSE
@@ -332,7 +342,9 @@ PRELUDE3 = r'''
                           (car (gimp-image-get-item-position img old))) "yes" "no")
          " width=" (num (car (gimp-drawable-get-width new)))
          " height=" (num (car (gimp-drawable-get-height new)))
-         " offx=" (num (car off)) " offy=" (num (cadr off)))))
+         " offx=" (num (car off)) " offy=" (num (cadr off))
+         " alpha=" (bool (car (gimp-drawable-has-alpha new)))
+         " srcalpha=" (bool (car (gimp-drawable-has-alpha old))))))
 '''
 
 
@@ -484,6 +496,9 @@ def run_batch(g, args, root):
                   f"{name}: the new layer is active and above the source")
             check((int(res["offx"]), int(res["offy"])) == off,
                   f"{name}: offsets {res['offx']},{res['offy']} are the source layer's")
+            check(res.get("alpha") == res.get("srcalpha"),
+                  f"{name}: the new layer has an alpha channel ({res.get('alpha')}) exactly "
+                  f"when the source has one ({res.get('srcalpha')})")
             info = subprocess.run([args.check, "info", o(f"{name}-new.png")], capture_output=True,
                                   text=True).stdout.split()
             check(len(info) == 4 and int(info[2]) == depth and int(info[3]) == channels,
@@ -615,6 +630,96 @@ def run_errors(g, args, root):
             f"{'found' if message in output else 'MISSING'}: {message}")
         if not ok:
             failed.append(name)
+    if failed:
+        log(output)
+        raise Failure("failed: " + ", ".join(failed))
+
+
+# ---- one class rule: the CLI and the plug-in on the same strings ---------------------
+
+def write_png(path, w, h, pixel):
+    """An 8-bit RGB PNG from pixel(x, y) -> (r, g, b), without libraries."""
+    import struct
+    import zlib
+    raw = b"".join(b"\0" + bytes(c for x in range(w) for c in pixel(x, y)) for y in range(h))
+    chunk = lambda tag, data: (struct.pack(">I", len(data)) + tag + data
+                               + struct.pack(">I", zlib.crc32(tag + data) & 0xffffffff))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def make_unconditional_model(args, root):
+    data = os.path.join(root, "uncond-data")
+    for k, cls in enumerate(("a", "b")):
+        os.makedirs(os.path.join(data, cls))
+        for i in range(2):
+            write_png(os.path.join(data, cls, f"{i}.png"), 16, 16,
+                      lambda x, y: ((x * 16 + k * 90) % 256, (y * 16 + i * 40) % 256, 128))
+    out = os.path.join(root, "uncond")
+    p = subprocess.run([args.dit, "train", "--data", data, "--unconditional", "--size", "16",
+                        "--patch", "4", "--hidden", "32", "--depth", "1", "--heads", "2",
+                        "--batch", "2", "--steps", "1", "--every", "1", "--validate-every", "0",
+                        "--quiet", "--out", out], capture_output=True, text=True)
+    check(p.returncode == 0, f"dit train --unconditional made a model ({p.stderr.strip()[-200:]})")
+    return os.path.join(out, "model")
+
+
+CLASS_STRINGS = {"labelled": ("", "3", "10", "11", "-1", "dress", "DRESS", "ankle boot", "Unicorn"),
+                 "unconditional": ("", "0", "Dress")}
+
+
+def cli_class(args, model, cls, root):
+    """(accepted, class label) as `dit generate` resolves it."""
+    p = subprocess.run([args.dit, "generate", "-m", model, "--class", cls, "--steps", "1",
+                        "--seed", "3", "-o", os.path.join(root, "cli-class.png")],
+                       capture_output=True, text=True)
+    m = re.search(r"^class: (.*)$", p.stderr, re.M)
+    return (p.returncode == 0, m.group(1).strip() if m and p.returncode == 0 else None), p.stderr
+
+
+def run_classes(g, args, root):
+    if not args.dit:
+        skip("no dit CLI given (--dit)")
+    models = {"labelled": make_model(args.srcdir, root),
+              "unconditional": make_unconditional_model(args, root)}
+    prof = Profile(g, args, root)
+    scripts, expected = [], {}
+    for kind, model in models.items():
+        for i, cls in enumerate(CLASS_STRINGS[kind]):
+            name = f"{kind}{i}"
+            expected[name], cli_err = cli_class(args, model, cls, root)
+            new_img = ("(car (gimp-image-new 16 16 RGB))")
+            layer = ("(car (gimp-layer-new img 16 16 RGB-IMAGE \"bg\" 100 LAYER-MODE-NORMAL))"
+                     if g.major == 2 else
+                     "(car (gimp-layer-new img \"bg\" 16 16 RGB-IMAGE 100 LAYER-MODE-NORMAL))")
+            call = g.call("plug-in-dit-generate", model=model, cls=cls, steps=1, guidance=4.0,
+                          seed=3, sampler="", device="cpu")
+            scripts.append(f'''
+          (let* ((img {new_img}) (layer {layer}))
+            (gimp-image-insert-layer img layer 0 0)
+            (say "{name} " (catch "result=refused"
+                (let* ((new (car {call})))
+                  (string-append "result=accepted name=\\"" (car (gimp-item-get-name new)) "\\""))))
+            (gimp-image-delete img))''')
+            log(f"CLI {kind} --class {cls!r}: {expected[name]}"
+                + ("" if expected[name][0] else f" ({cli_err.strip().splitlines()[-1]})"))
+    output = prof.gimp([g.prelude + "\n".join(scripts)], what="classes")
+    r = results(output)
+    failed = []
+    for name, (cli_ok, cli_label) in expected.items():
+        res = r.get(name, {})
+        ok_plugin = res.get("result") == "accepted"
+        m = re.match(r"DiT (.*) seed 3$", res.get("name", ""))
+        label = m.group(1) if m and ok_plugin else None
+        same = ok_plugin == cli_ok and label == cli_label
+        log(f"{'ok' if same else 'FAIL'}: {name}: CLI {cli_ok, cli_label}, "
+            f"{g.label} {ok_plugin, label}")
+        if not same:
+            failed.append(name)
+    # the comparison means something only if both outcomes occur
+    check(any(ok for ok, _ in expected.values()) and not all(ok for ok, _ in expected.values()),
+          "the class strings include accepted and refused ones")
     if failed:
         log(output)
         raise Failure("failed: " + ", ".join(failed))
@@ -1029,16 +1134,17 @@ def run_i18n3(g, args, root):
 
 
 def main():
-    cases = ["batch", "errors", "ui", "dialog", "i18n", "pdb"]
+    cases = ["batch", "errors", "ui", "dialog", "i18n", "pdb", "classes"]
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=cases + [c + "-gimp3" for c in ("batch", "errors", "ui",
-                                                                    "i18n")])
+                                                                    "i18n", "classes")])
     ap.add_argument("--plugin", default="", help="dit-gimp (GIMP 2.10)")
     ap.add_argument("--plugin3", default="", help="dit-gimp3 (GIMP 3)")
     ap.add_argument("--gimp3-prefix", default="")
     ap.add_argument("--gimp3-libdir", default="")
     ap.add_argument("--pdb-check3", default="")
     ap.add_argument("--locale3", default="", help="dit-gimp3's locale/ folder")
+    ap.add_argument("--dit", default="", help="the dit CLI (the classes case)")
     ap.add_argument("--check", required=True)
     ap.add_argument("--dialog-shot", required=True)
     ap.add_argument("--srcdir", required=True)
@@ -1049,9 +1155,9 @@ def main():
     root = tempfile.mkdtemp(prefix=f"dit-gimp-{args.case}-")
     t0 = time.time()
     try:
-        if case in ("batch", "errors", "ui", "i18n"):
+        if case in ("batch", "errors", "ui", "i18n", "classes"):
             {"batch": run_batch, "errors": run_errors, "ui": run_ui,
-             "i18n": run_i18n}[case](g, args, root)
+             "i18n": run_i18n, "classes": run_classes}[case](g, args, root)
         else:
             {"dialog": run_dialog, "pdb": run_pdb}[case](args, root)
     except Failure as e:
