@@ -77,7 +77,7 @@ dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads)
     return DIT_OK;
 }
 
-int dit_ctx_get_threads(const dit_ctx *ctx)
+int dit_ctx_threads(const dit_ctx *ctx)
 {
     return ctx ? ctx->n_threads : 0;
 }

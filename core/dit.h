@@ -4,6 +4,21 @@
  * dit_status and leaves a human-readable message in its context
  * (dit_last_error). The library never exits, aborts or prints on bad input.
  *
+ * Ownership: each handle is freed by its own call, and NULL is accepted
+ * there: dit_ctx_new / dit_ctx_free, dit_model_load / dit_model_free,
+ * dit_vae_load / dit_vae_free, dit_labels_read and dit_labels_for_model /
+ * dit_labels_free. Strings the library allocates for the caller
+ * (dit_default_model_path, dit_labels_summary) go to dit_free; the tensor of
+ * dit_load_tensor to free(). Everything else the library returns (configs,
+ * names, dit_last_error) belongs to its owner and lives as long as it does.
+ * A model or VAE is not tied to a context: it may be used by several
+ * contexts (one thread each) and freed before or after them. A context that
+ * ran it on the GPU keeps a device copy keyed by a version that no other
+ * model ever gets, frees that copy itself, and never reads the host model
+ * again until it is passed in anew.
+ * Getters are named dit_<object>_<property> (dit_model_config,
+ * dit_vae_config, dit_ctx_threads, dit_ctx_device).
+ *
  * Tensors cross this API as plain float arrays in NCHW order:
  *   latents   (B, C, H, W)
  *   timesteps (B)          float, the diffusion step (0 .. 999 for DiT)
@@ -104,7 +119,7 @@ DIT_API const char *dit_last_error(const dit_ctx *ctx);
 /* Number of CPU threads for our loops and for BLAS; 0 means the default:
  * $OMP_NUM_THREADS when set, else all cores. */
 DIT_API dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads);
-DIT_API int dit_ctx_get_threads(const dit_ctx *ctx);
+DIT_API int dit_ctx_threads(const dit_ctx *ctx);
 /* Cap on memory (bytes, 0 = none; default from $DIT_MEMORY_LIMIT, e.g.
  * "4G"): a model whose parameters, or work whose activations, would need
  * more is refused before allocating, with both sizes in the message (and
@@ -413,7 +428,7 @@ typedef struct {
  * taesd naming; config then from __metadata__ or inferred). */
 DIT_API dit_status dit_vae_load(dit_ctx *ctx, const char *path, dit_vae **out);
 DIT_API void dit_vae_free(dit_vae *vae);
-DIT_API const dit_vae_info *dit_vae_get_info(const dit_vae *vae);
+DIT_API const dit_vae_info *dit_vae_config(const dit_vae *vae);
 DIT_API size_t dit_vae_param_count(const dit_vae *vae);
 
 /* Tiled encode/decode as diffusers' enable_tiling(): tiles of tile_sample

@@ -162,7 +162,7 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                              c->in_channels);
         sp->f = 1, sp->img_c = c->in_channels, sp->scale = 1, sp->shift = 0;
     } else {
-        const dit_vae_info *vi = dit_vae_get_info(p->vae);
+        const dit_vae_info *vi = dit_vae_config(p->vae);
         if (vi->latent_channels != c->in_channels)
             return dit_error(ctx, DIT_ERR_INVALID_ARG,
                              "the VAE makes %d latent channels but the DiT takes %d",

@@ -644,7 +644,7 @@ void dit_vae_free(dit_vae *v)
     free(v);
 }
 
-const dit_vae_info *dit_vae_get_info(const dit_vae *v)
+const dit_vae_info *dit_vae_config(const dit_vae *v)
 {
     return v ? &v->info : NULL;
 }

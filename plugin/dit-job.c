@@ -235,7 +235,7 @@ DitJob *ditgimp_job_new(const DitValues *v, GError **error)
     g_free(path);
 
     dit_pipeline_params_default(&job->params, job->model, job->vae);
-    job->factor = job->vae ? dit_vae_get_info(job->vae)->downscale : 1;
+    job->factor = job->vae ? dit_vae_config(job->vae)->downscale : 1;
     job->unit = job->factor * cfg->patch_size;
     job->native = cfg->sample_size * job->factor;
     job->latent_c = cfg->in_channels;

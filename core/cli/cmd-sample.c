@@ -83,7 +83,7 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
     int rc = 0;
     /* sizes: the model's native size in pixels and the unit sizes must divide */
     const dit_config *cfg = dit_model_config(l->model);
-    const int f = l->vae ? dit_vae_get_info(l->vae)->downscale : 1;
+    const int f = l->vae ? dit_vae_config(l->vae)->downscale : 1;
     const int unit = f * cfg->patch_size, native = cfg->sample_size * f;
     w->H = o->height ? o->height : native, w->W = o->width ? o->width : native;
     w->depth = o->bit_depth ? o->bit_depth : 8;

@@ -60,7 +60,7 @@ int cli_cmd_encode(int argc, char **argv)
         rc = EXIT_BAD_INPUT;
         goto done;
     }
-    const dit_vae_info *vi = dit_vae_get_info(l.vae);
+    const dit_vae_info *vi = dit_vae_config(l.vae);
     const int f = vi->downscale, h = img.height / f, w = img.width / f, L = vi->latent_channels;
     const size_t n = (size_t)L * h * w;
     mean = g_malloc(n * sizeof *mean);
@@ -118,7 +118,7 @@ int cli_cmd_decode(int argc, char **argv)
         rc = EXIT_BAD_INPUT;
         goto done;
     }
-    const dit_vae_info *vi = dit_vae_get_info(l.vae);
+    const dit_vae_info *vi = dit_vae_config(l.vae);
     if (shape[1] != vi->latent_channels) {
         fprintf(stderr, "dit: %s has %lld latent channels but the VAE takes %d\n", argv[1],
                 (long long)shape[1], vi->latent_channels);

@@ -372,7 +372,7 @@ bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, 
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s", dit_last_error(ctx));
         return false;
     }
-    const dit_vae_info *vi = dit_vae_get_info(vae);
+    const dit_vae_info *vi = dit_vae_config(vae);
     if (d->size % vi->downscale) {
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
                     "--size %d is not a multiple of the VAE's downscale %d", d->size,

@@ -129,7 +129,7 @@ static int bench_sample(dit_ctx *ctx, const dit_model *m, const char *dir, const
         printf("libdit sample 256x256 (%d DDIM steps, CFG 4, VAE decode) on %s, %s: %.2f s\n",
                steps, bench_where(ctx), precision, ms / 1e3);
     char threads_s[16], steps_s[16];
-    snprintf(threads_s, sizeof threads_s, "%d", dit_ctx_get_threads(ctx));
+    snprintf(threads_s, sizeof threads_s, "%d", dit_ctx_threads(ctx));
     snprintf(steps_s, sizeof steps_s, "%d", steps);
     const char *args[] = {"--model", model_dir, "--vae", vae_dir, "--sample-steps", steps_s,
                           "--threads", threads_s, "--device", dit_ctx_device(ctx),
@@ -156,7 +156,7 @@ int main(void)
     dit_ctx *ctx = bench_ctx_new(&device, &precision);
     if (!ctx)
         return 1;
-    const int threads = dit_ctx_get_threads(ctx);
+    const int threads = dit_ctx_threads(ctx);
     const double peak = bench_peak(ctx);
 
     char *dir = tmpdir_new();

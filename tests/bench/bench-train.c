@@ -19,7 +19,7 @@ int main(void)
     dit_ctx *ctx = bench_ctx_new(&device, &precision);
     if (!ctx)
         return 1;
-    const int threads = dit_ctx_get_threads(ctx);
+    const int threads = dit_ctx_threads(ctx);
     dit_config c = {.in_channels = 1, .sample_size = 32, .patch_size = 4, .hidden_size = 128,
                     .depth = 6, .num_heads = 4, .mlp_hidden = 512, .num_classes = 10,
                     .freq_dim = 256};

@@ -120,7 +120,7 @@ dit_ctx *bench_ctx_new(const char **device, const char **precision)
         dit_ctx_free(ctx);
         return NULL;
     }
-    openblas_set_num_threads(dit_ctx_get_threads(ctx));
+    openblas_set_num_threads(dit_ctx_threads(ctx));
     const char *dev = g_getenv("DIT_BENCH_DEVICE"), *prec = g_getenv("DIT_BENCH_PRECISION");
     dev = dev && *dev ? dev : "cpu", prec = prec && *prec ? prec : "fp32";
     if (dit_ctx_set_device(ctx, dev) != DIT_OK || dit_ctx_set_precision(ctx, prec) != DIT_OK) {
@@ -139,7 +139,7 @@ const char *bench_where(const dit_ctx *ctx)
 {
     static char where[32];
     if (strcmp(dit_ctx_device(ctx), "cpu") == 0)
-        snprintf(where, sizeof where, "%d threads", dit_ctx_get_threads(ctx));
+        snprintf(where, sizeof where, "%d threads", dit_ctx_threads(ctx));
     else
         snprintf(where, sizeof where, "%s", dit_ctx_device(ctx));
     return where;
@@ -150,7 +150,7 @@ double bench_peak(dit_ctx *ctx)
     if (strcmp(dit_ctx_device(ctx), "cpu") != 0)
         return 0;
     const double peak = measure_sgemm_gflops();
-    printf("sgemm peak (2048^3, %d threads): %.1f GFLOP/s\n", dit_ctx_get_threads(ctx), peak);
+    printf("sgemm peak (2048^3, %d threads): %.1f GFLOP/s\n", dit_ctx_threads(ctx), peak);
     return peak;
 }
 

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     dit_ctx *ctx = bench_ctx_new(&device, &precision);
     if (!ctx)
         return 1;
-    const int threads = dit_ctx_get_threads(ctx);
+    const int threads = dit_ctx_threads(ctx);
     const double peak = bench_peak(ctx);
 
     char *dir = tmpdir_new();

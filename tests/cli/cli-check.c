@@ -164,7 +164,7 @@ int main(int argc, char **argv)
         if (dit_vae_load(ctx, argv[2], &owned_vae) || !load(argv[3], &in) || !load(argv[4], &out))
             return fail(dit_last_error(ctx));
         dit_vae *v = owned_vae;
-        const dit_vae_info *vi = dit_vae_get_info(v);
+        const dit_vae_info *vi = dit_vae_config(v);
         const int H = in.height, W = in.width, f = vi->downscale;
         const size_t n = (size_t)vi->latent_channels * (H / f) * (W / f);
         float *lat = own(malloc(n * sizeof *lat)), *img = own(malloc((size_t)3 * H * W * sizeof *img));

@@ -40,7 +40,7 @@ static dit_vae *load_vae(dit_ctx *ctx, const char *path)
 static bool check_decode(dit_ctx *ctx, const dit_vae *v, const float *latent,
                          const int64_t *lshape, const float *ref, const char *label)
 {
-    const dit_vae_info *in = dit_vae_get_info(v);
+    const dit_vae_info *in = dit_vae_config(v);
     const int f = in->downscale;
     size_t n = (size_t)lshape[0] * in->out_channels * lshape[2] * f * lshape[3] * f;
     float *out = calloc(n, sizeof *out);
@@ -57,7 +57,7 @@ static bool check_encode(dit_ctx *ctx, const dit_vae *v, const float *image,
                          const int64_t *ishape, const float *ref_mean, const float *ref_logvar,
                          const char *label)
 {
-    const dit_vae_info *in = dit_vae_get_info(v);
+    const dit_vae_info *in = dit_vae_config(v);
     const int f = in->downscale;
     size_t n = (size_t)ishape[0] * in->latent_channels * (ishape[2] / f) * (ishape[3] / f);
     float *mean = calloc(n, sizeof *mean), *logvar = calloc(n, sizeof *logvar);
@@ -130,7 +130,7 @@ static void test_kl(dit_ctx *ctx, const char *dir)
     dit_vae *v = load_vae(ctx, path);
     g_free(path);
     if (v) {
-        const dit_vae_info *in = dit_vae_get_info(v);
+        const dit_vae_info *in = dit_vae_config(v);
         CHECK(in->kind == DIT_VAE_KL && in->naming == DIT_VAE_NAMING_DIFFUSERS &&
                   in->n_levels == 2 && in->downscale == 2 && in->latent_channels == 4 &&
                   in->norm_groups == 8 && in->mid_attention,
@@ -161,7 +161,7 @@ static void test_kl(dit_ctx *ctx, const char *dir)
     char *sd_meta = renamed_copy(ctx, sd, dir, "sd.safetensors", NULL, 0,
                                  "{\"norm_num_groups\": 8}");
     if (sd_meta && (v = load_vae(ctx, sd_meta))) {
-        CHECK(dit_vae_get_info(v)->naming == DIT_VAE_NAMING_LDM, "LDM naming detected");
+        CHECK(dit_vae_config(v)->naming == DIT_VAE_NAMING_LDM, "LDM naming detected");
         CHECK(check_decode(ctx, v, latent, lshape, dec, "kl decode, LDM naming"), "LDM decode");
         CHECK(check_encode(ctx, v, image, ishape, mean, logvar, "kl encode, LDM naming"),
               "LDM encode");
@@ -185,7 +185,7 @@ static void test_kl(dit_ctx *ctx, const char *dir)
     char *old = renamed_copy(ctx, src, dir, "old.safetensors", old_names, 4,
                              "{\"norm_num_groups\": 8}");
     if (old && (v = load_vae(ctx, old))) {
-        CHECK(dit_vae_get_info(v)->naming == DIT_VAE_NAMING_DIFFUSERS_OLD, "old naming detected");
+        CHECK(dit_vae_config(v)->naming == DIT_VAE_NAMING_DIFFUSERS_OLD, "old naming detected");
         CHECK(check_decode(ctx, v, latent, lshape, dec, "kl decode, old attention names"),
               "old names");
         dit_vae_free(v);
@@ -274,7 +274,7 @@ static void test_tiny(dit_ctx *ctx)
         char *path = fixture_path(models[i]);
         dit_vae *v = load_vae(ctx, path);
         if (v) {
-            const dit_vae_info *in = dit_vae_get_info(v);
+            const dit_vae_info *in = dit_vae_config(v);
             CHECK(in->kind == DIT_VAE_TINY && in->downscale == 8 && in->latent_channels == 4,
                   "%s: kind %d f %d L %d", models[i], in->kind, in->downscale,
                   in->latent_channels);

@@ -190,7 +190,7 @@ static void test_vae(dit_ctx *ctx, const char *name)
         g_free(path);
         return;
     }
-    const dit_vae_info *in = dit_vae_get_info(v);
+    const dit_vae_info *in = dit_vae_config(v);
     const int f = in->downscale, H = 4 * f, W = 6 * f, h = H / f, w = W / f, B = 2;
     const size_t n_img = (size_t)B * in->in_channels * H * W;
     const size_t n_lat = (size_t)B * in->latent_channels * h * w;
@@ -241,7 +241,7 @@ static void test_sampling(dit_ctx *ctx)
         CHECK(false, "sampling fixtures: %s", dit_last_error(ctx));
         goto out;
     }
-    const int f = dit_vae_get_info(v)->downscale, H = 8 * f, W = 8 * f;
+    const int f = dit_vae_config(v)->downscale, H = 8 * f, W = 8 * f;
     const size_t n = (size_t)3 * H * W;
     float *src = malloc(n * 4), *mask = malloc((size_t)H * W * 4);
     float *cpu = malloc(n * 4), *dev = malloc(n * 4);

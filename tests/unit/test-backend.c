@@ -71,7 +71,7 @@ static bool count_steps(void *user, int step, int total, const float *latent)
 
 static void vae_and_pipeline_cases(dit_ctx *ctx, const dit_model *m, const dit_vae *v)
 {
-    const int H = 16, W = 24, f = dit_vae_get_info(v)->downscale;
+    const int H = 16, W = 24, f = dit_vae_config(v)->downscale;
     const size_t n_img = (size_t)3 * H * W, n_lat = (size_t)4 * (H / f) * (W / f);
     float *img = calloc(n_img, sizeof *img), *lat = malloc(n_lat * sizeof *lat);
     float *out = malloc(n_img * sizeof *out);
