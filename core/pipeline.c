@@ -173,7 +173,10 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
         sp->scale = vi->scaling_factor, sp->shift = vi->shift_factor;
     }
     const int unit = sp->f * c->patch_size;
-    if (H <= 0 || W <= 0 || H % unit || W % unit || H > 16384 || W > 16384)
+    if (H > 16384 || W > 16384)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "image size %dx%d is over the limit of 16384 pixels per side", W, H);
+    if (H <= 0 || W <= 0 || H % unit || W % unit)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "image size %dx%d must be positive multiples of %d (VAE factor %d x "
                          "patch %d)",

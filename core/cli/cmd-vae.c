@@ -119,6 +119,14 @@ int cli_cmd_decode(int argc, char **argv)
         goto done;
     }
     const dit_vae_info *vi = dit_vae_config(l.vae);
+    if (shape[0] <= 0 || shape[2] <= 0 || shape[3] <= 0) {
+        fprintf(stderr, "dit: %s: tensor 'latent' of shape (%lld, %lld, %lld, %lld) is empty: "
+                        "there is nothing to decode\n",
+                argv[1], (long long)shape[0], (long long)shape[1], (long long)shape[2],
+                (long long)shape[3]);
+        rc = EXIT_BAD_INPUT;
+        goto done;
+    }
     if (shape[1] != vi->latent_channels) {
         fprintf(stderr, "dit: %s has %lld latent channels but the VAE takes %d\n", argv[1],
                 (long long)shape[1], vi->latent_channels);

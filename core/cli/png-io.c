@@ -49,6 +49,25 @@ bool png_load(const char *path, png_data *out, GError **err)
         g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: not a PNG file", path);
         return false;
     }
+    /* the size the header claims, checked before libpng, whose own words
+     * ("Invalid IHDR data") would not say which rule it broke */
+    png_byte ihdr[16];
+    if (fread(ihdr, 1, 16, fp) == 16 && memcmp(ihdr + 4, "IHDR", 4) == 0) {
+        const uint32_t w = png_get_uint_32(ihdr + 8), h = png_get_uint_32(ihdr + 12);
+        if (w == 0 || h == 0 || w > PNG_MAX_SIDE || h > PNG_MAX_SIDE) {
+            fclose(fp);
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "%s: bad PNG: it claims %" G_GUINT32_FORMAT "x%" G_GUINT32_FORMAT
+                        " pixels; each side must be 1 to %d",
+                        path, w, h, PNG_MAX_SIDE);
+            return false;
+        }
+    }
+    if (fseek(fp, 8, SEEK_SET) != 0) {
+        fclose(fp);
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: cannot seek in it", path);
+        return false;
+    }
     png_err e = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &e, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
