@@ -390,6 +390,23 @@ static dit_status config_apply_given(dit_ctx *ctx, const st_file *f, const confi
                          "%s: config says %d heads x %d = %d channels but '%s.weight' has %d",
                          f->path, g->heads, g->head_dim, g->heads * g->head_dim, nt->x_embed,
                          cfg->hidden_size);
+    /* a given value that cannot be right is named, with what it contradicts */
+    const int D = cfg->hidden_size;
+    if (g->heads == 0 || (g->heads > 0 && D % g->heads))
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: the config's num_attention_heads %d does not divide the hidden "
+                         "size %d of '%s.weight' (the number of attention heads must)",
+                         f->path, g->heads, D, nt->x_embed);
+    if (g->head_dim == 0 || (g->head_dim > 0 && D % g->head_dim))
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: the config's attention_head_dim %d does not divide the hidden "
+                         "size %d of '%s.weight'",
+                         f->path, g->head_dim, D, nt->x_embed);
+    if (g->patch_size == 0 || (g->patch_size > 0 && g->patch_size != cfg->patch_size))
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: the config's patch_size %d contradicts '%s.weight', whose patch "
+                         "is %d",
+                         f->path, g->patch_size, nt->x_embed, cfg->patch_size);
     if (g->heads < 0 && g->head_dim > 0 && cfg->hidden_size % g->head_dim == 0)
         heads = cfg->hidden_size / g->head_dim;
     if (g->in_channels >= 0)

@@ -54,8 +54,10 @@ static void print_config_json(const char *path, const dit_model *m)
 int cli_cmd_info(int argc, char **argv)
 {
     gboolean json = FALSE;
+    char *model_opt = NULL;
     GOptionEntry entries[] = {
         {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model_opt, "the MODEL, as every other command takes it", "PATH"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("MODEL - describe a DiT model");
@@ -68,24 +70,29 @@ int cli_cmd_info(int argc, char **argv)
             "  dit info --json ./dit-pipeline/\n");
     g_option_context_add_main_entries(oc, entries, NULL);
     int rc = cli_parse(oc, &argc, &argv);
-    if (!rc && argc != 2)
-        rc = cli_usage_error(oc, argc < 2 ? "info needs a MODEL" : "info takes one MODEL");
+    const int given = (argc - 1) + (model_opt != NULL);
+    if (!rc && given != 1)
+        rc = cli_usage_error(oc, given < 1 ? "info needs a MODEL" : "info takes one MODEL");
     g_option_context_free(oc);
-    if (rc)
+    if (rc) {
+        g_free(model_opt);
         return rc;
+    }
+    const char *path = model_opt ? model_opt : argv[1];
     dit_ctx *ctx = dit_ctx_new();
     dit_model *m = NULL;
-    dit_status st = dit_model_load(ctx, argv[1], &m);
+    dit_status st = dit_model_load(ctx, path, &m);
     if (st != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
         rc = st == DIT_ERR_IO ? EXIT_BAD_INPUT : EXIT_MODEL;
     } else if (json) {
-        print_config_json(argv[1], m);
+        print_config_json(path, m);
     } else {
-        print_config_text(argv[1], m);
+        print_config_text(path, m);
     }
     dit_model_free(m);
     dit_ctx_free(ctx);
+    g_free(model_opt);
     return rc;
 }
 

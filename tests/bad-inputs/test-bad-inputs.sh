@@ -19,6 +19,12 @@ printf '\350\003\0\0\0\0\0\0{}' >"$T/hdrlong.safetensors"
 "$check" rawst '{"weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}' 8 "$T/notdit.safetensors"
 mkdir -p "$T/fewer" && cp "$G/dit_diffusers_p2/diffusion_pytorch_model.safetensors" "$T/fewer/"
 printf '{"num_layers": 2, "num_attention_heads": 4}' >"$T/fewer/config.json"
+for v in 'heads7 {"num_attention_heads": 7}' 'heads0 {"num_attention_heads": 0}' \
+         'hdim7 {"attention_head_dim": 7}' 'patch0 {"patch_size": 0}' 'patch4 {"patch_size": 4}'; do
+    d=${v%% *}
+    mkdir -p "$T/$d" && ln -s "$G/dit_diffusers_p2/diffusion_pytorch_model.safetensors" "$T/$d/"
+    printf '%s' "${v#* }" >"$T/$d/config.json"
+done
 : >"$T/empty.png"
 echo "not a png at all" >"$T/text.png"
 "$dit" generate $P -W 48 -H 32 -o "$T/img.png"

@@ -178,7 +178,7 @@ run 1 "--device tpu" -- "$dit" generate $P --device tpu -o "$tmp/x.png"
 has "cpu, cuda or auto" "--device tpu"
 
 # ---- Ctrl-C: exit 4 after the current step, nothing written
-"$dit" generate -m "$tmp/pipe" --steps 1000 --sampler ddim --progress none -o "$tmp/int.png" >"$tmp/out" 2>&1 &
+"$dit" generate -m "$tmp/pipe" -W 128 -H 128 --steps 1000 --sampler ddim --progress none -o "$tmp/int.png" >"$tmp/out" 2>&1 &
 pid=$!
 sleep 1
 kill -INT $pid
