@@ -115,14 +115,20 @@ void dit_clear_error(dit_ctx *ctx)
         ctx->error[0] = '\0';
 }
 
-dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what)
+/* the one memory-limit rule: bytes against ctx's limit, with advice after */
+static dit_status over_limit(dit_ctx *ctx, size_t bytes, const char *what, const char *advice)
 {
     if (ctx->memory_limit && bytes > ctx->memory_limit)
         return dit_error(ctx, DIT_ERR_NOMEM,
-                         "%s would need %.0f MiB, over the memory limit of %.0f MiB: use a "
-                         "smaller image or batch, or VAE tiling (--tile 512)",
-                         what, bytes / 1048576.0, ctx->memory_limit / 1048576.0);
+                         "%s would need %.1f MiB, over the memory limit of %.1f MiB%s", what,
+                         bytes / 1048576.0, ctx->memory_limit / 1048576.0, advice);
     return DIT_OK;
+}
+
+dit_status dit_check_budget(dit_ctx *ctx, size_t bytes, const char *what)
+{
+    return over_limit(ctx, bytes, what,
+                      ": use a smaller image or batch, or VAE tiling (--tile 512)");
 }
 
 /* bytes the system could still give us (MemAvailable), or 0 when unknown */
@@ -142,15 +148,13 @@ static size_t available_memory(void)
 
 dit_status dit_check_weights_memory(dit_ctx *ctx, size_t bytes, const char *what)
 {
-    if (ctx->memory_limit && bytes > ctx->memory_limit)
-        return dit_error(ctx, DIT_ERR_NOMEM,
-                         "%s need %.1f MiB, over the memory limit of %.1f MiB "
-                         "(DIT_MEMORY_LIMIT)",
-                         what, bytes / 1048576.0, ctx->memory_limit / 1048576.0);
+    dit_status st = over_limit(ctx, bytes, what, " (DIT_MEMORY_LIMIT)");
+    if (st)
+        return st;
     const size_t avail = ctx->memory_limit ? 0 : available_memory();
     if (avail && bytes > avail)
         return dit_error(ctx, DIT_ERR_NOMEM,
-                         "%s need %.1f MiB, more than the %.1f MiB this machine has available",
+                         "%s would need %.1f MiB, more than the %.1f MiB this machine has available",
                          what, bytes / 1048576.0, avail / 1048576.0);
     return DIT_OK;
 }
