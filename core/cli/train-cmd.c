@@ -152,58 +152,89 @@ static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, i
     g_free(imgs), g_free(labels), g_free(nulls), g_free(ts), g_free(l_true), g_free(l_null);
 }
 
+/* image folders without --channels are read as RGB */
+enum { FOLDER_CHANNELS = 3 };
 
-int dit_cmd_train(int argc, char **argv)
+/* every option of dit train; the defaults live in train_defaults only */
+typedef struct {
+    char *data, *out, *objective, *schedule, *conditioning;
+    char *vae, *cache, *labels_csv, *device, *precision;
+    int size, channels, hidden, depth, heads, patch, train_t;
+    int batch, warmup, every, val_every, threads, steps;
+    double lr, ema, clip, dropout, label_std, mlp_ratio;
+    gint64 seed;
+    gboolean resume, quiet, flip, uncond, learn_sigma, no_ema_warmup, bf16_acts;
+} train_options;
+
+static const train_options train_defaults = {
+    .size = 32, .hidden = 128, .depth = 6, .heads = 4, .patch = 4, .train_t = 500,
+    .batch = 128, .warmup = 500, .every = 250, .val_every = 1000, .steps = 20000,
+    .lr = 3e-4, .ema = 0.999, .clip = 1.0, .dropout = 0.1, .label_std = 0.5, .mlp_ratio = 4,
+    .seed = 0,
+};
+
+static void train_options_clear(train_options *o)
 {
-    char *data = NULL, *out = NULL, *objective = NULL, *schedule = NULL;
-    int size = 32, channels = 0, hidden = 128, depth = 6, heads = 4, patch = 4, train_t = 500;
-    int batch = 128, warmup = 500, every = 250, val_every = 1000, threads = 0, steps = 20000;
-    double lr = 3e-4, ema = 0.999, clip = 1.0, dropout = 0.1, label_std = 0.5, mlp_ratio = 4;
-    gint64 seed = 0;
-    gboolean resume = FALSE, quiet = FALSE, flip = FALSE, uncond = FALSE, learn_sigma = FALSE;
-    gboolean no_ema_warmup = FALSE, bf16_acts = FALSE;
-    char *vae_path = NULL, *cache = NULL, *labels_csv = NULL, *conditioning = NULL;
-    char *device = NULL, *precision = NULL;
+    g_free(o->data), g_free(o->out), g_free(o->objective), g_free(o->schedule);
+    g_free(o->vae), g_free(o->cache), g_free(o->labels_csv), g_free(o->conditioning);
+    g_free(o->device), g_free(o->precision);
+}
+
+/* a help string built from the defaults, kept in help until parsing is over */
+static const char *help_text(GPtrArray *help, char *text)
+{
+    g_ptr_array_add(help, text);
+    return text;
+}
+
+/* Fills *o from train_defaults and argv; 0 or an exit code (printed). */
+static int parse_train_options(int argc, char **argv, train_options *o)
+{
+    const train_options *d = &train_defaults;
+    *o = *d;
+    GPtrArray *h = g_ptr_array_new_with_free_func(g_free);
+#define HELP(...) help_text(h, g_strdup_printf(__VA_ARGS__))
     GOptionEntry entries[] = {
-        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
-        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "output folder (checkpoint, log, model/)", "DIR"},
-        {"resume", 'r', 0, G_OPTION_ARG_NONE, &resume, "continue from OUT/checkpoint.safetensors", NULL},
-        {"steps", 's', 0, G_OPTION_ARG_INT, &steps, "train until this many steps (default 20000)", "N"},
-        {"size", 0, 0, G_OPTION_ARG_INT, &size, "image side in pixels (default 32; Fashion-MNIST is padded)", "PX"},
-        {"channels", 0, 0, G_OPTION_ARG_INT, &channels, "1 (gray) or 3 (RGB) for image folders (default 3)", "N"},
-        {"hidden", 0, 0, G_OPTION_ARG_INT, &hidden, "width (default 128)", "D"},
-        {"depth", 0, 0, G_OPTION_ARG_INT, &depth, "blocks (default 6)", "N"},
-        {"heads", 0, 0, G_OPTION_ARG_INT, &heads, "attention heads (default 4)", "N"},
-        {"patch", 0, 0, G_OPTION_ARG_INT, &patch, "patch size (default 4)", "P"},
-        {"mlp-ratio", 0, 0, G_OPTION_ARG_DOUBLE, &mlp_ratio, "MLP width / D (default 4)", "R"},
-        {"conditioning", 0, 0, G_OPTION_ARG_STRING, &conditioning, "adaln-zero (default), adaln, in-context or cross-attn: how blocks see t and the class (the DiT paper's variants)", "NAME"},
-        {"unconditional", 0, 0, G_OPTION_ARG_NONE, &uncond, "ignore the labels: a time-only model (no classes, no guidance)", NULL},
-        {"learn-sigma", 0, 0, G_OPTION_ARG_NONE, &learn_sigma, "also predict the variance, trained with the official hybrid loss (needs --objective eps_mse)", NULL},
-        {"objective", 0, 0, G_OPTION_ARG_STRING, &objective, "x0_l1 (default: the seed article's), eps_mse (official DiT) or v_mse", "OBJ"},
-        {"schedule", 0, 0, G_OPTION_ARG_STRING, &schedule, "cosine_alphabar (default with x0_l1) or linear", "NAME"},
-        {"train-timesteps", 0, 0, G_OPTION_ARG_INT, &train_t, "noise levels T (default 500; 1000 for linear)", "T"},
-        {"batch", 'b', 0, G_OPTION_ARG_INT, &batch, "batch size (default 128)", "N"},
-        {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "AdamW learning rate (default 3e-4)", "LR"},
-        {"warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "linear warm-up steps (default 500)", "N"},
-        {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &ema, "EMA decay (default 0.999)", "D"},
-        {"bf16-activations", 0, 0, G_OPTION_ARG_NONE, &bf16_acts, "round the activations kept for the backward pass to bfloat16 (autocast numerics; fp32 arithmetic)", NULL},
-        {"no-ema-warmup", 0, 0, G_OPTION_ARG_NONE, &no_ema_warmup, "EMA decay from step 0 (default: min(decay, (1+step)/(10+step)))", NULL},
-        {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &clip, "gradient norm clip, 0 = off (default 1)", "C"},
-        {"dropout", 0, 0, G_OPTION_ARG_DOUBLE, &dropout, "class label dropout for guidance (default 0.1)", "P"},
-        {"label-std", 0, 0, G_OPTION_ARG_DOUBLE, &label_std, "label embedding init std (default 0.5: the class signal appears sooner than with 0.02)", "S"},
-        {"every", 0, 0, G_OPTION_ARG_INT, &every, "checkpoint + export every N steps (default 250)", "N"},
-        {"validate-every", 0, 0, G_OPTION_ARG_INT, &val_every, "held-out loss and class signal every N steps (default 1000)", "N"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "seed for init, batches and noise (default 0)", "N"},
-        {"flip", 0, 0, G_OPTION_ARG_NONE, &flip, "random horizontal flips", NULL},
-        {"vae", 0, 0, G_OPTION_ARG_FILENAME, &vae_path, "train in this VAE's latent space (images are encoded once)", "PATH"},
-        {"latent-cache", 0, 0, G_OPTION_ARG_FILENAME, &cache, "where encoded latents are kept (default OUT/latents)", "DIR"},
-        {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &labels_csv, "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
-        {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all)", "N"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu, cuda or auto (default: auto): where the weights, optimiser state and activations live", "DEV"},
-        {"precision", 0, 0, G_OPTION_ARG_STRING, &precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"},
-        {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "no progress line", NULL},
+        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
+        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "output folder (checkpoint, log, model/)", "DIR"},
+        {"resume", 'r', 0, G_OPTION_ARG_NONE, &o->resume, "continue from OUT/checkpoint.safetensors", NULL},
+        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, HELP("train until this many steps (default %d)", d->steps), "N"},
+        {"size", 0, 0, G_OPTION_ARG_INT, &o->size, HELP("image side in pixels (default %d; Fashion-MNIST is padded)", d->size), "PX"},
+        {"channels", 0, 0, G_OPTION_ARG_INT, &o->channels, HELP("1 (gray) or 3 (RGB) for image folders (default %d)", FOLDER_CHANNELS), "N"},
+        {"hidden", 0, 0, G_OPTION_ARG_INT, &o->hidden, HELP("width (default %d)", d->hidden), "D"},
+        {"depth", 0, 0, G_OPTION_ARG_INT, &o->depth, HELP("blocks (default %d)", d->depth), "N"},
+        {"heads", 0, 0, G_OPTION_ARG_INT, &o->heads, HELP("attention heads (default %d)", d->heads), "N"},
+        {"patch", 0, 0, G_OPTION_ARG_INT, &o->patch, HELP("patch size (default %d)", d->patch), "P"},
+        {"mlp-ratio", 0, 0, G_OPTION_ARG_DOUBLE, &o->mlp_ratio, HELP("MLP width / D (default %g)", d->mlp_ratio), "R"},
+        {"conditioning", 0, 0, G_OPTION_ARG_STRING, &o->conditioning, "adaln-zero (default), adaln, in-context or cross-attn: how blocks see t and the class (the DiT paper's variants)", "NAME"},
+        {"unconditional", 0, 0, G_OPTION_ARG_NONE, &o->uncond, "ignore the labels: a time-only model (no classes, no guidance)", NULL},
+        {"learn-sigma", 0, 0, G_OPTION_ARG_NONE, &o->learn_sigma, "also predict the variance, trained with the official hybrid loss (needs --objective eps_mse)", NULL},
+        {"objective", 0, 0, G_OPTION_ARG_STRING, &o->objective, "x0_l1 (default: the seed article's), eps_mse (official DiT) or v_mse", "OBJ"},
+        {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "cosine_alphabar (default with x0_l1) or linear", "NAME"},
+        {"train-timesteps", 0, 0, G_OPTION_ARG_INT, &o->train_t, HELP("noise levels T (default %d; 1000 for linear)", d->train_t), "T"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, HELP("batch size (default %d)", d->batch), "N"},
+        {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, HELP("AdamW learning rate (default %g)", d->lr), "LR"},
+        {"warmup", 0, 0, G_OPTION_ARG_INT, &o->warmup, HELP("linear warm-up steps (default %d)", d->warmup), "N"},
+        {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &o->ema, HELP("EMA decay (default %g)", d->ema), "D"},
+        {"bf16-activations", 0, 0, G_OPTION_ARG_NONE, &o->bf16_acts, "round the activations kept for the backward pass to bfloat16 (autocast numerics; fp32 arithmetic)", NULL},
+        {"no-ema-warmup", 0, 0, G_OPTION_ARG_NONE, &o->no_ema_warmup, "EMA decay from step 0 (default: min(decay, (1+step)/(10+step)))", NULL},
+        {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &o->clip, HELP("gradient norm clip, 0 = off (default %g)", d->clip), "C"},
+        {"dropout", 0, 0, G_OPTION_ARG_DOUBLE, &o->dropout, HELP("class label dropout for guidance (default %g)", d->dropout), "P"},
+        {"label-std", 0, 0, G_OPTION_ARG_DOUBLE, &o->label_std, HELP("label embedding init std (default %g: the class signal appears sooner than with 0.02)", d->label_std), "S"},
+        {"every", 0, 0, G_OPTION_ARG_INT, &o->every, HELP("checkpoint + export every N steps (default %d)", d->every), "N"},
+        {"validate-every", 0, 0, G_OPTION_ARG_INT, &o->val_every, HELP("held-out loss and class signal every N steps (default %d)", d->val_every), "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, HELP("seed for init, batches and noise (default %" G_GINT64_FORMAT ")", d->seed), "N"},
+        {"flip", 0, 0, G_OPTION_ARG_NONE, &o->flip, "random horizontal flips", NULL},
+        {"vae", 0, 0, G_OPTION_ARG_FILENAME, &o->vae, "train in this VAE's latent space (images are encoded once)", "PATH"},
+        {"latent-cache", 0, 0, G_OPTION_ARG_FILENAME, &o->cache, "where encoded latents are kept (default OUT/latents)", "DIR"},
+        {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &o->labels_csv, "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
+        {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: all)", "N"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &o->device, "cpu, cuda or auto (default: auto): where the weights, optimiser state and activations live", "DEV"},
+        {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"},
+        {"quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
+#undef HELP
     GOptionContext *oc = g_option_context_new("- train a DiT (class-conditional or unconditional)");
     g_option_context_set_description(
         oc, "Examples:\n"
@@ -219,246 +250,305 @@ int dit_cmd_train(int argc, char **argv)
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
         rc = EXIT_USAGE;
-    } else if (!out) {
+    } else if (!o->out) {
         fprintf(stderr, "dit: train needs --out DIR\n");
         rc = EXIT_USAGE;
-    } else if ((rc = cli_check_float("lr", lr)) || (rc = cli_check_float("ema", ema)) ||
-               (rc = cli_check_float("clip", clip)) || (rc = cli_check_float("dropout", dropout)) ||
-               (rc = cli_check_float("label-std", label_std)) ||
-               (rc = cli_check_float("mlp-ratio", mlp_ratio))) {
+    } else if ((rc = cli_check_float("lr", o->lr)) || (rc = cli_check_float("ema", o->ema)) ||
+               (rc = cli_check_float("clip", o->clip)) ||
+               (rc = cli_check_float("dropout", o->dropout)) ||
+               (rc = cli_check_float("label-std", o->label_std)) ||
+               (rc = cli_check_float("mlp-ratio", o->mlp_ratio))) {
         /* the message is out */
     }
     g_option_context_free(oc);
-    dit_ctx *ctx = NULL;
-    dit_trainer *tr = NULL;
-    dit_model *m = NULL;
-    dataset train = {0}, val = {0};
-    FILE *log = NULL;
-    char *ckpt = NULL, *model_dir = NULL, *log_path = NULL;
-    if (rc)
-        goto done;
+    g_ptr_array_free(h, TRUE);
+    return rc;
+}
 
-    ctx = dit_ctx_new();
-    dit_ctx_set_threads(ctx, threads);
-    if ((rc = dit_cli_set_device(ctx, device, precision)))
-        goto done;
-    const char *set = data ? data : "fashion-mnist";
+/* what a run holds; train_run_clear frees it */
+typedef struct {
+    dit_ctx *ctx;
+    dit_trainer *tr;
+    dit_model *m; /* created here; NULL when resumed (the trainer owns its model) */
+    dataset train, val;
+    FILE *log;
+    char *ckpt, *model_dir, *log_path;
+} train_run;
+
+static void train_run_clear(train_run *r)
+{
+    if (r->log)
+        fclose(r->log);
+    dit_trainer_free(r->tr);
+    dit_model_free(r->m);
+    dataset_clear(&r->train);
+    dataset_clear(&r->val);
+    dit_ctx_free(r->ctx);
+    g_free(r->ckpt), g_free(r->model_dir), g_free(r->log_path);
+}
+
+/* the training (and held-out) images, in the VAE's latent space with --vae;
+ * o->size becomes the side the model sees */
+static int load_data(train_options *o, train_run *r)
+{
+    GError *err = NULL;
+    const char *set = o->data ? o->data : "fashion-mnist";
+    const int channels = o->channels ? o->channels : FOLDER_CHANNELS;
     bool ok;
-    if (g_file_test(set, G_FILE_TEST_IS_DIR) && labels_csv) {
-        ok = dataset_load_csv(set, labels_csv, size, channels ? channels : 3, &train, &err);
+    if (g_file_test(set, G_FILE_TEST_IS_DIR) && o->labels_csv) {
+        ok = dataset_load_csv(set, o->labels_csv, o->size, channels, &r->train, &err);
     } else if (g_file_test(set, G_FILE_TEST_IS_DIR)) {
-        ok = dataset_load_folder(set, size, channels ? channels : 3, &train, &err);
+        ok = dataset_load_folder(set, o->size, channels, &r->train, &err);
     } else {
-        ok = dataset_load_named(set, size, &train, &err);
+        ok = dataset_load_named(set, o->size, &r->train, &err);
         if (ok && strcmp(set, "fashion-mnist") == 0)
-            ok = dataset_load_named("fashion-mnist-test", size, &val, &err);
+            ok = dataset_load_named("fashion-mnist-test", o->size, &r->val, &err);
     }
     if (!ok) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
-        rc = EXIT_BAD_INPUT;
-        goto done;
+        return EXIT_BAD_INPUT;
     }
-    if (uncond && !resume) { /* one label for every image: the null label 0 */
-        memset(train.labels, 0, (size_t)train.n * sizeof *train.labels);
-        if (val.n)
-            memset(val.labels, 0, (size_t)val.n * sizeof *val.labels);
-        train.num_classes = val.num_classes = 0;
+    if (o->uncond && !o->resume) { /* one label for every image: the null label 0 */
+        memset(r->train.labels, 0, (size_t)r->train.n * sizeof *r->train.labels);
+        if (r->val.n)
+            memset(r->val.labels, 0, (size_t)r->val.n * sizeof *r->val.labels);
+        r->train.num_classes = r->val.num_classes = 0;
     }
-    g_mkdir_with_parents(out, 0755);
-    if (vae_path) { /* the fast-DiT way: encode once, train on the cached latents */
-        char *dir = cache ? g_strdup(cache) : g_build_filename(out, "latents", NULL);
-        ok = dataset_encode_cached(ctx, vae_path, dir, "train", &train, &err) &&
-             (!val.n || dataset_encode_cached(ctx, vae_path, dir, "val", &val, &err));
+    g_mkdir_with_parents(o->out, 0755);
+    if (o->vae) { /* the fast-DiT way: encode once, train on the cached latents */
+        char *dir = o->cache ? g_strdup(o->cache) : g_build_filename(o->out, "latents", NULL);
+        ok = dataset_encode_cached(r->ctx, o->vae, dir, "train", &r->train, &err) &&
+             (!r->val.n || dataset_encode_cached(r->ctx, o->vae, dir, "val", &r->val, &err));
         g_free(dir);
         if (!ok) {
             fprintf(stderr, "dit: %s\n", err->message);
             g_clear_error(&err);
-            rc = EXIT_MODEL;
-            goto done;
+            return EXIT_MODEL;
         }
-        size = train.size;
+        o->size = r->train.size;
     }
-    ckpt = g_build_filename(out, "checkpoint.safetensors", NULL);
-    model_dir = g_build_filename(out, "model", NULL);
-    log_path = g_build_filename(out, "log.jsonl", NULL);
+    return 0;
+}
 
-    if (resume) {
-        if (dit_trainer_load(ctx, ckpt, &tr) != DIT_OK) {
-            fprintf(stderr, "dit: cannot resume: %s\n", dit_last_error(ctx));
-            rc = EXIT_MODEL;
-            goto done;
-        }
-        const dit_config *c = dit_model_config(dit_trainer_model(tr));
-        if (c->num_classes == 0) { /* an unconditional run stays one */
-            memset(train.labels, 0, (size_t)train.n * sizeof *train.labels);
-            if (val.n)
-                memset(val.labels, 0, (size_t)val.n * sizeof *val.labels);
-            train.num_classes = val.num_classes = 0;
-        }
-        if (c->sample_size != train.size || c->in_channels != train.channels ||
-            c->num_classes != train.num_classes) {
-            fprintf(stderr, "dit: the checkpoint was trained on %dx%d x%d with %d classes, the "
-                            "data is %dx%d x%d with %d\n",
-                    c->sample_size, c->sample_size, c->in_channels, c->num_classes, train.size,
-                    train.size, train.channels, train.num_classes);
-            rc = EXIT_BAD_INPUT;
-            goto done;
-        }
-        fprintf(stderr, "resuming at step %lld\n", (long long)dit_trainer_step_count(tr));
-    } else {
-        dit_config c = {.in_channels = train.channels, .sample_size = size, .patch_size = patch,
-                        .hidden_size = hidden, .depth = depth, .num_heads = heads,
-                        .mlp_hidden = (int)(hidden * mlp_ratio), .num_classes = train.num_classes,
-                        .freq_dim = 256, .learn_sigma = learn_sigma};
-        const int cond = conditioning ? dit_conditioning_from_name(conditioning) : 0;
-        if (cond < 0) {
-            fprintf(stderr, "dit: --conditioning must be adaln-zero, adaln, in-context or "
-                            "cross-attn\n");
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        c.conditioning = (dit_conditioning)cond;
-        if (dit_model_create(ctx, &c, &m) != DIT_OK) {
-            fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        dit_model_init_weights(m, (uint64_t)seed, (float)label_std);
-        dit_train_config tc;
-        dit_train_config_default(&tc);
-        int obj = objective ? name_index(dit_objective_names, DIT_OBJ_COUNT, objective)
-                            : DIT_OBJ_X0_L1;
-        if (obj < 0) {
-            fprintf(stderr, "dit: --objective must be x0_l1, eps_mse or v_mse\n");
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        tc.objective = (dit_objective)obj;
-        int sch = schedule ? name_index(dit_schedule_names, DIT_SCHEDULE_COUNT, schedule)
-                           : (obj == DIT_OBJ_X0_L1 ? DIT_SCHEDULE_COSINE_ALPHABAR
-                                                   : DIT_SCHEDULE_LINEAR);
-        if (sch < 0) {
-            fprintf(stderr, "dit: unknown --schedule '%s'\n", schedule);
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        tc.sched.schedule = (dit_schedule)sch;
-        tc.sched.train_steps = sch == DIT_SCHEDULE_COSINE_ALPHABAR ? train_t : 1000;
-        tc.batch = batch, tc.lr = lr, tc.warmup = warmup, tc.ema_decay = ema;
-        tc.grad_clip = clip, tc.class_dropout = dropout, tc.seed = (uint64_t)seed;
-        tc.ema_warmup = !no_ema_warmup;
-        tc.bf16_activations = bf16_acts;
-        if (dit_trainer_new(ctx, m, &tc, &tr) != DIT_OK) {
-            fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        g_unlink(log_path);
+/* --resume: the checkpoint's trainer, checked against the data */
+static int resume_trainer(train_run *r)
+{
+    if (dit_trainer_load(r->ctx, r->ckpt, &r->tr) != DIT_OK) {
+        fprintf(stderr, "dit: cannot resume: %s\n", dit_last_error(r->ctx));
+        return EXIT_MODEL;
     }
-    log = fopen(log_path, "a");
-    if (!log) {
-        fprintf(stderr, "dit: cannot write %s\n", log_path);
-        rc = EXIT_BAD_INPUT;
-        goto done;
+    const dit_config *c = dit_model_config(dit_trainer_model(r->tr));
+    dataset *train = &r->train, *val = &r->val;
+    if (c->num_classes == 0) { /* an unconditional run stays one */
+        memset(train->labels, 0, (size_t)train->n * sizeof *train->labels);
+        if (val->n)
+            memset(val->labels, 0, (size_t)val->n * sizeof *val->labels);
+        train->num_classes = val->num_classes = 0;
     }
-    const dit_train_config *tc = dit_trainer_config(tr);
-    const int B = tc->batch;
-    const size_t chw = (size_t)train.channels * train.size * train.size;
+    if (c->sample_size != train->size || c->in_channels != train->channels ||
+        c->num_classes != train->num_classes) {
+        fprintf(stderr, "dit: the checkpoint was trained on %dx%d x%d with %d classes, the "
+                        "data is %dx%d x%d with %d\n",
+                c->sample_size, c->sample_size, c->in_channels, c->num_classes, train->size,
+                train->size, train->channels, train->num_classes);
+        return EXIT_BAD_INPUT;
+    }
+    fprintf(stderr, "resuming at step %lld\n", (long long)dit_trainer_step_count(r->tr));
+    return 0;
+}
+
+/* a fresh model from the options, its weights initialised */
+static int create_model(const train_options *o, train_run *r)
+{
+    dit_config c = {.in_channels = r->train.channels, .sample_size = o->size,
+                    .patch_size = o->patch, .hidden_size = o->hidden, .depth = o->depth,
+                    .num_heads = o->heads, .mlp_hidden = (int)(o->hidden * o->mlp_ratio),
+                    .num_classes = r->train.num_classes, .freq_dim = 256,
+                    .learn_sigma = o->learn_sigma};
+    const int cond = o->conditioning ? dit_conditioning_from_name(o->conditioning) : 0;
+    if (cond < 0) {
+        fprintf(stderr, "dit: --conditioning must be adaln-zero, adaln, in-context or "
+                        "cross-attn\n");
+        return EXIT_USAGE;
+    }
+    c.conditioning = (dit_conditioning)cond;
+    if (dit_model_create(r->ctx, &c, &r->m) != DIT_OK) {
+        fprintf(stderr, "dit: %s\n", dit_last_error(r->ctx));
+        return EXIT_USAGE;
+    }
+    dit_model_init_weights(r->m, (uint64_t)o->seed, (float)o->label_std);
+    return 0;
+}
+
+/* the trainer for the fresh model: objective, schedule and optimiser from
+ * the options; a new run starts a new log */
+static int setup_trainer(const train_options *o, train_run *r)
+{
+    dit_train_config tc;
+    dit_train_config_default(&tc);
+    const int obj = o->objective ? name_index(dit_objective_names, DIT_OBJ_COUNT, o->objective)
+                                 : DIT_OBJ_X0_L1;
+    if (obj < 0) {
+        fprintf(stderr, "dit: --objective must be x0_l1, eps_mse or v_mse\n");
+        return EXIT_USAGE;
+    }
+    tc.objective = (dit_objective)obj;
+    const int sch = o->schedule
+                        ? name_index(dit_schedule_names, DIT_SCHEDULE_COUNT, o->schedule)
+                        : (obj == DIT_OBJ_X0_L1 ? DIT_SCHEDULE_COSINE_ALPHABAR
+                                                : DIT_SCHEDULE_LINEAR);
+    if (sch < 0) {
+        fprintf(stderr, "dit: unknown --schedule '%s'\n", o->schedule);
+        return EXIT_USAGE;
+    }
+    tc.sched.schedule = (dit_schedule)sch;
+    tc.sched.train_steps = sch == DIT_SCHEDULE_COSINE_ALPHABAR ? o->train_t : 1000;
+    tc.batch = o->batch, tc.lr = o->lr, tc.warmup = o->warmup, tc.ema_decay = o->ema;
+    tc.grad_clip = o->clip, tc.class_dropout = o->dropout, tc.seed = (uint64_t)o->seed;
+    tc.ema_warmup = !o->no_ema_warmup;
+    tc.bf16_activations = o->bf16_acts;
+    if (dit_trainer_new(r->ctx, r->m, &tc, &r->tr) != DIT_OK) {
+        fprintf(stderr, "dit: %s\n", dit_last_error(r->ctx));
+        return EXIT_USAGE;
+    }
+    g_unlink(r->log_path);
+    return 0;
+}
+
+static int load_or_create_model(const train_options *o, train_run *r)
+{
+    if (o->resume)
+        return resume_trainer(r);
+    int rc = create_model(o, r);
+    return rc ? rc : setup_trainer(o, r);
+}
+
+/* batch b of step s: a function of (seed, step), optionally mirrored */
+static void fill_batch(const dataset *train, uint64_t seed, int64_t s, int B, bool flip,
+                       float *imgs, int32_t *labels)
+{
+    const size_t chw = (size_t)train->channels * train->size * train->size;
+    const int W = train->size;
+    for (int b = 0; b < B; b++) {
+        const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+        const uint32_t ctr[4] = {(uint32_t)s, (uint32_t)(s >> 32), (uint32_t)b, 0xda7au};
+        uint32_t u[4];
+        dit_philox4x32_10(ctr, key, u);
+        const int i = (int)(u[0] % (uint32_t)train->n);
+        memcpy(imgs + (size_t)b * chw, train->images + (size_t)i * chw, chw * sizeof(float));
+        labels[b] = train->labels[i];
+        if (flip && (u[1] & 1)) /* mirror every row */
+            for (int r = 0; r < train->channels * W; r++) {
+                float *row = imgs + (size_t)b * chw + (size_t)r * W;
+                for (int x = 0; x < W / 2; x++) {
+                    const float tmp = row[x];
+                    row[x] = row[W - 1 - x], row[W - 1 - x] = tmp;
+                }
+            }
+    }
+}
+
+/* OUT/checkpoint.safetensors; 0 or EXIT_BAD_INPUT (printed) */
+static int save_checkpoint(train_run *r)
+{
+    if (dit_trainer_save(r->ctx, r->tr, r->ckpt) != DIT_OK) {
+        fprintf(stderr, "\ndit: checkpoint: %s\n", dit_last_error(r->ctx));
+        return EXIT_BAD_INPUT;
+    }
+    return 0;
+}
+
+/* OUT/model/, linked to its VAE for a latent run */
+static int export_run(const train_options *o, train_run *r)
+{
+    const int rc = export_model(r->ctx, r->tr, r->model_dir, r->train.class_names);
+    if (o->vae)
+        link_vae(r->model_dir, o->vae);
+    return rc;
+}
+
+/* steps until --steps or Ctrl-C, then the last state (also after Ctrl-C) */
+static int train_loop(const train_options *o, train_run *r)
+{
+    const dit_train_config *tc = dit_trainer_config(r->tr);
+    const int B = tc->batch, steps = o->steps;
+    const size_t chw = (size_t)r->train.channels * r->train.size * r->train.size;
     float *imgs = g_malloc((size_t)B * chw * sizeof(float));
     int32_t *labels = g_malloc((size_t)B * sizeof(int32_t));
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
-    const int64_t first = dit_trainer_step_count(tr);
+    const int64_t first = dit_trainer_step_count(r->tr);
     double t0 = now_s(), loss_acc = 0;
-    int loss_n = 0;
+    int loss_n = 0, rc = 0;
     fprintf(stderr, "training %zu parameters on %d images (%d classes), batch %d, on the %s\n",
-            dit_model_param_count(dit_trainer_model(tr)) ? dit_model_param_count(dit_trainer_model(tr))
-                                                          : (size_t)0,
-            train.n, train.num_classes, B, strcmp(dit_ctx_device(ctx), "cuda") == 0 ? "GPU" : "CPU");
-    while (dit_trainer_step_count(tr) < steps && !g_stop) {
-        const int64_t s = dit_trainer_step_count(tr);
-        for (int b = 0; b < B; b++) { /* the batch is a function of (seed, step) */
-            const uint32_t key[2] = {(uint32_t)tc->seed, (uint32_t)(tc->seed >> 32)};
-            const uint32_t ctr[4] = {(uint32_t)s, (uint32_t)(s >> 32), (uint32_t)b, 0xda7au};
-            uint32_t u[4];
-            dit_philox4x32_10(ctr, key, u);
-            const int i = (int)(u[0] % (uint32_t)train.n);
-            memcpy(imgs + (size_t)b * chw, train.images + (size_t)i * chw, chw * sizeof(float));
-            labels[b] = train.labels[i];
-            if (flip && (u[1] & 1)) /* mirror every row */
-                for (int r = 0; r < train.channels * train.size; r++) {
-                    float *row = imgs + (size_t)b * chw + (size_t)r * train.size;
-                    for (int x = 0; x < train.size / 2; x++) {
-                        const float tmp = row[x];
-                        row[x] = row[train.size - 1 - x], row[train.size - 1 - x] = tmp;
-                    }
-                }
-        }
+            dit_model_param_count(dit_trainer_model(r->tr)), r->train.n, r->train.num_classes, B,
+            strcmp(dit_ctx_device(r->ctx), "cuda") == 0 ? "GPU" : "CPU");
+    while (dit_trainer_step_count(r->tr) < steps && !g_stop) {
+        fill_batch(&r->train, tc->seed, dit_trainer_step_count(r->tr), B, o->flip, imgs, labels);
         float loss;
-        if (dit_trainer_step(ctx, tr, imgs, labels, &loss) != DIT_OK) {
-            fprintf(stderr, "\ndit: %s\n", dit_last_error(ctx));
+        if (dit_trainer_step(r->ctx, r->tr, imgs, labels, &loss) != DIT_OK) {
+            fprintf(stderr, "\ndit: %s\n", dit_last_error(r->ctx));
             rc = EXIT_MODEL;
             break;
         }
         loss_acc += loss, loss_n++;
-        const int64_t done_steps = dit_trainer_step_count(tr);
+        const int64_t done_steps = dit_trainer_step_count(r->tr);
         const double el = now_s() - t0, rate = (done_steps - first) / (el > 0 ? el : 1);
-        if (!quiet && isatty(2))
+        if (!o->quiet && isatty(2))
             fprintf(stderr, "\rstep %lld/%d loss %.4f %.2f steps/s (%.0f img/s) ETA %.0f min   ",
                     (long long)done_steps, steps, loss, rate, rate * B,
                     (steps - done_steps) / (rate > 0 ? rate : 1) / 60);
         if (done_steps % 50 == 0) {
-            fprintf(log, "{\"step\": %lld, \"loss\": %.6f, \"steps_per_s\": %.3f}\n",
+            fprintf(r->log, "{\"step\": %lld, \"loss\": %.6f, \"steps_per_s\": %.3f}\n",
                     (long long)done_steps, loss_acc / loss_n, rate);
-            fflush(log);
+            fflush(r->log);
             loss_acc = 0, loss_n = 0;
         }
-        if (val.n && val_every > 0 && done_steps % val_every == 0 && train.num_classes > 0)
-            validate_losses(ctx, tr, &val, 512, log, done_steps);
-        if (every > 0 && done_steps % every == 0) {
-            if (dit_trainer_save(ctx, tr, ckpt) != DIT_OK) {
-                fprintf(stderr, "\ndit: checkpoint: %s\n", dit_last_error(ctx));
-                rc = EXIT_BAD_INPUT;
+        if (r->val.n && o->val_every > 0 && done_steps % o->val_every == 0 &&
+            r->train.num_classes > 0)
+            validate_losses(r->ctx, r->tr, &r->val, 512, r->log, done_steps);
+        if (o->every > 0 && done_steps % o->every == 0) {
+            if ((rc = save_checkpoint(r)))
                 break;
-            }
-            export_model(ctx, tr, model_dir, train.class_names);
-            if (vae_path)
-                link_vae(model_dir, vae_path);
-        }
-    }
-    if (!rc) { /* the last state, also after Ctrl-C */
-        if (dit_trainer_save(ctx, tr, ckpt) != DIT_OK) {
-            fprintf(stderr, "\ndit: checkpoint: %s\n", dit_last_error(ctx));
-            rc = EXIT_BAD_INPUT;
-        } else {
-            rc = export_model(ctx, tr, model_dir, train.class_names);
-            if (vae_path)
-                link_vae(model_dir, vae_path);
-            fprintf(stderr, "\n%s at step %lld: %s, model in %s\n",
-                    g_stop ? "stopped" : "done", (long long)dit_trainer_step_count(tr), ckpt,
-                    model_dir);
-            if (g_stop && !rc)
-                rc = EXIT_CANCELLED;
+            export_run(o, r); /* a failed export is retried at the next one */
         }
     }
     g_free(imgs);
     g_free(labels);
-done:
-    if (log)
-        fclose(log);
-    if (tr && !m) /* loaded: the trainer owns its model */
-        dit_trainer_free(tr);
-    else {
-        dit_trainer_free(tr);
-        dit_model_free(m);
+    if (rc || (rc = save_checkpoint(r)))
+        return rc;
+    rc = export_run(o, r);
+    fprintf(stderr, "\n%s at step %lld: %s, model in %s\n", g_stop ? "stopped" : "done",
+            (long long)dit_trainer_step_count(r->tr), r->ckpt, r->model_dir);
+    return g_stop && !rc ? EXIT_CANCELLED : rc;
+}
+
+int dit_cmd_train(int argc, char **argv)
+{
+    train_options o;
+    train_run r = {0};
+    int rc = parse_train_options(argc, argv, &o);
+    if (rc)
+        goto done;
+    r.ctx = dit_ctx_new();
+    dit_ctx_set_threads(r.ctx, o.threads);
+    if ((rc = dit_cli_set_device(r.ctx, o.device, o.precision)) || (rc = load_data(&o, &r)))
+        goto done;
+    r.ckpt = g_build_filename(o.out, "checkpoint.safetensors", NULL);
+    r.model_dir = g_build_filename(o.out, "model", NULL);
+    r.log_path = g_build_filename(o.out, "log.jsonl", NULL);
+    if ((rc = load_or_create_model(&o, &r)))
+        goto done;
+    r.log = fopen(r.log_path, "a");
+    if (!r.log) {
+        fprintf(stderr, "dit: cannot write %s\n", r.log_path);
+        rc = EXIT_BAD_INPUT;
+        goto done;
     }
-    dataset_clear(&train);
-    dataset_clear(&val);
-    dit_ctx_free(ctx);
-    g_free(data), g_free(out), g_free(objective), g_free(schedule);
-    g_free(vae_path), g_free(cache), g_free(labels_csv), g_free(conditioning), g_free(device);
-    g_free(precision);
-    g_free(ckpt), g_free(model_dir), g_free(log_path);
+    rc = train_loop(&o, &r);
+done:
+    train_run_clear(&r);
+    train_options_clear(&o);
     return rc;
 }
