@@ -130,24 +130,47 @@ static bool draw_curve(const char *log_path, const char *png, GError **err)
     return ok;
 }
 
-int dit_cmd_validate(int argc, char **argv)
+/* every option of dit validate; the defaults live in validate_defaults only */
+typedef struct {
+    char *model, *out, *data, *train_log, *log;
+    int samples, steps, threads, val_n;
+    double guidance;
+    gint64 seed;
+} validate_options;
+
+static const validate_options validate_defaults = {
+    .samples = 100, .steps = 50, .val_n = 1024, .guidance = 2.0, .seed = 1,
+};
+
+static void validate_options_clear(validate_options *o)
 {
-    char *model_path = NULL, *out = NULL, *data = NULL, *train_log = NULL, *log = NULL;
-    int samples = 100, steps = 50, grid_cols = 8, threads = 0, val_n = 1024;
-    double guidance = 2.0;
-    gint64 seed = 1;
+    g_free(o->model), g_free(o->out), g_free(o->data), g_free(o->train_log), g_free(o->log);
+}
+
+/* Fills *o from validate_defaults and argv; 0 or an exit code (printed). */
+static int parse_validate_options(int argc, char **argv, validate_options *o)
+{
+    const validate_options *d = &validate_defaults;
+    *o = *d;
+    /* the help strings that print a default, freed after parsing */
+    char *h_samples = g_strdup_printf("samples per class for the agreement score (default %d)",
+                                      d->samples);
+    char *h_steps = g_strdup_printf("sampling steps (default %d)", d->steps);
+    char *h_guidance = g_strdup_printf("guidance scale (default %g)", d->guidance);
+    char *h_val_n = g_strdup_printf("held-out images for the loss buckets (default %d)", d->val_n);
+    char *h_seed = g_strdup_printf("sampling seed (default %" G_GINT64_FORMAT ")", d->seed);
     GOptionEntry entries[] = {
-        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model_path, "model to validate (a pixel-space DiT)", "PATH"},
-        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "training data for nearest neighbours (default fashion-mnist)", "SET"},
-        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "folder for grid.png and loss.png", "DIR"},
-        {"samples", 'n', 0, G_OPTION_ARG_INT, &samples, "samples per class for the agreement score (default 100)", "N"},
-        {"steps", 's', 0, G_OPTION_ARG_INT, &steps, "sampling steps (default 50)", "N"},
-        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &guidance, "guidance scale (default 2)", "G"},
-        {"held-out", 0, 0, G_OPTION_ARG_INT, &val_n, "held-out images for the loss buckets (default 1024)", "N"},
-        {"train-log", 0, 0, G_OPTION_ARG_FILENAME, &train_log, "a training log.jsonl to draw the loss curve from", "FILE"},
-        {"log", 0, 0, G_OPTION_ARG_FILENAME, &log, "append the figures as one JSON line here", "FILE"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "sampling seed (default 1)", "N"},
-        {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all)", "N"},
+        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model, "model to validate (a pixel-space DiT)", "PATH"},
+        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data, "training data for nearest neighbours (default fashion-mnist)", "SET"},
+        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "folder for grid.png and loss.png", "DIR"},
+        {"samples", 'n', 0, G_OPTION_ARG_INT, &o->samples, h_samples, "N"},
+        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, h_steps, "N"},
+        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance, h_guidance, "G"},
+        {"held-out", 0, 0, G_OPTION_ARG_INT, &o->val_n, h_val_n, "N"},
+        {"train-log", 0, 0, G_OPTION_ARG_FILENAME, &o->train_log, "a training log.jsonl to draw the loss curve from", "FILE"},
+        {"log", 0, 0, G_OPTION_ARG_FILENAME, &o->log, "append the figures as one JSON line here", "FILE"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, h_seed, "N"},
+        {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: all)", "N"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *oc = g_option_context_new("- measure a trained model");
@@ -160,202 +183,267 @@ int dit_cmd_validate(int argc, char **argv)
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
         rc = EXIT_USAGE;
-    } else if (!model_path || !out || samples < 1 || steps < 1) {
+    } else if (!o->model || !o->out || o->samples < 1 || o->steps < 1) {
         fprintf(stderr, "dit: validate needs --model and --out (and positive --samples/--steps)\n");
         rc = EXIT_USAGE;
     } else {
-        rc = cli_check_float("guidance", guidance);
+        rc = cli_check_float("guidance", o->guidance);
     }
     g_option_context_free(oc);
-    dit_ctx *ctx = NULL;
-    dit_model *m = NULL;
-    dataset train = {0}, val = {0};
-    float *imgs = NULL, *rgb = NULL, *grid = NULL, *gray = NULL;
-    int *nn = NULL;
-    double *nd = NULL;
-    if (rc)
-        goto done;
-    ctx = dit_ctx_new();
-    dit_ctx_set_threads(ctx, threads);
-    if (dit_model_load(ctx, model_path, &m) != DIT_OK) {
-        fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-        rc = EXIT_MODEL;
-        goto done;
+    g_free(h_samples), g_free(h_steps), g_free(h_guidance), g_free(h_val_n), g_free(h_seed);
+    return rc;
+}
+
+/* what a run holds; validate_run_clear frees it */
+typedef struct {
+    dit_ctx *ctx;
+    dit_model *m;
+    dataset train, val;
+    int S, nc, rows, d; /* side, classes, grid rows (classes or 1), floats per image */
+    int total;          /* samples * rows */
+    float *imgs;        /* the samples, n per class in class order, the model's channels */
+} validate_run;
+
+static void validate_run_clear(validate_run *r)
+{
+    g_free(r->imgs);
+    dataset_clear(&r->train);
+    dataset_clear(&r->val);
+    dit_model_free(r->m);
+    dit_ctx_free(r->ctx);
+}
+
+/* the figures the report prints */
+typedef struct {
+    int agree;      /* samples whose nearest training image has their class */
+    int *per_class; /* the same per class */
+    double mean_nd; /* mean nearest-neighbour RMS distance */
+    double loss_true[10], loss_null[10];
+    int buckets_done; /* 10 when the held-out losses are complete */
+} validate_figures;
+
+/* the model, and the training (and held-out) images it is measured against */
+static int load_model_and_data(const validate_options *o, validate_run *r)
+{
+    GError *err = NULL;
+    r->ctx = dit_ctx_new();
+    dit_ctx_set_threads(r->ctx, o->threads);
+    if (dit_model_load(r->ctx, o->model, &r->m) != DIT_OK) {
+        fprintf(stderr, "dit: %s\n", dit_last_error(r->ctx));
+        return EXIT_MODEL;
     }
-    const dit_config *c = dit_model_config(m);
-    const char *set = data ? data : "fashion-mnist";
+    const dit_config *c = dit_model_config(r->m);
+    dataset *train = &r->train, *val = &r->val;
+    const char *set = o->data ? o->data : "fashion-mnist";
     bool ok = g_file_test(set, G_FILE_TEST_IS_DIR)
-                  ? dataset_load_folder(set, c->sample_size, c->in_channels, &train, &err)
-                  : dataset_load_named(set, c->sample_size, &train, &err);
+                  ? dataset_load_folder(set, c->sample_size, c->in_channels, train, &err)
+                  : dataset_load_named(set, c->sample_size, train, &err);
     if (ok && !g_file_test(set, G_FILE_TEST_IS_DIR) && strcmp(set, "fashion-mnist") == 0)
-        ok = dataset_load_named("fashion-mnist-test", c->sample_size, &val, &err);
+        ok = dataset_load_named("fashion-mnist-test", c->sample_size, val, &err);
     if (!ok) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
-        rc = EXIT_BAD_INPUT;
-        goto done;
+        return EXIT_BAD_INPUT;
     }
     if (c->num_classes == 0) { /* an unconditional model: every image has the one label 0 */
-        memset(train.labels, 0, (size_t)train.n * sizeof *train.labels);
-        if (val.n)
-            memset(val.labels, 0, (size_t)val.n * sizeof *val.labels);
-        train.num_classes = val.num_classes = 0;
+        memset(train->labels, 0, (size_t)train->n * sizeof *train->labels);
+        if (val->n)
+            memset(val->labels, 0, (size_t)val->n * sizeof *val->labels);
+        train->num_classes = val->num_classes = 0;
     }
-    if (train.channels != c->in_channels || train.num_classes != c->num_classes) {
+    if (train->channels != c->in_channels || train->num_classes != c->num_classes) {
         fprintf(stderr, "dit: the model (%d channels, %d classes) does not match the data (%d, %d)\n",
-                c->in_channels, c->num_classes, train.channels, train.num_classes);
-        rc = EXIT_BAD_INPUT;
-        goto done;
+                c->in_channels, c->num_classes, train->channels, train->num_classes);
+        return EXIT_BAD_INPUT;
     }
-    g_mkdir_with_parents(out, 0755);
-    const int S = c->sample_size, nc = c->num_classes, d = c->in_channels * S * S;
-    const int rows = nc ? nc : 1; /* one row of samples per class, or one */
-    const size_t img3 = (size_t)3 * S * S;
+    r->S = c->sample_size, r->nc = c->num_classes, r->d = c->in_channels * r->S * r->S;
+    r->rows = r->nc ? r->nc : 1; /* one row of samples per class, or one */
+    r->total = o->samples * r->rows;
+    return 0;
+}
 
-    /* samples: n per class, in class order */
-    const int total = samples * rows;
-    imgs = g_malloc((size_t)total * d * sizeof *imgs);
-    rgb = g_malloc((size_t)samples * img3 * sizeof *rgb);
+/* --samples per class into r->imgs, in class order */
+static int sample_classes(const validate_options *o, validate_run *r)
+{
+    const int S = r->S, ch_in = dit_model_config(r->m)->in_channels;
+    const size_t img3 = (size_t)3 * S * S;
+    r->imgs = g_malloc((size_t)r->total * r->d * sizeof *r->imgs);
+    float *rgb = g_malloc((size_t)o->samples * img3 * sizeof *rgb);
     dit_pipeline_params p;
-    dit_pipeline_params_default(&p, m, NULL);
-    p.steps = steps;
-    p.guidance = (float)guidance;
-    p.batch = samples;
-    for (int k = 0; k < rows; k++) {
+    dit_pipeline_params_default(&p, r->m, NULL);
+    p.steps = o->steps;
+    p.guidance = (float)o->guidance;
+    p.batch = o->samples;
+    for (int k = 0; k < r->rows; k++) {
         p.class_id = k;
-        p.seed = (uint64_t)seed + (uint64_t)k;
-        if (dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, rgb) != DIT_OK) {
-            fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
-            rc = EXIT_MODEL;
-            goto done;
+        p.seed = (uint64_t)o->seed + (uint64_t)k;
+        if (dit_pipeline_run(r->ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, rgb) != DIT_OK) {
+            fprintf(stderr, "dit: %s\n", dit_last_error(r->ctx));
+            g_free(rgb);
+            return EXIT_MODEL;
         }
-        for (int b = 0; b < samples; b++) /* back to the model's channels */
-            for (int ch = 0; ch < c->in_channels; ch++)
-                memcpy(imgs + ((size_t)(k * samples + b) * c->in_channels + ch) * S * S,
+        for (int b = 0; b < o->samples; b++) /* back to the model's channels */
+            for (int ch = 0; ch < ch_in; ch++)
+                memcpy(r->imgs + ((size_t)(k * o->samples + b) * ch_in + ch) * S * S,
                        rgb + (size_t)b * img3 + (size_t)ch * S * S, (size_t)S * S * sizeof(float));
         /* one line rewritten on a terminal, a line per class in a log */
         fprintf(stderr, isatty(2) ? "\rsampled class %d/%d" : "sampled class %d/%d\n", k + 1,
-                rows);
+                r->rows);
     }
     if (isatty(2))
         fprintf(stderr, "\n");
+    g_free(rgb);
+    return 0;
+}
 
-    /* the grid: one row per class, grid_cols samples */
-    const int cols = samples < grid_cols ? samples : grid_cols, GH = rows * S, GW = cols * S;
-    grid = g_malloc((size_t)3 * GH * GW * sizeof *grid);
-    for (int k = 0; k < rows; k++)
+/* OUT/grid.png: one row per class, up to 8 samples; its path (to free) even
+ * when it cannot be written, which only warns */
+static char *write_grid(const validate_options *o, const validate_run *r)
+{
+    enum { GRID_COLS = 8 };
+    const int S = r->S, ch_in = dit_model_config(r->m)->in_channels, samples = o->samples;
+    const int cols = samples < GRID_COLS ? samples : GRID_COLS, GH = r->rows * S, GW = cols * S;
+    float *grid = g_malloc((size_t)3 * GH * GW * sizeof *grid);
+    for (int k = 0; k < r->rows; k++)
         for (int j = 0; j < cols; j++)
-            for (int ch = 0; ch < 3; ch++)
+            for (int ch = 0; ch < 3; ch++) {
+                /* a gray model's one channel goes to R, G and B */
+                const float *src =
+                    r->imgs + ((size_t)(k * samples + j) * ch_in + (ch_in == 3 ? ch : 0)) * S * S;
                 for (int y = 0; y < S; y++)
                     for (int x = 0; x < S; x++)
                         grid[((size_t)ch * GH + k * S + y) * GW + j * S + x] =
-                            imgs[((size_t)(k * samples + j) * c->in_channels +
-                                  (c->in_channels == 3 ? ch : 0)) * S * S + (size_t)y * S + x];
-    char *grid_path = g_build_filename(out, "grid.png", NULL);
+                            src[(size_t)y * S + x];
+            }
+    char *grid_path = g_build_filename(o->out, "grid.png", NULL);
+    GError *err = NULL;
     if (!png_save(grid_path, grid, NULL, GH, GW, 8, &err)) {
         fprintf(stderr, "dit: %s\n", err->message);
         g_clear_error(&err);
     }
+    g_free(grid);
+    return grid_path;
+}
 
-    /* class agreement by the nearest training image */
-    nn = g_malloc((size_t)total * sizeof *nn);
-    nd = g_malloc((size_t)total * sizeof *nd);
-    nearest(imgs, total, &train, nn, nd);
-    int agree = 0;
-    double mean_nd = 0;
-    int *per_class = g_new0(int, rows);
-    for (int i = 0; i < total; i++) {
-        const int want = i / samples;
-        const bool a = nn[i] >= 0 && train.labels[nn[i]] == want;
-        agree += a;
-        per_class[want] += a;
-        mean_nd += nd[i] / total;
+/* class agreement by the nearest training image */
+static void class_agreement(const validate_options *o, const validate_run *r,
+                            validate_figures *f)
+{
+    int *nn = g_malloc((size_t)r->total * sizeof *nn);
+    double *nd = g_malloc((size_t)r->total * sizeof *nd);
+    nearest(r->imgs, r->total, &r->train, nn, nd);
+    f->per_class = g_new0(int, r->rows);
+    for (int i = 0; i < r->total; i++) {
+        const int want = i / o->samples;
+        const bool a = nn[i] >= 0 && r->train.labels[nn[i]] == want;
+        f->agree += a;
+        f->per_class[want] += a;
+        f->mean_nd += nd[i] / r->total;
     }
+    g_free(nn);
+    g_free(nd);
+}
 
-    /* held-out loss buckets and class signal, with the model's own objective */
-    double loss_true[10] = {0}, loss_null[10] = {0};
-    int buckets_done = 0;
-    if (val.n) {
-        dit_train_config tc;
-        dit_train_config_default(&tc);
-        const char *sj = dit_model_scheduler_json(m);
-        if (sj)
-            dit_sched_config_from_json(ctx, "scheduler", sj, &tc.sched);
-        tc.objective = tc.sched.prediction == DIT_PRED_SAMPLE ? DIT_OBJ_X0_L1
-                       : tc.sched.prediction == DIT_PRED_V    ? DIT_OBJ_V_MSE
-                                                              : DIT_OBJ_EPS_MSE;
-        tc.batch = 128;
-        dit_trainer *tr = NULL;
-        if (c->naming == DIT_NAMING_OFFICIAL && dit_trainer_new(ctx, m, &tc, &tr) == DIT_OK) {
-            gray = g_malloc((size_t)tc.batch * d * sizeof *gray);
-            int32_t *lab = g_malloc(tc.batch * sizeof *lab), *nul = g_malloc(tc.batch * sizeof *nul);
-            int32_t *ts = g_malloc(tc.batch * sizeof *ts);
-            float *lt = g_malloc(tc.batch * sizeof *lt), *ln = g_malloc(tc.batch * sizeof *ln);
-            const int nv = val_n < val.n ? val_n : val.n;
-            for (int k = 0; k < 10; k++) {
-                int cnt = 0;
-                for (int s0 = 0; s0 + tc.batch <= nv; s0 += tc.batch) {
-                    for (int b = 0; b < tc.batch; b++) {
-                        memcpy(gray + (size_t)b * d, val.images + (size_t)(s0 + b) * d, d * sizeof(float));
-                        lab[b] = val.labels[s0 + b];
-                        nul[b] = nc;
-                        ts[b] = (int)((k + 0.5) * tc.sched.train_steps / 10);
-                    }
-                    const uint32_t stream = 0x50000000u + (uint32_t)(s0 * 10 + k);
-                    if (dit_trainer_eval_loss(ctx, tr, gray, lab, ts, stream, lt) ||
-                        dit_trainer_eval_loss(ctx, tr, gray, nul, ts, stream, ln))
-                        break;
-                    for (int b = 0; b < tc.batch; b++)
-                        loss_true[k] += lt[b], loss_null[k] += ln[b];
-                    cnt += tc.batch;
-                }
-                if (cnt)
-                    loss_true[k] /= cnt, loss_null[k] /= cnt, buckets_done++;
+/* held-out loss buckets and class signal, with the model's own objective;
+ * only an official-naming model gets a trainer */
+static void held_out_losses(const validate_options *o, const validate_run *r,
+                            validate_figures *f)
+{
+    if (!r->val.n)
+        return;
+    dit_train_config tc;
+    dit_train_config_default(&tc);
+    const char *sj = dit_model_scheduler_json(r->m);
+    if (sj)
+        dit_sched_config_from_json(r->ctx, "scheduler", sj, &tc.sched);
+    tc.objective = tc.sched.prediction == DIT_PRED_SAMPLE ? DIT_OBJ_X0_L1
+                   : tc.sched.prediction == DIT_PRED_V    ? DIT_OBJ_V_MSE
+                                                          : DIT_OBJ_EPS_MSE;
+    tc.batch = 128;
+    dit_trainer *tr = NULL;
+    if (dit_model_config(r->m)->naming != DIT_NAMING_OFFICIAL ||
+        dit_trainer_new(r->ctx, r->m, &tc, &tr) != DIT_OK)
+        return;
+    const int B = tc.batch, d = r->d;
+    float *gray = g_malloc((size_t)B * d * sizeof *gray);
+    int32_t *lab = g_malloc(B * sizeof *lab), *nul = g_malloc(B * sizeof *nul);
+    int32_t *ts = g_malloc(B * sizeof *ts);
+    float *lt = g_malloc(B * sizeof *lt), *ln = g_malloc(B * sizeof *ln);
+    const int nv = o->val_n < r->val.n ? o->val_n : r->val.n;
+    for (int k = 0; k < 10; k++) {
+        int cnt = 0;
+        for (int s0 = 0; s0 + B <= nv; s0 += B) {
+            for (int b = 0; b < B; b++) {
+                memcpy(gray + (size_t)b * d, r->val.images + (size_t)(s0 + b) * d,
+                       d * sizeof(float));
+                lab[b] = r->val.labels[s0 + b];
+                nul[b] = r->nc;
+                ts[b] = (int)((k + 0.5) * tc.sched.train_steps / 10);
             }
-            g_free(lab), g_free(nul), g_free(ts), g_free(lt), g_free(ln);
-            dit_trainer_free(tr);
+            const uint32_t stream = 0x50000000u + (uint32_t)(s0 * 10 + k);
+            if (dit_trainer_eval_loss(r->ctx, tr, gray, lab, ts, stream, lt) ||
+                dit_trainer_eval_loss(r->ctx, tr, gray, nul, ts, stream, ln))
+                break;
+            for (int b = 0; b < B; b++)
+                f->loss_true[k] += lt[b], f->loss_null[k] += ln[b];
+            cnt += B;
         }
+        if (cnt)
+            f->loss_true[k] /= cnt, f->loss_null[k] /= cnt, f->buckets_done++;
     }
+    g_free(gray), g_free(lab), g_free(nul), g_free(ts), g_free(lt), g_free(ln);
+    dit_trainer_free(tr);
+}
 
-    if (train_log) {
-        char *curve = g_build_filename(out, "loss.png", NULL);
-        if (!draw_curve(train_log, curve, &err)) {
-            fprintf(stderr, "dit: %s\n", err->message);
-            g_clear_error(&err);
-        }
-        g_free(curve);
+/* OUT/loss.png from --train-log; a failure only warns */
+static void write_loss_curve(const validate_options *o)
+{
+    GError *err = NULL;
+    char *curve = g_build_filename(o->out, "loss.png", NULL);
+    if (!draw_curve(o->train_log, curve, &err)) {
+        fprintf(stderr, "dit: %s\n", err->message);
+        g_clear_error(&err);
     }
+    g_free(curve);
+}
 
+/* one JSON line on stdout (and appended to --log), a summary on stderr */
+static void report(const validate_options *o, const validate_run *r, const validate_figures *f,
+                   const char *grid_path)
+{
+    const int nc = r->nc, total = r->total;
     GString *js = g_string_new(NULL);
     g_string_append_printf(js, "{\"model\": \"%s\", \"samples_per_class\": %d, \"steps\": %d, "
                                "\"guidance\": %g, ",
-                           model_path, samples, steps, guidance);
+                           o->model, o->samples, o->steps, o->guidance);
     if (nc) {
         g_string_append_printf(js, "\"class_agreement\": %.4f, \"per_class\": [",
-                               (double)agree / total);
+                               (double)f->agree / total);
         for (int k = 0; k < nc; k++)
-            g_string_append_printf(js, "%s%.2f", k ? ", " : "", (double)per_class[k] / samples);
+            g_string_append_printf(js, "%s%.2f", k ? ", " : "",
+                                   (double)f->per_class[k] / o->samples);
         g_string_append(js, "], ");
     } else {
         g_string_append(js, "\"unconditional\": true, ");
     }
-    g_string_append_printf(js, "\"mean_nn_rms\": %.4f", mean_nd);
-    if (buckets_done == 10) {
+    g_string_append_printf(js, "\"mean_nn_rms\": %.4f", f->mean_nd);
+    if (f->buckets_done == 10) {
         g_string_append(js, ", \"held_out_loss\": [");
         for (int k = 0; k < 10; k++)
-            g_string_append_printf(js, "%s%.5f", k ? ", " : "", loss_true[k]);
+            g_string_append_printf(js, "%s%.5f", k ? ", " : "", f->loss_true[k]);
         g_string_append(js, "]");
         if (nc) {
             g_string_append(js, ", \"class_signal\": [");
             for (int k = 0; k < 10; k++)
-                g_string_append_printf(js, "%s%.5f", k ? ", " : "", loss_null[k] - loss_true[k]);
+                g_string_append_printf(js, "%s%.5f", k ? ", " : "",
+                                       f->loss_null[k] - f->loss_true[k]);
             g_string_append(js, "]");
         }
     }
     g_string_append(js, "}\n");
     fputs(js->str, stdout);
-    if (log) {
-        FILE *lf = fopen(log, "a");
+    if (o->log) {
+        FILE *lf = fopen(o->log, "a");
         if (lf) {
             fputs(js->str, lf);
             fclose(lf);
@@ -365,21 +453,36 @@ int dit_cmd_validate(int argc, char **argv)
         fprintf(stderr,
                 "class agreement %.1f%% (%d of %d samples' nearest training image has their "
                 "class); ",
-                100.0 * agree / total, agree, total);
+                100.0 * f->agree / total, f->agree, total);
     else
         fprintf(stderr, "unconditional model (no class agreement); ");
-    fprintf(stderr, "mean nearest-neighbour RMS distance %.3f%s\ngrid: %s\n", mean_nd,
-            mean_nd < 0.05 ? " (WARNING: samples sit on training images: memorisation?)" : "",
+    fprintf(stderr, "mean nearest-neighbour RMS distance %.3f%s\ngrid: %s\n", f->mean_nd,
+            f->mean_nd < 0.05 ? " (WARNING: samples sit on training images: memorisation?)" : "",
             grid_path);
     g_string_free(js, TRUE);
+}
+
+int dit_cmd_validate(int argc, char **argv)
+{
+    validate_options o;
+    validate_run r = {0};
+    int rc = parse_validate_options(argc, argv, &o);
+    if (rc || (rc = load_model_and_data(&o, &r)))
+        goto done;
+    g_mkdir_with_parents(o.out, 0755);
+    if ((rc = sample_classes(&o, &r)))
+        goto done;
+    char *grid_path = write_grid(&o, &r);
+    validate_figures f = {0};
+    class_agreement(&o, &r, &f);
+    held_out_losses(&o, &r, &f);
+    if (o.train_log)
+        write_loss_curve(&o);
+    report(&o, &r, &f, grid_path);
     g_free(grid_path);
-    g_free(per_class);
+    g_free(f.per_class);
 done:
-    g_free(imgs), g_free(rgb), g_free(grid), g_free(gray), g_free(nn), g_free(nd);
-    dataset_clear(&train);
-    dataset_clear(&val);
-    dit_model_free(m);
-    dit_ctx_free(ctx);
-    g_free(model_path), g_free(out), g_free(data), g_free(train_log), g_free(log);
+    validate_run_clear(&r);
+    validate_options_clear(&o);
     return rc;
 }
