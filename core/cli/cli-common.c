@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +25,14 @@ void cli_on_sigint(int sig)
 void cli_options_init(options *o)
 {
     memset(o, 0, sizeof *o);
-    o->guidance = 4.0;
+    dit_pipeline_params lib; /* without a model: the library's own defaults */
+    dit_pipeline_params_default(&lib, NULL, NULL);
+    o->guidance = lib.guidance;
     o->steps = INT_MIN; /* the model's default */
-    o->seed = 0;
-    o->batch = 1;
-    o->bit_depth = 0; /* as the input, else 8 */
+    o->seed = (gint64)lib.seed;
+    o->batch = lib.batch;
+    o->grow = lib.grow;
+    o->bit_depth = 0; /* as the input, else CLI_BIT_DEPTH */
 }
 
 void cli_options_clear(options *o)
@@ -38,6 +42,16 @@ void cli_options_clear(options *o)
                      &o->resize, &o->progress, &o->strength};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
+}
+
+const char *cli_help(GPtrArray *keep, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_ptr_array_add(keep, text);
+    return text;
 }
 
 int cli_usage_error(GOptionContext *oc, const char *msg)

@@ -35,11 +35,11 @@ typedef struct {
     char *schedule;
     char *prediction;
     char *spacing;
-    double guidance;      /* 4.0 */
+    double guidance;      /* libdit's (dit_pipeline_params_default) */
     int guidance_channels;/* 0 = all */
-    char *strength;       /* NULL: the task's (img2img 0.75, inpaint 1.0) */
-    gint64 seed;          /* < 0: random */
-    int batch;            /* 1 */
+    char *strength;       /* NULL: the task's (libdit's for img2img, inpaint_strength for inpaint) */
+    gint64 seed;          /* < 0: random; libdit's default */
+    int batch;            /* libdit's default */
     int threads;          /* 0 = all cores */
     char *device;         /* cpu | cuda | auto */
     char *precision;      /* fp32 | tf32 | bf16, on the device */
@@ -52,12 +52,17 @@ typedef struct {
     char *progress;       /* auto | bar | json | none */
     gboolean quiet;
     gboolean grid;
-    int bit_depth;        /* 8 or 16 */
+    int bit_depth;        /* 8 or 16; 0: the input's, else CLI_BIT_DEPTH */
     gboolean sample;      /* encode: sample the posterior instead of the mean */
     int tile;             /* VAE tile size in pixels, 0 = off */
     gboolean json;
 } options;
 
+/* bits per channel written when neither --bit-depth nor an input says */
+enum { CLI_BIT_DEPTH = 8 };
+
+/* The defaults, once: guidance, seed and batch are libdit's pipeline
+ * defaults; help texts print them from here. */
 void cli_options_init(options *o);
 void cli_options_clear(options *o);
 
@@ -70,6 +75,10 @@ void cli_options_clear(options *o);
 #define OPT_QUIET(o) {"quiet", 'q', 0, G_OPTION_ARG_NONE, &(o)->quiet, "no progress, only errors", NULL}
 #define OPT_END {NULL, 0, 0, 0, NULL, NULL, NULL}
 
+/* A help text printed from a default, g_strdup_printf style; the string is
+ * kept in `keep` (a GPtrArray freeing with g_free) because GOptionContext
+ * holds on to descriptions until it is freed: free keep after it. */
+const char *cli_help(GPtrArray *keep, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* Prints msg and the command's help; returns EXIT_USAGE. */
 int cli_usage_error(GOptionContext *oc, const char *msg);
 /* Parses argv; 0 or the usage exit code (after printing). */

@@ -9,25 +9,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void add_sampling_entries(GOptionContext *oc, options *o, bool source)
+/* inpaint regenerates the masked region from noise unless --strength says */
+static const float inpaint_strength = 1.0f;
+
+/* The sampling options into oc; the help texts print the defaults from
+ * cli_options_init and libdit's pipeline defaults, kept in keep. */
+static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GPtrArray *keep)
 {
+    options d;
+    cli_options_init(&d);
+    dit_pipeline_params lib;
+    dit_pipeline_params_default(&lib, NULL, NULL);
     GOptionEntry common[] = {
         OPT_MODEL(o),
         OPT_VAE(o),
-        {"class", 'c', 0, G_OPTION_ARG_STRING, &o->class_name, "class id or label name (default: 0)", "CLASS"},
+        {"class", 'c', 0, G_OPTION_ARG_STRING, &o->class_name, cli_help(keep, "class id or label name (default: %d)", lib.class_id), "CLASS"},
         {"labels", 0, 0, G_OPTION_ARG_FILENAME, &o->labels, "label list, one name per line (default: the model's)", "FILE"},
-        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, "sampling steps (default: the model's, 20 for DiT)", "N"},
+        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, cli_help(keep, "sampling steps (default: the model's, %d for DiT)", lib.steps), "N"},
         {"sampler", 0, 0, G_OPTION_ARG_STRING, &o->sampler, "ddpm, ddim, dpm++2m, euler or cold (default: the model's)", "NAME"},
         {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "linear, scaled_linear, squaredcos_cap_v2 or cosine_alphabar", "NAME"},
         {"prediction", 0, 0, G_OPTION_ARG_STRING, &o->prediction, "epsilon, sample or v_prediction", "TYPE"},
         {"spacing", 0, 0, G_OPTION_ARG_STRING, &o->spacing, "leading, trailing or linspace", "NAME"},
-        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance, "classifier-free guidance scale, 1 = off (default: 4)", "G"},
+        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance, cli_help(keep, "classifier-free guidance scale, 1 = off (default: %g)", d.guidance), "G"},
         {"guidance-channels", 0, 0, G_OPTION_ARG_INT, &o->guidance_channels, "guide only the first N latent channels (3 = official DiT; default: all)", "N"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, "noise seed; negative = random (default: 0)", "N"},
-        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, "images to make (default: 1)", "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, cli_help(keep, "noise seed; negative = random (default: %" G_GINT64_FORMAT ")", d.seed), "N"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, cli_help(keep, "images to make (default: %d)", d.batch), "N"},
         {"grid", 0, 0, G_OPTION_ARG_NONE, &o->grid, "with --batch: one grid image instead of numbered files", NULL},
         {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile, "VAE tile size in pixels for large images (default: off)", "PX"},
-        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o->bit_depth, "8 or 16 bits per channel (default: the input's, else 8)", "N"},
+        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o->bit_depth, cli_help(keep, "8 or 16 bits per channel (default: the input's, else %d)", CLI_BIT_DEPTH), "N"},
         {"progress", 0, 0, G_OPTION_ARG_STRING, &o->progress, "auto, bar, json or none (default: auto: a bar on a terminal)", "MODE"},
         OPT_THREADS(o),
         OPT_DEVICE(o),
@@ -40,10 +49,10 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source)
     if (source) {
         GOptionEntry src[] = {
             {"input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input, "source PNG", "FILE"},
-            {"strength", 0, 0, G_OPTION_ARG_STRING, &o->strength, "0 keeps the input, 1 starts from noise (default: 0.75 img2img, 1 inpaint)", "S"},
+            {"strength", 0, 0, G_OPTION_ARG_STRING, &o->strength, cli_help(keep, "0 keeps the input, 1 starts from noise (default: %g img2img, %g inpaint)", lib.strength, inpaint_strength), "S"},
             {"resize", 0, 0, G_OPTION_ARG_STRING, &o->resize, "resize (default): scale to the model's size and back; crop: work on the centre crop of that size; pad: pad to a valid size; none: the image's own size", "POLICY"},
             {"mask", 0, 0, G_OPTION_ARG_FILENAME, &o->mask, "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)", "FILE"},
-            {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow, "inpaint: grow the mask by N latent pixels (default: 0)", "N"},
+            {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow, cli_help(keep, "inpaint: grow the mask by N latent pixels (default: %d)", d.grow), "N"},
             OPT_END,
         };
         g_option_context_add_main_entries(oc, src, NULL);
@@ -86,7 +95,7 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
     const int f = l->vae ? dit_vae_config(l->vae)->downscale : 1;
     const int unit = f * cfg->patch_size, native = cfg->sample_size * f;
     w->H = o->height ? o->height : native, w->W = o->width ? o->width : native;
-    w->depth = o->bit_depth ? o->bit_depth : 8;
+    w->depth = o->bit_depth ? o->bit_depth : CLI_BIT_DEPTH;
     w->pol = POL_RESIZE;
     if (task != DIT_TASK_GENERATE) {
         if (!png_load(o->input, &w->src, &err)) {
@@ -206,7 +215,8 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
         "  dit inpaint -i photo.png --mask hole.png --grow 1 --sampler ddim --steps 50 -o out.png\n",
     };
     g_option_context_set_description(oc, examples[task]);
-    add_sampling_entries(oc, o, task != DIT_TASK_GENERATE);
+    GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
+    add_sampling_entries(oc, o, task != DIT_TASK_GENERATE, help);
     int rc = cli_parse(oc, argc, argv);
     if (!rc && *argc > 1)
         rc = cli_usage_error(oc, "unexpected argument (images go with --input)");
@@ -219,6 +229,7 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
     if (!rc && o->bit_depth && o->bit_depth != 8 && o->bit_depth != 16)
         rc = cli_usage_error(oc, "--bit-depth must be 8 or 16");
     g_option_context_free(oc);
+    g_ptr_array_free(help, TRUE);
     return rc;
 }
 
@@ -253,7 +264,7 @@ static int run_sampling(dit_task task, int argc, char **argv)
     if (o.steps != INT_MIN)
         p.steps = o.steps;
     if (task == DIT_TASK_INPAINT)
-        p.strength = 1.0f;
+        p.strength = inpaint_strength;
     if (o.strength) {
         char *end;
         const double v = g_ascii_strtod(o.strength, &end);

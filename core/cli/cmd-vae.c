@@ -34,10 +34,11 @@ static int parse_vae_command(GOptionContext *oc, const GOptionEntry *extra, opti
 int cli_cmd_encode(int argc, char **argv)
 {
     options o;
-    cli_options_init(&o);
+    cli_options_init(&o); /* the defaults, which the help prints */
+    GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
     const GOptionEntry entries[] = {
         {"sample", 0, 0, G_OPTION_ARG_NONE, &o.sample, "sample the posterior (with --seed) instead of taking its mean", NULL},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &o.seed, "seed for --sample (default: 0)", "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o.seed, cli_help(help, "seed for --sample (default: %" G_GINT64_FORMAT ")", o.seed), "N"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("IMAGE.png - encode an image to VAE latents");
@@ -46,6 +47,7 @@ int cli_cmd_encode(int argc, char **argv)
             "'latent' (1, C, H/f, W/f), with the VAE's scaling_factor in the metadata.\n\n"
             "Example:\n  dit encode --vae ./sd-vae photo.png -o photo.safetensors\n");
     int rc = parse_vae_command(oc, entries, &o, &argc, &argv, "encode takes one IMAGE");
+    g_ptr_array_free(help, TRUE);
     if (rc)
         return rc;
     loaded l;
@@ -96,8 +98,9 @@ int cli_cmd_decode(int argc, char **argv)
 {
     options o;
     cli_options_init(&o);
+    GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
     const GOptionEntry entries[] = {
-        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o.bit_depth, "8 or 16 (default: 8)", "N"},
+        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o.bit_depth, cli_help(help, "8 or 16 (default: %d)", CLI_BIT_DEPTH), "N"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("LATENT.safetensors - decode VAE latents to a PNG");
@@ -106,6 +109,7 @@ int cli_cmd_decode(int argc, char **argv)
             "not scaled); batches become numbered files.\n\n"
             "Example:\n  dit decode --vae ./sd-vae photo.safetensors -o back.png\n");
     int rc = parse_vae_command(oc, entries, &o, &argc, &argv, "decode takes one LATENT file");
+    g_ptr_array_free(help, TRUE);
     if (rc)
         return rc;
     loaded l;
@@ -141,7 +145,7 @@ int cli_cmd_decode(int argc, char **argv)
         rc = cli_status_exit(st);
         goto done;
     }
-    rc = cli_write_images(&o, img, NULL, B, h * f, w * f, o.bit_depth ? o.bit_depth : 8);
+    rc = cli_write_images(&o, img, NULL, B, h * f, w * f, o.bit_depth ? o.bit_depth : CLI_BIT_DEPTH);
 done:
     g_free(lat), g_free(img);
     cli_loaded_clear(&l);

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_stop;
@@ -24,13 +23,6 @@ static void on_sigint(int sig)
 {
     (void)sig;
     g_stop = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static int name_index(const char *const *names, int n, const char *s)
@@ -180,20 +172,13 @@ static void train_options_clear(train_options *o)
     g_free(o->device), g_free(o->precision);
 }
 
-/* a help string built from the defaults, kept in help until parsing is over */
-static const char *help_text(GPtrArray *help, char *text)
-{
-    g_ptr_array_add(help, text);
-    return text;
-}
-
 /* Fills *o from train_defaults and argv; 0 or an exit code (printed). */
 static int parse_train_options(int argc, char **argv, train_options *o)
 {
     const train_options *d = &train_defaults;
     *o = *d;
     GPtrArray *h = g_ptr_array_new_with_free_func(g_free);
-#define HELP(...) help_text(h, g_strdup_printf(__VA_ARGS__))
+#define HELP(...) cli_help(h, __VA_ARGS__) /* kept in h until parsing is over */
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "output folder (checkpoint, log, model/)", "DIR"},
@@ -479,7 +464,7 @@ static int train_loop(const train_options *o, train_run *r)
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     const int64_t first = dit_trainer_step_count(r->tr);
-    double t0 = now_s(), loss_acc = 0;
+    double t0 = cli_now(), loss_acc = 0;
     int loss_n = 0, rc = 0;
     fprintf(stderr, "training %zu parameters on %d images (%d classes), batch %d, on the %s\n",
             dit_model_param_count(dit_trainer_model(r->tr)), r->train.n, r->train.num_classes, B,
@@ -494,7 +479,7 @@ static int train_loop(const train_options *o, train_run *r)
         }
         loss_acc += loss, loss_n++;
         const int64_t done_steps = dit_trainer_step_count(r->tr);
-        const double el = now_s() - t0, rate = (done_steps - first) / (el > 0 ? el : 1);
+        const double el = cli_now() - t0, rate = (done_steps - first) / (el > 0 ? el : 1);
         if (!o->quiet && isatty(2))
             fprintf(stderr, "\rstep %lld/%d loss %.4f %.2f steps/s (%.0f img/s) ETA %.0f min   ",
                     (long long)done_steps, steps, loss, rate, rate * B,
