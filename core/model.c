@@ -346,10 +346,12 @@ static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, in
 }
 
 /* every op forward_ops may call, whatever the conditioning variant */
+/* clang-format off */
 #define DIT_FORWARD_OPS(X)                                                                  \
     X(linear) X(attention) X(attention_scratch) X(layernorm_modulate) X(silu) X(patchify)   \
     X(unpatchify) X(gated_add) X(add_rows) X(add_embedding) X(copy_tokens)                  \
     X(cross_attention) X(timestep_embedding)
+/* clang-format on */
 
 dit_status dit_model_check_backend(dit_ctx *ctx)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 /* name (the CLI option), lo, hi, lo open, hi open */
+/* clang-format off */
 static const dit_range ranges[] = {
     {"strength", 0, 1, false, false},
     {"guidance", 0, 100, false, false},
@@ -20,6 +21,7 @@ static const dit_range ranges[] = {
     {"mlp-ratio", 0, 64, true, false},
     {"weight-decay", 0, 1, false, false},
 };
+/* clang-format on */
 
 const dit_range *dit_range_of(const char *name)
 {

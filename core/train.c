@@ -217,6 +217,7 @@ static dit_status upload_state(dit_trainer *tr)
 }
 
 /* every op a training step may call (forward, backward, optimiser, EMA) */
+/* clang-format off */
 #define DIT_TRAIN_OPS(X)                                                                    \
     X(linear) X(attention_scratch) X(attention_train) X(attention_backward) X(silu)         \
     X(gelu_tanh) X(patchify) X(unpatchify) X(unpatchify_backward) X(gated_add)              \
@@ -224,6 +225,7 @@ static dit_status upload_state(dit_trainer *tr)
     X(add_embedding_backward) X(copy_tokens) X(cross_attention) X(cross_attention_backward) \
     X(timestep_embedding) X(layernorm_modulate_train) X(layernorm_modulate_backward)        \
     X(linear_backward) X(act_backward) X(adamw) X(ema_update) X(sum_squares)
+/* clang-format on */
 
 dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_config *cfg,
                            dit_trainer **out)

@@ -539,9 +539,11 @@ static dit_status check_finite(dit_ctx *ctx, const float *p, size_t n, const cha
 }
 
 /* every op the KL and tiny encoders and decoders may call */
+/* clang-format off */
 #define DIT_VAE_OPS(X)                                                                      \
     X(conv2d) X(conv2d_scratch) X(group_norm) X(spatial_attention)                          \
     X(spatial_attention_scratch) X(add_act) X(affine) X(tanh_clamp)
+/* clang-format on */
 
 dit_status dit_vae_check_backend(dit_ctx *ctx)
 {

@@ -11,6 +11,7 @@
 
 /* ---- procedures -------------------------------------------------------------- */
 
+/* clang-format off */
 const DitProc dit_procs[DIT_MODE_COUNT] = {
     [DIT_MODE_INPAINT] = {
         DIT_PROC_INPAINT, DIT_MODE_INPAINT,
@@ -38,6 +39,7 @@ const DitProc dit_procs[DIT_MODE_COUNT] = {
         N_("DiT _Generate..."), N_("DiT Generate"),
     },
 };
+/* clang-format on */
 
 const DitProc *ditgimp_proc_lookup(const gchar *name)
 {
@@ -73,6 +75,7 @@ static const DitChoice device_choices[] = {
 #define FIELD(f) offsetof(DitValues, f), sizeof(((DitValues *)0)->f)
 
 /* defaults: ditui_values_init (ui/values.c), the one place that sets them */
+/* clang-format off */
 const DitArg dit_args[] = {
     {"model", DIT_ARG_STRING, "Model",
      "DiT model: a .safetensors file, a diffusers folder or a pipeline folder with "
@@ -103,6 +106,7 @@ const DitArg dit_args[] = {
     {"device", DIT_ARG_CHOICE, "Device", "auto, cpu or cuda (default auto)", NULL,
      0, 0, device_choices, FALSE, FIELD(device)},
 };
+/* clang-format on */
 const gint dit_n_args = G_N_ELEMENTS(dit_args);
 
 gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode)

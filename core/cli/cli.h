@@ -66,6 +66,7 @@ enum { CLI_BIT_DEPTH = 8 };
 void cli_options_init(options *o);
 void cli_options_clear(options *o);
 
+/* clang-format off */
 #define OPT_MODEL(o) {"model", 'm', 0, G_OPTION_ARG_FILENAME, &(o)->model, "DiT: .safetensors, diffusers folder or pipeline folder (default: the embedded model)", "PATH"}
 #define OPT_VAE(o) {"vae", 0, 0, G_OPTION_ARG_FILENAME, &(o)->vae, "VAE folder or .safetensors; 'none' for a pixel-space model (default: the pipeline's vae/)", "PATH"}
 #define OPT_THREADS(o) {"threads", 't', 0, G_OPTION_ARG_INT, &(o)->threads, "CPU threads (default: all cores)", "N"}
@@ -74,6 +75,7 @@ void cli_options_clear(options *o);
 #define OPT_OUTPUT(o) {"output", 'o', 0, G_OPTION_ARG_FILENAME, &(o)->output, "output file", "FILE"}
 #define OPT_QUIET(o) {"quiet", 'q', 0, G_OPTION_ARG_NONE, &(o)->quiet, "no progress, only errors", NULL}
 #define OPT_END {NULL, 0, 0, 0, NULL, NULL, NULL}
+/* clang-format on */
 
 /* A help text printed from a default, g_strdup_printf style; the string is
  * kept in `keep` (a GPtrArray freeing with g_free) because GOptionContext

@@ -158,12 +158,14 @@ typedef struct {
     gboolean resume, quiet, flip, uncond, learn_sigma, no_ema_warmup, bf16_acts;
 } train_options;
 
+/* clang-format off */
 static const train_options train_defaults = {
     .size = 32, .hidden = 128, .depth = 6, .heads = 4, .patch = 4, .train_t = 500,
     .batch = 128, .warmup = 500, .every = 250, .val_every = 1000, .steps = 20000,
     .lr = 3e-4, .ema = 0.999, .clip = 1.0, .dropout = 0.1, .label_std = 0.5, .mlp_ratio = 4,
     .seed = 0,
 };
+/* clang-format on */
 
 static void train_options_clear(train_options *o)
 {

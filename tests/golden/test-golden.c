@@ -22,6 +22,7 @@ typedef struct {
     int heads, depth, patch;
 } fixture;
 
+/* clang-format off */
 static const fixture fixtures[] = {
     {"dit_diffusers_p2", "dit_diffusers_p2.io.safetensors", DIT_NAMING_DIFFUSERS, "F16", 4, 3, 2},
     {"dit_official_p2.safetensors", "dit_official_p2.io.safetensors", DIT_NAMING_OFFICIAL, "BF16",
@@ -32,6 +33,7 @@ static const fixture fixtures[] = {
     {"dit_convert_ref.safetensors", "dit_convert.io.safetensors", DIT_NAMING_OFFICIAL, "F16", 2,
      1, 2},
 };
+/* clang-format on */
 
 typedef struct {
     float *x, *t, *ref;

@@ -48,6 +48,7 @@
 
 /* ---- 1. the op list --------------------------------------------------------- */
 
+/* clang-format off */
 #define OPS(X)                                                                              \
     X(linear)                                                                               \
     X(attention)                                                                            \
@@ -86,6 +87,7 @@
     X(adamw)                                                                                \
     X(ema_update)                                                                           \
     X(sum_squares)
+/* clang-format on */
 
 #define COUNT_OP(op) +1
 enum { N_OPS = 0 OPS(COUNT_OP) };
@@ -924,6 +926,7 @@ typedef struct {
     case_fn fn;
 } prow;
 
+/* clang-format off */
 static const prow rows[] = {
     /* linear: M, K, N, act, bias */
     {"linear 37x129->67 gelu+bias", "linear", {37, 129, 67, GELU, 1}, FP32, case_linear},
@@ -1030,6 +1033,7 @@ static const prow rows[] = {
     {"sum_squares 100003", "sum_squares", {100003}, FP32, case_sum_squares},
     {"sum_squares 7", "sum_squares", {7}, FP32, case_sum_squares},
 };
+/* clang-format on */
 
 #define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
 

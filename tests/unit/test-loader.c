@@ -73,6 +73,7 @@ static void pos_embed_wrong(tensor_list *tl)
         tl_set_shape(tl, "pos_embed", 2, shape);
 }
 
+/* clang-format off */
 static const model_case cases[] = {
     {"missing tensor", drop_qkv_bias, NULL, DIT_ERR_MODEL,
      {"missing tensor 'blocks.0.attn.qkv.bias'", "expected shape (192)"}},
@@ -105,6 +106,7 @@ static const model_case cases[] = {
     {"config.json negative count", NULL, "{\"num_layers\": -3}", DIT_ERR_MODEL,
      {"'num_layers' = -3", NULL}},
 };
+/* clang-format on */
 
 static void run_case(dit_ctx *ctx, const char *dir, const model_case *c)
 {

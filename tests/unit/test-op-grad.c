@@ -250,6 +250,7 @@ int main(void)
     dit_ctx *ctx = dit_ctx_new();
     dit_ctx_set_threads(ctx, 1);
     be = &ctx->cpu;
+    /* clang-format off */
     op_case cases[] = {
         {.name = "linear 5x12->7", .n_in = 3, .in_name = {"x", "w", "b"}, .n = {60, 84, 7},
          .n_out = 35, .p = {5, 12, 7}, .forward = linear_f, .backward = linear_b},
@@ -283,6 +284,7 @@ int main(void)
         {.name = "copy_tokens join 2x(2+3)x4", .n_in = 2, .in_name = {"ctx", "x"}, .n = {16, 24},
          .n_out = 40, .p = {2, 2, 3, 4}, .forward = join_f, .backward = join_b},
     };
+    /* clang-format on */
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         op_case *c = &cases[k];
         for (int i = 0; i < c->n_in; i++)

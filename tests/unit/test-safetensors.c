@@ -22,6 +22,7 @@ typedef struct {
 
 #define T1(extra) "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}" extra "}"
 
+/* clang-format off */
 static const bad_case cases[] = {
     {"empty file", NULL, 0, -1, "", 0, {"too short", NULL}},
     {"truncated length field", NULL, 0, -1, "\x10\0\0", 3, {"too short", NULL}},
@@ -69,6 +70,7 @@ static const bad_case cases[] = {
      "\"data_offsets\":[18446744073709551615,18446744073709551615]}}", 0, -1, NULL, 0,
      {"data_offsets", "'a'"}},
 };
+/* clang-format on */
 
 static char *write_case(const char *dir, size_t index, const bad_case *c)
 {
