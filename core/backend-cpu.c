@@ -26,8 +26,9 @@ extern void openblas_set_num_threads(int n) __attribute__((weak));
 /* no-thread-jumps: jump threading splits dit_expf's clamps into separate
  * paths, which the vectoriser then turns into three masked divisions per
  * vector instead of one (GELU forward 35% slower). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define VECTOR_CLONES \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#define VECTOR_CLONES                                                                              \
     __attribute__((target_clones("avx512f", "avx2", "default"), optimize("no-thread-jumps")))
 #else
 #define VECTOR_CLONES
@@ -84,8 +85,8 @@ VECTOR_CLONES static void add_scalar_act(float *x, size_t n, float add, dit_act 
 
 /* rows (M, N; `stride` apart) += bias (N), then act, in place; bias may be
  * NULL */
-VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M, int N,
-                                        int stride, dit_act act)
+VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M, int N, int stride,
+                                        dit_act act)
 {
     for (size_t m = 0; m < M; m++) {
         float *r = rows + m * (size_t)stride;
@@ -101,8 +102,8 @@ VECTOR_CLONES static void bias_act_rows(float *rows, const float *bias, size_t M
 
 /* out (M, N) = in (M, K) . w[n0:n1] (N, K)^T for a few rows M: each
  * weight row is read once and dotted with every input row. */
-VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const float *w, int M,
-                                          int K, int N, int n0, int n1)
+VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const float *w, int M, int K,
+                                          int N, int n0, int n1)
 {
     for (int n = n0; n < n1; n++) {
         const float *wr = w + (size_t)n * K;
@@ -120,8 +121,8 @@ VECTOR_CLONES static void few_rows_matmul(float *out, const float *in, const flo
 /* d/dv of v/2 (1 + tanh(u)), u = k (v + c v^3): with s = sigmoid(2u) (so
  * (1 + tanh u)/2 = s and (1 - tanh^2 u)/2 = 2 s (1 - s)) it is
  * s + 2 s (1 - s) v k (1 + 3 c v^2), one exp like the forward */
-VECTOR_CLONES static void act_backward_span(float *dx, const float *pre, const float *dy,
-                                            size_t n, dit_act act)
+VECTOR_CLONES static void act_backward_span(float *dx, const float *pre, const float *dy, size_t n,
+                                            dit_act act)
 {
     const float k = 0.7978845608028654f, c = 0.044715f;
     switch (act) {
@@ -155,7 +156,7 @@ VECTOR_CLONES static void act_backward_span(float *dx, const float *pre, const f
 typedef struct {
     const float *bias; /* C += bias (N), then C = act(C) */
     dit_act act;
-    const float *pre;  /* instead C *= pre_act'(pre), pre laid out as C: the
+    const float *pre; /* instead C *= pre_act'(pre), pre laid out as C: the
                           backward through the activation that made the input */
     dit_act pre_act;
 } epilogue;
@@ -271,8 +272,8 @@ VECTOR_CLONES static void softmax_rows(float *s, int rows, int cols)
     }
 }
 
-static void cpu_attention(const dit_backend *be, float *out, const float *qkv, int B, int T,
-                          int H, int hd, float *scratch)
+static void cpu_attention(const dit_backend *be, float *out, const float *qkv, int B, int T, int H,
+                          int hd, float *scratch)
 {
     // qkv (B, T, 3, H, hd) -> out (B, T, H, hd); one (b, h) pair per thread,
     // scores (T, T) in that thread's slice of scratch. Q, K, V are strided
@@ -291,12 +292,12 @@ static void cpu_attention(const dit_backend *be, float *out, const float *qkv, i
         const float *k = q + D;
         const float *v = q + 2 * D;
         // scores (T, T) = scale * Q (T, hd) . K (T, hd)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, k,
-                    3 * D, 0.0f, scores, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, k, 3 * D,
+                    0.0f, scores, T);
         softmax_rows(scores, T, T);
         // out (T, hd) = scores (T, T) . V (T, hd)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, scores, T, v,
-                    3 * D, 0.0f, out + (size_t)b * T * D + (size_t)h * hd, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, scores, T, v, 3 * D,
+                    0.0f, out + (size_t)b * T * D + (size_t)h * hd, D);
     }
 }
 
@@ -339,8 +340,8 @@ VECTOR_CLONES static void layernorm_modulate_row(float *o, const float *x, const
 }
 
 static void cpu_layernorm_modulate(const dit_backend *be, float *out, const float *x,
-                                   const float *shift, const float *scale, int stride, int B,
-                                   int T, int D, float eps)
+                                   const float *shift, const float *scale, int stride, int B, int T,
+                                   int D, float eps)
 {
     // x, out (B, T, D); shift, scale: (B) vectors of D, `stride` apart; both or neither
 #pragma omp parallel for num_threads(be->n_threads)
@@ -455,8 +456,8 @@ static void cpu_add_rows(const dit_backend *be, float *x, const float *pos, int 
     }
 }
 
-static void cpu_add_embedding(const dit_backend *be, float *out, const float *a,
-                              const float *table, const int32_t *label, int B, int D)
+static void cpu_add_embedding(const dit_backend *be, float *out, const float *a, const float *table,
+                              const int32_t *label, int B, int D)
 {
     // out (B, D) = a (B, D) + table[label[b]] (D)
     (void)be;
@@ -475,9 +476,8 @@ static void cpu_copy_tokens(const dit_backend *be, float *out, int out_T, int ou
                (size_t)n * D * sizeof(float));
 }
 
-static void cpu_cross_attention(const dit_backend *be, float *out, const float *q,
-                                const float *kv, int B, int Tq, int Tk, int H, int hd,
-                                float *probs)
+static void cpu_cross_attention(const dit_backend *be, float *out, const float *q, const float *kv,
+                                int B, int Tq, int Tk, int H, int hd, float *probs)
 {
     // q (B, Tq, H, hd) attends to kv (B, Tk, 2, H, hd); Tk is a few conditioning tokens,
     // so plain loops: one (b, query token) per iteration
@@ -509,8 +509,8 @@ static void cpu_cross_attention(const dit_backend *be, float *out, const float *
     }
 }
 
-static void cpu_timestep_embedding(const dit_backend *be, float *out, const float *t, int B,
-                                   int F, int shift)
+static void cpu_timestep_embedding(const dit_backend *be, float *out, const float *t, int B, int F,
+                                   int shift)
 {
     // out (B, F) = [cos(t * f_i) (F/2), sin(t * f_i) (F/2)] (zero pad if F odd)
     (void)be;
@@ -528,8 +528,8 @@ static void cpu_timestep_embedding(const dit_backend *be, float *out, const floa
     }
 }
 
-static void cpu_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw, int D,
-                             float base_h, float base_w, float interp)
+static void cpu_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw, int D, float base_h,
+                             float base_w, float interp)
 {
     // out (gh*gw, D): [sin, cos](column * omega) (D/2), [sin, cos](row * omega) (D/2),
     // omega_k = 10000^(-k / (D/4)), k < D/4
@@ -555,8 +555,8 @@ static void cpu_pos_embed_2d(const dit_backend *be, float *out, int gh, int gw, 
 /* One im2col row segment: drow[ox] = src_row[ox * stride - pad + kx] for
  * ox < Wo, zero outside [0, Wv); with up2 the source row is read at half
  * resolution. The common stride-1 case is a zero-fill plus one memcpy. */
-static void im2col_span(float *drow, const float *srow, int Wo, int Wv, int stride, int pad,
-                        int kx, int shift)
+static void im2col_span(float *drow, const float *srow, int Wo, int Wv, int stride, int pad, int kx,
+                        int shift)
 {
     if (stride == 1 && !shift) {
         const int off = kx - pad; /* ix = ox + off */
@@ -579,8 +579,8 @@ static void im2col_span(float *drow, const float *srow, int Wo, int Wv, int stri
 
 /* im2col of output rows [oy0, oy0 + rows): col (Cin*k*k, rows*Wo), row index
  * (c, ky, kx) to match the weight layout (Cout, Cin, k, k). */
-static void im2col_band(const dit_backend *be, float *col, const float *in,
-                        const dit_conv_desc *d, int oy0, int rows)
+static void im2col_band(const dit_backend *be, float *col, const float *in, const dit_conv_desc *d,
+                        int oy0, int rows)
 {
     // in (Cin, H, W) of one sample; read as (Cin, Hv, Wv), Hv = 2H with up2
     const int k = d->k, Wo = d->Wo, np = rows * Wo;
@@ -622,16 +622,16 @@ static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const
         const float *src = in + (size_t)b * d->Cin * d->H * d->W;
         float *dst = out + (size_t)b * d->Cout * HWo;
         if (dit_conv_is_pointwise(d)) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, HWo, K, 1.0f, w, K,
-                        src, HWo, 0.0f, dst, HWo);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, HWo, K, 1.0f, w, K, src,
+                        HWo, 0.0f, dst, HWo);
         } else {
             const int band = dit_conv_band_rows(d);
             for (int oy = 0; oy < d->Ho; oy += band) {
                 const int rows = oy + band <= d->Ho ? band : d->Ho - oy;
                 const int np = rows * d->Wo;
                 im2col_band(be, scratch, src, d, oy, rows);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, np, K, 1.0f, w,
-                            K, scratch, np, 0.0f, dst + (size_t)oy * d->Wo, HWo);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, np, K, 1.0f, w, K,
+                            scratch, np, 0.0f, dst + (size_t)oy * d->Wo, HWo);
             }
         }
         if (bias || act != DIT_ACT_NONE) {
@@ -669,9 +669,9 @@ VECTOR_CLONES static void scale_shift_act(float *out, const float *in, size_t n,
         add_scalar_act(out, n, 0.0f, act);
 }
 
-static void cpu_group_norm(const dit_backend *be, float *out, const float *in,
-                           const float *gamma, const float *beta, int B, int C, int HW,
-                           int groups, float eps, dit_act act)
+static void cpu_group_norm(const dit_backend *be, float *out, const float *in, const float *gamma,
+                           const float *beta, int B, int C, int HW, int groups, float eps,
+                           dit_act act)
 {
     // in, out (B, C, HW); the channels of a group are contiguous in NCHW
     const int cpg = C / groups;
@@ -697,9 +697,8 @@ static size_t cpu_spatial_attention_scratch(const dit_backend *be, int N)
     return (size_t)dit_spatial_chunk_rows(N) * N;
 }
 
-static void cpu_spatial_attention(const dit_backend *be, float *out, const float *q,
-                                  const float *k, const float *v, int B, int C, int N,
-                                  float *scratch)
+static void cpu_spatial_attention(const dit_backend *be, float *out, const float *q, const float *k,
+                                  const float *v, int B, int C, int N, float *scratch)
 {
     // q, k, v, out (B, C, N): single head over the N = H*W positions
     cpu_set_blas_threads(be->n_threads);
@@ -710,8 +709,8 @@ static void cpu_spatial_attention(const dit_backend *be, float *out, const float
         for (int r0 = 0; r0 < N; r0 += chunk) {
             const int rows = r0 + chunk <= N ? chunk : N - r0;
             // scores (rows, N) = scale * Q[:, r0:r0+rows]^T (rows, C) . K (C, N)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, N, C, scale, q + off + r0,
-                        N, k + off, N, 0.0f, scratch, N);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, N, C, scale, q + off + r0, N,
+                        k + off, N, 0.0f, scratch, N);
 #pragma omp parallel num_threads(be->n_threads)
             {
                 size_t lo, hi;
@@ -783,8 +782,8 @@ static void cpu_rms_norm(const dit_backend *be, float *out, const float *x, cons
 
 /* ---- training ops ------------------------------------------------------------- */
 
-static void cpu_attention_train(const dit_backend *be, float *out, const float *qkv, int B,
-                                int T, int H, int hd, float *probs)
+static void cpu_attention_train(const dit_backend *be, float *out, const float *qkv, int B, int T,
+                                int H, int hd, float *probs)
 {
     // as cpu_attention, with the (T, T) softmax of each (b, h) kept in probs
     const int D = H * hd;
@@ -844,32 +843,30 @@ static void cpu_attention_backward(const dit_backend *be, float *dqkv, const flo
         float *dq = dqkv + (size_t)b * T * 3 * D + (size_t)h * hd;
         float *dk = dq + D, *dv = dq + 2 * D;
         // dV (T, hd) = P^T (T, T) . dO (T, hd)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 0.0f,
-                    dv, 3 * D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 0.0f, dv,
+                    3 * D);
         // dP (T, T) = dO (T, hd) . V^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, 3 * D,
-                    0.0f, dS, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, 3 * D, 0.0f,
+                    dS, T);
         softmax_backward_rows(dS, P, T, T, scale);
         // dQ = dS K, dK = dS^T Q (scale folded into dS)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, k, 3 * D,
                     0.0f, dq, 3 * D);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, q, 3 * D,
-                    0.0f, dk, 3 * D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, q, 3 * D, 0.0f,
+                    dk, 3 * D);
     }
 }
 
 static void cpu_layernorm_modulate_train(const dit_backend *be, float *out, const float *x,
-                                         const float *shift, const float *scale, int stride,
-                                         int B, int T, int D, float eps, float *mean,
-                                         float *rstd)
+                                         const float *shift, const float *scale, int stride, int B,
+                                         int T, int D, float eps, float *mean, float *rstd)
 {
 #pragma omp parallel for num_threads(be->n_threads)
     for (int row = 0; row < B * T; row++) {
         const int b = row / T;
-        layernorm_modulate_row(out + (size_t)row * D, x + (size_t)row * D,
-                               shift ? shift + (size_t)b * stride : NULL,
-                               scale ? scale + (size_t)b * stride : NULL, D, eps, mean + row,
-                               rstd + row);
+        layernorm_modulate_row(
+            out + (size_t)row * D, x + (size_t)row * D, shift ? shift + (size_t)b * stride : NULL,
+            scale ? scale + (size_t)b * stride : NULL, D, eps, mean + row, rstd + row);
     }
 }
 
@@ -969,8 +966,7 @@ static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, flo
 {
     const epilogue through_act = {.pre = pre, .pre_act = act};
     if (dx) // dx (M, K) = dy (M, N) . w (N, K), then through x = act(pre)
-        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K,
-                   pre ? &through_act : NULL);
+        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K, pre ? &through_act : NULL);
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)
         sgemm_rows(be, true, false, N, K, M, dy, N, x, K, 1.0f, dw, K, NULL);
     if (db) { // db (N) += column sums of dy, read row by row (contiguous)
@@ -996,9 +992,9 @@ static void cpu_act_backward(const dit_backend *be, float *dx, const float *pre,
     }
 }
 
-static void cpu_gated_add_backward(const dit_backend *be, float *dy, float *dgate,
-                                   const float *dx, const float *y, const float *gate, int stride,
-                                   int B, int T, int D)
+static void cpu_gated_add_backward(const dit_backend *be, float *dy, float *dgate, const float *dx,
+                                   const float *y, const float *gate, int stride, int B, int T,
+                                   int D)
 {
     if (!gate) {
         memcpy(dy, dx, (size_t)B * T * D * sizeof(float));
@@ -1018,8 +1014,8 @@ static void cpu_gated_add_backward(const dit_backend *be, float *dy, float *dgat
     }
 }
 
-static void cpu_unpatchify_backward(const dit_backend *be, float *dtokens, const float *dout,
-                                    int B, int C, int H, int W, int p)
+static void cpu_unpatchify_backward(const dit_backend *be, float *dtokens, const float *dout, int B,
+                                    int C, int H, int W, int p)
 {
     // the transpose of unpatchify: tokens (B, T, (ky, kx, c)) <- out (B, C, H, W)
     const int gh = H / p, gw = W / p, P = C * p * p;
@@ -1036,8 +1032,7 @@ static void cpu_unpatchify_backward(const dit_backend *be, float *dtokens, const
 
 static void cpu_cross_attention_backward(const dit_backend *be, float *dq, float *dkv,
                                          const float *dout, const float *q, const float *kv,
-                                         const float *probs, int B, int Tq, int Tk, int H,
-                                         int hd)
+                                         const float *probs, int B, int Tq, int Tk, int H, int hd)
 {
     // O_i = sum_j P_ij V_j: dV_j = sum_i P_ij dO_i, dP_ij = dO_i . V_j,
     // dS_ij = P_ij (dP_ij - sum_j' P_ij' dP_ij'), dQ_i = scale sum_j dS_ij K_j,
@@ -1091,9 +1086,8 @@ static void cpu_add_embedding_backward(const dit_backend *be, float *dtable, con
             dtable[(size_t)label[b] * D + i] += dc[(size_t)b * D + i];
 }
 
-static void cpu_adamw(const dit_backend *be, float *p, const float *g, float *m, float *v,
-                      size_t n, float lr, float beta1, float beta2, float eps, float wd,
-                      int64_t step)
+static void cpu_adamw(const dit_backend *be, float *p, const float *g, float *m, float *v, size_t n,
+                      float lr, float beta1, float beta2, float eps, float wd, int64_t step)
 {
     const float c1 = 1.0f - powf(beta1, (float)step), c2 = 1.0f - powf(beta2, (float)step);
 #pragma omp parallel for num_threads(be->n_threads)
@@ -1105,8 +1099,7 @@ static void cpu_adamw(const dit_backend *be, float *p, const float *g, float *m,
     }
 }
 
-static void cpu_ema_update(const dit_backend *be, float *ema, const float *p, size_t n,
-                           float decay)
+static void cpu_ema_update(const dit_backend *be, float *ema, const float *p, size_t n, float decay)
 {
 #pragma omp parallel for num_threads(be->n_threads)
     for (size_t i = 0; i < n; i++)
@@ -1164,7 +1157,4 @@ static const dit_backend cpu_backend = {
     .sum_squares = cpu_sum_squares,
 };
 
-const dit_backend *dit_backend_cpu(void)
-{
-    return &cpu_backend;
-}
+const dit_backend *dit_backend_cpu(void) { return &cpu_backend; }

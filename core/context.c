@@ -60,27 +60,21 @@ void dit_ctx_free(dit_ctx *ctx)
     free(ctx);
 }
 
-const char *dit_last_error(const dit_ctx *ctx)
-{
-    return ctx ? ctx->error : "no context";
-}
+const char *dit_last_error(const dit_ctx *ctx) { return ctx ? ctx->error : "no context"; }
 
 dit_status dit_ctx_set_threads(dit_ctx *ctx, int n_threads)
 {
     if (!ctx)
         return DIT_ERR_INVALID_ARG;
     if (n_threads < 0)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "thread count must be >= 0 (0 = all cores), got %d",
-                         n_threads);
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "thread count must be >= 0 (0 = all cores), got %d", n_threads);
     ctx->n_threads = n_threads ? n_threads : default_threads();
     ctx->cpu.n_threads = ctx->n_threads;
     return DIT_OK;
 }
 
-int dit_ctx_threads(const dit_ctx *ctx)
-{
-    return ctx ? ctx->n_threads : 0;
-}
+int dit_ctx_threads(const dit_ctx *ctx) { return ctx ? ctx->n_threads : 0; }
 
 const char *dit_status_name(dit_status status)
 {
@@ -153,9 +147,10 @@ dit_status dit_check_weights_memory(dit_ctx *ctx, size_t bytes, const char *what
         return st;
     const size_t avail = ctx->memory_limit ? 0 : available_memory();
     if (avail && bytes > avail)
-        return dit_error(ctx, DIT_ERR_NOMEM,
-                         "%s would need %.1f MiB, more than the %.1f MiB this machine has available",
-                         what, bytes / 1048576.0, avail / 1048576.0);
+        return dit_error(
+            ctx, DIT_ERR_NOMEM,
+            "%s would need %.1f MiB, more than the %.1f MiB this machine has available", what,
+            bytes / 1048576.0, avail / 1048576.0);
     return DIT_OK;
 }
 
@@ -187,15 +182,9 @@ dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats)
     return DIT_OK;
 }
 
-bool dit_mul_size(size_t a, size_t b, size_t *out)
-{
-    return !__builtin_mul_overflow(a, b, out);
-}
+bool dit_mul_size(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
-bool dit_add_size(size_t a, size_t b, size_t *out)
-{
-    return !__builtin_add_overflow(a, b, out);
-}
+bool dit_add_size(size_t a, size_t b, size_t *out) { return !__builtin_add_overflow(a, b, out); }
 
 void *dit_alloc_aligned(size_t bytes)
 {
@@ -207,10 +196,7 @@ void *dit_alloc_aligned(size_t bytes)
     return p;
 }
 
-void dit_free_aligned(void *p)
-{
-    free(p);
-}
+void dit_free_aligned(void *p) { free(p); }
 
 /* IEEE half: 1 sign, 5 exponent (bias 15), 10 mantissa bits. */
 float dit_f16_to_f32(uint16_t h)
@@ -295,7 +281,7 @@ dit_status dit_backend_require(dit_ctx *ctx, const dit_backend *be, const char *
     for (size_t i = 0; i < n; i++)
         if (!ops[i].present)
             return dit_error(ctx, DIT_ERR_UNSUPPORTED,
-                             "the %s backend has no op '%s', which %s needs", be->name,
-                             ops[i].name, what);
+                             "the %s backend has no op '%s', which %s needs", be->name, ops[i].name,
+                             what);
     return DIT_OK;
 }

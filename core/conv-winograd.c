@@ -87,8 +87,8 @@ static void winograd_filters(const dit_backend *be, float *U, const float *w, in
  * channel and tile row the four input rows are first copied with their
  * padding, so the loop over the row's tiles has no branches and stores
  * each of the 16 planes contiguously. */
-static void winograd_inputs(const dit_backend *be, float *V, float *row_scratch,
-                            const float *in, const dit_conv_desc *d, int t0, int nb)
+static void winograd_inputs(const dit_backend *be, float *V, float *row_scratch, const float *in,
+                            const dit_conv_desc *d, int t0, int nb)
 {
     const int tw = (d->Wo + 1) / 2, Hv = d->up2 ? 2 * d->H : d->H;
     const int Wv = d->up2 ? 2 * d->W : d->W, sh = d->up2 ? 1 : 0, Wp = 2 * tw + 2;
@@ -142,8 +142,7 @@ static void winograd_inputs(const dit_backend *be, float *V, float *row_scratch,
 
 /* out tiles = A^T m A (+ bias, act) from M (16, Cout, nb), cropped at the edges */
 static void winograd_outputs(const dit_backend *be, float *out, const float *M,
-                             const dit_conv_desc *d, const float *bias, dit_act act, int t0,
-                             int nb)
+                             const dit_conv_desc *d, const float *bias, dit_act act, int t0, int nb)
 {
     const int tw = (d->Wo + 1) / 2;
     const size_t plane = (size_t)d->Cout * nb;
@@ -161,7 +160,8 @@ static void winograd_outputs(const dit_backend *be, float *out, const float *M,
             for (int tx = a; tx < e; tx++) {
                 float c[2][4];
                 for (int q = 0; q < 4; q++) { // A^T m
-                    const float m0 = m[(size_t)q * plane + tx], m1 = m[(size_t)(4 + q) * plane + tx];
+                    const float m0 = m[(size_t)q * plane + tx],
+                                m1 = m[(size_t)(4 + q) * plane + tx];
                     const float m2 = m[(size_t)(8 + q) * plane + tx];
                     const float m3 = m[(size_t)(12 + q) * plane + tx];
                     c[0][q] = m0 + m1 + m2;

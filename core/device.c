@@ -56,8 +56,8 @@ dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device)
     }
     const bool want = strcasecmp(device, "cuda") == 0;
     if (!want && strcasecmp(device, "auto") != 0)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG,
-                         "device must be cpu, cuda or auto, not '%s'", device);
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "device must be cpu, cuda or auto, not '%s'",
+                         device);
 #ifdef DIT_HAVE_CUDA
     if (ctx->dev.be) {
         ctx->be = ctx->dev.be;

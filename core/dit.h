@@ -88,23 +88,23 @@ typedef enum {
 } dit_conditioning;
 
 typedef struct {
-    int in_channels;        /* latent channels, 4 for the SD VAE */
-    int out_channels;       /* 2 * in_channels when learn_sigma */
-    int learn_sigma;        /* output holds (eps, variance) halves */
-    int sample_size;        /* native latent side (32 for 256 px) */
-    int patch_size;         /* 2, 4 or 8 */
-    int hidden_size;        /* D */
-    int depth;              /* number of transformer blocks */
-    int num_heads;          /* D / num_heads = head dim (72 for XL) */
-    int mlp_hidden;         /* MLP inner width, 4 * D for DiT */
-    int num_classes;        /* label table has num_classes + 1 rows; 0 = unconditional */
-    int freq_dim;           /* sinusoidal timestep embedding width, 256 */
-    int freq_shift;         /* divisor is half - freq_shift: 0 official, 1 diffusers */
-    float norm1_eps;        /* LayerNorm eps before attention */
-    float norm2_eps;        /* LayerNorm eps before the MLP */
-    float norm_final_eps;   /* LayerNorm eps of the final layer */
+    int in_channels;           /* latent channels, 4 for the SD VAE */
+    int out_channels;          /* 2 * in_channels when learn_sigma */
+    int learn_sigma;           /* output holds (eps, variance) halves */
+    int sample_size;           /* native latent side (32 for 256 px) */
+    int patch_size;            /* 2, 4 or 8 */
+    int hidden_size;           /* D */
+    int depth;                 /* number of transformer blocks */
+    int num_heads;             /* D / num_heads = head dim (72 for XL) */
+    int mlp_hidden;            /* MLP inner width, 4 * D for DiT */
+    int num_classes;           /* label table has num_classes + 1 rows; 0 = unconditional */
+    int freq_dim;              /* sinusoidal timestep embedding width, 256 */
+    int freq_shift;            /* divisor is half - freq_shift: 0 official, 1 diffusers */
+    float norm1_eps;           /* LayerNorm eps before attention */
+    float norm2_eps;           /* LayerNorm eps before the MLP */
+    float norm_final_eps;      /* LayerNorm eps of the final layer */
     float interpolation_scale; /* diffusers pos-embed scale, 1 for DiT */
-    int per_block_embedder; /* diffusers: each block owns its t/y embedder */
+    int per_block_embedder;    /* diffusers: each block owns its t/y embedder */
     dit_naming naming;
     dit_conditioning conditioning; /* DIT_COND_ADALN_ZERO for every released DiT */
 } dit_config;
@@ -194,22 +194,21 @@ DIT_API int dit_conditioning_from_name(const char *name);
  *   y      (B)                      labels in [0, num_classes]
  *   out    (B, out_channels, H, W)
  * Scratch memory is sized before the first op and kept in ctx. */
-DIT_API dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int batch,
-                                     int height, int width, const float *x,
-                                     const float *t, const int32_t *y, float *out);
+DIT_API dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int batch, int height,
+                                     int width, const float *x, const float *t, const int32_t *y,
+                                     float *out);
 
 /* FLOPs of one forward (multiply-add = 2), for benchmarks. */
-DIT_API double dit_model_forward_flops(const dit_config *cfg, int batch, int height,
-                                       int width);
+DIT_API double dit_model_forward_flops(const dit_config *cfg, int batch, int height, int width);
 
 /* ---- sampling ---------------------------------------------------------------
  * Each array of names below is in the order of its enum. */
 typedef enum {
-    DIT_SAMPLER_DDPM = 0,  /* ancestral; learned variance with learned-sigma models */
-    DIT_SAMPLER_DDIM,      /* eta 0: deterministic */
-    DIT_SAMPLER_DPMPP_2M,  /* DPM-Solver++ 2M, the fast default at 15-25 steps */
+    DIT_SAMPLER_DDPM = 0, /* ancestral; learned variance with learned-sigma models */
+    DIT_SAMPLER_DDIM,     /* eta 0: deterministic */
+    DIT_SAMPLER_DPMPP_2M, /* DPM-Solver++ 2M, the fast default at 15-25 steps */
     DIT_SAMPLER_EULER,
-    DIT_SAMPLER_COLD,      /* the seed article's x0 loop on cosine_alphabar */
+    DIT_SAMPLER_COLD, /* the seed article's x0 loop on cosine_alphabar */
     DIT_SAMPLER_COUNT
 } dit_sampler;
 
@@ -247,12 +246,12 @@ typedef struct {
     dit_schedule schedule;
     dit_spacing spacing;
     dit_prediction prediction;
-    dit_variance variance;  /* DDPM only */
-    int train_steps;        /* 1000 for DiT */
+    dit_variance variance; /* DDPM only */
+    int train_steps;       /* 1000 for DiT */
     double beta_start, beta_end;
     int steps_offset;
-    bool set_alpha_to_one;  /* DDIM's final alpha; DiT uses false */
-    double eta;             /* DDIM */
+    bool set_alpha_to_one; /* DDIM's final alpha; DiT uses false */
+    double eta;            /* DDIM */
 } dit_sched_config;
 
 /* Chooses a sampler and the schedule that goes with it: the cold sampler
@@ -278,17 +277,17 @@ typedef enum { DIT_TASK_GENERATE = 0, DIT_TASK_IMG2IMG, DIT_TASK_INPAINT } dit_t
 typedef struct {
     dit_task task;
     const dit_model *model;
-    const dit_vae *vae;     /* NULL: the model works on pixels (in_channels 3 or 1) */
+    const dit_vae *vae; /* NULL: the model works on pixels (in_channels 3 or 1) */
     dit_sched_config sched;
-    int steps;              /* model evaluations for a full run */
-    float guidance;         /* classifier-free guidance scale; <= 1 skips the null row */
-    int guidance_channels;  /* guide the first N latent channels; 0 = all (diffusers),
+    int steps;             /* model evaluations for a full run */
+    float guidance;        /* classifier-free guidance scale; <= 1 skips the null row */
+    int guidance_channels; /* guide the first N latent channels; 0 = all (diffusers),
                                3 = the official DiT sampler */
-    float strength;         /* img2img / inpaint: 0 returns the input, 1 starts from noise */
-    int class_id;           /* 0 .. num_classes - 1, or num_classes for unconditional */
+    float strength;        /* img2img / inpaint: 0 returns the input, 1 starts from noise */
+    int class_id;          /* 0 .. num_classes - 1, or num_classes for unconditional */
     uint64_t seed;
-    int batch;              /* images to make; each gets its own noise */
-    int grow;               /* inpaint: grow the latent mask by this many latent pixels */
+    int batch;               /* images to make; each gets its own noise */
+    int grow;                /* inpaint: grow the latent mask by this many latent pixels */
     const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
 } dit_pipeline_params;
 
@@ -322,8 +321,8 @@ DIT_API dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *par
 
 /* Resample planar (C, H, W) floats to (C, H2, W2): triangle filter, area-like
  * when shrinking. */
-DIT_API dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H, int W,
-                                    float *dst, int H2, int W2);
+DIT_API dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H, int W, float *dst,
+                                    int H2, int W2);
 /* out = mask * generated + (1 - mask) * source per pixel, and exactly source
  * where mask is 0; mask (H, W), images (C, H, W); out may alias either. */
 DIT_API void dit_image_composite(float *out, const float *generated, const float *source,
@@ -344,8 +343,7 @@ DIT_API dit_status dit_load_tensor(dit_ctx *ctx, const char *path, const char *n
  * 1000 + k noise of a stochastic sampler at step k, 2000 + k inpaint blend
  * noise at step k, 3 VAE posterior samples. */
 DIT_API void dit_randn(uint64_t seed, uint32_t stream, size_t first, size_t n, float *out);
-DIT_API void dit_philox4x32_10(const uint32_t counter[4], const uint32_t key[2],
-                               uint32_t out[4]);
+DIT_API void dit_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
 
 /* ---- data files: the default model, class labels ----------------------------
  * Looked up in $DIT_DEFAULT_MODEL (model only), the installed data folder
@@ -369,10 +367,10 @@ DIT_API int dit_labels_lookup(char *const *labels, int num_classes, const char *
 /* What a class string means on a model: the one rule the CLI, the plug-ins
  * and the dialog share (each words the outcome in its own language). */
 typedef enum {
-    DIT_CLASS_OK = 0,       /* *class_id is set */
+    DIT_CLASS_OK = 0,        /* *class_id is set */
     DIT_CLASS_UNCONDITIONAL, /* a class was given, but the model has none */
-    DIT_CLASS_OUT_OF_RANGE, /* a number outside 0 .. num_classes */
-    DIT_CLASS_UNKNOWN,      /* not a number and not one of the labels */
+    DIT_CLASS_OUT_OF_RANGE,  /* a number outside 0 .. num_classes */
+    DIT_CLASS_UNKNOWN,       /* not a number and not one of the labels */
 } dit_class_result;
 /* Resolves `name` for a model with num_classes classes and these labels
  * (may be NULL):
@@ -380,8 +378,8 @@ typedef enum {
  *   "0" .. "num_classes"  that class; num_classes is the null class (no class)
  *   a label or synonym    that class (any case)
  * A non-empty name on an unconditional model (num_classes 0) is refused. */
-DIT_API dit_class_result dit_labels_resolve(char *const *labels, int num_classes,
-                                            const char *name, int *class_id);
+DIT_API dit_class_result dit_labels_resolve(char *const *labels, int num_classes, const char *name,
+                                            int *class_id);
 /* "a, b, c, ... (N in all)": the first `max` labels (their first synonym),
  * for messages that name the valid choices; free with dit_free. */
 DIT_API char *dit_labels_summary(char *const *labels, int num_classes, int max);
@@ -403,22 +401,22 @@ typedef enum {
 typedef enum {
     DIT_VAE_NAMING_DIFFUSERS = 0,     /* encoder.down_blocks.N.resnets.M... */
     DIT_VAE_NAMING_DIFFUSERS_OLD = 1, /* attention as query/key/value/proj_attn */
-    DIT_VAE_NAMING_LDM = 2,           /* Stable Diffusion: first_stage_model.encoder.down.N.block.M */
-    DIT_VAE_NAMING_TAESD = 3,         /* original taesd: encoder.N / decoder.N Sequential indices */
+    DIT_VAE_NAMING_LDM = 2,   /* Stable Diffusion: first_stage_model.encoder.down.N.block.M */
+    DIT_VAE_NAMING_TAESD = 3, /* original taesd: encoder.N / decoder.N Sequential indices */
 } dit_vae_naming;
 
 typedef struct {
     dit_vae_kind kind;
     dit_vae_naming naming;
     int in_channels, out_channels, latent_channels;
-    int downscale;          /* image pixels per latent pixel, per side */
-    int n_levels;           /* len(block_out_channels) */
-    int block_out[8];       /* block_out_channels */
+    int downscale;    /* image pixels per latent pixel, per side */
+    int n_levels;     /* len(block_out_channels) */
+    int block_out[8]; /* block_out_channels */
     int layers_per_block;
     int norm_groups;
-    float scaling_factor;   /* 0.18215 for the SD VAE, 1 for TAESD */
-    float shift_factor;     /* 0 when the config has none */
-    int mid_attention;      /* mid blocks carry self-attention */
+    float scaling_factor; /* 0.18215 for the SD VAE, 1 for TAESD */
+    float shift_factor;   /* 0 when the config has none */
+    int mid_attention;    /* mid blocks carry self-attention */
     int use_quant_conv, use_post_quant_conv;
     int tiny_enc_blocks[8], tiny_dec_blocks[8]; /* TAESD blocks per level */
 } dit_vae_info;

@@ -53,8 +53,8 @@ static void free_taps(taps *t, int n)
     free(t);
 }
 
-dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H, int W, float *dst,
-                            int H2, int W2)
+dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H, int W, float *dst, int H2,
+                            int W2)
 {
     if (H <= 0 || W <= 0 || H2 <= 0 || W2 <= 0 || C <= 0)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "resize %dx%d -> %dx%d: sizes must be positive",
@@ -94,8 +94,8 @@ dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H, int W,
     return DIT_OK;
 }
 
-void dit_image_composite(float *out, const float *generated, const float *source,
-                         const float *mask, int C, int H, int W)
+void dit_image_composite(float *out, const float *generated, const float *source, const float *mask,
+                         int C, int H, int W)
 {
     const size_t px = (size_t)H * W;
     for (int c = 0; c < C; c++)

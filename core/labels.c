@@ -71,7 +71,8 @@ static int config_num_classes(const char *model_path)
         JsonParser *parser = json_parser_new();
         if (json_parser_load_from_file(parser, p, NULL)) {
             JsonNode *root = json_parser_get_root(parser);
-            JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+            JsonObject *o =
+                root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
             if (o && json_object_has_member(o, "num_classes"))
                 n = (int)json_object_get_int_member(o, "num_classes");
             else if (o && json_object_has_member(o, "num_embeds_ada_norm"))
@@ -159,12 +160,6 @@ char *dit_labels_summary(char *const *labels, int num_classes, int max)
     return g_string_free(s, FALSE);
 }
 
-void dit_labels_free(char **labels)
-{
-    g_strfreev(labels);
-}
+void dit_labels_free(char **labels) { g_strfreev(labels); }
 
-void dit_free(void *p)
-{
-    g_free(p);
-}
+void dit_free(void *p) { g_free(p); }

@@ -22,8 +22,8 @@ const char *dit_naming_name(dit_naming naming)
     return naming == DIT_NAMING_OFFICIAL ? "official" : "diffusers";
 }
 
-static const char *const conditioning_names[DIT_COND_COUNT] = {"adaln-zero", "adaln",
-                                                                "in-context", "cross-attn"};
+static const char *const conditioning_names[DIT_COND_COUNT] = {"adaln-zero", "adaln", "in-context",
+                                                               "cross-attn"};
 
 const char *dit_conditioning_name(dit_conditioning cond)
 {
@@ -48,8 +48,8 @@ int dit_conditioning_from_name(const char *name)
 
 /* Config fields as diffusers spells them; -1 / NAN = not given. */
 typedef struct {
-    int heads, head_dim, in_channels, out_channels, layers, sample_size, patch_size,
-        num_classes, freq_shift, conditioning;
+    int heads, head_dim, in_channels, out_channels, layers, sample_size, patch_size, num_classes,
+        freq_shift, conditioning;
     double norm_eps, interpolation_scale;
 } config_given;
 
@@ -60,12 +60,11 @@ static void config_given_init(config_given *g)
     g->norm_eps = g->interpolation_scale = NAN;
 }
 
-static dit_status set_int_field(dit_ctx *ctx, const char *src, const char *key, double v,
-                                int *dst)
+static dit_status set_int_field(dit_ctx *ctx, const char *src, const char *key, double v, int *dst)
 {
     if (!(v >= 0 && v <= 1e9) || v != floor(v))
-        return dit_error(ctx, DIT_ERR_MODEL, "%s: config field '%s' = %g is not a valid count",
-                         src, key, v);
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: config field '%s' = %g is not a valid count", src,
+                         key, v);
     *dst = (int)v;
     return DIT_OK;
 }
@@ -110,12 +109,11 @@ static dit_status config_apply(dit_ctx *ctx, const char *src, config_given *g, c
         g->conditioning = id;
     } else if (strcmp(key, "norm_type") == 0 && str && strcmp(str, "ada_norm_zero") != 0) {
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
-                         "%s: norm_type '%s' is not supported (only ada_norm_zero DiTs)", src,
-                         str);
+                         "%s: norm_type '%s' is not supported (only ada_norm_zero DiTs)", src, str);
     } else if (strcmp(key, "activation_fn") == 0 && str && strcmp(str, "gelu-approximate") != 0) {
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
-                         "%s: activation_fn '%s' is not supported (DiT uses gelu-approximate)",
-                         src, str);
+                         "%s: activation_fn '%s' is not supported (DiT uses gelu-approximate)", src,
+                         str);
     }
     return DIT_OK;
 }
@@ -140,8 +138,8 @@ static dit_status config_from_json_object(dit_ctx *ctx, const char *src, JsonObj
     return st;
 }
 
-static dit_status config_from_json_text(dit_ctx *ctx, const char *src, const char *text,
-                                        gssize len, config_given *g)
+static dit_status config_from_json_text(dit_ctx *ctx, const char *src, const char *text, gssize len,
+                                        config_given *g)
 {
     GError *err = NULL;
     JsonParser *parser = json_parser_new();
@@ -268,8 +266,8 @@ static int count_blocks(const st_file *f, const char *prefix)
 
 /* ---- config resolution ---------------------------------------------------- */
 
-static dit_status need_tensor(dit_ctx *ctx, const st_file *f, const st_tensor *t,
-                              const char *name, int ndim)
+static dit_status need_tensor(dit_ctx *ctx, const st_file *f, const st_tensor *t, const char *name,
+                              int ndim)
 {
     if (!t)
         return dit_error(ctx, DIT_ERR_MODEL, "%s: missing tensor '%s'", f->path, name);
@@ -313,9 +311,10 @@ static dit_status config_from_shapes(dit_ctx *ctx, const st_file *f, dit_config 
         if ((st = need_tensor(ctx, f, yt, name, 2)))
             return st;
         if (yt->shape[0] < 2)
-            return dit_error(ctx, DIT_ERR_MODEL, "%s: '%s' has %lld rows; a label table needs "
-                             "the classes and the null class", f->path, name,
-                             (long long)yt->shape[0]);
+            return dit_error(ctx, DIT_ERR_MODEL,
+                             "%s: '%s' has %lld rows; a label table needs "
+                             "the classes and the null class",
+                             f->path, name, (long long)yt->shape[0]);
         cfg->num_classes = (int)MIN(yt->shape[0] - 1, INT32_MAX);
     }
     /* the conditioning variant shows in the first block (official layout only) */
@@ -331,12 +330,13 @@ static dit_status config_from_shapes(dit_ctx *ctx, const st_file *f, dit_config 
     const st_tensor *fc1 = diffusers ? find_fmt(f, "transformer_blocks.0.ff.net.0.proj.weight")
                                      : find_fmt(f, "blocks.0.mlp.fc1.weight");
     if (!fc1 || fc1->ndim != 2)
-        return dit_error(ctx, DIT_ERR_MODEL, "%s: missing the first block's MLP weight (%s)",
-                         f->path, diffusers ? "transformer_blocks.0.ff.net.0.proj.weight"
-                                            : "blocks.0.mlp.fc1.weight");
+        return dit_error(
+            ctx, DIT_ERR_MODEL, "%s: missing the first block's MLP weight (%s)", f->path,
+            diffusers ? "transformer_blocks.0.ff.net.0.proj.weight" : "blocks.0.mlp.fc1.weight");
     /* DiT's MLP ratio is 4; trust another width only when fc1 is (Dm, D) */
-    cfg->mlp_hidden = fc1->shape[1] == cfg->hidden_size ? (int)MIN(fc1->shape[0], INT32_MAX)
-                                                        : (int)MIN(4LL * cfg->hidden_size, INT32_MAX);
+    cfg->mlp_hidden = fc1->shape[1] == cfg->hidden_size
+                          ? (int)MIN(fc1->shape[0], INT32_MAX)
+                          : (int)MIN(4LL * cfg->hidden_size, INT32_MAX);
     snprintf(name, sizeof name, "%s.weight", nt->final_linear);
     const st_tensor *fl = st_find(f, name);
     if ((st = need_tensor(ctx, f, fl, name, 2)))
@@ -449,8 +449,8 @@ static dit_status config_apply_given(dit_ctx *ctx, const st_file *f, const confi
 static dit_status config_check_ranges(dit_ctx *ctx, const st_file *f, const dit_config *cfg)
 {
     if (cfg->hidden_size <= 0 || cfg->hidden_size > MAX_HIDDEN)
-        return dit_error(ctx, DIT_ERR_MODEL, "%s: hidden size %d is out of range (1..%d)",
-                         f->path, cfg->hidden_size, MAX_HIDDEN);
+        return dit_error(ctx, DIT_ERR_MODEL, "%s: hidden size %d is out of range (1..%d)", f->path,
+                         cfg->hidden_size, MAX_HIDDEN);
     if (cfg->depth <= 0 || cfg->depth > MAX_DEPTH)
         return dit_error(ctx, DIT_ERR_MODEL, "%s: %d blocks; a DiT needs 1..%d", f->path,
                          cfg->depth, MAX_DEPTH);
@@ -568,7 +568,7 @@ static void layout_model(weight_layout *L, void *model)
             static const char *const qkv[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
             for (int j = 0; j < 3; j++)
                 wl_want_linear(L, b->qkv_w ? b->qkv_w + j * D * D : NULL,
-                            b->qkv_b ? b->qkv_b + j * D : NULL, D, D, pre, qkv[j]);
+                               b->qkv_b ? b->qkv_b + j * D : NULL, D, D, pre, qkv[j]);
         } else {
             wl_want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, pre, nt->qkv);
         }
@@ -689,25 +689,13 @@ void dit_model_free(dit_model *m)
     free(m);
 }
 
-const dit_config *dit_model_config(const dit_model *m)
-{
-    return m ? &m->cfg : NULL;
-}
+const dit_config *dit_model_config(const dit_model *m) { return m ? &m->cfg : NULL; }
 
-const char *dit_model_scheduler_json(const dit_model *m)
-{
-    return m ? m->scheduler_json : NULL;
-}
+const char *dit_model_scheduler_json(const dit_model *m) { return m ? m->scheduler_json : NULL; }
 
-size_t dit_model_param_count(const dit_model *m)
-{
-    return m ? m->n_params : 0;
-}
+size_t dit_model_param_count(const dit_model *m) { return m ? m->n_params : 0; }
 
-const char *dit_model_source_dtype(const dit_model *m)
-{
-    return m ? m->source_dtype : "";
-}
+const char *dit_model_source_dtype(const dit_model *m) { return m ? m->source_dtype : ""; }
 
 /* ---- models made here (training) --------------------------------------------- */
 
@@ -717,12 +705,11 @@ dit_status dit_model_create(dit_ctx *ctx, const dit_config *cfg_in, dit_model **
     dit_config c = *cfg_in;
     c.naming = DIT_NAMING_OFFICIAL;
     c.per_block_embedder = 0;
-    if (c.hidden_size <= 0 || c.hidden_size > MAX_HIDDEN || c.hidden_size % 4 ||
-        c.num_heads <= 0 || c.hidden_size % c.num_heads || c.depth <= 0 || c.depth > MAX_DEPTH ||
-        c.patch_size <= 0 || c.sample_size <= 0 || c.sample_size % c.patch_size ||
-        c.in_channels <= 0 || c.in_channels > MAX_CHANNELS || c.num_classes < 0 ||
-        c.num_classes > MAX_CLASSES || c.freq_dim < 2 || c.mlp_hidden <= 0 ||
-        (unsigned)c.conditioning >= DIT_COND_COUNT)
+    if (c.hidden_size <= 0 || c.hidden_size > MAX_HIDDEN || c.hidden_size % 4 || c.num_heads <= 0 ||
+        c.hidden_size % c.num_heads || c.depth <= 0 || c.depth > MAX_DEPTH || c.patch_size <= 0 ||
+        c.sample_size <= 0 || c.sample_size % c.patch_size || c.in_channels <= 0 ||
+        c.in_channels > MAX_CHANNELS || c.num_classes < 0 || c.num_classes > MAX_CLASSES ||
+        c.freq_dim < 2 || c.mlp_hidden <= 0 || (unsigned)c.conditioning >= DIT_COND_COUNT)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "invalid DiT config (hidden %d, heads %d, depth %d, patch %d, size %d)",
                          c.hidden_size, c.num_heads, c.depth, c.patch_size, c.sample_size);

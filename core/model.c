@@ -20,11 +20,23 @@
 #include <string.h>
 
 /* DIT_PROFILE=1: per-op wall time of each forward (profile.h) */
-enum { P_EMBED, P_COND, P_ADALN, P_NORM, P_QKV, P_ATTN, P_PROJ, P_FC1, P_FC2, P_RESID,
-       P_FINAL, P_COUNT };
+enum {
+    P_EMBED,
+    P_COND,
+    P_ADALN,
+    P_NORM,
+    P_QKV,
+    P_ATTN,
+    P_PROJ,
+    P_FC1,
+    P_FC2,
+    P_RESID,
+    P_FINAL,
+    P_COUNT
+};
 static const char *const prof_names[P_COUNT] = {"patch+pos", "t/y embed", "adaLN", "layernorm",
-                                                "qkv", "attention", "proj", "fc1+gelu", "fc2",
-                                                "gated add", "final"};
+                                                "qkv",       "attention", "proj",  "fc1+gelu",
+                                                "fc2",       "gated add", "final"};
 /* Activation buffers of one forward, carved from the context arena.
  * Ts = T, or T + conditioning tokens for the in-context variant. */
 typedef struct {
@@ -82,15 +94,13 @@ static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int
     carve(&a->y, base, &used, BTs * D);
     carve(&a->mlp, base, &used, BTs * (size_t)c->mlp_hidden);
     carve(&a->fin, base, &used, BT * p * p * c->out_channels);
-    return carve(&a->scratch, base, &used,
-                 be->attention_scratch(be, B, (int)Ts, c->num_heads));
+    return carve(&a->scratch, base, &used, be->attention_scratch(be, B, (int)Ts, c->num_heads));
 }
 
 /* csilu (B, D) = SiLU(MLP(temb(t)) + table[y]) for one embedder; for the
  * token variants also ctx (B, n, D) = (MLP(temb(t)), table[y]) */
-static void conditioning(const dit_backend *be, const dit_config *c,
-                         const dit_embedder_weights *e, int B, const float *t,
-                         const int32_t *y, const acts *a)
+static void conditioning(const dit_backend *be, const dit_config *c, const dit_embedder_weights *e,
+                         int B, const float *t, const int32_t *y, const acts *a)
 {
     const int D = c->hidden_size, n = dit_cond_tokens(c);
     be->timestep_embedding(be, a->tfreq, t, B, c->freq_dim, c->freq_shift);
@@ -126,8 +136,8 @@ static dit_status position_table(dit_ctx *ctx, const dit_model *m, int gh, int g
         ctx->pos_table = dit_alloc_aligned((size_t)gh * gw * D * sizeof(float));
         if (!ctx->pos_table)
             return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate the position table");
-        ctx->cpu.pos_embed_2d(&ctx->cpu, ctx->pos_table, gh, gw, D, (float)native,
-                              (float)native, c->interpolation_scale);
+        ctx->cpu.pos_embed_2d(&ctx->cpu, ctx->pos_table, gh, gw, D, (float)native, (float)native,
+                              c->interpolation_scale);
         ctx->pos_gh = gh, ctx->pos_gw = gw, ctx->pos_dim = D;
         ctx->pos_base = (float)native, ctx->pos_interp = c->interpolation_scale;
     }
@@ -136,8 +146,7 @@ static dit_status position_table(dit_ctx *ctx, const dit_model *m, int gh, int g
 }
 
 static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, int W,
-                               const float *x, const float *t, const int32_t *y,
-                               const float *out)
+                               const float *x, const float *t, const int32_t *y, const float *out)
 {
     if (!x || !t || !y || !out)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL buffer");
@@ -145,30 +154,29 @@ static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, 
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "batch %d is out of range (1..4096)", B);
     if (H <= 0 || W <= 0 || H % c->patch_size || W % c->patch_size || H > 8192 || W > 8192)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
-                         "latent size %dx%d must be positive multiples of the patch size %d",
-                         H, W, c->patch_size);
+                         "latent size %dx%d must be positive multiples of the patch size %d", H, W,
+                         c->patch_size);
     for (int b = 0; b < B; b++) {
         if (y[b] < 0 || y[b] > c->num_classes)
             return dit_error(ctx, DIT_ERR_INVALID_ARG,
-                             "label %d of sample %d is out of range (0..%d, %d = null class)",
-                             y[b], b, c->num_classes, c->num_classes);
+                             "label %d of sample %d is out of range (0..%d, %d = null class)", y[b],
+                             b, c->num_classes, c->num_classes);
         if (!isfinite(t[b]))
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "timestep of sample %d is not finite", b);
     }
     size_t n = (size_t)B * c->in_channels * H * W;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
-            return dit_error(ctx, DIT_ERR_INVALID_ARG,
-                             "input latent holds %s at element %zu", isnan(x[i]) ? "NaN" : "Inf",
-                             i);
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "input latent holds %s at element %zu",
+                             isnan(x[i]) ? "NaN" : "Inf", i);
     return DIT_OK;
 }
 
 /* The forward itself, on backend `be`: every pointer (weights of `model`,
  * activations in `a`, x, t, y, pos, out) is memory of that backend. */
-static void forward_ops(const dit_backend *be, const dit_model *model, const acts *ap, int B,
-                        int H, int W, const float *x, const float *t, const int32_t *y,
-                        const float *pos, float *out, dit_profile *P)
+static void forward_ops(const dit_backend *be, const dit_model *model, const acts *ap, int B, int H,
+                        int W, const float *x, const float *t, const int32_t *y, const float *pos,
+                        float *out, dit_profile *P)
 {
     const dit_config *c = &model->cfg;
     const acts a = *ap;
@@ -190,7 +198,8 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
     DIT_TIMED(P, P_EMBED, {
         float *tok = in_context ? a.h : a.x;
         be->patchify(be, a.tokens_in, x, B, c->in_channels, H, W, p);
-        be->linear(be, tok, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D, DIT_ACT_NONE);
+        be->linear(be, tok, a.tokens_in, model->x_embed_w, model->x_embed_b, BT, P_in, D,
+                   DIT_ACT_NONE);
         be->add_rows(be, tok, pos, B, T, D);
         if (in_context) {
             be->copy_tokens(be, a.x, Ts, n_ctx, tok, T, 0, T, B, D);
@@ -204,27 +213,33 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
             have = blk->emb;
         }
         if (chunks)
-            DIT_TIMED(P, P_ADALN, be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D,
-                                         chunks * D, DIT_ACT_NONE));
+            DIT_TIMED(P, P_ADALN,
+                      be->linear(be, a.mod, a.csilu, blk->ada_w, blk->ada_b, B, D, chunks * D,
+                                 DIT_ACT_NONE));
         const dit_mod_layout ml = dit_block_mod_layout(c);
         float *shift1 = dit_mod_at(a.mod, ml.shift1), *scale1 = dit_mod_at(a.mod, ml.scale1);
         float *gate1 = dit_mod_at(a.mod, ml.gate1), *shift2 = dit_mod_at(a.mod, ml.shift2);
         float *scale2 = dit_mod_at(a.mod, ml.scale2), *gate2 = dit_mod_at(a.mod, ml.gate2);
 
-        DIT_TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B,
-                                                Ts, D, c->norm1_eps));
+        DIT_TIMED(P, P_NORM,
+                  be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B, Ts, D,
+                                         c->norm1_eps));
         // qkv (B, Ts, 3, H, hd)
-        DIT_TIMED(P, P_QKV, be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
-        DIT_TIMED(P, P_ATTN, be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads,
-                                       a.scratch));
-        DIT_TIMED(P, P_PROJ, be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
+        DIT_TIMED(P, P_QKV,
+                  be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
+        DIT_TIMED(
+            P, P_ATTN,
+            be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads, a.scratch));
+        DIT_TIMED(P, P_PROJ,
+                  be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
         DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate1, ml.stride, B, Ts, D));
 
         if (cross) { // x += proj(CrossAttn(q = LN(x), kv = conditioning tokens))
             DIT_TIMED(P, P_ATTN, {
                 be->layernorm_modulate(be, a.h, a.x, NULL, NULL, 0, B, T, D, c->norm1_eps);
                 be->linear(be, a.qkv, a.h, blk->xq_w, blk->xq_b, BT, D, D, DIT_ACT_NONE);
-                be->linear(be, a.kv, a.ctx, blk->xkv_w, blk->xkv_b, B * n_ctx, D, 2 * D, DIT_ACT_NONE);
+                be->linear(be, a.kv, a.ctx, blk->xkv_w, blk->xkv_b, B * n_ctx, D, 2 * D,
+                           DIT_ACT_NONE);
                 be->cross_attention(be, a.att, a.qkv, a.kv, B, T, n_ctx, c->num_heads,
                                     D / c->num_heads, a.xprobs);
                 be->linear(be, a.y, a.att, blk->xproj_w, blk->xproj_b, BT, D, D, DIT_ACT_NONE);
@@ -232,12 +247,15 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
             });
         }
 
-        DIT_TIMED(P, P_NORM, be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B,
-                                                Ts, D, c->norm2_eps));
+        DIT_TIMED(P, P_NORM,
+                  be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B, Ts, D,
+                                         c->norm2_eps));
         // mlp (B, Ts, Dm)
-        DIT_TIMED(P, P_FC1, be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
-                                   DIT_ACT_GELU_TANH)); // GELU fused
-        DIT_TIMED(P, P_FC2, be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
+        DIT_TIMED(P, P_FC1,
+                  be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
+                             DIT_ACT_GELU_TANH)); // GELU fused
+        DIT_TIMED(P, P_FC2,
+                  be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
         DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate2, ml.stride, B, Ts, D));
     }
 
@@ -297,8 +315,8 @@ static dit_status device_weights(dit_ctx *ctx, const dit_model *m, const dit_mod
 /* The forward on a device backend: weights uploaded once, activations and
  * x, t, y, pos, out in the device arena, one sync at the end. */
 static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
-                                 const float *x, const float *t, const int32_t *y,
-                                 const float *pos, float *out)
+                                 const float *x, const float *t, const int32_t *y, const float *pos,
+                                 float *out)
 {
     const dit_backend *be = ctx->be;
     const dit_config *c = &model->cfg;
@@ -398,13 +416,13 @@ double dit_model_forward_flops(const dit_config *c, int B, int H, int W)
     const double T = (double)(H / c->patch_size) * (W / c->patch_size), BT = B * T;
     const double Ts = c->conditioning == DIT_COND_IN_CONTEXT ? T + n : T, BTs = B * Ts;
     const double n_embedders = c->per_block_embedder ? c->depth : 1;
-    double f = 2 * BT * c->in_channels * p * p * D;                       // patch embed
-    f += n_embedders * 2 * B * (c->freq_dim * D + D * D);                // t MLP
-    f += c->depth * (2 * B * D * chunks * D                              // adaLN
-                     + 2 * BTs * D * 3 * D + 2 * BTs * D * D             // qkv, proj
-                     + 4 * B * Ts * Ts * D                               // QK^T, PV
-                     + 4 * BTs * D * Dm);                                // fc1, fc2
-    if (c->conditioning == DIT_COND_CROSS_ATTN)                          // q, kv, proj, QK^T, PV
+    double f = 2 * BT * c->in_channels * p * p * D;          // patch embed
+    f += n_embedders * 2 * B * (c->freq_dim * D + D * D);    // t MLP
+    f += c->depth * (2 * B * D * chunks * D                  // adaLN
+                     + 2 * BTs * D * 3 * D + 2 * BTs * D * D // qkv, proj
+                     + 4 * B * Ts * Ts * D                   // QK^T, PV
+                     + 4 * BTs * D * Dm);                    // fc1, fc2
+    if (c->conditioning == DIT_COND_CROSS_ATTN)              // q, kv, proj, QK^T, PV
         f += c->depth * (4 * BT * D * D + 4 * B * n * D * D + 4 * BT * n * D);
     f += (dit_final_adaln(c) ? 2 * B * D * 2 * D : 0) + 2 * BT * D * p * p * c->out_channels;
     return f;

@@ -17,8 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
-                                 const dit_vae *vae)
+void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model, const dit_vae *vae)
 {
     memset(p, 0, sizeof *p);
     p->task = DIT_TASK_GENERATE;
@@ -78,10 +77,10 @@ static void reduce_mask(const float *mask, int H, int W, int f, int grow, float 
 }
 
 typedef struct {
-    int C, h, w, f;       /* latent channels and size, pixels per latent pixel */
-    int img_c;            /* model channels in pixel space: 3, or 1 (gray) */
-    bool pixel;           /* no VAE */
-    double scale, shift;  /* VAE scaling / shift factors */
+    int C, h, w, f;      /* latent channels and size, pixels per latent pixel */
+    int img_c;           /* model channels in pixel space: 3, or 1 (gray) */
+    bool pixel;          /* no VAE */
+    double scale, shift; /* VAE scaling / shift factors */
 } space;
 
 static dit_status encode_source(dit_ctx *ctx, const dit_pipeline_params *p, const space *sp,
@@ -106,8 +105,8 @@ static dit_status encode_source(dit_ctx *ctx, const dit_pipeline_params *p, cons
     return DIT_OK;
 }
 
-static dit_status decode_latents(dit_ctx *ctx, const dit_pipeline_params *p, const space *sp,
-                                 int B, float *x, float *img)
+static dit_status decode_latents(dit_ctx *ctx, const dit_pipeline_params *p, const space *sp, int B,
+                                 float *x, float *img)
 {
     const size_t n = (size_t)B * sp->C * sp->h * sp->w, hw = (size_t)sp->h * sp->w;
     if (sp->pixel) {
@@ -198,6 +197,28 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
     return DIT_OK;
 }
 
+/* The model's output rows to the sampler's eps: classifier-free guidance on
+ * the first `gc` channels when `guidance` is set (the unconditional rows
+ * follow the B conditional ones), and the conditional rows' learned variance.
+ * mout (rows, Cout, h, w) -> eps (B, C, h, w), then (B, C, h, w) variance. */
+static void guided_eps(const float *mout, int B, int C, int Cout, size_t hw, float guidance, int gc,
+                       bool learned, float *eps)
+{
+    const size_t lat = (size_t)C * hw, n = (size_t)B * lat;
+    for (int b = 0; b < B; b++) {
+        const float *cond = mout + (size_t)b * Cout * hw;
+        const float *unc = guidance ? mout + (size_t)(B + b) * Cout * hw : cond;
+        float *e = eps + (size_t)b * lat;
+        for (int ch = 0; ch < C; ch++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t j = (size_t)ch * hw + i;
+                e[j] = guidance && ch < gc ? unc[j] + guidance * (cond[j] - unc[j]) : cond[j];
+            }
+        if (learned)
+            memcpy(eps + n + (size_t)b * lat, cond + lat, lat * sizeof *eps);
+    }
+}
+
 dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const float *image,
                             const float *mask, int H, int W, dit_progress_fn progress, void *user,
                             const volatile int *cancel, float *out)
@@ -244,7 +265,8 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     float *noised = p->task == DIT_TASK_INPAINT ? malloc(n * sizeof *noised) : NULL;
     float *img = malloc((size_t)B * img_n * sizeof *img);
     if (!x || !xin || !mout || !eps || !noise || !tvec || !yvec || !img ||
-        (p->task != DIT_TASK_GENERATE && !z0) || (p->task == DIT_TASK_INPAINT && (!mlat || !noised))) {
+        (p->task != DIT_TASK_GENERATE && !z0) ||
+        (p->task == DIT_TASK_INPAINT && (!mlat || !noised))) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
         goto out;
     }
@@ -301,19 +323,7 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
             tvec[r] = t;
         if ((st = dit_model_forward(ctx, p->model, rows, h, w, xin, tvec, yvec, mout)))
             goto out;
-        // mout (rows, Cout, h, w): eps in the first C channels, variance after
-        for (int b = 0; b < B; b++) {
-            const float *cond = mout + (size_t)b * Cout * hw;
-            const float *unc = cfg ? mout + (size_t)(B + b) * Cout * hw : cond;
-            float *e = eps + (size_t)b * lat;
-            for (int ch = 0; ch < C; ch++)
-                for (size_t i = 0; i < hw; i++) {
-                    const size_t j = (size_t)ch * hw + i;
-                    e[j] = cfg && ch < gc ? unc[j] + p->guidance * (cond[j] - unc[j]) : cond[j];
-                }
-            if (learned) /* DDPM's learned variance takes the conditional row's */
-                memcpy(eps + n + (size_t)b * lat, cond + lat, lat * sizeof *eps);
-        }
+        guided_eps(mout, B, C, Cout, hw, cfg ? p->guidance : 0.0f, gc, learned, eps);
         const float *step_noise = NULL;
         if (dit_sched_needs_noise(s, k)) {
             dit_randn(p->seed, 1000u + (uint32_t)k, 0, n, noise);

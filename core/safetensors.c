@@ -18,9 +18,9 @@ static const struct {
     const char *name;
     size_t size;
 } dtype_info[ST_N_DTYPES] = {
-    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"I16", 2}, {"U16", 2},
-    {"F16", 2},  {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},
-    {"F64", 8},  {"I64", 8}, {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
+    {"BOOL", 1}, {"U8", 1},   {"I8", 1},  {"I16", 2},     {"U16", 2},
+    {"F16", 2},  {"BF16", 2}, {"I32", 4}, {"U32", 4},     {"F32", 4},
+    {"F64", 8},  {"I64", 8},  {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
 };
 
 const char *st_dtype_name(st_dtype dtype)
@@ -28,10 +28,7 @@ const char *st_dtype_name(st_dtype dtype)
     return dtype < ST_N_DTYPES ? dtype_info[dtype].name : "?";
 }
 
-size_t st_dtype_size(st_dtype dtype)
-{
-    return dtype < ST_N_DTYPES ? dtype_info[dtype].size : 0;
-}
+size_t st_dtype_size(st_dtype dtype) { return dtype < ST_N_DTYPES ? dtype_info[dtype].size : 0; }
 
 static bool dtype_from_name(const char *name, st_dtype *out)
 {
@@ -47,8 +44,8 @@ void st_shape_str(const int64_t *shape, int ndim, char *buf, size_t len)
 {
     size_t used = (size_t)snprintf(buf, len, "(");
     for (int i = 0; i < ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "",
-                                 (long long)shape[i]);
+        used +=
+            (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (used < len)
         snprintf(buf + used, len - used, ")");
 }
@@ -99,8 +96,8 @@ static dit_status parse_metadata(dit_ctx *ctx, st_file *f, JsonNode *node)
         JsonNode *v = json_object_get_member(obj, key);
         if (JSON_NODE_TYPE(v) != JSON_NODE_VALUE || json_node_get_value_type(v) != G_TYPE_STRING) {
             g_list_free(members);
-            return dit_error(ctx, DIT_ERR_FORMAT,
-                             "%s: __metadata__ entry '%s' is not a string", f->path, key);
+            return dit_error(ctx, DIT_ERR_FORMAT, "%s: __metadata__ entry '%s' is not a string",
+                             f->path, key);
         }
         f->meta_keys[f->n_meta] = g_strdup(key);
         f->meta_values[f->n_meta] = g_strdup(json_node_get_string(v));
@@ -117,8 +114,8 @@ static dit_status parse_tensor(dit_ctx *ctx, st_file *f, const char *name, JsonN
     if (name[0] == '\0')
         return dit_error(ctx, DIT_ERR_FORMAT, "%s: a tensor has an empty name", path);
     if (JSON_NODE_TYPE(node) != JSON_NODE_OBJECT)
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object",
-                         path, name);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path,
+                         name);
     JsonObject *obj = json_node_get_object(node);
     JsonNode *dtype = json_object_get_member(obj, "dtype");
     JsonNode *shape = json_object_get_member(obj, "shape");
@@ -129,16 +126,14 @@ static dit_status parse_tensor(dit_ctx *ctx, st_file *f, const char *name, JsonN
                          name);
     if (JSON_NODE_TYPE(dtype) != JSON_NODE_VALUE ||
         json_node_get_value_type(dtype) != G_TYPE_STRING)
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", path,
-                         name);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", path, name);
     const char *dtype_name = json_node_get_string(dtype);
     if (!dtype_from_name(dtype_name, &t->dtype))
         return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
                          dtype_name);
 
     if (JSON_NODE_TYPE(shape) != JSON_NODE_ARRAY)
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': shape is not an array", path,
-                         name);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': shape is not an array", path, name);
     JsonArray *dims = json_node_get_array(shape);
     guint ndim = json_array_get_length(dims);
     if (ndim > ST_MAX_DIMS)
@@ -149,31 +144,29 @@ static dit_status parse_tensor(dit_ctx *ctx, st_file *f, const char *name, JsonN
         uint64_t d;
         if (!node_uint(json_array_get_element(dims, i), &d) || d > INT64_MAX)
             return dit_error(ctx, DIT_ERR_FORMAT,
-                             "%s: tensor '%s': shape entry %u is not a non-negative integer",
-                             path, name, i);
+                             "%s: tensor '%s': shape entry %u is not a non-negative integer", path,
+                             name, i);
         t->shape[i] = (int64_t)d;
         if (!dit_mul_size(count, (size_t)d, &count))
-            return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': element count overflows",
-                             path, name);
+            return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': element count overflows", path,
+                             name);
     }
     t->ndim = (int)ndim;
     t->n_elements = count;
     size_t nbytes;
     if (!dit_mul_size(count, st_dtype_size(t->dtype), &nbytes))
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': byte size overflows", path,
-                         name);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': byte size overflows", path, name);
 
     if (JSON_NODE_TYPE(offsets) != JSON_NODE_ARRAY ||
         json_array_get_length(json_node_get_array(offsets)) != 2)
-        return dit_error(ctx, DIT_ERR_FORMAT,
-                         "%s: tensor '%s': data_offsets must be [begin, end]", path, name);
+        return dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s': data_offsets must be [begin, end]",
+                         path, name);
     JsonArray *off = json_node_get_array(offsets);
     uint64_t begin, end;
     if (!node_uint(json_array_get_element(off, 0), &begin) ||
         !node_uint(json_array_get_element(off, 1), &end))
         return dit_error(ctx, DIT_ERR_FORMAT,
-                         "%s: tensor '%s': data_offsets are not non-negative integers", path,
-                         name);
+                         "%s: tensor '%s': data_offsets are not non-negative integers", path, name);
     if (begin > end)
         return dit_error(ctx, DIT_ERR_FORMAT,
                          "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin", path,
@@ -219,8 +212,8 @@ static dit_status check_layout(dit_ctx *ctx, st_file *f)
         const st_tensor *t = order[i];
         if (t->begin < pos) {
             st = dit_error(ctx, DIT_ERR_FORMAT,
-                           "%s: tensor '%s': data_offsets [%zu, %zu] overlap tensor '%s'",
-                           f->path, t->name, t->begin, t->end, order[i - 1]->name);
+                           "%s: tensor '%s': data_offsets [%zu, %zu] overlap tensor '%s'", f->path,
+                           t->name, t->begin, t->end, order[i - 1]->name);
             goto out;
         }
         if (t->begin > pos) {
@@ -233,8 +226,8 @@ static dit_status check_layout(dit_ctx *ctx, st_file *f)
     }
     if (pos != f->data_size)
         st = dit_error(ctx, DIT_ERR_FORMAT,
-                       "%s: %zu bytes after the last tensor are not indexed by the header",
-                       f->path, f->data_size - pos);
+                       "%s: %zu bytes after the last tensor are not indexed by the header", f->path,
+                       f->data_size - pos);
 out:
     g_free(order);
     return st;
@@ -410,9 +403,7 @@ dit_status st_read_f32(dit_ctx *ctx, const st_file *f, const st_tensor *t, float
     const uint8_t *src = f->data + t->begin; /* any alignment: read with memcpy */
     size_t n = t->n_elements;
     switch (t->dtype) {
-    case ST_F32:
-        memcpy(dst, src, n * 4);
-        return DIT_OK;
+    case ST_F32: memcpy(dst, src, n * 4); return DIT_OK;
     case ST_F16:
     case ST_BF16:
         for (size_t i = 0; i < n; i++) {
@@ -515,8 +506,8 @@ dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tenso
     for (size_t i = 0; i < n; i++)
         if (!tensors[i].raw && tensors[i].dtype != ST_F32 && tensors[i].dtype != ST_F16 &&
             tensors[i].dtype != ST_BF16)
-            return dit_error(ctx, DIT_ERR_INVALID_ARG, "%s: cannot write tensor '%s' as %s",
-                             path, tensors[i].name, st_dtype_name(tensors[i].dtype));
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "%s: cannot write tensor '%s' as %s", path,
+                             tensors[i].name, st_dtype_name(tensors[i].dtype));
     size_t header_len;
     char *header = build_header(tensors, n, meta_keys, meta_values, n_meta, &header_len);
 
@@ -524,8 +515,8 @@ dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tenso
     /* 0666 less the umask, as a plain open() would give (mkstemp gives 0600) */
     int fd = g_mkstemp_full(tmp, O_RDWR, 0666);
     if (fd < 0) {
-        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s: cannot create a temporary file: %s",
-                                  path, strerror(errno));
+        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s: cannot create a temporary file: %s", path,
+                                  strerror(errno));
         g_free(tmp);
         g_free(header);
         return st;
@@ -616,8 +607,7 @@ dit_status dit_load_tensor(dit_ctx *ctx, const char *path, const char *name, flo
         memcpy(shape, t->shape, 4 * sizeof *shape);
         for (size_t i = 0; i < t->n_elements && st == DIT_OK; i++)
             if (!isfinite((*out)[i]))
-                st = dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s' holds NaN or Inf", path,
-                               name);
+                st = dit_error(ctx, DIT_ERR_FORMAT, "%s: tensor '%s' holds NaN or Inf", path, name);
     }
     if (st) {
         free(*out);

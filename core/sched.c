@@ -14,12 +14,12 @@
 #include <string.h>
 
 const char *const dit_sampler_names[DIT_SAMPLER_COUNT] = {"ddpm", "ddim", "dpm++2m", "euler",
-                                                           "cold"};
+                                                          "cold"};
 const char *const dit_schedule_names[DIT_SCHEDULE_COUNT] = {"linear", "scaled_linear",
-                                                             "squaredcos_cap_v2", "cosine_alphabar"};
+                                                            "squaredcos_cap_v2", "cosine_alphabar"};
 const char *const dit_spacing_names[DIT_SPACING_COUNT] = {"leading", "trailing", "linspace"};
 const char *const dit_prediction_names[DIT_PREDICTION_COUNT] = {"epsilon", "sample",
-                                                                 "v_prediction"};
+                                                                "v_prediction"};
 
 void dit_sched_config_default(dit_sched_config *c)
 {
@@ -83,10 +83,7 @@ static void make_alphas_cumprod(const dit_sched_config *c, double *ac)
 }
 
 /* numpy's round(): half to even */
-static double round_even(double x)
-{
-    return nearbyint(x);
-}
+static double round_even(double x) { return nearbyint(x); }
 
 /* numpy's linspace(a, b, m)[j]: a + j * step with step = (b - a) / (m - 1),
  * the last point exactly b */
@@ -160,7 +157,8 @@ dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, siz
     if ((unsigned)c->sampler >= DIT_SAMPLER_COUNT || (unsigned)c->schedule >= DIT_SCHEDULE_COUNT ||
         (unsigned)c->spacing >= DIT_SPACING_COUNT ||
         (unsigned)c->prediction >= DIT_PREDICTION_COUNT)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown sampler, schedule, spacing or prediction");
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "unknown sampler, schedule, spacing or prediction");
     if ((c->sampler == DIT_SAMPLER_COLD) != (c->schedule == DIT_SCHEDULE_COSINE_ALPHABAR))
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "the cold sampler and the cosine_alphabar schedule go together (got %s "
@@ -199,9 +197,7 @@ dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, siz
 
     switch (c->sampler) {
     case DIT_SAMPLER_DDPM:
-    case DIT_SAMPLER_DDIM:
-        spaced_timesteps(c, steps, 0, s->timesteps);
-        break;
+    case DIT_SAMPLER_DDIM: spaced_timesteps(c, steps, 0, s->timesteps); break;
     case DIT_SAMPLER_DPMPP_2M:
         spaced_timesteps(c, steps, c->spacing == DIT_SPACING_TRAILING ? 0 : 1, s->timesteps);
         for (int k = 0; k < steps; k++)
@@ -235,11 +231,10 @@ dit_status dit_sched_new(dit_ctx *ctx, const dit_sched_config *c, int steps, siz
         /* n evenly spaced indices from 0 to T - 1; with n == T every index, as
          * the article's loop */
         for (int k = 0; k < steps; k++)
-            s->timesteps[k] = steps == 1 ? (double)(T - 1)
-                                         : round_even((double)(T - 1) * k / (steps - 1));
+            s->timesteps[k] =
+                steps == 1 ? (double)(T - 1) : round_even((double)(T - 1) * k / (steps - 1));
         break;
-    default:
-        break;
+    default: break;
     }
     *out = s;
     return DIT_OK;
@@ -257,20 +252,14 @@ void dit_sched_free(dit_scheduler *s)
     free(s);
 }
 
-double dit_sched_timestep(const dit_scheduler *s, int k)
-{
-    return s->timesteps[k];
-}
+double dit_sched_timestep(const dit_scheduler *s, int k) { return s->timesteps[k]; }
 
 bool dit_sched_needs_noise(const dit_scheduler *s, int k)
 {
     switch (s->cfg.sampler) {
-    case DIT_SAMPLER_DDPM:
-        return s->timesteps[k] > 0;
-    case DIT_SAMPLER_DDIM:
-        return s->cfg.eta > 0;
-    default:
-        return false;
+    case DIT_SAMPLER_DDPM: return s->timesteps[k] > 0;
+    case DIT_SAMPLER_DDIM: return s->cfg.eta > 0;
+    default: return false;
     }
 }
 
@@ -291,12 +280,9 @@ void dit_sched_scale_input(const dit_scheduler *s, int k, const float *x, float 
 static double to_x0(dit_prediction p, double x, double m, double a)
 {
     switch (p) {
-    case DIT_PRED_EPSILON:
-        return (x - sqrt(1.0 - a) * m) / sqrt(a);
-    case DIT_PRED_V:
-        return sqrt(a) * x - sqrt(1.0 - a) * m;
-    default:
-        return m;
+    case DIT_PRED_EPSILON: return (x - sqrt(1.0 - a) * m) / sqrt(a);
+    case DIT_PRED_V: return sqrt(a) * x - sqrt(1.0 - a) * m;
+    default: return m;
     }
 }
 
@@ -435,8 +421,7 @@ dit_status dit_sched_step(dit_ctx *ctx, dit_scheduler *s, int k, const float *mo
     case DIT_SAMPLER_COLD: {
         if (k == s->n - 1) { /* the last evaluation is the answer */
             for (size_t i = 0; i < n; i++)
-                x_out[i] = (float)to_x0(c->prediction, x[i], model_out[i],
-                                        s->alphas_cumprod[t]);
+                x_out[i] = (float)to_x0(c->prediction, x[i], model_out[i], s->alphas_cumprod[t]);
             return DIT_OK;
         }
         const double a = s->alphas_cumprod[t];
@@ -451,8 +436,7 @@ dit_status dit_sched_step(dit_ctx *ctx, dit_scheduler *s, int k, const float *mo
         }
         return DIT_OK;
     }
-    default:
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown sampler");
+    default: return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown sampler");
     }
 }
 
@@ -478,10 +462,7 @@ void dit_sched_add_noise(const dit_scheduler *s, int k, const float *x0, const f
         out[i] = (float)(sa * x0[i] + sb * noise[i]);
 }
 
-double dit_sched_init_noise_sigma(const dit_scheduler *s)
-{
-    return s->init_noise_sigma;
-}
+double dit_sched_init_noise_sigma(const dit_scheduler *s) { return s->init_noise_sigma; }
 
 static int name_index(const char *const *names, int n, const char *s)
 {
@@ -543,8 +524,8 @@ dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char 
         c->sampler = (dit_sampler)idx;
     if ((str = json_object_get_string_member_with_default(o, "beta_schedule", NULL))) {
         if ((idx = name_index(dit_schedule_names, DIT_SCHEDULE_COUNT, str)) < 0)
-            st = dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s: beta_schedule '%s' is not supported",
-                           src, str);
+            st = dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s: beta_schedule '%s' is not supported", src,
+                           str);
         else
             c->schedule = (dit_schedule)idx;
     }
@@ -559,8 +540,8 @@ dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char 
         (idx = name_index(dit_spacing_names, DIT_SPACING_COUNT, str)) >= 0)
         c->spacing = (dit_spacing)idx;
     if ((str = json_object_get_string_member_with_default(o, "variance_type", NULL)))
-        c->variance = strcmp(str, "learned_range") == 0 ? DIT_VAR_LEARNED_RANGE
-                                                        : DIT_VAR_FIXED_SMALL;
+        c->variance =
+            strcmp(str, "learned_range") == 0 ? DIT_VAR_LEARNED_RANGE : DIT_VAR_FIXED_SMALL;
     if (json_object_has_member(o, "num_train_timesteps"))
         c->train_steps = (int)json_object_get_int_member(o, "num_train_timesteps");
     if (json_object_has_member(o, "beta_start"))

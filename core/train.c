@@ -67,7 +67,8 @@ static void normal_init(float *w, size_t n, float std, uint64_t seed, uint32_t s
 void dit_model_init_weights(dit_model *m, uint64_t seed, float label_std)
 {
     const dit_config *c = &m->cfg;
-    const int D = c->hidden_size, Dm = c->mlp_hidden, P = c->in_channels * c->patch_size * c->patch_size;
+    const int D = c->hidden_size, Dm = c->mlp_hidden,
+              P = c->in_channels * c->patch_size * c->patch_size;
     memset(m->params, 0, m->param_floats * sizeof(float)); /* biases, adaLN, final: 0 */
     uint32_t s = 100;
     xavier(m->x_embed_w, D, P, seed, s++); /* conv weight viewed as (D, C*p*p) */
@@ -107,10 +108,10 @@ typedef struct {
 
 struct dit_trainer {
     dit_model *model;
-    bool owns_model;        /* loaded from a checkpoint */
+    bool owns_model; /* loaded from a checkpoint */
     dit_train_config cfg;
-    dit_scheduler *sched;   /* alphas_cumprod of the training schedule */
-    size_t n;               /* parameter floats (block size) */
+    dit_scheduler *sched; /* alphas_cumprod of the training schedule */
+    size_t n;             /* parameter floats (block size) */
     float *grads, *m, *v, *ema;
     int64_t step;
     /* activations for one batch size, sized on first use */
@@ -275,8 +276,8 @@ dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_confi
         memset(tr->v, 0, bytes);
         memcpy(tr->ema, model->params, bytes);
         dit_sched_config sc = cfg->sched;
-        sc.sampler = sc.schedule == DIT_SCHEDULE_COSINE_ALPHABAR ? DIT_SAMPLER_COLD
-                                                                  : DIT_SAMPLER_DDIM;
+        sc.sampler =
+            sc.schedule == DIT_SCHEDULE_COSINE_ALPHABAR ? DIT_SAMPLER_COLD : DIT_SAMPLER_DDIM;
         st = dit_sched_new(ctx, &sc, 1, 1, &tr->sched);
     }
     tr->owner = ctx;
@@ -351,8 +352,11 @@ typedef struct {
 
 static train_dims train_dims_of(const dit_config *c, int B)
 {
-    train_dims d = {.D = c->hidden_size, .Dm = c->mlp_hidden, .H = c->num_heads,
-                    .p = c->patch_size, .S = c->sample_size};
+    train_dims d = {.D = c->hidden_size,
+                    .Dm = c->mlp_hidden,
+                    .H = c->num_heads,
+                    .p = c->patch_size,
+                    .S = c->sample_size};
     d.hd = d.D / d.H;
     d.gh = d.S / d.p, d.T = d.gh * d.gh, d.BT = B * d.T;
     d.Pin = c->in_channels * d.p * d.p, d.Pout = c->out_channels * d.p * d.p;
@@ -525,8 +529,7 @@ static void keep_act(const dit_trainer *tr, float *x, size_t n)
 /* Forward keeping activations: xt (B, C, S, S), t (B), y (B) -> tr->out.
  * The same computation as model.c's forward_ops, for every conditioning
  * variant, with what backward needs kept per block. */
-static void train_forward(dit_trainer *tr, int B, const float *xt, const float *t,
-                          const int32_t *y)
+static void train_forward(dit_trainer *tr, int B, const float *xt, const float *t, const int32_t *y)
 {
     const dit_backend *be = tr->be;
     const dit_model *m = tr->dmodel;
@@ -536,8 +539,7 @@ static void train_forward(dit_trainer *tr, int B, const float *xt, const float *
 
     // tokens (B, T, D) = patch embed + position embed
     be->patchify(be, tr->tokens, xt, B, c->in_channels, d.S, d.S, d.p);
-    be->linear(be, tr->x0, tr->tokens, m->x_embed_w, m->x_embed_b, d.BT, d.Pin, d.D,
-               DIT_ACT_NONE);
+    be->linear(be, tr->x0, tr->tokens, m->x_embed_w, m->x_embed_b, d.BT, d.Pin, d.D, DIT_ACT_NONE);
     be->add_rows(be, tr->x0, m->pos_embed ? m->pos_embed : tr->pos, B, d.T, d.D);
 
     // t_emb = MLP(temb(t)); adaLN: c = t_emb + table[y], csilu = SiLU(c);
@@ -593,8 +595,7 @@ static void train_forward(dit_trainer *tr, int B, const float *xt, const float *
             keep_act(tr, a->h3, (size_t)d.BT * d.D);
             keep_act(tr, a->xq, (size_t)d.BT * d.D);
             keep_act(tr, a->xkv, (size_t)B * d.n_ctx * 2 * d.D);
-            be->cross_attention(be, a->xatt, a->xq, a->xkv, B, d.T, d.n_ctx, d.H, d.hd,
-                                a->xprobs);
+            be->cross_attention(be, a->xatt, a->xq, a->xkv, B, d.T, d.n_ctx, d.H, d.hd, a->xprobs);
             keep_act(tr, a->xatt, (size_t)d.BT * d.D);
             be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, d.BT, d.D, d.D, DIT_ACT_NONE);
             t_copy(tr, a->x_mid2, a->x_mid, (size_t)d.BT * d.D);
@@ -623,11 +624,11 @@ static void train_forward(dit_trainer *tr, int B, const float *xt, const float *
     if (dit_final_adaln(c)) {
         be->linear(be, tr->fmod, tr->csilu, m->final_ada_w, m->final_ada_b, B, d.D, 2 * d.D,
                    DIT_ACT_NONE);
-        be->layernorm_modulate_train(be, tr->hf, xf, tr->fmod, tr->fmod + d.D, 2 * d.D, B, d.T,
-                                     d.D, c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
-    } else {
-        be->layernorm_modulate_train(be, tr->hf, xf, NULL, NULL, 0, B, d.T, d.D,
+        be->layernorm_modulate_train(be, tr->hf, xf, tr->fmod, tr->fmod + d.D, 2 * d.D, B, d.T, d.D,
                                      c->norm_final_eps, tr->lnf_mean, tr->lnf_rstd);
+    } else {
+        be->layernorm_modulate_train(be, tr->hf, xf, NULL, NULL, 0, B, d.T, d.D, c->norm_final_eps,
+                                     tr->lnf_mean, tr->lnf_rstd);
     }
     keep_act(tr, tr->hf, (size_t)d.BT * d.D);
     be->linear(be, tr->fin, tr->hf, m->final_w, m->final_b, d.BT, d.D, d.Pout, DIT_ACT_NONE);
@@ -654,15 +655,14 @@ static void train_backward(dit_trainer *tr, int B, const int32_t *y)
     t_zero(tr, tr->dctx, (size_t)B * d.n_ctx * d.D);
     if (dit_final_adaln(c)) {
         t_zero(tr, tr->dmod, (size_t)B * 2 * d.D);
-        be->layernorm_modulate_backward(be, dxf, tr->dmod, tr->dmod + d.D, tr->dA, xf,
-                                        tr->lnf_mean, tr->lnf_rstd, tr->fmod + d.D, 2 * d.D, B,
-                                        d.T, d.D);
-        be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w),
-                            grad_of(tr, m->final_ada_b), tr->dmod, tr->csilu, m->final_ada_w, B,
-                            d.D, 2 * d.D, NULL, DIT_ACT_NONE);
+        be->layernorm_modulate_backward(be, dxf, tr->dmod, tr->dmod + d.D, tr->dA, xf, tr->lnf_mean,
+                                        tr->lnf_rstd, tr->fmod + d.D, 2 * d.D, B, d.T, d.D);
+        be->linear_backward(be, tr->dcs, grad_of(tr, m->final_ada_w), grad_of(tr, m->final_ada_b),
+                            tr->dmod, tr->csilu, m->final_ada_w, B, d.D, 2 * d.D, NULL,
+                            DIT_ACT_NONE);
     } else {
-        be->layernorm_modulate_backward(be, dxf, NULL, NULL, tr->dA, xf, tr->lnf_mean,
-                                        tr->lnf_rstd, NULL, 0, B, d.T, d.D);
+        be->layernorm_modulate_backward(be, dxf, NULL, NULL, tr->dA, xf, tr->lnf_mean, tr->lnf_rstd,
+                                        NULL, 0, B, d.T, d.D);
     }
     if (d.in_context) { /* the conditioning tokens' rows get no gradient from the output */
         t_zero(tr, tr->dX, (size_t)d.BTs * d.D);
@@ -679,27 +679,25 @@ static void train_backward(dit_trainer *tr, int B, const int32_t *y)
         be->gated_add_backward(be, tr->dA, dit_mod_at(dm, d.ml.gate2), tr->dX, a->y2,
                                dit_mod_at(a->mod, d.ml.gate2), d.ml.stride, B, d.Ts, d.D);
         // dM = d f1: through fc2, then GELU's backward fused in
-        be->linear_backward(be, tr->dM, grad_of(tr, w->fc2_w), grad_of(tr, w->fc2_b), tr->dA,
-                            a->g, w->fc2_w, d.BTs, d.Dm, d.D, a->f1, DIT_ACT_GELU_TANH);
-        be->linear_backward(be, tr->dB, grad_of(tr, w->fc1_w), grad_of(tr, w->fc1_b), tr->dM,
-                            a->h2, w->fc1_w, d.BTs, d.D, d.Dm, NULL, DIT_ACT_NONE);
-        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, d.ml.shift2),
-                                        dit_mod_at(dm, d.ml.scale2), tr->dB, x2, a->ln2_mean,
-                                        a->ln2_rstd, dit_mod_at(a->mod, d.ml.scale2),
-                                        d.ml.stride, B, d.Ts, d.D);
+        be->linear_backward(be, tr->dM, grad_of(tr, w->fc2_w), grad_of(tr, w->fc2_b), tr->dA, a->g,
+                            w->fc2_w, d.BTs, d.Dm, d.D, a->f1, DIT_ACT_GELU_TANH);
+        be->linear_backward(be, tr->dB, grad_of(tr, w->fc1_w), grad_of(tr, w->fc1_b), tr->dM, a->h2,
+                            w->fc1_w, d.BTs, d.D, d.Dm, NULL, DIT_ACT_NONE);
+        be->layernorm_modulate_backward(
+            be, tr->dX, dit_mod_at(dm, d.ml.shift2), dit_mod_at(dm, d.ml.scale2), tr->dB, x2,
+            a->ln2_mean, a->ln2_rstd, dit_mod_at(a->mod, d.ml.scale2), d.ml.stride, B, d.Ts, d.D);
         if (d.cross) { // x_mid2 = x_mid + y3, y3 = proj(CrossAttn(xq(LN(x_mid)), xkv(ctx)))
             be->linear_backward(be, tr->dB, grad_of(tr, w->xproj_w), grad_of(tr, w->xproj_b),
                                 tr->dX, a->xatt, w->xproj_w, d.BT, d.D, d.D, NULL, DIT_ACT_NONE);
-            be->cross_attention_backward(be, tr->dA, tr->dkv, tr->dB, a->xq, a->xkv, a->xprobs,
-                                         B, d.T, d.n_ctx, d.H, d.hd);
-            be->linear_backward(be, tr->dtmp, grad_of(tr, w->xkv_w), grad_of(tr, w->xkv_b),
-                                tr->dkv, tr->ctx, w->xkv_w, B * d.n_ctx, d.D, 2 * d.D, NULL,
-                                DIT_ACT_NONE);
+            be->cross_attention_backward(be, tr->dA, tr->dkv, tr->dB, a->xq, a->xkv, a->xprobs, B,
+                                         d.T, d.n_ctx, d.H, d.hd);
+            be->linear_backward(be, tr->dtmp, grad_of(tr, w->xkv_w), grad_of(tr, w->xkv_b), tr->dkv,
+                                tr->ctx, w->xkv_w, B * d.n_ctx, d.D, 2 * d.D, NULL, DIT_ACT_NONE);
             add_into(tr, tr->dctx, tr->dtmp, (size_t)B * d.n_ctx * d.D);
             be->linear_backward(be, tr->dB, grad_of(tr, w->xq_w), grad_of(tr, w->xq_b), tr->dA,
                                 a->h3, w->xq_w, d.BT, d.D, d.D, NULL, DIT_ACT_NONE);
-            be->layernorm_modulate_backward(be, tr->dX, NULL, NULL, tr->dB, a->x_mid,
-                                            a->ln3_mean, a->ln3_rstd, NULL, 0, B, d.T, d.D);
+            be->layernorm_modulate_backward(be, tr->dX, NULL, NULL, tr->dB, a->x_mid, a->ln3_mean,
+                                            a->ln3_rstd, NULL, 0, B, d.T, d.D);
         }
         // x_mid = x_in + gate_msa * y1
         be->gated_add_backward(be, tr->dA, dit_mod_at(dm, d.ml.gate1), tr->dX, a->y1,
@@ -710,10 +708,9 @@ static void train_backward(dit_trainer *tr, int B, const int32_t *y)
                                tr->scratch);
         be->linear_backward(be, tr->dA, grad_of(tr, w->qkv_w), grad_of(tr, w->qkv_b), tr->dqkv,
                             a->h1, w->qkv_w, d.BTs, d.D, 3 * d.D, NULL, DIT_ACT_NONE);
-        be->layernorm_modulate_backward(be, tr->dX, dit_mod_at(dm, d.ml.shift1),
-                                        dit_mod_at(dm, d.ml.scale1), tr->dA, a->x_in, a->ln1_mean,
-                                        a->ln1_rstd, dit_mod_at(a->mod, d.ml.scale1),
-                                        d.ml.stride, B, d.Ts, d.D);
+        be->layernorm_modulate_backward(
+            be, tr->dX, dit_mod_at(dm, d.ml.shift1), dit_mod_at(dm, d.ml.scale1), tr->dA, a->x_in,
+            a->ln1_mean, a->ln1_rstd, dit_mod_at(a->mod, d.ml.scale1), d.ml.stride, B, d.Ts, d.D);
         if (d.chunks) { // adaLN: mod = Linear(csilu)
             be->linear_backward(be, tr->dtmp, grad_of(tr, w->ada_w), grad_of(tr, w->ada_b),
                                 tr->dmod, tr->csilu, w->ada_w, B, d.D, d.chunks * d.D, NULL,
@@ -745,8 +742,8 @@ static void train_backward(dit_trainer *tr, int B, const int32_t *y)
             be->add_embedding_backward(be, grad_of(tr, e->y_table), tr->dtmp, y, B, d.D);
         }
     }
-    be->linear_backward(be, tr->dtmp, grad_of(tr, e->t_mlp2_w), grad_of(tr, e->t_mlp2_b),
-                        tr->dcs, tr->th, e->t_mlp2_w, B, d.D, d.D, tr->th_pre, DIT_ACT_SILU);
+    be->linear_backward(be, tr->dtmp, grad_of(tr, e->t_mlp2_w), grad_of(tr, e->t_mlp2_b), tr->dcs,
+                        tr->th, e->t_mlp2_w, B, d.D, d.D, tr->th_pre, DIT_ACT_SILU);
     be->linear_backward(be, NULL, grad_of(tr, e->t_mlp0_w), grad_of(tr, e->t_mlp0_b), tr->dtmp,
                         tr->tfreq, e->t_mlp0_w, B, c->freq_dim, d.D, NULL, DIT_ACT_NONE);
 }
@@ -774,7 +771,8 @@ static double vlb_term(const double *ac, int t, const float *eps, const float *v
     const double beta = 1.0 - a / a_prev;
     /* beta~_t, clipped at t = 0 to beta~_1 as the original does */
     const double a1 = ac[1], beta1 = 1.0 - a1 / ac[0];
-    const double post_var = t > 0 ? beta * (1.0 - a_prev) / (1.0 - a) : beta1 * (1.0 - ac[0]) / (1.0 - a1);
+    const double post_var =
+        t > 0 ? beta * (1.0 - a_prev) / (1.0 - a) : beta1 * (1.0 - ac[0]) / (1.0 - a1);
     const double min_log = log(post_var), max_log = log(beta);
     const double coef1 = beta * sqrt(a_prev) / (1.0 - a);
     const double coef2 = (1.0 - a_prev) * sqrt(1.0 - beta) / (1.0 - a);
@@ -838,8 +836,11 @@ static double loss_and_grad(dit_trainer *tr, int B, const float *target, const f
         for (size_t i = 0; i < chw; i++) {
             const double d = (double)o[i] - target[(size_t)b * chw + i];
             s += l1 ? fabs(d) : d * d;
-            tr->h_dout[(size_t)b * ohw + i] =
-                (float)((l1 ? (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0) : 2.0 * d) / N);
+            tr->h_dout[(size_t)b * ohw + i] = (float)((l1 ? (d > 0   ? 1.0
+                                                             : d < 0 ? -1.0
+                                                                     : 0.0)
+                                                          : 2.0 * d) /
+                                                      N);
         }
         double sample = s / chw;
         if (vlb)
@@ -874,8 +875,9 @@ static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *
     const dit_config *c = &tr->model->cfg;
     for (int b = 0; b < B; b++)
         if (labels[b] < 0 || labels[b] > c->num_classes)
-            return dit_error(ctx, DIT_ERR_INVALID_ARG, "label %d of sample %d is out of range 0..%d",
-                             labels[b], b, c->num_classes);
+            return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                             "label %d of sample %d is out of range 0..%d", labels[b], b,
+                             c->num_classes);
     const size_t n = (size_t)B * train_dims_of(c, B).chw;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(images[i]))
@@ -886,8 +888,8 @@ static dit_status check_batch(dit_ctx *ctx, const dit_trainer *tr, const float *
 /* The forward on the staged inputs (h_xt, h_tvec, h_yvec), its output
  * fetched to the host, the loss there; with `backward`, dout staged and the
  * gradients in d_grads. images: the clean batch (host) for the VLB term. */
-static dit_status run_batch(dit_trainer *tr, int B, const float *images,
-                            bool backward, float *per_sample, double *loss)
+static dit_status run_batch(dit_trainer *tr, int B, const float *images, bool backward,
+                            float *per_sample, double *loss)
 {
     const train_dims d = train_dims_of(&tr->model->cfg, B);
     const size_t img = (size_t)B * d.chw, img_out = (size_t)B * d.ohw;
@@ -1057,7 +1059,8 @@ static char *config_json(const dit_trainer *tr)
     return g_strdup_printf(
         "{\"in_channels\": %d, \"learn_sigma\": %d, \"sample_size\": %d, \"patch_size\": %d, "
         "\"hidden_size\": %d, \"depth\": %d, \"num_heads\": %d, \"mlp_hidden\": %d, "
-        "\"num_classes\": %d, \"freq_dim\": %d, \"conditioning\": %d, \"ema_warmup\": %d, \"bf16_activations\": %d, "
+        "\"num_classes\": %d, \"freq_dim\": %d, \"conditioning\": %d, \"ema_warmup\": %d, "
+        "\"bf16_activations\": %d, "
         "\"objective\": %d, \"schedule\": %d, \"train_steps\": %d, \"beta_start\": %.17g, "
         "\"beta_end\": %.17g, \"batch\": %d, \"lr\": %.17g, \"warmup\": %d, \"beta1\": %.17g, "
         "\"beta2\": %.17g, \"eps\": %.17g, \"weight_decay\": %.17g, \"grad_clip\": %.17g, "
@@ -1092,8 +1095,14 @@ dit_status dit_trainer_save(dit_ctx *ctx, const dit_trainer *tr, const char *pat
     return st;
 }
 
-static int jint(JsonObject *o, const char *k) { return (int)json_object_get_int_member_with_default(o, k, 0); }
-static double jdbl(JsonObject *o, const char *k) { return json_object_get_double_member_with_default(o, k, 0); }
+static int jint(JsonObject *o, const char *k)
+{
+    return (int)json_object_get_int_member_with_default(o, k, 0);
+}
+static double jdbl(JsonObject *o, const char *k)
+{
+    return json_object_get_double_member_with_default(o, k, 0);
+}
 
 dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
 {
@@ -1112,8 +1121,8 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
         goto out;
     }
     if (strcmp(ver, CKPT_VERSION) != 0) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: checkpoint version %s, this build reads %s",
-                       path, ver, CKPT_VERSION);
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: checkpoint version %s, this build reads %s", path,
+                       ver, CKPT_VERSION);
         goto out;
     }
     if (!json_parser_load_from_data(parser, cfg_s, -1, NULL) ||
@@ -1130,7 +1139,7 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
     c.num_classes = jint(o, "num_classes"), c.freq_dim = jint(o, "freq_dim");
     c.conditioning = (dit_conditioning)jint(o, "conditioning"); /* absent: adaLN-Zero */
     c.out_channels = c.learn_sigma ? 2 * c.in_channels : c.in_channels;
-    {   /* the config must describe exactly the stored block (checked against the
+    { /* the config must describe exactly the stored block (checked against the
          * file before anything that size is allocated) */
         const st_tensor *pt = st_find(f, "params");
         const size_t need = c.hidden_size > 0 && c.hidden_size <= 16384 && c.mlp_hidden > 0 &&
@@ -1138,14 +1147,13 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
                                     c.num_classes <= 1000000 && c.freq_dim >= 2 &&
                                     c.freq_dim <= 16384 && c.in_channels > 0 &&
                                     c.in_channels <= 4096 && c.patch_size > 0 &&
-                                    c.patch_size <= 64 &&
-                                    (unsigned)c.conditioning < DIT_COND_COUNT
+                                    c.patch_size <= 64 && (unsigned)c.conditioning < DIT_COND_COUNT
                                 ? dit_config_param_floats(&c)
                                 : 0;
         if (!pt || pt->ndim != 1 || need == 0 || (size_t)pt->shape[0] != need) {
-            st = dit_error(ctx, DIT_ERR_FORMAT,
-                           "%s: the checkpoint's config does not match its stored parameters",
-                           path);
+            st =
+                dit_error(ctx, DIT_ERR_FORMAT,
+                          "%s: the checkpoint's config does not match its stored parameters", path);
             goto out;
         }
     }

@@ -72,10 +72,10 @@ static const char *attn_part(dit_vae_naming naming, int part)
 
 /* ---- layout --------------------------------------------------------------------- */
 
-static void lay_conv(weight_layout *L, conv_w *c, int cin, int cout, int k, bool bias,
-                     int flags, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
-static void lay_conv(weight_layout *L, conv_w *c, int cin, int cout, int k, bool bias,
-                     int flags, const char *fmt, ...)
+static void lay_conv(weight_layout *L, conv_w *c, int cin, int cout, int k, bool bias, int flags,
+                     const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+static void lay_conv(weight_layout *L, conv_w *c, int cin, int cout, int k, bool bias, int flags,
+                     const char *fmt, ...)
 {
     char name[192];
     va_list ap;
@@ -291,15 +291,20 @@ static dit_status vae_config_json(dit_ctx *ctx, const char *src, const char *tex
         in->kind = DIT_VAE_KL;
         *have_class = true;
     } else if (cls[0]) {
-        st = dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s: _class_name '%s' is not a VAE we run "
-                       "(AutoencoderKL or AutoencoderTiny)", src, cls);
+        st = dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                       "%s: _class_name '%s' is not a VAE we run "
+                       "(AutoencoderKL or AutoencoderTiny)",
+                       src, cls);
     }
     double x;
     int n;
-    if (st == DIT_OK && (n = json_int_array(o, "block_out_channels", in->block_out, MAX_LEVELS)) != -1) {
+    if (st == DIT_OK &&
+        (n = json_int_array(o, "block_out_channels", in->block_out, MAX_LEVELS)) != -1) {
         if (n <= 0)
-            st = dit_error(ctx, DIT_ERR_MODEL, "%s: block_out_channels must be 1..%d positive "
-                           "integers", src, MAX_LEVELS);
+            st = dit_error(ctx, DIT_ERR_MODEL,
+                           "%s: block_out_channels must be 1..%d positive "
+                           "integers",
+                           src, MAX_LEVELS);
         else
             in->n_levels = n;
     }
@@ -388,8 +393,8 @@ static dit_status tiny_scan(dit_ctx *ctx, const st_file *f, const char *prefix, 
         const st_tensor *bw = findf(f, "%s%d.conv.0.weight", prefix, idx);
         if (w) {
             if (w->ndim != 4 || w->shape[2] != 3 || w->shape[3] != 3)
-                return dit_error(ctx, DIT_ERR_MODEL, "%s: '%s%d.weight' is not a 3x3 conv",
-                                 f->path, prefix, idx);
+                return dit_error(ctx, DIT_ERR_MODEL, "%s: '%s%d.weight' is not a 3x3 conv", f->path,
+                                 prefix, idx);
             t->kind = TL_CONV;
             t->conv.cout = (int)MIN(w->shape[0], 65536);
             t->conv.cin = (int)MIN(w->shape[1], 65536);
@@ -406,14 +411,15 @@ static dit_status tiny_scan(dit_ctx *ctx, const st_file *f, const char *prefix, 
             t->c1.cin = (int)MIN(bw->shape[1], 65536);
             t->has_skip = findf(f, "%s%d.skip.weight", prefix, idx) != NULL;
             if (!t->has_skip && t->c1.cin != t->c1.cout)
-                return dit_error(ctx, DIT_ERR_MODEL, "%s: block %s%d changes channels but has no "
-                                 "skip conv", f->path, prefix, idx);
+                return dit_error(ctx, DIT_ERR_MODEL,
+                                 "%s: block %s%d changes channels but has no "
+                                 "skip conv",
+                                 f->path, prefix, idx);
         } else if (decoder) {
             /* the gap after the first conv is its ReLU; later gaps are upsamplers */
             t->kind = tc->n == 1 ? TL_RELU : TL_UPSAMPLE;
         } else {
-            return dit_error(ctx, DIT_ERR_MODEL, "%s: TAESD encoder has no layer %d", f->path,
-                             idx);
+            return dit_error(ctx, DIT_ERR_MODEL, "%s: TAESD encoder has no layer %d", f->path, idx);
         }
         tc->n++;
     }
@@ -599,8 +605,8 @@ dit_status dit_vae_load(dit_ctx *ctx, const char *path, dit_vae **out)
         const tiny_layer *first = &v->tenc.layers[0];
         const tiny_layer *dfirst = &v->tdec.layers[0];
         if (first->kind != TL_CONV || dfirst->kind != TL_CONV) {
-            st = dit_error(ctx, DIT_ERR_MODEL, "%s: TAESD encoder and decoder must start with a conv",
-                           files.weights);
+            st = dit_error(ctx, DIT_ERR_MODEL,
+                           "%s: TAESD encoder and decoder must start with a conv", files.weights);
             goto out;
         }
         const tiny_layer *elast = &v->tenc.layers[v->tenc.n - 1];
@@ -644,20 +650,11 @@ void dit_vae_free(dit_vae *v)
     free(v);
 }
 
-const dit_vae_info *dit_vae_config(const dit_vae *v)
-{
-    return v ? &v->info : NULL;
-}
+const dit_vae_info *dit_vae_config(const dit_vae *v) { return v ? &v->info : NULL; }
 
-size_t dit_vae_param_count(const dit_vae *v)
-{
-    return v ? v->n_params : 0;
-}
+size_t dit_vae_param_count(const dit_vae *v) { return v ? v->n_params : 0; }
 
-wl_layout_fn vae_layout(const dit_vae *v)
-{
-    return v->info.kind == DIT_VAE_KL ? lay_kl : lay_tiny;
-}
+wl_layout_fn vae_layout(const dit_vae *v) { return v->info.kind == DIT_VAE_KL ? lay_kl : lay_tiny; }
 
 dit_status vae_expected_tensors(dit_ctx *ctx, const dit_vae_info *info, weight_expect **list,
                                 size_t *n)

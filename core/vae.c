@@ -51,9 +51,9 @@ dit_status dit_vae_set_tiling(dit_ctx *ctx, dit_vae *v, int tile_sample, float o
 #define N_BUFS 3
 
 typedef struct {
-    float *d;   /* (B, c, h, w) */
+    float *d; /* (B, c, h, w) */
     int c, h, w;
-    int buf;    /* which rotating buffer holds it; -1 = outside */
+    int buf; /* which rotating buffer holds it; -1 = outside */
 } tensor;
 
 typedef struct {
@@ -61,17 +61,14 @@ typedef struct {
     int B;
     bool dry;
     size_t buf_floats, scratch_floats, attn_floats, attn_scratch_floats;
-    double flops; /* counted by the dry run */
+    double flops;      /* counted by the dry run */
     size_t out_floats; /* the result's size, found by the dry run */
     float *buf[N_BUFS];
     bool busy[N_BUFS];
     float *scratch, *aq, *ak, *av, *ao, *ascratch;
 } vx;
 
-static size_t tsize(const vx *x, int c, int h, int w)
-{
-    return (size_t)x->B * c * h * w;
-}
+static size_t tsize(const vx *x, int c, int h, int w) { return (size_t)x->B * c * h * w; }
 
 static tensor t_new(vx *x, int c, int h, int w)
 {
@@ -98,14 +95,22 @@ static void t_free(vx *x, tensor *t)
 }
 
 /* out = act(conv(in)); pads: top, left, bottom, right */
-static tensor t_conv(vx *x, const tensor *in, const conv_w *cw, int stride, int pt, int pl,
-                     int pb, int pr, bool up2, dit_act act)
+static tensor t_conv(vx *x, const tensor *in, const conv_w *cw, int stride, int pt, int pl, int pb,
+                     int pr, bool up2, dit_act act)
 {
     const int Hv = up2 ? 2 * in->h : in->h, Wv = up2 ? 2 * in->w : in->w;
     dit_conv_desc d = {
-        .B = x->B, .Cin = cw->cin, .H = in->h, .W = in->w, .Cout = cw->cout, .k = cw->k,
-        .stride = stride, .pad_top = pt, .pad_left = pl,
-        .Ho = (Hv + pt + pb - cw->k) / stride + 1, .Wo = (Wv + pl + pr - cw->k) / stride + 1,
+        .B = x->B,
+        .Cin = cw->cin,
+        .H = in->h,
+        .W = in->w,
+        .Cout = cw->cout,
+        .k = cw->k,
+        .stride = stride,
+        .pad_top = pt,
+        .pad_left = pl,
+        .Ho = (Hv + pt + pb - cw->k) / stride + 1,
+        .Wo = (Wv + pl + pr - cw->k) / stride + 1,
         .up2 = up2,
     };
     tensor out = t_new(x, cw->cout, d.Ho, d.Wo);
@@ -153,8 +158,8 @@ static tensor resnet(vx *x, tensor in, const resnet_w *r, int groups)
     // so normalise a copy: the conv reads it through one extra buffer.
     tensor a = t_new(x, in.c, in.h, in.w);
     if (!x->dry)
-        x->be->group_norm(x->be, a.d, in.d, r->norm1.w, r->norm1.b, x->B, in.c, in.h * in.w,
-                          groups, VAE_GN_EPS, DIT_ACT_SILU);
+        x->be->group_norm(x->be, a.d, in.d, r->norm1.w, r->norm1.b, x->B, in.c, in.h * in.w, groups,
+                          VAE_GN_EPS, DIT_ACT_SILU);
     tensor h = t_conv3(x, &a, &r->conv1, DIT_ACT_NONE);
     t_free(x, &a);
     t_norm(x, &h, &r->norm2, groups, DIT_ACT_SILU);
@@ -184,8 +189,15 @@ static void spatial_attn(vx *x, tensor *t, const attn_w *a, int groups)
         return;
     }
     const dit_backend *be = x->be;
-    dit_conv_desc d = {.B = x->B, .Cin = C, .H = t->h, .W = t->w, .Cout = C, .k = 1,
-                       .stride = 1, .Ho = t->h, .Wo = t->w};
+    dit_conv_desc d = {.B = x->B,
+                       .Cin = C,
+                       .H = t->h,
+                       .W = t->w,
+                       .Cout = C,
+                       .k = 1,
+                       .stride = 1,
+                       .Ho = t->h,
+                       .Wo = t->w};
     // ao = GN(x); q, k, v = 1x1 convs of it; ao = attention; x += Wo(ao) + bo
     be->group_norm(be, x->ao, t->d, a->norm.w, a->norm.b, x->B, C, N, groups, VAE_GN_EPS,
                    DIT_ACT_NONE);
@@ -298,8 +310,7 @@ static tensor tiny_run(vx *x, const tiny_coder *tc, tensor t)
     return t;
 }
 
-static void tiny_encode_run(vx *x, const dit_vae *v, const float *image, int H, int W,
-                            float *out)
+static void tiny_encode_run(vx *x, const dit_vae *v, const float *image, int H, int W, float *out)
 {
     tensor t = t_new(x, v->info.in_channels, H, W);
     if (!x->dry) /* TAESD works on [0, 1] images */
@@ -309,8 +320,7 @@ static void tiny_encode_run(vx *x, const dit_vae *v, const float *image, int H, 
     t_free(x, &t);
 }
 
-static void tiny_decode_run(vx *x, const dit_vae *v, const float *latent, int h, int w,
-                            float *out)
+static void tiny_decode_run(vx *x, const dit_vae *v, const float *latent, int h, int w, float *out)
 {
     tensor t = t_new(x, v->info.latent_channels, h, w);
     if (!x->dry) /* the soft clamp TAESD applies to its latents */
@@ -326,14 +336,14 @@ typedef void (*vae_run_fn)(vx *x, const dit_vae *v, const float *in, int h, int 
 
 /* The dry run: fills x's sizes and flops; returns the arena floats needed,
  * or 0 on overflow. */
-static size_t vae_plan(const dit_backend *be, const dit_vae *v, vae_run_fn run, int B, int h,
-                       int w, vx *x, size_t sizes[9])
+static size_t vae_plan(const dit_backend *be, const dit_vae *v, vae_run_fn run, int B, int h, int w,
+                       vx *x, size_t sizes[9])
 {
     *x = (vx){.be = be, .B = B, .dry = true};
     run(x, v, NULL, h, w, NULL);
-    const size_t s[9] = {x->buf_floats, x->buf_floats, x->buf_floats, x->scratch_floats,
-                         x->attn_floats, x->attn_floats, x->attn_floats, x->attn_floats,
-                         x->attn_scratch_floats};
+    const size_t s[9] = {x->buf_floats,     x->buf_floats,  x->buf_floats,
+                         x->scratch_floats, x->attn_floats, x->attn_floats,
+                         x->attn_floats,    x->attn_floats, x->attn_scratch_floats};
     size_t total = 0;
     for (size_t i = 0; i < 9; i++) {
         sizes[i] = s[i];
@@ -380,8 +390,8 @@ static dit_status vae_device_weights(dit_ctx *ctx, const dit_vae *v, const dit_v
 /* The arena slots of a run, after the dry run sized them. */
 static void vae_carve(vx *x, float *p, const size_t sizes[9])
 {
-    float **slots[] = {&x->buf[0], &x->buf[1], &x->buf[2], &x->scratch, &x->aq, &x->ak, &x->av,
-                       &x->ao, &x->ascratch};
+    float **slots[] = {&x->buf[0], &x->buf[1], &x->buf[2], &x->scratch, &x->aq,
+                       &x->ak,     &x->av,     &x->ao,     &x->ascratch};
     for (size_t i = 0; i < 9; i++) {
         *slots[i] = p;
         p += (sizes[i] + 15) & ~(size_t)15;
@@ -550,8 +560,8 @@ dit_status dit_vae_check_backend(dit_ctx *ctx)
     return DIT_BACKEND_REQUIRE(ctx, ctx->be, "the VAE", DIT_VAE_OPS);
 }
 
-dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *v, int B, int H, int W,
-                          const float *image, float *mean, float *logvar)
+dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *v, int B, int H, int W, const float *image,
+                          float *mean, float *logvar)
 {
     if (!ctx || !v || !image || !mean)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_encode: NULL argument");
@@ -599,8 +609,8 @@ dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *v, int B, int H, int W,
     return st;
 }
 
-dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w,
-                          const float *latent, float *image)
+dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w, const float *latent,
+                          float *image)
 {
     if (!ctx || !v || !latent || !image)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_decode: NULL argument");

@@ -166,8 +166,7 @@ void model_files_clear(model_files *f)
     g_free(f->config);
 }
 
-dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolder,
-                            model_files *out)
+dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolder, model_files *out)
 {
     memset(out, 0, sizeof *out);
     if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
@@ -217,4 +216,3 @@ dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolde
     g_free(base);
     return DIT_OK;
 }
-

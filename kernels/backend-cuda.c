@@ -41,10 +41,7 @@ typedef struct {
     char error[256];
 } cuda_backend;
 
-static cuda_backend *cb_of(const dit_backend *be)
-{
-    return (cuda_backend *)(uintptr_t)be;
-}
+static cuda_backend *cb_of(const dit_backend *be) { return (cuda_backend *)(uintptr_t)be; }
 
 static void fail(const dit_backend *be, const char *op, const char *what)
 {
@@ -63,22 +60,16 @@ static void check(const dit_backend *be, const char *op, cudaError_t e)
 
 #define CHECK(call) check(be, __func__, (call))
 
-static cudaStream_t stream_of(const dit_backend *be)
-{
-    return cb_of(be)->stream;
-}
+static cudaStream_t stream_of(const dit_backend *be) { return cb_of(be)->stream; }
 
 /* ---- cuBLAS glue -------------------------------------------------------- */
 
 static cublasComputeType_t compute_type(const dit_backend *be)
 {
     switch (cb_of(be)->precision) {
-    case DIT_CUDA_TF32:
-        return CUBLAS_COMPUTE_32F_FAST_TF32;
-    case DIT_CUDA_BF16:
-        return CUBLAS_COMPUTE_32F_FAST_16BF;
-    default:
-        return CUBLAS_COMPUTE_32F;
+    case DIT_CUDA_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case DIT_CUDA_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F;
     }
 }
 
@@ -99,9 +90,9 @@ static void gemm(const dit_backend *be, const char *op, bool ta, bool tb, int m,
         s = cublasGemmEx(cb->blas, opa, opb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F,
                          ldb, &beta, C, CUDA_R_32F, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT);
     else
-        s = cublasGemmStridedBatchedEx(cb->blas, opa, opb, m, n, k, &alpha, A, CUDA_R_32F, lda,
-                                       sA, B, CUDA_R_32F, ldb, sB, &beta, C, CUDA_R_32F, ldc, sC,
-                                       batch, compute_type(be), CUBLAS_GEMM_DEFAULT);
+        s = cublasGemmStridedBatchedEx(cb->blas, opa, opb, m, n, k, &alpha, A, CUDA_R_32F, lda, sA,
+                                       B, CUDA_R_32F, ldb, sB, &beta, C, CUDA_R_32F, ldc, sC, batch,
+                                       compute_type(be), CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS)
         fail(be, op, cublasGetStatusString(s));
 }
@@ -163,8 +154,8 @@ static void attention_gemm(const dit_backend *be, const char *op, float *out, co
     }
 }
 
-static void cuda_attention(const dit_backend *be, float *out, const float *qkv, int B, int T,
-                           int H, int hd, float *scratch)
+static void cuda_attention(const dit_backend *be, float *out, const float *qkv, int B, int T, int H,
+                           int hd, float *scratch)
 {
     if (hd <= DIT_CU_FLASH_MAX_HD && (long long)B * H <= 65535)
         CHECK(dit_cu_attention_flash(stream_of(be), out, qkv, B, T, H, hd));
@@ -176,8 +167,8 @@ static void cuda_layernorm_modulate(const dit_backend *be, float *out, const flo
                                     const float *shift, const float *scale, int stride, int B,
                                     int T, int D, float eps)
 {
-    CHECK(dit_cu_layernorm_modulate(stream_of(be), out, x, shift, scale, stride, B, T, D, eps,
-                                    NULL, NULL));
+    CHECK(dit_cu_layernorm_modulate(stream_of(be), out, x, shift, scale, stride, B, T, D, eps, NULL,
+                                    NULL));
 }
 
 static void cuda_rms_norm(const dit_backend *be, float *out, const float *x, const float *weight,
@@ -231,15 +222,14 @@ static void cuda_copy_tokens(const dit_backend *be, float *out, int out_T, int o
     CHECK(dit_cu_copy_tokens(stream_of(be), out, out_T, out_at, in, in_T, in_at, n, B, D));
 }
 
-static void cuda_cross_attention(const dit_backend *be, float *out, const float *q,
-                                 const float *kv, int B, int Tq, int Tk, int H, int hd,
-                                 float *probs)
+static void cuda_cross_attention(const dit_backend *be, float *out, const float *q, const float *kv,
+                                 int B, int Tq, int Tk, int H, int hd, float *probs)
 {
     CHECK(dit_cu_cross_attention(stream_of(be), out, q, kv, B, Tq, Tk, H, hd, probs));
 }
 
-static void cuda_timestep_embedding(const dit_backend *be, float *out, const float *t, int B,
-                                    int F, int shift)
+static void cuda_timestep_embedding(const dit_backend *be, float *out, const float *t, int B, int F,
+                                    int shift)
 {
     CHECK(dit_cu_timestep_embedding(stream_of(be), out, t, B, F, shift));
 }
@@ -265,8 +255,8 @@ static void cuda_conv2d(const dit_backend *be, float *out, const float *in, cons
     const int K = d->Cin * d->k * d->k, HWo = d->Ho * d->Wo;
     if (dit_conv_is_pointwise(d)) {
         // out_b (Cout, HW) = w (Cout, Cin) . in_b (Cin, HW)  ->  out_b^T = in_b^T . w^T, all b
-        gemm(be, __func__, false, false, HWo, d->Cout, K, 1.0f, in, HWo,
-             (long long)d->Cin * HWo, w, K, 0, 0.0f, out, HWo, (long long)d->Cout * HWo, d->B);
+        gemm(be, __func__, false, false, HWo, d->Cout, K, 1.0f, in, HWo, (long long)d->Cin * HWo, w,
+             K, 0, 0.0f, out, HWo, (long long)d->Cout * HWo, d->B);
     } else {
         const int band = dit_conv_band_rows(d);
         for (int b = 0; b < d->B; b++) {
@@ -276,24 +266,22 @@ static void cuda_conv2d(const dit_backend *be, float *out, const float *in, cons
                 const int rows = oy + band <= d->Ho ? band : d->Ho - oy;
                 const int np = rows * d->Wo;
                 CHECK(dit_cu_im2col(stream_of(be), scratch, src, d->Cin, d->H, d->W, d->k,
-                                    d->stride, d->pad_top, d->pad_left, d->Wo, d->up2 ? 1 : 0,
-                                    oy, rows));
+                                    d->stride, d->pad_top, d->pad_left, d->Wo, d->up2 ? 1 : 0, oy,
+                                    rows));
                 // dst[:, oy*Wo:] (Cout, np) = w (Cout, K) . col (K, np)  ->  ^T = col^T . w^T
                 gemm(be, __func__, false, false, np, d->Cout, K, 1.0f, scratch, np, 0, w, K, 0,
                      0.0f, dst + (size_t)oy * d->Wo, HWo, 0, 1);
             }
         }
     }
-    CHECK(dit_cu_bias_act_channels(stream_of(be), out, bias, d->B, d->Cout, (size_t)HWo,
-                                   (int)act));
+    CHECK(dit_cu_bias_act_channels(stream_of(be), out, bias, d->B, d->Cout, (size_t)HWo, (int)act));
 }
 
-static void cuda_group_norm(const dit_backend *be, float *out, const float *in,
-                            const float *gamma, const float *beta, int B, int C, int HW,
-                            int groups, float eps, dit_act act)
+static void cuda_group_norm(const dit_backend *be, float *out, const float *in, const float *gamma,
+                            const float *beta, int B, int C, int HW, int groups, float eps,
+                            dit_act act)
 {
-    CHECK(dit_cu_group_norm(stream_of(be), out, in, gamma, beta, B, C, HW, groups, eps,
-                            (int)act));
+    CHECK(dit_cu_group_norm(stream_of(be), out, in, gamma, beta, B, C, HW, groups, eps, (int)act));
 }
 
 /* Query rows per chunk so that the (rows, N) score block stays near 16M
@@ -344,8 +332,8 @@ static void cuda_tanh_clamp(const dit_backend *be, float *out, const float *in, 
 
 /* ---- training ops ----------------------------------------------------------- */
 
-static void cuda_attention_train(const dit_backend *be, float *out, const float *qkv, int B,
-                                 int T, int H, int hd, float *probs)
+static void cuda_attention_train(const dit_backend *be, float *out, const float *qkv, int B, int T,
+                                 int H, int hd, float *probs)
 {
     attention_gemm(be, __func__, out, qkv, B, T, H, hd, probs, true);
 }
@@ -373,26 +361,25 @@ static void cuda_attention_backward(const dit_backend *be, float *dqkv, const fl
             gemm(be, __func__, false, true, hd, T, T, 1.0f, dO, D, hd, P, T, TT, 0.0f, dv, 3 * D,
                  hd, nh);
             // dP (T, T) = dO . V^T  ->  dP^T = op(V^T) . dO^T
-            gemm(be, __func__, true, false, T, T, hd, 1.0f, v, 3 * D, hd, dO, D, hd, 0.0f,
-                 scratch, T, TT, nh);
+            gemm(be, __func__, true, false, T, T, hd, 1.0f, v, 3 * D, hd, dO, D, hd, 0.0f, scratch,
+                 T, TT, nh);
             CHECK(dit_cu_softmax_backward(stream_of(be), scratch, P, (size_t)nh * T, T, scale));
             // dQ (T, hd) = dS . K  ->  dQ^T = K^T . dS^T
-            gemm(be, __func__, false, false, hd, T, T, 1.0f, k, 3 * D, hd, scratch, T, TT, 0.0f,
-                 dq, 3 * D, hd, nh);
+            gemm(be, __func__, false, false, hd, T, T, 1.0f, k, 3 * D, hd, scratch, T, TT, 0.0f, dq,
+                 3 * D, hd, nh);
             // dK (T, hd) = dS^T . Q  ->  dK^T = Q^T . op(dS^T)
-            gemm(be, __func__, false, true, hd, T, T, 1.0f, q, 3 * D, hd, scratch, T, TT, 0.0f,
-                 dk, 3 * D, hd, nh);
+            gemm(be, __func__, false, true, hd, T, T, 1.0f, q, 3 * D, hd, scratch, T, TT, 0.0f, dk,
+                 3 * D, hd, nh);
         }
     }
 }
 
 static void cuda_layernorm_modulate_train(const dit_backend *be, float *out, const float *x,
-                                          const float *shift, const float *scale, int stride,
-                                          int B, int T, int D, float eps, float *mean,
-                                          float *rstd)
+                                          const float *shift, const float *scale, int stride, int B,
+                                          int T, int D, float eps, float *mean, float *rstd)
 {
-    CHECK(dit_cu_layernorm_modulate(stream_of(be), out, x, shift, scale, stride, B, T, D, eps,
-                                    mean, rstd));
+    CHECK(dit_cu_layernorm_modulate(stream_of(be), out, x, shift, scale, stride, B, T, D, eps, mean,
+                                    rstd));
 }
 
 static void cuda_layernorm_modulate_backward(const dit_backend *be, float *dx, float *dshift,
@@ -400,8 +387,8 @@ static void cuda_layernorm_modulate_backward(const dit_backend *be, float *dx, f
                                              const float *mean, const float *rstd,
                                              const float *scale, int stride, int B, int T, int D)
 {
-    CHECK(dit_cu_layernorm_modulate_backward(stream_of(be), dx, dshift, dscale, dout, x, mean,
-                                             rstd, scale, stride, B, T, D));
+    CHECK(dit_cu_layernorm_modulate_backward(stream_of(be), dx, dshift, dscale, dout, x, mean, rstd,
+                                             scale, stride, B, T, D));
 }
 
 static void cuda_linear_backward(const dit_backend *be, float *dx, float *dw, float *db,
@@ -425,9 +412,9 @@ static void cuda_act_backward(const dit_backend *be, float *dx, const float *pre
     CHECK(dit_cu_act_backward(stream_of(be), dx, pre, dy, n, (int)act));
 }
 
-static void cuda_gated_add_backward(const dit_backend *be, float *dy, float *dgate,
-                                    const float *dx, const float *y, const float *gate,
-                                    int stride, int B, int T, int D)
+static void cuda_gated_add_backward(const dit_backend *be, float *dy, float *dgate, const float *dx,
+                                    const float *y, const float *gate, int stride, int B, int T,
+                                    int D)
 {
     CHECK(dit_cu_gated_add_backward(stream_of(be), dy, dgate, dx, y, gate, stride, B, T, D));
 }
@@ -440,11 +427,10 @@ static void cuda_unpatchify_backward(const dit_backend *be, float *dtokens, cons
 
 static void cuda_cross_attention_backward(const dit_backend *be, float *dq, float *dkv,
                                           const float *dout, const float *q, const float *kv,
-                                          const float *probs, int B, int Tq, int Tk, int H,
-                                          int hd)
+                                          const float *probs, int B, int Tq, int Tk, int H, int hd)
 {
-    CHECK(dit_cu_cross_attention_backward(stream_of(be), dq, dkv, dout, q, kv, probs, B, Tq, Tk,
-                                          H, hd));
+    CHECK(dit_cu_cross_attention_backward(stream_of(be), dq, dkv, dout, q, kv, probs, B, Tq, Tk, H,
+                                          hd));
 }
 
 static void cuda_add_embedding_backward(const dit_backend *be, float *dtable, const float *dc,
@@ -454,13 +440,12 @@ static void cuda_add_embedding_backward(const dit_backend *be, float *dtable, co
 }
 
 static void cuda_adamw(const dit_backend *be, float *p, const float *g, float *m, float *v,
-                       size_t n, float lr, float beta1, float beta2, float eps,
-                       float weight_decay, int64_t step)
+                       size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                       int64_t step)
 {
     /* the bias corrections as the CPU computes them (float powf) */
     const float c1 = 1.0f - powf(beta1, (float)step), c2 = 1.0f - powf(beta2, (float)step);
-    CHECK(dit_cu_adamw(stream_of(be), p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, c1,
-                       c2));
+    CHECK(dit_cu_adamw(stream_of(be), p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, c1, c2));
 }
 
 static void cuda_ema_update(const dit_backend *be, float *ema, const float *p, size_t n,
@@ -516,10 +501,7 @@ static const dit_backend cuda_ops = {
     .sum_squares = cuda_sum_squares,
 };
 
-const dit_backend *dit_cuda_op_table(void)
-{
-    return &cuda_ops;
-}
+const dit_backend *dit_cuda_op_table(void) { return &cuda_ops; }
 
 /* ---- instances ------------------------------------------------------------ */
 

@@ -38,8 +38,8 @@ __global__ void layernorm_backward_dx_kernel(float *dx, const float *dout, const
 
 /* dshift[b] += sum_t dout, dscale[b] += sum_t dout xh; thread per (b, i) */
 __global__ void layernorm_backward_dmod_kernel(float *dshift, float *dscale, const float *dout,
-                                               const float *x, const float *mean,
-                                               const float *rstd, int stride, int T, int D)
+                                               const float *x, const float *mean, const float *rstd,
+                                               int stride, int T, int D)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (i >= D)
@@ -71,8 +71,7 @@ __global__ void col_sum_add_kernel(float *db, const float *dy, int M, int N)
 }
 
 /* dx (n) = dy * act'(pre), as backend-cpu.c's act_backward */
-__global__ void act_backward_kernel(float *dx, const float *pre, const float *dy, size_t n,
-                                    int act)
+__global__ void act_backward_kernel(float *dx, const float *pre, const float *dy, size_t n, int act)
 {
     GRID_STRIDE(i, n)
     {
@@ -95,9 +94,8 @@ __global__ void act_backward_kernel(float *dx, const float *pre, const float *dy
 }
 
 /* dy = gate[b] * dx; dgate[b] += sum_t dx * y; thread per (b, i) */
-__global__ void gated_add_backward_kernel(float *dy, float *dgate, const float *dx,
-                                          const float *y, const float *gate, int stride, int T,
-                                          int D)
+__global__ void gated_add_backward_kernel(float *dy, float *dgate, const float *dx, const float *y,
+                                          const float *gate, int stride, int T, int D)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (i >= D)
@@ -114,8 +112,8 @@ __global__ void gated_add_backward_kernel(float *dy, float *dgate, const float *
 }
 
 /* dtable[label[b]] += dc[b], samples in order; thread per column */
-__global__ void add_embedding_backward_kernel(float *dtable, const float *dc,
-                                              const int32_t *label, int B, int D)
+__global__ void add_embedding_backward_kernel(float *dtable, const float *dc, const int32_t *label,
+                                              int B, int D)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= D)
@@ -141,12 +139,9 @@ __global__ void softmax_backward_kernel(float *dS, const float *P, int T, float 
 
 #define COL_BLOCK 128
 
-extern "C" cudaError_t dit_cu_layernorm_modulate_backward(cudaStream_t stream, float *dx,
-                                                          float *dshift, float *dscale,
-                                                          const float *dout, const float *x,
-                                                          const float *mean, const float *rstd,
-                                                          const float *scale, int stride, int B,
-                                                          int T, int D)
+extern "C" cudaError_t dit_cu_layernorm_modulate_backward(
+    cudaStream_t stream, float *dx, float *dshift, float *dscale, const float *dout, const float *x,
+    const float *mean, const float *rstd, const float *scale, int stride, int B, int T, int D)
 {
     if (B < 0 || T < 0 || D < 0 || B > 65535)
         return cudaErrorInvalidValue;
@@ -188,9 +183,8 @@ extern "C" cudaError_t dit_cu_act_backward(cudaStream_t stream, float *dx, const
 }
 
 extern "C" cudaError_t dit_cu_gated_add_backward(cudaStream_t stream, float *dy, float *dgate,
-                                                 const float *dx, const float *y,
-                                                 const float *gate, int stride, int B, int T,
-                                                 int D)
+                                                 const float *dx, const float *y, const float *gate,
+                                                 int stride, int B, int T, int D)
 {
     if (B < 0 || T < 0 || D < 0 || B > 65535)
         return cudaErrorInvalidValue;
@@ -203,8 +197,8 @@ extern "C" cudaError_t dit_cu_gated_add_backward(cudaStream_t stream, float *dy,
 }
 
 extern "C" cudaError_t dit_cu_add_embedding_backward(cudaStream_t stream, float *dtable,
-                                                     const float *dc, const int32_t *label,
-                                                     int B, int D)
+                                                     const float *dc, const int32_t *label, int B,
+                                                     int D)
 {
     if (B < 0 || D < 0)
         return cudaErrorInvalidValue;

@@ -91,8 +91,8 @@ extern "C" cudaError_t dit_cu_affine(cudaStream_t stream, float *out, const floa
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t dit_cu_tanh_clamp(cudaStream_t stream, float *out, const float *in,
-                                         size_t n, float m)
+extern "C" cudaError_t dit_cu_tanh_clamp(cudaStream_t stream, float *out, const float *in, size_t n,
+                                         float m)
 {
     if (n == 0)
         return cudaSuccess;

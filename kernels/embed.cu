@@ -31,8 +31,8 @@ __global__ void timestep_embedding_kernel(float *out, const float *t, int F, int
 /* out (gh*gw, D): [sin, cos](col omega_k), [sin, cos](row omega_k) in
  * quarters, omega_k = 10000^(-k / (D/4)); position = index * base / grid /
  * interp. Channels past 4*(D/4) are left as they are (as on the CPU). */
-__global__ void pos_embed_2d_kernel(float *out, int gh, int gw, int D, float base_h,
-                                    float base_w, float interp, size_t n)
+__global__ void pos_embed_2d_kernel(float *out, int gh, int gw, int D, float base_h, float base_w,
+                                    float interp, size_t n)
 {
     const int quarter = D / 4;
     GRID_STRIDE(idx, n)
@@ -90,8 +90,7 @@ extern "C" cudaError_t dit_cu_pos_embed_2d(cudaStream_t stream, float *out, int 
 }
 
 extern "C" cudaError_t dit_cu_add_embedding(cudaStream_t stream, float *out, const float *a,
-                                            const float *table, const int32_t *label, int B,
-                                            int D)
+                                            const float *table, const int32_t *label, int B, int D)
 {
     if (B < 0 || D < 0)
         return cudaErrorInvalidValue;

@@ -27,8 +27,8 @@ cudaError_t dit_cu_bias_act(cudaStream_t stream, float *x, const float *bias, si
 #define DIT_CU_FLASH_MAX_HD 128
 /* out (B, T, H*hd) = softmax(Q K^T / sqrt(hd)) V, qkv (B, T, 3, H, hd):
  * one fused kernel, online softmax; hd <= DIT_CU_FLASH_MAX_HD */
-cudaError_t dit_cu_attention_flash(cudaStream_t stream, float *out, const float *qkv, int B,
-                                   int T, int H, int hd);
+cudaError_t dit_cu_attention_flash(cudaStream_t stream, float *out, const float *qkv, int B, int T,
+                                   int H, int hd);
 /* each of rows rows of x (rows, cols) replaced by its softmax */
 cudaError_t dit_cu_softmax_rows(cudaStream_t stream, float *x, size_t rows, int cols);
 
@@ -53,11 +53,11 @@ cudaError_t dit_cu_im2col(cudaStream_t stream, float *col, const float *in, int 
                           int k, int stride, int pad_top, int pad_left, int Wo, int up2, int oy0,
                           int rows);
 /* x (B, C, HW) = act(x + bias[c]); bias may be NULL */
-cudaError_t dit_cu_bias_act_channels(cudaStream_t stream, float *x, const float *bias, int B,
-                                     int C, size_t HW, int act);
-cudaError_t dit_cu_group_norm(cudaStream_t stream, float *out, const float *in,
-                              const float *gamma, const float *beta, int B, int C, int HW,
-                              int groups, float eps, int act);
+cudaError_t dit_cu_bias_act_channels(cudaStream_t stream, float *x, const float *bias, int B, int C,
+                                     size_t HW, int act);
+cudaError_t dit_cu_group_norm(cudaStream_t stream, float *out, const float *in, const float *gamma,
+                              const float *beta, int B, int C, int HW, int groups, float eps,
+                              int act);
 
 /* ---- patch.cu ---- */
 cudaError_t dit_cu_patchify(cudaStream_t stream, float *out, const float *x, int B, int C, int H,
@@ -68,8 +68,8 @@ cudaError_t dit_cu_unpatchify_backward(cudaStream_t stream, float *dtokens, cons
                                        int B, int C, int H, int W, int p);
 
 /* ---- embed.cu ---- */
-cudaError_t dit_cu_timestep_embedding(cudaStream_t stream, float *out, const float *t, int B,
-                                      int F, int shift);
+cudaError_t dit_cu_timestep_embedding(cudaStream_t stream, float *out, const float *t, int B, int F,
+                                      int shift);
 cudaError_t dit_cu_pos_embed_2d(cudaStream_t stream, float *out, int gh, int gw, int D,
                                 float base_h, float base_w, float interp);
 cudaError_t dit_cu_add_embedding(cudaStream_t stream, float *out, const float *a,
@@ -82,22 +82,20 @@ cudaError_t dit_cu_add_rows(cudaStream_t stream, float *x, const float *pos, int
 cudaError_t dit_cu_add_act(cudaStream_t stream, float *x, const float *y, size_t n, int act);
 cudaError_t dit_cu_affine(cudaStream_t stream, float *out, const float *in, size_t n, float a,
                           float b);
-cudaError_t dit_cu_tanh_clamp(cudaStream_t stream, float *out, const float *in, size_t n,
-                              float m);
+cudaError_t dit_cu_tanh_clamp(cudaStream_t stream, float *out, const float *in, size_t n, float m);
 
 /* ---- backward.cu: training backward ops ---- */
 cudaError_t dit_cu_layernorm_modulate_backward(cudaStream_t stream, float *dx, float *dshift,
                                                float *dscale, const float *dout, const float *x,
                                                const float *mean, const float *rstd,
-                                               const float *scale, int stride, int B, int T,
-                                               int D);
+                                               const float *scale, int stride, int B, int T, int D);
 /* db (N) += column sums of dy (M, N) */
 cudaError_t dit_cu_col_sum_add(cudaStream_t stream, float *db, const float *dy, int M, int N);
 cudaError_t dit_cu_act_backward(cudaStream_t stream, float *dx, const float *pre, const float *dy,
                                 size_t n, int act);
-cudaError_t dit_cu_gated_add_backward(cudaStream_t stream, float *dy, float *dgate,
-                                      const float *dx, const float *y, const float *gate,
-                                      int stride, int B, int T, int D);
+cudaError_t dit_cu_gated_add_backward(cudaStream_t stream, float *dy, float *dgate, const float *dx,
+                                      const float *y, const float *gate, int stride, int B, int T,
+                                      int D);
 cudaError_t dit_cu_add_embedding_backward(cudaStream_t stream, float *dtable, const float *dc,
                                           const int32_t *label, int B, int D);
 /* rows of dS (rows, T) hold dP on entry, dS = P * (dP - rowsum(dP * P)) * scale on exit */
@@ -117,9 +115,8 @@ cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p, s
 /* ---- tokens.cu: conditioning-token ops ---- */
 cudaError_t dit_cu_copy_tokens(cudaStream_t stream, float *out, int out_T, int out_at,
                                const float *in, int in_T, int in_at, int n, int B, int D);
-cudaError_t dit_cu_cross_attention(cudaStream_t stream, float *out, const float *q,
-                                   const float *kv, int B, int Tq, int Tk, int H, int hd,
-                                   float *probs);
+cudaError_t dit_cu_cross_attention(cudaStream_t stream, float *out, const float *q, const float *kv,
+                                   int B, int Tq, int Tk, int H, int hd, float *probs);
 cudaError_t dit_cu_cross_attention_backward(cudaStream_t stream, float *dq, float *dkv,
                                             const float *dout, const float *q, const float *kv,
                                             const float *probs, int B, int Tq, int Tk, int H,

@@ -60,9 +60,9 @@ __global__ void rms_norm_kernel(float *out, const float *x, const float *weight,
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_layernorm_modulate(cudaStream_t stream, float *out, const float *x,
-                                                 const float *shift, const float *scale,
-                                                 int stride, int B, int T, int D, float eps,
-                                                 float *mean, float *rstd)
+                                                 const float *shift, const float *scale, int stride,
+                                                 int B, int T, int D, float eps, float *mean,
+                                                 float *rstd)
 {
     if (B < 0 || T < 0 || D < 0 || (!mean != !rstd))
         return cudaErrorInvalidValue;

@@ -47,13 +47,13 @@ extern "C" cudaError_t dit_cu_adamw(cudaStream_t stream, float *p, const float *
 {
     if (n == 0)
         return cudaSuccess;
-    DIT_LAUNCH(adamw_kernel, ew_grid(n), EW_BLOCK, stream, p, g, m, v, n, lr, beta1, beta2, eps,
-               wd, c1, c2);
+    DIT_LAUNCH(adamw_kernel, ew_grid(n), EW_BLOCK, stream, p, g, m, v, n, lr, beta1, beta2, eps, wd,
+               c1, c2);
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p,
-                                         size_t n, float decay)
+extern "C" cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p, size_t n,
+                                         float decay)
 {
     if (n == 0)
         return cudaSuccess;
@@ -61,8 +61,7 @@ extern "C" cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x,
-                                          size_t n)
+extern "C" cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x, size_t n)
 {
     DIT_LAUNCH(sum_squares_kernel, 1, SUMSQ_BLOCK, stream, out, x, n);
     return cudaGetLastError();

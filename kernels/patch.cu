@@ -41,8 +41,8 @@ __global__ void unpatchify_kernel(float *out, const float *tokens, int C, int H,
 
 /* dtokens (B, gh*gw, p*p*C) (ky, kx, c) from dout (B, C, H, W): the
  * transpose of unpatchify; one thread per token value */
-__global__ void unpatchify_backward_kernel(float *dtokens, const float *dout, int C, int H,
-                                           int W, int p, int gw, size_t T, size_t n)
+__global__ void unpatchify_backward_kernel(float *dtokens, const float *dout, int C, int H, int W,
+                                           int p, int gw, size_t T, size_t n)
 {
     const size_t P = (size_t)C * p * p;
     GRID_STRIDE(i, n)
@@ -97,7 +97,7 @@ extern "C" cudaError_t dit_cu_unpatchify_backward(cudaStream_t stream, float *dt
     const size_t T = (size_t)(H / p) * gw, n = (size_t)B * T * C * p * p;
     if (n == 0)
         return cudaSuccess;
-    DIT_LAUNCH(unpatchify_backward_kernel, ew_grid(n), EW_BLOCK, stream, dtokens, dout, C, H, W,
-               p, gw, T, n);
+    DIT_LAUNCH(unpatchify_backward_kernel, ew_grid(n), EW_BLOCK, stream, dtokens, dout, C, H, W, p,
+               gw, T, n);
     return cudaGetLastError();
 }

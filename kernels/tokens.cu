@@ -17,8 +17,8 @@ __global__ void copy_tokens_kernel(float *out, int out_T, int out_at, const floa
 }
 
 /* out (B, Tq, H*hd), probs (B, H, Tq, Tk); thread per (b, i, h) */
-__global__ void cross_attention_kernel(float *out, const float *q, const float *kv, int Tq,
-                                       int Tk, int H, int hd, float *probs, size_t total)
+__global__ void cross_attention_kernel(float *out, const float *q, const float *kv, int Tq, int Tk,
+                                       int H, int hd, float *probs, size_t total)
 {
     const int D = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -130,8 +130,7 @@ __global__ void cross_attention_dkv_kernel(float *dkv, const float *dout, const 
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_copy_tokens(cudaStream_t stream, float *out, int out_T, int out_at,
-                                          const float *in, int in_T, int in_at, int n, int B,
-                                          int D)
+                                          const float *in, int in_T, int in_at, int n, int B, int D)
 {
     if (B < 0 || n < 0 || D < 0 || out_at < 0 || in_at < 0 || out_at + n > out_T ||
         in_at + n > in_T)
@@ -145,8 +144,8 @@ extern "C" cudaError_t dit_cu_copy_tokens(cudaStream_t stream, float *out, int o
 }
 
 extern "C" cudaError_t dit_cu_cross_attention(cudaStream_t stream, float *out, const float *q,
-                                              const float *kv, int B, int Tq, int Tk, int H,
-                                              int hd, float *probs)
+                                              const float *kv, int B, int Tq, int Tk, int H, int hd,
+                                              float *probs)
 {
     if (B < 0 || Tq < 0 || Tk < 1 || H < 0 || hd < 0)
         return cudaErrorInvalidValue;
@@ -160,8 +159,8 @@ extern "C" cudaError_t dit_cu_cross_attention(cudaStream_t stream, float *out, c
 
 extern "C" cudaError_t dit_cu_cross_attention_backward(cudaStream_t stream, float *dq, float *dkv,
                                                        const float *dout, const float *q,
-                                                       const float *kv, const float *probs,
-                                                       int B, int Tq, int Tk, int H, int hd)
+                                                       const float *kv, const float *probs, int B,
+                                                       int Tq, int Tk, int H, int hd)
 {
     if (B < 0 || Tq < 0 || Tk < 1 || H < 0 || hd < 0)
         return cudaErrorInvalidValue;

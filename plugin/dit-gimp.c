@@ -64,8 +64,8 @@ static void query(void)
         gint n;
         GimpParamDef *defs = param_defs(p->mode, &n);
         gimp_install_procedure(p->name, p->blurb, p->help, DIT_AUTHORS, DIT_COPYRIGHT, DIT_DATE,
-                               p->menu_label, "*", GIMP_PLUGIN, n, G_N_ELEMENTS(return_args),
-                               defs, return_args);
+                               p->menu_label, "*", GIMP_PLUGIN, n, G_N_ELEMENTS(return_args), defs,
+                               return_args);
         gimp_plugin_menu_register(p->name, DIT_MENU_PATH);
         g_free(defs);
     }
@@ -135,11 +135,11 @@ static void read_source(gint32 image, gint32 drawable, DitSource *src)
 static gint32 write_layer(gint32 image, gint32 drawable, const DitOutput *out)
 {
     const gboolean gray = gimp_image_base_type(image) == GIMP_GRAY;
-    const gint32 layer = out->generated
-                             ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
-                                              gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0,
-                                              GIMP_LAYER_MODE_NORMAL)
-                             : gimp_layer_copy(drawable);
+    const gint32 layer =
+        out->generated
+            ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
+                             gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL)
+            : gimp_layer_copy(drawable);
     gimp_item_set_name(layer, out->name);
     gimp_item_set_visible(layer, TRUE);
     GeglBuffer *buf = gimp_drawable_get_buffer(layer);
@@ -160,10 +160,7 @@ static gint32 write_layer(gint32 image, gint32 drawable, const DitOutput *out)
     return layer;
 }
 
-static void on_progress(gdouble fraction, gpointer user_data)
-{
-    gimp_progress_update(fraction);
-}
+static void on_progress(gdouble fraction, gpointer user_data) { gimp_progress_update(fraction); }
 
 /* ---- entry point -------------------------------------------------------------------------------- */
 
@@ -205,7 +202,8 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
             break;
         }
         dialog = ditgimp_dialog_new(&v, &src);
-        ditui_dialog_set_transient_for_xid(dialog, (guint64)(guint32)gimp_progress_get_window_handle());
+        ditui_dialog_set_transient_for_xid(dialog,
+                                           (guint64)(guint32)gimp_progress_get_window_handle());
         if (!ditgimp_dialog_ask(dialog, &v)) {
             status = GIMP_PDB_CANCEL;
             break;
@@ -222,10 +220,8 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
         ditui_values_init(&v, mode);
         values_from_params(mode, param, &v);
         break;
-    case GIMP_RUN_WITH_LAST_VALS:
-        break;
-    default:
-        status = GIMP_PDB_CALLING_ERROR;
+    case GIMP_RUN_WITH_LAST_VALS: break;
+    default: status = GIMP_PDB_CALLING_ERROR;
     }
 
     if (status == GIMP_PDB_SUCCESS) {

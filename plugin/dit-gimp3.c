@@ -73,9 +73,8 @@ static void add_arguments(GimpProcedure *procedure, DitMode mode)
                                             G_PARAM_READWRITE);
             break;
         case DIT_ARG_DOUBLE:
-            gimp_procedure_add_double_argument(procedure, a->name, a->nick, blurb, a->min,
-                                               a->max, ditgimp_arg_get_number(a, &def),
-                                               G_PARAM_READWRITE);
+            gimp_procedure_add_double_argument(procedure, a->name, a->nick, blurb, a->min, a->max,
+                                               ditgimp_arg_get_number(a, &def), G_PARAM_READWRITE);
             break;
         case DIT_ARG_CHOICE: {
             GimpChoice *choice = gimp_choice_new();
@@ -98,14 +97,14 @@ static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
     const DitProc *p = ditgimp_proc_lookup(name);
     if (!p)
         return NULL;
-    GimpProcedure *procedure = gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
-                                                        run, (gpointer)p, NULL);
+    GimpProcedure *procedure =
+        gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN, run, (gpointer)p, NULL);
     /* indexed images too: the plug-in says what to do about them */
     gimp_procedure_set_image_types(procedure, "*");
-    gimp_procedure_set_sensitivity_mask(
-        procedure, p->mode == DIT_MODE_GENERATE
-                       ? GIMP_PROCEDURE_SENSITIVE_DRAWABLE | GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES
-                       : GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
+    gimp_procedure_set_sensitivity_mask(procedure, p->mode == DIT_MODE_GENERATE
+                                                       ? GIMP_PROCEDURE_SENSITIVE_DRAWABLE |
+                                                             GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES
+                                                       : GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
     gimp_procedure_set_menu_label(procedure, _(p->menu_label));
     gimp_procedure_add_menu_path(procedure, DIT_MENU_PATH);
     gimp_procedure_set_documentation(procedure, _(p->blurb), _(p->help), name);
@@ -120,8 +119,8 @@ static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
  * binary (dit-gimp3/locale/, the GIMP 3 way). An uninstalled build
  * ($DIT_LOCALEDIR: the build tree's po/) or a plug-in folder without them
  * binds the domain itself, to the install prefix's locale dir. */
-static gboolean set_i18n(GimpPlugIn *plug_in, const gchar *procedure_name,
-                         gchar **gettext_domain, gchar **catalog_dir)
+static gboolean set_i18n(GimpPlugIn *plug_in, const gchar *procedure_name, gchar **gettext_domain,
+                         gchar **catalog_dir)
 {
     const gchar *env = g_getenv("DIT_LOCALEDIR");
     gchar *dir = g_path_get_dirname(gimp_get_progname());
@@ -146,9 +145,7 @@ static void dit_gimp3_class_init(DitGimp3Class *klass)
     plug_in_class->set_i18n = set_i18n;
 }
 
-static void dit_gimp3_init(DitGimp3 *self)
-{
-}
+static void dit_gimp3_init(DitGimp3 *self) {}
 
 /* ---- values: GimpProcedureConfig <-> DitValues ------------------------------------- */
 
@@ -225,11 +222,11 @@ static void read_source(GimpImage *image, GimpDrawable *drawable, DitSource *src
 static GimpLayer *write_layer(GimpImage *image, GimpDrawable *drawable, const DitOutput *out)
 {
     const gboolean gray = gimp_image_get_base_type(image) == GIMP_GRAY;
-    GimpLayer *layer = out->generated
-                           ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
-                                            gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0,
-                                            GIMP_LAYER_MODE_NORMAL)
-                           : gimp_layer_copy(GIMP_LAYER(drawable));
+    GimpLayer *layer =
+        out->generated
+            ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
+                             gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL)
+            : gimp_layer_copy(GIMP_LAYER(drawable));
     gimp_item_set_name(GIMP_ITEM(layer), out->name);
     gimp_item_set_visible(GIMP_ITEM(layer), TRUE);
     GeglBuffer *buf = gimp_drawable_get_buffer(GIMP_DRAWABLE(layer));
@@ -252,26 +249,22 @@ static GimpLayer *write_layer(GimpImage *image, GimpDrawable *drawable, const Di
     return layer;
 }
 
-static void on_progress(gdouble fraction, gpointer user_data)
-{
-    gimp_progress_update(fraction);
-}
+static void on_progress(gdouble fraction, gpointer user_data) { gimp_progress_update(fraction); }
 
 /* ---- running ---------------------------------------------------------------------------------- */
 
 static GimpValueArray *fail(GimpProcedure *procedure, GError *error)
 {
-    const GimpPDBStatusType status =
-        g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED) ? GIMP_PDB_CANCEL
-                                                                       : GIMP_PDB_EXECUTION_ERROR;
+    const GimpPDBStatusType status = g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED)
+                                         ? GIMP_PDB_CANCEL
+                                         : GIMP_PDB_EXECUTION_ERROR;
     if (status == GIMP_PDB_CANCEL)
         g_clear_error(&error);
     return gimp_procedure_new_return_values(procedure, status, error);
 }
 
 static GimpValueArray *run(GimpProcedure *procedure, GimpRunMode run_mode, GimpImage *image,
-                           GimpDrawable **drawables, GimpProcedureConfig *config,
-                           gpointer run_data)
+                           GimpDrawable **drawables, GimpProcedureConfig *config, gpointer run_data)
 {
     const DitProc *proc = run_data;
     const DitMode mode = proc->mode;

@@ -7,42 +7,39 @@
 
 #include "dit.h"
 
-G_DEFINE_QUARK(dit-job-error-quark, ditgimp_job_error)
+G_DEFINE_QUARK(dit - job - error - quark, ditgimp_job_error)
 
 struct _DitJob {
     dit_ctx *ctx;
     dit_model *model;
     dit_vae *vae;
-    gchar **labels;          /* NULL-terminated, or NULL */
-    gchar *class_label;      /* for layer names */
+    gchar **labels;     /* NULL-terminated, or NULL */
+    gchar *class_label; /* for layer names */
     dit_pipeline_params params;
-    gint unit, native;       /* VAE factor x patch; native side in pixels */
-    gint factor;             /* image pixels per latent pixel */
+    gint unit, native; /* VAE factor x patch; native side in pixels */
+    gint factor;       /* image pixels per latent pixel */
     gint latent_c;
 
     /* the run; set by ditgimp_job_start, owned by the job */
     gfloat *rgb, *mask, *result;
-    gint width, height;      /* the crop */
-    gint mw, mh;             /* model-space size */
+    gint width, height; /* the crop */
+    gint mw, mh;        /* model-space size */
     GThread *thread;
     volatile int cancel;
     dit_status status;
-    gchar *error;            /* the core's message when status != DIT_OK */
+    gchar *error; /* the core's message when status != DIT_OK */
 
     /* shared with the worker under lock */
     GMutex lock;
     gint step, total;
     gboolean done;
-    gfloat *latent;          /* (latent_c, mh / f, mw / f), the latest step's */
+    gfloat *latent; /* (latent_c, mh / f, mw / f), the latest step's */
     gboolean latent_new;
 };
 
 /* ---- model, labels -------------------------------------------------------- */
 
-gchar *ditgimp_job_default_model(void)
-{
-    return dit_default_model_path();
-}
+gchar *ditgimp_job_default_model(void) { return dit_default_model_path(); }
 
 gchar **ditgimp_job_labels_for_model(const gchar *model_path)
 {
@@ -56,8 +53,7 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
     const gint nc = dit_model_config(job->model)->num_classes;
     gint id = 0;
     switch (dit_labels_resolve(job->labels, nc, name, &id)) {
-    case DIT_CLASS_OK:
-        break;
+    case DIT_CLASS_OK: break;
     case DIT_CLASS_UNCONDITIONAL:
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                     _("This model is unconditional (it has no classes): leave the class empty"));
@@ -72,7 +68,8 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
         if (job->labels) {
             gchar *some = dit_labels_summary(job->labels, nc, 12);
             g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                        _("Unknown class '%s': it is not one of this model's labels (%s)"), name, some);
+                        _("Unknown class '%s': it is not one of this model's labels (%s)"), name,
+                        some);
             dit_free(some);
         } else {
             g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
@@ -83,7 +80,7 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
         return FALSE;
     }
     job->params.class_id = id;
-    const gchar *label = nc == 0 ? _("unconditional")
+    const gchar *label = nc == 0                                                ? _("unconditional")
                          : job->labels && id < (gint)g_strv_length(job->labels) ? job->labels[id]
                                                                                 : NULL;
     job->class_label = label ? g_strdup(label) : g_strdup_printf("%d", id);
@@ -265,24 +262,15 @@ void ditgimp_job_free(DitJob *job)
     g_free(job);
 }
 
-gint32 ditgimp_job_seed(const DitJob *job)
-{
-    return (gint32)job->params.seed;
-}
+gint32 ditgimp_job_seed(const DitJob *job) { return (gint32)job->params.seed; }
 
-const gchar *ditgimp_job_class_label(const DitJob *job)
-{
-    return job->class_label;
-}
+const gchar *ditgimp_job_class_label(const DitJob *job) { return job->class_label; }
 
-gint ditgimp_job_unit(const DitJob *job)
-{
-    return job->unit;
-}
+gint ditgimp_job_unit(const DitJob *job) { return job->unit; }
 
 void ditgimp_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
-                          gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
-                          gint *ch)
+                              gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
+                              gint *ch)
 {
     gint pad = (gint)ceil(pad_fraction * MAX(w, h));
     pad = MAX(pad, job->unit);
@@ -361,7 +349,7 @@ done:
 }
 
 gboolean ditgimp_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
-                       GError **error)
+                           GError **error)
 {
     job->rgb = rgb, job->mask = mask;
     job->width = width, job->height = height;
@@ -394,10 +382,7 @@ gboolean ditgimp_job_poll(DitJob *job, gint *step, gint *total)
     return done;
 }
 
-void ditgimp_job_cancel(DitJob *job)
-{
-    job->cancel = 1;
-}
+void ditgimp_job_cancel(DitJob *job) { job->cancel = 1; }
 
 static guint8 to_u8(float v) /* [-1, 1] -> 0..255 */
 {

@@ -58,14 +58,14 @@ gint ditgimp_job_unit(const DitJob *job);
  * of layer_w x layer_h: the bounds plus `pad_fraction` of their longer side
  * on each side (at least one model unit), clamped to the layer. */
 void ditgimp_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
-                          gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
-                          gint *ch);
+                              gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
+                              gint *ch);
 
 /* Starts the worker. rgb (3, height, width) in [-1, 1] is the source
  * (NULL for generate); mask (height, width) in [0, 1] marks what may change
  * (NULL: everything). The job takes ownership of both buffers. */
 gboolean ditgimp_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, gint height,
-                       GError **error);
+                           GError **error);
 
 /* TRUE once the worker has finished (or failed). step/total: sampling steps
  * done so far and in all (0/0 before the first step). */

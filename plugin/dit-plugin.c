@@ -259,7 +259,8 @@ DitRegion ditgimp_source_region(const DitSource *src, DitMode mode, const DitJob
     if (mode == DIT_MODE_IMG2IMG) {
         r.x = x, r.y = y, r.w = w, r.h = h;
     } else if (job) {
-        ditgimp_job_context_rect(job, x, y, w, h, r.w, r.h, DIT_CONTEXT_PAD, &r.x, &r.y, &r.w, &r.h);
+        ditgimp_job_context_rect(job, x, y, w, h, r.w, r.h, DIT_CONTEXT_PAD, &r.x, &r.y, &r.w,
+                                 &r.h);
     } else { /* preview before the model is loaded: the same padding, no unit */
         const gint pad = (gint)(DIT_CONTEXT_PAD * MAX(w, h) + 0.999);
         const gint x1 = MIN(r.w, x + w + pad), y1 = MIN(r.h, y + h + pad);
@@ -333,8 +334,7 @@ void ditgimp_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *l
 /* result (3, r.h, r.w) in the source's own format where the mask is > 0,
  * the source's bytes elsewhere; alpha is the source's */
 static gboolean compose_edit(const DitSource *src, const DitRegion *r, const gfloat *result,
-                             const gfloat *rgba, const gfloat *mask, DitOutput *out,
-                             GError **error)
+                             const gfloat *rgba, const gfloat *mask, DitOutput *out, GError **error)
 {
     const gsize n = (gsize)r->w * r->h;
     const Babl *native = src->format;
@@ -456,8 +456,8 @@ static gfloat *sample(Poll *p, gfloat *rgb, gfloat *mask, gint w, gint h, GError
 }
 
 gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
-                        DitProgressFunc progress, gpointer progress_data, DitOutput *out,
-                        GError **error)
+                     DitProgressFunc progress, gpointer progress_data, DitOutput *out,
+                     GError **error)
 {
     const DitMode mode = (DitMode)v->mode;
     memset(out, 0, sizeof *out);
@@ -530,7 +530,7 @@ DitDialog *ditgimp_dialog_new(const DitValues *v, const DitSource *src)
     const DitMode mode = (DitMode)v->mode;
     gchar *def = ditgimp_job_default_model();
     DitDialog *d = ditui_dialog_new(_(dit_procs[mode].title), v, mode != DIT_MODE_GENERATE, def,
-                                  labels_for_dialog, NULL);
+                                    labels_for_dialog, NULL);
     g_free(def);
     if (src && src->pixels && mode != DIT_MODE_GENERATE) {
         const DitRegion r = ditgimp_source_region(src, mode, NULL);

@@ -44,7 +44,7 @@ G_BEGIN_DECLS
 #define DIT_CONTEXT_PAD 0.2
 
 typedef struct {
-    const gchar *name;       /* PDB name */
+    const gchar *name; /* PDB name */
     DitMode mode;
     const gchar *blurb;      /* N_(): translate with _() when registering */
     const gchar *help;       /* N_() */
@@ -78,14 +78,14 @@ typedef struct {
 typedef struct {
     const gchar *name;
     DitArgType type;
-    const gchar *nick;  /* a short label (GIMP 3's argument nick) */
-    const gchar *blurb; /* what it does, its default and range */
-    const gchar *blurb3; /* GIMP 3's, where it differs (choice nicks), or NULL */
-    gdouble min, max;   /* INT and DOUBLE */
+    const gchar *nick;        /* a short label (GIMP 3's argument nick) */
+    const gchar *blurb;       /* what it does, its default and range */
+    const gchar *blurb3;      /* GIMP 3's, where it differs (choice nicks), or NULL */
+    gdouble min, max;         /* INT and DOUBLE */
     const DitChoice *choices; /* CHOICE: NULL-nick-terminated */
-    gboolean edit_only; /* inpaint and img2img, not generate */
-    gsize offset;       /* of the DitValues field */
-    gsize size;         /* of a string field */
+    gboolean edit_only;       /* inpaint and img2img, not generate */
+    gsize offset;             /* of the DitValues field */
+    gsize size;               /* of a string field */
 } DitArg;
 
 extern const DitArg dit_args[];
@@ -129,10 +129,10 @@ typedef struct {
     gint layer_w, layer_h;    /* the drawable's size */
     gint image_w, image_h;
     /* pixels (the glue owns the references; ditgimp_source_clear drops them) */
-    GeglBuffer *pixels;       /* the drawable's (NULL: generate without one) */
-    const Babl *format;       /* its native format */
-    GeglBuffer *selection;    /* the image's selection channel */
-    gint off_x, off_y;        /* the drawable's offsets in the image */
+    GeglBuffer *pixels;    /* the drawable's (NULL: generate without one) */
+    const Babl *format;    /* its native format */
+    GeglBuffer *selection; /* the image's selection channel */
+    gint off_x, off_y;     /* the drawable's offsets in the image */
 } DitSource;
 
 void ditgimp_source_clear(DitSource *src);
@@ -154,13 +154,13 @@ typedef struct {
 DitRegion ditgimp_source_region(const DitSource *src, DitMode mode, const DitJob *job);
 
 typedef struct {
-    DitRegion region;  /* generate: 0, 0 and the image's size */
-    gchar *name;       /* the new layer's, e.g. "DiT Dress seed 7" */
+    DitRegion region;   /* generate: 0, 0 and the image's size */
+    gchar *name;        /* the new layer's, e.g. "DiT Dress seed 7" */
     gboolean generated; /* a new layer of the image's size, not a copy */
     const Babl *format; /* of pixels: the source's native format (edit) or
                            R'G'B'A float, to be put in the new layer's space
                            (generate; see ditgimp_output_write) */
-    guint8 *pixels;    /* region.w x region.h pixels */
+    guint8 *pixels;     /* region.w x region.h pixels */
 } DitOutput;
 
 void ditgimp_output_clear(DitOutput *out);
@@ -178,8 +178,8 @@ typedef void (*DitProgressFunc)(gdouble fraction, gpointer user_data);
  * written to GIMP here. FALSE with the error on failure
  * (DIT_JOB_ERROR_CANCELLED when cancelled). */
 gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
-                        DitProgressFunc progress, gpointer progress_data, DitOutput *out,
-                        GError **error);
+                     DitProgressFunc progress, gpointer progress_data, DitOutput *out,
+                     GError **error);
 
 /* ---- the dialog ---------------------------------------------------------------------- */
 

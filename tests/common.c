@@ -48,8 +48,8 @@ void tmpdir_remove(char *dir)
     g_free(dir);
 }
 
-float *read_tensor(dit_ctx *ctx, const st_file *f, const char *name, size_t *n,
-                   int64_t *shape, int *ndim)
+float *read_tensor(dit_ctx *ctx, const st_file *f, const char *name, size_t *n, int64_t *shape,
+                   int *ndim)
 {
     const st_tensor *t = st_find(f, name);
     if (!t) {

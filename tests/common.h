@@ -14,21 +14,21 @@ char *tmpdir_new(void);
 void tmpdir_remove(char *dir);
 
 /* Reads tensor `name` of an open file as f32 into a new buffer (free()). */
-float *read_tensor(dit_ctx *ctx, const st_file *f, const char *name, size_t *n,
-                   int64_t *shape, int *ndim);
+float *read_tensor(dit_ctx *ctx, const st_file *f, const char *name, size_t *n, int64_t *shape,
+                   int *ndim);
 
 /* Prints "label: max|diff| = a, max|ref| = b, ratio = a/b  OK|NOT OK" and
  * returns whether every value is finite and max|diff| <= rel * max|ref|. */
 bool compare_rel(const char *label, const float *ours, const float *ref, size_t n, double rel);
 
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fprintf(stderr, "\n");                                                    \
-            failures++;                                                               \
-        }                                                                             \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 #endif

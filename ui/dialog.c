@@ -19,22 +19,22 @@
 
 struct _DitDialog {
     GtkWidget *dialog;
-    GtkWidget *settings;      /* the grid, locked while running */
+    GtkWidget *settings; /* the grid, locked while running */
     GtkWidget *ok;
-    GtkWidget *mode;          /* NULL without mode_choice */
-    GtkWidget *model_button;  /* GtkFileChooserButton (folders) */
-    GtkWidget *model_label;   /* what will be loaded */
-    GtkWidget *klass;         /* GtkComboBoxText with entry */
+    GtkWidget *mode;         /* NULL without mode_choice */
+    GtkWidget *model_button; /* GtkFileChooserButton (folders) */
+    GtkWidget *model_label;  /* what will be loaded */
+    GtkWidget *klass;        /* GtkComboBoxText with entry */
     GtkEntryCompletion *completion;
     GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
     GtkWidget *strength_row[2], *grow_row[2];
     GtkWidget *sampler;
     GtkWidget *device;
-    GtkWidget *preview;       /* GtkImage */
-    GtkWidget *progress;      /* GtkProgressBar */
-    gchar *model;             /* "" = default */
-    gchar *default_model;     /* may be NULL */
-    gint32 base_mode;         /* the caller's mode (generate stays generate) */
+    GtkWidget *preview;   /* GtkImage */
+    GtkWidget *progress;  /* GtkProgressBar */
+    gchar *model;         /* "" = default */
+    gchar *default_model; /* may be NULL */
+    gint32 base_mode;     /* the caller's mode (generate stays generate) */
     DitLabelsFunc labels_func;
     gpointer labels_data;
     guint64 parent_xid;
@@ -109,8 +109,8 @@ static void on_model_folder(GtkFileChooserButton *button, DitDialog *d)
 static void on_model_file(GtkButton *button, DitDialog *d)
 {
     GtkWidget *chooser = gtk_file_chooser_dialog_new(
-        _("Choose a model file"), GTK_WINDOW(d->dialog), GTK_FILE_CHOOSER_ACTION_OPEN,
-        _("_Cancel"), GTK_RESPONSE_CANCEL, _("_Open"), GTK_RESPONSE_ACCEPT, NULL);
+        _("Choose a model file"), GTK_WINDOW(d->dialog), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Cancel"),
+        GTK_RESPONSE_CANCEL, _("_Open"), GTK_RESPONSE_ACCEPT, NULL);
     GtkFileFilter *filter = gtk_file_filter_new();
     gtk_file_filter_set_name(filter, _("Safetensors models (*.safetensors)"));
     gtk_file_filter_add_pattern(filter, "*.safetensors");
@@ -125,14 +125,11 @@ static void on_model_file(GtkButton *button, DitDialog *d)
     gtk_widget_destroy(chooser);
 }
 
-static void on_model_default(GtkButton *button, DitDialog *d)
-{
-    set_model(d, "");
-}
+static void on_model_default(GtkButton *button, DitDialog *d) { set_model(d, ""); }
 
 /* type-ahead: a label matches when it contains the typed text, any case */
-static gboolean match_anywhere(GtkEntryCompletion *completion, const gchar *key,
-                               GtkTreeIter *iter, gpointer user_data)
+static gboolean match_anywhere(GtkEntryCompletion *completion, const gchar *key, GtkTreeIter *iter,
+                               gpointer user_data)
 {
     GtkTreeModel *model = gtk_entry_completion_get_model(completion);
     gchar *text = NULL;
@@ -154,7 +151,7 @@ static gint32 current_mode(DitDialog *d)
     if (!d->mode)
         return d->base_mode;
     return gtk_combo_box_get_active(GTK_COMBO_BOX(d->mode)) == 1 ? DIT_MODE_IMG2IMG
-                                                                   : DIT_MODE_INPAINT;
+                                                                 : DIT_MODE_INPAINT;
 }
 
 static void update_mode_widgets(DitDialog *d)
@@ -227,8 +224,8 @@ static void on_realize(GtkWidget *widget, DitDialog *d)
 }
 
 DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
-                          const gchar *default_model, DitLabelsFunc labels_func,
-                          gpointer user_data)
+                            const gchar *default_model, DitLabelsFunc labels_func,
+                            gpointer user_data)
 {
     DitDialog *d = g_new0(DitDialog, 1);
     d->model = g_strdup(values->model);
@@ -261,8 +258,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
         d->mode = gtk_combo_box_text_new();
         gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(d->mode), _("Inpaint the selection"));
         gtk_combo_box_text_append_text(GTK_COMBO_BOX_TEXT(d->mode), _("Image to image"));
-        gtk_combo_box_set_active(GTK_COMBO_BOX(d->mode),
-                                 values->mode == DIT_MODE_IMG2IMG ? 1 : 0);
+        gtk_combo_box_set_active(GTK_COMBO_BOX(d->mode), values->mode == DIT_MODE_IMG2IMG ? 1 : 0);
         gtk_widget_set_tooltip_text(d->mode,
                                     _("Inpaint regenerates the selected pixels and keeps the "
                                       "rest; image to image re-imagines the whole region"));
@@ -308,14 +304,14 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     gtk_grid_attach(grid, d->klass, 1, row++, 1, 1);
 
     /* numbers */
-    d->steps = gtk_adjustment_new(CLAMP(values->steps > 0 ? values->steps : 20, 1, 1000), 1, 1000, 1,
-                                  10, 0);
+    d->steps = gtk_adjustment_new(CLAMP(values->steps > 0 ? values->steps : 20, 1, 1000), 1, 1000,
+                                  1, 10, 0);
     add_scale(grid, row++, _("_Steps:"), d->steps, 0,
               _("Denoising steps: more is slower and usually cleaner"), NULL);
     d->strength = gtk_adjustment_new(values->strength, 0.0, 1.0, 0.01, 0.1, 0);
-    d->strength_row[1] = add_scale(grid, row++, _("St_rength:"), d->strength, 2,
-                                   _("0 keeps the image, 1 starts from pure noise"),
-                                   &d->strength_row[0]);
+    d->strength_row[1] =
+        add_scale(grid, row++, _("St_rength:"), d->strength, 2,
+                  _("0 keeps the image, 1 starts from pure noise"), &d->strength_row[0]);
     d->guidance = gtk_adjustment_new(values->guidance, 0.0, 20.0, 0.1, 1.0, 0);
     add_scale(grid, row++, _("_Guidance:"), d->guidance, 1,
               _("Classifier-free guidance: how strongly the class is followed (1 = off)"), NULL);
@@ -405,10 +401,7 @@ void ditui_dialog_destroy(DitDialog *d)
     g_free(d);
 }
 
-GtkWidget *ditui_dialog_get_widget(DitDialog *d)
-{
-    return d->dialog;
-}
+GtkWidget *ditui_dialog_get_widget(DitDialog *d) { return d->dialog; }
 
 gint ditui_dialog_run(DitDialog *d)
 {
@@ -437,21 +430,21 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
 }
 
 void ditui_dialog_set_preview(DitDialog *d, const guint8 *rgb, gint width, gint height,
-                            gint rowstride)
+                              gint rowstride)
 {
     if (!rgb || width <= 0 || height <= 0) {
         gtk_image_clear(GTK_IMAGE(d->preview));
         return;
     }
     GBytes *bytes = g_bytes_new(rgb, (gsize)rowstride * height);
-    GdkPixbuf *src = gdk_pixbuf_new_from_bytes(bytes, GDK_COLORSPACE_RGB, FALSE, 8, width, height,
-                                               rowstride);
+    GdkPixbuf *src =
+        gdk_pixbuf_new_from_bytes(bytes, GDK_COLORSPACE_RGB, FALSE, 8, width, height, rowstride);
     g_bytes_unref(bytes);
     const double s = (double)PREVIEW_SIZE / MAX(width, height);
     const gint w = MAX(1, (gint)(width * s + 0.5)), h = MAX(1, (gint)(height * s + 0.5));
     /* small latents are shown as blocks, photos smoothly */
-    GdkPixbuf *scaled = gdk_pixbuf_scale_simple(src, w, h, s >= 4.0 ? GDK_INTERP_NEAREST
-                                                                    : GDK_INTERP_BILINEAR);
+    GdkPixbuf *scaled =
+        gdk_pixbuf_scale_simple(src, w, h, s >= 4.0 ? GDK_INTERP_NEAREST : GDK_INTERP_BILINEAR);
     gtk_image_set_from_pixbuf(GTK_IMAGE(d->preview), scaled);
     g_object_unref(scaled);
     g_object_unref(src);

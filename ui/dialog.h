@@ -37,8 +37,8 @@ typedef gchar **(*DitLabelsFunc)(const gchar *model_path, gpointer user_data);
  *                 NULL when no default model is installed
  *   labels_func   may be NULL: the class entry then takes ids and names */
 DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolean mode_choice,
-                          const gchar *default_model, DitLabelsFunc labels_func,
-                          gpointer user_data);
+                            const gchar *default_model, DitLabelsFunc labels_func,
+                            gpointer user_data);
 void ditui_dialog_destroy(DitDialog *dialog);
 
 /* The GtkDialog itself, e.g. to connect "response" while running. */
@@ -53,7 +53,7 @@ void ditui_dialog_get_values(DitDialog *dialog, DitValues *values);
 /* Shows packed 8-bit RGB (h rows of `rowstride` bytes) scaled to fit the
  * preview area; NULL clears it. */
 void ditui_dialog_set_preview(DitDialog *dialog, const guint8 *rgb, gint width, gint height,
-                            gint rowstride);
+                              gint rowstride);
 
 /* fraction in [0, 1]; text may be NULL. */
 void ditui_dialog_set_progress(DitDialog *dialog, gdouble fraction, const gchar *text);

@@ -22,17 +22,17 @@ typedef enum {
 } DitMode;
 
 typedef struct {
-    gint32 version;          /* DIT_VALUES_VERSION */
-    gint32 mode;             /* DitMode; the procedure's own */
-    gchar model[1024];       /* "": the embedded default model */
-    gchar class_name[256];   /* class id or label name; "": class 0 */
-    gint32 steps;            /* 20 (1 .. 1000; 0: the model's default) */
-    gdouble strength;        /* 1.0 inpaint, 0.75 img2img (0 .. 1) */
-    gdouble guidance;        /* 4.0 (0 .. 100; <= 1 turns guidance off) */
-    gint32 seed;             /* -1: a new random seed each run (-1 .. 2^31 - 1) */
-    gchar sampler[32];       /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
-    gint32 grow;             /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
-    gchar device[16];        /* "auto", "cpu" or "cuda" */
+    gint32 version;        /* DIT_VALUES_VERSION */
+    gint32 mode;           /* DitMode; the procedure's own */
+    gchar model[1024];     /* "": the embedded default model */
+    gchar class_name[256]; /* class id or label name; "": class 0 */
+    gint32 steps;          /* 20 (1 .. 1000; 0: the model's default) */
+    gdouble strength;      /* 1.0 inpaint, 0.75 img2img (0 .. 1) */
+    gdouble guidance;      /* 4.0 (0 .. 100; <= 1 turns guidance off) */
+    gint32 seed;           /* -1: a new random seed each run (-1 .. 2^31 - 1) */
+    gchar sampler[32];     /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
+    gint32 grow;           /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
+    gchar device[16];      /* "auto", "cpu" or "cuda" */
 } DitValues;
 
 /* The defaults above for a mode. */

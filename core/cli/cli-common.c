@@ -37,9 +37,10 @@ void cli_options_init(options *o)
 
 void cli_options_clear(options *o)
 {
-    char **strs[] = {&o->model, &o->vae, &o->class_name, &o->labels, &o->sampler, &o->schedule,
-                     &o->prediction, &o->spacing, &o->device, &o->precision, &o->output, &o->input, &o->mask,
-                     &o->resize, &o->progress, &o->strength};
+    char **strs[] = {&o->model,   &o->vae,       &o->class_name, &o->labels,
+                     &o->sampler, &o->schedule,  &o->prediction, &o->spacing,
+                     &o->device,  &o->precision, &o->output,     &o->input,
+                     &o->mask,    &o->resize,    &o->progress,   &o->strength};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
 }
@@ -94,8 +95,8 @@ static char **find_labels(const options *o, const char *model_path, int num_clas
         return dit_labels_for_model(model_path, num_classes);
     char **labels = dit_labels_read(o->labels);
     if (!labels)
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "--labels %s: cannot read it, or it is empty",
-                    o->labels);
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "--labels %s: cannot read it, or it is empty", o->labels);
     return labels;
 }
 
@@ -213,25 +214,28 @@ int cli_resolve_class(const options *o, const loaded *l, int *class_id)
 {
     const int nc = dit_model_config(l->model)->num_classes;
     switch (dit_labels_resolve(l->labels, nc, o->class_name, class_id)) {
-    case DIT_CLASS_OK:
-        break;
+    case DIT_CLASS_OK: break;
     case DIT_CLASS_UNCONDITIONAL:
-        fprintf(stderr, "dit: this model is unconditional (it has no classes): leave out --class\n");
+        fprintf(stderr,
+                "dit: this model is unconditional (it has no classes): leave out --class\n");
         return EXIT_BAD_INPUT;
     case DIT_CLASS_OUT_OF_RANGE:
-        fprintf(stderr, "dit: --class %s is out of range: this model has classes 0..%d "
-                        "(%d = unconditional)\n",
+        fprintf(stderr,
+                "dit: --class %s is out of range: this model has classes 0..%d "
+                "(%d = unconditional)\n",
                 o->class_name, nc - 1, nc);
         return EXIT_BAD_INPUT;
     case DIT_CLASS_UNKNOWN:
         if (l->labels) {
             char *some = dit_labels_summary(l->labels, nc, 12);
-            fprintf(stderr, "dit: unknown class '%s': the classes are %s; 'dit labels' lists them\n",
+            fprintf(stderr,
+                    "dit: unknown class '%s': the classes are %s; 'dit labels' lists them\n",
                     o->class_name, some);
             dit_free(some);
         } else {
-            fprintf(stderr, "dit: unknown class '%s' (this model has no label list: give a number "
-                            "or --labels FILE)\n",
+            fprintf(stderr,
+                    "dit: unknown class '%s' (this model has no label list: give a number "
+                    "or --labels FILE)\n",
                     o->class_name);
         }
         return EXIT_BAD_INPUT;
@@ -259,8 +263,7 @@ int cli_check_float(const char *name, double value)
     return EXIT_BAD_INPUT;
 }
 
-int cli_pick_name(const char *flag, const char *value, const char *const *names, int n,
-                     int *out)
+int cli_pick_name(const char *flag, const char *value, const char *const *names, int n, int *out)
 {
     if (!value)
         return 0;
@@ -302,8 +305,8 @@ bool cli_on_progress(void *user, int step, int total, const float *latent)
         if (step == total)
             fprintf(stderr, "\n");
     } else if (ps->mode == 2) {
-        printf("{\"step\": %d, \"total\": %d, \"elapsed\": %.3f, \"eta\": %.3f}\n", step, total,
-               el, eta);
+        printf("{\"step\": %d, \"total\": %d, \"elapsed\": %.3f, \"eta\": %.3f}\n", step, total, el,
+               eta);
         fflush(stdout);
     }
     return !cli_cancel;
@@ -325,8 +328,8 @@ int cli_progress_mode(const options *o)
 /* ---- output ---------------------------------------------------------------------- */
 
 /* Writes batch images: one file, numbered files (out-0.png ...), or a grid. */
-int cli_write_images(const options *o, const float *imgs, const float *alpha, int B, int H,
-                        int W, int depth)
+int cli_write_images(const options *o, const float *imgs, const float *alpha, int B, int H, int W,
+                     int depth)
 {
     GError *err = NULL;
     const size_t n = (size_t)3 * H * W;
@@ -371,7 +374,6 @@ int cli_write_images(const options *o, const float *imgs, const float *alpha, in
     }
     return 0;
 }
-
 
 int cli_status_exit(dit_status st)
 {

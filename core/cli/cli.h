@@ -26,35 +26,35 @@ void cli_on_sigint(int sig);
 
 /* Every option with its default; one name per setting everywhere. */
 typedef struct {
-    char *model;          /* NULL: the embedded default model */
-    char *vae;            /* NULL: the model folder's vae/, "none": pixel space */
-    char *class_name;     /* id or label, matched case-insensitively */
-    char *labels;         /* label file (one per line) */
-    int steps;            /* INT_MIN: the model's default */
-    char *sampler;        /* NULL: the model's default */
+    char *model;      /* NULL: the embedded default model */
+    char *vae;        /* NULL: the model folder's vae/, "none": pixel space */
+    char *class_name; /* id or label, matched case-insensitively */
+    char *labels;     /* label file (one per line) */
+    int steps;        /* INT_MIN: the model's default */
+    char *sampler;    /* NULL: the model's default */
     char *schedule;
     char *prediction;
     char *spacing;
-    double guidance;      /* libdit's (dit_pipeline_params_default) */
-    int guidance_channels;/* 0 = all */
-    char *strength;       /* NULL: the task's (libdit's for img2img, inpaint_strength for inpaint) */
-    gint64 seed;          /* < 0: random; libdit's default */
-    int batch;            /* libdit's default */
-    int threads;          /* 0 = all cores */
-    char *device;         /* cpu | cuda | auto */
-    char *precision;      /* fp32 | tf32 | bf16, on the device */
+    double guidance;       /* libdit's (dit_pipeline_params_default) */
+    int guidance_channels; /* 0 = all */
+    char *strength;  /* NULL: the task's (libdit's for img2img, inpaint_strength for inpaint) */
+    gint64 seed;     /* < 0: random; libdit's default */
+    int batch;       /* libdit's default */
+    int threads;     /* 0 = all cores */
+    char *device;    /* cpu | cuda | auto */
+    char *precision; /* fp32 | tf32 | bf16, on the device */
     char *output;
     char *input;
     char *mask;
-    int width, height;    /* generate; 0 = native */
-    int grow;             /* inpaint, latent pixels */
-    char *resize;         /* resize | crop | pad | none */
-    char *progress;       /* auto | bar | json | none */
+    int width, height; /* generate; 0 = native */
+    int grow;          /* inpaint, latent pixels */
+    char *resize;      /* resize | crop | pad | none */
+    char *progress;    /* auto | bar | json | none */
     gboolean quiet;
     gboolean grid;
-    int bit_depth;        /* 8 or 16; 0: the input's, else CLI_BIT_DEPTH */
-    gboolean sample;      /* encode: sample the posterior instead of the mean */
-    int tile;             /* VAE tile size in pixels, 0 = off */
+    int bit_depth;   /* 8 or 16; 0: the input's, else CLI_BIT_DEPTH */
+    gboolean sample; /* encode: sample the posterior instead of the mean */
+    int tile;        /* VAE tile size in pixels, 0 = off */
     gboolean json;
 } options;
 

@@ -11,8 +11,12 @@ int dit_cmd_convert(int argc, char **argv)
     int heads = 0;
     GOptionEntry entries[] = {
         {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "output .safetensors", "FILE"},
-        {"key", 0, 0, G_OPTION_ARG_STRING, &key, "take the state dict under this key of the checkpoint (default: the top level, else ema, model, state_dict)", "KEY"},
-        {"heads", 0, 0, G_OPTION_ARG_INT, &heads, "record num_attention_heads in the metadata (needed when the width does not tell)", "N"},
+        {"key", 0, 0, G_OPTION_ARG_STRING, &key,
+         "take the state dict under this key of the checkpoint (default: the top level, else ema, "
+         "model, state_dict)",
+         "KEY"},
+        {"heads", 0, 0, G_OPTION_ARG_INT, &heads,
+         "record num_attention_heads in the metadata (needed when the width does not tell)", "N"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *oc = g_option_context_new("CHECKPOINT.pt - convert a PyTorch checkpoint");

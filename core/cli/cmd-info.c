@@ -43,11 +43,10 @@ static void print_config_json(const char *path, const dit_model *m)
            "\"hidden_size\": %d, \"depth\": %d, \"num_heads\": %d, \"mlp_hidden\": %d, "
            "\"num_classes\": %d, \"freq_dim\": %d, \"freq_shift\": %d, "
            "\"conditioning\": \"%s\"}\n",
-           quoted, dit_naming_name(c->naming), dit_model_source_dtype(m),
-           dit_model_param_count(m), c->in_channels, c->out_channels,
-           c->learn_sigma ? "true" : "false", c->sample_size, c->patch_size, c->hidden_size,
-           c->depth, c->num_heads, c->mlp_hidden, c->num_classes, c->freq_dim, c->freq_shift,
-           dit_conditioning_name(c->conditioning));
+           quoted, dit_naming_name(c->naming), dit_model_source_dtype(m), dit_model_param_count(m),
+           c->in_channels, c->out_channels, c->learn_sigma ? "true" : "false", c->sample_size,
+           c->patch_size, c->hidden_size, c->depth, c->num_heads, c->mlp_hidden, c->num_classes,
+           c->freq_dim, c->freq_shift, dit_conditioning_name(c->conditioning));
     g_free(quoted);
 }
 
@@ -57,7 +56,8 @@ int cli_cmd_info(int argc, char **argv)
     char *model_opt = NULL;
     GOptionEntry entries[] = {
         {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
-        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model_opt, "the MODEL, as every other command takes it", "PATH"},
+        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model_opt,
+         "the MODEL, as every other command takes it", "PATH"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("MODEL - describe a DiT model");
@@ -106,7 +106,8 @@ int cli_cmd_labels(int argc, char **argv)
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("- list a model's classes (id and name)");
-    g_option_context_set_description(oc, "Example:\n  dit labels -m ./DiT-XL-2-256 | grep -i retriever\n");
+    g_option_context_set_description(
+        oc, "Example:\n  dit labels -m ./DiT-XL-2-256 | grep -i retriever\n");
     g_option_context_add_main_entries(oc, entries, NULL);
     int rc = cli_parse(oc, &argc, &argv);
     g_option_context_free(oc);
@@ -125,4 +126,3 @@ int cli_cmd_labels(int argc, char **argv)
     cli_options_clear(&o);
     return rc;
 }
-

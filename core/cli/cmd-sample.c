@@ -23,21 +23,38 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
     GOptionEntry common[] = {
         OPT_MODEL(o),
         OPT_VAE(o),
-        {"class", 'c', 0, G_OPTION_ARG_STRING, &o->class_name, cli_help(keep, "class id or label name (default: %d)", lib.class_id), "CLASS"},
-        {"labels", 0, 0, G_OPTION_ARG_FILENAME, &o->labels, "label list, one name per line (default: the model's)", "FILE"},
-        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, cli_help(keep, "sampling steps (default: the model's, %d for DiT)", lib.steps), "N"},
-        {"sampler", 0, 0, G_OPTION_ARG_STRING, &o->sampler, "ddpm, ddim, dpm++2m, euler or cold (default: the model's)", "NAME"},
-        {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "linear, scaled_linear, squaredcos_cap_v2 or cosine_alphabar", "NAME"},
-        {"prediction", 0, 0, G_OPTION_ARG_STRING, &o->prediction, "epsilon, sample or v_prediction", "TYPE"},
-        {"spacing", 0, 0, G_OPTION_ARG_STRING, &o->spacing, "leading, trailing or linspace", "NAME"},
-        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance, cli_help(keep, "classifier-free guidance scale, 1 = off (default: %g)", d.guidance), "G"},
-        {"guidance-channels", 0, 0, G_OPTION_ARG_INT, &o->guidance_channels, "guide only the first N latent channels (3 = official DiT; default: all)", "N"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, cli_help(keep, "noise seed; negative = random (default: %" G_GINT64_FORMAT ")", d.seed), "N"},
-        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, cli_help(keep, "images to make (default: %d)", d.batch), "N"},
-        {"grid", 0, 0, G_OPTION_ARG_NONE, &o->grid, "with --batch: one grid image instead of numbered files", NULL},
-        {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile, "VAE tile size in pixels for large images (default: off)", "PX"},
-        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o->bit_depth, cli_help(keep, "8 or 16 bits per channel (default: the input's, else %d)", CLI_BIT_DEPTH), "N"},
-        {"progress", 0, 0, G_OPTION_ARG_STRING, &o->progress, "auto, bar, json or none (default: auto: a bar on a terminal)", "MODE"},
+        {"class", 'c', 0, G_OPTION_ARG_STRING, &o->class_name,
+         cli_help(keep, "class id or label name (default: %d)", lib.class_id), "CLASS"},
+        {"labels", 0, 0, G_OPTION_ARG_FILENAME, &o->labels,
+         "label list, one name per line (default: the model's)", "FILE"},
+        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps,
+         cli_help(keep, "sampling steps (default: the model's, %d for DiT)", lib.steps), "N"},
+        {"sampler", 0, 0, G_OPTION_ARG_STRING, &o->sampler,
+         "ddpm, ddim, dpm++2m, euler or cold (default: the model's)", "NAME"},
+        {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule,
+         "linear, scaled_linear, squaredcos_cap_v2 or cosine_alphabar", "NAME"},
+        {"prediction", 0, 0, G_OPTION_ARG_STRING, &o->prediction, "epsilon, sample or v_prediction",
+         "TYPE"},
+        {"spacing", 0, 0, G_OPTION_ARG_STRING, &o->spacing, "leading, trailing or linspace",
+         "NAME"},
+        {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance,
+         cli_help(keep, "classifier-free guidance scale, 1 = off (default: %g)", d.guidance), "G"},
+        {"guidance-channels", 0, 0, G_OPTION_ARG_INT, &o->guidance_channels,
+         "guide only the first N latent channels (3 = official DiT; default: all)", "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed,
+         cli_help(keep, "noise seed; negative = random (default: %" G_GINT64_FORMAT ")", d.seed),
+         "N"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch,
+         cli_help(keep, "images to make (default: %d)", d.batch), "N"},
+        {"grid", 0, 0, G_OPTION_ARG_NONE, &o->grid,
+         "with --batch: one grid image instead of numbered files", NULL},
+        {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile,
+         "VAE tile size in pixels for large images (default: off)", "PX"},
+        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o->bit_depth,
+         cli_help(keep, "8 or 16 bits per channel (default: the input's, else %d)", CLI_BIT_DEPTH),
+         "N"},
+        {"progress", 0, 0, G_OPTION_ARG_STRING, &o->progress,
+         "auto, bar, json or none (default: auto: a bar on a terminal)", "MODE"},
         OPT_THREADS(o),
         OPT_DEVICE(o),
         OPT_PRECISION(o),
@@ -49,17 +66,29 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
     if (source) {
         GOptionEntry src[] = {
             {"input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input, "source PNG", "FILE"},
-            {"strength", 0, 0, G_OPTION_ARG_STRING, &o->strength, cli_help(keep, "0 keeps the input, 1 starts from noise (default: %g img2img, %g inpaint)", lib.strength, inpaint_strength), "S"},
-            {"resize", 0, 0, G_OPTION_ARG_STRING, &o->resize, "resize (default): scale to the model's size and back; crop: work on the centre crop of that size; pad: pad to a valid size; none: the image's own size", "POLICY"},
-            {"mask", 0, 0, G_OPTION_ARG_FILENAME, &o->mask, "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)", "FILE"},
-            {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow, cli_help(keep, "inpaint: grow the mask by N latent pixels (default: %d)", d.grow), "N"},
+            {"strength", 0, 0, G_OPTION_ARG_STRING, &o->strength,
+             cli_help(keep,
+                      "0 keeps the input, 1 starts from noise (default: %g img2img, %g inpaint)",
+                      lib.strength, inpaint_strength),
+             "S"},
+            {"resize", 0, 0, G_OPTION_ARG_STRING, &o->resize,
+             "resize (default): scale to the model's size and back; crop: work on the centre crop "
+             "of that size; pad: pad to a valid size; none: the image's own size",
+             "POLICY"},
+            {"mask", 0, 0, G_OPTION_ARG_FILENAME, &o->mask,
+             "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)", "FILE"},
+            {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow,
+             cli_help(keep, "inpaint: grow the mask by N latent pixels (default: %d)", d.grow),
+             "N"},
             OPT_END,
         };
         g_option_context_add_main_entries(oc, src, NULL);
     } else {
         GOptionEntry gen[] = {
-            {"width", 'W', 0, G_OPTION_ARG_INT, &o->width, "width in pixels (default: the model's)", "PX"},
-            {"height", 'H', 0, G_OPTION_ARG_INT, &o->height, "height in pixels (default: the model's)", "PX"},
+            {"width", 'W', 0, G_OPTION_ARG_INT, &o->width, "width in pixels (default: the model's)",
+             "PX"},
+            {"height", 'H', 0, G_OPTION_ARG_INT, &o->height,
+             "height in pixels (default: the model's)", "PX"},
             OPT_END,
         };
         g_option_context_add_main_entries(oc, gen, NULL);
@@ -106,8 +135,8 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
         if (!o->bit_depth)
             w->depth = w->src.bit_depth == 16 ? 16 : 8;
         if (o->resize && (rc = cli_pick_name("--resize", o->resize,
-                                        (const char *const[]){"resize", "crop", "pad", "none"},
-                                        4, (int *)&w->pol)))
+                                             (const char *const[]){"resize", "crop", "pad", "none"},
+                                             4, (int *)&w->pol)))
             return rc;
         if (task == DIT_TASK_INPAINT) {
             int mh, mw;
@@ -154,9 +183,7 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
         case POL_PAD:
             w->H = (SH + unit - 1) / unit * unit, w->W = (SW + unit - 1) / unit * unit;
             break;
-        case POL_NONE:
-            w->H = SH, w->W = SW;
-            break;
+        case POL_NONE: w->H = SH, w->W = SW; break;
         }
         if (w->H < unit || w->W < unit) {
             fprintf(stderr, "dit: the image (%dx%d) is smaller than one %d-pixel unit\n", SW, SH,
@@ -171,7 +198,9 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
             if (w->mask) {
                 dit_image_resize(l->ctx, w->mask, 1, SH, SW, w->work_mask, w->H, w->W);
                 for (size_t i = 0; i < (size_t)w->H * w->W; i++) /* keep values in [0, 1] */
-                    w->work_mask[i] = w->work_mask[i] < 0 ? 0 : w->work_mask[i] > 1 ? 1 : w->work_mask[i];
+                    w->work_mask[i] = w->work_mask[i] < 0   ? 0
+                                      : w->work_mask[i] > 1 ? 1
+                                                            : w->work_mask[i];
             }
         } else {
             for (int y = 0; y < w->H; y++)
@@ -198,21 +227,24 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
 /* The command line of one sampling command into o; an exit code. */
 static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
 {
-    char *param = g_strdup_printf(task == DIT_TASK_GENERATE ? "- make images of a class"
-                                  : task == DIT_TASK_IMG2IMG ? "- re-imagine an image"
-                                                             : "- fill the masked region of an image");
+    char *param =
+        g_strdup_printf(task == DIT_TASK_GENERATE  ? "- make images of a class"
+                        : task == DIT_TASK_IMG2IMG ? "- re-imagine an image"
+                                                   : "- fill the masked region of an image");
     GOptionContext *oc = g_option_context_new(param);
     g_free(param);
     static const char *const examples[] = {
         "Examples:\n"
         "  dit generate --class 3 --steps 20 --seed 1 -o out.png\n"
-        "  dit generate -m ./DiT-XL-2-256 --class 'golden retriever' -g 4 -b 4 --grid -o dogs.png\n",
+        "  dit generate -m ./DiT-XL-2-256 --class 'golden retriever' -g 4 -b 4 --grid -o "
+        "dogs.png\n",
         "Examples:\n"
         "  dit img2img -i photo.png --strength 0.6 --class 5 -o new.png\n"
         "  dit img2img -m ./DiT-XL-2-256 -i cat.png --class tabby --resize crop -o tabby.png\n",
         "Examples:\n"
         "  dit inpaint -i photo.png --mask hole.png --class 2 -o filled.png\n"
-        "  dit inpaint -i photo.png --mask hole.png --grow 1 --sampler ddim --steps 50 -o out.png\n",
+        "  dit inpaint -i photo.png --mask hole.png --grow 1 --sampler ddim --steps 50 -o "
+        "out.png\n",
     };
     g_option_context_set_description(oc, examples[task]);
     GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
@@ -281,12 +313,14 @@ static int run_sampling(dit_task task, int argc, char **argv)
         goto done;
     int sampler = p.sched.sampler, schedule = p.sched.schedule, pred = p.sched.prediction,
         spacing = p.sched.spacing;
-    if ((rc = cli_pick_name("--sampler", o.sampler, dit_sampler_names, DIT_SAMPLER_COUNT, &sampler)) ||
+    if ((rc = cli_pick_name("--sampler", o.sampler, dit_sampler_names, DIT_SAMPLER_COUNT,
+                            &sampler)) ||
         (rc = cli_pick_name("--schedule", o.schedule, dit_schedule_names, DIT_SCHEDULE_COUNT,
-                        &schedule)) ||
-        (rc = cli_pick_name("--prediction", o.prediction, dit_prediction_names, DIT_PREDICTION_COUNT,
-                        &pred)) ||
-        (rc = cli_pick_name("--spacing", o.spacing, dit_spacing_names, DIT_SPACING_COUNT, &spacing)))
+                            &schedule)) ||
+        (rc = cli_pick_name("--prediction", o.prediction, dit_prediction_names,
+                            DIT_PREDICTION_COUNT, &pred)) ||
+        (rc =
+             cli_pick_name("--spacing", o.spacing, dit_spacing_names, DIT_SPACING_COUNT, &spacing)))
         goto done;
     dit_sched_config_use_sampler(&p.sched, (dit_sampler)sampler);
     if (o.schedule) /* the user's own choice, even against the sampler's */
@@ -323,8 +357,8 @@ static int run_sampling(dit_task task, int argc, char **argv)
     outimg = g_malloc((size_t)B * 3 * H * W * sizeof(float));
     progress_state ps = {cli_progress_mode(&o), cli_now(), names[task]};
     signal(SIGINT, cli_on_sigint);
-    dit_status st = dit_pipeline_run(l.ctx, &p, wk.work_img, wk.work_mask, H, W, cli_on_progress, &ps,
-                                     &cli_cancel, outimg);
+    dit_status st = dit_pipeline_run(l.ctx, &p, wk.work_img, wk.work_mask, H, W, cli_on_progress,
+                                     &ps, &cli_cancel, outimg);
     signal(SIGINT, SIG_DFL);
     if (st != DIT_OK) {
         if (ps.mode == 1)

@@ -8,11 +8,16 @@
 /* Parses an encode/decode command line: the VAE options both take, the
  * command's own `extra`, one positional argument (`one_arg` says which),
  * --vae and --output required. Frees oc, and o too when it fails. */
-static int parse_vae_command(GOptionContext *oc, const GOptionEntry *extra, options *o,
-                             int *argc, char ***argv, const char *one_arg)
+static int parse_vae_command(GOptionContext *oc, const GOptionEntry *extra, options *o, int *argc,
+                             char ***argv, const char *one_arg)
 {
     const GOptionEntry common[] = {
-        OPT_VAE(o), OPT_OUTPUT(o), OPT_THREADS(o), OPT_DEVICE(o), OPT_PRECISION(o), OPT_QUIET(o),
+        OPT_VAE(o),
+        OPT_OUTPUT(o),
+        OPT_THREADS(o),
+        OPT_DEVICE(o),
+        OPT_PRECISION(o),
+        OPT_QUIET(o),
         {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile, "tile size in pixels (default: off)", "PX"},
         OPT_END,
     };
@@ -37,8 +42,10 @@ int cli_cmd_encode(int argc, char **argv)
     cli_options_init(&o); /* the defaults, which the help prints */
     GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
     const GOptionEntry entries[] = {
-        {"sample", 0, 0, G_OPTION_ARG_NONE, &o.sample, "sample the posterior (with --seed) instead of taking its mean", NULL},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &o.seed, cli_help(help, "seed for --sample (default: %" G_GINT64_FORMAT ")", o.seed), "N"},
+        {"sample", 0, 0, G_OPTION_ARG_NONE, &o.sample,
+         "sample the posterior (with --seed) instead of taking its mean", NULL},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o.seed,
+         cli_help(help, "seed for --sample (default: %" G_GINT64_FORMAT ")", o.seed), "N"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("IMAGE.png - encode an image to VAE latents");
@@ -100,7 +107,8 @@ int cli_cmd_decode(int argc, char **argv)
     cli_options_init(&o);
     GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
     const GOptionEntry entries[] = {
-        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o.bit_depth, cli_help(help, "8 or 16 (default: %d)", CLI_BIT_DEPTH), "N"},
+        {"bit-depth", 0, 0, G_OPTION_ARG_INT, &o.bit_depth,
+         cli_help(help, "8 or 16 (default: %d)", CLI_BIT_DEPTH), "N"},
         OPT_END,
     };
     GOptionContext *oc = g_option_context_new("LATENT.safetensors - decode VAE latents to a PNG");
@@ -124,8 +132,9 @@ int cli_cmd_decode(int argc, char **argv)
     }
     const dit_vae_info *vi = dit_vae_config(l.vae);
     if (shape[0] <= 0 || shape[2] <= 0 || shape[3] <= 0) {
-        fprintf(stderr, "dit: %s: tensor 'latent' of shape (%lld, %lld, %lld, %lld) is empty: "
-                        "there is nothing to decode\n",
+        fprintf(stderr,
+                "dit: %s: tensor 'latent' of shape (%lld, %lld, %lld, %lld) is empty: "
+                "there is nothing to decode\n",
                 argv[1], (long long)shape[0], (long long)shape[1], (long long)shape[2],
                 (long long)shape[3]);
         rc = EXIT_BAD_INPUT;
@@ -145,11 +154,11 @@ int cli_cmd_decode(int argc, char **argv)
         rc = cli_status_exit(st);
         goto done;
     }
-    rc = cli_write_images(&o, img, NULL, B, h * f, w * f, o.bit_depth ? o.bit_depth : CLI_BIT_DEPTH);
+    rc =
+        cli_write_images(&o, img, NULL, B, h * f, w * f, o.bit_depth ? o.bit_depth : CLI_BIT_DEPTH);
 done:
     g_free(lat), g_free(img);
     cli_loaded_clear(&l);
     cli_options_clear(&o);
     return rc;
 }
-

@@ -131,5 +131,3 @@ done_nozip:
     g_ptr_array_free(m.all, TRUE);
     return rc;
 }
-
-

@@ -10,9 +10,9 @@
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-static const char *const fmnist_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                           "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                                           "Ankle boot"};
+static const char *const fmnist_names[] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                           "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                           "Bag",         "Ankle boot"};
 
 void dataset_clear(dataset *d)
 {
@@ -105,8 +105,10 @@ bool dataset_load_idx(const char *ip, const char *lp, int size, dataset *out, GE
         out->labels[i] = lab[8 + i];
         maxl = out->labels[i] > maxl ? out->labels[i] : maxl;
         if (lab[8 + i] > 250) {
-            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s: label %u of image %u is out "
-                        "of range", lp, lab[8 + i], i);
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "%s: label %u of image %u is out "
+                        "of range",
+                        lp, lab[8 + i], i);
             goto out;
         }
     }
@@ -266,8 +268,8 @@ bool dataset_load_csv(const char *dir, const char *csv, int size, int channels, 
             continue;
         char *comma = strchr(line, ',');
         if (!comma) {
-            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                        "%s:%d: expected \"file,label\"", csv, i + 1);
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s:%d: expected \"file,label\"",
+                        csv, i + 1);
             ok = false;
             break;
         }
@@ -276,8 +278,8 @@ bool dataset_load_csv(const char *dir, const char *csv, int size, int channels, 
         if (!g_str_has_suffix(file, ".png") && !g_str_has_suffix(file, ".PNG")) {
             if (files->len == 0 && i == 0)
                 continue; /* a header line */
-            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                        "%s:%d: %s is not a PNG file", csv, i + 1, file);
+            g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "%s:%d: %s is not a PNG file", csv,
+                        i + 1, file);
             ok = false;
             break;
         }
@@ -340,8 +342,8 @@ static char *cache_fingerprint(const dataset *d, const char *vae_path, const dit
                       (gssize)((size_t)d->n * d->channels * d->size * d->size * sizeof(float)));
     g_checksum_update(sum, (const guchar *)d->labels, (gssize)((size_t)d->n * sizeof(int32_t)));
     char *abs = g_canonicalize_filename(vae_path, NULL);
-    char *fp = g_strdup_printf("%s %d %d %d %s %zu", g_checksum_get_string(sum), d->n,
-                               d->channels, d->size, abs, dit_vae_param_count(vae));
+    char *fp = g_strdup_printf("%s %d %d %d %s %zu", g_checksum_get_string(sum), d->n, d->channels,
+                               d->size, abs, dit_vae_param_count(vae));
     g_free(abs);
     g_checksum_free(sum);
     return fp;
@@ -399,8 +401,8 @@ bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, 
             for (int b = 0; b < nb; b++) /* grey images go in as three equal planes */
                 for (int ch = 0; ch < 3; ch++)
                     memcpy(rgb + ((size_t)b * 3 + ch) * px,
-                           d->images + ((size_t)(i0 + b) * d->channels +
-                                        (d->channels == 1 ? 0 : ch)) * px,
+                           d->images +
+                               ((size_t)(i0 + b) * d->channels + (d->channels == 1 ? 0 : ch)) * px,
                            px * sizeof(float));
             float *z = latents + (size_t)i0 * zn;
             ok = dit_vae_encode(ctx, vae, nb, d->size, d->size, rgb, z, NULL) == DIT_OK;
@@ -417,8 +419,11 @@ bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, 
             g_mkdir_with_parents(dir, 0755);
             int32_t *labels = d->labels;
             st_write_tensor t[2] = {
-                {.name = "latents", .dtype = ST_F32, .ndim = 4,
-                 .shape = {shape[0], shape[1], shape[2], shape[3]}, .data = latents},
+                {.name = "latents",
+                 .dtype = ST_F32,
+                 .ndim = 4,
+                 .shape = {shape[0], shape[1], shape[2], shape[3]},
+                 .data = latents},
                 {.name = "labels", .dtype = ST_I32, .ndim = 1, .shape = {d->n}, .raw = labels},
             };
             const char *key = "source";

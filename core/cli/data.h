@@ -11,11 +11,11 @@
 #include "dit.h"
 
 typedef struct {
-    int n, channels, size;  /* n images of channels x size x size */
-    float *images;          /* (n, C, S, S) */
-    int32_t *labels;        /* (n) */
+    int n, channels, size; /* n images of channels x size x size */
+    float *images;         /* (n, C, S, S) */
+    int32_t *labels;       /* (n) */
     int num_classes;
-    char **class_names;     /* (num_classes + 1) NULL-terminated */
+    char **class_names; /* (num_classes + 1) NULL-terminated */
 } dataset;
 
 /* IDX pair (images idx3, labels idx1), gzip or plain; 28x28 images are

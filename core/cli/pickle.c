@@ -74,11 +74,11 @@ static const struct {
     const char *name;
     st_dtype dtype;
 } storages[] = {
-    {"torch.FloatStorage", ST_F32},   {"torch.HalfStorage", ST_F16},
+    {"torch.FloatStorage", ST_F32},     {"torch.HalfStorage", ST_F16},
     {"torch.BFloat16Storage", ST_BF16}, {"torch.DoubleStorage", ST_F64},
-    {"torch.LongStorage", ST_I64},    {"torch.IntStorage", ST_I32},
-    {"torch.ShortStorage", ST_I16},   {"torch.CharStorage", ST_I8},
-    {"torch.ByteStorage", ST_U8},     {"torch.BoolStorage", ST_BOOL},
+    {"torch.LongStorage", ST_I64},      {"torch.IntStorage", ST_I32},
+    {"torch.ShortStorage", ST_I16},     {"torch.CharStorage", ST_I8},
+    {"torch.ByteStorage", ST_U8},       {"torch.BoolStorage", ST_BOOL},
 };
 
 static bool allowed_global(const char *name)
@@ -104,8 +104,10 @@ static bool push_global(vm *m, const char *module, const char *name)
     char *full = g_strdup_printf("%s.%s", module, name);
     if (!allowed_global(full)) {
         char msg[256];
-        snprintf(msg, sizeof msg, "refusing pickle global '%.150s': only state dicts of tensors "
-                                  "are read", full);
+        snprintf(msg, sizeof msg,
+                 "refusing pickle global '%.150s': only state dicts of tensors "
+                 "are read",
+                 full);
         g_free(full);
         return fail(m, msg);
     }
@@ -173,71 +175,75 @@ static int op_container(vm *m, uint8_t op)
     value *v;
     GPtrArray *items;
     switch (op) {
-        case '}': case ']': case ')':
-            v = vnew(m, op == '}' ? V_DICT : op == ']' ? V_LIST : V_TUPLE);
-            v->items = g_ptr_array_new();
-            g_ptr_array_add(m->stack, v);
-            break;
-        case '(':
-            g_ptr_array_add(m->stack, vnew(m, V_MARK));
-            break;
-        case 'b': { /* BUILD: attributes of an OrderedDict (_metadata): ignored */
-            value *state = pop(m);
-            if (!state || !m->stack->len ||
-                ((value *)m->stack->pdata[m->stack->len - 1])->kind != V_DICT)
-                return fail(m, "BUILD on something other than a dict");
-            break;
-        }
-        case 'u': case 'e': case 't': /* SETITEMS, APPENDS, TUPLE */
-            if (!(items = pop_mark(m)))
-                return fail(m, "no MARK");
-            if (op == 't') {
-                v = vnew(m, V_TUPLE);
-                v->items = items;
-                g_ptr_array_add(m->stack, v);
-                break;
-            }
-            if (!m->stack->len) {
-                g_ptr_array_free(items, TRUE);
-                return fail(m, "SETITEMS/APPENDS without a container");
-            }
-            v = m->stack->pdata[m->stack->len - 1];
-            if ((op == 'u' && (v->kind != V_DICT || items->len % 2)) ||
-                (op == 'e' && v->kind != V_LIST)) {
-                g_ptr_array_free(items, TRUE);
-                return fail(m, "SETITEMS/APPENDS on the wrong container");
-            }
-            for (guint i = 0; i < items->len; i++)
-                g_ptr_array_add(v->items, items->pdata[i]);
-            g_ptr_array_free(items, TRUE);
-            break;
-        case 's': case 'a': { /* SETITEM, APPEND */
-            value *val = pop(m), *key = op == 's' ? pop(m) : NULL;
-            if (!val || (op == 's' && !key) || !m->stack->len)
-                return fail(m, "SETITEM/APPEND on an empty stack");
-            v = m->stack->pdata[m->stack->len - 1];
-            if (v->kind != (op == 's' ? V_DICT : V_LIST))
-                return fail(m, "SETITEM/APPEND on the wrong container");
-            if (key)
-                g_ptr_array_add(v->items, key);
-            g_ptr_array_add(v->items, val);
-            break;
-        }
-        case 0x85: case 0x86: case 0x87: { /* TUPLE1..3 */
-            const int n = op - 0x84;
-            if ((int)m->stack->len < n)
-                return fail(m, "TUPLEn on a short stack");
+    case '}':
+    case ']':
+    case ')':
+        v = vnew(m, op == '}' ? V_DICT : op == ']' ? V_LIST : V_TUPLE);
+        v->items = g_ptr_array_new();
+        g_ptr_array_add(m->stack, v);
+        break;
+    case '(': g_ptr_array_add(m->stack, vnew(m, V_MARK)); break;
+    case 'b': { /* BUILD: attributes of an OrderedDict (_metadata): ignored */
+        value *state = pop(m);
+        if (!state || !m->stack->len ||
+            ((value *)m->stack->pdata[m->stack->len - 1])->kind != V_DICT)
+            return fail(m, "BUILD on something other than a dict");
+        break;
+    }
+    case 'u':
+    case 'e':
+    case 't': /* SETITEMS, APPENDS, TUPLE */
+        if (!(items = pop_mark(m)))
+            return fail(m, "no MARK");
+        if (op == 't') {
             v = vnew(m, V_TUPLE);
-            v->items = g_ptr_array_new();
-            for (int i = n; i > 0; i--)
-                g_ptr_array_add(v->items, m->stack->pdata[m->stack->len - (guint)i]);
-            g_ptr_array_set_size(m->stack, m->stack->len - (guint)n);
+            v->items = items;
             g_ptr_array_add(m->stack, v);
             break;
         }
-        default:
-            return OP_NOT_MINE;
+        if (!m->stack->len) {
+            g_ptr_array_free(items, TRUE);
+            return fail(m, "SETITEMS/APPENDS without a container");
         }
+        v = m->stack->pdata[m->stack->len - 1];
+        if ((op == 'u' && (v->kind != V_DICT || items->len % 2)) ||
+            (op == 'e' && v->kind != V_LIST)) {
+            g_ptr_array_free(items, TRUE);
+            return fail(m, "SETITEMS/APPENDS on the wrong container");
+        }
+        for (guint i = 0; i < items->len; i++)
+            g_ptr_array_add(v->items, items->pdata[i]);
+        g_ptr_array_free(items, TRUE);
+        break;
+    case 's':
+    case 'a': { /* SETITEM, APPEND */
+        value *val = pop(m), *key = op == 's' ? pop(m) : NULL;
+        if (!val || (op == 's' && !key) || !m->stack->len)
+            return fail(m, "SETITEM/APPEND on an empty stack");
+        v = m->stack->pdata[m->stack->len - 1];
+        if (v->kind != (op == 's' ? V_DICT : V_LIST))
+            return fail(m, "SETITEM/APPEND on the wrong container");
+        if (key)
+            g_ptr_array_add(v->items, key);
+        g_ptr_array_add(v->items, val);
+        break;
+    }
+    case 0x85:
+    case 0x86:
+    case 0x87: { /* TUPLE1..3 */
+        const int n = op - 0x84;
+        if ((int)m->stack->len < n)
+            return fail(m, "TUPLEn on a short stack");
+        v = vnew(m, V_TUPLE);
+        v->items = g_ptr_array_new();
+        for (int i = n; i > 0; i--)
+            g_ptr_array_add(v->items, m->stack->pdata[m->stack->len - (guint)i]);
+        g_ptr_array_set_size(m->stack, m->stack->len - (guint)n);
+        g_ptr_array_add(m->stack, v);
+        break;
+    }
+    default: return OP_NOT_MINE;
+    }
     return OP_DONE;
 }
 
@@ -245,38 +251,40 @@ static int op_container(vm *m, uint8_t op)
 static int op_memo(vm *m, uint8_t op)
 {
     switch (op) {
-        case 'q': case 'r': case 0x94: { /* BINPUT, LONG_BINPUT, MEMOIZE */
-            guint idx;
-            if (op == 0x94) {
-                idx = m->memo->len;
-            } else {
-                const size_t w = op == 'q' ? 1 : 4;
-                if (!need(m, w))
-                    return OP_FAIL;
-                idx = w == 1 ? m->p[0] : rd32(m->p);
-                m->p += w;
-            }
-            if (!m->stack->len || idx > 10000000)
-                return fail(m, "memo store with an empty stack");
-            if (idx >= m->memo->len)
-                g_ptr_array_set_size(m->memo, idx + 1);
-            m->memo->pdata[idx] = m->stack->pdata[m->stack->len - 1];
-            break;
-        }
-        case 'h': case 'j': { /* BINGET, LONG_BINGET */
-            const size_t w = op == 'h' ? 1 : 4;
+    case 'q':
+    case 'r':
+    case 0x94: { /* BINPUT, LONG_BINPUT, MEMOIZE */
+        guint idx;
+        if (op == 0x94) {
+            idx = m->memo->len;
+        } else {
+            const size_t w = op == 'q' ? 1 : 4;
             if (!need(m, w))
                 return OP_FAIL;
-            const guint idx = w == 1 ? m->p[0] : rd32(m->p);
+            idx = w == 1 ? m->p[0] : rd32(m->p);
             m->p += w;
-            if (idx >= m->memo->len || !m->memo->pdata[idx])
-                return fail(m, "memo fetch of an unset slot");
-            g_ptr_array_add(m->stack, m->memo->pdata[idx]);
-            break;
         }
-        default:
-            return OP_NOT_MINE;
-        }
+        if (!m->stack->len || idx > 10000000)
+            return fail(m, "memo store with an empty stack");
+        if (idx >= m->memo->len)
+            g_ptr_array_set_size(m->memo, idx + 1);
+        m->memo->pdata[idx] = m->stack->pdata[m->stack->len - 1];
+        break;
+    }
+    case 'h':
+    case 'j': { /* BINGET, LONG_BINGET */
+        const size_t w = op == 'h' ? 1 : 4;
+        if (!need(m, w))
+            return OP_FAIL;
+        const guint idx = w == 1 ? m->p[0] : rd32(m->p);
+        m->p += w;
+        if (idx >= m->memo->len || !m->memo->pdata[idx])
+            return fail(m, "memo fetch of an unset slot");
+        g_ptr_array_add(m->stack, m->memo->pdata[idx]);
+        break;
+    }
+    default: return OP_NOT_MINE;
+    }
     return OP_DONE;
 }
 
@@ -285,72 +293,73 @@ static int op_scalar(vm *m, uint8_t op)
 {
     value *v;
     switch (op) {
-        case 'X': case 0x8c: { /* BINUNICODE, SHORT_BINUNICODE */
-            const size_t w = op == 'X' ? 4 : 1;
-            if (!need(m, w))
-                return OP_FAIL;
-            const size_t len = w == 4 ? rd32(m->p) : m->p[0];
-            m->p += w;
-            if (!need(m, len))
-                return OP_FAIL;
-            if (!g_utf8_validate((const char *)m->p, (gssize)len, NULL))
-                return fail(m, "string is not UTF-8");
-            v = vnew(m, V_STR);
-            v->s = g_strndup((const char *)m->p, len);
-            m->p += len;
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 'J': case 'K': case 'M': { /* BININT, BININT1, BININT2 */
-            const size_t w = op == 'J' ? 4 : op == 'K' ? 1 : 2;
-            if (!need(m, w))
-                return OP_FAIL;
-            v = vnew(m, V_INT);
-            v->i = w == 4 ? (gint64)(int32_t)rd32(m->p) : w == 1 ? m->p[0] : rd16(m->p);
-            m->p += w;
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 0x8a: { /* LONG1 */
-            if (!need(m, 1))
-                return OP_FAIL;
-            const size_t n = *m->p++;
-            if (n > 8 || !need(m, n))
-                return fail(m, "LONG1 wider than 64 bits");
-            uint64_t u = 0;
-            for (size_t i = 0; i < n; i++)
-                u |= (uint64_t)m->p[i] << (8 * i);
-            if (n && n < 8 && (m->p[n - 1] & 0x80)) /* sign-extend */
-                u |= ~(uint64_t)0 << (8 * n);
-            m->p += n;
-            v = vnew(m, V_INT);
-            v->i = (gint64)u;
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 'G': { /* BINFLOAT, big-endian */
-            if (!need(m, 8))
-                return OP_FAIL;
-            uint64_t u = 0;
-            for (int i = 0; i < 8; i++)
-                u = u << 8 | m->p[i];
-            m->p += 8;
-            v = vnew(m, V_FLOAT);
-            memcpy(&v->f, &u, 8);
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 0x88: case 0x89:
-            v = vnew(m, V_BOOL);
-            v->i = op == 0x88;
-            g_ptr_array_add(m->stack, v);
-            break;
-        case 'N':
-            g_ptr_array_add(m->stack, vnew(m, V_NONE));
-            break;
-        default:
-            return OP_NOT_MINE;
-        }
+    case 'X':
+    case 0x8c: { /* BINUNICODE, SHORT_BINUNICODE */
+        const size_t w = op == 'X' ? 4 : 1;
+        if (!need(m, w))
+            return OP_FAIL;
+        const size_t len = w == 4 ? rd32(m->p) : m->p[0];
+        m->p += w;
+        if (!need(m, len))
+            return OP_FAIL;
+        if (!g_utf8_validate((const char *)m->p, (gssize)len, NULL))
+            return fail(m, "string is not UTF-8");
+        v = vnew(m, V_STR);
+        v->s = g_strndup((const char *)m->p, len);
+        m->p += len;
+        g_ptr_array_add(m->stack, v);
+        break;
+    }
+    case 'J':
+    case 'K':
+    case 'M': { /* BININT, BININT1, BININT2 */
+        const size_t w = op == 'J' ? 4 : op == 'K' ? 1 : 2;
+        if (!need(m, w))
+            return OP_FAIL;
+        v = vnew(m, V_INT);
+        v->i = w == 4 ? (gint64)(int32_t)rd32(m->p) : w == 1 ? m->p[0] : rd16(m->p);
+        m->p += w;
+        g_ptr_array_add(m->stack, v);
+        break;
+    }
+    case 0x8a: { /* LONG1 */
+        if (!need(m, 1))
+            return OP_FAIL;
+        const size_t n = *m->p++;
+        if (n > 8 || !need(m, n))
+            return fail(m, "LONG1 wider than 64 bits");
+        uint64_t u = 0;
+        for (size_t i = 0; i < n; i++)
+            u |= (uint64_t)m->p[i] << (8 * i);
+        if (n && n < 8 && (m->p[n - 1] & 0x80)) /* sign-extend */
+            u |= ~(uint64_t)0 << (8 * n);
+        m->p += n;
+        v = vnew(m, V_INT);
+        v->i = (gint64)u;
+        g_ptr_array_add(m->stack, v);
+        break;
+    }
+    case 'G': { /* BINFLOAT, big-endian */
+        if (!need(m, 8))
+            return OP_FAIL;
+        uint64_t u = 0;
+        for (int i = 0; i < 8; i++)
+            u = u << 8 | m->p[i];
+        m->p += 8;
+        v = vnew(m, V_FLOAT);
+        memcpy(&v->f, &u, 8);
+        g_ptr_array_add(m->stack, v);
+        break;
+    }
+    case 0x88:
+    case 0x89:
+        v = vnew(m, V_BOOL);
+        v->i = op == 0x88;
+        g_ptr_array_add(m->stack, v);
+        break;
+    case 'N': g_ptr_array_add(m->stack, vnew(m, V_NONE)); break;
+    default: return OP_NOT_MINE;
+    }
     return OP_DONE;
 }
 
@@ -359,53 +368,52 @@ static int op_global(vm *m, uint8_t op)
 {
     value *v;
     switch (op) {
-        case 'c': { /* GLOBAL module\nname\n */
-            const uint8_t *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
-            const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;
-            if (!nl2)
-                return fail(m, "unterminated GLOBAL");
-            char *mod = g_strndup((const char *)m->p, (gsize)(nl1 - m->p));
-            char *name = g_strndup((const char *)nl1 + 1, (gsize)(nl2 - nl1 - 1));
-            m->p = nl2 + 1;
-            bool ok = push_global(m, mod, name);
-            g_free(mod), g_free(name);
-            if (!ok)
-                return OP_FAIL;
-            break;
-        }
-        case 0x93: { /* STACK_GLOBAL */
-            value *name = pop(m), *mod = pop(m);
-            if (!name || !mod || name->kind != V_STR || mod->kind != V_STR)
-                return fail(m, "STACK_GLOBAL needs two strings");
-            if (!push_global(m, mod->s, name->s))
-                return OP_FAIL;
-            break;
-        }
-        case 'Q': { /* BINPERSID: ('storage', type, key, location, numel) */
-            value *pid = pop(m);
-            if (!pid || pid->kind != V_TUPLE || pid->items->len < 5)
-                return fail(m, "persistent id is not a storage tuple");
-            const value *tag = pid->items->pdata[0], *type = pid->items->pdata[1],
-                        *key = pid->items->pdata[2], *numel = pid->items->pdata[4];
-            if (tag->kind != V_STR || strcmp(tag->s, "storage") != 0 || type->kind != V_GLOBAL ||
-                key->kind != V_STR || numel->kind != V_INT || numel->i < 0)
-                return fail(m, "persistent id is not a storage tuple");
-            v = vnew(m, V_STORAGE);
-            v->s = g_strdup(key->s);
-            v->i = numel->i;
-            for (size_t i = 0; i < G_N_ELEMENTS(storages); i++)
-                if (strcmp(type->s, storages[i].name) == 0)
-                    v->dtype = storages[i].dtype;
-            g_ptr_array_add(m->stack, v);
-            break;
-        }
-        case 'R':
-            if (!do_reduce(m))
-                return OP_FAIL;
-            break;
-        default:
-            return OP_NOT_MINE;
-        }
+    case 'c': { /* GLOBAL module\nname\n */
+        const uint8_t *nl1 = memchr(m->p, '\n', (size_t)(m->end - m->p));
+        const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(m->end - nl1 - 1)) : NULL;
+        if (!nl2)
+            return fail(m, "unterminated GLOBAL");
+        char *mod = g_strndup((const char *)m->p, (gsize)(nl1 - m->p));
+        char *name = g_strndup((const char *)nl1 + 1, (gsize)(nl2 - nl1 - 1));
+        m->p = nl2 + 1;
+        bool ok = push_global(m, mod, name);
+        g_free(mod), g_free(name);
+        if (!ok)
+            return OP_FAIL;
+        break;
+    }
+    case 0x93: { /* STACK_GLOBAL */
+        value *name = pop(m), *mod = pop(m);
+        if (!name || !mod || name->kind != V_STR || mod->kind != V_STR)
+            return fail(m, "STACK_GLOBAL needs two strings");
+        if (!push_global(m, mod->s, name->s))
+            return OP_FAIL;
+        break;
+    }
+    case 'Q': { /* BINPERSID: ('storage', type, key, location, numel) */
+        value *pid = pop(m);
+        if (!pid || pid->kind != V_TUPLE || pid->items->len < 5)
+            return fail(m, "persistent id is not a storage tuple");
+        const value *tag = pid->items->pdata[0], *type = pid->items->pdata[1],
+                    *key = pid->items->pdata[2], *numel = pid->items->pdata[4];
+        if (tag->kind != V_STR || strcmp(tag->s, "storage") != 0 || type->kind != V_GLOBAL ||
+            key->kind != V_STR || numel->kind != V_INT || numel->i < 0)
+            return fail(m, "persistent id is not a storage tuple");
+        v = vnew(m, V_STORAGE);
+        v->s = g_strdup(key->s);
+        v->i = numel->i;
+        for (size_t i = 0; i < G_N_ELEMENTS(storages); i++)
+            if (strcmp(type->s, storages[i].name) == 0)
+                v->dtype = storages[i].dtype;
+        g_ptr_array_add(m->stack, v);
+        break;
+    }
+    case 'R':
+        if (!do_reduce(m))
+            return OP_FAIL;
+        break;
+    default: return OP_NOT_MINE;
+    }
     return OP_DONE;
 }
 
@@ -448,4 +456,3 @@ bool run_pickle(vm *m)
 }
 
 /* ---- the command ------------------------------------------------------------------ */
-

@@ -11,27 +11,39 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_GLOBAL,
-               V_STORAGE, V_TENSOR, V_MARK } vkind;
+typedef enum {
+    V_NONE,
+    V_BOOL,
+    V_INT,
+    V_FLOAT,
+    V_STR,
+    V_TUPLE,
+    V_LIST,
+    V_DICT,
+    V_GLOBAL,
+    V_STORAGE,
+    V_TENSOR,
+    V_MARK
+} vkind;
 
 typedef struct value value;
 struct value {
     vkind kind;
-    gint64 i;           /* int, bool */
+    gint64 i; /* int, bool */
     double f;
-    char *s;            /* str; global "module.name"; storage key */
-    GPtrArray *items;   /* tuple, list; dict: k0, v0, k1, v1, ... */
-    st_dtype dtype;     /* storage, tensor */
-    value *storage;     /* tensor */
-    gint64 offset;      /* tensor storage offset, elements */
+    char *s;          /* str; global "module.name"; storage key */
+    GPtrArray *items; /* tuple, list; dict: k0, v0, k1, v1, ... */
+    st_dtype dtype;   /* storage, tensor */
+    value *storage;   /* tensor */
+    gint64 offset;    /* tensor storage offset, elements */
     int ndim;
     gint64 shape[8], stride[8];
 };
 
 typedef struct {
-    GPtrArray *all;   /* every value, freed at the end */
+    GPtrArray *all; /* every value, freed at the end */
     GPtrArray *stack;
-    GPtrArray *memo;  /* index -> value */
+    GPtrArray *memo; /* index -> value */
     const uint8_t *p, *end, *start;
     char err[256];
 } vm;

@@ -39,8 +39,8 @@ bool png_load(const char *path, png_data *out, GError **err)
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot open: %s",
-                    path, g_strerror(errno));
+        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot open: %s", path,
+                    g_strerror(errno));
         return false;
     }
     png_byte sig[8];
@@ -157,8 +157,8 @@ bool png_save(const char *path, const float *rgb, const float *alpha, int H, int
     int fd = g_mkstemp_full(tmp, O_RDWR, 0666);
     FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!fp) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot write: %s",
-                    path, g_strerror(errno));
+        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot write: %s", path,
+                    g_strerror(errno));
         if (fd >= 0)
             close(fd), unlink(tmp);
         g_free(tmp);
@@ -209,8 +209,8 @@ bool png_save(const char *path, const float *rgb, const float *alpha, int H, int
     if (ok && rename(tmp, path) != 0)
         ok = false;
     if (!ok) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot write: %s",
-                    path, g_strerror(errno));
+        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot write: %s", path,
+                    g_strerror(errno));
         unlink(tmp);
     }
     g_free(tmp);
@@ -225,9 +225,9 @@ bool png_load_mask(const char *path, float **mask, int *H, int *W, GError **err)
     const size_t px = (size_t)d.width * d.height;
     float *m = g_malloc(px * sizeof *m);
     for (size_t i = 0; i < px; i++) {
-        const float level = d.gray ? d.rgb[i]
-                                   : 0.299f * d.rgb[i] + 0.587f * d.rgb[px + i] +
-                                         0.114f * d.rgb[2 * px + i];
+        const float level =
+            d.gray ? d.rgb[i]
+                   : 0.299f * d.rgb[i] + 0.587f * d.rgb[px + i] + 0.114f * d.rgb[2 * px + i];
         const float v = d.alpha ? d.alpha[i] : level * 0.5f + 0.5f;
         m[i] = v < 0 ? 0 : v > 1 ? 1 : v;
     }

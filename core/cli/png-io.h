@@ -8,10 +8,10 @@
 
 typedef struct {
     int width, height;
-    int bit_depth;   /* 8 or 16 as stored */
-    bool gray;       /* stored as gray (or gray + alpha) */
-    float *rgb;      /* (3, H, W) in [-1, 1] */
-    float *alpha;    /* (H, W) in [0, 1], or NULL */
+    int bit_depth; /* 8 or 16 as stored */
+    bool gray;     /* stored as gray (or gray + alpha) */
+    float *rgb;    /* (3, H, W) in [-1, 1] */
+    float *alpha;  /* (H, W) in [0, 1], or NULL */
 } png_data;
 
 bool png_load(const char *path, png_data *out, GError **err);

@@ -52,7 +52,7 @@ static int export_model(dit_ctx *ctx, dit_trainer *tr, const char *dir, char **c
         "{\"sampler\": \"%s\", \"beta_schedule\": \"%s\", \"prediction_type\": \"%s\", "
         "\"num_train_timesteps\": %d, \"beta_start\": %g, \"beta_end\": %g}",
         cold ? "cold" : "ddim", dit_schedule_names[t->sched.schedule],
-        t->objective == DIT_OBJ_X0_L1 ? "sample"
+        t->objective == DIT_OBJ_X0_L1   ? "sample"
         : t->objective == DIT_OBJ_V_MSE ? "v_prediction"
                                         : "epsilon",
         t->sched.train_steps, t->sched.beta_start, t->sched.beta_end);
@@ -91,8 +91,8 @@ static void link_vae(const char *model_dir, const char *vae_path)
 
 /* Held-out loss in 10 timestep buckets, with the true label and the null
  * label; the difference is the class signal. */
-static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, int n_val,
-                            FILE *log, int64_t step)
+static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, int n_val, FILE *log,
+                            int64_t step)
 {
     const dit_train_config *t = dit_trainer_config(tr);
     const int B = t->batch, T = t->sched.train_steps;
@@ -101,7 +101,8 @@ static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, i
     float *imgs = g_malloc((size_t)B * chw * sizeof(float));
     int32_t *labels = g_malloc((size_t)B * sizeof(int32_t)), *nulls = g_malloc(B * sizeof(int32_t));
     int32_t *ts = g_malloc((size_t)B * sizeof(int32_t));
-    float *l_true = g_malloc((size_t)B * sizeof(float)), *l_null = g_malloc((size_t)B * sizeof(float));
+    float *l_true = g_malloc((size_t)B * sizeof(float)),
+          *l_null = g_malloc((size_t)B * sizeof(float));
     double sum_true[10] = {0}, sum_null[10] = {0};
     int count[10] = {0};
     for (int start = 0; start + B <= n_val; start += B)
@@ -138,8 +139,9 @@ static void validate_losses(dit_ctx *ctx, dit_trainer *tr, const dataset *val, i
     }
     fprintf(log, "], \"val_mean\": %.6f, \"class_signal_mean\": %.6f}\n", tot, sig);
     fflush(log);
-    fprintf(stderr, "\nvalidation at step %lld: held-out loss %.4f, class signal %.4f "
-                    "(null-label loss minus true-label loss)\n",
+    fprintf(stderr,
+            "\nvalidation at step %lld: held-out loss %.4f, class signal %.4f "
+            "(null-label loss minus true-label loss)\n",
             (long long)step, tot, sig);
     g_free(imgs), g_free(labels), g_free(nulls), g_free(ts), g_free(l_true), g_free(l_null);
 }
@@ -182,42 +184,86 @@ static int parse_train_options(int argc, char **argv, train_options *o)
     GPtrArray *h = g_ptr_array_new_with_free_func(g_free);
 #define HELP(...) cli_help(h, __VA_ARGS__) /* kept in h until parsing is over */
     GOptionEntry entries[] = {
-        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data, "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder DIR/<class>/*.png", "SET"},
-        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "output folder (checkpoint, log, model/)", "DIR"},
-        {"resume", 'r', 0, G_OPTION_ARG_NONE, &o->resume, "continue from OUT/checkpoint.safetensors", NULL},
-        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, HELP("train until this many steps (default %d)", d->steps), "N"},
-        {"size", 0, 0, G_OPTION_ARG_INT, &o->size, HELP("image side in pixels (default %d; Fashion-MNIST is padded)", d->size), "PX"},
-        {"channels", 0, 0, G_OPTION_ARG_INT, &o->channels, HELP("1 (gray) or 3 (RGB) for image folders (default %d)", FOLDER_CHANNELS), "N"},
+        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data,
+         "fashion-mnist (default; Debian's dataset-fashion-mnist) or an image folder "
+         "DIR/<class>/*.png",
+         "SET"},
+        {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "output folder (checkpoint, log, model/)",
+         "DIR"},
+        {"resume", 'r', 0, G_OPTION_ARG_NONE, &o->resume,
+         "continue from OUT/checkpoint.safetensors", NULL},
+        {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps,
+         HELP("train until this many steps (default %d)", d->steps), "N"},
+        {"size", 0, 0, G_OPTION_ARG_INT, &o->size,
+         HELP("image side in pixels (default %d; Fashion-MNIST is padded)", d->size), "PX"},
+        {"channels", 0, 0, G_OPTION_ARG_INT, &o->channels,
+         HELP("1 (gray) or 3 (RGB) for image folders (default %d)", FOLDER_CHANNELS), "N"},
         {"hidden", 0, 0, G_OPTION_ARG_INT, &o->hidden, HELP("width (default %d)", d->hidden), "D"},
         {"depth", 0, 0, G_OPTION_ARG_INT, &o->depth, HELP("blocks (default %d)", d->depth), "N"},
-        {"heads", 0, 0, G_OPTION_ARG_INT, &o->heads, HELP("attention heads (default %d)", d->heads), "N"},
-        {"patch", 0, 0, G_OPTION_ARG_INT, &o->patch, HELP("patch size (default %d)", d->patch), "P"},
-        {"mlp-ratio", 0, 0, G_OPTION_ARG_DOUBLE, &o->mlp_ratio, HELP("MLP width / D (default %g)", d->mlp_ratio), "R"},
-        {"conditioning", 0, 0, G_OPTION_ARG_STRING, &o->conditioning, "adaln-zero (default), adaln, in-context or cross-attn: how blocks see t and the class (the DiT paper's variants)", "NAME"},
-        {"unconditional", 0, 0, G_OPTION_ARG_NONE, &o->uncond, "ignore the labels: a time-only model (no classes, no guidance)", NULL},
-        {"learn-sigma", 0, 0, G_OPTION_ARG_NONE, &o->learn_sigma, "also predict the variance, trained with the official hybrid loss (needs --objective eps_mse)", NULL},
-        {"objective", 0, 0, G_OPTION_ARG_STRING, &o->objective, "x0_l1 (default: the seed article's), eps_mse (official DiT) or v_mse", "OBJ"},
-        {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule, "cosine_alphabar (default with x0_l1) or linear", "NAME"},
-        {"train-timesteps", 0, 0, G_OPTION_ARG_INT, &o->train_t, HELP("noise levels T (default %d; 1000 for linear)", d->train_t), "T"},
-        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, HELP("batch size (default %d)", d->batch), "N"},
-        {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, HELP("AdamW learning rate (default %g)", d->lr), "LR"},
-        {"warmup", 0, 0, G_OPTION_ARG_INT, &o->warmup, HELP("linear warm-up steps (default %d)", d->warmup), "N"},
+        {"heads", 0, 0, G_OPTION_ARG_INT, &o->heads, HELP("attention heads (default %d)", d->heads),
+         "N"},
+        {"patch", 0, 0, G_OPTION_ARG_INT, &o->patch, HELP("patch size (default %d)", d->patch),
+         "P"},
+        {"mlp-ratio", 0, 0, G_OPTION_ARG_DOUBLE, &o->mlp_ratio,
+         HELP("MLP width / D (default %g)", d->mlp_ratio), "R"},
+        {"conditioning", 0, 0, G_OPTION_ARG_STRING, &o->conditioning,
+         "adaln-zero (default), adaln, in-context or cross-attn: how blocks see t and the class "
+         "(the DiT paper's variants)",
+         "NAME"},
+        {"unconditional", 0, 0, G_OPTION_ARG_NONE, &o->uncond,
+         "ignore the labels: a time-only model (no classes, no guidance)", NULL},
+        {"learn-sigma", 0, 0, G_OPTION_ARG_NONE, &o->learn_sigma,
+         "also predict the variance, trained with the official hybrid loss (needs --objective "
+         "eps_mse)",
+         NULL},
+        {"objective", 0, 0, G_OPTION_ARG_STRING, &o->objective,
+         "x0_l1 (default: the seed article's), eps_mse (official DiT) or v_mse", "OBJ"},
+        {"schedule", 0, 0, G_OPTION_ARG_STRING, &o->schedule,
+         "cosine_alphabar (default with x0_l1) or linear", "NAME"},
+        {"train-timesteps", 0, 0, G_OPTION_ARG_INT, &o->train_t,
+         HELP("noise levels T (default %d; 1000 for linear)", d->train_t), "T"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch, HELP("batch size (default %d)", d->batch),
+         "N"},
+        {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &o->lr, HELP("AdamW learning rate (default %g)", d->lr),
+         "LR"},
+        {"warmup", 0, 0, G_OPTION_ARG_INT, &o->warmup,
+         HELP("linear warm-up steps (default %d)", d->warmup), "N"},
         {"ema", 0, 0, G_OPTION_ARG_DOUBLE, &o->ema, HELP("EMA decay (default %g)", d->ema), "D"},
-        {"bf16-activations", 0, 0, G_OPTION_ARG_NONE, &o->bf16_acts, "round the activations kept for the backward pass to bfloat16 (autocast numerics; fp32 arithmetic)", NULL},
-        {"no-ema-warmup", 0, 0, G_OPTION_ARG_NONE, &o->no_ema_warmup, "EMA decay from step 0 (default: min(decay, (1+step)/(10+step)))", NULL},
-        {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &o->clip, HELP("gradient norm clip, 0 = off (default %g)", d->clip), "C"},
-        {"dropout", 0, 0, G_OPTION_ARG_DOUBLE, &o->dropout, HELP("class label dropout for guidance (default %g)", d->dropout), "P"},
-        {"label-std", 0, 0, G_OPTION_ARG_DOUBLE, &o->label_std, HELP("label embedding init std (default %g: the class signal appears sooner than with 0.02)", d->label_std), "S"},
-        {"every", 0, 0, G_OPTION_ARG_INT, &o->every, HELP("checkpoint + export every N steps (default %d)", d->every), "N"},
-        {"validate-every", 0, 0, G_OPTION_ARG_INT, &o->val_every, HELP("held-out loss and class signal every N steps (default %d)", d->val_every), "N"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, HELP("seed for init, batches and noise (default %" G_GINT64_FORMAT ")", d->seed), "N"},
+        {"bf16-activations", 0, 0, G_OPTION_ARG_NONE, &o->bf16_acts,
+         "round the activations kept for the backward pass to bfloat16 (autocast numerics; fp32 "
+         "arithmetic)",
+         NULL},
+        {"no-ema-warmup", 0, 0, G_OPTION_ARG_NONE, &o->no_ema_warmup,
+         "EMA decay from step 0 (default: min(decay, (1+step)/(10+step)))", NULL},
+        {"clip", 0, 0, G_OPTION_ARG_DOUBLE, &o->clip,
+         HELP("gradient norm clip, 0 = off (default %g)", d->clip), "C"},
+        {"dropout", 0, 0, G_OPTION_ARG_DOUBLE, &o->dropout,
+         HELP("class label dropout for guidance (default %g)", d->dropout), "P"},
+        {"label-std", 0, 0, G_OPTION_ARG_DOUBLE, &o->label_std,
+         HELP("label embedding init std (default %g: the class signal appears sooner than with "
+              "0.02)",
+              d->label_std),
+         "S"},
+        {"every", 0, 0, G_OPTION_ARG_INT, &o->every,
+         HELP("checkpoint + export every N steps (default %d)", d->every), "N"},
+        {"validate-every", 0, 0, G_OPTION_ARG_INT, &o->val_every,
+         HELP("held-out loss and class signal every N steps (default %d)", d->val_every), "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed,
+         HELP("seed for init, batches and noise (default %" G_GINT64_FORMAT ")", d->seed), "N"},
         {"flip", 0, 0, G_OPTION_ARG_NONE, &o->flip, "random horizontal flips", NULL},
-        {"vae", 0, 0, G_OPTION_ARG_FILENAME, &o->vae, "train in this VAE's latent space (images are encoded once)", "PATH"},
-        {"latent-cache", 0, 0, G_OPTION_ARG_FILENAME, &o->cache, "where encoded latents are kept (default OUT/latents)", "DIR"},
-        {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &o->labels_csv, "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
+        {"vae", 0, 0, G_OPTION_ARG_FILENAME, &o->vae,
+         "train in this VAE's latent space (images are encoded once)", "PATH"},
+        {"latent-cache", 0, 0, G_OPTION_ARG_FILENAME, &o->cache,
+         "where encoded latents are kept (default OUT/latents)", "DIR"},
+        {"labels-csv", 0, 0, G_OPTION_ARG_FILENAME, &o->labels_csv,
+         "image folder labels from a CSV of file,label lines instead of sub-folders", "FILE"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: all)", "N"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &o->device, "cpu, cuda or auto (default: auto): where the weights, optimiser state and activations live", "DEV"},
-        {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &o->device,
+         "cpu, cuda or auto (default: auto): where the weights, optimiser state and activations "
+         "live",
+         "DEV"},
+        {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision,
+         "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
@@ -335,8 +381,9 @@ static int resume_trainer(train_run *r)
     }
     if (c->sample_size != train->size || c->in_channels != train->channels ||
         c->num_classes != train->num_classes) {
-        fprintf(stderr, "dit: the checkpoint was trained on %dx%d x%d with %d classes, the "
-                        "data is %dx%d x%d with %d\n",
+        fprintf(stderr,
+                "dit: the checkpoint was trained on %dx%d x%d with %d classes, the "
+                "data is %dx%d x%d with %d\n",
                 c->sample_size, c->sample_size, c->in_channels, c->num_classes, train->size,
                 train->size, train->channels, train->num_classes);
         return EXIT_BAD_INPUT;
@@ -348,10 +395,15 @@ static int resume_trainer(train_run *r)
 /* a fresh model from the options, its weights initialised */
 static int create_model(const train_options *o, train_run *r)
 {
-    dit_config c = {.in_channels = r->train.channels, .sample_size = o->size,
-                    .patch_size = o->patch, .hidden_size = o->hidden, .depth = o->depth,
-                    .num_heads = o->heads, .mlp_hidden = (int)(o->hidden * o->mlp_ratio),
-                    .num_classes = r->train.num_classes, .freq_dim = 256,
+    dit_config c = {.in_channels = r->train.channels,
+                    .sample_size = o->size,
+                    .patch_size = o->patch,
+                    .hidden_size = o->hidden,
+                    .depth = o->depth,
+                    .num_heads = o->heads,
+                    .mlp_hidden = (int)(o->hidden * o->mlp_ratio),
+                    .num_classes = r->train.num_classes,
+                    .freq_dim = 256,
                     .learn_sigma = o->learn_sigma};
     const int cond = o->conditioning ? dit_conditioning_from_name(o->conditioning) : 0;
     if (cond < 0) {
@@ -374,17 +426,16 @@ static int setup_trainer(const train_options *o, train_run *r)
 {
     dit_train_config tc;
     dit_train_config_default(&tc);
-    const int obj = o->objective ? name_index(dit_objective_names, DIT_OBJ_COUNT, o->objective)
-                                 : DIT_OBJ_X0_L1;
+    const int obj =
+        o->objective ? name_index(dit_objective_names, DIT_OBJ_COUNT, o->objective) : DIT_OBJ_X0_L1;
     if (obj < 0) {
         fprintf(stderr, "dit: --objective must be x0_l1, eps_mse or v_mse\n");
         return EXIT_USAGE;
     }
     tc.objective = (dit_objective)obj;
-    const int sch = o->schedule
-                        ? name_index(dit_schedule_names, DIT_SCHEDULE_COUNT, o->schedule)
-                        : (obj == DIT_OBJ_X0_L1 ? DIT_SCHEDULE_COSINE_ALPHABAR
-                                                : DIT_SCHEDULE_LINEAR);
+    const int sch =
+        o->schedule ? name_index(dit_schedule_names, DIT_SCHEDULE_COUNT, o->schedule)
+                    : (obj == DIT_OBJ_X0_L1 ? DIT_SCHEDULE_COSINE_ALPHABAR : DIT_SCHEDULE_LINEAR);
     if (sch < 0) {
         fprintf(stderr, "dit: unknown --schedule '%s'\n", o->schedule);
         return EXIT_USAGE;

@@ -64,7 +64,8 @@ static bool draw_curve(const char *log_path, const char *png, GError **err)
     char *text = NULL;
     if (!g_file_get_contents(log_path, &text, NULL, err))
         return false;
-    GArray *xs = g_array_new(FALSE, FALSE, sizeof(double)), *ys = g_array_new(FALSE, FALSE, sizeof(double));
+    GArray *xs = g_array_new(FALSE, FALSE, sizeof(double)),
+           *ys = g_array_new(FALSE, FALSE, sizeof(double));
     char **lines = g_strsplit(text, "\n", -1);
     for (int i = 0; lines[i]; i++) {
         const char *s = strstr(lines[i], "\"step\": "), *l = strstr(lines[i], "\"loss\": ");
@@ -113,7 +114,8 @@ static bool draw_curve(const char *log_path, const char *png, GError **err)
     cairo_set_line_width(cr, 1.5);
     for (guint i = 0; i < xs->len; i++) {
         const double px = L + (W - L - R) * g_array_index(xs, double, i) / xmax;
-        const double py = T + (H - T - Bm) * (1 - (g_array_index(ys, double, i) - ymin) / (ymax - ymin));
+        const double py =
+            T + (H - T - Bm) * (1 - (g_array_index(ys, double, i) - ymin) / (ymax - ymin));
         if (i == 0)
             cairo_move_to(cr, px, py);
         else
@@ -139,7 +141,11 @@ typedef struct {
 } validate_options;
 
 static const validate_options validate_defaults = {
-    .samples = 100, .steps = 50, .val_n = 1024, .guidance = 2.0, .seed = 1,
+    .samples = 100,
+    .steps = 50,
+    .val_n = 1024,
+    .guidance = 2.0,
+    .seed = 1,
 };
 
 static void validate_options_clear(validate_options *o)
@@ -153,29 +159,33 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
     const validate_options *d = &validate_defaults;
     *o = *d;
     /* the help strings that print a default, freed after parsing */
-    char *h_samples = g_strdup_printf("samples per class for the agreement score (default %d)",
-                                      d->samples);
+    char *h_samples =
+        g_strdup_printf("samples per class for the agreement score (default %d)", d->samples);
     char *h_steps = g_strdup_printf("sampling steps (default %d)", d->steps);
     char *h_guidance = g_strdup_printf("guidance scale (default %g)", d->guidance);
     char *h_val_n = g_strdup_printf("held-out images for the loss buckets (default %d)", d->val_n);
     char *h_seed = g_strdup_printf("sampling seed (default %" G_GINT64_FORMAT ")", d->seed);
     GOptionEntry entries[] = {
-        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model, "model to validate (a pixel-space DiT)", "PATH"},
-        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data, "training data for nearest neighbours (default fashion-mnist)", "SET"},
+        {"model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model, "model to validate (a pixel-space DiT)",
+         "PATH"},
+        {"data", 'd', 0, G_OPTION_ARG_FILENAME, &o->data,
+         "training data for nearest neighbours (default fashion-mnist)", "SET"},
         {"out", 'o', 0, G_OPTION_ARG_FILENAME, &o->out, "folder for grid.png and loss.png", "DIR"},
         {"samples", 'n', 0, G_OPTION_ARG_INT, &o->samples, h_samples, "N"},
         {"steps", 's', 0, G_OPTION_ARG_INT, &o->steps, h_steps, "N"},
         {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance, h_guidance, "G"},
         {"held-out", 0, 0, G_OPTION_ARG_INT, &o->val_n, h_val_n, "N"},
-        {"train-log", 0, 0, G_OPTION_ARG_FILENAME, &o->train_log, "a training log.jsonl to draw the loss curve from", "FILE"},
-        {"log", 0, 0, G_OPTION_ARG_FILENAME, &o->log, "append the figures as one JSON line here", "FILE"},
+        {"train-log", 0, 0, G_OPTION_ARG_FILENAME, &o->train_log,
+         "a training log.jsonl to draw the loss curve from", "FILE"},
+        {"log", 0, 0, G_OPTION_ARG_FILENAME, &o->log, "append the figures as one JSON line here",
+         "FILE"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, h_seed, "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: all)", "N"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *oc = g_option_context_new("- measure a trained model");
-    g_option_context_set_description(
-        oc, "Example:\n  dit validate -m runs/fmnist/model --train-log runs/fmnist/log.jsonl -o runs/fmnist/val\n");
+    g_option_context_set_description(oc, "Example:\n  dit validate -m runs/fmnist/model "
+                                         "--train-log runs/fmnist/log.jsonl -o runs/fmnist/val\n");
     g_option_context_add_main_entries(oc, entries, NULL);
     GError *err = NULL;
     int rc = 0;
@@ -252,7 +262,8 @@ static int load_model_and_data(const validate_options *o, validate_run *r)
         train->num_classes = val->num_classes = 0;
     }
     if (train->channels != c->in_channels || train->num_classes != c->num_classes) {
-        fprintf(stderr, "dit: the model (%d channels, %d classes) does not match the data (%d, %d)\n",
+        fprintf(stderr,
+                "dit: the model (%d channels, %d classes) does not match the data (%d, %d)\n",
                 c->in_channels, c->num_classes, train->channels, train->num_classes);
         return EXIT_BAD_INPUT;
     }
@@ -326,8 +337,7 @@ static char *write_grid(const validate_options *o, const validate_run *r)
 }
 
 /* class agreement by the nearest training image */
-static void class_agreement(const validate_options *o, const validate_run *r,
-                            validate_figures *f)
+static void class_agreement(const validate_options *o, const validate_run *r, validate_figures *f)
 {
     int *nn = g_malloc((size_t)r->total * sizeof *nn);
     double *nd = g_malloc((size_t)r->total * sizeof *nd);
@@ -346,8 +356,7 @@ static void class_agreement(const validate_options *o, const validate_run *r,
 
 /* held-out loss buckets and class signal, with the model's own objective;
  * only an official-naming model gets a trainer */
-static void held_out_losses(const validate_options *o, const validate_run *r,
-                            validate_figures *f)
+static void held_out_losses(const validate_options *o, const validate_run *r, validate_figures *f)
 {
     if (!r->val.n)
         return;
@@ -413,8 +422,9 @@ static void report(const validate_options *o, const validate_run *r, const valid
 {
     const int nc = r->nc, total = r->total;
     GString *js = g_string_new(NULL);
-    g_string_append_printf(js, "{\"model\": \"%s\", \"samples_per_class\": %d, \"steps\": %d, "
-                               "\"guidance\": %g, ",
+    g_string_append_printf(js,
+                           "{\"model\": \"%s\", \"samples_per_class\": %d, \"steps\": %d, "
+                           "\"guidance\": %g, ",
                            o->model, o->samples, o->steps, o->guidance);
     if (nc) {
         g_string_append_printf(js, "\"class_agreement\": %.4f, \"per_class\": [",

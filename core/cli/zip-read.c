@@ -25,8 +25,8 @@ bool zip_open(const char *path, zip_file *z, GError **err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot open: %s",
-                    path, g_strerror(errno));
+        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot open: %s", path,
+                    g_strerror(errno));
         if (fd >= 0)
             close(fd);
         return false;
@@ -55,15 +55,16 @@ bool zip_open(const char *path, zip_file *z, GError **err)
             eocd = i;
             break;
         }
-#define BAD(...)                                                                  \
-    do {                                                                          \
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, __VA_ARGS__);          \
-        zip_close(z);                                                             \
-        return false;                                                             \
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, __VA_ARGS__);                           \
+        zip_close(z);                                                                              \
+        return false;                                                                              \
     } while (0)
     if (eocd == SIZE_MAX)
         BAD("%s: not a zip file (torch.save writes zips since PyTorch 1.6)", path);
-    uint64_t count = rd16(b + eocd + 10), cd_size = rd32(b + eocd + 12), cd_off = rd32(b + eocd + 16);
+    uint64_t count = rd16(b + eocd + 10), cd_size = rd32(b + eocd + 12),
+             cd_off = rd32(b + eocd + 16);
     if ((count == 0xffff || cd_off == 0xffffffffu) && eocd >= 20 &&
         rd32(b + eocd - 20) == 0x07064b50) { /* zip64 */
         uint64_t rec = rd64(b + eocd - 20 + 8);
@@ -127,4 +128,3 @@ const zip_entry *zip_find_suffix(const zip_file *z, const char *suffix)
     }
     return NULL;
 }
-

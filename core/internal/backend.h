@@ -113,33 +113,33 @@ struct dit_backend {
                    const float *bias, int M, int K, int N, dit_act act);
     /* out (B, T, H*hd) = softmax(Q K^T / sqrt(hd)) V per head,
      * qkv (B, T, 3, H, hd); scratch: attention_scratch floats */
-    void (*attention)(const dit_backend *be, float *out, const float *qkv, int B, int T,
-                      int H, int hd, float *scratch);
+    void (*attention)(const dit_backend *be, float *out, const float *qkv, int B, int T, int H,
+                      int hd, float *scratch);
     size_t (*attention_scratch)(const dit_backend *be, int B, int T, int H);
     /* out (B, T, D) = LN(x) * (1 + scale[b]) + shift[b]; LN without affine.
      * shift, scale: per-sample vectors of D, `stride` floats apart; NULL = plain LN */
     void (*layernorm_modulate)(const dit_backend *be, float *out, const float *x,
-                               const float *shift, const float *scale, int stride,
-                               int B, int T, int D, float eps);
+                               const float *shift, const float *scale, int stride, int B, int T,
+                               int D, float eps);
     /* out (n) = GELU(x), tanh approximation; out may equal x */
     void (*gelu_tanh)(const dit_backend *be, float *out, const float *x, size_t n);
     /* out (n) = x * sigmoid(x); out may equal x */
     void (*silu)(const dit_backend *be, float *out, const float *x, size_t n);
     /* out (B, T, C*p*p) from x (B, C, H, W); token order row-major over the
      * (H/p, W/p) grid, vector order (c, ky, kx) = conv weight (D, C, p, p) */
-    void (*patchify)(const dit_backend *be, float *out, const float *x, int B, int C, int H,
-                     int W, int p);
+    void (*patchify)(const dit_backend *be, float *out, const float *x, int B, int C, int H, int W,
+                     int p);
     /* out (B, C, H, W) from tokens (B, T, p*p*C), vector order (ky, kx, c) */
-    void (*unpatchify)(const dit_backend *be, float *out, const float *tokens, int B, int C,
-                       int H, int W, int p);
+    void (*unpatchify)(const dit_backend *be, float *out, const float *tokens, int B, int C, int H,
+                       int W, int p);
     /* x (B, T, D) += gate[b] (D) * y (B, T, D); gate NULL means 1 */
     void (*gated_add)(const dit_backend *be, float *x, const float *y, const float *gate,
                       int stride, int B, int T, int D);
     /* x (B, T, D) += pos (T, D) */
     void (*add_rows)(const dit_backend *be, float *x, const float *pos, int B, int T, int D);
     /* out (B, D) = a (B, D) + table[label[b]] (rows of D); a NULL = zeros */
-    void (*add_embedding)(const dit_backend *be, float *out, const float *a,
-                          const float *table, const int32_t *label, int B, int D);
+    void (*add_embedding)(const dit_backend *be, float *out, const float *a, const float *table,
+                          const int32_t *label, int B, int D);
     /* out (B, out_T, D) rows [out_at, out_at + n) = in (B, in_T, D) rows
      * [in_at, in_at + n) for every b: joins and splits token sequences */
     void (*copy_tokens)(const dit_backend *be, float *out, int out_T, int out_at, const float *in,
@@ -149,12 +149,12 @@ struct dit_backend {
     void (*cross_attention)(const dit_backend *be, float *out, const float *q, const float *kv,
                             int B, int Tq, int Tk, int H, int hd, float *probs);
     /* out (B, F): [cos(t f_i), sin(t f_i)], f_i = exp(-ln(1e4) i / (F/2 - shift)) */
-    void (*timestep_embedding)(const dit_backend *be, float *out, const float *t, int B,
-                               int F, int shift);
+    void (*timestep_embedding)(const dit_backend *be, float *out, const float *t, int B, int F,
+                               int shift);
     /* out (gh*gw, D): first D/2 channels encode the column, last D/2 the row;
      * position = index * base / grid / interp (diffusers' interpolation) */
-    void (*pos_embed_2d)(const dit_backend *be, float *out, int gh, int gw, int D,
-                         float base_h, float base_w, float interp);
+    void (*pos_embed_2d)(const dit_backend *be, float *out, int gh, int gw, int D, float base_h,
+                         float base_w, float interp);
 
     /* ---- image ops (VAE) ---- */
     /* out = act(conv(in) + bias); bias may be NULL; scratch: conv2d_scratch floats */
@@ -163,19 +163,16 @@ struct dit_backend {
     size_t (*conv2d_scratch)(const dit_backend *be, const dit_conv_desc *d);
     /* out (B, C, HW) = act(GroupNorm(in) * gamma (C) + beta (C)); out may equal in */
     void (*group_norm)(const dit_backend *be, float *out, const float *in, const float *gamma,
-                       const float *beta, int B, int C, int HW, int groups, float eps,
-                       dit_act act);
+                       const float *beta, int B, int C, int HW, int groups, float eps, dit_act act);
     /* out (C, N) = V (C, N) . softmax(Q^T K / sqrt(C))^T for each of B
      * samples; q, k, v channel-first as in NCHW; scratch: spatial_attention_scratch */
-    void (*spatial_attention)(const dit_backend *be, float *out, const float *q,
-                              const float *k, const float *v, int B, int C, int N,
-                              float *scratch);
+    void (*spatial_attention)(const dit_backend *be, float *out, const float *q, const float *k,
+                              const float *v, int B, int C, int N, float *scratch);
     size_t (*spatial_attention_scratch)(const dit_backend *be, int N);
     /* x (n) = act(x + y) */
     void (*add_act)(const dit_backend *be, float *x, const float *y, size_t n, dit_act act);
     /* out (n) = a * in + b; out may equal in */
-    void (*affine)(const dit_backend *be, float *out, const float *in, size_t n, float a,
-                   float b);
+    void (*affine)(const dit_backend *be, float *out, const float *in, size_t n, float a, float b);
     /* out (n) = m * tanh(in / m): TAESD's soft latent clamp */
     void (*tanh_clamp)(const dit_backend *be, float *out, const float *in, size_t n, float m);
 
@@ -183,8 +180,8 @@ struct dit_backend {
     /* out (R, D) = x * weight (D) / sqrt(mean_d x^2 + eps): T5's RMSNorm (no
      * mean, no bias); the mean of squares is accumulated in double; weight
      * NULL means 1; out may equal x */
-    void (*rms_norm)(const dit_backend *be, float *out, const float *x, const float *weight,
-                     int R, int D, float eps);
+    void (*rms_norm)(const dit_backend *be, float *out, const float *x, const float *weight, int R,
+                     int D, float eps);
 
     /* ---- training: forward variants that keep what backward needs, and the
      * backward ops. Gradients of parameters accumulate (+=); gradients of
@@ -208,17 +205,16 @@ struct dit_backend {
     /* dx (M, K) = dy . w (NULL: skip); dw (N, K) += dy^T . x; db (N) += sum dy.
      * With pre (M, K), where x = act(pre), dx is the gradient at pre instead:
      * (dy . w) * act'(pre), the activation's backward fused in */
-    void (*linear_backward)(const dit_backend *be, float *dx, float *dw, float *db,
-                            const float *dy, const float *x, const float *w, int M, int K, int N,
-                            const float *pre, dit_act act);
+    void (*linear_backward)(const dit_backend *be, float *dx, float *dw, float *db, const float *dy,
+                            const float *x, const float *w, int M, int K, int N, const float *pre,
+                            dit_act act);
     /* dx (n) = dy * act'(pre); dx may alias dy */
     void (*act_backward)(const dit_backend *be, float *dx, const float *pre, const float *dy,
                          size_t n, dit_act act);
     /* x = x_in + gate * y: dy = gate * dx; dgate (B vectors, stride) += sum_t dx * y;
      * gate NULL means 1 (dy = dx, no dgate) */
     void (*gated_add_backward)(const dit_backend *be, float *dy, float *dgate, const float *dx,
-                               const float *y, const float *gate, int stride, int B, int T,
-                               int D);
+                               const float *y, const float *gate, int stride, int B, int T, int D);
     /* dtokens (B, T, p*p*C) from dout (B, C, H, W) */
     void (*unpatchify_backward)(const dit_backend *be, float *dtokens, const float *dout, int B,
                                 int C, int H, int W, int p);
@@ -251,11 +247,11 @@ typedef struct {
 /* Refuses with DIT_ERR_UNSUPPORTED ("the CUDA backend has no op 'foo',
  * which WHAT needs") when backend `be` lacks one of the ops of OPS_LIST, an
  * X-macro list: #define DIT_FORWARD_OPS(X) X(linear) X(attention) ... */
-#define DIT_BACKEND_REQUIRE(ctx, be, what, OPS_LIST)                                          \
-    __extension__({                                                                        \
-        const dit_backend *be_ = (be);                                                     \
-        const dit_op_presence ops_[] = {OPS_LIST(DIT_OP_PRESENCE_)};                       \
-        dit_backend_require((ctx), be_, (what), ops_, sizeof ops_ / sizeof ops_[0]);       \
+#define DIT_BACKEND_REQUIRE(ctx, be, what, OPS_LIST)                                               \
+    __extension__({                                                                                \
+        const dit_backend *be_ = (be);                                                             \
+        const dit_op_presence ops_[] = {OPS_LIST(DIT_OP_PRESENCE_)};                               \
+        dit_backend_require((ctx), be_, (what), ops_, sizeof ops_ / sizeof ops_[0]);               \
     })
 dit_status dit_backend_require(dit_ctx *ctx, const dit_backend *be, const char *what,
                                const dit_op_presence *ops, size_t n);

@@ -42,15 +42,9 @@ static inline float gelu_tanh_1(float v)
     return v / (1.0f + dit_expf(-k2 * (v + 0.044715f * v * v * v)));
 }
 
-static inline float silu_1(float v)
-{
-    return v / (1.0f + dit_expf(-v));
-}
+static inline float silu_1(float v) { return v / (1.0f + dit_expf(-v)); }
 
-static inline float relu_1(float v)
-{
-    return v > 0.0f ? v : 0.0f;
-}
+static inline float relu_1(float v) { return v > 0.0f ? v : 0.0f; }
 
 static inline float act_1(float v, dit_act act)
 {

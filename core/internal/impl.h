@@ -17,8 +17,8 @@
 /* Device state of a context (core/device.c): the device backend and the
  * device memory the DiT forward works in. All NULL/0 on the CPU. */
 typedef struct {
-    dit_backend *be;      /* owned; NULL until a device is selected */
-    float *arena;         /* device activations (+ x, t, y, pos, out) */
+    dit_backend *be; /* owned; NULL until a device is selected */
+    float *arena;    /* device activations (+ x, t, y, pos, out) */
     size_t arena_floats;
     /* the weights of one model, uploaded once: `params` is one device
      * allocation of param_floats, `model` a copy of the host model whose
@@ -37,11 +37,11 @@ typedef struct {
 
 struct dit_ctx {
     char error[DIT_ERROR_LEN];
-    int n_threads;     /* resolved, >= 1 */
-    dit_backend cpu;   /* the CPU op table with this context's thread count */
+    int n_threads;         /* resolved, >= 1 */
+    dit_backend cpu;       /* the CPU op table with this context's thread count */
     const dit_backend *be; /* the active backend: &cpu or dev.be */
     dit_device dev;
-    float *arena;      /* activations, grown only before a forward starts */
+    float *arena; /* activations, grown only before a forward starts */
     size_t arena_floats;
     size_t memory_limit; /* bytes of activations allowed; 0 = no limit */
     /* the last computed position table (gh*gw, D) and what it was made for */
@@ -119,10 +119,10 @@ typedef struct {
     float *fc2_w;  /* (D, Dm) mlp.fc2 */
     float *fc2_b;  /* (D) */
     /* cross-attention variant only (cross_attn.{q,kv,proj}) */
-    float *xq_w;   /* (D, D) */
-    float *xq_b;   /* (D) */
-    float *xkv_w;  /* (2D, D) rows k | v */
-    float *xkv_b;  /* (2D) */
+    float *xq_w;    /* (D, D) */
+    float *xq_b;    /* (D) */
+    float *xkv_w;   /* (2D, D) rows k | v */
+    float *xkv_b;   /* (2D) */
     float *xproj_w; /* (D, D) */
     float *xproj_b; /* (D) */
 } dit_block_weights;
@@ -130,16 +130,16 @@ typedef struct {
 struct dit_model {
     dit_config cfg;
     char *scheduler_json; /* from scheduler/scheduler_config.json or metadata, or NULL */
-    float *params;     /* every parameter, one allocation */
-    size_t param_floats; /* size of that block, padding included */
+    float *params;        /* every parameter, one allocation */
+    size_t param_floats;  /* size of that block, padding included */
     size_t n_params;
     char source_dtype[8];
-    uint64_t version;  /* new on every change of params: see dit_model_touch */
+    uint64_t version; /* new on every change of params: see dit_model_touch */
 
-    float *x_embed_w;  /* (D, C, p, p) x_embedder.proj */
-    float *x_embed_b;  /* (D) */
-    float *pos_embed;  /* (T0, D) stored table for the native grid, or NULL */
-    dit_embedder_weights emb; /* official: shared by all blocks and the final layer */
+    float *x_embed_w;          /* (D, C, p, p) x_embedder.proj */
+    float *x_embed_b;          /* (D) */
+    float *pos_embed;          /* (T0, D) stored table for the native grid, or NULL */
+    dit_embedder_weights emb;  /* official: shared by all blocks and the final layer */
     dit_block_weights *blocks; /* (depth) */
     float *final_ada_w; /* (2D, D) final_layer.adaLN_modulation.1: shift | scale (adaLN variants) */
     float *final_ada_b; /* (2D) */
@@ -167,19 +167,13 @@ static inline dit_mod_layout dit_block_mod_layout(const dit_config *c)
     default: return (dit_mod_layout){-1, -1, -1, -1, -1, -1, 0};
     }
 }
-static inline float *dit_mod_at(float *mod, int offset)
-{
-    return offset < 0 ? NULL : mod + offset;
-}
+static inline float *dit_mod_at(float *mod, int offset) { return offset < 0 ? NULL : mod + offset; }
 static inline bool dit_final_adaln(const dit_config *c)
 {
     return c->conditioning == DIT_COND_ADALN_ZERO || c->conditioning == DIT_COND_ADALN;
 }
 /* conditioning tokens (t_emb, and y_emb when class-conditional) */
-static inline int dit_cond_tokens(const dit_config *c)
-{
-    return c->num_classes > 0 ? 2 : 1;
-}
+static inline int dit_cond_tokens(const dit_config *c) { return c->num_classes > 0 ? 2 : 1; }
 
 /* A copy of m's description whose weight pointers point into `base` (a
  * block laid out like m->params, e.g. on the device) at the same offsets;

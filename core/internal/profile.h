@@ -34,13 +34,13 @@ static inline bool dit_profile_enabled(void)
     return v && *v && strcmp(v, "0") != 0;
 }
 
-#define DIT_TIMED(prof, slot, call)                           \
-    do {                                                      \
-        if ((prof)->on)                                       \
-            (prof)->t0 = dit_wall_ms();                       \
-        call;                                                 \
-        if ((prof)->on)                                       \
-            (prof)->ms[slot] += dit_wall_ms() - (prof)->t0;   \
+#define DIT_TIMED(prof, slot, call)                                                                \
+    do {                                                                                           \
+        if ((prof)->on)                                                                            \
+            (prof)->t0 = dit_wall_ms();                                                            \
+        call;                                                                                      \
+        if ((prof)->on)                                                                            \
+            (prof)->ms[slot] += dit_wall_ms() - (prof)->t0;                                        \
     } while (0)
 
 /* "title (total ms): name ms, name ms, ..." with each slot divided by div */

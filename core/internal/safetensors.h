@@ -11,8 +11,22 @@
 #define ST_MAX_HEADER (100u * 1000u * 1000u)
 
 typedef enum {
-    ST_BOOL, ST_U8, ST_I8, ST_I16, ST_U16, ST_F16, ST_BF16, ST_I32, ST_U32, ST_F32,
-    ST_F64, ST_I64, ST_U64, ST_F8_E4M3, ST_F8_E5M2, ST_N_DTYPES
+    ST_BOOL,
+    ST_U8,
+    ST_I8,
+    ST_I16,
+    ST_U16,
+    ST_F16,
+    ST_BF16,
+    ST_I32,
+    ST_U32,
+    ST_F32,
+    ST_F64,
+    ST_I64,
+    ST_U64,
+    ST_F8_E4M3,
+    ST_F8_E5M2,
+    ST_N_DTYPES
 } st_dtype;
 
 typedef struct {
@@ -30,9 +44,9 @@ typedef struct {
     size_t map_size;
     const uint8_t *data; /* start of the byte buffer */
     size_t data_size;
-    st_tensor *tensors;  /* (n) in header order */
+    st_tensor *tensors; /* (n) in header order */
     size_t n;
-    char **meta_keys;    /* __metadata__, kept verbatim */
+    char **meta_keys; /* __metadata__, kept verbatim */
     char **meta_values;
     size_t n_meta;
 } st_file;
@@ -57,8 +71,8 @@ typedef struct {
     st_dtype dtype;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
-    const float *data;  /* f32 values, converted to dtype on write */
-    const void *raw;    /* or: bytes already in dtype, written as they are */
+    const float *data; /* f32 values, converted to dtype on write */
+    const void *raw;   /* or: bytes already in dtype, written as they are */
 } st_write_tensor;
 
 dit_status st_write(dit_ctx *ctx, const char *path, const st_write_tensor *tensors, size_t n,

@@ -7,15 +7,15 @@
 
 typedef struct dit_scheduler {
     dit_sched_config cfg;
-    int n;                     /* inference steps */
-    size_t numel;              /* latent elements per step */
-    double *alphas_cumprod;    /* (train_steps [+ 1 for cosine_alphabar]) */
+    int n;                  /* inference steps */
+    size_t numel;           /* latent elements per step */
+    double *alphas_cumprod; /* (train_steps [+ 1 for cosine_alphabar]) */
     double final_alpha_cumprod;
-    double *train_sigmas;      /* (train_steps) sqrt((1 - a) / a) */
-    double *timesteps;         /* (n) what the model sees */
-    double *sigmas;            /* (n + 1) Euler / DPM-Solver */
+    double *train_sigmas; /* (train_steps) sqrt((1 - a) / a) */
+    double *timesteps;    /* (n) what the model sees */
+    double *sigmas;       /* (n + 1) Euler / DPM-Solver */
     double init_noise_sigma;
-    float *prev_x0;            /* (numel) DPM-Solver++ 2M's previous data prediction */
+    float *prev_x0; /* (numel) DPM-Solver++ 2M's previous data prediction */
     int lower_order_nums;
 } dit_scheduler;
 

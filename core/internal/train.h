@@ -17,16 +17,16 @@ extern const char *const dit_objective_names[DIT_OBJ_COUNT];
 
 typedef struct {
     dit_objective objective;
-    dit_sched_config sched;  /* schedule and train_steps for the noise levels */
+    dit_sched_config sched; /* schedule and train_steps for the noise levels */
     int batch;
     double lr;
-    int warmup;              /* linear warm-up steps */
+    int warmup; /* linear warm-up steps */
     double beta1, beta2, eps, weight_decay;
-    double grad_clip;        /* global norm; 0 = off */
+    double grad_clip; /* global norm; 0 = off */
     double ema_decay;
-    bool ema_warmup;         /* decay min(ema_decay, (1 + step) / (10 + step)) */
-    bool bf16_activations;   /* round the saved activations to bfloat16 (autocast numerics) */
-    double class_dropout;    /* share of labels replaced by the null class */
+    bool ema_warmup;       /* decay min(ema_decay, (1 + step) / (10 + step)) */
+    bool bf16_activations; /* round the saved activations to bfloat16 (autocast numerics) */
+    double class_dropout;  /* share of labels replaced by the null class */
     uint64_t seed;
 } dit_train_config;
 
@@ -67,10 +67,10 @@ dit_status dit_trainer_eval_loss(dit_ctx *ctx, dit_trainer *tr, const float *ima
  * the trainer's gradient block, returns the loss. x_start (the clean
  * images; NULL: none) adds the VLB term for learned-sigma models, which
  * then needs integer timesteps. */
-dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy,
-                            const float *t, const int32_t *labels, const float *target,
-                            const float *x_start, float *loss);
-float *dit_trainer_grads(dit_trainer *tr);   /* same layout as model->params */
+dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy, const float *t,
+                            const int32_t *labels, const float *target, const float *x_start,
+                            float *loss);
+float *dit_trainer_grads(dit_trainer *tr); /* same layout as model->params */
 float *dit_trainer_ema(dit_trainer *tr);
 int64_t dit_trainer_step_count(const dit_trainer *tr);
 dit_model *dit_trainer_model(dit_trainer *tr);

@@ -52,12 +52,12 @@ typedef enum { TL_CONV, TL_BLOCK, TL_UPSAMPLE, TL_RELU } tiny_kind;
 
 typedef struct {
     tiny_kind kind;
-    int index;          /* position in the upstream Sequential */
-    conv_w conv;        /* TL_CONV; stride 2 when it has no bias in the encoder */
+    int index;   /* position in the upstream Sequential */
+    conv_w conv; /* TL_CONV; stride 2 when it has no bias in the encoder */
     int stride;
-    bool bias;          /* TL_CONV has a bias */
-    conv_w c1, c2, c3;  /* TL_BLOCK */
-    conv_w skip;        /* TL_BLOCK, w NULL for identity */
+    bool bias;         /* TL_CONV has a bias */
+    conv_w c1, c2, c3; /* TL_BLOCK */
+    conv_w skip;       /* TL_BLOCK, w NULL for identity */
     bool has_skip;
 } tiny_layer;
 
@@ -69,15 +69,15 @@ typedef struct {
 struct dit_vae {
     dit_vae_info info;
     char path[512];
-    char prefix[32];   /* "first_stage_model." in full LDM checkpoints */
+    char prefix[32]; /* "first_stage_model." in full LDM checkpoints */
     float *params;
     size_t n_params;
     kl_coder enc, dec;
     conv_w quant, post_quant;
     tiny_coder tenc, tdec;
-    int tile_sample;   /* 0: no tiling */
+    int tile_sample; /* 0: no tiling */
     float tile_overlap;
-    uint64_t id;       /* unique per load: which VAE a device copy belongs to */
+    uint64_t id; /* unique per load: which VAE a device copy belongs to */
 };
 
 /* The layout walk of v's kind (KL or tiny): counts, places or names its

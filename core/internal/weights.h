@@ -24,9 +24,9 @@ typedef struct {
 } weight_expect;
 
 typedef struct {
-    float *base;          /* NULL while counting */
-    size_t used;          /* floats handed out so far */
-    weight_expect *list;  /* NULL while counting */
+    float *base;         /* NULL while counting */
+    size_t used;         /* floats handed out so far */
+    weight_expect *list; /* NULL while counting */
     size_t n;
 } weight_layout;
 

@@ -53,8 +53,8 @@ static bool write_model(dit_ctx *ctx, const char *dir, int depth)
         add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_1.bias"), 1, D, 0, 0.02f);
         add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_2.weight"), 2, D, D, 0.02f);
         add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_2.bias"), 1, D, 0, 0.02f);
-        add_random(&tl, BLOCK("norm1.emb.class_embedder.embedding_table.weight"), 2, classes + 1,
-                   D, 0.02f);
+        add_random(&tl, BLOCK("norm1.emb.class_embedder.embedding_table.weight"), 2, classes + 1, D,
+                   0.02f);
         add_random(&tl, BLOCK("norm1.linear.weight"), 2, 6 * D, D, 0.02f);
         add_random(&tl, BLOCK("norm1.linear.bias"), 1, 6 * D, 0, 0.02f);
         static const char *const lin[] = {"attn1.to_q", "attn1.to_k", "attn1.to_v",
@@ -131,9 +131,9 @@ static int bench_sample(dit_ctx *ctx, const dit_model *m, const char *dir, const
     char threads_s[16], steps_s[16];
     snprintf(threads_s, sizeof threads_s, "%d", dit_ctx_threads(ctx));
     snprintf(steps_s, sizeof steps_s, "%d", steps);
-    const char *args[] = {"--model", model_dir, "--vae", vae_dir, "--sample-steps", steps_s,
-                          "--threads", threads_s, "--device", dit_ctx_device(ctx),
-                          "--precision", precision, NULL};
+    const char *args[] = {"--model",     model_dir,   "--vae",   vae_dir,    "--sample-steps",
+                          steps_s,       "--threads", threads_s, "--device", dit_ctx_device(ctx),
+                          "--precision", precision,   NULL};
     char *json = st ? NULL : run_reference("torch_ref.py", args);
     const double torch_ms = json_number(json, "sample_ms");
     if (json)
@@ -214,9 +214,9 @@ int main(void)
     char threads_s[16], iters_s[16];
     snprintf(threads_s, sizeof threads_s, "%d", threads);
     snprintf(iters_s, sizeof iters_s, "%d", iters);
-    const char *args[] = {"--model", model_dir, "--input", io_path, "--threads", threads_s,
-                          "--iters", iters_s, "--output", torch_out, "--device", device,
-                          "--precision", precision, NULL};
+    const char *args[] = {"--model",  model_dir, "--input",     io_path,    "--threads",
+                          threads_s,  "--iters", iters_s,       "--output", torch_out,
+                          "--device", device,    "--precision", precision,  NULL};
     char *ref_json = run_reference("torch_ref.py", args);
     double torch_ms = json_number(ref_json, "ms");
     if (ref_json)

@@ -20,8 +20,14 @@ int main(void)
     if (!ctx)
         return 1;
     const int threads = dit_ctx_threads(ctx);
-    dit_config c = {.in_channels = 1, .sample_size = 32, .patch_size = 4, .hidden_size = 128,
-                    .depth = 6, .num_heads = 4, .mlp_hidden = 512, .num_classes = 10,
+    dit_config c = {.in_channels = 1,
+                    .sample_size = 32,
+                    .patch_size = 4,
+                    .hidden_size = 128,
+                    .depth = 6,
+                    .num_heads = 4,
+                    .mlp_hidden = 512,
+                    .num_classes = 10,
                     .freq_dim = 256};
     dit_model *m = NULL;
     if (dit_model_create(ctx, &c, &m) != DIT_OK)
@@ -51,8 +57,9 @@ int main(void)
     snprintf(th, sizeof th, "%d", threads);
     snprintf(st, sizeof st, "%d", steps);
     snprintf(bs, sizeof bs, "%d", B);
-    const char *args[] = {"--threads", th, "--steps", st, "--warmup", "1", "--batch", bs,
-                          "--device", device, "--precision", precision, NULL};
+    const char *args[] = {"--threads",   th,        "--steps", st,         "--warmup",
+                          "1",           "--batch", bs,        "--device", device,
+                          "--precision", precision, NULL};
     char *json = run_reference("torch_train_ref.py", args);
     if (json) {
         const double tsps = json_number(json, "steps_per_s");

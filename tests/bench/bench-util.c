@@ -69,8 +69,8 @@ char *run_reference(const char *script, const char *const *args)
     int status = 0;
     GError *gerr = NULL;
     char *result = NULL;
-    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
-                      &err, &status, &gerr)) {
+    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
+                      &status, &gerr)) {
         printf("PyTorch reference: skipped (%s)\n", gerr->message);
         g_error_free(gerr);
     } else if (!g_spawn_check_wait_status(status, NULL)) {
@@ -163,10 +163,19 @@ void print_share_of_peak(double gflops, double peak)
 static dit_vae_info sd_vae_info(void)
 {
     dit_vae_info in = {
-        .kind = DIT_VAE_KL, .naming = DIT_VAE_NAMING_DIFFUSERS, .in_channels = 3,
-        .out_channels = 3, .latent_channels = 4, .downscale = 8, .n_levels = 4,
-        .block_out = {128, 256, 512, 512}, .layers_per_block = 2, .norm_groups = 32,
-        .scaling_factor = 0.18215f, .mid_attention = 1, .use_quant_conv = 1,
+        .kind = DIT_VAE_KL,
+        .naming = DIT_VAE_NAMING_DIFFUSERS,
+        .in_channels = 3,
+        .out_channels = 3,
+        .latent_channels = 4,
+        .downscale = 8,
+        .n_levels = 4,
+        .block_out = {128, 256, 512, 512},
+        .layers_per_block = 2,
+        .norm_groups = 32,
+        .scaling_factor = 0.18215f,
+        .mid_attention = 1,
+        .use_quant_conv = 1,
         .use_post_quant_conv = 1,
     };
     return in;

@@ -107,8 +107,7 @@ int main(int argc, char **argv)
         png_data d;
         if (!load(argv[2], &d))
             return 1;
-        if (d.width != atoi(argv[3]) || d.height != atoi(argv[4]))
-        {
+        if (d.width != atoi(argv[3]) || d.height != atoi(argv[4])) {
             fprintf(stderr, "cli-check: %s is %dx%d\n", argv[2], d.width, d.height);
             return 1;
         }
@@ -167,7 +166,8 @@ int main(int argc, char **argv)
         const dit_vae_info *vi = dit_vae_config(v);
         const int H = in.height, W = in.width, f = vi->downscale;
         const size_t n = (size_t)vi->latent_channels * (H / f) * (W / f);
-        float *lat = own(malloc(n * sizeof *lat)), *img = own(malloc((size_t)3 * H * W * sizeof *img));
+        float *lat = own(malloc(n * sizeof *lat)),
+              *img = own(malloc((size_t)3 * H * W * sizeof *img));
         if (dit_vae_encode(ctx, v, 1, H, W, in.rgb, lat, NULL) ||
             dit_vae_decode(ctx, v, 1, H / f, W / f, lat, img))
             return fail(dit_last_error(ctx));
@@ -211,8 +211,8 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "pngdims") && argc == 5) {
         /* signature + an IHDR chunk (CRC computed) and nothing else */
         const uint32_t W = (uint32_t)atol(argv[2]), H = (uint32_t)atol(argv[3]);
-        uint8_t ihdr[17] = {'I', 'H', 'D', 'R', W >> 24, W >> 16, W >> 8, W, H >> 24, H >> 16,
-                            H >> 8, H, 8, 2, 0, 0, 0};
+        uint8_t ihdr[17] = {'I',     'H',    'D', 'R', W >> 24, W >> 16, W >> 8, W, H >> 24,
+                            H >> 16, H >> 8, H,   8,   2,       0,       0,      0};
         uint32_t crc = 0xffffffffu;
         for (int i = 0; i < 17; i++) {
             crc ^= ihdr[i];

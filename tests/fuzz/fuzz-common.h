@@ -3,7 +3,6 @@
 #ifndef DIT_FUZZ_COMMON_H
 #define DIT_FUZZ_COMMON_H
 
-
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

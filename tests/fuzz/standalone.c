@@ -24,13 +24,46 @@ static size_t mutate(uint8_t *buf, size_t size, size_t cap)
     for (int k = 0; k < ops; k++) {
         const size_t at = size ? next() % size : 0;
         switch (next() % 7) {
-        case 0: if (size) buf[at] ^= (uint8_t)(1u << (next() % 8)); break;
-        case 1: if (size) { static const uint8_t v[] = {0, 0xff, 0x7f, 0x80, '0', '9', '"', '{', '['}; buf[at] = v[next() % sizeof v]; } break;
-        case 2: if (size) size = at; break;                                   /* truncate */
-        case 3: { size_t n = next() % 16; if (size + n <= cap && at + n <= size) { memmove(buf + at + n, buf + at, size - at); size += n; } } break; /* duplicate */
-        case 4: { size_t n = 1 + next() % 8; if (size + n <= cap) { memmove(buf + at + n, buf + at, size - at); for (size_t i = 0; i < n; i++) buf[at + i] = (uint8_t)next(); size += n; } } break;
-        case 5: if (size && buf[at] >= '0' && buf[at] <= '9') buf[at] = (uint8_t)('0' + next() % 10); break;
-        default: if (size >= 8) { size_t a = next() % (size - 4); memcpy(buf + a, buf + next() % (size - 4), 4); } break;
+        case 0:
+            if (size)
+                buf[at] ^= (uint8_t)(1u << (next() % 8));
+            break;
+        case 1:
+            if (size) {
+                static const uint8_t v[] = {0, 0xff, 0x7f, 0x80, '0', '9', '"', '{', '['};
+                buf[at] = v[next() % sizeof v];
+            }
+            break;
+        case 2:
+            if (size)
+                size = at;
+            break; /* truncate */
+        case 3: {
+            size_t n = next() % 16;
+            if (size + n <= cap && at + n <= size) {
+                memmove(buf + at + n, buf + at, size - at);
+                size += n;
+            }
+        } break; /* duplicate */
+        case 4: {
+            size_t n = 1 + next() % 8;
+            if (size + n <= cap) {
+                memmove(buf + at + n, buf + at, size - at);
+                for (size_t i = 0; i < n; i++)
+                    buf[at + i] = (uint8_t)next();
+                size += n;
+            }
+        } break;
+        case 5:
+            if (size && buf[at] >= '0' && buf[at] <= '9')
+                buf[at] = (uint8_t)('0' + next() % 10);
+            break;
+        default:
+            if (size >= 8) {
+                size_t a = next() % (size - 4);
+                memcpy(buf + a, buf + next() % (size - 4), 4);
+            }
+            break;
         }
     }
     return size;

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
             return 2;
         }
         ditui_dialog_set_preview(d, gdk_pixbuf_get_pixels(pb), gdk_pixbuf_get_width(pb),
-                               gdk_pixbuf_get_height(pb), gdk_pixbuf_get_rowstride(pb));
+                                 gdk_pixbuf_get_height(pb), gdk_pixbuf_get_rowstride(pb));
         g_object_unref(pb);
     }
 

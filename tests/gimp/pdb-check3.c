@@ -80,8 +80,8 @@ static void run_inpaint(GimpPDB *pdb, gint n)
     GimpImage *image = gimp_image_new(64, 64, GIMP_RGB);
     GimpDrawable *drawables[3] = {NULL, NULL, NULL};
     for (gint i = 0; i < 2; i++) {
-        GimpLayer *layer = gimp_layer_new(image, "layer", 64, 64, GIMP_RGB_IMAGE, 100.0,
-                                          GIMP_LAYER_MODE_NORMAL);
+        GimpLayer *layer =
+            gimp_layer_new(image, "layer", 64, 64, GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL);
         gimp_image_insert_layer(image, layer, NULL, 0);
         if (i < n)
             drawables[i] = GIMP_DRAWABLE(layer);
@@ -99,8 +99,7 @@ static void run_inpaint(GimpPDB *pdb, gint n)
     gimp_image_delete(image);
 }
 
-static GimpValueArray *run(GimpProcedure *procedure, GimpProcedureConfig *config,
-                           gpointer run_data)
+static GimpValueArray *run(GimpProcedure *procedure, GimpProcedureConfig *config, gpointer run_data)
 {
     GimpPDB *pdb = gimp_get_pdb();
     gchar *list = NULL;
@@ -117,10 +116,7 @@ static GimpValueArray *run(GimpProcedure *procedure, GimpProcedureConfig *config
     return gimp_procedure_new_return_values(procedure, GIMP_PDB_SUCCESS, NULL);
 }
 
-static GList *query_procedures(GimpPlugIn *plug_in)
-{
-    return g_list_append(NULL, g_strdup(PROC));
-}
+static GList *query_procedures(GimpPlugIn *plug_in) { return g_list_append(NULL, g_strdup(PROC)); }
 
 static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
 {
@@ -132,8 +128,7 @@ static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
                                      GIMP_TYPE_RUN_MODE, GIMP_RUN_NONINTERACTIVE,
                                      G_PARAM_READWRITE);
     gimp_procedure_add_string_argument(procedure, "procedures", "Procedures",
-                                       "Comma-separated procedure names", "",
-                                       G_PARAM_READWRITE);
+                                       "Comma-separated procedure names", "", G_PARAM_READWRITE);
     return procedure;
 }
 
@@ -145,8 +140,6 @@ static void dit_pdb_check_class_init(DitPdbCheckClass *klass)
     plug_in_class->set_i18n = NULL;
 }
 
-static void dit_pdb_check_init(DitPdbCheck *self)
-{
-}
+static void dit_pdb_check_init(DitPdbCheck *self) {}
 
 GIMP_MAIN(DIT_TYPE_PDB_CHECK)

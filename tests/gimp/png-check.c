@@ -79,10 +79,7 @@ static unsigned sample(const image *im, int x, int y, int c)
     return row[(size_t)x * im->channels + c];
 }
 
-static unsigned max_value(const image *im)
-{
-    return im->depth == 16 ? 65535u : 255u;
-}
+static unsigned max_value(const image *im) { return im->depth == 16 ? 65535u : 255u; }
 
 /* the first channel of a gray(+alpha) or RGB mask */
 static unsigned mask_at(const image *m, int x, int y)
@@ -133,8 +130,8 @@ static int compare(int argc, char **argv, int with_mask)
     if (a.width != b.width || a.height != b.height || a.depth != b.depth ||
         a.channels != b.channels) {
         printf("FAIL: %s is %dx%d, %d-bit, %d channels but %s is %dx%d, %d-bit, %d channels\n",
-               argv[2], a.width, a.height, a.depth, a.channels, argv[3], b.width, b.height,
-               b.depth, b.channels);
+               argv[2], a.width, a.height, a.depth, a.channels, argv[3], b.width, b.height, b.depth,
+               b.channels);
         rc = 1;
         goto out;
     }
@@ -213,8 +210,7 @@ static int nonblank(int argc, char **argv)
         return 2;
     int rc = 0;
     if (a.width < min_w || a.height < min_h) {
-        printf("FAIL: %s is %dx%d, smaller than %dx%d\n", argv[2], a.width, a.height, min_w,
-               min_h);
+        printf("FAIL: %s is %dx%d, smaller than %dx%d\n", argv[2], a.width, a.height, min_w, min_h);
         rc = 1;
     }
     /* how many pixels differ from the first one, and how many distinct
@@ -236,8 +232,8 @@ static int nonblank(int argc, char **argv)
                 }
         }
     const double frac = (double)differ / ((double)a.width * a.height);
-    printf("%s: %dx%d, %.1f%% of pixels differ from the corner, %d gray levels\n", argv[2],
-           a.width, a.height, 100 * frac, nlevels);
+    printf("%s: %dx%d, %.1f%% of pixels differ from the corner, %d gray levels\n", argv[2], a.width,
+           a.height, 100 * frac, nlevels);
     if (frac < 0.02 || nlevels < 8) {
         printf("FAIL: %s looks blank\n", argv[2]);
         rc = 1;

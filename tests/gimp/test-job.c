@@ -67,7 +67,8 @@ static void test_values(const char *model)
 
     v = values(model, DIT_MODE_IMG2IMG, "9");
     job = ditgimp_job_new(&v, &err);
-    CHECK(job && strcmp(ditgimp_job_class_label(job), "Ankle boot") == 0, "class 9 is 'Ankle boot'");
+    CHECK(job && strcmp(ditgimp_job_class_label(job), "Ankle boot") == 0,
+          "class 9 is 'Ankle boot'");
     ditgimp_job_free(job);
 
     v = values(model, DIT_MODE_INPAINT, "");
@@ -111,14 +112,14 @@ static void test_rect(const char *model)
     DitJob *job = ditgimp_job_new(&v, NULL);
     gint x, y, w, h;
     ditgimp_job_context_rect(job, 100, 50, 40, 20, 1000, 1000, 0.2, &x, &y, &w, &h);
-    CHECK(x == 92 && y == 42 && w == 56 && h == 36, "40x20 at (100,50) padded by 8: %d,%d %dx%d",
-          x, y, w, h);
+    CHECK(x == 92 && y == 42 && w == 56 && h == 36, "40x20 at (100,50) padded by 8: %d,%d %dx%d", x,
+          y, w, h);
     ditgimp_job_context_rect(job, 2, 3, 40, 20, 50, 30, 0.2, &x, &y, &w, &h);
-    CHECK(x == 0 && y == 0 && w == 50 && h == 30, "clamped to a 50x30 layer: %d,%d %dx%d", x, y,
-          w, h);
+    CHECK(x == 0 && y == 0 && w == 50 && h == 30, "clamped to a 50x30 layer: %d,%d %dx%d", x, y, w,
+          h);
     ditgimp_job_context_rect(job, 10, 10, 2, 2, 100, 100, 0.2, &x, &y, &w, &h);
-    CHECK(x == 6 && y == 6 && w == 10 && h == 10, "a tiny selection gets one model unit: %d,%d %dx%d",
-          x, y, w, h);
+    CHECK(x == 6 && y == 6 && w == 10 && h == 10,
+          "a tiny selection gets one model unit: %d,%d %dx%d", x, y, w, h);
     ditgimp_job_free(job);
 }
 

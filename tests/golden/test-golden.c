@@ -15,8 +15,8 @@
 static int failures;
 
 typedef struct {
-    const char *model;    /* file or folder under tests/golden */
-    const char *io;       /* x, t, y, out */
+    const char *model; /* file or folder under tests/golden */
+    const char *io;    /* x, t, y, out */
     dit_naming naming;
     const char *dtype;
     int heads, depth, patch;
@@ -134,8 +134,8 @@ static void test_flipped_weight(dit_ctx *ctx, const char *dir, const fixture *fx
                                 const char *weights_file, const char *tensor)
 {
     char *model_path = fixture_path(fx->model);
-    char *wpath = weights_file ? g_build_filename(model_path, weights_file, NULL)
-                               : g_strdup(model_path);
+    char *wpath =
+        weights_file ? g_build_filename(model_path, weights_file, NULL) : g_strdup(model_path);
     tensor_list tl;
     size_t n = 0;
     float *w = NULL;
@@ -152,8 +152,8 @@ static void test_flipped_weight(dit_ctx *ctx, const char *dir, const fixture *fx
     /* a diffusers folder keeps its config.json beside the weights */
     char *copy_dir = g_build_filename(dir, "flipped", NULL);
     g_mkdir(copy_dir, 0700);
-    char *out = g_build_filename(copy_dir, weights_file ? weights_file : "flipped.safetensors",
-                                 NULL);
+    char *out =
+        g_build_filename(copy_dir, weights_file ? weights_file : "flipped.safetensors", NULL);
     CHECK(tl_write(ctx, &tl, out) == DIT_OK, "%s", dit_last_error(ctx));
     if (weights_file) {
         char *cfg = g_build_filename(model_path, "config.json", NULL);

@@ -175,30 +175,54 @@ static void test_image_ops(dit_ctx *ctx, const dit_backend *be)
         const int B = (int)xs[0], C = (int)xs[1], H = (int)xs[2], W = (int)xs[3];
         const int Co = (int)ws[0];
         float *out = malloc((size_t)B * Co * 4 * H * W * sizeof *out);
-        dit_conv_desc d = {.B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 3, .stride = 1,
-                           .pad_top = 1, .pad_left = 1, .Ho = H, .Wo = W};
+        dit_conv_desc d = {.B = B,
+                           .Cin = C,
+                           .H = H,
+                           .W = W,
+                           .Cout = Co,
+                           .k = 3,
+                           .stride = 1,
+                           .pad_top = 1,
+                           .pad_left = 1,
+                           .Ho = H,
+                           .Wo = W};
         float *scratch = malloc((be->conv2d_scratch(be, &d) + 1) * sizeof *scratch);
         be->conv2d(be, out, x, w3, b3, &d, DIT_ACT_NONE, scratch);
         CHECK(compare_rel("conv2d 3x3 pad 1", out, y3, (size_t)B * Co * H * W, 1e-5), "conv3");
         free(scratch);
-        d = (dit_conv_desc){.B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 3, .stride = 2,
-                            .Ho = (H + 1 - 3) / 2 + 1, .Wo = (W + 1 - 3) / 2 + 1};
+        d = (dit_conv_desc){.B = B,
+                            .Cin = C,
+                            .H = H,
+                            .W = W,
+                            .Cout = Co,
+                            .k = 3,
+                            .stride = 2,
+                            .Ho = (H + 1 - 3) / 2 + 1,
+                            .Wo = (W + 1 - 3) / 2 + 1};
         scratch = malloc((be->conv2d_scratch(be, &d) + 1) * sizeof *scratch);
         be->conv2d(be, out, x, w3, b3, &d, DIT_ACT_NONE, scratch);
         CHECK(compare_rel("conv2d 3x3 pad (0,1,0,1) stride 2", out, y3s2,
                           (size_t)B * Co * d.Ho * d.Wo, 1e-5),
               "conv3s2");
         free(scratch);
-        d = (dit_conv_desc){.B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 1, .stride = 1,
-                            .Ho = H, .Wo = W};
+        d = (dit_conv_desc){
+            .B = B, .Cin = C, .H = H, .W = W, .Cout = Co, .k = 1, .stride = 1, .Ho = H, .Wo = W};
         be->conv2d(be, out, x, w1, b1, &d, DIT_ACT_NONE, NULL);
         CHECK(compare_rel("conv2d 1x1", out, y1, (size_t)B * Co * H * W, 1e-5), "conv1");
         /* nearest 2x through an identity 1x1 conv reading the input upsampled */
         float *eye = calloc((size_t)C * C, sizeof *eye);
         for (int c = 0; c < C; c++)
             eye[c * C + c] = 1.0f;
-        d = (dit_conv_desc){.B = B, .Cin = C, .H = H, .W = W, .Cout = C, .k = 1, .stride = 1,
-                            .Ho = 2 * H, .Wo = 2 * W, .up2 = true};
+        d = (dit_conv_desc){.B = B,
+                            .Cin = C,
+                            .H = H,
+                            .W = W,
+                            .Cout = C,
+                            .k = 1,
+                            .stride = 1,
+                            .Ho = 2 * H,
+                            .Wo = 2 * W,
+                            .up2 = true};
         scratch = malloc((be->conv2d_scratch(be, &d) + 1) * sizeof *scratch);
         be->conv2d(be, out, x, eye, NULL, &d, DIT_ACT_NONE, scratch);
         CHECK(compare_rel("nearest 2x (read by conv)", out, yup, (size_t)B * C * 4 * H * W, 0),
@@ -245,8 +269,8 @@ static void test_image_ops(dit_ctx *ctx, const dit_backend *be)
         float *q = malloc(n * sizeof *q), *k = malloc(n * sizeof *k), *v = malloc(n * sizeof *v);
         float *o = malloc(n * sizeof *o), *y = malloc(n * sizeof *y);
         float *scratch = malloc(be->spatial_attention_scratch(be, N) * sizeof *scratch);
-        dit_conv_desc d = {.B = B, .Cin = C, .H = H, .W = W, .Cout = C, .k = 1, .stride = 1,
-                           .Ho = H, .Wo = W};
+        dit_conv_desc d = {
+            .B = B, .Cin = C, .H = H, .W = W, .Cout = C, .k = 1, .stride = 1, .Ho = H, .Wo = W};
         be->conv2d(be, q, sx, p[0], p[1], &d, DIT_ACT_NONE, NULL);
         be->conv2d(be, k, sx, p[2], p[3], &d, DIT_ACT_NONE, NULL);
         be->conv2d(be, v, sx, p[4], p[5], &d, DIT_ACT_NONE, NULL);
@@ -351,9 +375,9 @@ static void test_linear_backward(const dit_backend *be)
                                    0.5 * v * (1 - th * th) * k * (1 + 3 * 0.044715 * v * v)));
     }
     be->linear_backward(be, dx, NULL, NULL, dy, x, w, M, K, N, pre, DIT_ACT_GELU_TANH);
-    CHECK(compare_rel("linear backward dx through gelu (1500x21->33)", dx, rdx, (size_t)M * K,
-                      1e-5),
-          "dx through gelu");
+    CHECK(
+        compare_rel("linear backward dx through gelu (1500x21->33)", dx, rdx, (size_t)M * K, 1e-5),
+        "dx through gelu");
     free(x), free(w), free(dy), free(dx), free(dw), free(db), free(rdx), free(rdw), free(rdb);
     free(pre);
 }
@@ -380,7 +404,8 @@ static void test_patch_embed(const dit_backend *be)
     const int B = 2, C = 3, H = 8, W = 12, p = 4, D = 5, gh = H / p, gw = W / p, T = gh * gw;
     float *x = randn((size_t)B * C * H * W, 1), *w = randn((size_t)D * C * p * p, 1);
     float *tok = malloc((size_t)B * T * C * p * p * sizeof *tok);
-    float *out = malloc((size_t)B * T * D * sizeof *out), *ref = malloc((size_t)B * T * D * sizeof *ref);
+    float *out = malloc((size_t)B * T * D * sizeof *out),
+          *ref = malloc((size_t)B * T * D * sizeof *ref);
     be->patchify(be, tok, x, B, C, H, W, p);
     be->linear(be, out, tok, w, NULL, B * T, C * p * p, D, DIT_ACT_NONE);
     for (int b = 0; b < B; b++)
@@ -414,7 +439,8 @@ static void test_unpatchify(const dit_backend *be)
                     for (int qx = 0; qx < p; qx++)
                         for (int c = 0; c < C; c++)
                             ref[(((size_t)b * C + c) * H + h * p + py) * W + w * p + qx] =
-                                tok[((((size_t)b * gh + h) * gw + w) * p + py) * p * C + qx * C + c];
+                                tok[((((size_t)b * gh + h) * gw + w) * p + py) * p * C + qx * C +
+                                    c];
     be->unpatchify(be, out, tok, B, C, H, W, p);
     CHECK(compare_rel("unpatchify (nhwpqc->nchpwq)", out, ref, n, 0), "unpatchify");
     free(tok), free(out), free(ref);

@@ -42,8 +42,8 @@ static void params_for(const fixture *fx, dit_pipeline_params *p, dit_task task)
     p->guidance = (float)g_ascii_strtod(st_meta(fx->io, "guidance"), NULL);
     p->class_id = atoi(st_meta(fx->io, "class"));
     p->seed = (uint64_t)g_ascii_strtoull(st_meta(fx->io, "seed"), NULL, 10);
-    p->strength = task == DIT_TASK_IMG2IMG ? (float)g_ascii_strtod(st_meta(fx->io, "strength"), NULL)
-                                           : 1.0f;
+    p->strength =
+        task == DIT_TASK_IMG2IMG ? (float)g_ascii_strtod(st_meta(fx->io, "strength"), NULL) : 1.0f;
     p->guidance_channels = 0; /* diffusers guides every channel */
 }
 
@@ -76,7 +76,10 @@ static void against_reference(fixture *fx)
         float *ref = io_get(fx, cases[i].ref, NULL);
         dit_pipeline_params p;
         params_for(fx, &p, cases[i].task);
-        float *out = run(fx, &p, cases[i].mask == 1 ? fx->mask : cases[i].mask == 2 ? fx->mask_soft : NULL);
+        float *out = run(fx, &p,
+                         cases[i].mask == 1   ? fx->mask
+                         : cases[i].mask == 2 ? fx->mask_soft
+                                              : NULL);
         if (ref && out)
             CHECK(compare_rel(cases[i].label, out, ref, (size_t)3 * fx->H * fx->W, REL_TOL), "%s",
                   cases[i].label);

@@ -37,15 +37,15 @@ static dit_vae *load_vae(dit_ctx *ctx, const char *path)
 }
 
 /* decode `latent` with v and compare with ref; returns whether it matched */
-static bool check_decode(dit_ctx *ctx, const dit_vae *v, const float *latent,
-                         const int64_t *lshape, const float *ref, const char *label)
+static bool check_decode(dit_ctx *ctx, const dit_vae *v, const float *latent, const int64_t *lshape,
+                         const float *ref, const char *label)
 {
     const dit_vae_info *in = dit_vae_config(v);
     const int f = in->downscale;
     size_t n = (size_t)lshape[0] * in->out_channels * lshape[2] * f * lshape[3] * f;
     float *out = calloc(n, sizeof *out);
-    dit_status st = dit_vae_decode(ctx, v, (int)lshape[0], (int)lshape[2], (int)lshape[3],
-                                   latent, out);
+    dit_status st =
+        dit_vae_decode(ctx, v, (int)lshape[0], (int)lshape[2], (int)lshape[3], latent, out);
     bool ok = st == DIT_OK && compare_rel(label, out, ref, n, REL_TOL);
     if (st != DIT_OK)
         fprintf(stderr, "%s: %s\n", label, dit_last_error(ctx));
@@ -53,16 +53,15 @@ static bool check_decode(dit_ctx *ctx, const dit_vae *v, const float *latent,
     return ok;
 }
 
-static bool check_encode(dit_ctx *ctx, const dit_vae *v, const float *image,
-                         const int64_t *ishape, const float *ref_mean, const float *ref_logvar,
-                         const char *label)
+static bool check_encode(dit_ctx *ctx, const dit_vae *v, const float *image, const int64_t *ishape,
+                         const float *ref_mean, const float *ref_logvar, const char *label)
 {
     const dit_vae_info *in = dit_vae_config(v);
     const int f = in->downscale;
     size_t n = (size_t)ishape[0] * in->latent_channels * (ishape[2] / f) * (ishape[3] / f);
     float *mean = calloc(n, sizeof *mean), *logvar = calloc(n, sizeof *logvar);
-    dit_status st = dit_vae_encode(ctx, v, (int)ishape[0], (int)ishape[2], (int)ishape[3], image,
-                                   mean, logvar);
+    dit_status st =
+        dit_vae_encode(ctx, v, (int)ishape[0], (int)ishape[2], (int)ishape[3], image, mean, logvar);
     char l2[128];
     snprintf(l2, sizeof l2, "%s mean", label);
     bool ok = st == DIT_OK && compare_rel(l2, mean, ref_mean, n, REL_TOL);
@@ -143,8 +142,8 @@ static void test_kl(dit_ctx *ctx, const char *dir)
         CHECK(check_decode(ctx, v, latent, lshape, dec, "kl decode"), "kl decode");
 
         /* diffusers' enable_tiling() with the fixture's tile settings */
-        CHECK(dit_vae_set_tiling(ctx, v, atoi(ts), (float)g_ascii_strtod(ov, NULL)) == DIT_OK,
-              "%s", dit_last_error(ctx));
+        CHECK(dit_vae_set_tiling(ctx, v, atoi(ts), (float)g_ascii_strtod(ov, NULL)) == DIT_OK, "%s",
+              dit_last_error(ctx));
         CHECK(check_decode(ctx, v, latent, lshape, tdec, "kl tiled decode"), "tiled decode");
         CHECK(check_encode(ctx, v, image, ishape, tmean, tlogvar, "kl tiled encode"),
               "tiled encode");
@@ -158,8 +157,8 @@ static void test_kl(dit_ctx *ctx, const char *dir)
     /* the same weights in Stable Diffusion (LDM) naming; LDM files carry no
      * config, so the fixture's 8 norm groups come through __metadata__ */
     char *sd = fixture_path("vae_kl_sd.safetensors");
-    char *sd_meta = renamed_copy(ctx, sd, dir, "sd.safetensors", NULL, 0,
-                                 "{\"norm_num_groups\": 8}");
+    char *sd_meta =
+        renamed_copy(ctx, sd, dir, "sd.safetensors", NULL, 0, "{\"norm_num_groups\": 8}");
     if (sd_meta && (v = load_vae(ctx, sd_meta))) {
         CHECK(dit_vae_config(v)->naming == DIT_VAE_NAMING_LDM, "LDM naming detected");
         CHECK(check_decode(ctx, v, latent, lshape, dec, "kl decode, LDM naming"), "LDM decode");
@@ -177,13 +176,13 @@ static void test_kl(dit_ctx *ctx, const char *dir)
     g_free(sd_meta);
 
     /* diffusers < 0.14 attention names */
-    static const char *const old_names[][2] = {
-        {"attentions.0.to_q", "attentions.0.query"}, {"attentions.0.to_k", "attentions.0.key"},
-        {"attentions.0.to_v", "attentions.0.value"},
-        {"attentions.0.to_out.0", "attentions.0.proj_attn"}};
+    static const char *const old_names[][2] = {{"attentions.0.to_q", "attentions.0.query"},
+                                               {"attentions.0.to_k", "attentions.0.key"},
+                                               {"attentions.0.to_v", "attentions.0.value"},
+                                               {"attentions.0.to_out.0", "attentions.0.proj_attn"}};
     char *src = fixture_path("vae_kl/diffusion_pytorch_model.safetensors");
-    char *old = renamed_copy(ctx, src, dir, "old.safetensors", old_names, 4,
-                             "{\"norm_num_groups\": 8}");
+    char *old =
+        renamed_copy(ctx, src, dir, "old.safetensors", old_names, 4, "{\"norm_num_groups\": 8}");
     if (old && (v = load_vae(ctx, old))) {
         CHECK(dit_vae_config(v)->naming == DIT_VAE_NAMING_DIFFUSERS_OLD, "old naming detected");
         CHECK(check_decode(ctx, v, latent, lshape, dec, "kl decode, old attention names"),
@@ -276,8 +275,7 @@ static void test_tiny(dit_ctx *ctx)
         if (v) {
             const dit_vae_info *in = dit_vae_config(v);
             CHECK(in->kind == DIT_VAE_TINY && in->downscale == 8 && in->latent_channels == 4,
-                  "%s: kind %d f %d L %d", models[i], in->kind, in->downscale,
-                  in->latent_channels);
+                  "%s: kind %d f %d L %d", models[i], in->kind, in->downscale, in->latent_channels);
             CHECK(in->naming == (i ? DIT_VAE_NAMING_TAESD : DIT_VAE_NAMING_DIFFUSERS), "%s naming",
                   models[i]);
             char label[96];

@@ -78,10 +78,7 @@ static bool load_io(dit_ctx *ctx, const char *name, io_case *io)
     return ok;
 }
 
-static void free_io(io_case *io)
-{
-    free(io->x), free(io->t), free(io->ref), free(io->y);
-}
+static void free_io(io_case *io) { free(io->x), free(io->t), free(io->ref), free(io->y); }
 
 /* out (B, Cout, H, W) on the context's current device; false on error */
 static bool forward(dit_ctx *ctx, const dit_model *m, int B, int H, int W, const float *x,
@@ -95,8 +92,8 @@ static bool forward(dit_ctx *ctx, const dit_model *m, int B, int H, int W, const
 }
 
 /* CPU then CUDA on the same inputs; compares; returns the CPU output (free()) */
-static float *cpu_vs_cuda(dit_ctx *ctx, const dit_model *m, int B, int H, int W,
-                          const float *x, const float *t, const int32_t *y, const char *label)
+static float *cpu_vs_cuda(dit_ctx *ctx, const dit_model *m, int B, int H, int W, const float *x,
+                          const float *t, const int32_t *y, const char *label)
 {
     const size_t n = (size_t)B * m->cfg.out_channels * H * W;
     float *cpu = calloc(n, sizeof *cpu), *dev = calloc(n, sizeof *dev);
@@ -293,15 +290,24 @@ static void test_train(dit_ctx *ctx)
     static const struct {
         dit_conditioning cond;
         int learn_sigma;
-    } cases[] = {{DIT_COND_ADALN_ZERO, 0}, {DIT_COND_IN_CONTEXT, 0}, {DIT_COND_CROSS_ATTN, 0},
+    } cases[] = {{DIT_COND_ADALN_ZERO, 0},
+                 {DIT_COND_IN_CONTEXT, 0},
+                 {DIT_COND_CROSS_ATTN, 0},
                  {DIT_COND_ADALN_ZERO, 1}};
     dit_ctx *cpu = dit_ctx_new();
     dit_ctx_set_threads(cpu, 2);
     char *dir = tmpdir_new();
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        dit_config c = {.in_channels = 1, .sample_size = 8, .patch_size = 2, .hidden_size = 32,
-                        .depth = 2, .num_heads = 2, .mlp_hidden = 64, .num_classes = 3,
-                        .freq_dim = 32, .learn_sigma = cases[k].learn_sigma,
+        dit_config c = {.in_channels = 1,
+                        .sample_size = 8,
+                        .patch_size = 2,
+                        .hidden_size = 32,
+                        .depth = 2,
+                        .num_heads = 2,
+                        .mlp_hidden = 64,
+                        .num_classes = 3,
+                        .freq_dim = 32,
+                        .learn_sigma = cases[k].learn_sigma,
                         .conditioning = cases[k].cond};
         dit_model *mc = NULL, *md = NULL;
         dit_trainer *tc = NULL, *td = NULL;
@@ -360,8 +366,9 @@ static void test_train(dit_ctx *ctx)
         dit_trainer *back = NULL;
         CHECK(dit_trainer_save(ctx, td, ck) == DIT_OK && dit_trainer_load(cpu, ck, &back) == DIT_OK,
               "%s: %s", label, dit_last_error(cpu));
-        CHECK(back && memcmp(dit_trainer_model(back)->params, dit_trainer_model(td)->params,
-                             n * sizeof(float)) == 0 &&
+        CHECK(back &&
+                  memcmp(dit_trainer_model(back)->params, dit_trainer_model(td)->params,
+                         n * sizeof(float)) == 0 &&
                   dit_trainer_step_count(back) == 3,
               "%s: the checkpoint written from the device differs", label);
         dit_trainer_free(back);

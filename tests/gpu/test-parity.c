@@ -122,7 +122,7 @@ typedef struct {
     int kind;
     size_t n_host, n_dev; /* elements (4 bytes each); differ only for scratch */
     void *host;
-    void *init;           /* device contents before the op, for inputs */
+    void *init;              /* device contents before the op, for inputs */
     unsigned char *dev_base; /* guard | data | guard */
 } pbuf;
 
@@ -165,15 +165,9 @@ static void fill_pattern(void *p, size_t bytes, uint32_t s)
         memcpy((char *)p + i, &s, 4);
 }
 
-static void fill_sentinel(void *p, size_t bytes)
-{
-    fill_pattern(p, bytes, SENTINEL);
-}
+static void fill_sentinel(void *p, size_t bytes) { fill_pattern(p, bytes, SENTINEL); }
 
-static uint32_t guard_of(const pbuf *b)
-{
-    return b->kind == KIND_OUT ? SENTINEL_OUT : SENTINEL;
-}
+static uint32_t guard_of(const pbuf *b) { return b->kind == KIND_OUT ? SENTINEL_OUT : SENTINEL; }
 
 static pbuf *pb_new(tcase *t, const char *name, int kind, size_t n_host, size_t n_dev)
 {
@@ -275,35 +269,20 @@ static pbuf *scratch_f(tcase *t, size_t n_host, size_t n_dev)
     return b;
 }
 
-static float *H(pbuf *b)
-{
-    return b ? (float *)b->host : NULL;
-}
+static float *H(pbuf *b) { return b ? (float *)b->host : NULL; }
 
-static float *D(pbuf *b)
-{
-    return b ? (float *)(void *)(b->dev_base + GUARD_BYTES) : NULL;
-}
+static float *D(pbuf *b) { return b ? (float *)(void *)(b->dev_base + GUARD_BYTES) : NULL; }
 
-static int32_t *HI(pbuf *b)
-{
-    return (int32_t *)b->host;
-}
+static int32_t *HI(pbuf *b) { return (int32_t *)b->host; }
 
-static int32_t *DI(pbuf *b)
-{
-    return (int32_t *)(void *)(b->dev_base + GUARD_BYTES);
-}
+static int32_t *DI(pbuf *b) { return (int32_t *)(void *)(b->dev_base + GUARD_BYTES); }
 
 typedef struct {
     double err, ref; /* worst normalised error over the outputs, and its max|ref| */
     int bad;         /* failed checks */
 } verdict;
 
-static bool same_nonfinite(float a, float b)
-{
-    return (isnan(a) && isnan(b)) || a == b;
-}
+static bool same_nonfinite(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
 
 /* Downloads every buffer and runs the checks of section 2's comment. */
 static verdict finish(tcase *t, double tol)
@@ -326,7 +305,8 @@ static verdict finish(tcase *t, double tol)
             free(guard);
             continue;
         }
-        if (memcmp(img, guard, GUARD_BYTES) || memcmp(img + bytes - GUARD_BYTES, guard, GUARD_BYTES)) {
+        if (memcmp(img, guard, GUARD_BYTES) ||
+            memcmp(img + bytes - GUARD_BYTES, guard, GUARD_BYTES)) {
             printf("      %s: guard region overwritten (write out of bounds)\n", b->name);
             v.bad++;
         }
@@ -343,8 +323,7 @@ static verdict finish(tcase *t, double tol)
                 if (!isfinite(ref[j]) || !isfinite(dev[j])) {
                     if (!same_nonfinite(ref[j], dev[j])) {
                         if (shown++ < 3)
-                            printf("      %s[%zu]: cpu %g, cuda %g\n", b->name, j, ref[j],
-                                   dev[j]);
+                            printf("      %s[%zu]: cpu %g, cuda %g\n", b->name, j, ref[j], dev[j]);
                         v.bad += shown == 1;
                     }
                     continue;
@@ -355,8 +334,8 @@ static verdict finish(tcase *t, double tol)
             }
             const double ne = err / (mref > 0 ? mref : 1.0);
             if (ne > tol) {
-                printf("      %s: max|cuda - cpu| %.3g, max|cpu| %.3g: %.3g > %.0e\n", b->name,
-                       err, mref, ne, tol);
+                printf("      %s: max|cuda - cpu| %.3g, max|cpu| %.3g: %.3g > %.0e\n", b->name, err,
+                       mref, ne, tol);
                 v.bad++;
             }
             if (ne >= v.err) {
@@ -385,10 +364,10 @@ static void release(tcase *t)
  * returns CASE_RAN, or CASE_UNSUPPORTED when the CUDA table lacks its op. */
 
 enum { CASE_RAN = 0, CASE_UNSUPPORTED = 1 };
-#define NEED(op)                                                                             \
-    do {                                                                                     \
-        if (!t->dev->op)                                                                     \
-            return CASE_UNSUPPORTED;                                                         \
+#define NEED(op)                                                                                   \
+    do {                                                                                           \
+        if (!t->dev->op)                                                                           \
+            return CASE_UNSUPPORTED;                                                               \
     } while (0)
 
 typedef int (*case_fn)(tcase *t, const int *p);
@@ -462,7 +441,8 @@ static int case_layernorm_modulate(tcase *t, const int *p)
     NEED(layernorm_modulate);
     const int B = p[0], T = p[1], Dm = p[2], stride = 3 * Dm;
     pbuf *x = in_range(t, "x", (size_t)B * T * Dm, -1.0f, 3.0f);
-    pbuf *ada = in_f(t, "ada", (size_t)B * stride, 1.0f), *out = out_f(t, "out", (size_t)B * T * Dm);
+    pbuf *ada = in_f(t, "ada", (size_t)B * stride, 1.0f),
+         *out = out_f(t, "out", (size_t)B * T * Dm);
     const float *hs = p[3] ? H(ada) : NULL, *hc = p[3] ? H(ada) + Dm : NULL;
     const float *ds = p[3] ? D(ada) : NULL, *dc = p[3] ? D(ada) + Dm : NULL;
     t->cpu->layernorm_modulate(t->cpu, H(out), H(x), hs, hc, stride, B, T, Dm, 1e-6f);
@@ -481,10 +461,10 @@ static int case_layernorm_modulate_train(tcase *t, const int *p)
     pbuf *mean = out_f(t, "mean", rows), *rstd = out_f(t, "rstd", rows);
     const float *hs = p[3] ? H(ada) : NULL, *hc = p[3] ? H(ada) + Dm : NULL;
     const float *ds = p[3] ? D(ada) : NULL, *dc = p[3] ? D(ada) + Dm : NULL;
-    t->cpu->layernorm_modulate_train(t->cpu, H(out), H(x), hs, hc, stride, B, T, Dm, 1e-6f,
-                                     H(mean), H(rstd));
-    t->dev->layernorm_modulate_train(t->dev, D(out), D(x), ds, dc, stride, B, T, Dm, 1e-6f,
-                                     D(mean), D(rstd));
+    t->cpu->layernorm_modulate_train(t->cpu, H(out), H(x), hs, hc, stride, B, T, Dm, 1e-6f, H(mean),
+                                     H(rstd));
+    t->dev->layernorm_modulate_train(t->dev, D(out), D(x), ds, dc, stride, B, T, Dm, 1e-6f, D(mean),
+                                     D(rstd));
     return CASE_RAN;
 }
 
@@ -506,11 +486,11 @@ static int case_layernorm_modulate_backward(tcase *t, const int *p)
     pbuf *dout = in_f(t, "dout", rows * Dm, 1.0f), *dx = acc_f(t, "dx", rows * Dm, 1.0f);
     pbuf *dmod = p[4] ? acc_f(t, "dshift|dscale", (size_t)B * stride, 1.0f) : NULL;
     t->cpu->layernorm_modulate_backward(t->cpu, H(dx), p[4] ? H(dmod) : NULL,
-                                        p[4] ? H(dmod) + Dm : NULL, H(dout), H(x), H(mean),
-                                        H(rstd), H(scale), stride, B, T, Dm);
+                                        p[4] ? H(dmod) + Dm : NULL, H(dout), H(x), H(mean), H(rstd),
+                                        H(scale), stride, B, T, Dm);
     t->dev->layernorm_modulate_backward(t->dev, D(dx), p[4] ? D(dmod) : NULL,
-                                        p[4] ? D(dmod) + Dm : NULL, D(dout), D(x), D(mean),
-                                        D(rstd), D(scale), stride, B, T, Dm);
+                                        p[4] ? D(dmod) + Dm : NULL, D(dout), D(x), D(mean), D(rstd),
+                                        D(scale), stride, B, T, Dm);
     return CASE_RAN;
 }
 
@@ -723,9 +703,18 @@ static int case_conv2d(tcase *t, const int *p)
 {
     NEED(conv2d);
     NEED(conv2d_scratch);
-    const dit_conv_desc d = {.B = p[0], .Cin = p[1], .H = p[2], .W = p[3], .Cout = p[4],
-                             .k = p[5], .stride = p[6], .pad_top = p[7], .pad_left = p[8],
-                             .Ho = p[9], .Wo = p[10], .up2 = p[11] != 0};
+    const dit_conv_desc d = {.B = p[0],
+                             .Cin = p[1],
+                             .H = p[2],
+                             .W = p[3],
+                             .Cout = p[4],
+                             .k = p[5],
+                             .stride = p[6],
+                             .pad_top = p[7],
+                             .pad_left = p[8],
+                             .Ho = p[9],
+                             .Wo = p[10],
+                             .up2 = p[11] != 0};
     const dit_act act = (dit_act)p[12];
     pbuf *in = in_f(t, "in", (size_t)d.B * d.Cin * d.H * d.W, 1.0f);
     pbuf *w = in_f(t, "w", (size_t)d.Cout * d.Cin * d.k * d.k, 0.3f);
@@ -744,7 +733,8 @@ static int case_group_norm(tcase *t, const int *p)
     const int B = p[0], C = p[1], HW = p[2], g = p[3];
     const dit_act act = (dit_act)p[4];
     const size_t n = (size_t)B * C * HW;
-    pbuf *gamma = in_range(t, "gamma", (size_t)C, 0.5f, 1.5f), *beta = in_f(t, "beta", (size_t)C, 0.5f);
+    pbuf *gamma = in_range(t, "gamma", (size_t)C, 0.5f, 1.5f),
+         *beta = in_f(t, "beta", (size_t)C, 0.5f);
     if (p[5]) {
         pbuf *x = acc_f(t, "x", n, 2.0f);
         t->cpu->group_norm(t->cpu, H(x), H(x), H(gamma), H(beta), B, C, HW, g, 1e-6f, act);
@@ -1092,8 +1082,8 @@ static int check_tables(const dit_backend *cpu, const dit_backend *cuda)
             }
         }
     }
-    printf("op table: %d ops; CUDA provides %d, parity rows cover %d (%d rows)\n", N_OPS,
-           provided, covered, N_ROWS);
+    printf("op table: %d ops; CUDA provides %d, parity rows cover %d (%d rows)\n", N_OPS, provided,
+           covered, N_ROWS);
     return failures;
 }
 

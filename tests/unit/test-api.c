@@ -23,7 +23,8 @@ static void pipeline_defaults(dit_ctx *ctx)
     dit_pipeline_params p;
     dit_pipeline_params_default(&p, m, NULL);
     CHECK(p.task == DIT_TASK_GENERATE, "task %d", p.task);
-    CHECK(p.sched.sampler == DIT_SAMPLER_DPMPP_2M, "sampler %s", dit_sampler_names[p.sched.sampler]);
+    CHECK(p.sched.sampler == DIT_SAMPLER_DPMPP_2M, "sampler %s",
+          dit_sampler_names[p.sched.sampler]);
     CHECK(p.steps == 20, "steps %d", p.steps);
     CHECK(p.sched.schedule == DIT_SCHEDULE_LINEAR, "schedule %s",
           dit_schedule_names[p.sched.schedule]);

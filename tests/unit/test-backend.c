@@ -13,10 +13,10 @@
 
 static int failures;
 
-#define NAN_FILL(p, n)                                                                      \
-    do {                                                                                    \
-        for (size_t i_ = 0; i_ < (n); i_++)                                                 \
-            (p)[i_] = NAN;                                                                  \
+#define NAN_FILL(p, n)                                                                             \
+    do {                                                                                           \
+        for (size_t i_ = 0; i_ < (n); i_++)                                                        \
+            (p)[i_] = NAN;                                                                         \
     } while (0)
 
 static bool untouched(const float *p, size_t n)
@@ -33,10 +33,9 @@ static void expect_refusal(dit_ctx *ctx, dit_status st, const char *op, const ch
     const char *msg = dit_last_error(ctx);
     char quoted[64];
     g_snprintf(quoted, sizeof quoted, "'%s'", op);
-    CHECK(st == DIT_ERR_UNSUPPORTED, "%s without %s: status %s (%s)", what, op,
-          dit_status_name(st), msg);
-    CHECK(strstr(msg, quoted) && strstr(msg, "cpu"), "%s without %s: message '%s'", what, op,
+    CHECK(st == DIT_ERR_UNSUPPORTED, "%s without %s: status %s (%s)", what, op, dit_status_name(st),
           msg);
+    CHECK(strstr(msg, quoted) && strstr(msg, "cpu"), "%s without %s: message '%s'", what, op, msg);
     printf("%-22s without %-18s -> %s: %s\n", what, op, dit_status_name(st), msg);
 }
 
@@ -56,8 +55,7 @@ static void forward_case(dit_ctx *ctx, const dit_model *m)
                    "dit_model_forward");
     CHECK(untouched(out, no), "the refused forward wrote its output");
     ctx->cpu = saved;
-    CHECK(dit_model_forward(ctx, m, B, H, W, x, &t, &y, out) == DIT_OK, "%s",
-          dit_last_error(ctx));
+    CHECK(dit_model_forward(ctx, m, B, H, W, x, &t, &y, out) == DIT_OK, "%s", dit_last_error(ctx));
     CHECK(!untouched(out, no) && isfinite(out[0]), "the forward with every op wrote nothing");
     free(x);
     free(out);
@@ -118,9 +116,15 @@ static void vae_and_pipeline_cases(dit_ctx *ctx, const dit_model *m, const dit_v
 
 static void trainer_case(dit_ctx *ctx)
 {
-    static const dit_config tiny = {.in_channels = 1, .sample_size = 8, .patch_size = 2,
-                                    .hidden_size = 32, .depth = 1, .num_heads = 2,
-                                    .mlp_hidden = 64, .num_classes = 3, .freq_dim = 32};
+    static const dit_config tiny = {.in_channels = 1,
+                                    .sample_size = 8,
+                                    .patch_size = 2,
+                                    .hidden_size = 32,
+                                    .depth = 1,
+                                    .num_heads = 2,
+                                    .mlp_hidden = 64,
+                                    .num_classes = 3,
+                                    .freq_dim = 32};
     dit_model *m = NULL;
     CHECK(dit_model_create(ctx, &tiny, &m) == DIT_OK, "%s", dit_last_error(ctx));
     dit_train_config tc;

@@ -23,9 +23,16 @@ int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
     dit_ctx_set_threads(ctx, 1);
-    dit_config c = {.in_channels = 2, .sample_size = 8, .patch_size = 2, .hidden_size = 32,
-                    .depth = 2, .num_heads = 2, .mlp_hidden = 64, .num_classes = 3,
-                    .freq_dim = 16, .learn_sigma = 0};
+    dit_config c = {.in_channels = 2,
+                    .sample_size = 8,
+                    .patch_size = 2,
+                    .hidden_size = 32,
+                    .depth = 2,
+                    .num_heads = 2,
+                    .mlp_hidden = 64,
+                    .num_classes = 3,
+                    .freq_dim = 16,
+                    .learn_sigma = 0};
     dit_model *m = NULL;
     CHECK(dit_model_create(ctx, &c, &m) == DIT_OK, "%s", dit_last_error(ctx));
     if (!m)

@@ -73,8 +73,8 @@ static void check_op(op_case *c)
             c->in[i][j] = old;
             const double fd = (lp - lm) / (2.0 * h), err = fabs(fd - grad[i][j]) / gmax;
             if (err > 1e-3)
-                printf("  %s d/d%s[%zu]: backward %.6g, finite difference %.6g  NOT OK\n",
-                       c->name, c->in_name[i], j, (double)grad[i][j], fd);
+                printf("  %s d/d%s[%zu]: backward %.6g, finite difference %.6g  NOT OK\n", c->name,
+                       c->in_name[i], j, (double)grad[i][j], fd);
             worst = fmax(worst, err);
         }
     }

@@ -64,8 +64,7 @@ int main(void)
     m4 /= n;
     printf("normal noise, 2^20 samples: mean %.5f var %.5f kurtosis %.4f\n", m, v, m4 / (v * v));
     /* 5 standard errors: 1/sqrt(n) ~ 0.001 for the mean, sqrt(2/n) ~ 0.0014 for the var */
-    CHECK(fabs(m) < 0.005 && fabs(v - 1) < 0.007 && fabs(m4 / (v * v) - 3) < 0.03,
-          "moments off");
+    CHECK(fabs(m) < 0.005 && fabs(v - 1) < 0.007 && fabs(m4 / (v * v) - 3) < 0.03, "moments off");
     free(a);
     free(b);
     printf("%s\n", failures ? "FAILED" : "all passed");

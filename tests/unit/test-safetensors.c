@@ -140,8 +140,8 @@ static void test_missing_file(dit_ctx *ctx, const char *dir)
 static void test_round_trip(dit_ctx *ctx, const char *dir)
 {
     /* values chosen to exercise rounding, subnormals and the extremes */
-    float src[12] = {0.0f, -0.0f, 1.0f, -2.5f, 3.14159265f, 65504.0f, 1e-7f, -6.1e-5f,
-                     1.0009765625f, 0.33333334f, 1e30f, -1e-30f};
+    float src[12] = {0.0f,  -0.0f,    1.0f,          -2.5f,       3.14159265f, 65504.0f,
+                     1e-7f, -6.1e-5f, 1.0009765625f, 0.33333334f, 1e30f,       -1e-30f};
     st_write_tensor ts[3] = {
         {"x.f32", ST_F32, 2, {3, 4}, src, NULL},
         {"x.f16", ST_F16, 1, {12}, src, NULL},

@@ -12,9 +12,15 @@
 
 static int failures;
 
-static const dit_config tiny = {.in_channels = 1, .sample_size = 8, .patch_size = 2,
-                                .hidden_size = 32, .depth = 2, .num_heads = 2, .mlp_hidden = 64,
-                                .num_classes = 3, .freq_dim = 32};
+static const dit_config tiny = {.in_channels = 1,
+                                .sample_size = 8,
+                                .patch_size = 2,
+                                .hidden_size = 32,
+                                .depth = 2,
+                                .num_heads = 2,
+                                .mlp_hidden = 64,
+                                .num_classes = 3,
+                                .freq_dim = 32};
 
 static dit_trainer *new_trainer(dit_ctx *ctx, dit_model **m, dit_objective obj)
 {
@@ -68,8 +74,8 @@ int main(void)
             if (s >= 50)
                 last += l / 10;
         }
-        printf("%s: mean loss of steps 1-10 %.4f, of steps 51-60 %.4f\n",
-               o ? "x0_l1" : "eps_mse", first, last);
+        printf("%s: mean loss of steps 1-10 %.4f, of steps 51-60 %.4f\n", o ? "x0_l1" : "eps_mse",
+               first, last);
         CHECK(last < 0.8 * first, "the loss did not fall");
         dit_trainer_free(tr);
         dit_model_free(m);
@@ -77,7 +83,8 @@ int main(void)
 
     /* resume: 8 straight vs 4 + save + load + 4 */
     dit_model *ma = NULL, *mb = NULL;
-    dit_trainer *a = new_trainer(ctx, &ma, DIT_OBJ_X0_L1), *b = new_trainer(ctx, &mb, DIT_OBJ_X0_L1);
+    dit_trainer *a = new_trainer(ctx, &ma, DIT_OBJ_X0_L1),
+                *b = new_trainer(ctx, &mb, DIT_OBJ_X0_L1);
     for (int s = 0; s < 8; s++) {
         batch(s, imgs, labels);
         dit_trainer_step(ctx, a, imgs, labels, NULL);

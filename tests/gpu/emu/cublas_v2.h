@@ -41,11 +41,10 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
                                           cublasOperation_t tb, int m, int n, int k,
                                           const void *alpha, const void *A, cudaDataType Atype,
-                                          int lda, long long sA, const void *B,
-                                          cudaDataType Btype, int ldb, long long sB,
-                                          const void *beta, void *C, cudaDataType Ctype, int ldc,
-                                          long long sC, int batch, cublasComputeType_t ct,
-                                          cublasGemmAlgo_t algo);
+                                          int lda, long long sA, const void *B, cudaDataType Btype,
+                                          int ldb, long long sB, const void *beta, void *C,
+                                          cudaDataType Ctype, int ldc, long long sC, int batch,
+                                          cublasComputeType_t ct, cublasGemmAlgo_t algo);
 
 #ifdef __cplusplus
 }

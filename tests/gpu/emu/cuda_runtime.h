@@ -21,7 +21,8 @@
 #include <tuple>
 #include <utility>
 
-namespace emu {
+namespace emu
+{
 extern uint3 thread_idx, block_idx;
 extern dim3 block_dim, grid_dim;
 extern uint64_t warp_slot[1024];
@@ -37,8 +38,7 @@ inline unsigned linear_tid()
     return thread_idx.x + block_dim.x * (thread_idx.y + block_dim.y * thread_idx.z);
 }
 
-template <typename T>
-inline T exchange(T v, unsigned src_lane)
+template <typename T> inline T exchange(T v, unsigned src_lane)
 {
     static_assert(sizeof(T) <= sizeof(uint64_t), "shuffle of a type wider than 64 bits");
     const unsigned me = linear_tid();
@@ -74,8 +74,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, A... args)
 #define __syncthreads() ::emu::syncthreads()
 #define __syncwarp(...) ::emu::warp_barrier()
 
-template <typename T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
+template <typename T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
 {
     (void)mask;
     const unsigned lane = ::emu::linear_tid() & 31u;
@@ -86,8 +85,7 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32)
     return ::emu::exchange(v, src & 31u);
 }
 
-template <typename T>
-inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32)
+template <typename T> inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32)
 {
     (void)mask;
     const unsigned lane = ::emu::linear_tid() & 31u;
@@ -109,7 +107,7 @@ inline double atomicAdd(double *p, double v)
     return old;
 }
 
-#define DIT_LAUNCH(k, grid, block, stream, ...)                                            \
+#define DIT_LAUNCH(k, grid, block, stream, ...)                                                    \
     ((void)(stream), ::emu::launch(k, dim3(grid), dim3(block), __VA_ARGS__))
 
 #endif /* __cplusplus */
