@@ -360,14 +360,21 @@ VECTOR_CLONES static void gelu_tanh_span(float *out, const float *x, size_t n)
         out[i] = gelu_tanh_1(x[i]);
 }
 
-static void cpu_gelu_tanh(const dit_backend *be, float *out, const float *x, size_t n)
+/* an element-wise span function over the threads, each its own range */
+static void parallel_spans(const dit_backend *be, void (*span)(float *, const float *, size_t),
+                           float *out, const float *x, size_t n)
 {
 #pragma omp parallel num_threads(be->n_threads)
     {
         size_t lo, hi;
         thread_range(n, &lo, &hi);
-        gelu_tanh_span(out + lo, x + lo, hi - lo);
+        span(out + lo, x + lo, hi - lo);
     }
+}
+
+static void cpu_gelu_tanh(const dit_backend *be, float *out, const float *x, size_t n)
+{
+    parallel_spans(be, gelu_tanh_span, out, x, n);
 }
 
 VECTOR_CLONES static void silu_span(float *out, const float *x, size_t n)
@@ -379,12 +386,7 @@ VECTOR_CLONES static void silu_span(float *out, const float *x, size_t n)
 
 static void cpu_silu(const dit_backend *be, float *out, const float *x, size_t n)
 {
-#pragma omp parallel num_threads(be->n_threads)
-    {
-        size_t lo, hi;
-        thread_range(n, &lo, &hi);
-        silu_span(out + lo, x + lo, hi - lo);
-    }
+    parallel_spans(be, silu_span, out, x, n);
 }
 
 static void cpu_patchify(const dit_backend *be, float *out, const float *x, int B, int C, int H,

@@ -2,9 +2,9 @@
  * __metadata__, then tensor shapes), translate diffusers names to the
  * official layout, and copy every weight into one f32 parameter block. */
 #include "internal/train.h"
+#include "internal/json.h"
 
 #include <glib.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,19 +141,11 @@ static dit_status config_from_json_object(dit_ctx *ctx, const char *src, JsonObj
 static dit_status config_from_json_text(dit_ctx *ctx, const char *src, const char *text, gssize len,
                                         config_given *g)
 {
-    GError *err = NULL;
-    JsonParser *parser = json_parser_new();
-    dit_status st;
-    if (!json_parser_load_from_data(parser, text, len, &err)) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);
-        g_error_free(err);
-    } else if (!json_parser_get_root(parser) ||
-               JSON_NODE_TYPE(json_parser_get_root(parser)) != JSON_NODE_OBJECT) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not a JSON object", src);
-    } else {
-        st = config_from_json_object(ctx, src, json_node_get_object(json_parser_get_root(parser)),
-                                     g);
-    }
+    JsonParser *parser;
+    JsonObject *o = dit_json_object(ctx, src, text, len, &parser);
+    if (!o)
+        return DIT_ERR_FORMAT;
+    dit_status st = config_from_json_object(ctx, src, o, g);
     g_object_unref(parser);
     return st;
 }

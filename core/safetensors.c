@@ -1,11 +1,11 @@
 /* safetensors reader (mmap + json-glib) and atomic writer. */
 #include "internal/safetensors.h"
+#include "internal/json.h"
 
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
 #include <glib.h>
-#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,21 +289,12 @@ static dit_status parse_header(dit_ctx *ctx, st_file *f, const char *json, size_
         return dit_error(ctx, DIT_ERR_FORMAT, "%s: header does not start with '{'", f->path);
 
     dit_status st = DIT_OK;
-    GError *err = NULL;
-    JsonParser *parser = json_parser_new();
-    if (!json_parser_load_from_data(parser, json, (gssize)len, &err)) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: header is not valid JSON: %s", f->path,
-                       err->message);
-        g_error_free(err);
-        g_object_unref(parser);
-        return st;
-    }
-    JsonNode *root = json_parser_get_root(parser);
-    if (!root || JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
-        g_object_unref(parser);
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: header is not a JSON object", f->path);
-    }
-    JsonObject *obj = json_node_get_object(root);
+    char *src = g_strdup_printf("%s: header", f->path);
+    JsonParser *parser;
+    JsonObject *obj = dit_json_object(ctx, src, json, (gssize)len, &parser);
+    g_free(src);
+    if (!obj)
+        return DIT_ERR_FORMAT;
     GList *members = json_object_get_members(obj);
     if ((st = check_unique_keys(ctx, f, json, len, g_list_length(members)))) {
         g_list_free(members);

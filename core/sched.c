@@ -6,9 +6,9 @@
  * trajectories by up to ~8e-6 of max|x|; the goldens use float64 schedules);
  * the Euler / DPM sigmas are rounded to float32 as diffusers stores them. */
 #include "internal/sched.h"
+#include "internal/json.h"
 
 #include <glib.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,37 +475,22 @@ static int name_index(const char *const *names, int n, const char *s)
 dit_status dit_sched_config_from_json(dit_ctx *ctx, const char *src, const char *json,
                                       dit_sched_config *c)
 {
-    GError *err = NULL;
-    JsonParser *parser = json_parser_new();
     dit_status st = DIT_OK;
     /* diffusers writes lambda_min_clipped as a bare -Infinity, which is not
      * JSON: read such values as null */
-    if (!json || !g_utf8_validate(json, -1, NULL)) {
-        g_object_unref(parser);
+    if (!json || !g_utf8_validate(json, -1, NULL))
         return dit_error(ctx, DIT_ERR_FORMAT, "%s: scheduler config is not valid UTF-8", src);
-    }
     GRegex *inf = g_regex_new(":\\s*-?(Infinity|NaN)", 0, 0, NULL);
     char *clean = g_regex_replace_literal(inf, json, -1, 0, ": null", 0, NULL);
     g_regex_unref(inf);
-    if (!clean) {
-        g_object_unref(parser);
+    if (!clean)
         return dit_error(ctx, DIT_ERR_FORMAT, "%s: scheduler config cannot be read", src);
-    }
-    json = clean;
-    if (!json_parser_load_from_data(parser, json, -1, &err)) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);
-        g_error_free(err);
-        g_object_unref(parser);
+    JsonParser *parser;
+    JsonObject *o = dit_json_object(ctx, src, clean, -1, &parser);
+    if (!o) {
         g_free(clean);
-        return st;
+        return DIT_ERR_FORMAT;
     }
-    JsonNode *root = json_parser_get_root(parser);
-    if (!root || JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
-        g_object_unref(parser);
-        g_free(clean);
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: not a JSON object", src);
-    }
-    JsonObject *o = json_node_get_object(root);
     static const struct {
         const char *cls;
         dit_sampler sampler;

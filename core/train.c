@@ -12,9 +12,9 @@
  * host) and its gradient cross each step; the host copies of the state are
  * brought up to date when they are asked for (save, export, accessors). */
 #include "internal/train.h"
+#include "internal/json.h"
 
 #include <glib.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1115,7 +1115,7 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
     const char *cfg_s = st_meta(f, "config"), *step_s = st_meta(f, "step");
     dit_model *m = NULL;
     dit_trainer *tr = NULL;
-    JsonParser *parser = json_parser_new();
+    JsonParser *parser = NULL;
     if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0 || !ver || !cfg_s || !step_s) {
         st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not a dit training checkpoint", path);
         goto out;
@@ -1125,12 +1125,13 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
                        ver, CKPT_VERSION);
         goto out;
     }
-    if (!json_parser_load_from_data(parser, cfg_s, -1, NULL) ||
-        JSON_NODE_TYPE(json_parser_get_root(parser)) != JSON_NODE_OBJECT) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: checkpoint config is not JSON", path);
+    char *src = g_strdup_printf("%s: checkpoint config", path);
+    JsonObject *o = dit_json_object(ctx, src, cfg_s, -1, &parser);
+    g_free(src);
+    if (!o) {
+        st = DIT_ERR_FORMAT;
         goto out;
     }
-    JsonObject *o = json_node_get_object(json_parser_get_root(parser));
     dit_config c = {0};
     c.in_channels = jint(o, "in_channels"), c.learn_sigma = jint(o, "learn_sigma");
     c.sample_size = jint(o, "sample_size"), c.patch_size = jint(o, "patch_size");
@@ -1199,7 +1200,8 @@ dit_status dit_trainer_load(dit_ctx *ctx, const char *path, dit_trainer **out)
 out:
     dit_trainer_free(tr); /* does not own m yet */
     dit_model_free(m);
-    g_object_unref(parser);
+    if (parser)
+        g_object_unref(parser);
     st_close(f);
     return st;
 }

@@ -4,9 +4,9 @@
  * weight to its file name and copy them into one f32 parameter block.
  * The architectures are described in vae.c. */
 #include "internal/vae.h"
+#include "internal/json.h"
 
 #include <glib.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,21 +265,11 @@ static bool json_num(JsonObject *o, const char *key, double *out)
 static dit_status vae_config_json(dit_ctx *ctx, const char *src, const char *text, gssize len,
                                   dit_vae_info *in, bool *have_class)
 {
-    GError *err = NULL;
-    JsonParser *parser = json_parser_new();
+    JsonParser *parser;
+    JsonObject *o = dit_json_object(ctx, src, text, len, &parser);
+    if (!o)
+        return DIT_ERR_FORMAT;
     dit_status st = DIT_OK;
-    if (!json_parser_load_from_data(parser, text, len, &err)) {
-        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: not valid JSON: %s", src, err->message);
-        g_error_free(err);
-        g_object_unref(parser);
-        return st;
-    }
-    JsonNode *root = json_parser_get_root(parser);
-    if (!root || JSON_NODE_TYPE(root) != JSON_NODE_OBJECT) {
-        g_object_unref(parser);
-        return dit_error(ctx, DIT_ERR_FORMAT, "%s: not a JSON object", src);
-    }
-    JsonObject *o = json_node_get_object(root);
     const char *cls = json_object_has_member(o, "_class_name")
                           ? json_object_get_string_member_with_default(o, "_class_name", "")
                           : "";

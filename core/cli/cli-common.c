@@ -102,7 +102,7 @@ static char **find_labels(const options *o, const char *model_path, int num_clas
 
 /* --device (NULL: auto, CUDA when built with it and a device is usable)
  * and --precision (NULL: the default) on ctx; an exit code, the reason on
- * stderr. Shared with train-cmd.c. */
+ * stderr. Shared with cmd-train.c. */
 int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision)
 {
     device = device ? device : "auto";

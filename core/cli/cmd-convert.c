@@ -27,12 +27,9 @@ int dit_cmd_convert(int argc, char **argv)
             "generate -m X.pt' converts on the fly.\n\n"
             "Example:\n  dit convert DiT-XL-2-256x256.pt -o DiT-XL-2-256.safetensors\n");
     g_option_context_add_main_entries(oc, entries, NULL);
-    GError *err = NULL;
-    int rc = 0;
-    if (!g_option_context_parse(oc, &argc, &argv, &err)) {
-        fprintf(stderr, "dit: %s\n", err->message);
-        g_error_free(err);
-        rc = EXIT_USAGE;
+    int rc = cli_parse(oc, &argc, &argv);
+    if (rc) {
+        /* the message is out */
     } else if (argc != 2 || !output) {
         fprintf(stderr, "dit: convert needs one CHECKPOINT and --output\n");
         rc = EXIT_USAGE;

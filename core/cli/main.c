@@ -3,7 +3,7 @@
  *   dit generate | img2img | inpaint | encode | decode | info | labels |
  *       convert | train | validate
  *
- * One file per command (cmd-*.c, convert.c, train-cmd.c, validate-cmd.c);
+ * One file per command (cmd-*.c; convert.c is the .pt reader behind convert);
  * cli.h has the exit codes (0 ok, 1 usage, 2 bad input, 3 model error, 4
  * cancelled) and what the commands share. Outputs are written atomically. */
 #include "cli.h"

@@ -277,12 +277,9 @@ static int parse_train_options(int argc, char **argv, train_options *o)
             "  dit train --out runs/incontext --conditioning in-context\n"
             "  dit train --out runs/official --objective eps_mse --learn-sigma\n");
     g_option_context_add_main_entries(oc, entries, NULL);
-    GError *err = NULL;
-    int rc = 0;
-    if (!g_option_context_parse(oc, &argc, &argv, &err)) {
-        fprintf(stderr, "dit: %s\n", err->message);
-        g_clear_error(&err);
-        rc = EXIT_USAGE;
+    int rc = cli_parse(oc, &argc, &argv);
+    if (rc) {
+        /* the message is out */
     } else if (!o->out) {
         fprintf(stderr, "dit: train needs --out DIR\n");
         rc = EXIT_USAGE;

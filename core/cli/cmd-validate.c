@@ -159,12 +159,14 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
     const validate_options *d = &validate_defaults;
     *o = *d;
     /* the help strings that print a default, freed after parsing */
-    char *h_samples =
-        g_strdup_printf("samples per class for the agreement score (default %d)", d->samples);
-    char *h_steps = g_strdup_printf("sampling steps (default %d)", d->steps);
-    char *h_guidance = g_strdup_printf("guidance scale (default %g)", d->guidance);
-    char *h_val_n = g_strdup_printf("held-out images for the loss buckets (default %d)", d->val_n);
-    char *h_seed = g_strdup_printf("sampling seed (default %" G_GINT64_FORMAT ")", d->seed);
+    GPtrArray *h = g_ptr_array_new_with_free_func(g_free);
+    const char *h_samples =
+        cli_help(h, "samples per class for the agreement score (default %d)", d->samples);
+    const char *h_steps = cli_help(h, "sampling steps (default %d)", d->steps);
+    const char *h_guidance = cli_help(h, "guidance scale (default %g)", d->guidance);
+    const char *h_val_n =
+        cli_help(h, "held-out images for the loss buckets (default %d)", d->val_n);
+    const char *h_seed = cli_help(h, "sampling seed (default %" G_GINT64_FORMAT ")", d->seed);
     GOptionEntry entries[] = {
         {"model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model, "model to validate (a pixel-space DiT)",
          "PATH"},
@@ -187,12 +189,9 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
     g_option_context_set_description(oc, "Example:\n  dit validate -m runs/fmnist/model "
                                          "--train-log runs/fmnist/log.jsonl -o runs/fmnist/val\n");
     g_option_context_add_main_entries(oc, entries, NULL);
-    GError *err = NULL;
-    int rc = 0;
-    if (!g_option_context_parse(oc, &argc, &argv, &err)) {
-        fprintf(stderr, "dit: %s\n", err->message);
-        g_clear_error(&err);
-        rc = EXIT_USAGE;
+    int rc = cli_parse(oc, &argc, &argv);
+    if (rc) {
+        /* the message is out */
     } else if (!o->model || !o->out || o->samples < 1 || o->steps < 1) {
         fprintf(stderr, "dit: validate needs --model and --out (and positive --samples/--steps)\n");
         rc = EXIT_USAGE;
@@ -200,7 +199,7 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
         rc = cli_check_float("guidance", o->guidance);
     }
     g_option_context_free(oc);
-    g_free(h_samples), g_free(h_steps), g_free(h_guidance), g_free(h_val_n), g_free(h_seed);
+    g_ptr_array_free(h, TRUE);
     return rc;
 }
 
