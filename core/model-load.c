@@ -627,22 +627,16 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
 
 dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
 {
-    if (!ctx || !path || !out)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_load: NULL argument");
-    *out = NULL;
-    dit_clear_error(ctx);
     model_files files;
-    dit_status st = find_model_files(ctx, path, "transformer", &files);
+    st_file *f;
+    dit_status st = open_model_files(ctx, "dit_model_load", path, "transformer", out, &files, &f);
     if (st)
         return st;
-    st_file *f = NULL;
     dit_model *m = calloc(1, sizeof *m);
     if (!m) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((st = st_open(ctx, files.weights, &f)))
-        goto out;
     if ((st = resolve_config(ctx, f, files.config, &m->cfg)))
         goto out;
     if ((st = load_weights(ctx, f, m)))

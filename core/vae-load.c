@@ -522,23 +522,17 @@ static bool vae_ignorable(const char *name, const void *user)
 
 dit_status dit_vae_load(dit_ctx *ctx, const char *path, dit_vae **out)
 {
-    if (!ctx || !path || !out)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_load: NULL argument");
-    *out = NULL;
-    dit_clear_error(ctx);
     model_files files;
-    dit_status st = find_model_files(ctx, path, "vae", &files);
+    st_file *f;
+    dit_status st = open_model_files(ctx, "dit_vae_load", path, "vae", out, &files, &f);
     if (st)
         return st;
-    st_file *f = NULL;
     dit_vae *v = calloc(1, sizeof *v);
     if (!v) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
         goto out;
     }
     snprintf(v->path, sizeof v->path, "%s", path);
-    if ((st = st_open(ctx, files.weights, &f)))
-        goto out;
     if ((st = detect_vae_naming(ctx, f, v)))
         goto out;
 

@@ -166,6 +166,21 @@ void model_files_clear(model_files *f)
     g_free(f->config);
 }
 
+dit_status open_model_files(dit_ctx *ctx, const char *fn, const char *path, const char *subfolder,
+                            void *out, model_files *files, st_file **f)
+{
+    memset(files, 0, sizeof *files);
+    *f = NULL;
+    if (!ctx || !path || !out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    *(void **)out = NULL;
+    dit_clear_error(ctx);
+    dit_status st = find_model_files(ctx, path, subfolder, files);
+    if (!st && (st = st_open(ctx, files->weights, f)))
+        model_files_clear(files);
+    return st;
+}
+
 dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolder, model_files *out)
 {
     memset(out, 0, sizeof *out);

@@ -65,6 +65,11 @@ typedef struct {
 dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolder,
                             model_files *out);
 void model_files_clear(model_files *f);
+/* The start of dit_model_load / dit_vae_load: checks the arguments (`fn`
+ * names the call), clears *out and the error, finds the files and opens the
+ * weights. On error nothing is left to free. */
+dit_status open_model_files(dit_ctx *ctx, const char *fn, const char *path, const char *subfolder,
+                            void *out, model_files *files, st_file **f);
 
 /* The tensors (names, shapes; dst unset) an AutoencoderKL described by info
  * has in info->naming, for tools that write models. Free *list. */
