@@ -47,6 +47,13 @@ static void print_texts(GtkWidget *w, gpointer data)
             printf("%s\n", t);
         g_free(t);
     }
+    if (GTK_IS_SPIN_BUTTON(w)) {
+        double lo, hi;
+        gtk_spin_button_get_range(GTK_SPIN_BUTTON(w), &lo, &hi);
+        printf("range: %g - %g\n", lo, hi);
+    } else if (GTK_IS_ENTRY(w) && gtk_entry_get_placeholder_text(GTK_ENTRY(w))) {
+        printf("placeholder: %s\n", gtk_entry_get_placeholder_text(GTK_ENTRY(w)));
+    }
     if (tip)
         printf("%s\n", tip);
     g_free((gchar *)tip);
@@ -120,13 +127,17 @@ static gboolean take_shot(gpointer data)
 int main(int argc, char **argv)
 {
     gchar *png = NULL, *photo = NULL, *labels = NULL, *model = NULL, *grab = NULL;
+    gchar *class_name = NULL;
     gboolean texts = FALSE;
     GOptionEntry entries[] = {
         {"png", 0, 0, G_OPTION_ARG_FILENAME, &png, "save a screenshot", "FILE"},
         {"photo", 0, 0, G_OPTION_ARG_FILENAME, &photo, "show this picture as the preview", "FILE"},
         {"labels", 0, 0, G_OPTION_ARG_FILENAME, &labels, "class labels, one per line", "FILE"},
         {"default-model", 0, 0, G_OPTION_ARG_FILENAME, &model, "the default model's folder", "DIR"},
-        {"texts", 0, 0, G_OPTION_ARG_NONE, &texts, "print the dialog's texts", NULL},
+        {"texts", 0, 0, G_OPTION_ARG_NONE, &texts,
+         "print the dialog's texts (labels, tooltips, placeholders, spin ranges)", NULL},
+        {"class", 0, 0, G_OPTION_ARG_STRING, &class_name, "the Class field (default Sneaker)",
+         "TEXT"},
         {"grab", 0, 0, G_OPTION_ARG_STRING, &grab, "save this X11 window instead", "XID"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
@@ -141,7 +152,7 @@ int main(int argc, char **argv)
     }
     if (grab && png) {
         const int rc = grab_window(grab, png);
-        g_free(grab), g_free(png), g_free(photo), g_free(labels), g_free(model);
+        g_free(grab), g_free(png), g_free(photo), g_free(labels), g_free(model), g_free(class_name);
         return rc;
     }
     if (!png && !texts) {
@@ -151,7 +162,7 @@ int main(int argc, char **argv)
 
     DitValues v;
     ditui_values_init(&v, DIT_MODE_INPAINT);
-    ditui_values_set_string(v.class_name, sizeof v.class_name, "Sneaker");
+    ditui_values_set_string(v.class_name, sizeof v.class_name, class_name ? class_name : "Sneaker");
     v.seed = 1234;
     DitDialog *d = ditui_dialog_new(_("DiT Inpaint"), &v, TRUE, model, labels_from_file, labels);
     if (photo) {
@@ -183,6 +194,6 @@ int main(int argc, char **argv)
         rc = s.rc;
     }
     ditui_dialog_destroy(d);
-    g_free(png), g_free(photo), g_free(labels), g_free(model);
+    g_free(png), g_free(photo), g_free(labels), g_free(model), g_free(class_name);
     return rc;
 }

@@ -1054,6 +1054,17 @@ def run_dialog(args, root):
     check(p.returncode == 0, "the dialog opened under Xvfb and was rendered")
     check(run_check(args, "nonblank", shot, "--min-size", "500x300") == 0,
           f"{shot} is a valid, non-blank PNG")
+    # an empty Class field names the class it means; Steps spans Script-Fu's range
+    p = subprocess.run(["xvfb-run", "-a", args.dialog_shot, "--texts", "--class", "",
+                        "--labels", os.path.join(model, "labels.txt"), "--default-model", model],
+                       env=env, capture_output=True, text=True, timeout=60)
+    texts = p.stdout.splitlines()
+    check(p.returncode == 0, "dialog-shot --texts ran")
+    check("placeholder: T-shirt/top (class 0)" in texts,
+          "an empty Class field shows 'T-shirt/top (class 0)', the class it means")
+    steps = texts[texts.index("Steps:") - 1] if "Steps:" in texts else ""
+    check(steps == "range: 1 - 1000",
+          f"the Steps field goes from 1 to 1000 as plug-in-dit-*'s steps do ({steps!r})")
 
 
 # msgid -> what each language must show (GtkLabel drops the mnemonic '_')
