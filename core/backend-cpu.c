@@ -1,5 +1,6 @@
 /* CPU backend: the readable reference every other backend must match.
- * Matmuls go to BLAS (cblas_sgemm); everything else is a plain loop with an
+ * Matmuls go to dit_cpu_gemm (OpenBLAS, or oneDNN where it is faster or
+ * the context asks for bf16: cpu-gemm.c); everything else is a plain loop with an
  * OpenMP pragma. No intrinsics here: speed belongs in other files (the
  * Winograd 3x3 convolutions cpu_conv2d hands off to: conv-winograd.c).
  * Reductions (LayerNorm statistics) accumulate in double so the reference
@@ -9,9 +10,9 @@
  * load time (target_clones), so one binary runs on every x86-64. */
 #include "internal/impl.h"
 #include "internal/conv-winograd.h"
+#include "internal/cpu-gemm.h"
 #include "internal/fastmath.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* OpenBLAS exports this; with the OpenMP build it shares libgomp's pool. */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 /* no-thread-jumps: jump threading splits dit_expf's clamps into separate
  * paths, which the vectoriser then turns into three masked divisions per
@@ -45,15 +43,6 @@ static void thread_range(size_t n, size_t *lo, size_t *hi)
     size_t chunk = (n + nt - 1) / nt;
     *lo = id * chunk < n ? id * chunk : n;
     *hi = *lo + chunk < n ? *lo + chunk : n;
-}
-
-static void cpu_set_blas_threads(int n)
-{
-    static int current = -1;
-    if (openblas_set_num_threads && current != n) {
-        openblas_set_num_threads(n);
-        current = n;
-    }
 }
 
 /* x (n) = act(x + add) in place, add a scalar; the shared epilogue */
@@ -183,18 +172,16 @@ static void epilogue_rows(const epilogue *ep, float *C, size_t rows, int N, int 
  * which packs B once. */
 static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M, int N, int K,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                       int ldc, const epilogue *ep)
+                       int ldc, const epilogue *ep, dit_gemm_weight weight)
 {
     enum { BAND_ROWS = 512 };
-    const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
-    const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    const bool ta = trans_a, tb = trans_b;
     /* tall: the dimension the bands split (or, for op(A) = A^T, the long
      * reduction) much longer than the other two */
     const int longest = trans_a ? K : M, second = trans_a ? M : K;
     const int other = N > second ? N : second;
     if (be->n_threads < 2 || longest < 4 * other) {
-        cpu_set_blas_threads(be->n_threads);
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        dit_cpu_gemm(be, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, weight);
         if (ep) {
 #pragma omp parallel num_threads(be->n_threads)
             {
@@ -214,7 +201,7 @@ static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M,
         const int r0 = i * band, rows = r0 + band < M ? band : M - r0;
         const float *a = trans_a ? A + r0 : A + (size_t)r0 * lda;
         float *c = C + (size_t)r0 * ldc;
-        cblas_sgemm(CblasRowMajor, ta, tb, rows, N, K, 1.0f, a, lda, B, ldb, beta, c, ldc);
+        dit_cpu_gemm(be, ta, tb, rows, N, K, 1.0f, a, lda, B, ldb, beta, c, ldc, weight);
         if (ep)
             epilogue_rows(ep, c, (size_t)rows, N, ldc, (size_t)r0);
     }
@@ -242,7 +229,7 @@ static void cpu_linear(const dit_backend *be, float *out, const float *in, const
     }
     const epilogue ep = {.bias = bias, .act = act};
     sgemm_rows(be, false, true, M, N, K, in, K, w, K, 0.0f, out, N,
-               bias || act != DIT_ACT_NONE ? &ep : NULL);
+               bias || act != DIT_ACT_NONE ? &ep : NULL, DIT_GEMM_WEIGHT_B);
 }
 
 static size_t cpu_attention_scratch(const dit_backend *be, int B, int T, int H)
@@ -292,12 +279,12 @@ static void cpu_attention(const dit_backend *be, float *out, const float *qkv, i
         const float *k = q + D;
         const float *v = q + 2 * D;
         // scores (T, T) = scale * Q (T, hd) . K (T, hd)^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, k, 3 * D,
-                    0.0f, scores, T);
+        dit_cpu_gemm(be, false, true, T, T, hd, scale, q, 3 * D, k, 3 * D, 0.0f, scores, T,
+                     DIT_GEMM_NO_WEIGHT);
         softmax_rows(scores, T, T);
         // out (T, hd) = scores (T, T) . V (T, hd)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, scores, T, v, 3 * D,
-                    0.0f, out + (size_t)b * T * D + (size_t)h * hd, D);
+        dit_cpu_gemm(be, false, false, T, hd, T, 1.0f, scores, T, v, 3 * D, 0.0f,
+                     out + (size_t)b * T * D + (size_t)h * hd, D, DIT_GEMM_NO_WEIGHT);
     }
 }
 
@@ -607,15 +594,14 @@ static void im2col_band(const dit_backend *be, float *col, const float *in, cons
 
 static size_t cpu_conv2d_scratch(const dit_backend *be, const dit_conv_desc *d)
 {
-    return winograd_applies(d) ? winograd_scratch(be, d) : dit_conv_scratch_floats(d);
+    return winograd_applies(be, d) ? winograd_scratch(be, d) : dit_conv_scratch_floats(d);
 }
 
 static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const float *w,
                        const float *bias, const dit_conv_desc *d, dit_act act, float *scratch)
 {
     // out (B, Cout, Ho, Wo) = act(w (Cout, Cin*k*k) . im2col(in) + bias (Cout))
-    cpu_set_blas_threads(be->n_threads);
-    if (winograd_applies(d)) {
+    if (winograd_applies(be, d)) {
         conv2d_winograd(be, out, in, w, bias, d, act, scratch);
         return;
     }
@@ -624,16 +610,16 @@ static void cpu_conv2d(const dit_backend *be, float *out, const float *in, const
         const float *src = in + (size_t)b * d->Cin * d->H * d->W;
         float *dst = out + (size_t)b * d->Cout * HWo;
         if (dit_conv_is_pointwise(d)) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, HWo, K, 1.0f, w, K, src,
-                        HWo, 0.0f, dst, HWo);
+            dit_cpu_gemm(be, false, false, d->Cout, HWo, K, 1.0f, w, K, src, HWo, 0.0f, dst, HWo,
+                         DIT_GEMM_WEIGHT_A);
         } else {
             const int band = dit_conv_band_rows(d);
             for (int oy = 0; oy < d->Ho; oy += band) {
                 const int rows = oy + band <= d->Ho ? band : d->Ho - oy;
                 const int np = rows * d->Wo;
                 im2col_band(be, scratch, src, d, oy, rows);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, np, K, 1.0f, w, K,
-                            scratch, np, 0.0f, dst + (size_t)oy * d->Wo, HWo);
+                dit_cpu_gemm(be, false, false, d->Cout, np, K, 1.0f, w, K, scratch, np, 0.0f,
+                             dst + (size_t)oy * d->Wo, HWo, DIT_GEMM_WEIGHT_A);
             }
         }
         if (bias || act != DIT_ACT_NONE) {
@@ -703,7 +689,6 @@ static void cpu_spatial_attention(const dit_backend *be, float *out, const float
                                   const float *v, int B, int C, int N, float *scratch)
 {
     // q, k, v, out (B, C, N): single head over the N = H*W positions
-    cpu_set_blas_threads(be->n_threads);
     const float scale = 1.0f / sqrtf((float)C);
     const int chunk = dit_spatial_chunk_rows(N);
     for (int b = 0; b < B; b++) {
@@ -711,8 +696,8 @@ static void cpu_spatial_attention(const dit_backend *be, float *out, const float
         for (int r0 = 0; r0 < N; r0 += chunk) {
             const int rows = r0 + chunk <= N ? chunk : N - r0;
             // scores (rows, N) = scale * Q[:, r0:r0+rows]^T (rows, C) . K (C, N)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, N, C, scale, q + off + r0, N,
-                        k + off, N, 0.0f, scratch, N);
+            dit_cpu_gemm(be, true, false, rows, N, C, scale, q + off + r0, N, k + off, N, 0.0f,
+                         scratch, N, DIT_GEMM_NO_WEIGHT);
 #pragma omp parallel num_threads(be->n_threads)
             {
                 size_t lo, hi;
@@ -720,8 +705,8 @@ static void cpu_spatial_attention(const dit_backend *be, float *out, const float
                 softmax_rows(scratch + lo * (size_t)N, (int)(hi - lo), N);
             }
             // out[:, r0:r0+rows] (C, rows) = V (C, N) . scores^T (N, rows)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, rows, N, 1.0f, v + off, N,
-                        scratch, N, 0.0f, out + off + r0, N);
+            dit_cpu_gemm(be, false, true, C, rows, N, 1.0f, v + off, N, scratch, N, 0.0f,
+                         out + off + r0, N, DIT_GEMM_NO_WEIGHT);
         }
     }
 }
@@ -795,11 +780,11 @@ static void cpu_attention_train(const dit_backend *be, float *out, const float *
         const int b = bh / H, h = bh % H;
         float *P = probs + (size_t)bh * T * T;
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * D, q + D,
-                    3 * D, 0.0f, P, T);
+        dit_cpu_gemm(be, false, true, T, T, hd, scale, q, 3 * D, q + D, 3 * D, 0.0f, P, T,
+                     DIT_GEMM_NO_WEIGHT);
         softmax_rows(P, T, T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, q + 2 * D,
-                    3 * D, 0.0f, out + (size_t)b * T * D + (size_t)h * hd, D);
+        dit_cpu_gemm(be, false, false, T, hd, T, 1.0f, P, T, q + 2 * D, 3 * D, 0.0f,
+                     out + (size_t)b * T * D + (size_t)h * hd, D, DIT_GEMM_NO_WEIGHT);
     }
 }
 
@@ -845,17 +830,17 @@ static void cpu_attention_backward(const dit_backend *be, float *dqkv, const flo
         float *dq = dqkv + (size_t)b * T * 3 * D + (size_t)h * hd;
         float *dk = dq + D, *dv = dq + 2 * D;
         // dV (T, hd) = P^T (T, T) . dO (T, hd)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 0.0f, dv,
-                    3 * D);
+        dit_cpu_gemm(be, true, false, T, hd, T, 1.0f, P, T, dO, D, 0.0f, dv, 3 * D,
+                     DIT_GEMM_NO_WEIGHT);
         // dP (T, T) = dO (T, hd) . V^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, 3 * D, 0.0f,
-                    dS, T);
+        dit_cpu_gemm(be, false, true, T, T, hd, 1.0f, dO, D, v, 3 * D, 0.0f, dS, T,
+                     DIT_GEMM_NO_WEIGHT);
         softmax_backward_rows(dS, P, T, T, scale);
         // dQ = dS K, dK = dS^T Q (scale folded into dS)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, k, 3 * D,
-                    0.0f, dq, 3 * D);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, q, 3 * D, 0.0f,
-                    dk, 3 * D);
+        dit_cpu_gemm(be, false, false, T, hd, T, 1.0f, dS, T, k, 3 * D, 0.0f, dq, 3 * D,
+                     DIT_GEMM_NO_WEIGHT);
+        dit_cpu_gemm(be, true, false, T, hd, T, 1.0f, dS, T, q, 3 * D, 0.0f, dk, 3 * D,
+                     DIT_GEMM_NO_WEIGHT);
     }
 }
 
@@ -968,9 +953,10 @@ static void cpu_linear_backward(const dit_backend *be, float *dx, float *dw, flo
 {
     const epilogue through_act = {.pre = pre, .pre_act = act};
     if (dx) // dx (M, K) = dy (M, N) . w (N, K), then through x = act(pre)
-        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K, pre ? &through_act : NULL);
+        sgemm_rows(be, false, false, M, K, N, dy, N, w, K, 0.0f, dx, K, pre ? &through_act : NULL,
+                   DIT_GEMM_NO_WEIGHT);
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)
-        sgemm_rows(be, true, false, N, K, M, dy, N, x, K, 1.0f, dw, K, NULL);
+        sgemm_rows(be, true, false, N, K, M, dy, N, x, K, 1.0f, dw, K, NULL, DIT_GEMM_NO_WEIGHT);
     if (db) { // db (N) += column sums of dy, read row by row (contiguous)
 #pragma omp parallel num_threads(be->n_threads)
         {
@@ -1120,6 +1106,7 @@ static void cpu_sum_squares(const dit_backend *be, float *out, const float *x, s
 static const dit_backend cpu_backend = {
     .name = "cpu",
     .n_threads = 1,
+    .gemm_lib = DIT_GEMM_AUTO,
     .linear = cpu_linear,
     .attention = cpu_attention,
     .attention_scratch = cpu_attention_scratch,

@@ -9,7 +9,7 @@
 #include "internal/conv-winograd.h"
 #include "internal/fastmath.h"
 
-#include <cblas.h>
+#include "internal/cpu-gemm.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +20,13 @@
 /* Which 3x3 convs go through Winograd. Measured on 2 cores against
  * im2col + OpenBLAS: 0.75x at 128 channels, even at 256 (1.15x at 128^2),
  * 1.1-1.4x at 384-512; so by default from 256 channels in and out.
- * DIT_CONV=im2col or =winograd overrides (tests run both paths). */
-bool winograd_applies(const dit_conv_desc *d)
+ * DIT_CONV=im2col or =winograd overrides (tests run both paths). Never
+ * with bf16 products: the transforms would round in bf16 what they
+ * amplify, where im2col keeps autocast's numerics. */
+bool winograd_applies(const dit_backend *be, const dit_conv_desc *d)
 {
+    if (be->gemm_bf16)
+        return false;
     static int mode = -1; /* 0 auto, 1 im2col, 2 winograd */
     if (mode < 0) {
         const char *v = getenv("DIT_CONV");
@@ -201,9 +205,9 @@ void conv2d_winograd(const dit_backend *be, float *out, const float *in, const f
              * parallel region instead of sixteen rounds of BLAS threads */
 #pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
             for (int xi = 0; xi < 16; xi++) // M[xi] (Cout, nb) = U[xi] (Cout, Cin) . V[xi]
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, nb, Cin, 1.0f,
-                            U + (size_t)xi * Cout * Cin, Cin, V + (size_t)xi * Cin * nb, nb, 0.0f,
-                            M + (size_t)xi * Cout * nb, nb);
+                dit_cpu_gemm(be, false, false, Cout, nb, Cin, 1.0f, U + (size_t)xi * Cout * Cin,
+                             Cin, V + (size_t)xi * Cin * nb, nb, 0.0f, M + (size_t)xi * Cout * nb,
+                             nb, DIT_GEMM_NO_WEIGHT);
             winograd_outputs(be, dst, M, d, bias, act, t0, nb);
         }
     }

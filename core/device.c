@@ -2,6 +2,7 @@
  * that knows the CUDA backend (kernels/dit-cuda.h): built with DIT_HAVE_CUDA
  * when meson found CUDA, and against tests/gpu's emulator for the parity
  * tests; without it every device path reports DIT_ERR_UNSUPPORTED. */
+#include "internal/cpu-gemm.h"
 #include "internal/impl.h"
 
 #include <stdlib.h>
@@ -101,23 +102,41 @@ static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
 _Static_assert(DIT_CUDA_FP32 == 0 && DIT_CUDA_TF32 == 1 && DIT_CUDA_BF16 == 2,
                "precision_names follows dit_cuda_precision");
 #endif
+enum { PRECISION_BF16 = 2 };
+
+/* "auto": bf16 on a CPU whose bf16 products measured faster than its fp32
+ * ones, else fp32 (on the GPU too: tf32 and bf16 are the user's call) */
+static int auto_precision(const dit_ctx *ctx)
+{
+    return !dit_on_device(ctx) && dit_cpu_bf16_faster() ? PRECISION_BF16 : 0;
+}
 
 dit_status dit_ctx_set_precision(dit_ctx *ctx, const char *precision)
 {
     if (!ctx)
         return DIT_ERR_INVALID_ARG;
-    for (int i = 0; precision && i < 3; i++) {
-        if (strcasecmp(precision, precision_names[i]) == 0) {
-            ctx->dev.precision = i;
+    int p = -1;
+    for (int i = 0; precision && i < 3; i++)
+        if (strcasecmp(precision, precision_names[i]) == 0)
+            p = i;
+    if (precision && strcasecmp(precision, "auto") == 0)
+        p = auto_precision(ctx);
+    if (p < 0)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "precision must be fp32, tf32, bf16 or auto, not '%s'",
+                         precision ? precision : "(null)");
+    char why[256];
+    if (p == PRECISION_BF16 && !dit_on_device(ctx) && !dit_cpu_bf16_supported(why, sizeof why))
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "bf16 on the CPU cannot run here: %s; use fp32 (or auto)", why);
+    ctx->dev.precision = p;
+    /* the CPU has no tf32: it computes fp32 there */
+    ctx->cpu.gemm_bf16 = p == PRECISION_BF16 && dit_cpu_bf16_supported(NULL, 0);
 #ifdef DIT_HAVE_CUDA
-            if (ctx->dev.be)
-                dit_cuda_set_precision(ctx->dev.be, (dit_cuda_precision)i);
+    if (ctx->dev.be)
+        dit_cuda_set_precision(ctx->dev.be, (dit_cuda_precision)p);
 #endif
-            return DIT_OK;
-        }
-    }
-    return dit_error(ctx, DIT_ERR_INVALID_ARG, "precision must be fp32, tf32 or bf16, not '%s'",
-                     precision ? precision : "(null)");
+    return DIT_OK;
 }
 
 const char *dit_ctx_precision(const dit_ctx *ctx)

@@ -137,16 +137,39 @@ DIT_API dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device);
 /* Whether this build of libdit has the CUDA backend at all (whether a GPU is
  * usable is dit_ctx_set_device("cuda")'s answer). */
 DIT_API bool dit_build_has_cuda(void);
+/* Whether this build of libdit has oneDNN for the CPU's matrix products. */
+DIT_API bool dit_build_has_onednn(void);
+/* What the CPU's matrix products run on here. The rates are measured once
+ * per process on a DiT-shaped product (about 20 ms, at the first call of
+ * this or of any product); 0 where not available. */
+typedef struct {
+    const char *isa;          /* as oneDNN sees the processor ("avx512_core_bf16",
+                                 "avx2", ...; after $ONEDNN_MAX_CPU_ISA), "none" */
+    const char *fp32_library; /* "OpenBLAS" or "oneDNN": the faster, or $DIT_CPU_GEMM */
+    bool bf16;                /* bf16 products can run here */
+    bool bf16_faster;         /* ... and are faster than fp32: "auto" picks bf16 */
+    double gflops_openblas, gflops_onednn_fp32, gflops_onednn_bf16;
+    char bf16_why[192]; /* why not, when !bf16 */
+} dit_cpu_caps;
+DIT_API void dit_cpu_get_caps(dit_cpu_caps *caps);
 /* The active device: "cpu" or "cuda". */
 DIT_API const char *dit_ctx_device(const dit_ctx *ctx);
-/* Matrix-multiply precision on the CUDA device (any case): "fp32" (the
- * default; results agree with the CPU's to rounding), "tf32" or "bf16"
- * (tensor cores: cuBLAS rounds the inputs of each product to that format
- * and accumulates in fp32, about 1e-3 and 1e-2 relative). Storage stays
- * fp32, and the CPU always computes in fp32. Holds for the device selected
- * now and later. Anything else is DIT_ERR_INVALID_ARG, leaving it as it was. */
+/* Matrix-multiply precision (any case): "fp32" (the default), "tf32",
+ * "bf16" or "auto". On the CUDA device tf32 and bf16 use tensor cores:
+ * cuBLAS rounds the inputs of each product to that format and accumulates
+ * in fp32 (about 1e-3 and 1e-2 relative). On the CPU, bf16 runs the
+ * products (linear, attention, convolution) on bf16 inputs with fp32
+ * accumulation through oneDNN, as torch.autocast does, with a bf16 copy of
+ * each weight made at its first use; element-wise ops, norms and softmax
+ * stay fp32. It needs oneDNN and a processor with bf16 dot products: where
+ * they are missing and the CPU is the active device, "bf16" is
+ * DIT_ERR_UNSUPPORTED with the reason (dit_cpu_get_caps). The CPU has no
+ * tf32 and computes fp32 for it. "auto" picks bf16 on a CPU where bf16
+ * measured faster than fp32, else fp32. Training on the CPU runs in fp32
+ * only. Holds for the device selected now and later. Anything else is
+ * DIT_ERR_INVALID_ARG; on an error the precision stays as it was. */
 DIT_API dit_status dit_ctx_set_precision(dit_ctx *ctx, const char *precision);
-/* "fp32", "tf32" or "bf16" */
+/* "fp32", "tf32" or "bf16" ("auto" as it was resolved) */
 DIT_API const char *dit_ctx_precision(const dit_ctx *ctx);
 DIT_API const char *dit_status_name(dit_status status);
 

@@ -1,6 +1,7 @@
 /* DiT loading: find the files, resolve the config (config.json, then
  * __metadata__, then tensor shapes), translate diffusers names to the
  * official layout, and copy every weight into one f32 parameter block. */
+#include "internal/cpu-gemm.h"
 #include "internal/train.h"
 #include "internal/json.h"
 
@@ -663,12 +664,15 @@ void dit_model_touch(dit_model *m)
 {
     static _Atomic uint64_t last; /* versions are unique across models */
     m->version = ++last;
+    /* bf16 copies made for the CPU are of the old weights */
+    dit_cpu_gemm_forget(m->params, m->param_floats * sizeof(float));
 }
 
 void dit_model_free(dit_model *m)
 {
     if (!m)
         return;
+    dit_cpu_gemm_forget(m->params, m->param_floats * sizeof(float));
     dit_free_aligned(m->params);
     free(m->blocks);
     g_free(m->scheduler_json);

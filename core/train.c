@@ -235,6 +235,12 @@ dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_confi
     dit_status need = DIT_BACKEND_REQUIRE(ctx, ctx->be, "training", DIT_TRAIN_OPS);
     if (need)
         return need;
+    /* the bf16 copies of weights are made once, and training changes them
+     * every step */
+    if (ctx->be->gemm_bf16)
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                         "training on the CPU runs in fp32: bf16 products there are for "
+                         "sampling (use --precision fp32)");
     if (model->cfg.naming != DIT_NAMING_OFFICIAL || model->cfg.per_block_embedder)
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
                          "training needs the official DiT layout (one shared t/y embedder)");

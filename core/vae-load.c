@@ -3,6 +3,7 @@
  * Diffusion / LDM, TAESD) and infer the shape from the tensors, map every
  * weight to its file name and copy them into one f32 parameter block.
  * The architectures are described in vae.c. */
+#include "internal/cpu-gemm.h"
 #include "internal/vae.h"
 #include "internal/json.h"
 
@@ -630,6 +631,7 @@ void dit_vae_free(dit_vae *v)
 {
     if (!v)
         return;
+    dit_cpu_gemm_forget(v->params, v->n_params * sizeof(float));
     dit_free_aligned(v->params);
     free(v);
 }

@@ -98,6 +98,62 @@ bool compare_rel(const char *label, const float *ours, const float *ref, size_t 
     return ok;
 }
 
+static bool bf16_products; /* set by test_precision_from_env */
+
+/* whether the processor has bf16 dot products, from the kernel's flags */
+static bool cpu_flags_have_bf16(void)
+{
+    char *text = NULL;
+    if (!g_file_get_contents("/proc/cpuinfo", &text, NULL, NULL))
+        return false;
+    const bool yes = strstr(text, " avx512_bf16") || strstr(text, " amx_bf16");
+    g_free(text);
+    return yes;
+}
+
+int test_precision_from_env(dit_ctx *ctx)
+{
+    const char *p = g_getenv("DIT_TEST_PRECISION");
+    if (!p || !*p || strcmp(p, "fp32") == 0)
+        return 0;
+    if (dit_ctx_set_precision(ctx, p) == DIT_OK) {
+        bf16_products = strcmp(p, "bf16") == 0;
+        printf("products in %s on the %s\n", p, dit_ctx_device(ctx));
+        return 0;
+    }
+    const char *isa = g_getenv("ONEDNN_MAX_CPU_ISA");
+    const bool capped = isa && *isa && !g_str_has_prefix(isa, "AVX512_CORE_BF16") &&
+                        !g_str_has_prefix(isa, "AVX512_CORE_AMX") && strcmp(isa, "ALL") != 0;
+    if (strcmp(p, "bf16") == 0 && cpu_flags_have_bf16() && !capped && dit_build_has_onednn()) {
+        fprintf(stderr, "this processor has bf16 dot products, yet: %s\n", dit_last_error(ctx));
+        return 1;
+    }
+    printf("skipped: %s\n", dit_last_error(ctx));
+    return 77;
+}
+
+bool test_bf16_products(void) { return bf16_products; }
+
+bool compare_ref(const char *label, const float *ours, const float *ref, size_t n, double rel)
+{
+    if (!bf16_products)
+        return compare_rel(label, ours, ref, n, rel);
+    enum { LO, HI };
+    const double band[2] = {5e-5, 2e-2};
+    double max_diff = 0, max_ref = 0;
+    bool finite = true;
+    for (size_t i = 0; i < n; i++) {
+        finite = finite && isfinite(ours[i]);
+        max_diff = fmax(max_diff, fabs((double)ours[i] - ref[i]));
+        max_ref = fmax(max_ref, fabs((double)ref[i]));
+    }
+    const double ratio = max_ref > 0 ? max_diff / max_ref : max_diff;
+    const bool ok = finite && ratio <= band[HI] && ratio >= band[LO];
+    printf("%-34s ratio = %.2e (bf16 band %.0e..%.0e)%s  %s\n", label, ratio, band[LO], band[HI],
+           finite ? "" : "  NON-FINITE", ok ? "OK" : "NOT OK");
+    return ok;
+}
+
 static size_t shape_count(int ndim, const int64_t *shape)
 {
     size_t n = 1;

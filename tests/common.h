@@ -21,6 +21,18 @@ float *read_tensor(dit_ctx *ctx, const st_file *f, const char *name, size_t *n, 
  * returns whether every value is finite and max|diff| <= rel * max|ref|. */
 bool compare_rel(const char *label, const float *ours, const float *ref, size_t n, double rel);
 
+/* The precision a golden test runs in: $DIT_TEST_PRECISION ("bf16"; unset:
+ * fp32), set on ctx. Returns 0 to go on, 77 to skip where this machine
+ * cannot run it (no oneDNN, or a processor without bf16, real or through
+ * $ONEDNN_MAX_CPU_ISA), 1 where it should and does not. */
+int test_precision_from_env(dit_ctx *ctx);
+/* compare_rel against an fp32 reference fixture. Under bf16 products the
+ * ratio must lie in the bf16 band instead: at most 2e-2, and at least 5e-5,
+ * so that a run that silently stayed fp32 fails too. */
+/* whether test_precision_from_env turned bf16 products on */
+bool test_bf16_products(void);
+bool compare_ref(const char *label, const float *ours, const float *ref, size_t n, double rel);
+
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

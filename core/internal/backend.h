@@ -107,6 +107,10 @@ static inline int dit_spatial_chunk_rows(int N)
 struct dit_backend {
     const char *name;
     int n_threads;
+    /* CPU tables: the library of fp32 matrix products (a dit_gemm_lib) and
+     * whether they take bf16 inputs (internal/cpu-gemm.h); unused elsewhere */
+    int gemm_lib;
+    bool gemm_bf16;
 
     /* out (M, N) = act(in (M, K) . w (N, K)^T + bias (N)); bias may be NULL */
     void (*linear)(const dit_backend *be, float *out, const float *in, const float *w,

@@ -9,8 +9,8 @@
 
 /* Whether d is a shape Winograd takes (3x3, stride 1, padding 1, at least 8
  * channels) and the selection rule picks it: by default from 256 channels in
- * and out; DIT_CONV=im2col or =winograd overrides. */
-bool winograd_applies(const dit_conv_desc *d);
+ * and out; DIT_CONV=im2col or =winograd overrides; never for bf16 products. */
+bool winograd_applies(const dit_backend *be, const dit_conv_desc *d);
 /* floats of scratch conv2d_winograd needs for d */
 size_t winograd_scratch(const dit_backend *be, const dit_conv_desc *d);
 /* out (B, Cout, Ho, Wo) = act(conv3x3(in (B, Cin, H, W), w (Cout, Cin, 3, 3)) + bias (Cout)),

@@ -91,7 +91,7 @@ static bool run_case(dit_ctx *ctx, const dit_model *m, const io_case *io, const 
     if (st != DIT_OK)
         fprintf(stderr, "%s: forward failed: %s\n", label, dit_last_error(ctx));
     else
-        ok = compare_rel(label, out, io->ref, io->n_out, REL_TOL);
+        ok = compare_ref(label, out, io->ref, io->n_out, REL_TOL);
     free(out);
     return ok;
 }
@@ -193,6 +193,11 @@ static void test_flipped_weight(dit_ctx *ctx, const char *dir, const fixture *fx
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
+    const int rc = test_precision_from_env(ctx);
+    if (rc) {
+        dit_ctx_free(ctx);
+        return rc;
+    }
     for (size_t i = 0; i < G_N_ELEMENTS(fixtures); i++)
         test_fixture(ctx, &fixtures[i]);
 
@@ -201,13 +206,17 @@ int main(void)
     test_fixture(ctx, &fixtures[0]);
     dit_ctx_set_threads(ctx, 0);
 
-    char *dir = tmpdir_new();
-    test_flipped_weight(ctx, dir, &fixtures[3], NULL, "blocks.1.mlp.fc2.weight");
-    tmpdir_remove(dir);
-    dir = tmpdir_new();
-    test_flipped_weight(ctx, dir, &fixtures[0], "diffusion_pytorch_model.safetensors",
-                        "transformer_blocks.2.attn1.to_k.weight");
-    tmpdir_remove(dir);
+    /* the fixtures' sensitivity is shown in fp32: a flipped weight moves the
+     * output by less than bf16's band */
+    if (!test_bf16_products()) {
+        char *dir = tmpdir_new();
+        test_flipped_weight(ctx, dir, &fixtures[3], NULL, "blocks.1.mlp.fc2.weight");
+        tmpdir_remove(dir);
+        dir = tmpdir_new();
+        test_flipped_weight(ctx, dir, &fixtures[0], "diffusion_pytorch_model.safetensors",
+                            "transformer_blocks.2.attn1.to_k.weight");
+        tmpdir_remove(dir);
+    }
     dit_ctx_free(ctx);
     printf("%s\n", failures ? "FAILED" : "all passed");
     return failures ? 1 : 0;

@@ -81,7 +81,7 @@ static void against_reference(fixture *fx)
                          : cases[i].mask == 2 ? fx->mask_soft
                                               : NULL);
         if (ref && out)
-            CHECK(compare_rel(cases[i].label, out, ref, (size_t)3 * fx->H * fx->W, REL_TOL), "%s",
+            CHECK(compare_ref(cases[i].label, out, ref, (size_t)3 * fx->H * fx->W, REL_TOL), "%s",
                   cases[i].label);
         free(ref);
         free(out);
@@ -217,6 +217,11 @@ static void properties(fixture *fx)
 int main(void)
 {
     fixture fx = {.ctx = dit_ctx_new()};
+    const int rc = test_precision_from_env(fx.ctx);
+    if (rc) {
+        dit_ctx_free(fx.ctx);
+        return rc;
+    }
     char *dp = fixture_path("dit_diffusers_p2"), *vp = fixture_path("vae_kl");
     char *iop = fixture_path("pipe.io.safetensors");
     if (dit_model_load(fx.ctx, dp, &fx.dit) || dit_vae_load(fx.ctx, vp, &fx.vae) ||

@@ -1,0 +1,449 @@
+/* The CPU's matrix products: OpenBLAS, oneDNN fp32 or oneDNN bf16, as the
+ * backend table says (internal/cpu-gemm.h). OpenBLAS 0.3.21 runs old
+ * kernels on processors newer than itself (its AVX2 kernels on Zen 5, its
+ * SSE3 "Prescott" ones on some Xeons), so which fp32 library is faster is
+ * measured here, once per process, not assumed. */
+#include "internal/cpu-gemm.h"
+#include "internal/impl.h"
+
+#include <cblas.h>
+#include <glib.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef DIT_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+/* OpenBLAS exports this; with the OpenMP build it shares libgomp's pool. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+static bool in_parallel(void)
+{
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return false;
+#endif
+}
+
+static void openblas_gemm(const dit_backend *be, bool ta, bool tb, int M, int N, int K, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc)
+{
+    static int current = -1; /* only ever set outside parallel regions */
+    if (!in_parallel() && openblas_set_num_threads && current != be->n_threads) {
+        openblas_set_num_threads(be->n_threads);
+        current = be->n_threads;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+#ifdef DIT_HAVE_ONEDNN
+
+/* oneDNN takes its thread count from OpenMP's; inside a region it runs on
+ * the calling thread. */
+static int enter_threads(int n)
+{
+#ifdef _OPENMP
+    const int old = omp_get_max_threads();
+    if (!omp_in_parallel() && old != n)
+        omp_set_num_threads(n);
+    return old;
+#else
+    return n;
+#endif
+}
+
+static void leave_threads(int old)
+{
+#ifdef _OPENMP
+    if (!omp_in_parallel() && omp_get_max_threads() != old)
+        omp_set_num_threads(old);
+#endif
+}
+
+static void onednn_sgemm(const dit_backend *be, bool ta, bool tb, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                         int ldc)
+{
+    const int old = enter_threads(be->n_threads);
+    dnnl_status_t s =
+        dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    leave_threads(old);
+    if (s != dnnl_success) /* only for arguments cblas_sgemm takes too */
+        openblas_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ---- bf16 ---------------------------------------------------------------- */
+
+static dnnl_engine_t engine; /* set once by the probe */
+
+/* round to nearest even, as torch and oneDNN do; NaN stays NaN */
+static inline uint16_t to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* dst (rows, cols) dense = src (rows, cols; ld apart) in bf16 */
+static void convert_rows(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+#pragma omp parallel for if (!in_parallel() && (size_t)rows * cols > (1u << 16))
+    for (int r = 0; r < rows; r++) {
+        const float *s = src + (size_t)r * ld;
+        uint16_t *d = dst + (size_t)r * cols;
+#pragma omp simd
+        for (int c = 0; c < cols; c++)
+            d[c] = to_bf16(s[c]);
+    }
+}
+
+/* A growable per-thread buffer: a product's activation operands in bf16. */
+typedef struct {
+    uint16_t *data;
+    size_t cap;
+} bf16_buf;
+static __thread bf16_buf scratch[2];
+
+static uint16_t *scratch_get(int which, size_t n)
+{
+    bf16_buf *b = &scratch[which];
+    if (b->cap < n) {
+        uint16_t *p = realloc(b->data, n * sizeof *p);
+        if (!p)
+            return NULL;
+        b->data = p, b->cap = n;
+    }
+    return b->data;
+}
+
+/* The bf16 copies of weights, by the address of their fp32 original. */
+typedef struct {
+    int rows, cols, ld;
+    uint16_t *data;
+} weight_copy;
+static GMutex weights_lock;
+static GHashTable *weights; /* const float * -> weight_copy * */
+
+static void weight_copy_free(gpointer p)
+{
+    weight_copy *w = p;
+    free(w->data);
+    g_free(w);
+}
+
+static const uint16_t *weight_bf16(const float *src, int rows, int cols, int ld)
+{
+    g_mutex_lock(&weights_lock);
+    if (!weights)
+        weights = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, weight_copy_free);
+    weight_copy *w = g_hash_table_lookup(weights, src);
+    if (!w || w->rows != rows || w->cols != cols || w->ld != ld) {
+        uint16_t *data = malloc((size_t)rows * cols * sizeof *data);
+        w = NULL;
+        if (data) {
+            convert_rows(data, src, rows, cols, ld);
+            w = g_new(weight_copy, 1);
+            *w = (weight_copy){rows, cols, ld, data};
+            g_hash_table_replace(weights, (gpointer)src, w);
+        }
+    }
+    g_mutex_unlock(&weights_lock);
+    return w ? w->data : NULL;
+}
+
+void dit_cpu_gemm_forget(const void *p, size_t bytes)
+{
+    const char *lo = p, *hi = lo + bytes;
+    g_mutex_lock(&weights_lock);
+    if (weights) {
+        GHashTableIter it;
+        gpointer key;
+        g_hash_table_iter_init(&it, weights);
+        while (g_hash_table_iter_next(&it, &key, NULL))
+            if ((const char *)key >= lo && (const char *)key < hi)
+                g_hash_table_iter_remove(&it);
+    }
+    g_mutex_unlock(&weights_lock);
+}
+
+/* op(X) (rows, cols) in bf16, dense as X is stored: its md strides follow */
+static const uint16_t *operand_bf16(int which, bool weight, bool trans, const float *X, int ld,
+                                    int rows, int cols, dnnl_dims_t strides)
+{
+    const int stored_rows = trans ? cols : rows, stored_cols = trans ? rows : cols;
+    strides[0] = trans ? 1 : stored_cols;
+    strides[1] = trans ? stored_cols : 1;
+    if (weight)
+        return weight_bf16(X, stored_rows, stored_cols, ld);
+    uint16_t *d = scratch_get(which, (size_t)stored_rows * stored_cols);
+    if (d)
+        convert_rows(d, X, stored_rows, stored_cols, ld);
+    return d;
+}
+
+/* the matmul primitive on bf16 copies of A and B, fp32 out; false when
+ * oneDNN cannot run it (the caller then computes in fp32) */
+static bool onednn_bf16_gemm(const dit_backend *be, bool ta, bool tb, int M, int N, int K,
+                             float alpha, const float *A, int lda, const float *B, int ldb,
+                             float beta, float *C, int ldc, dit_gemm_weight weight)
+{
+    dnnl_dims_t a_dims = {M, K}, b_dims = {K, N}, c_dims = {M, N}, a_str, b_str;
+    dnnl_dims_t c_str = {ldc, 1};
+    const uint16_t *a16 = operand_bf16(0, weight == DIT_GEMM_WEIGHT_A, ta, A, lda, M, K, a_str);
+    const uint16_t *b16 = operand_bf16(1, weight == DIT_GEMM_WEIGHT_B, tb, B, ldb, K, N, b_str);
+    if (!a16 || !b16 || !engine)
+        return false;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_matmul_desc_t mm;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t am = NULL, bm = NULL, cm = NULL;
+    dnnl_stream_t stream = NULL;
+    bool ok = dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, dnnl_bf16, a_str) == 0 &&
+              dnnl_memory_desc_init_by_strides(&b_md, 2, b_dims, dnnl_bf16, b_str) == 0 &&
+              dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, dnnl_f32, c_str) == 0 &&
+              dnnl_matmul_desc_init(&mm, &a_md, &b_md, NULL, &c_md) == 0 &&
+              dnnl_primitive_attr_create(&attr) == 0;
+    if (ok && alpha != 1.0f)
+        ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == 0;
+    if (ok && beta != 0.0f)
+        ok = dnnl_post_ops_create(&po) == 0 && dnnl_post_ops_append_sum(po, beta) == 0 &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == 0;
+    ok = ok && dnnl_primitive_desc_create(&pd, &mm, attr, engine, NULL) == 0 &&
+         dnnl_primitive_create(&prim, pd) == 0 &&
+         dnnl_memory_create(&am, &a_md, engine, (void *)a16) == 0 &&
+         dnnl_memory_create(&bm, &b_md, engine, (void *)b16) == 0 &&
+         dnnl_memory_create(&cm, &c_md, engine, C) == 0 &&
+         dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) == 0;
+    if (ok) {
+        const dnnl_exec_arg_t args[] = {
+            {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+        const int old = enter_threads(be->n_threads);
+        ok = dnnl_primitive_execute(prim, stream, 3, args) == 0 && dnnl_stream_wait(stream) == 0;
+        leave_threads(old);
+    }
+    dnnl_stream_destroy(stream);
+    dnnl_memory_destroy(am), dnnl_memory_destroy(bm), dnnl_memory_destroy(cm);
+    dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    return ok;
+}
+
+#else /* no oneDNN: dit_cpu_gemm_fp32_lib never picks it and bf16 is refused */
+
+void dit_cpu_gemm_forget(const void *p, size_t bytes) { (void)p, (void)bytes; }
+
+#endif
+
+/* ---- which library, measured once ---------------------------------------- */
+
+typedef struct {
+    dit_gemm_lib fp32;
+    bool bf16_ok, bf16_faster;
+    double rate[3]; /* GFLOP/s: OpenBLAS, oneDNN fp32, oneDNN bf16 */
+    char isa[32];
+    char why[160]; /* why bf16 cannot run */
+} gemm_probe;
+
+static gemm_probe probe;
+
+#ifdef DIT_HAVE_ONEDNN
+static const char *isa_name(dnnl_cpu_isa_t isa)
+{
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+/* best of three runs of fn on the probe's shape, in GFLOP/s */
+static double time_gemm(dit_backend *be, int lib, const float *A, const float *W, float *C)
+{
+    enum { M = 256, K = 512, N = 1024 };
+    double best = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        const gint64 t0 = g_get_monotonic_time();
+        if (lib == 0)
+            openblas_gemm(be, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
+        else if (lib == 1)
+            onednn_sgemm(be, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
+        else if (!onednn_bf16_gemm(be, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N,
+                                   DIT_GEMM_WEIGHT_B))
+            return 0;
+        const double s = (double)(g_get_monotonic_time() - t0) * 1e-6;
+        const double rate = 2.0 * M * N * K / (s > 1e-9 ? s : 1e-9) * 1e-9;
+        if (rep > 0 && rate > best) /* the first run warms caches and JIT */
+            best = rate;
+    }
+    return best;
+}
+
+static void measure(void)
+{
+    const char *isa = isa_name(dnnl_get_effective_cpu_isa());
+    snprintf(probe.isa, sizeof probe.isa, "%s", isa);
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success)
+        engine = NULL;
+    /* bf16 matmul runs on AVX-512 BF16 (and AMX); oneDNN 2.6 has no
+     * emulated path for older processors */
+    probe.bf16_ok = engine && dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16 &&
+                    dnnl_get_effective_cpu_isa() != dnnl_cpu_isa_avx2_vnni;
+    if (!probe.bf16_ok)
+        snprintf(probe.why, sizeof probe.why,
+                 "this processor has no bf16 dot products as oneDNN sees it (instruction set "
+                 "%s; bf16 needs avx512_core_bf16 or AMX)",
+                 isa);
+    enum { M = 256, K = 512, N = 1024 };
+    float *A = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * N * K);
+    float *C = malloc(sizeof(float) * M * N);
+    const char *forced = g_getenv("DIT_CPU_GEMM");
+    if (A && W && C) {
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            A[i] = (float)(i % 17) * 0.0625f - 0.5f;
+        for (size_t i = 0; i < (size_t)N * K; i++)
+            W[i] = (float)(i % 13) * 0.0625f - 0.375f;
+        dit_backend be = {.name = "probe", .n_threads = 1};
+#ifdef _OPENMP
+        be.n_threads = omp_get_max_threads();
+#endif
+        probe.rate[0] = time_gemm(&be, 0, A, W, C);
+        probe.rate[1] = time_gemm(&be, 1, A, W, C);
+        if (probe.bf16_ok)
+            probe.rate[2] = time_gemm(&be, 2, A, W, C);
+        dit_cpu_gemm_forget(W, sizeof(float) * N * K);
+    }
+    free(A), free(W), free(C);
+    /* a margin, so that machines where the two are close keep one choice
+     * from run to run (results differ between libraries by rounding) */
+    probe.fp32 = probe.rate[1] > 1.25 * probe.rate[0] ? DIT_GEMM_ONEDNN : DIT_GEMM_OPENBLAS;
+    if (forced && strcmp(forced, "openblas") == 0)
+        probe.fp32 = DIT_GEMM_OPENBLAS;
+    else if (forced && strcmp(forced, "onednn") == 0)
+        probe.fp32 = DIT_GEMM_ONEDNN;
+    probe.bf16_faster = probe.bf16_ok && probe.rate[2] > 1.15 * probe.rate[probe.fp32];
+}
+#else
+static void measure(void)
+{
+    snprintf(probe.isa, sizeof probe.isa, "none");
+    snprintf(probe.why, sizeof probe.why,
+             "this build of libdit has no oneDNN (configure with -Donednn=enabled and "
+             "libdnnl-dev installed)");
+    probe.fp32 = DIT_GEMM_OPENBLAS;
+}
+#endif
+
+static void probe_once(void)
+{
+    static gsize done = 0;
+    if (g_once_init_enter(&done)) {
+        measure();
+        g_once_init_leave(&done, 1);
+    }
+}
+
+dit_gemm_lib dit_cpu_gemm_fp32_lib(void)
+{
+    probe_once();
+    return probe.fp32;
+}
+
+const char *dit_cpu_gemm_lib_name(dit_gemm_lib lib)
+{
+    return lib == DIT_GEMM_ONEDNN ? "oneDNN" : "OpenBLAS";
+}
+
+bool dit_cpu_bf16_supported(char *why, size_t why_len)
+{
+    probe_once();
+    if (!probe.bf16_ok && why && why_len)
+        snprintf(why, why_len, "%s", probe.why);
+    return probe.bf16_ok;
+}
+
+bool dit_cpu_bf16_faster(void)
+{
+    probe_once();
+    return probe.bf16_faster;
+}
+
+const char *dit_cpu_isa(void)
+{
+    probe_once();
+    return probe.isa;
+}
+
+void dit_cpu_gemm_rates(double *openblas, double *onednn_fp32, double *onednn_bf16)
+{
+    probe_once();
+    *openblas = probe.rate[0], *onednn_fp32 = probe.rate[1], *onednn_bf16 = probe.rate[2];
+}
+
+void dit_cpu_gemm(const dit_backend *be, bool trans_a, bool trans_b, int M, int N, int K,
+                  float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc, dit_gemm_weight weight)
+{
+    if (M <= 0 || N <= 0)
+        return;
+#ifdef DIT_HAVE_ONEDNN
+    if (be->gemm_bf16 && K > 0 &&
+        onednn_bf16_gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                         weight))
+        return;
+    const int lib = be->gemm_lib == DIT_GEMM_AUTO ? (int)dit_cpu_gemm_fp32_lib() : be->gemm_lib;
+    if (lib == DIT_GEMM_ONEDNN) {
+        onednn_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#else
+    (void)weight;
+#endif
+    openblas_gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+bool dit_build_has_onednn(void)
+{
+#ifdef DIT_HAVE_ONEDNN
+    return true;
+#else
+    return false;
+#endif
+}
+
+void dit_cpu_get_caps(dit_cpu_caps *caps)
+{
+    if (!caps)
+        return;
+    probe_once();
+    memset(caps, 0, sizeof *caps);
+    caps->isa = probe.isa;
+    caps->fp32_library = dit_cpu_gemm_lib_name(probe.fp32);
+    caps->bf16 = probe.bf16_ok;
+    caps->bf16_faster = probe.bf16_faster;
+    caps->gflops_openblas = probe.rate[0];
+    caps->gflops_onednn_fp32 = probe.rate[1];
+    caps->gflops_onednn_bf16 = probe.rate[2];
+    if (!probe.bf16_ok)
+        snprintf(caps->bf16_why, sizeof caps->bf16_why, "%s", probe.why);
+}
