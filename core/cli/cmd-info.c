@@ -50,27 +50,87 @@ static void print_config_json(const char *path, const dit_model *m)
     g_free(quoted);
 }
 
+/* --device: what the CPU's products run on and whether CUDA is usable */
+static int print_devices(gboolean json)
+{
+    dit_ctx *ctx = dit_ctx_new();
+    if (!ctx)
+        return EXIT_MODEL;
+    dit_cpu_caps c;
+    dit_cpu_get_caps(&c);
+    const bool cuda = dit_ctx_set_device(ctx, "cuda") == DIT_OK;
+    char *cuda_why = g_strescape(cuda ? "" : dit_last_error(ctx), NULL);
+    dit_ctx_set_device(ctx, "cpu");
+    dit_ctx_set_precision(ctx, "auto");
+    const char *auto_precision = dit_ctx_precision(ctx);
+    if (json) {
+        char *why = g_strescape(c.bf16_why, NULL);
+        printf("{\"cpu_isa\": \"%s\", \"threads\": %d, \"onednn\": %s, \"fp32_library\": \"%s\", "
+               "\"gflops_openblas\": %.1f, \"gflops_onednn_fp32\": %.1f, "
+               "\"gflops_onednn_bf16\": %.1f, \"bf16\": %s, \"bf16_why\": \"%s\", "
+               "\"auto_precision_cpu\": \"%s\", \"cuda_backend\": %s, \"cuda_device\": %s, "
+               "\"cuda_why\": \"%s\"}\n",
+               c.isa, dit_ctx_threads(ctx), dit_build_has_onednn() ? "true" : "false",
+               c.fp32_library, c.gflops_openblas, c.gflops_onednn_fp32, c.gflops_onednn_bf16,
+               c.bf16 ? "true" : "false", why, auto_precision,
+               dit_build_has_cuda() ? "true" : "false", cuda ? "true" : "false", cuda_why);
+        g_free(why);
+    } else {
+        printf("cpu:              %s (as oneDNN sees it), %d threads\n", c.isa,
+               dit_ctx_threads(ctx));
+        printf("fp32 products:    %s, %.0f GFLOP/s measured (OpenBLAS %.0f", c.fp32_library,
+               c.fp32_library[0] == 'o' ? c.gflops_onednn_fp32 : c.gflops_openblas,
+               c.gflops_openblas);
+        if (dit_build_has_onednn())
+            printf(", oneDNN %.0f", c.gflops_onednn_fp32);
+        printf(")\n");
+        if (c.bf16)
+            printf("bf16 products:    yes, %.0f GFLOP/s measured: %s\n", c.gflops_onednn_bf16,
+                   c.bf16_faster ? "faster than fp32" : "not faster than fp32 here");
+        else
+            printf("bf16 products:    no: %s\n", c.bf16_why);
+        printf("--precision auto: %s on the CPU\n", auto_precision);
+        printf("cuda:             %s\n", cuda                   ? "a usable device"
+                                         : dit_build_has_cuda() ? dit_last_error(ctx)
+                                                                : "not in this build");
+    }
+    g_free(cuda_why);
+    dit_ctx_free(ctx);
+    return 0;
+}
+
 int cli_cmd_info(int argc, char **argv)
 {
-    gboolean json = FALSE;
+    gboolean json = FALSE, devices = FALSE;
     char *model_opt = NULL;
     GOptionEntry entries[] = {
         {"json", 0, 0, G_OPTION_ARG_NONE, &json, "Print one JSON object", NULL},
+        {"device", 0, 0, G_OPTION_ARG_NONE, &devices,
+         "describe this machine instead: the CPU's instruction set, which library runs the "
+         "products and how fast (measured), whether bf16 can run, what --precision auto picks, "
+         "and whether a CUDA device is usable",
+         NULL},
         {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model_opt,
          "the MODEL, as every other command takes it", "PATH"},
         OPT_END,
     };
-    GOptionContext *oc = g_option_context_new("MODEL - describe a DiT model");
+    GOptionContext *oc =
+        g_option_context_new("MODEL - describe a DiT model (or --device: this machine)");
     g_option_context_set_description(
         oc, "MODEL is a .safetensors file (official DiT or diffusers naming) or a diffusers\n"
             "folder (config.json + diffusion_pytorch_model.safetensors, or a pipeline\n"
             "folder with transformer/).\n\n"
             "Examples:\n"
             "  dit info DiT-XL-2-256.safetensors\n"
-            "  dit info --json ./dit-pipeline/\n");
+            "  dit info --json ./dit-pipeline/\n"
+            "  dit info --device\n");
     g_option_context_add_main_entries(oc, entries, NULL);
     int rc = cli_parse(oc, &argc, &argv);
     const int given = (argc - 1) + (model_opt != NULL);
+    if (!rc && devices && given == 0) {
+        g_option_context_free(oc);
+        return print_devices(json);
+    }
     if (!rc && given != 1)
         rc = cli_usage_error(oc, given < 1 ? "info needs a MODEL" : "info takes one MODEL");
     g_option_context_free(oc);

@@ -3,7 +3,8 @@
  * Weights come from a fixed-seed generator here (no download) and are written
  * as a diffusers folder, so the same weights load into libdit and, when
  * torch_ref.py can import torch + diffusers, into PyTorch. Prints:
- *   - the sgemm peak measured in this run (OpenBLAS, same threads),
+ *   - the GEMM peak measured in this run (OpenBLAS, and the library and
+ *     precision the run uses: oneDNN fp32 or bf16; same threads),
  *   - our forward: ms, GFLOP/s, % of that peak,
  *   - PyTorch's forward on the same weights, threads and input, the speed
  *     ratio (torch ms / our ms; > 1 means we are faster), and how far the
@@ -14,7 +15,7 @@
  *
  * Environment: DIT_BENCH_DEPTH (28), DIT_BENCH_ITERS (3), DIT_THREADS (all
  * cores), DIT_BENCH_DEVICE and DIT_BENCH_PRECISION (bench-util.h; on a GPU
- * the reference runs there too, and the CPU's sgemm peak is not a
+ * the reference runs there too, and the CPU's GEMM peak is not a
  * measure), DIT_TORCH_PYTHON (python3) for the reference. */
 #include "bench-util.h"
 #include "common.h"

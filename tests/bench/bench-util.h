@@ -12,8 +12,9 @@ double now_ms(void);
 int env_int(const char *name, int fallback);
 /* n floats, uniform with the given standard deviation, from a fixed seed */
 float *random_floats(size_t n, float std);
-/* best GFLOP/s of a few 2048^3 sgemms on the current BLAS threads */
-double measure_sgemm_gflops(void);
+typedef struct dit_backend dit_backend;
+/* best GFLOP/s of a 2048^3 product through be's products (NULL: OpenBLAS) */
+double measure_gemm_gflops(const dit_backend *be);
 /* Runs `python script args...` (python from $DIT_TORCH_PYTHON, else python3)
  * and returns its stdout (g_free), or NULL after printing why it was skipped. */
 char *run_reference(const char *script, const char *const *args);
@@ -34,10 +35,11 @@ dit_ctx *bench_ctx_new(const char **device, const char **precision);
  * 512, 2 resnets per level, 32 groups, 4 latent channels), fixed-seed
  * weights, written as a diffusers folder into dir */
 bool bench_write_sd_vae(dit_ctx *ctx, const char *dir);
-/* On the CPU: measures the sgemm peak on ctx's threads, prints it and
+/* On the CPU: measures the GEMM peak of the products ctx runs (OpenBLAS,
+ * oneDNN fp32 or oneDNN bf16) and OpenBLAS's, on ctx's threads, prints them and
  * returns it; on a device 0 (a CPU peak says nothing about it) */
 double bench_peak(dit_ctx *ctx);
-/* " = N% of sgemm peak" on stdout when peak > 0 */
+/* " = N% of this run's GEMM peak" on stdout when peak > 0 */
 void print_share_of_peak(double gflops, double peak);
 /* "N threads" on the CPU, else the device's name, for result lines (a
  * static buffer) */

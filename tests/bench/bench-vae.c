@@ -1,7 +1,7 @@
 /* Benchmark (not a test): a Stable-Diffusion-VAE-shaped decoder
  * (block_out 128/256/512/512, 2 resnets per level, 32 groups, 4 latent
  * channels) with fixed-seed weights.
- *   1. decode a 64x64 latent to 512x512: ms, GFLOP/s, % of the sgemm peak
+ *   1. decode a 64x64 latent to 512x512: ms, GFLOP/s, % of the GEMM peak
  *      measured here, and diffusers on the same weights/latent/threads;
  *   2. tiled decodes (512 px tiles, 0.25 overlap, as enable_tiling()) of
  *      1024^2 and 2048^2, each in a child process: peak RSS, against the

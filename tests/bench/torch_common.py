@@ -5,8 +5,11 @@ place, and a timer that waits for the GPU.
 --precision maps onto torch.set_float32_matmul_precision, which picks the
 same cuBLAS compute types as libdit's dit_ctx_set_precision: fp32 ->
 "highest" (CUBLAS_COMPUTE_32F), tf32 -> "high" (FAST_TF32), bf16 ->
-"medium" (FAST_16BF). It changes nothing on the CPU.
+"medium" (FAST_16BF). On the CPU, bf16 runs the timed work under
+torch.autocast("cpu", dtype=torch.bfloat16), the one line a PyTorch user
+writes for it (oneDNN bf16 products, fp32 elsewhere), as libdit's CPU bf16.
 """
+import contextlib
 import os
 import statistics
 import sys
@@ -80,15 +83,24 @@ def import_diffusers(args, script):
     return torch, diffusers, load_file, save_file
 
 
+def autocast(torch, args):
+    """the context the timed work runs in: CPU bf16 under autocast"""
+    if args.device == "cpu" and args.precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def time_runs(torch, args, fn):
     """fn() --warmup times untimed, then --iters times timed, under
     inference_mode; returns (fn's last result, the JSON fields ms, ms_min,
     threads, device, precision, torch)"""
     times, result = [], None
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(torch, args):
         for i in range(args.warmup + args.iters):
             t0 = clock(torch, args.device)
             result = fn()
+            if hasattr(result, "float"):  # an autocast result may be bf16
+                result = result.float()
             dt = clock(torch, args.device) - t0
             if i >= args.warmup:
                 times.append(dt)

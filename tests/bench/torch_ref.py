@@ -56,8 +56,9 @@ def time_sampling(torch, diffusers, args, model):
     for steps in (2, args.sample_steps):  # warm-up, then the timed run
         gen = torch.Generator(device="cpu").manual_seed(0)
         t0 = torch_common.clock(torch, args.device)
-        pipe(class_labels=[207], guidance_scale=4.0, num_inference_steps=steps, generator=gen,
-             output_type="np")
+        with torch.inference_mode(), torch_common.autocast(torch, args):
+            pipe(class_labels=[207], guidance_scale=4.0, num_inference_steps=steps,
+                 generator=gen, output_type="np")
         ms = torch_common.clock(torch, args.device) - t0
     return {"sample_ms": round(ms, 1), "steps": args.sample_steps, "threads": args.threads,
             "device": args.device, "precision": args.precision, "torch": torch.__version__,

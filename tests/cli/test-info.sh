@@ -37,6 +37,20 @@ has "Examples:" "info --help shows examples"
 expect 1 "info without a model" -- "$dit" info
 expect 1 "info with a bad flag" -- "$dit" info --bogus x
 
+# --device: this machine, no MODEL; capped at AVX2 oneDNN says so and bf16 is
+# off with the reason
+expect 0 "info --device" -- "$dit" info --device
+has "fp32 products:" "info --device names the fp32 library"
+has "--precision auto:" "info --device says what auto picks"
+expect 0 "info --device --json" -- "$dit" info --device --json
+has '"cpu_isa": "' "info --device --json"
+if "$dit" info --device --json | grep -q '"onednn": true'; then
+    expect 0 "info --device, AVX2 cap" -- env ONEDNN_MAX_CPU_ISA=AVX2 "$dit" info --device --json
+    has '"cpu_isa": "avx2"' "oneDNN capped at AVX2"
+    has '"bf16": false, "bf16_why": "this processor has no bf16' "bf16 off with the reason"
+    has '"auto_precision_cpu": "fp32"' "auto is fp32 without bf16"
+fi
+
 expect 0 "info official (BF16)" -- "$dit" info "$golden/dit_official_p2.safetensors"
 has "naming:           official" "official naming"
 has "BF16" "dtype"
