@@ -80,8 +80,6 @@ static void onednn_sgemm(const dit_backend *be, bool ta, bool tb, int M, int N, 
         openblas_gemm(be, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* ---- bf16 ---------------------------------------------------------------- */
-
 static dnnl_engine_t engine; /* set once by the probe */
 
 /* round to nearest even, as torch and oneDNN do; NaN stays NaN */
@@ -112,7 +110,7 @@ typedef struct {
     uint16_t *data;
     size_t cap;
 } bf16_buf;
-static __thread bf16_buf scratch[2];
+static __thread bf16_buf scratch[3]; /* A, B, oneDNN's scratchpad */
 
 static uint16_t *scratch_get(int which, size_t n)
 {
@@ -126,10 +124,21 @@ static uint16_t *scratch_get(int which, size_t n)
     return b->data;
 }
 
-/* The bf16 copies of weights, by the address of their fp32 original. */
+/* Strides of op(X) (rows, cols) for X stored with leading dimension ld */
+static void op_strides(bool trans, int ld, dnnl_dims_t strides)
+{
+    strides[0] = trans ? 1 : ld;
+    strides[1] = trans ? ld : 1;
+}
+
+/* ---- bf16 copies of weights, by the address of their fp32 original -------
+ * In the layout the product wants: a matmul's B in the primitive's own
+ * blocked layout (md), a convolution's A plain. */
 typedef struct {
     int rows, cols, ld;
-    uint16_t *data;
+    bool trans;
+    dnnl_memory_desc_t md;
+    void *data;
 } weight_copy;
 static GMutex weights_lock;
 static GHashTable *weights; /* const float * -> weight_copy * */
@@ -141,20 +150,58 @@ static void weight_copy_free(gpointer p)
     g_free(w);
 }
 
-static const uint16_t *weight_bf16(const float *src, int rows, int cols, int ld)
+/* src (op(X) as rows x cols f32 with strides) reordered into md */
+static void *reorder_weight(const float *X, const dnnl_memory_desc_t *src_md,
+                            const dnnl_memory_desc_t *md)
+{
+    void *data = malloc(dnnl_memory_desc_get_size(md));
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_stream_t s = NULL;
+    bool ok = data &&
+              dnnl_reorder_primitive_desc_create(&rpd, src_md, engine, md, engine, NULL) == 0 &&
+              dnnl_primitive_create(&r, rpd) == 0 &&
+              dnnl_memory_create(&from, src_md, engine, (void *)X) == 0 &&
+              dnnl_memory_create(&to, md, engine, data) == 0 &&
+              dnnl_stream_create(&s, engine, dnnl_stream_default_flags) == 0;
+    if (ok) {
+        const dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+        ok = dnnl_primitive_execute(r, s, 2, args) == 0 && dnnl_stream_wait(s) == 0;
+    }
+    dnnl_stream_destroy(s);
+    dnnl_memory_destroy(from), dnnl_memory_destroy(to);
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(rpd);
+    if (!ok) {
+        free(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* The copy of weight X (op(X): rows x cols, stored ld apart) in layout md;
+ * made at the first call, again when the shape or layout asked differs */
+static const void *weight_bf16(const float *X, bool trans, int ld, int rows, int cols,
+                               const dnnl_memory_desc_t *md)
 {
     g_mutex_lock(&weights_lock);
     if (!weights)
         weights = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, weight_copy_free);
-    weight_copy *w = g_hash_table_lookup(weights, src);
-    if (!w || w->rows != rows || w->cols != cols || w->ld != ld) {
-        uint16_t *data = malloc((size_t)rows * cols * sizeof *data);
+    weight_copy *w = g_hash_table_lookup(weights, X);
+    if (!w || w->rows != rows || w->cols != cols || w->ld != ld || w->trans != trans ||
+        !dnnl_memory_desc_equal(&w->md, md)) {
+        dnnl_dims_t dims = {rows, cols}, strides;
+        dnnl_memory_desc_t src_md;
+        op_strides(trans, ld, strides);
+        void *data = dnnl_memory_desc_init_by_strides(&src_md, 2, dims, dnnl_f32, strides) == 0
+                         ? reorder_weight(X, &src_md, md)
+                         : NULL;
         w = NULL;
         if (data) {
-            convert_rows(data, src, rows, cols, ld);
             w = g_new(weight_copy, 1);
-            *w = (weight_copy){rows, cols, ld, data};
-            g_hash_table_replace(weights, (gpointer)src, w);
+            *w = (weight_copy){rows, cols, ld, trans, *md, data};
+            g_hash_table_replace(weights, (gpointer)X, w);
         }
     }
     g_mutex_unlock(&weights_lock);
@@ -176,70 +223,162 @@ void dit_cpu_gemm_forget(const void *p, size_t bytes)
     g_mutex_unlock(&weights_lock);
 }
 
-/* op(X) (rows, cols) in bf16, dense as X is stored: its md strides follow */
-static const uint16_t *operand_bf16(int which, bool weight, bool trans, const float *X, int ld,
-                                    int rows, int cols, dnnl_dims_t strides)
+/* ---- matmul primitives, made once per shape ------------------------------ */
+
+typedef struct {
+    int bf16, packed_b;
+    int ta, tb, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+} mm_key;
+
+typedef struct {
+    mm_key key;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md; /* b_md: the primitive's layout */
+    dnnl_memory_desc_t scratch_md;       /* the caller's scratchpad */
+} mm_entry;
+
+static GMutex prims_lock;
+static GHashTable *prims; /* mm_key -> mm_entry */
+
+static guint mm_hash(gconstpointer p)
 {
-    const int stored_rows = trans ? cols : rows, stored_cols = trans ? rows : cols;
-    strides[0] = trans ? 1 : stored_cols;
-    strides[1] = trans ? stored_cols : 1;
-    if (weight)
-        return weight_bf16(X, stored_rows, stored_cols, ld);
-    uint16_t *d = scratch_get(which, (size_t)stored_rows * stored_cols);
-    if (d)
-        convert_rows(d, X, stored_rows, stored_cols, ld);
-    return d;
+    const unsigned char *b = p;
+    guint h = 2166136261u;
+    for (size_t i = 0; i < sizeof(mm_key); i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
 }
 
-/* the matmul primitive on bf16 copies of A and B, fp32 out; false when
- * oneDNN cannot run it (the caller then computes in fp32) */
-static bool onednn_bf16_gemm(const dit_backend *be, bool ta, bool tb, int M, int N, int K,
-                             float alpha, const float *A, int lda, const float *B, int ldb,
-                             float beta, float *C, int ldc, dit_gemm_weight weight)
+static gboolean mm_equal(gconstpointer a, gconstpointer b)
 {
-    dnnl_dims_t a_dims = {M, K}, b_dims = {K, N}, c_dims = {M, N}, a_str, b_str;
-    dnnl_dims_t c_str = {ldc, 1};
-    const uint16_t *a16 = operand_bf16(0, weight == DIT_GEMM_WEIGHT_A, ta, A, lda, M, K, a_str);
-    const uint16_t *b16 = operand_bf16(1, weight == DIT_GEMM_WEIGHT_B, tb, B, ldb, K, N, b_str);
-    if (!a16 || !b16 || !engine)
-        return false;
-    dnnl_memory_desc_t a_md, b_md, c_md;
+    return memcmp(a, b, sizeof(mm_key)) == 0;
+}
+
+static void mm_entry_free(gpointer p)
+{
+    mm_entry *e = p;
+    dnnl_primitive_destroy(e->prim);
+    g_free(e);
+}
+
+static mm_entry *mm_create(const mm_key *k)
+{
+    const dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t a_dims = {k->M, k->K}, b_dims = {k->K, k->N}, c_dims = {k->M, k->N};
+    dnnl_dims_t a_str, b_str, c_str = {k->ldc, 1};
+    /* bf16 activations are converted densely, fp32 ones used in place */
+    op_strides(k->ta, k->bf16 ? (k->ta ? k->M : k->K) : k->lda, a_str);
+    op_strides(k->tb, k->bf16 ? (k->tb ? k->K : k->N) : k->ldb, b_str);
+    mm_entry *e = g_new0(mm_entry, 1);
+    e->key = *k;
     dnnl_matmul_desc_t mm;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t prim = NULL;
-    dnnl_memory_t am = NULL, bm = NULL, cm = NULL;
-    dnnl_stream_t stream = NULL;
-    bool ok = dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, dnnl_bf16, a_str) == 0 &&
-              dnnl_memory_desc_init_by_strides(&b_md, 2, b_dims, dnnl_bf16, b_str) == 0 &&
-              dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, dnnl_f32, c_str) == 0 &&
-              dnnl_matmul_desc_init(&mm, &a_md, &b_md, NULL, &c_md) == 0 &&
-              dnnl_primitive_attr_create(&attr) == 0;
-    if (ok && alpha != 1.0f)
-        ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == 0;
-    if (ok && beta != 0.0f)
-        ok = dnnl_post_ops_create(&po) == 0 && dnnl_post_ops_append_sum(po, beta) == 0 &&
+    bool ok =
+        dnnl_memory_desc_init_by_strides(&e->a_md, 2, a_dims, in, a_str) == 0 &&
+        (k->packed_b ? dnnl_memory_desc_init_by_tag(&e->b_md, 2, b_dims, in, dnnl_format_tag_any)
+                     : dnnl_memory_desc_init_by_strides(&e->b_md, 2, b_dims, in, b_str)) == 0 &&
+        dnnl_memory_desc_init_by_strides(&e->c_md, 2, c_dims, dnnl_f32, c_str) == 0 &&
+        dnnl_matmul_desc_init(&mm, &e->a_md, &e->b_md, NULL, &e->c_md) == 0 &&
+        dnnl_primitive_attr_create(&attr) == 0 &&
+        /* Debian's oneDNN shares a library scratchpad between primitives
+         * run at once (no DNNL_ENABLE_CONCURRENT_EXEC), and we run them at
+         * once: Winograd's sixteen products, attention's heads */
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == 0;
+    if (ok && k->alpha != 1.0f)
+        ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha) == 0;
+    if (ok && k->beta != 0.0f)
+        ok = dnnl_post_ops_create(&po) == 0 && dnnl_post_ops_append_sum(po, k->beta) == 0 &&
              dnnl_primitive_attr_set_post_ops(attr, po) == 0;
     ok = ok && dnnl_primitive_desc_create(&pd, &mm, attr, engine, NULL) == 0 &&
-         dnnl_primitive_create(&prim, pd) == 0 &&
-         dnnl_memory_create(&am, &a_md, engine, (void *)a16) == 0 &&
-         dnnl_memory_create(&bm, &b_md, engine, (void *)b16) == 0 &&
-         dnnl_memory_create(&cm, &c_md, engine, C) == 0 &&
-         dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) == 0;
-    if (ok) {
-        const dnnl_exec_arg_t args[] = {
-            {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
-        const int old = enter_threads(be->n_threads);
-        ok = dnnl_primitive_execute(prim, stream, 3, args) == 0 && dnnl_stream_wait(stream) == 0;
-        leave_threads(old);
-    }
-    dnnl_stream_destroy(stream);
-    dnnl_memory_destroy(am), dnnl_memory_destroy(bm), dnnl_memory_destroy(cm);
-    dnnl_primitive_destroy(prim);
+         dnnl_primitive_create(&e->prim, pd) == 0;
+    if (ok && k->packed_b)
+        e->b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (ok)
+        e->scratch_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     dnnl_primitive_desc_destroy(pd);
     dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        mm_entry_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static const mm_entry *mm_get(const mm_key *k)
+{
+    enum { MAX_PRIMITIVES = 1024 }; /* shapes seen: a few dozen per model */
+    g_mutex_lock(&prims_lock);
+    if (!prims)
+        prims = g_hash_table_new_full(mm_hash, mm_equal, NULL, mm_entry_free);
+    mm_entry *e = g_hash_table_lookup(prims, k);
+    if (!e) {
+        if (g_hash_table_size(prims) >= MAX_PRIMITIVES)
+            g_hash_table_remove_all(prims);
+        if ((e = mm_create(k)))
+            g_hash_table_insert(prims, &e->key, e);
+    }
+    g_mutex_unlock(&prims_lock);
+    return e;
+}
+
+/* C = alpha op(A) op(B) + beta C through oneDNN's matmul primitive, fp32 or
+ * on bf16 copies; false when oneDNN cannot run it (the caller then does) */
+static bool onednn_matmul(const dit_backend *be, bool bf16, bool ta, bool tb, int M, int N, int K,
+                          float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                          float *C, int ldc, dit_gemm_weight weight)
+{
+    static __thread dnnl_stream_t stream; /* one per thread, kept */
+    if (!engine || (!stream && dnnl_stream_create(&stream, engine, dnnl_stream_default_flags)))
+        return false;
+    mm_key k;
+    memset(&k, 0, sizeof k); /* the padding is hashed too */
+    k.bf16 = bf16, k.packed_b = bf16 && weight == DIT_GEMM_WEIGHT_B;
+    k.ta = ta, k.tb = tb, k.M = M, k.N = N, k.K = K, k.lda = lda, k.ldb = ldb, k.ldc = ldc;
+    k.alpha = alpha, k.beta = beta;
+    const mm_entry *e = mm_get(&k);
+    if (!e)
+        return false;
+    const void *a = A, *b = B;
+    if (bf16) {
+        const int a_rows = ta ? K : M, a_cols = ta ? M : K;
+        if (weight == DIT_GEMM_WEIGHT_A) {
+            a = weight_bf16(A, ta, lda, M, K, &e->a_md);
+        } else if ((a = scratch_get(0, (size_t)M * K))) {
+            convert_rows((uint16_t *)a, A, a_rows, a_cols, lda);
+        }
+        if (weight == DIT_GEMM_WEIGHT_B) {
+            b = weight_bf16(B, tb, ldb, K, N, &e->b_md);
+        } else if ((b = scratch_get(1, (size_t)K * N))) {
+            convert_rows((uint16_t *)b, B, tb ? N : K, tb ? K : N, ldb);
+        }
+        if (!a || !b)
+            return false;
+    }
+    /* in uint16 units: the per-thread buffers hold the scratchpad too */
+    const size_t scratch_bytes = dnnl_memory_desc_get_size(&e->scratch_md);
+    void *pad = scratch_bytes ? scratch_get(2, (scratch_bytes + 1) / 2) : NULL;
+    if (scratch_bytes && !pad)
+        return false;
+    dnnl_memory_t am = NULL, bm = NULL, cm = NULL, sm = NULL;
+    bool ok = dnnl_memory_create(&am, &e->a_md, engine, (void *)a) == 0 &&
+              dnnl_memory_create(&bm, &e->b_md, engine, (void *)b) == 0 &&
+              dnnl_memory_create(&cm, &e->c_md, engine, C) == 0 &&
+              dnnl_memory_create(&sm, &e->scratch_md, engine, pad) == 0;
+    if (ok) {
+        const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, am},
+                                        {DNNL_ARG_WEIGHTS, bm},
+                                        {DNNL_ARG_DST, cm},
+                                        {DNNL_ARG_SCRATCHPAD, sm}};
+        const int old = enter_threads(be->n_threads);
+        ok = dnnl_primitive_execute(e->prim, stream, 4, args) == 0 && dnnl_stream_wait(stream) == 0;
+        leave_threads(old);
+    }
+    dnnl_memory_destroy(am), dnnl_memory_destroy(bm), dnnl_memory_destroy(cm);
+    dnnl_memory_destroy(sm);
     return ok;
 }
 
@@ -286,11 +425,12 @@ static double time_gemm(dit_backend *be, int lib, const float *A, const float *W
         const gint64 t0 = g_get_monotonic_time();
         if (lib == 0)
             openblas_gemm(be, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
-        else if (lib == 1)
+        else if (!onednn_matmul(be, lib == 2, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N,
+                                DIT_GEMM_WEIGHT_B)) {
+            if (lib == 2)
+                return 0;
             onednn_sgemm(be, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N);
-        else if (!onednn_bf16_gemm(be, false, true, M, N, K, 1.0f, A, K, W, K, 0.0f, C, N,
-                                   DIT_GEMM_WEIGHT_B))
-            return 0;
+        }
         const double s = (double)(g_get_monotonic_time() - t0) * 1e-6;
         const double rate = 2.0 * M * N * K / (s > 1e-9 ? s : 1e-9) * 1e-9;
         if (rep > 0 && rate > best) /* the first run warms caches and JIT */
@@ -408,12 +548,14 @@ void dit_cpu_gemm(const dit_backend *be, bool trans_a, bool trans_b, int M, int 
         return;
 #ifdef DIT_HAVE_ONEDNN
     if (be->gemm_bf16 && K > 0 &&
-        onednn_bf16_gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                         weight))
+        onednn_matmul(be, true, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                      weight))
         return;
     const int lib = be->gemm_lib == DIT_GEMM_AUTO ? (int)dit_cpu_gemm_fp32_lib() : be->gemm_lib;
     if (lib == DIT_GEMM_ONEDNN) {
-        onednn_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (K == 0 || !onednn_matmul(be, false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                                     beta, C, ldc, weight))
+            onednn_sgemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #else

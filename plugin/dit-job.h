@@ -49,6 +49,8 @@ DitJob *ditgimp_job_new(const DitValues *values, GError **error);
 void ditgimp_job_free(DitJob *job);
 
 gint32 ditgimp_job_seed(const DitJob *job);
+/* The precision of its products: "fp32", "bf16" (the device's choice) */
+const gchar *ditgimp_job_precision(const DitJob *job);
 /* The class as a person reads it: its label, else its number. */
 const gchar *ditgimp_job_class_label(const DitJob *job);
 /* VAE factor x patch size: model sizes are multiples of it. */

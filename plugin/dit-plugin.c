@@ -68,6 +68,7 @@ G_STATIC_ASSERT(G_N_ELEMENTS(sampler_choices) == DIT_SAMPLER_COUNT + 2);
 static const DitChoice device_choices[] = {
     {"auto", N_("Automatic"), "auto"},
     {"cpu", N_("CPU"), "cpu"},
+    {"cpu-bf16", N_("CPU, bf16"), "cpu-bf16"},
     {"cuda", N_("CUDA GPU"), "cuda"},
     {NULL, NULL, NULL},
 };
@@ -103,7 +104,9 @@ const DitArg dit_args[] = {
     {"grow", DIT_ARG_INT, "Grow",
      "Inpaint: grow the mask by N latent pixels (0 - 64; default 0)", NULL,
      0, 64, NULL, TRUE, FIELD(grow)},
-    {"device", DIT_ARG_CHOICE, "Device", "auto, cpu or cuda (default auto)", NULL,
+    {"device", DIT_ARG_CHOICE, "Device",
+     "auto, cpu, cpu-bf16 or cuda (default auto: the GPU where usable, else the CPU, in bf16 "
+     "only where the CPU measured it faster)", NULL,
      0, 0, device_choices, FALSE, FIELD(device)},
 };
 /* clang-format on */

@@ -30,6 +30,8 @@ struct _DitDialog {
     GtkWidget *strength_row[2], *grow_row[2];
     GtkWidget *sampler;
     GtkWidget *device;
+    GtkWidget *device_note; /* what the chosen device will run */
+    gboolean cuda_usable;
     GtkWidget *preview;   /* GtkImage */
     GtkWidget *progress;  /* GtkProgressBar */
     gchar *model;         /* "" = default */
@@ -40,7 +42,44 @@ struct _DitDialog {
     guint64 parent_xid;
 };
 
-static const gchar *const device_ids[] = {"auto", "cpu", "cuda"};
+static const gchar *const device_ids[] = {"auto", "cpu", "cpu-bf16", "cuda"};
+
+/* ---- device ------------------------------------------------------------------ */
+
+/* One line under the Device row: where the work runs and in which precision,
+ * with the rates libdit measured on this machine (dit_cpu_get_caps). */
+static void show_device(DitDialog *d)
+{
+    const gchar *id = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->device));
+    dit_cpu_caps c;
+    dit_cpu_get_caps(&c);
+    const gboolean is_auto = !g_strcmp0(id, "auto");
+    const double fp32_rate =
+        strcmp(c.fp32_library, "oneDNN") == 0 ? c.gflops_onednn_fp32 : c.gflops_openblas;
+    gchar *text;
+    if (!g_strcmp0(id, "cuda") || (is_auto && d->cuda_usable))
+        text = d->cuda_usable ? g_strdup(_("Runs on the CUDA GPU"))
+                              : g_strdup_printf(_("No usable CUDA GPU here: %s"),
+                                                dit_build_has_cuda() ? _("no device found")
+                                                                     : _("no CUDA in this build"));
+    else if (!g_strcmp0(id, "cpu-bf16") && !c.bf16)
+        text = g_strdup_printf(_("bf16 cannot run here: %s"), c.bf16_why);
+    else if (!g_strcmp0(id, "cpu-bf16") || (is_auto && c.bf16_faster))
+        text = g_strdup_printf(_("CPU, bf16 products, %.0f GFLOP/s measured (fp32: %.0f)"),
+                               c.gflops_onednn_bf16, fp32_rate);
+    else {
+        gchar *base = g_strdup_printf(_("CPU, fp32 products on %s, %.0f GFLOP/s measured"),
+                                      c.fp32_library, fp32_rate);
+        text = is_auto && c.bf16
+                   ? g_strconcat(base, _("; bf16 is not faster on this processor"), NULL)
+                   : g_strdup(base);
+        g_free(base);
+    }
+    gtk_label_set_text(GTK_LABEL(d->device_note), text);
+    g_free(text);
+}
+
+static void on_device_changed(GtkComboBox *combo, DitDialog *d) { show_device(d); }
 
 /* ---- model and labels ------------------------------------------------------ */
 
@@ -344,13 +383,25 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
 
     /* device */
     d->device = gtk_combo_box_text_new();
-    const gchar *device_names[] = {_("Automatic"), _("CPU"), _("CUDA GPU")};
-    for (int i = 0; i < 3; i++)
+    const gchar *device_names[] = {_("Automatic"), _("CPU"), _("CPU, bf16"), _("CUDA GPU")};
+    G_STATIC_ASSERT(G_N_ELEMENTS(device_names) == G_N_ELEMENTS(device_ids));
+    for (gsize i = 0; i < G_N_ELEMENTS(device_ids); i++)
         gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->device), device_ids[i], device_names[i]);
     if (!gtk_combo_box_set_active_id(GTK_COMBO_BOX(d->device), values->device))
         gtk_combo_box_set_active(GTK_COMBO_BOX(d->device), 0);
     add_label(grid, row, _("_Device:"), d->device);
     gtk_grid_attach(grid, d->device, 1, row++, 1, 1);
+    dit_ctx *probe = dit_ctx_new();
+    d->cuda_usable = probe && dit_ctx_set_device(probe, "cuda") == DIT_OK;
+    dit_ctx_free(probe);
+    d->device_note = gtk_label_new("");
+    gtk_label_set_xalign(GTK_LABEL(d->device_note), 0.0f);
+    gtk_label_set_line_wrap(GTK_LABEL(d->device_note), TRUE);
+    gtk_label_set_max_width_chars(GTK_LABEL(d->device_note), 48);
+    gtk_style_context_add_class(gtk_widget_get_style_context(d->device_note), "dim-label");
+    gtk_grid_attach(grid, d->device_note, 1, row++, 1, 1);
+    show_device(d);
+    g_signal_connect(d->device, "changed", G_CALLBACK(on_device_changed), d);
 
     /* grow */
     d->grow = gtk_adjustment_new(values->grow, 0, 64, 1, 4, 0);

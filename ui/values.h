@@ -32,7 +32,7 @@ typedef struct {
     gint32 seed;           /* -1: a new random seed each run (-1 .. 2^31 - 1) */
     gchar sampler[32];     /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
     gint32 grow;           /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
-    gchar device[16];      /* "auto", "cpu" or "cuda" */
+    gchar device[16];      /* "auto", "cpu", "cpu-bf16" or "cuda" */
 } DitValues;
 
 /* The defaults above for a mode. */

@@ -71,7 +71,7 @@ void cli_options_clear(options *o);
 #define OPT_VAE(o) {"vae", 0, 0, G_OPTION_ARG_FILENAME, &(o)->vae, "VAE folder or .safetensors; 'none' for a pixel-space model (default: the pipeline's vae/)", "PATH"}
 #define OPT_THREADS(o) {"threads", 't', 0, G_OPTION_ARG_INT, &(o)->threads, "CPU threads (default: all cores)", "N"}
 #define OPT_DEVICE(o) {"device", 0, 0, G_OPTION_ARG_STRING, &(o)->device, "cpu, cuda or auto (default: auto)", "DEV"}
-#define OPT_PRECISION(o) {"precision", 0, 0, G_OPTION_ARG_STRING, &(o)->precision, "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"}
+#define OPT_PRECISION(o) {"precision", 0, 0, G_OPTION_ARG_STRING, &(o)->precision, "matrix products: fp32, tf32 (CUDA), bf16 (CUDA, or a CPU with bf16: see dit info --device) or auto (default: fp32)", "P"}
 #define OPT_OUTPUT(o) {"output", 'o', 0, G_OPTION_ARG_FILENAME, &(o)->output, "output file", "FILE"}
 #define OPT_QUIET(o) {"quiet", 'q', 0, G_OPTION_ARG_NONE, &(o)->quiet, "no progress, only errors", NULL}
 #define OPT_END {NULL, 0, 0, 0, NULL, NULL, NULL}

@@ -263,7 +263,8 @@ static int parse_train_options(int argc, char **argv, train_options *o)
          "live",
          "DEV"},
         {"precision", 0, 0, G_OPTION_ARG_STRING, &o->precision,
-         "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32)", "P"},
+         "matrix products on CUDA: fp32, tf32 or bf16 (default: fp32; the CPU trains in fp32)",
+         "P"},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "no progress line", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };

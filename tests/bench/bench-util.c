@@ -142,6 +142,12 @@ dit_ctx *bench_ctx_new(const char **device, const char **precision)
     return ctx;
 }
 
+const char *bench_torch_precision(const char *ours)
+{
+    const char *p = g_getenv("DIT_BENCH_TORCH_PRECISION");
+    return p && *p ? p : ours;
+}
+
 const char *bench_where(const dit_ctx *ctx)
 {
     static char where[32];

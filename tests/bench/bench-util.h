@@ -39,6 +39,9 @@ bool bench_write_sd_vae(dit_ctx *ctx, const char *dir);
  * oneDNN fp32 or oneDNN bf16) and OpenBLAS's, on ctx's threads, prints them and
  * returns it; on a device 0 (a CPU peak says nothing about it) */
 double bench_peak(dit_ctx *ctx);
+/* The precision the PyTorch reference runs in: $DIT_BENCH_TORCH_PRECISION
+ * (e.g. libdit's "auto" against PyTorch's autocast "bf16"), else ours */
+const char *bench_torch_precision(const char *ours);
 /* " = N% of this run's GEMM peak" on stdout when peak > 0 */
 void print_share_of_peak(double gflops, double peak);
 /* "N threads" on the CPU, else the device's name, for result lines (a

@@ -108,20 +108,29 @@ int main(int argc, char **argv)
     char threads_s[16], iters_s[16];
     snprintf(threads_s, sizeof threads_s, "%d", threads);
     snprintf(iters_s, sizeof iters_s, "%d", iters);
-    const char *args[] = {"--model",  model_dir, "--latent",    io_path,    "--threads",
-                          threads_s,  "--iters", iters_s,       "--output", ref_out,
-                          "--device", device,    "--precision", precision,  NULL};
+    const char *args[] = {"--model",     model_dir,
+                          "--latent",    io_path,
+                          "--threads",   threads_s,
+                          "--iters",     iters_s,
+                          "--output",    ref_out,
+                          "--device",    device,
+                          "--precision", bench_torch_precision(precision),
+                          NULL};
     char *json = run_reference("torch_vae_ref.py", args);
     int rc = 0;
     if (json) {
         double tms = json_number(json, "ms");
         printf("PyTorch reference: %s", json);
-        printf("ratio vs diffusers (same weights, %s, %s): %.2fx %s\n", bench_where(ctx), precision,
-               tms / med, tms >= med ? "(libdit faster)" : "(diffusers faster)");
+        printf("ratio vs diffusers (same weights, %s, %s vs %s): %.2fx %s\n", bench_where(ctx),
+               precision, bench_torch_precision(precision), tms / med,
+               tms >= med ? "(libdit faster)" : "(diffusers faster)");
         st_file *f = NULL;
         if (st_open(ctx, ref_out, &f) == DIT_OK) {
             float *ref = read_tensor(ctx, f, "out", NULL, NULL, NULL);
-            const double limit = strcmp(precision, "fp32") == 0 ? 1e-3 : 1e-1;
+            const double limit =
+                !strcmp(precision, "fp32") && !strcmp(bench_torch_precision(precision), "fp32")
+                    ? 1e-3
+                    : 1e-1;
             if (ref && !compare_rel("libdit vs diffusers decode", img, ref, (size_t)3 * side * side,
                                     limit))
                 rc = 1;

@@ -950,7 +950,7 @@ DOC_ARGS = {
     "seed": "int -1 2147483647 -1",
     "sampler": "choice default default,ddpm,ddim,dpm++2m,euler,cold",
     "grow": "int 0 64 0",
-    "device": "choice auto auto,cpu,cuda",
+    "device": "choice auto auto,cpu,cpu-bf16,cuda",
 }
 STRENGTH = {"plug-in-dit-inpaint": "1", "plug-in-dit-img2img": "0.75"}
 TYPES2 = {"int": 0, "double": 3, "string": 4, "choice": 4}  # GimpPDBArgType
@@ -1065,6 +1065,10 @@ def run_dialog(args, root):
     steps = texts[texts.index("Steps:") - 1] if "Steps:" in texts else ""
     check(steps == "range: 1 - 1000",
           f"the Steps field goes from 1 to 1000 as plug-in-dit-*'s steps do ({steps!r})")
+    # under the Device row: where Automatic runs (no GPU here) and how fast
+    note = [t for t in texts if re.match(r"CPU, (fp32 products on (OpenBLAS|oneDNN)|bf16 "
+                                         r"products), \d+ GFLOP/s measured", t)]
+    check(len(note) == 1, f"the device note says what Automatic runs: {note}")
 
 
 # msgid -> what each language must show (GtkLabel drops the mnemonic '_')
@@ -1099,7 +1103,7 @@ def run_i18n(g, args, root):
     en_lines = set(en.splitlines())
     zh_lines = zh.splitlines()
     same = [l for l in zh_lines if l in en_lines and re.search(r"[a-z]{3}", l)
-            and l not in ("DiT", "CPU", "dpm++2m")]
+            and l not in ("DiT", "CPU", "dpm++2m") and not l.startswith("range: ")]
     check(not same, f"every English dialog text is translated (untranslated: {same})")
     for lang, title in TITLES.items():
         texts = dialog_texts(args, lang)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dit-job.h"
+#include "dit.h"
 
 static int failures;
 
@@ -88,6 +89,32 @@ static void test_values(const char *model)
     v = values(model, DIT_MODE_INPAINT, "1");
     ditui_values_set_string(v.device, sizeof v.device, "cuda");
     refuses("the cuda device", &v, "use the CPU device"); /* no backend, or no device here */
+    /* the CPU in bf16 where the processor can, else refused with the
+     * reason; "auto" (no GPU here) takes bf16 only where it measured faster */
+    dit_cpu_caps caps;
+    dit_cpu_get_caps(&caps);
+    const struct {
+        const char *device, *precision;
+    } devices[] = {{"cpu", "fp32"},
+                   {"cpu-bf16", caps.bf16 ? "bf16" : NULL},
+                   {"auto", caps.bf16_faster ? "bf16" : "fp32"}};
+    for (size_t i = 0; i < G_N_ELEMENTS(devices); i++) {
+        v = values(model, DIT_MODE_INPAINT, "1");
+        ditui_values_set_string(v.device, sizeof v.device, devices[i].device);
+        if (!devices[i].precision) {
+            refuses("bf16 on this CPU", &v, "bf16 on the CPU cannot run here");
+            continue;
+        }
+        job = ditgimp_job_new(&v, &err);
+        CHECK(job && strcmp(ditgimp_job_precision(job), devices[i].precision) == 0,
+              "device %s runs in %s (%s)", devices[i].device, devices[i].precision,
+              job ? ditgimp_job_precision(job) : err->message);
+        ditgimp_job_free(job);
+        g_clear_error(&err);
+    }
+    v = values(model, DIT_MODE_INPAINT, "1");
+    ditui_values_set_string(v.device, sizeof v.device, "gpu");
+    refuses("an unknown device", &v, "use auto, cpu, cpu-bf16 or cuda");
     v = values(model, DIT_MODE_INPAINT, "1");
     v.strength = 1.5;
     refuses("strength 1.5", &v, "Strength");

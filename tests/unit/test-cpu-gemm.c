@@ -149,6 +149,37 @@ static void library_cases(void)
     }
 }
 
+/* The same products on two threads at once, as Winograd's sixteen and
+ * attention's heads run: each must equal the product run alone. */
+static void concurrent_cases(void)
+{
+    enum { M = 192, N = 640, K = 576, RUNS = 4 };
+    dit_backend be[2] = {*dit_backend_cpu(), *dit_backend_cpu()};
+    be[0].gemm_lib = be[1].gemm_lib = DIT_GEMM_ONEDNN;
+    be[1].gemm_bf16 = dit_cpu_bf16_supported(NULL, 0);
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+    float *alone = malloc(sizeof(float) * M * N), *C = malloc(sizeof(float) * RUNS * M * N);
+    fill(A, (size_t)M * K, 11), fill(B, (size_t)K * N, 12);
+    for (int p = 0; p < 2; p++) {
+        for (int ta = 0; ta < 2; ta++) {
+            const int lda = ta ? M : K;
+            dit_cpu_gemm(&be[p], ta, false, M, N, K, 1.0f, A, lda, B, N, 0.0f, alone, N,
+                         DIT_GEMM_NO_WEIGHT);
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+            for (int r = 0; r < RUNS; r++)
+                dit_cpu_gemm(&be[p], ta, false, M, N, K, 1.0f, A, lda, B, N, 0.0f,
+                             C + (size_t)r * M * N, N, DIT_GEMM_NO_WEIGHT);
+            for (int r = 0; r < RUNS; r++) {
+                const double e = rel_diff(C + (size_t)r * M * N, alone, (size_t)M * N);
+                CHECK(e == 0, "%s %s, run %d of %d on 2 threads: %.2e from the product alone",
+                      p ? "bf16" : "fp32", ta ? "A^T" : "A", r, RUNS, e);
+            }
+        }
+    }
+    printf("concurrent products equal the product alone: %s\n", failures ? "no" : "yes");
+    free(A), free(B), free(alone), free(C);
+}
+
 /* Whether bf16 must run here: the kernel's flags, unless oneDNN is capped */
 static bool bf16_expected(void)
 {
@@ -282,6 +313,8 @@ static void model_cases(void)
 int main(void)
 {
     library_cases();
+    if (dit_build_has_onednn())
+        concurrent_cases();
     precision_cases();
     model_cases();
     printf("%s\n", failures ? "FAILED" : "all passed");
