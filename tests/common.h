@@ -21,6 +21,10 @@ float *read_tensor(dit_ctx *ctx, const st_file *f, const char *name, size_t *n, 
  * returns whether every value is finite and max|diff| <= rel * max|ref|. */
 bool compare_rel(const char *label, const float *ours, const float *ref, size_t n, double rel);
 
+/* Whether bf16 products must run here: oneDNN is built, the kernel's CPU
+ * flags have avx512_bf16 or amx_bf16, and $ONEDNN_MAX_CPU_ISA does not cap
+ * oneDNN below them. Judged without asking libdit. */
+bool test_cpu_bf16_expected(void);
 /* The precision a golden test runs in: $DIT_TEST_PRECISION ("bf16"; unset:
  * fp32), set on ctx. Returns 0 to go on, 77 to skip where this machine
  * cannot run it (no oneDNN, or a processor without bf16, real or through

@@ -180,21 +180,6 @@ static void concurrent_cases(void)
     free(A), free(B), free(alone), free(C);
 }
 
-/* Whether bf16 must run here: the kernel's flags, unless oneDNN is capped */
-static bool bf16_expected(void)
-{
-    char *text = NULL;
-    if (!dit_build_has_onednn() || !g_file_get_contents("/proc/cpuinfo", &text, NULL, NULL))
-        return false;
-    bool yes = strstr(text, " avx512_bf16") || strstr(text, " amx_bf16");
-    g_free(text);
-    const char *cap = g_getenv("ONEDNN_MAX_CPU_ISA");
-    if (cap && *cap && strcmp(cap, "ALL") != 0 && !g_str_has_prefix(cap, "AVX512_CORE_BF16") &&
-        !g_str_has_prefix(cap, "AVX512_CORE_AMX"))
-        yes = false;
-    return yes;
-}
-
 static void precision_cases(void)
 {
     dit_cpu_caps caps;
@@ -203,7 +188,7 @@ static void precision_cases(void)
            "bf16 %s%s\n",
            caps.isa, caps.fp32_library, caps.gflops_openblas, caps.gflops_onednn_fp32,
            caps.gflops_onednn_bf16, caps.bf16 ? "yes" : "no: ", caps.bf16 ? "" : caps.bf16_why);
-    const bool expect = bf16_expected();
+    const bool expect = test_cpu_bf16_expected();
     CHECK(caps.bf16 == expect, "bf16 %s, but the CPU flags and cap say %s",
           caps.bf16 ? "supported" : "unsupported", expect ? "supported" : "unsupported");
     if (!dit_build_has_onednn())
