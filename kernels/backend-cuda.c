@@ -506,6 +506,9 @@ const dit_backend *dit_cuda_op_table(void) { return &cuda_ops; }
 /* ---- instances ------------------------------------------------------------ */
 
 /* why[len] = prefix + msg (why may be NULL) */
+/* the oldest compute capability kernels/meson.build builds for, x10 */
+#define DIT_CUDA_MIN_CC 75
+
 static void set_why(char *why, size_t len, const char *prefix, const char *msg)
 {
     if (why && len)
@@ -524,6 +527,31 @@ bool dit_cuda_available(char *why, size_t len)
     }
     if (n <= 0) {
         set_why(why, len, "no CUDA device: ", "none found");
+        return false;
+    }
+    /* device 0, the one dit_cuda_backend_new takes */
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+        set_why(why, len, "no CUDA device: ", cudaGetErrorString(cudaGetLastError()));
+        return false;
+    }
+    char gpu[320];
+    snprintf(gpu, sizeof gpu, "the GPU '%s' (compute capability %d.%d)", prop.name, prop.major,
+             prop.minor);
+    if (prop.major * 10 + prop.minor < DIT_CUDA_MIN_CC) {
+        set_why(why, len, gpu, ": too old, gimp-dit's kernels need 7.5 (Turing) or newer");
+        return false;
+    }
+    const cudaError_t img =
+        cudaSetDevice(0) == cudaSuccess ? dit_cu_check_image() : cudaGetLastError();
+    if (img != cudaSuccess) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 " cannot run this build's kernels (machine code for sm_75 to sm_90, PTX for "
+                 "newer): %s",
+                 cudaGetErrorString(img));
+        set_why(why, len, gpu, msg);
+        (void)cudaGetLastError();
         return false;
     }
     set_why(why, len, "", "");

@@ -99,3 +99,12 @@ extern "C" cudaError_t dit_cu_tanh_clamp(cudaStream_t stream, float *out, const 
     DIT_LAUNCH(tanh_clamp_kernel, ew_grid(n), EW_BLOCK, stream, out, in, n, m);
     return cudaGetLastError();
 }
+
+/* Whether the current device can load this build's kernels: a missing
+ * image (an architecture the fat binary lacks) shows here, not at the
+ * first launch. */
+extern "C" cudaError_t dit_cu_check_image(void)
+{
+    cudaFuncAttributes attr;
+    return cudaFuncGetAttributes(&attr, (const void *)affine_kernel);
+}

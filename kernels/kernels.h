@@ -21,6 +21,8 @@ extern "C" {
 
 /* ---- linear.cu: matmul epilogue, batched attention ---- */
 /* x (rows, n) = act(x + bias (n)); bias may be NULL */
+/* cudaSuccess when the current device can load this build's kernels */
+cudaError_t dit_cu_check_image(void);
 cudaError_t dit_cu_bias_act(cudaStream_t stream, float *x, const float *bias, size_t rows, int n,
                             int act);
 /* Largest head dim the fused attention takes. */

@@ -423,7 +423,17 @@ static void test_precision(dit_ctx *ctx)
             diff = fmax(diff, fabs(dev[j] - cpu[j])), ref = fmax(ref, fabs(cpu[j]));
         const double rel = diff / ref;
         printf("%-50s %.2e of max (expected %.0e..%.0e)\n", l, rel, rows[i].min, rows[i].max);
-        CHECK(rel >= rows[i].min && rel <= rows[i].max, "%s: %.2e", l, rel);
+        CHECK(rel <= rows[i].max, "%s: %.2e", l, rel);
+#ifdef DIT_CUDA_EMU
+        /* the emulator rounds every product it is told to: too close to
+         * fp32 means the setting did nothing */
+        CHECK(rel >= rows[i].min, "%s: %.2e, as if fp32", l, rel);
+#else
+        /* cuBLAS may keep small products in fp32 kernels whatever the
+         * compute type: on a real GPU that is worth a look, not a failure */
+        if (rel < rows[i].min)
+            printf("warning: %s is %.2e from fp32, below the %.0e expected\n", l, rel, rows[i].min);
+#endif
     }
     dit_ctx_set_device(ctx, "cpu");
     free(cpu), free(dev);

@@ -18,6 +18,7 @@ typedef enum {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
+    cudaErrorNoKernelImageForDevice = 209,
     cudaErrorLaunchFailure = 719,
 } cudaError_t;
 
@@ -42,7 +43,21 @@ typedef struct uint3 {
     unsigned x, y, z;
 } uint3;
 
+/* the fields of the real structs that kernels/ reads */
+struct cudaDeviceProp {
+    char name[256];
+    int major, minor;
+};
+struct cudaFuncAttributes {
+    int maxThreadsPerBlock;
+};
+
 const char *cudaGetErrorString(cudaError_t e);
+/* The emulated GPU: "CPU emulator", compute capability 9.0; for tests of the
+ * refusals, $DIT_EMU_CC ("7.0") sets another, and DIT_EMU_NO_IMAGE=1 makes
+ * cudaFuncGetAttributes find no kernel image. */
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device);
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 cudaError_t cudaGetDeviceCount(int *n);

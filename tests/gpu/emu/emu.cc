@@ -64,6 +64,8 @@ const char *cudaGetErrorString(cudaError_t e)
         return "no CUDA-capable device is detected (emulated)";
     case cudaErrorInvalidDevice:
         return "invalid device ordinal (emulated)";
+    case cudaErrorNoKernelImageForDevice:
+        return "no kernel image is available for execution on the device (emulated)";
     default:
         return "unspecified launch failure (emulated)";
     }
@@ -84,6 +86,28 @@ cudaError_t cudaPeekAtLastError(void)
 cudaError_t cudaGetDeviceCount(int *n)
 {
     *n = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
+{
+    if (device != 0)
+        return set_error(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "CPU emulator");
+    const char *cc = getenv("DIT_EMU_CC");
+    prop->major = 9, prop->minor = 0;
+    if (cc && *cc)
+        sscanf(cc, "%d.%d", &prop->major, &prop->minor);
+    return cudaSuccess;
+}
+
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func)
+{
+    const char *no_image = getenv("DIT_EMU_NO_IMAGE");
+    if (!func || (no_image && *no_image == '1'))
+        return set_error(cudaErrorNoKernelImageForDevice);
+    attr->maxThreadsPerBlock = 1024;
     return cudaSuccess;
 }
 
