@@ -11,6 +11,60 @@
 
 #ifdef DIT_HAVE_CUDA
 #include "dit-cuda.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+#ifndef DIT_CUDA_LINKED
+#include <dlfcn.h>
+#endif
+
+static const dit_cuda_api *cuda_module;
+static char cuda_module_why[768];
+
+/* Opens the CUDA backend module (kernels/dit-cuda.h): $DIT_CUDA_MODULE
+ * alone when set, else where meson installs it, else where this build made
+ * it. A module that does not load (CUDA's libraries missing) leaves the
+ * reason for dit_ctx_set_device("cuda"). The emulator tests link the
+ * backend in instead (DIT_CUDA_LINKED). */
+static void open_cuda_module(void)
+{
+#ifdef DIT_CUDA_LINKED
+    cuda_module = dit_cuda_module_api();
+#else
+    const char *env = getenv("DIT_CUDA_MODULE");
+    const char *const paths[] = {env && *env ? env : DIT_CUDA_MODULE_INSTALLED,
+                                 env && *env ? NULL : DIT_CUDA_MODULE_BUILT};
+    snprintf(cuda_module_why, sizeof cuda_module_why, "%s is not installed (nor at %s)", paths[0],
+             paths[1] ? paths[1] : "another place");
+    for (size_t i = 0; i < 2 && !cuda_module; i++) {
+        if (!paths[i] || (i > 0 && access(paths[i], F_OK) != 0))
+            continue;
+        void *h = dlopen(paths[i], RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            snprintf(cuda_module_why, sizeof cuda_module_why, "%s", dlerror());
+            continue;
+        }
+        const dit_cuda_api *(*get)(void) =
+            (const dit_cuda_api *(*)(void))dlsym(h, DIT_CUDA_MODULE_SYMBOL);
+        const dit_cuda_api *api = get ? get() : NULL;
+        if (!api || api->version != DIT_CUDA_API_VERSION) {
+            snprintf(cuda_module_why, sizeof cuda_module_why,
+                     "%s is not a CUDA module of this gimp-dit", paths[i]);
+            dlclose(h);
+            continue;
+        }
+        cuda_module = api; /* kept open for the life of the process */
+    }
+#endif
+}
+
+static const dit_cuda_api *cuda_api(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, open_cuda_module);
+    return cuda_module;
+}
 #endif
 
 /* Frees the weights and arena on the device (not the backend). */
@@ -41,7 +95,7 @@ void dit_device_release(dit_ctx *ctx)
     release_memory(ctx);
 #ifdef DIT_HAVE_CUDA
     if (ctx->dev.be)
-        dit_cuda_backend_free(ctx->dev.be);
+        cuda_api()->backend_free(ctx->dev.be);
 #endif
     ctx->dev.be = NULL;
     ctx->be = &ctx->cpu;
@@ -64,15 +118,19 @@ dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device)
         ctx->be = ctx->dev.be;
         return DIT_OK;
     }
-    char why[256] = "";
-    if (!dit_cuda_available(why, sizeof why)) {
+    char why[1024] = "";
+    const dit_cuda_api *api = cuda_api();
+    if (!api)
+        snprintf(why, sizeof why, "the CUDA backend of this build could not be loaded: %s",
+                 cuda_module_why);
+    if (!api || !api->available(why, sizeof why)) {
         if (!want) { /* auto: no device is not an error */
             ctx->be = &ctx->cpu;
             return DIT_OK;
         }
         return dit_error(ctx, DIT_ERR_UNSUPPORTED, "%s", why[0] ? why : "no usable CUDA device");
     }
-    ctx->dev.be = dit_cuda_backend_new(0);
+    ctx->dev.be = api->backend_new(0);
     if (!ctx->dev.be) {
         if (!want)
             return DIT_OK;
@@ -80,7 +138,7 @@ dit_status dit_ctx_set_device(dit_ctx *ctx, const char *device)
                          "a CUDA device is present but the backend could not be set up "
                          "(stream or cuBLAS handle)");
     }
-    dit_cuda_set_precision(ctx->dev.be, (dit_cuda_precision)ctx->dev.precision);
+    cuda_api()->set_precision(ctx->dev.be, (dit_cuda_precision)ctx->dev.precision);
     ctx->be = ctx->dev.be;
     return DIT_OK;
 #else
@@ -134,7 +192,7 @@ dit_status dit_ctx_set_precision(dit_ctx *ctx, const char *precision)
     ctx->cpu.gemm_bf16 = p == PRECISION_BF16 && dit_cpu_bf16_supported(NULL, 0);
 #ifdef DIT_HAVE_CUDA
     if (ctx->dev.be)
-        dit_cuda_set_precision(ctx->dev.be, (dit_cuda_precision)p);
+        cuda_api()->set_precision(ctx->dev.be, (dit_cuda_precision)p);
 #endif
     return DIT_OK;
 }
@@ -148,7 +206,7 @@ const char *dit_ctx_precision(const dit_ctx *ctx)
 
 void *dit_device_alloc(dit_ctx *ctx, size_t bytes)
 {
-    void *p = dit_cuda_alloc(bytes);
+    void *p = cuda_api()->alloc(bytes);
     if (!p)
         dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate %.1f MiB of device memory",
                   (double)bytes / (1 << 20));
@@ -158,31 +216,31 @@ void *dit_device_alloc(dit_ctx *ctx, size_t bytes)
 void dit_device_free(void *dev)
 {
     if (dev)
-        dit_cuda_free(dev);
+        cuda_api()->free(dev);
 }
 
 dit_status dit_device_upload(dit_ctx *ctx, void *dst_dev, const void *src, size_t bytes)
 {
-    dit_status st = dit_cuda_upload(dst_dev, src, bytes);
+    dit_status st = cuda_api()->upload(dst_dev, src, bytes);
     return st ? dit_error(ctx, st, "copy of %zu bytes to the device failed", bytes) : DIT_OK;
 }
 
 dit_status dit_device_download(dit_ctx *ctx, void *dst, const void *src_dev, size_t bytes)
 {
-    dit_status st = dit_cuda_download(dst, src_dev, bytes);
+    dit_status st = cuda_api()->download(dst, src_dev, bytes);
     return st ? dit_error(ctx, st, "copy of %zu bytes from the device failed", bytes) : DIT_OK;
 }
 
 dit_status dit_device_memset0(dit_ctx *ctx, void *dst_dev, size_t bytes)
 {
-    dit_status st = dit_cuda_memset0(dst_dev, bytes);
+    dit_status st = cuda_api()->memset0(dst_dev, bytes);
     return st ? dit_error(ctx, st, "clearing %zu bytes on the device failed", bytes) : DIT_OK;
 }
 
 dit_status dit_device_sync(dit_ctx *ctx)
 {
     char why[512] = "";
-    dit_status st = dit_cuda_sync(ctx->be, why, sizeof why);
+    dit_status st = cuda_api()->sync(ctx->be, why, sizeof why);
     return st ? dit_error(ctx, st, "CUDA: %s", why[0] ? why : dit_status_name(st)) : DIT_OK;
 }
 

@@ -66,6 +66,29 @@ dit_status dit_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);
 dit_status dit_cuda_download(void *dst_host, const void *src_dev, size_t bytes);
 dit_status dit_cuda_memset0(void *dst_dev, size_t bytes);
 
+/* ---- the module ------------------------------------------------------------
+ * The backend is built as its own shared module, libdit-cuda.so
+ * (kernels/module.c), which libdit opens at run time: the CLI and the
+ * plug-ins have no CUDA library among their dependencies and start on any
+ * machine; only the module needs CUDA's runtime and cuBLAS. Its one
+ * exported symbol returns the functions above. */
+#define DIT_CUDA_API_VERSION 1
+typedef struct {
+    int version; /* DIT_CUDA_API_VERSION */
+    bool (*available)(char *why, size_t len);
+    dit_backend *(*backend_new)(int device);
+    void (*backend_free)(dit_backend *be);
+    void (*set_precision)(dit_backend *be, dit_cuda_precision p);
+    dit_status (*sync)(const dit_backend *be, char *why, size_t len);
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *dev);
+    dit_status (*upload)(void *dst_dev, const void *src_host, size_t bytes);
+    dit_status (*download)(void *dst_host, const void *src_dev, size_t bytes);
+    dit_status (*memset0)(void *dst_dev, size_t bytes);
+} dit_cuda_api;
+#define DIT_CUDA_MODULE_SYMBOL "dit_cuda_module_api"
+const dit_cuda_api *dit_cuda_module_api(void);
+
 #ifdef __cplusplus
 }
 #endif
