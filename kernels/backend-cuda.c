@@ -39,6 +39,10 @@ typedef struct {
     dit_cuda_precision precision;
     dit_status status; /* first failure since the last dit_cuda_sync */
     char error[256];
+    /* the partial results of the two-stage reductions (GroupNorm's slices,
+     * sum_squares' parts); NULL: one block per reduction */
+    double *reduce;
+    size_t reduce_doubles;
 } cuda_backend;
 
 static cuda_backend *cb_of(const dit_backend *be) { return (cuda_backend *)(uintptr_t)be; }
@@ -281,7 +285,9 @@ static void cuda_group_norm(const dit_backend *be, float *out, const float *in, 
                             const float *beta, int B, int C, int HW, int groups, float eps,
                             dit_act act)
 {
-    CHECK(dit_cu_group_norm(stream_of(be), out, in, gamma, beta, B, C, HW, groups, eps, (int)act));
+    const cuda_backend *cb = cb_of(be);
+    CHECK(dit_cu_group_norm(stream_of(be), out, in, gamma, beta, B, C, HW, groups, eps, (int)act,
+                            cb->reduce, cb->reduce_doubles));
 }
 
 /* Query rows per chunk so that the (rows, N) score block stays near 16M
@@ -456,7 +462,8 @@ static void cuda_ema_update(const dit_backend *be, float *ema, const float *p, s
 
 static void cuda_sum_squares(const dit_backend *be, float *out, const float *x, size_t n)
 {
-    CHECK(dit_cu_sum_squares(stream_of(be), out, x, n));
+    const cuda_backend *cb = cb_of(be);
+    CHECK(dit_cu_sum_squares(stream_of(be), out, x, n, cb->reduce, cb->reduce_doubles));
 }
 
 static const dit_backend cuda_ops = {
@@ -592,6 +599,12 @@ dit_backend *dit_cuda_backend_new(int device)
         free(cb);
         return NULL;
     }
+    /* 8 MiB: 64 slices of every group of a batch of 64 at 32 groups */
+    const size_t reduce_doubles = (size_t)1 << 20;
+    if (cudaMalloc((void **)&cb->reduce, reduce_doubles * sizeof(double)) == cudaSuccess)
+        cb->reduce_doubles = reduce_doubles;
+    else
+        (void)cudaGetLastError(), cb->reduce = NULL;
     return &cb->ops;
 }
 
@@ -601,6 +614,7 @@ void dit_cuda_backend_free(dit_backend *be)
         return;
     cuda_backend *cb = cb_of(be);
     cudaStreamSynchronize(cb->stream);
+    cudaFree(cb->reduce);
     cublasDestroy(cb->blas);
     cudaStreamDestroy(cb->stream);
     free(cb);

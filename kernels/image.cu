@@ -69,6 +69,69 @@ __global__ void group_norm_kernel(float *out, const float *in, const float *gamm
     }
 }
 
+/* The same in parallel: a group's n values split into S slices (grid
+ * (B*groups, S)). group_stats_kernel writes each slice's mean and M2 (the
+ * sum of squared deviations, two passes in double over the slice);
+ * group_apply_kernel combines a group's slices in a fixed order (Chan et
+ * al.'s pairwise update), so every block of the group gets the same bits,
+ * and normalises its slice. A launch reads only what the earlier one wrote
+ * and its own slice: out may be in. */
+__device__ static size_t slice_start(size_t n, int s, int S) { return n * (size_t)s / (size_t)S; }
+
+__global__ void group_stats_kernel(double *part, const float *in, size_t n, int S)
+{
+    const size_t bg = blockIdx.x;
+    const int s = blockIdx.y;
+    const size_t lo = slice_start(n, s, S), hi = slice_start(n, s + 1, S);
+    const float *x = in + bg * n;
+    double sum = 0.0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
+        sum += x[i];
+    const double mean = block_sum(sum) / (double)(hi - lo);
+    double m2 = 0.0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+        const double d = x[i] - mean;
+        m2 += d * d;
+    }
+    m2 = block_sum(m2);
+    if (threadIdx.x == 0) {
+        part[(bg * S + s) * 2] = mean;
+        part[(bg * S + s) * 2 + 1] = m2;
+    }
+}
+
+__global__ void group_apply_kernel(float *out, const float *in, const double *part,
+                                   const float *gamma, const float *beta, int groups, int cpg,
+                                   int HW, int S, float eps, int act)
+{
+    __shared__ double stats[2];
+    const size_t bg = blockIdx.x, n = (size_t)cpg * HW;
+    const int s = blockIdx.y, g = (int)(bg % groups);
+    if (threadIdx.x == 0) {
+        const double *p = part + bg * S * 2;
+        double count = 0.0, mean = 0.0, m2 = 0.0;
+        for (int j = 0; j < S; j++) {
+            const double nb = (double)(slice_start(n, j + 1, S) - slice_start(n, j, S));
+            const double total = count + nb, d = p[2 * j] - mean;
+            mean += d * nb / total;
+            m2 += p[2 * j + 1] + d * d * count * nb / total;
+            count = total;
+        }
+        stats[0] = mean;
+        stats[1] = 1.0 / sqrt(m2 / count + eps);
+    }
+    __syncthreads();
+    const size_t lo = slice_start(n, s, S), hi = slice_start(n, s + 1, S);
+    const float *x = in + bg * n;
+    float *o = out + bg * n;
+    const float mean = (float)stats[0], rstd = (float)stats[1];
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+        const int c = g * cpg + (int)(i / HW);
+        const float a = rstd * gamma[c];
+        o[i] = act_apply(x[i] * a + (beta[c] - mean * a), act);
+    }
+}
+
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_im2col(cudaStream_t stream, float *col, const float *in, int Cin,
@@ -99,7 +162,8 @@ extern "C" cudaError_t dit_cu_bias_act_channels(cudaStream_t stream, float *x, c
 
 extern "C" cudaError_t dit_cu_group_norm(cudaStream_t stream, float *out, const float *in,
                                          const float *gamma, const float *beta, int B, int C,
-                                         int HW, int groups, float eps, int act)
+                                         int HW, int groups, float eps, int act, double *scratch,
+                                         size_t scratch_doubles)
 {
     if (B < 0 || C < 0 || HW < 0 || groups < 1 || C % groups != 0)
         return cudaErrorInvalidValue;
@@ -108,7 +172,20 @@ extern "C" cudaError_t dit_cu_group_norm(cudaStream_t stream, float *out, const 
         return cudaSuccess;
     if (blocks > 0x7fffffffLL)
         return cudaErrorInvalidValue;
-    DIT_LAUNCH(group_norm_kernel, (unsigned)blocks, 512, stream, out, in, gamma, beta, groups,
-               C / groups, HW, eps, act);
+    /* slices of at least GN_SLICE values, at most 64 a group, as many as
+     * the scratch holds; one slice: the one-block-per-group kernel */
+    const size_t n = (size_t)(C / groups) * HW, slice = 4096, max_slices = 64;
+    int S = (int)(n / slice < max_slices ? n / slice : max_slices);
+    while (S > 1 && (!scratch || (size_t)blocks * S * 2 > scratch_doubles))
+        S /= 2;
+    if (S <= 1) {
+        DIT_LAUNCH(group_norm_kernel, (unsigned)blocks, 512, stream, out, in, gamma, beta, groups,
+                   C / groups, HW, eps, act);
+        return cudaGetLastError();
+    }
+    const dim3 grid((unsigned)blocks, (unsigned)S);
+    DIT_LAUNCH(group_stats_kernel, grid, 256, stream, scratch, in, n, S);
+    DIT_LAUNCH(group_apply_kernel, grid, 256, stream, out, in, scratch, gamma, beta, groups,
+               C / groups, HW, S, eps, act);
     return cudaGetLastError();
 }

@@ -57,9 +57,11 @@ cudaError_t dit_cu_im2col(cudaStream_t stream, float *col, const float *in, int 
 /* x (B, C, HW) = act(x + bias[c]); bias may be NULL */
 cudaError_t dit_cu_bias_act_channels(cudaStream_t stream, float *x, const float *bias, int B, int C,
                                      size_t HW, int act);
+/* scratch (scratch_doubles; may be NULL): the per-slice statistics that let
+ * a group spread over many blocks (see image.cu) */
 cudaError_t dit_cu_group_norm(cudaStream_t stream, float *out, const float *in, const float *gamma,
                               const float *beta, int B, int C, int HW, int groups, float eps,
-                              int act);
+                              int act, double *scratch, size_t scratch_doubles);
 
 /* ---- patch.cu ---- */
 cudaError_t dit_cu_patchify(cudaStream_t stream, float *out, const float *x, int B, int C, int H,
@@ -110,7 +112,8 @@ cudaError_t dit_cu_adamw(cudaStream_t stream, float *p, const float *g, float *m
                          size_t n, float lr, float beta1, float beta2, float eps, float wd,
                          float c1, float c2);
 /* out[0] = sum x^2 over n, in double, deterministic */
-cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x, size_t n);
+cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x, size_t n,
+                               double *scratch, size_t scratch_doubles);
 cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p, size_t n,
                               float decay);
 

@@ -39,6 +39,30 @@ __global__ void sum_squares_kernel(float *out, const float *x, size_t n)
         out[0] = (float)s;
 }
 
+/* The same over G blocks: block j sums its contiguous part of x into
+ * part[j]; then one block sums the G parts. G depends on n alone, so the
+ * order, and the bits, are the same every run. */
+__global__ void sum_squares_parts_kernel(double *part, const float *x, size_t n, int G)
+{
+    const size_t lo = n * blockIdx.x / G, hi = n * (blockIdx.x + 1) / G;
+    double s = 0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x)
+        s += (double)x[i] * x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
+}
+
+__global__ void sum_parts_kernel(float *out, const double *part, int G)
+{
+    double s = 0;
+    for (int i = threadIdx.x; i < G; i += blockDim.x)
+        s += part[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0)
+        out[0] = (float)s;
+}
+
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_adamw(cudaStream_t stream, float *p, const float *g, float *m,
@@ -61,8 +85,18 @@ extern "C" cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x, size_t n)
+extern "C" cudaError_t dit_cu_sum_squares(cudaStream_t stream, float *out, const float *x, size_t n,
+                                          double *scratch, size_t scratch_doubles)
 {
-    DIT_LAUNCH(sum_squares_kernel, 1, SUMSQ_BLOCK, stream, out, x, n);
+    /* a block per 64K values, at most 1024 (and what the scratch holds) */
+    const size_t part = (size_t)1 << 16, max_parts = 1024;
+    size_t G = n / part < max_parts ? n / part : max_parts;
+    G = scratch && G <= scratch_doubles ? G : 0;
+    if (G < 2) {
+        DIT_LAUNCH(sum_squares_kernel, 1, SUMSQ_BLOCK, stream, out, x, n);
+        return cudaGetLastError();
+    }
+    DIT_LAUNCH(sum_squares_parts_kernel, (unsigned)G, 256, stream, scratch, x, n, (int)G);
+    DIT_LAUNCH(sum_parts_kernel, 1, SUMSQ_BLOCK, stream, out, scratch, (int)G);
     return cudaGetLastError();
 }

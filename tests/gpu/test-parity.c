@@ -997,6 +997,9 @@ static const prow rows[] = {
     /* group norm: B, C, HW, groups, act, in place */
     {"group_norm 2x64x49 g32 silu", "group_norm", {2, 64, 49, 32, SILU, 0}, FP32, case_group_norm},
     {"group_norm 1x12x100 g3", "group_norm", {1, 12, 100, 3, NONE, 0}, FP32, case_group_norm},
+    {"group_norm 2x16x3001 g4 slices", "group_norm", {2, 16, 3001, 4, SILU, 0}, FP32, case_group_norm},
+    {"group_norm 1x8x9000 g2 slices in place", "group_norm", {1, 8, 9000, 2, NONE, 1}, FP32,
+     case_group_norm},
     {"group_norm 2x32x81 g8 silu in place", "group_norm", {2, 32, 81, 8, SILU, 1}, FP32, case_group_norm},
     /* spatial attention: B, C, N */
     {"spatial_attention 2x24x49", "spatial_attention,spatial_attention_scratch", {2, 24, 49}, FP32, case_spatial_attention},
@@ -1021,6 +1024,7 @@ static const prow rows[] = {
     {"adamw 999 step 57", "adamw", {999, 57}, FP32, case_adamw},
     {"ema_update 5003", "ema_update", {5003}, FP32, case_ema_update},
     {"sum_squares 100003", "sum_squares", {100003}, FP32, case_sum_squares},
+    {"sum_squares 1000003 (parts)", "sum_squares", {1000003}, FP32, case_sum_squares},
     {"sum_squares 7", "sum_squares", {7}, FP32, case_sum_squares},
 };
 /* clang-format on */
