@@ -409,7 +409,8 @@ static void cuda_linear_backward(const dit_backend *be, float *dx, float *dw, fl
     if (dw) // dw (N, K) += dy^T (N, M) . x (M, K)  ->  dw^T += x^T . op(dy^T)
         gemm(be, __func__, false, true, K, N, M, 1.0f, x, K, 0, dy, N, 0, 1.0f, dw, K, 0, 1);
     if (db)
-        CHECK(dit_cu_col_sum_add(stream_of(be), db, dy, M, N));
+        CHECK(dit_cu_col_sum_add(stream_of(be), db, dy, M, N, cb_of(be)->reduce,
+                                 cb_of(be)->reduce_doubles));
 }
 
 static void cuda_act_backward(const dit_backend *be, float *dx, const float *pre, const float *dy,

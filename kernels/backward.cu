@@ -70,6 +70,32 @@ __global__ void col_sum_add_kernel(float *db, const float *dy, int M, int N)
     db[n] += (float)s;
 }
 
+/* The same for tall dy: R bands of rows (grid (columns / COL_BLOCK, R)),
+ * each band's column sums in double into part (R, N); then each column adds
+ * its R band sums in band order. Fixed order: the same bits every run. */
+__global__ void col_sum_parts_kernel(double *part, const float *dy, int M, int N, int R)
+{
+    const int n = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+    if (n >= N)
+        return;
+    const int m0 = (int)((long long)M * r / R), m1 = (int)((long long)M * (r + 1) / R);
+    double s = 0.0;
+    for (int m = m0; m < m1; m++)
+        s += dy[(size_t)m * N + n];
+    part[(size_t)r * N + n] = s;
+}
+
+__global__ void col_sum_combine_kernel(float *db, const double *part, int N, int R)
+{
+    const int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N)
+        return;
+    double s = 0.0;
+    for (int r = 0; r < R; r++)
+        s += part[(size_t)r * N + n];
+    db[n] += (float)s;
+}
+
 /* dx (n) = dy * act'(pre), as backend-cpu.c's act_backward */
 __global__ void act_backward_kernel(float *dx, const float *pre, const float *dy, size_t n, int act)
 {
@@ -162,14 +188,24 @@ extern "C" cudaError_t dit_cu_layernorm_modulate_backward(
 }
 
 extern "C" cudaError_t dit_cu_col_sum_add(cudaStream_t stream, float *db, const float *dy, int M,
-                                          int N)
+                                          int N, double *scratch, size_t scratch_doubles)
 {
     if (M < 0 || N < 0)
         return cudaErrorInvalidValue;
     if (N == 0)
         return cudaSuccess;
-    DIT_LAUNCH(col_sum_add_kernel, (unsigned)((N + COL_BLOCK - 1) / COL_BLOCK), COL_BLOCK, stream,
-               db, dy, M, N);
+    const unsigned cols = (unsigned)((N + COL_BLOCK - 1) / COL_BLOCK);
+    /* bands of at least 256 rows, at most 64, as many as the scratch holds */
+    int R = M / 256 < 64 ? M / 256 : 64;
+    while (R > 1 && (!scratch || (size_t)R * N > scratch_doubles))
+        R /= 2;
+    if (R <= 1) {
+        DIT_LAUNCH(col_sum_add_kernel, cols, COL_BLOCK, stream, db, dy, M, N);
+        return cudaGetLastError();
+    }
+    DIT_LAUNCH(col_sum_parts_kernel, dim3(cols, (unsigned)R), COL_BLOCK, stream, scratch, dy, M, N,
+               R);
+    DIT_LAUNCH(col_sum_combine_kernel, cols, COL_BLOCK, stream, db, scratch, N, R);
     return cudaGetLastError();
 }
 

@@ -94,7 +94,10 @@ cudaError_t dit_cu_layernorm_modulate_backward(cudaStream_t stream, float *dx, f
                                                const float *mean, const float *rstd,
                                                const float *scale, int stride, int B, int T, int D);
 /* db (N) += column sums of dy (M, N) */
-cudaError_t dit_cu_col_sum_add(cudaStream_t stream, float *db, const float *dy, int M, int N);
+/* scratch (scratch_doubles; may be NULL): band sums that spread tall dy
+ * over many blocks */
+cudaError_t dit_cu_col_sum_add(cudaStream_t stream, float *db, const float *dy, int M, int N,
+                               double *scratch, size_t scratch_doubles);
 cudaError_t dit_cu_act_backward(cudaStream_t stream, float *dx, const float *pre, const float *dy,
                                 size_t n, int act);
 cudaError_t dit_cu_gated_add_backward(cudaStream_t stream, float *dy, float *dgate, const float *dx,

@@ -1017,6 +1017,7 @@ static const prow rows[] = {
     {"linear_backward 37x65->29", "linear_backward", {37, 65, 29, 1, 1, 1}, FP32, case_linear_backward},
     {"linear_backward 37x65->29 through gelu", "linear_backward", {37, 65, 29, 1, 1, 1, DIT_ACT_GELU_TANH}, FP32, case_linear_backward},
     {"linear_backward 600x24->40 through silu", "linear_backward", {600, 24, 40, 1, 1, 1, DIT_ACT_SILU}, FP32, case_linear_backward},
+    {"linear_backward 2100x24->40 (bands)", "linear_backward", {2100, 24, 40, 1, 1, 1}, FP32, case_linear_backward},
     {"linear_backward 3x40->50 no dx", "linear_backward", {3, 40, 50, 0, 1, 1}, FP32, case_linear_backward},
     {"linear_backward 20x33->17 dx only", "linear_backward", {20, 33, 17, 1, 0, 0}, FP32, case_linear_backward},
     {"linear_backward 37x65->29 bf16", "linear_backward", {37, 65, 29, 1, 1, 1}, BF16, case_linear_backward},
