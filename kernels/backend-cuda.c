@@ -123,6 +123,15 @@ static int attention_chunk(int T, int H)
     return c > (size_t)H ? H : (int)c;
 }
 
+/* The flash kernel computes in scalar fp32: it serves fp32 products; with
+ * tf32 or bf16 asked for, attention's two products go to cuBLAS, which
+ * runs them on the tensor cores. */
+static bool attention_is_flash(const dit_backend *be, int B, int H, int hd)
+{
+    return cb_of(be)->precision == DIT_CUDA_FP32 && hd <= DIT_CU_FLASH_MAX_HD &&
+           (long long)B * H <= 65535;
+}
+
 static size_t cuda_attention_scratch(const dit_backend *be, int B, int T, int H)
 {
     (void)be;
@@ -161,7 +170,7 @@ static void attention_gemm(const dit_backend *be, const char *op, float *out, co
 static void cuda_attention(const dit_backend *be, float *out, const float *qkv, int B, int T, int H,
                            int hd, float *scratch)
 {
-    if (hd <= DIT_CU_FLASH_MAX_HD && (long long)B * H <= 65535)
+    if (attention_is_flash(be, B, H, hd))
         CHECK(dit_cu_attention_flash(stream_of(be), out, qkv, B, T, H, hd));
     else
         attention_gemm(be, __func__, out, qkv, B, T, H, hd, scratch, false);
