@@ -200,6 +200,9 @@ DIT_API dit_status dit_check_range(dit_ctx *ctx, const char *name, double v);
  * config.json beside the weights, else from __metadata__, else is inferred
  * from tensor shapes. */
 DIT_API dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out);
+/* The config dit_model_load would use, from the same files, checked the
+ * same way, without reading the weights (for listing models). */
+DIT_API dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out);
 DIT_API void dit_model_free(dit_model *model);
 DIT_API const dit_config *dit_model_config(const dit_model *model);
 DIT_API size_t dit_model_param_count(const dit_model *model);
@@ -376,6 +379,17 @@ DIT_API void dit_philox4x32_10(const uint32_t counter[4], const uint32_t key[2],
 
 /* A folder path to free with dit_free, or NULL when no default model is found. */
 DIT_API char *dit_default_model_path(void);
+/* The model library: folders of named models (a pipeline folder, a
+ * diffusers model folder, or a folder holding one .safetensors), searched
+ * in this order: the user's ($XDG_DATA_HOME/gimp-dit/models), the
+ * installed one (PREFIX/share/gimp-dit/models), and for an uninstalled
+ * build the source tree's data/models. NULL-terminated; free with
+ * dit_labels_free. */
+DIT_API char **dit_model_library_dirs(void);
+/* What a --model argument names: the path itself when it exists, else the
+ * first library folder of that name (a name is one path component); NULL
+ * when neither. Free with dit_free. */
+DIT_API char *dit_model_resolve(const char *name_or_path);
 /* One label per line (stripped, trailing empty lines dropped); NULL when the
  * file cannot be read or is empty. Free with dit_labels_free. */
 DIT_API char **dit_labels_read(const char *path);

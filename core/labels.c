@@ -21,11 +21,50 @@ static const char *const data_dirs[] = {DIT_DATADIR,
 #endif
 };
 
+char **dit_model_library_dirs(void)
+{
+    GPtrArray *dirs = g_ptr_array_new();
+    g_ptr_array_add(dirs, g_build_filename(g_get_user_data_dir(), "gimp-dit", "models", NULL));
+    for (size_t i = 0; i < G_N_ELEMENTS(data_dirs); i++)
+        g_ptr_array_add(dirs, g_build_filename(data_dirs[i], "models", NULL));
+    g_ptr_array_add(dirs, NULL);
+    return (char **)g_ptr_array_free(dirs, FALSE);
+}
+
+/* a library name: one path component, not "." or ".." */
+static bool is_model_name(const char *s)
+{
+    return s && *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+char *dit_model_resolve(const char *name_or_path)
+{
+    if (!name_or_path || !*name_or_path)
+        return NULL;
+    if (g_file_test(name_or_path, G_FILE_TEST_EXISTS))
+        return g_strdup(name_or_path);
+    if (!is_model_name(name_or_path))
+        return NULL;
+    char **dirs = dit_model_library_dirs();
+    char *found = NULL;
+    for (size_t i = 0; dirs[i] && !found; i++) {
+        char *p = g_build_filename(dirs[i], name_or_path, NULL);
+        if (g_file_test(p, G_FILE_TEST_IS_DIR))
+            found = p;
+        else
+            g_free(p);
+    }
+    g_strfreev(dirs);
+    return found;
+}
+
 char *dit_default_model_path(void)
 {
     const char *env = g_getenv("DIT_DEFAULT_MODEL");
     if (env && *env)
         return g_strdup(env);
+    /* the installed or source one: a user's folder named "default" is a
+     * model of their own, reached by name */
     for (size_t i = 0; i < G_N_ELEMENTS(data_dirs); i++) {
         char *p = g_build_filename(data_dirs[i], "models", "default", NULL);
         if (g_file_test(p, G_FILE_TEST_IS_DIR))

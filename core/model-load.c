@@ -626,6 +626,23 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
     return DIT_OK;
 }
 
+dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out)
+{
+    model_files files;
+    st_file *f;
+    dit_config *unused = NULL;
+    if (!out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_peek: NULL argument");
+    dit_status st =
+        open_model_files(ctx, "dit_model_peek", path, "transformer", &unused, &files, &f);
+    if (st)
+        return st;
+    st = resolve_config(ctx, f, files.config, out);
+    st_close(f);
+    model_files_clear(&files);
+    return st;
+}
+
 dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out)
 {
     model_files files;

@@ -215,7 +215,10 @@ DitJob *ditgimp_job_new(const DitValues *v, GError **error)
     const gint64 threads = omp ? g_ascii_strtoll(omp, NULL, 10) : 0;
     if (threads > 0 && threads < 1024)
         dit_ctx_set_threads(job->ctx, (int)threads);
-    gchar *path = v->model[0] ? g_strdup(v->model) : ditgimp_job_default_model();
+    /* a path, or the name of a model of the library */
+    gchar *path = !v->model[0] ? ditgimp_job_default_model() : dit_model_resolve(v->model);
+    if (v->model[0] && !path) /* the loader says what is wrong with it */
+        path = g_strdup(v->model);
     if (!path) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
                     _("No model was given and the default model is not installed: choose a "

@@ -133,7 +133,19 @@ int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
     int rc = dit_cli_set_device(l->ctx, o->device, o->precision);
     if (rc)
         return rc;
-    char *model_path = o->model ? g_strdup(o->model) : NULL;
+    /* a path, or the name of a model of the library; a plain name that is
+     * neither is said so here, anything else the loader explains */
+    char *model_path = o->model ? dit_model_resolve(o->model) : NULL;
+    if (o->model && !model_path) {
+        if (!strpbrk(o->model, "/.")) {
+            fprintf(stderr,
+                    "dit: --model %s: no such file or folder, nor a model of that name in "
+                    "the library (dit models list)\n",
+                    o->model);
+            return EXIT_BAD_INPUT;
+        }
+        model_path = g_strdup(o->model);
+    }
     if (need_dit) {
         if (!model_path)
             model_path = dit_default_model_path();

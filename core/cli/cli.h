@@ -132,6 +132,7 @@ int cli_cmd_encode(int argc, char **argv);
 int cli_cmd_decode(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);
 int cli_cmd_labels(int argc, char **argv);
+int cli_cmd_models(int argc, char **argv);
 int dit_cmd_convert(int argc, char **argv);
 int dit_cmd_train(int argc, char **argv);
 int dit_cmd_validate(int argc, char **argv);

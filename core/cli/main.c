@@ -26,6 +26,7 @@ static const subcommand subcommands[] = {
     {"decode", "VAE latents -> image", cli_cmd_decode},
     {"info", "describe a model: family, naming, config, parameters", cli_cmd_info},
     {"labels", "list a model's classes", cli_cmd_labels},
+    {"models", "the model library: list, show NAME", cli_cmd_models},
     {"convert", "PyTorch .pt checkpoint -> safetensors + config.json", dit_cmd_convert},
     {"train", "train a class-conditional DiT (Fashion-MNIST or an image folder)", dit_cmd_train},
     {"validate", "sample grid, class agreement, held-out losses, loss curve", dit_cmd_validate},

@@ -79,6 +79,14 @@ static void test_values(const char *model)
           job ? ditgimp_job_seed(job) : -1);
     ditgimp_job_free(job);
 
+    /* a model of the library by name: the embedded default is "default" */
+    v = values("default", DIT_MODE_INPAINT, "dress");
+    job = ditgimp_job_new(&v, &err);
+    CHECK(job && strcmp(ditgimp_job_class_label(job), "Dress") == 0,
+          "the library's 'default' by name: %s", job ? "loaded" : err->message);
+    ditgimp_job_free(job);
+    g_clear_error(&err);
+
     v = values(model, DIT_MODE_INPAINT, "Unicorn");
     refuses("an unknown class", &v, "Unknown class 'Unicorn'");
     v = values(model, DIT_MODE_INPAINT, "11");
