@@ -49,6 +49,39 @@ expect 2 "generate -m an unknown name" -- "$dit" generate -m nosuch --steps 2 -o
 has "nor a model of that name in the library" "the unknown name is named"
 [ ! -e "$tmp/no.png" ] || { echo "NOT OK: an unknown model wrote a file"; fails=$((fails + 1)); }
 
+# add: what people download, into the user's library; a refused add leaves
+# the library as it was
+g=$src/tests/golden
+echo "not a model" >"$tmp/junk.safetensors"
+before=$(ls -A "$lib")
+expect 3 "add a file that is not a model" -- "$dit" models add "$tmp/junk.safetensors"
+has "junk.safetensors does not load as a DiT" "the reason"
+expect 3 "add a VAE that does not fit" -- "$dit" models add "$src/data/models/default" --vae "$g/vae_kl" --name misfit
+has "the VAE's latents have 4 channels, the DiT takes 1" "the misfit is named"
+expect 3 "add a latent DiT without a VAE" -- "$dit" models add "$g/dit_diffusers_p2" --name novae
+has "give its VAE with --vae" "the missing VAE is asked for"
+expect 2 "add under a taken name" -- "$dit" models add "$g/dit_diffusers_p2" --vae "$g/vae_kl" --name mine
+has "a model named 'mine' exists" "the taken name"
+expect 2 "add a missing file" -- "$dit" models add "$tmp/nothing.pt"
+[ "$(ls -A "$lib")" = "$before" ] || { echo "NOT OK: a refused add changed the library: $(ls -A "$lib")"; fails=$((fails + 1)); }
+
+expect 0 "add a diffusers folder and a VAE" -- "$dit" models add "$g/dit_diffusers_p2" --vae "$g/vae_kl" --name p2
+has "^added 'p2': DiT adaln-zero, 16x16 pixels, 10 classes, with its VAE" "what was added"
+want=$(sha256sum "$g/dit_diffusers_p2/diffusion_pytorch_model.safetensors" | cut -d' ' -f1)
+grep -q "\"path\": \"transformer/diffusion_pytorch_model.safetensors\", \"bytes\": [0-9]*, \"sha256\": \"$want\"" "$lib/p2/manifest.json" ||
+    { echo "NOT OK: the manifest lacks the weights' sha256"; fails=$((fails + 1)); }
+expect 0 "generate -m the added model" -- "$dit" generate -m p2 --class 3 --steps 2 -o "$tmp/p2.png"
+[ -s "$tmp/p2.png" ] || { echo "NOT OK: generate -m p2 wrote nothing"; fails=$((fails + 1)); }
+expect 0 "add an official .pt (converted) and a VAE" -- "$dit" models add "$g/dit_convert.pt" --vae "$g/vae_kl" --heads 2 --name pt
+has "^added 'pt': DiT adaln-zero, 8x8 pixels, 3 classes" "the .pt's model"
+expect 0 "list after adding" -- "$dit" models list
+has "^pt +DiT adaln-zero, patch 2 +8x8 +3 +yes " "the .pt in the list"
+expect 0 "remove an added model" -- "$dit" models remove p2
+[ ! -e "$lib/p2" ] && [ -s "$g/dit_diffusers_p2/diffusion_pytorch_model.safetensors" ] ||
+    { echo "NOT OK: remove left the model, or took the file it came from"; fails=$((fails + 1)); }
+expect 2 "remove an installed model" -- "$dit" models remove default
+has "'default' is not in your library" "only the user's models are removed"
+
 # the user's folder comes first: a "default" of theirs hides the installed
 # one by name (the embedded default, used without --model, stays)
 mkdir -p "$lib/default"
