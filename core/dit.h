@@ -201,8 +201,10 @@ DIT_API dit_status dit_check_range(dit_ctx *ctx, const char *name, double v);
  * from tensor shapes. */
 DIT_API dit_status dit_model_load(dit_ctx *ctx, const char *path, dit_model **out);
 /* The config dit_model_load would use, from the same files, checked the
- * same way, without reading the weights (for listing models). */
-DIT_API dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out);
+ * same way, without reading the weights (for listing models); *pixels (may
+ * be NULL): the side of the images it makes, through the pipeline folder's
+ * VAE (vae/config.json) where it has one. */
+DIT_API dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out, int *pixels);
 DIT_API void dit_model_free(dit_model *model);
 DIT_API const dit_config *dit_model_config(const dit_model *model);
 DIT_API size_t dit_model_param_count(const dit_model *model);

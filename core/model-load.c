@@ -626,7 +626,29 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
     return DIT_OK;
 }
 
-dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out)
+/* 2 per level of a folder's vae/config.json block_out_channels; 1 without */
+static int folder_vae_factor(const char *path)
+{
+    char *cfg = g_build_filename(path, "vae", "config.json", NULL), *text = NULL;
+    gsize len = 0;
+    int factor = 1;
+    if (g_file_test(path, G_FILE_TEST_IS_DIR) && g_file_get_contents(cfg, &text, &len, NULL)) {
+        JsonParser *parser = NULL;
+        JsonObject *o = dit_json_object(NULL, cfg, text, (gssize)len, &parser);
+        JsonArray *levels = o && json_object_has_member(o, "block_out_channels")
+                                ? json_object_get_array_member(o, "block_out_channels")
+                                : NULL;
+        const guint n = levels ? json_array_get_length(levels) : 0;
+        factor = n >= 1 && n <= 8 ? 1 << (n - 1) : 8; /* the SD VAE's where it does not say */
+        if (parser)
+            g_object_unref(parser);
+    }
+    g_free(text);
+    g_free(cfg);
+    return factor;
+}
+
+dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out, int *pixels)
 {
     model_files files;
     st_file *f;
@@ -640,6 +662,8 @@ dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out)
     st = resolve_config(ctx, f, files.config, out);
     st_close(f);
     model_files_clear(&files);
+    if (!st && pixels)
+        *pixels = out->sample_size * folder_vae_factor(path);
     return st;
 }
 

@@ -43,7 +43,11 @@ gchar *ditgimp_job_default_model(void) { return dit_default_model_path(); }
 
 gchar **ditgimp_job_labels_for_model(const gchar *model_path)
 {
-    return dit_labels_for_model(model_path, 0);
+    /* a library name, as the Model field may hold, or a path */
+    gchar *path = dit_model_resolve(model_path);
+    gchar **labels = dit_labels_for_model(path ? path : model_path, 0);
+    g_free(path);
+    return labels;
 }
 
 /* a number, or a label (whole, or one of its comma-separated synonyms), any

@@ -108,15 +108,32 @@ static void fill_labels(DitDialog *d)
     g_strfreev(labels);
 }
 
+/* "NAME: DiT, 32x32 pixels, 10 classes" from the model's config (no
+ * weights read); the name alone where it does not load */
+static gchar *describe_model(const gchar *name, const gchar *model)
+{
+    gchar *path = dit_model_resolve(model);
+    dit_ctx *ctx = dit_ctx_new();
+    dit_config c;
+    gchar *text = NULL;
+    int side = 0;
+    if (path && ctx && dit_model_peek(ctx, path, &c, &side) == DIT_OK)
+        text = g_strdup_printf(_("%s: DiT, %dx%d pixels, %d classes"), name, side, side,
+                               c.num_classes);
+    dit_ctx_free(ctx);
+    g_free(path);
+    return text ? text : g_strdup(name);
+}
+
 static void show_model(DitDialog *d)
 {
     gchar *text;
     if (d->model[0]) {
         gchar *base = g_path_get_basename(d->model);
-        text = g_strdup(base);
+        text = describe_model(base, d->model);
         g_free(base);
     } else if (d->default_model) {
-        text = g_strdup(_("Default model"));
+        text = describe_model(_("Default model"), d->default_model);
     } else {
         text = g_strdup(_("No default model installed: choose one"));
     }

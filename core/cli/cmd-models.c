@@ -36,25 +36,12 @@ static guint64 disk_size(const char *path)
     return total;
 }
 
-/* the pixel side the model makes: its sample size times the VAE's factor
- * (2 per level of vae/config.json's block_out_channels), 1 without a VAE */
-static int pixel_side(const char *folder, const dit_config *c, bool *has_vae)
+static bool has_vae_folder(const char *folder)
 {
-    char *vae = g_build_filename(folder, "vae", "config.json", NULL);
-    char *text = NULL;
-    *has_vae = g_file_get_contents(vae, &text, NULL, NULL);
-    int factor = 1;
-    if (*has_vae) {
-        const char *b = strstr(text, "\"block_out_channels\"");
-        const char *open = b ? strchr(b, '[') : NULL, *close = open ? strchr(open, ']') : NULL;
-        int levels = 1;
-        for (const char *q = open; q && q < close; q++)
-            levels += *q == ',';
-        factor = 1 << (levels - 1);
-    }
-    g_free(text);
+    char *vae = g_build_filename(folder, "vae", NULL);
+    const bool yes = g_file_test(vae, G_FILE_TEST_IS_DIR);
     g_free(vae);
-    return c->sample_size * factor;
+    return yes;
 }
 
 typedef struct {
@@ -115,11 +102,11 @@ static int models_list(void)
         const entry *en = list->pdata[i];
         dit_config c;
         char kind[64], pixels[24], classes[16];
-        bool vae = false;
-        if (dit_model_peek(ctx, en->path, &c) == DIT_OK) {
+        const bool vae = has_vae_folder(en->path);
+        int side = 0;
+        if (dit_model_peek(ctx, en->path, &c, &side) == DIT_OK) {
             snprintf(kind, sizeof kind, "DiT %s, patch %d", dit_conditioning_name(c.conditioning),
                      c.patch_size);
-            const int side = pixel_side(en->path, &c, &vae);
             snprintf(pixels, sizeof pixels, "%dx%d", side, side);
             snprintf(classes, sizeof classes, "%d", c.num_classes);
         } else {
@@ -148,12 +135,12 @@ static int models_show(const char *name)
     dit_ctx *ctx = dit_ctx_new();
     dit_config c;
     int rc = 0;
-    if (dit_model_peek(ctx, path, &c) != DIT_OK) {
+    int side = 0;
+    if (dit_model_peek(ctx, path, &c, &side) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
         rc = EXIT_MODEL;
     } else {
-        bool vae = false;
-        const int side = pixel_side(path, &c, &vae);
+        const bool vae = has_vae_folder(path);
         printf("name:        %s\npath:        %s\n", name, path);
         printf("model:       DiT, %s, patch %d, width %d, depth %d\n",
                dit_conditioning_name(c.conditioning), c.patch_size, c.hidden_size, c.depth);

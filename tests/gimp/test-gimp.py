@@ -1069,6 +1069,9 @@ def run_dialog(args, root):
     note = [t for t in texts if re.match(r"CPU, (fp32 products on (OpenBLAS|oneDNN)|bf16 "
                                          r"products), \d+ GFLOP/s measured", t)]
     check(len(note) == 1, f"the device note says what Automatic runs: {note}")
+    # the model line describes the model (its config, read without weights)
+    check("Default model: DiT, 32x32 pixels, 10 classes" in texts,
+          "the model line says what the default model makes")
 
 
 # msgid -> what each language must show (GtkLabel drops the mnemonic '_')
