@@ -9,7 +9,11 @@
  *   cli-check poke IN OUT TENSOR VALUE       copy a model with element 0 of TENSOR set (nan, inf, x)
  *   cli-check rawst 'JSON' DATA_BYTES OUT     a safetensors file with this header, zero data
  *   cli-check pngdims W H OUT.png             a PNG header claiming W x H, no pixel data
- *   cli-check forward MODEL IO                the model's forward on IO's x, t, y vs its out */
+ *   cli-check forward MODEL IO                the model's forward on IO's x, t, y vs its out
+ *   cli-check nn-class IMAGE.png              "class N NAME rms D": the Fashion-MNIST
+ *                                             training image nearest to IMAGE (gray,
+ *                                             box-averaged to 32x32 as the padded set) */
+#include "data.h"
 #include "dit.h"
 #include "png-io.h"
 #include "../common.h"
@@ -227,6 +231,47 @@ int main(int argc, char **argv)
         const uint8_t len[4] = {0, 0, 0, 13}, c[4] = {crc >> 24, crc >> 16, crc >> 8, crc};
         fwrite(sig, 1, 8, f), fwrite(len, 1, 4, f), fwrite(ihdr, 1, 17, f), fwrite(c, 1, 4, f);
         return fclose(f) == 0 ? 0 : fail("write failed");
+    }
+    if (!strcmp(argv[1], "nn-class") && argc == 3) {
+        enum { S = 32 };
+        png_data d;
+        if (!load(argv[2], &d))
+            return 2;
+        if (d.width % S || d.height != d.width)
+            return fail("nn-class takes a square image, a multiple of 32 on each side");
+        const int f = d.width / S;
+        float small[S * S];
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                double s = 0; /* the mean of the box, over the three planes */
+                for (int c = 0; c < 3; c++)
+                    for (int dy = 0; dy < f; dy++)
+                        for (int dx = 0; dx < f; dx++)
+                            s += d.rgb[((size_t)c * d.height + y * f + dy) * d.width + x * f + dx];
+                small[y * S + x] = (float)(s / (3.0 * f * f));
+            }
+        dataset train = {0};
+        GError *err = NULL;
+        if (!dataset_load_named("fashion-mnist", S, &train, &err)) {
+            fprintf(stderr, "cli-check: %s\n", err->message);
+            g_error_free(err);
+            return 77;
+        }
+        int best = -1;
+        double best_d = INFINITY;
+        for (int i = 0; i < train.n; i++) {
+            const float *t = train.images + (size_t)i * S * S;
+            double dd = 0;
+            for (int k = 0; k < S * S; k++)
+                dd += (double)(small[k] - t[k]) * (small[k] - t[k]);
+            if (dd < best_d)
+                best_d = dd, best = i;
+        }
+        const int cls = train.labels[best];
+        printf("class %d %s rms %.3f\n", cls, train.class_names ? train.class_names[cls] : "",
+               sqrt(best_d / (S * S)));
+        dataset_clear(&train);
+        return 0;
     }
     if (!strcmp(argv[1], "forward") && argc == 4) {
         dit_ctx *ctx = owned_ctx;

@@ -36,6 +36,9 @@ dit-gimp3, Script-Fu with named arguments):
           `dit train --unconditional`), `dit generate --class` and
           plug-in-dit-generate both refuse, or both accept and name the
           same class (the CLI's "class:" line, the new layer's name)
+  first-run  the README's first command as written (its GIMP run, paths
+          redirected): the embedded model inpaints the example garment, and
+          the result's nearest Fashion-MNIST training image has the asked class
   i18n    LANGUAGE=zh_CN: the dialog's texts and the plug-in's error message
           come out in Chinese (de and fr titles too); -gimp3: the catalogue
           installed beside dit-gimp3 gives the Chinese message and menu label
@@ -1151,8 +1154,37 @@ def run_i18n3(g, args, root):
           f"GIMP 3 registered the Chinese menu label {ZH_LABEL}")
 
 
+def run_first_run(g, args, root):
+    """The README's first command, its GIMP run as written (paths redirected
+    to this test): the embedded model inpaints the example garment's top half,
+    and the result's nearest Fashion-MNIST training image has the requested
+    class, as dit validate judges a sample."""
+    readme = open(os.path.join(args.srcdir, "README.md"), encoding="utf-8").read()
+    cmds = [l for l in readme.splitlines() if l.startswith("$(command -v sudo) .ci/install-deps")]
+    check(len(cmds) == 1, "the README has its first command")
+    scripts = [b for b in re.findall(r"-b '([^']*)'", cmds[0]) if "plug-in-dit-inpaint" in b]
+    check(len(scripts) == 1, "the first command runs plug-in-dit-inpaint")
+    want = re.search(r'plug-in-dit-inpaint RUN-NONINTERACTIVE image layer "" "([^"]+)"', scripts[0])
+    check(want is not None, "the command names a class")
+    example = os.path.join(args.srcdir, "data", "examples", "garment.png")
+    out = os.path.join(root, "garment-dit.png")
+    script = scripts[0].replace('"data/examples/garment.png"', f'"{example}"')
+    script = script.replace('"garment-dit.png"', f'"{out}"')
+    prof = Profile(g, args, root)
+    prof.env.pop("DIT_DEFAULT_MODEL", None)  # the embedded model, as a user gets it
+    prof.gimp([script], what="README")
+    check(os.path.exists(out), f"the README's command wrote {out}")
+    p = subprocess.run([args.cli_check, "nn-class", out], capture_output=True, text=True)
+    if p.returncode == 77:
+        skip(f"no Fashion-MNIST training set: {p.stderr.strip()}")
+    log(p.stdout.strip())
+    got = re.match(r"class \d+ (.+) rms", p.stdout)
+    check(got is not None and got.group(1) == want.group(1),
+          f"the inpainted garment's nearest training image is a {want.group(1)} ({p.stdout.strip()})")
+
+
 def main():
-    cases = ["batch", "errors", "ui", "dialog", "i18n", "pdb", "classes"]
+    cases = ["batch", "errors", "ui", "dialog", "i18n", "pdb", "classes", "first-run"]
     ap = argparse.ArgumentParser()
     ap.add_argument("case", choices=cases + [c + "-gimp3" for c in ("batch", "errors", "ui",
                                                                     "i18n", "classes")])
@@ -1163,6 +1195,7 @@ def main():
     ap.add_argument("--pdb-check3", default="")
     ap.add_argument("--locale3", default="", help="dit-gimp3's locale/ folder")
     ap.add_argument("--dit", default="", help="the dit CLI (the classes case)")
+    ap.add_argument("--cli-check", default="", help="tests/cli's cli-check (the readme case)")
     ap.add_argument("--check", required=True)
     ap.add_argument("--dialog-shot", required=True)
     ap.add_argument("--srcdir", required=True)
@@ -1173,9 +1206,9 @@ def main():
     root = tempfile.mkdtemp(prefix=f"dit-gimp-{args.case}-")
     t0 = time.time()
     try:
-        if case in ("batch", "errors", "ui", "i18n", "classes"):
-            {"batch": run_batch, "errors": run_errors, "ui": run_ui,
-             "i18n": run_i18n, "classes": run_classes}[case](g, args, root)
+        if case in ("batch", "errors", "ui", "i18n", "classes", "first-run"):
+            {"batch": run_batch, "errors": run_errors, "ui": run_ui, "i18n": run_i18n,
+             "classes": run_classes, "first-run": run_first_run}[case](g, args, root)
         else:
             {"dialog": run_dialog, "pdb": run_pdb}[case](args, root)
     except Failure as e:
