@@ -1181,6 +1181,16 @@ def run_first_run(g, args, root):
     got = re.match(r"class \d+ (.+) rms", p.stdout)
     check(got is not None and got.group(1) == want.group(1),
           f"the inpainted garment's nearest training image is a {want.group(1)} ({p.stdout.strip()})")
+    # the same call with a model of the user's library, by name
+    lib = os.path.join(prof.env["XDG_DATA_HOME"], "gimp-dit", "models")
+    os.makedirs(lib, exist_ok=True)
+    os.symlink(os.path.join(args.srcdir, "data", "models", "default"), os.path.join(lib, "garments"))
+    named = os.path.join(root, "garment-named.png")
+    script = script.replace('image layer "" "', 'image layer "garments" "')
+    prof.gimp([script.replace(f'"{out}"', f'"{named}"')], what="a library model by name")
+    p = subprocess.run([args.cli_check, "nn-class", named], capture_output=True, text=True)
+    check(os.path.exists(named) and p.stdout.startswith(f"class {got.group(0).split()[1]} "),
+          f"the library's 'garments', by name from Script-Fu, inpaints too ({p.stdout.strip()})")
 
 
 def main():
