@@ -199,6 +199,77 @@ static dit_vae_info sd_vae_info(void)
     return in;
 }
 
+static void add_random(tensor_list *tl, const char *name, int ndim, int64_t d0, int64_t d1,
+                       float std)
+{
+    int64_t shape[2] = {d0, d1};
+    size_t n = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    float *v = random_floats(n, std);
+    tl_add(tl, name, ST_F32, ndim, shape, v);
+    free(v);
+}
+
+/* DiT-XL/2 in diffusers naming (each block carries its own embedder) */
+bool bench_write_dit_xl(dit_ctx *ctx, const char *dir, int depth)
+{
+    const int64_t D = 1152, F = 256, classes = 1000, p = 2, C = 4, Cout = 8;
+    tensor_list tl = {0};
+    int64_t xs[4] = {D, C, p, p};
+    float *xw = random_floats((size_t)(D * C * p * p), 0.02f);
+    tl_add(&tl, "pos_embed.proj.weight", ST_F32, 4, xs, xw);
+    free(xw);
+    add_random(&tl, "pos_embed.proj.bias", 1, D, 0, 0.02f);
+    char name[160];
+#define BLOCK(suffix) (snprintf(name, sizeof name, "transformer_blocks.%d.%s", i, suffix), name)
+    for (int i = 0; i < depth; i++) {
+        add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_1.weight"), 2, D, F, 0.02f);
+        add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_1.bias"), 1, D, 0, 0.02f);
+        add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_2.weight"), 2, D, D, 0.02f);
+        add_random(&tl, BLOCK("norm1.emb.timestep_embedder.linear_2.bias"), 1, D, 0, 0.02f);
+        add_random(&tl, BLOCK("norm1.emb.class_embedder.embedding_table.weight"), 2, classes + 1, D,
+                   0.02f);
+        add_random(&tl, BLOCK("norm1.linear.weight"), 2, 6 * D, D, 0.02f);
+        add_random(&tl, BLOCK("norm1.linear.bias"), 1, 6 * D, 0, 0.02f);
+        static const char *const lin[] = {"attn1.to_q", "attn1.to_k", "attn1.to_v",
+                                          "attn1.to_out.0"};
+        for (int j = 0; j < 4; j++) {
+            char w[64], b[64];
+            snprintf(w, sizeof w, "%s.weight", lin[j]);
+            snprintf(b, sizeof b, "%s.bias", lin[j]);
+            add_random(&tl, BLOCK(w), 2, D, D, 0.02f);
+            add_random(&tl, BLOCK(b), 1, D, 0, 0.02f);
+        }
+        add_random(&tl, BLOCK("ff.net.0.proj.weight"), 2, 4 * D, D, 0.02f);
+        add_random(&tl, BLOCK("ff.net.0.proj.bias"), 1, 4 * D, 0, 0.02f);
+        add_random(&tl, BLOCK("ff.net.2.weight"), 2, D, 4 * D, 0.02f);
+        add_random(&tl, BLOCK("ff.net.2.bias"), 1, D, 0, 0.02f);
+    }
+#undef BLOCK
+    add_random(&tl, "proj_out_1.weight", 2, 2 * D, D, 0.02f);
+    add_random(&tl, "proj_out_1.bias", 1, 2 * D, 0, 0.02f);
+    add_random(&tl, "proj_out_2.weight", 2, p * p * Cout, D, 0.02f);
+    add_random(&tl, "proj_out_2.bias", 1, p * p * Cout, 0, 0.02f);
+
+    char *wpath = g_build_filename(dir, "diffusion_pytorch_model.safetensors", NULL);
+    bool ok = tl_write(ctx, &tl, wpath) == DIT_OK;
+    if (!ok)
+        fprintf(stderr, "%s\n", dit_last_error(ctx));
+    tl_free(&tl);
+    g_free(wpath);
+    char *cfg = g_strdup_printf(
+        "{\"_class_name\": \"DiTTransformer2DModel\", \"in_channels\": 4, \"out_channels\": 8,"
+        " \"num_layers\": %d, \"num_attention_heads\": 16, \"attention_head_dim\": 72,"
+        " \"patch_size\": 2, \"sample_size\": 32, \"num_embeds_ada_norm\": 1000,"
+        " \"norm_type\": \"ada_norm_zero\", \"activation_fn\": \"gelu-approximate\","
+        " \"norm_elementwise_affine\": false, \"norm_eps\": 1e-05, \"attention_bias\": true}\n",
+        depth);
+    char *cpath = g_build_filename(dir, "config.json", NULL);
+    ok = ok && g_file_set_contents(cpath, cfg, -1, NULL);
+    g_free(cpath);
+    g_free(cfg);
+    return ok;
+}
+
 bool bench_write_sd_vae(dit_ctx *ctx, const char *dir)
 {
     dit_vae_info info = sd_vae_info();

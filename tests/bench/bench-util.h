@@ -35,6 +35,10 @@ dit_ctx *bench_ctx_new(const char **device, const char **precision);
  * 512, 2 resnets per level, 32 groups, 4 latent channels), fixed-seed
  * weights, written as a diffusers folder into dir */
 bool bench_write_sd_vae(dit_ctx *ctx, const char *dir);
+/* DiT-XL/2 (width 1152, 16 heads, 1000 classes, learned sigma, latent 32)
+ * with `depth` blocks in diffusers naming, fixed-seed weights, as a
+ * diffusers model folder (config.json + weights) in dir */
+bool bench_write_dit_xl(dit_ctx *ctx, const char *dir, int depth);
 /* On the CPU: measures the GEMM peak of the products ctx runs (OpenBLAS,
  * oneDNN fp32 or oneDNN bf16) and OpenBLAS's, on ctx's threads, prints them and
  * returns it; on a device 0 (a CPU peak says nothing about it) */
