@@ -388,6 +388,10 @@ DIT_API char *dit_default_model_path(void);
  * build the source tree's data/models. NULL-terminated; free with
  * dit_labels_free. */
 DIT_API char **dit_model_library_dirs(void);
+/* The names of the library's models, each once (the first folder that has
+ * it), folder by folder in search order, sorted within one. NULL-terminated;
+ * free with dit_labels_free. */
+DIT_API char **dit_model_library_names(void);
 /* What a --model argument names: the path itself when it exists, else the
  * first library folder of that name (a name is one path component); NULL
  * when neither. Free with dit_free. */

@@ -58,6 +58,45 @@ char *dit_model_resolve(const char *name_or_path)
     return found;
 }
 
+/* g_ptr_array_sort hands the comparator pointers to the elements */
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    return g_strcmp0(*(const char *const *)a, *(const char *const *)b);
+}
+
+char **dit_model_library_names(void)
+{
+    GPtrArray *names = g_ptr_array_new();
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    char **dirs = dit_model_library_dirs();
+    for (size_t i = 0; dirs[i]; i++) {
+        GDir *d = g_dir_open(dirs[i], 0, NULL);
+        GPtrArray *here = g_ptr_array_new_with_free_func(g_free);
+        for (const char *e; d && (e = g_dir_read_name(d));) {
+            char *p = g_build_filename(dirs[i], e, NULL);
+            /* dot-folders are `dit models add`'s work in progress */
+            if (e[0] != '.' && g_file_test(p, G_FILE_TEST_IS_DIR))
+                g_ptr_array_add(here, g_strdup(e));
+            g_free(p);
+        }
+        if (d)
+            g_dir_close(d);
+        g_ptr_array_sort(here, compare_names);
+        for (guint k = 0; k < here->len; k++) {
+            const char *n = here->pdata[k];
+            if (!g_hash_table_contains(seen, n)) {
+                g_hash_table_add(seen, g_strdup(n));
+                g_ptr_array_add(names, g_strdup(n));
+            }
+        }
+        g_ptr_array_free(here, TRUE);
+    }
+    g_strfreev(dirs);
+    g_hash_table_destroy(seen);
+    g_ptr_array_add(names, NULL);
+    return (char **)g_ptr_array_free(names, FALSE);
+}
+
 char *dit_default_model_path(void)
 {
     const char *env = g_getenv("DIT_DEFAULT_MODEL");

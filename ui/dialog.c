@@ -22,8 +22,9 @@ struct _DitDialog {
     GtkWidget *settings; /* the grid, locked while running */
     GtkWidget *ok;
     GtkWidget *mode;         /* NULL without mode_choice */
-    GtkWidget *model_button; /* GtkFileChooserButton (folders) */
+    GtkWidget *model_combo;  /* the library's models, chosen paths, "Other ..." */
     GtkWidget *model_label;  /* what will be loaded */
+    gboolean model_updating; /* the combo is being set from code */
     GtkWidget *klass;        /* GtkComboBoxText with entry */
     GtkEntryCompletion *completion;
     GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
@@ -138,12 +139,10 @@ static void show_model(DitDialog *d)
         text = g_strdup(_("No default model installed: choose one"));
     }
     gtk_label_set_text(GTK_LABEL(d->model_label), text);
-    gtk_widget_set_tooltip_text(d->model_label, d->model[0] ? d->model : d->default_model);
+    gchar *path = d->model[0] ? dit_model_resolve(d->model) : g_strdup(d->default_model);
+    gtk_widget_set_tooltip_text(d->model_label, path);
+    g_free(path);
     g_free(text);
-    if (d->model[0] && g_file_test(d->model, G_FILE_TEST_IS_DIR))
-        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(d->model_button), d->model);
-    else if (!d->model[0] && d->default_model)
-        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(d->model_button), d->default_model);
 }
 
 static void set_model(DitDialog *d, const gchar *path)
@@ -154,34 +153,92 @@ static void set_model(DitDialog *d, const gchar *path)
     fill_labels(d);
 }
 
-static void on_model_folder(GtkFileChooserButton *button, DitDialog *d)
+/* The Model combo: "" (the default model), the library's models by name,
+ * files and folders chosen in this dialog by path, then the two "Other"
+ * entries that open a chooser. */
+#define OTHER_FOLDER "\x01folder"
+#define OTHER_FILE "\x01file"
+
+/* the entry for model (a name or a path), added before the "Other" ones
+ * when missing, made active */
+static void select_model_entry(DitDialog *d, const gchar *model)
 {
-    gchar *path = gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(button));
-    if (path) /* picking the default model's folder means "the default" */
-        set_model(d, g_strcmp0(path, d->default_model) == 0 ? "" : path);
-    g_free(path);
+    GtkComboBox *combo = GTK_COMBO_BOX(d->model_combo);
+    d->model_updating = TRUE;
+    if (!gtk_combo_box_set_active_id(combo, model)) {
+        const gint others =
+            gtk_tree_model_iter_n_children(gtk_combo_box_get_model(combo), NULL) - 2;
+        gchar *base = g_path_get_basename(model);
+        gtk_combo_box_text_insert(GTK_COMBO_BOX_TEXT(combo), others, model, base);
+        g_free(base);
+        gtk_combo_box_set_active_id(combo, model);
+    }
+    d->model_updating = FALSE;
 }
 
-static void on_model_file(GtkButton *button, DitDialog *d)
+static gchar *choose_model_path(DitDialog *d, gboolean folder)
 {
     GtkWidget *chooser = gtk_file_chooser_dialog_new(
-        _("Choose a model file"), GTK_WINDOW(d->dialog), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Cancel"),
+        folder ? _("Choose a model folder") : _("Choose a model file"), GTK_WINDOW(d->dialog),
+        folder ? GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER : GTK_FILE_CHOOSER_ACTION_OPEN, _("_Cancel"),
         GTK_RESPONSE_CANCEL, _("_Open"), GTK_RESPONSE_ACCEPT, NULL);
-    GtkFileFilter *filter = gtk_file_filter_new();
-    gtk_file_filter_set_name(filter, _("Safetensors models (*.safetensors)"));
-    gtk_file_filter_add_pattern(filter, "*.safetensors");
-    gtk_file_chooser_add_filter(GTK_FILE_CHOOSER(chooser), filter);
-    if (d->model[0])
-        gtk_file_chooser_set_filename(GTK_FILE_CHOOSER(chooser), d->model);
-    if (gtk_dialog_run(GTK_DIALOG(chooser)) == GTK_RESPONSE_ACCEPT) {
-        gchar *path = gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(chooser));
-        set_model(d, path);
-        g_free(path);
+    if (!folder) {
+        GtkFileFilter *filter = gtk_file_filter_new();
+        gtk_file_filter_set_name(filter, _("Safetensors models (*.safetensors)"));
+        gtk_file_filter_add_pattern(filter, "*.safetensors");
+        gtk_file_chooser_add_filter(GTK_FILE_CHOOSER(chooser), filter);
     }
+    gchar *path = gtk_dialog_run(GTK_DIALOG(chooser)) == GTK_RESPONSE_ACCEPT
+                      ? gtk_file_chooser_get_filename(GTK_FILE_CHOOSER(chooser))
+                      : NULL;
     gtk_widget_destroy(chooser);
+    return path;
 }
 
-static void on_model_default(GtkButton *button, DitDialog *d) { set_model(d, ""); }
+static void on_model_changed(GtkComboBox *combo, DitDialog *d)
+{
+    const gchar *id = gtk_combo_box_get_active_id(combo);
+    if (d->model_updating || !id)
+        return;
+    if (strcmp(id, OTHER_FOLDER) == 0 || strcmp(id, OTHER_FILE) == 0) {
+        gchar *path = choose_model_path(d, strcmp(id, OTHER_FOLDER) == 0);
+        /* picking the default model's folder means "the default" */
+        if (path && g_strcmp0(path, d->default_model) == 0)
+            g_free(path), path = g_strdup("");
+        select_model_entry(d, path ? path : d->model);
+        if (path)
+            set_model(d, path);
+        g_free(path);
+        return;
+    }
+    set_model(d, id);
+}
+
+static GtkWidget *model_combo_new(DitDialog *d)
+{
+    GtkComboBoxText *combo = GTK_COMBO_BOX_TEXT(gtk_combo_box_text_new());
+    d->model_combo = GTK_WIDGET(combo);
+    if (d->default_model)
+        gtk_combo_box_text_append(combo, "", _("Default model"));
+    gchar **names = dit_model_library_names();
+    for (gsize i = 0; names && names[i]; i++) {
+        /* the embedded default is the entry above */
+        gchar *path = dit_model_resolve(names[i]);
+        if (g_strcmp0(path, d->default_model) != 0)
+            gtk_combo_box_text_append(combo, names[i], names[i]);
+        g_free(path);
+    }
+    dit_labels_free(names);
+    gtk_combo_box_text_append(combo, OTHER_FOLDER, _("Other folder…"));
+    gtk_combo_box_text_append(combo, OTHER_FILE, _("Other file…"));
+    gtk_widget_set_hexpand(d->model_combo, TRUE);
+    gtk_widget_set_tooltip_text(d->model_combo,
+                                _("A model of the library (dit models list), or a model folder "
+                                  "or .safetensors file of your own"));
+    select_model_entry(d, d->model);
+    g_signal_connect(combo, "changed", G_CALLBACK(on_model_changed), d);
+    return d->model_combo;
+}
 
 /* type-ahead: a label matches when it contains the typed text, any case */
 static gboolean match_anywhere(GtkEntryCompletion *completion, const gchar *key, GtkTreeIter *iter,
@@ -322,23 +379,11 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
         gtk_grid_attach(grid, d->mode, 1, row++, 1, 1);
     }
 
-    /* model: a folder (diffusers / pipeline) or one .safetensors file */
-    GtkWidget *mbox = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
-    d->model_button = gtk_file_chooser_button_new(_("Choose a model folder"),
-                                                  GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER);
-    gtk_widget_set_hexpand(d->model_button, TRUE);
-    gtk_widget_set_tooltip_text(d->model_button,
-                                _("A diffusers model or pipeline folder (with transformer/ "
-                                  "and vae/)"));
-    GtkWidget *file_button = gtk_button_new_with_mnemonic(_("_File…"));
-    gtk_widget_set_tooltip_text(file_button, _("Use a single .safetensors model file"));
-    GtkWidget *default_button = gtk_button_new_with_mnemonic(_("_Default"));
-    gtk_widget_set_tooltip_text(default_button, _("Use the model that comes with gimp-dit"));
-    gtk_box_pack_start(GTK_BOX(mbox), d->model_button, TRUE, TRUE, 0);
-    gtk_box_pack_start(GTK_BOX(mbox), file_button, FALSE, FALSE, 0);
-    gtk_box_pack_start(GTK_BOX(mbox), default_button, FALSE, FALSE, 0);
-    add_label(grid, row, _("_Model:"), d->model_button);
-    gtk_grid_attach(grid, mbox, 1, row++, 1, 1);
+    /* model: one of the library, or a folder or .safetensors file; what it
+     * is on the line below */
+    GtkWidget *mcombo = model_combo_new(d);
+    add_label(grid, row, _("_Model:"), mcombo);
+    gtk_grid_attach(grid, mcombo, 1, row++, 1, 1);
     d->model_label = gtk_label_new(NULL);
     gtk_label_set_xalign(GTK_LABEL(d->model_label), 0.0f);
     gtk_label_set_ellipsize(GTK_LABEL(d->model_label), PANGO_ELLIPSIZE_MIDDLE);
@@ -445,9 +490,6 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     gtk_box_pack_start(GTK_BOX(vbox), d->progress, FALSE, FALSE, 0);
     gtk_box_pack_start(GTK_BOX(hbox), vbox, FALSE, FALSE, 0);
 
-    g_signal_connect(d->model_button, "file-set", G_CALLBACK(on_model_folder), d);
-    g_signal_connect(file_button, "clicked", G_CALLBACK(on_model_file), d);
-    g_signal_connect(default_button, "clicked", G_CALLBACK(on_model_default), d);
     if (d->mode)
         g_signal_connect(d->mode, "changed", G_CALLBACK(on_mode_changed), d);
 

@@ -44,6 +44,12 @@ static bool has_vae_folder(const char *folder)
     return yes;
 }
 
+/* g_ptr_array_sort hands the comparator pointers to the elements */
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    return g_strcmp0(*(const char *const *)a, *(const char *const *)b);
+}
+
 typedef struct {
     char *name, *path;
     gboolean hidden; /* the same name earlier in the search order */
@@ -59,12 +65,12 @@ static GPtrArray *library_entries(void)
         GPtrArray *names = g_ptr_array_new();
         for (const char *e; d && (e = g_dir_read_name(d));)
             g_ptr_array_add(names, (char *)e);
-        g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
+        g_ptr_array_sort(names, compare_names);
         for (guint k = 0; k < names->len; k++) {
-            /* sorted pointers to the names: compare what they point to */
             const char *n = names->pdata[k];
             char *p = g_build_filename(dirs[i], n, NULL);
-            if (!g_file_test(p, G_FILE_TEST_IS_DIR)) {
+            /* dot-folders are an add in progress */
+            if (n[0] == '.' || !g_file_test(p, G_FILE_TEST_IS_DIR)) {
                 g_free(p);
                 continue;
             }

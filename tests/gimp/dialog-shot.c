@@ -46,6 +46,18 @@ static void print_texts(GtkWidget *w, gpointer data)
         if (t)
             printf("%s\n", t);
         g_free(t);
+        /* every entry, in order: "items: a | b | c" */
+        GtkTreeModel *m = gtk_combo_box_get_model(GTK_COMBO_BOX(w));
+        GtkTreeIter it;
+        printf("items:");
+        for (gboolean ok = gtk_tree_model_get_iter_first(m, &it); ok;
+             ok = gtk_tree_model_iter_next(m, &it)) {
+            gchar *item = NULL;
+            gtk_tree_model_get(m, &it, 0, &item, -1);
+            printf(" %s%s", item ? item : "", gtk_tree_model_iter_n_children(m, NULL) ? " |" : "");
+            g_free(item);
+        }
+        printf("\n");
     }
     if (GTK_IS_SPIN_BUTTON(w)) {
         double lo, hi;

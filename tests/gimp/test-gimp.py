@@ -1075,6 +1075,18 @@ def run_dialog(args, root):
     # the model line describes the model (its config, read without weights)
     line = [t for t in texts if re.fullmatch(r"Default model: DiT, \d+x\d+ pixels, 10 classes", t)]
     check(len(line) == 1, f"the model line says what the default model makes: {line}")
+    # the Model combo offers the library's models by name, then the choosers
+    lib = os.path.join(root, "data", "gimp-dit", "models")
+    os.makedirs(lib, exist_ok=True)
+    os.symlink(os.path.join(args.srcdir, "data", "models", "default"), os.path.join(lib, "garments"))
+    p = subprocess.run(["xvfb-run", "-a", args.dialog_shot, "--texts", "--labels",
+                        os.path.join(model, "labels.txt"), "--default-model", model],
+                       env=dict(env, XDG_DATA_HOME=os.path.join(root, "data")),
+                       capture_output=True, text=True, timeout=60)
+    combo = [t for t in p.stdout.splitlines() if t.startswith("items: Default model |")]
+    check(len(combo) == 1 and "| garments |" in combo[0] and
+          combo[0].endswith("Other folder… | Other file… |"),
+          f"the Model combo: the default, the library's models, the choosers ({combo})")
 
 
 # msgid -> what each language must show (GtkLabel drops the mnemonic '_')
@@ -1109,7 +1121,7 @@ def run_i18n(g, args, root):
     en_lines = set(en.splitlines())
     zh_lines = zh.splitlines()
     same = [l for l in zh_lines if l in en_lines and re.search(r"[a-z]{3}", l)
-            and l not in ("DiT", "CPU", "dpm++2m") and not l.startswith("range: ")]
+            and l not in ("DiT", "CPU", "dpm++2m") and not l.startswith(("range: ", "items: "))]
     check(not same, f"every English dialog text is translated (untranslated: {same})")
     for lang, title in TITLES.items():
         texts = dialog_texts(args, lang)
