@@ -30,12 +30,17 @@ cp "$src"/data/models/default/model.safetensors "$src"/data/models/default/label
 ln -s "$src/tests/golden/dit_diffusers_p2" "$lib/pipe/transformer"
 ln -s "$src/tests/golden/vae_kl" "$lib/pipe/vae"
 echo "not a model" >"$lib/broken/model.safetensors"
+mkdir -p "$lib/zz" "$lib/aa" "$lib/.aa.adding-XXXXXX" # an add in progress is not listed
 
 expect 0 "models list" -- "$dit" models list
 has '^broken +\(does not load\)' "a folder that does not load is listed as such"
 has "^mine +DiT adaln-zero, patch 4 +32x32 +10 +no .*$lib/mine\$" "the user's model: 32x32, 10 classes, no VAE"
 has "^pipe +DiT .* yes .*$lib/pipe\$" "a pipeline folder: with its VAE"
 has "^default +DiT adaln-zero, patch 4 +32x32 +10 +no .*/models/default\$" "the installed default"
+order=$(awk '$1 ~ /^(broken|mine|pipe|zz|aa)$/ {printf "%s ", $1}' "$tmp/out")
+[ "$order" = "aa broken mine pipe zz " ] ||
+    { echo "NOT OK: the user's models are not sorted by name: $order"; fails=$((fails + 1)); }
+! grep -q '^\.aa' "$tmp/out" || { echo "NOT OK: an add in progress is listed"; fails=$((fails + 1)); }
 expect 0 "models show mine" -- "$dit" models show mine
 has "^classes: +10\$" "show: the classes"
 has "^path: +$lib/mine\$" "show: where"
