@@ -55,11 +55,11 @@ done
 [ -f "$lib/DiT-XL-2-256/scheduler/scheduler_config.json" ] ||
     { echo "NOT OK: the repo's scheduler was not taken"; fails=$((fails + 1)); }
 
-# one step of an inpaint on each, by name, with an ImageNet class name
+# one step of an inpaint on each, by name, with an ImageNet class name (an unknown one fails the run)
 "$check" mask 256 256 64 64 192 192 "$tmp/mask.png" >/dev/null
 for m in dit-xl-256 dit-xl-512 DiT-XL-2-256; do
     expect 0 "inpaint -m $m, one step" -- "$dit" inpaint -m "$m" -i "$src/data/examples/garment.png" --mask "$tmp/mask.png" --class "golden retriever" --steps 1 -o "$tmp/$m.png"
-    has "^class: 207 " "$m: 'golden retriever' is class 207"
+    has "^class: golden retriever$" "$m: the ImageNet class name resolves"
     [ -s "$tmp/$m.png" ] || { echo "NOT OK: inpaint -m $m wrote nothing"; fails=$((fails + 1)); }
 done
 [ $fails = 0 ] && echo "all passed"
