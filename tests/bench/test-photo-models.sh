@@ -15,22 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 export XDG_DATA_HOME="$tmp/data"
 lib="$XDG_DATA_HOME/gimp-dit/models"
 fails=0
-expect() { # CODE WHAT -- COMMAND...
-    code=$1 what=$2
-    shift 3
-    t0=$(date +%s)
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ $rc -ne "$code" ]; then
-        echo "NOT OK: $what: exit $rc, wanted $code"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1))
-    else
-        echo "ok: $what (exit $rc, $(($(date +%s) - t0)) s)"
-    fi
-}
-has() {
-    if grep -qE -- "$1" "$tmp/out"; then echo "ok:   $2"; else
-        echo "NOT OK: $2: no /$1/ in:"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1)); fi
-}
+. "$src/tests/cli/expect.sh"
 
 dl="$tmp/downloads"
 mkdir -p "$dl"
