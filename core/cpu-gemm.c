@@ -528,18 +528,6 @@ bool dit_cpu_bf16_faster(void)
     return probe.bf16_faster;
 }
 
-const char *dit_cpu_isa(void)
-{
-    probe_once();
-    return probe.isa;
-}
-
-void dit_cpu_gemm_rates(double *openblas, double *onednn_fp32, double *onednn_bf16)
-{
-    probe_once();
-    *openblas = probe.rate[0], *onednn_fp32 = probe.rate[1], *onednn_bf16 = probe.rate[2];
-}
-
 void dit_cpu_gemm(const dit_backend *be, bool trans_a, bool trans_b, int M, int N, int K,
                   float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                   float *C, int ldc, dit_gemm_weight weight)

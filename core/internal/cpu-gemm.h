@@ -7,7 +7,8 @@
  *   - oneDNN's matmul primitive with bf16 inputs and fp32 accumulation
  *     (torch.autocast's numerics) where the context asks for bf16 and the
  *     processor has bf16 dot products (AVX-512 BF16 or AMX).
- * Nothing else in core/ calls a BLAS. */
+ * Nothing else in libdit calls a BLAS (the public view of what runs where
+ * is dit_cpu_get_caps in dit.h). */
 #ifndef DIT_CPU_GEMM_H
 #define DIT_CPU_GEMM_H
 
@@ -43,13 +44,6 @@ bool dit_cpu_bf16_supported(char *why, size_t why_len);
 /* Whether bf16 products are faster than fp32 ones here (timed once, with
  * the fp32 probe); false where they cannot run. */
 bool dit_cpu_bf16_faster(void);
-/* The instruction set oneDNN uses on this processor ("avx512_core_bf16",
- * "avx2", ...; after $ONEDNN_MAX_CPU_ISA), or "none" without oneDNN. */
-const char *dit_cpu_isa(void);
-/* The measured rates of the probe (GFLOP/s; 0 = not measured or not
- * available): OpenBLAS fp32, oneDNN fp32, oneDNN bf16. */
-void dit_cpu_gemm_rates(double *openblas, double *onednn_fp32, double *onednn_bf16);
-
 /* Drops the bf16 copies of weights inside [p, p + bytes): called when a
  * model's or a VAE's parameters are freed or changed. */
 void dit_cpu_gemm_forget(const void *p, size_t bytes);
