@@ -209,14 +209,16 @@ static void sgemm_rows(const dit_backend *be, bool trans_a, bool trans_b, int M,
 
 /* Below this many rows a linear is a matrix-vector product bound by reading
  * the weights once (adaLN and the t-MLP at small batch); sgemm would also
- * pack the whole weight matrix first. */
+ * pack the whole weight matrix first. Not with bf16 products: their weight
+ * copies are already packed, half the bytes to read, and may be the only
+ * copy (dit_cpu_gemm_hold_bf16). */
 #define FEW_ROWS 4
 
 static void cpu_linear(const dit_backend *be, float *out, const float *in, const float *w,
                        const float *bias, int M, int K, int N, dit_act act)
 {
     // out (M, N) = act(in (M, K) . w (N, K)^T + bias (N))
-    if (M <= FEW_ROWS) {
+    if (M <= FEW_ROWS && !be->gemm_bf16) {
 #pragma omp parallel num_threads(be->n_threads)
         {
             size_t lo, hi;

@@ -140,6 +140,18 @@ static size_t available_memory(void)
     return (size_t)kib * 1024;
 }
 
+dit_status dit_check_held(dit_ctx *ctx, bool held, const char *what, const char *done)
+{
+    const bool saved = strcmp(done, "run") != 0;
+    if (!held || (!saved && ctx->be == &ctx->cpu && ctx->cpu.gemm_bf16))
+        return DIT_OK;
+    return dit_error(ctx, DIT_ERR_UNSUPPORTED,
+                     "%s was loaded for bf16 on the CPU and keeps its weights in bf16 only, so it "
+                     "cannot be %s %s; load it again %s",
+                     what, done, saved ? "from this copy" : "on another device or precision",
+                     saved ? "with precision fp32" : "after choosing them");
+}
+
 dit_status dit_check_weights_memory(dit_ctx *ctx, size_t bytes, const char *what)
 {
     dit_status st = over_limit(ctx, bytes, what, " (DIT_MEMORY_LIMIT)");

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -133,12 +135,21 @@ static void op_strides(bool trans, int ld, dnnl_dims_t strides)
 
 /* ---- bf16 copies of weights, by the address of their fp32 original -------
  * In the layout the product wants: a matmul's B in the primitive's own
- * blocked layout (md), a convolution's A plain. */
+ * blocked layout (md), a convolution's A plain. A weight keeps every layout
+ * it was asked in (one or two in practice): a copy handed to one thread is
+ * never freed under it by another that wants a different layout. */
+enum { MAX_LAYOUTS = 4 };
 typedef struct {
-    int rows, cols, ld;
+    int rows, cols, ld; /* op(X) rows x cols, X stored ld apart */
     bool trans;
-    dnnl_memory_desc_t md;
-    void *data;
+    int n;
+    dnnl_memory_desc_t md[MAX_LAYOUTS];
+    void *data[MAX_LAYOUTS];
+    /* held: the fp32 original's whole pages, given back to the system and
+     * made inaccessible (a stray fp32 read faults instead of reading zeros);
+     * data[0] is then the weight's only copy */
+    void *released;
+    size_t released_bytes;
 } weight_copy;
 static GMutex weights_lock;
 static GHashTable *weights; /* const float * -> weight_copy * */
@@ -146,12 +157,15 @@ static GHashTable *weights; /* const float * -> weight_copy * */
 static void weight_copy_free(gpointer p)
 {
     weight_copy *w = p;
-    free(w->data);
+    for (int i = 0; i < w->n; i++)
+        free(w->data[i]);
+    if (w->released) /* the block is the caller's again, zeros where released */
+        mprotect(w->released, w->released_bytes, PROT_READ | PROT_WRITE);
     g_free(w);
 }
 
-/* src (op(X) as rows x cols f32 with strides) reordered into md */
-static void *reorder_weight(const float *X, const dnnl_memory_desc_t *src_md,
+/* src (rows x cols in src_md) reordered into md */
+static void *reorder_weight(const void *src, const dnnl_memory_desc_t *src_md,
                             const dnnl_memory_desc_t *md)
 {
     void *data = malloc(dnnl_memory_desc_get_size(md));
@@ -162,7 +176,7 @@ static void *reorder_weight(const float *X, const dnnl_memory_desc_t *src_md,
     bool ok = data &&
               dnnl_reorder_primitive_desc_create(&rpd, src_md, engine, md, engine, NULL) == 0 &&
               dnnl_primitive_create(&r, rpd) == 0 &&
-              dnnl_memory_create(&from, src_md, engine, (void *)X) == 0 &&
+              dnnl_memory_create(&from, src_md, engine, (void *)src) == 0 &&
               dnnl_memory_create(&to, md, engine, data) == 0 &&
               dnnl_stream_create(&s, engine, dnnl_stream_default_flags) == 0;
     if (ok) {
@@ -180,8 +194,32 @@ static void *reorder_weight(const float *X, const dnnl_memory_desc_t *src_md,
     return data;
 }
 
-/* The copy of weight X (op(X): rows x cols, stored ld apart) in layout md;
- * made at the first call, again when the shape or layout asked differs */
+static bool weight_fp32_md(dnnl_memory_desc_t *md, bool trans, int ld, int rows, int cols)
+{
+    dnnl_dims_t dims = {rows, cols}, strides;
+    op_strides(trans, ld, strides);
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides) == 0;
+}
+
+/* Adds the layout md of weight X to w (made from the fp32 original, or from
+ * the held copy when the original was given back); locked */
+static const void *weight_add_layout(weight_copy *w, const float *X, const dnnl_memory_desc_t *md)
+{
+    dnnl_memory_desc_t src_md;
+    void *data = NULL;
+    if (w->n == MAX_LAYOUTS)
+        return NULL;
+    if (w->released)
+        data = reorder_weight(w->data[0], &w->md[0], md);
+    else if (weight_fp32_md(&src_md, w->trans, w->ld, w->rows, w->cols))
+        data = reorder_weight(X, &src_md, md);
+    if (data)
+        w->md[w->n] = *md, w->data[w->n++] = data;
+    return data;
+}
+
+/* The copy of weight X (op(X): rows x cols, stored ld apart) in layout md,
+ * made at the first call in that layout */
 static const void *weight_bf16(const float *X, bool trans, int ld, int rows, int cols,
                                const dnnl_memory_desc_t *md)
 {
@@ -189,23 +227,58 @@ static const void *weight_bf16(const float *X, bool trans, int ld, int rows, int
     if (!weights)
         weights = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, weight_copy_free);
     weight_copy *w = g_hash_table_lookup(weights, X);
-    if (!w || w->rows != rows || w->cols != cols || w->ld != ld || w->trans != trans ||
-        !dnnl_memory_desc_equal(&w->md, md)) {
-        dnnl_dims_t dims = {rows, cols}, strides;
-        dnnl_memory_desc_t src_md;
-        op_strides(trans, ld, strides);
-        void *data = dnnl_memory_desc_init_by_strides(&src_md, 2, dims, dnnl_f32, strides) == 0
-                         ? reorder_weight(X, &src_md, md)
-                         : NULL;
-        w = NULL;
-        if (data) {
-            w = g_new(weight_copy, 1);
-            *w = (weight_copy){rows, cols, ld, trans, *md, data};
-            g_hash_table_replace(weights, (gpointer)X, w);
-        }
+    const bool same = w && w->rows == rows && w->cols == cols && w->ld == ld && w->trans == trans;
+    if (w && !same && w->released)
+        g_error("a bf16-held weight used as a %dx%d matrix, held as %dx%d", rows, cols, w->rows,
+                w->cols);
+    if (!same) {
+        w = g_new0(weight_copy, 1);
+        w->rows = rows, w->cols = cols, w->ld = ld, w->trans = trans;
+        g_hash_table_replace(weights, (gpointer)X, w);
     }
+    const void *data = NULL;
+    for (int i = 0; i < w->n && !data; i++)
+        if (dnnl_memory_desc_equal(&w->md[i], md))
+            data = w->data[i];
+    if (!data)
+        data = weight_add_layout(w, X, md);
     g_mutex_unlock(&weights_lock);
-    return w ? w->data : NULL;
+    return data;
+}
+
+size_t dit_cpu_gemm_hold_bf16(const float *X, bool trans, int ld, int rows, int cols)
+{
+    /* the plain copy, in X's own order so the conversion is a straight pass */
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {rows, cols}, strides;
+    op_strides(trans, trans ? rows : cols, strides);
+    if (!engine || dnnl_memory_desc_init_by_strides(&md, 2, dims, dnnl_bf16, strides) ||
+        !weight_bf16(X, trans, ld, rows, cols, &md))
+        return 0;
+    /* the whole pages inside the original */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)X + page - 1) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)(X + (size_t)(trans ? cols : rows) * ld)) & ~(page - 1);
+    if (hi <= lo)
+        return 0;
+    g_mutex_lock(&weights_lock);
+    weight_copy *w = g_hash_table_lookup(weights, X);
+    if (w && !w->released && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0 &&
+        mprotect((void *)lo, hi - lo, PROT_NONE) == 0) {
+        w->released = (void *)lo, w->released_bytes = hi - lo;
+    }
+    const size_t given = w && w->released ? w->released_bytes : 0;
+    g_mutex_unlock(&weights_lock);
+    return given;
+}
+
+bool dit_cpu_gemm_is_held(const float *X)
+{
+    g_mutex_lock(&weights_lock);
+    const weight_copy *w = weights ? g_hash_table_lookup(weights, X) : NULL;
+    const bool held = w && w->released;
+    g_mutex_unlock(&weights_lock);
+    return held;
 }
 
 void dit_cpu_gemm_forget(const void *p, size_t bytes)
@@ -385,6 +458,18 @@ static bool onednn_matmul(const dit_backend *be, bool bf16, bool ta, bool tb, in
 #else /* no oneDNN: dit_cpu_gemm_fp32_lib never picks it and bf16 is refused */
 
 void dit_cpu_gemm_forget(const void *p, size_t bytes) { (void)p, (void)bytes; }
+
+size_t dit_cpu_gemm_hold_bf16(const float *X, bool trans, int ld, int rows, int cols)
+{
+    (void)X, (void)trans, (void)ld, (void)rows, (void)cols;
+    return 0;
+}
+
+bool dit_cpu_gemm_is_held(const float *X)
+{
+    (void)X;
+    return false;
+}
 
 #endif
 

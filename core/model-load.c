@@ -528,6 +528,7 @@ static void layout_model(weight_layout *L, void *model)
     int64_t xs[4] = {D, c->in_channels, p, p}, bs[1] = {D};
     wl_want(L, m->x_embed_w, 0, 4, xs, "%s.weight", nt->x_embed);
     wl_want(L, m->x_embed_b, 0, 1, bs, "%s.bias", nt->x_embed);
+    wl_linear_matrix(L, m->x_embed_w, D, c->in_channels * p * p); /* over patches */
     if (!diffusers) {
         m->pos_embed = wl_take(L, (size_t)(T0 * D));
         int64_t ps[3] = {1, T0, D};
@@ -559,9 +560,13 @@ static void layout_model(weight_layout *L, void *model)
             wl_want_linear(L, b->ada_w, b->ada_b, chunks * D, D, pre, nt->ada);
         if (diffusers) { /* to_q, to_k, to_v stack into the rows of qkv */
             static const char *const qkv[3] = {"attn1.to_q", "attn1.to_k", "attn1.to_v"};
-            for (int j = 0; j < 3; j++)
-                wl_want_linear(L, b->qkv_w ? b->qkv_w + j * D * D : NULL,
-                               b->qkv_b ? b->qkv_b + j * D : NULL, D, D, pre, qkv[j]);
+            const int64_t ws[2] = {D, D}, qs[1] = {D};
+            for (int j = 0; j < 3; j++) {
+                wl_want(L, b->qkv_w ? b->qkv_w + j * D * D : NULL, 0, 2, ws, "%s%s.weight", pre,
+                        qkv[j]);
+                wl_want(L, b->qkv_b ? b->qkv_b + j * D : NULL, 0, 1, qs, "%s%s.bias", pre, qkv[j]);
+            }
+            wl_linear_matrix(L, b->qkv_w, 3 * D, D);
         } else {
             wl_want_linear(L, b->qkv_w, b->qkv_b, 3 * D, D, pre, nt->qkv);
         }
@@ -611,6 +616,7 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
         return st;
     m->params = r.params;
     m->n_params = r.n_params;
+    m->weights_held = r.held > 0;
     {
         weight_layout count = {0};
         dit_model probe = *m;
@@ -705,8 +711,10 @@ void dit_model_touch(dit_model *m)
 {
     static _Atomic uint64_t last; /* versions are unique across models */
     m->version = ++last;
-    /* bf16 copies made for the CPU are of the old weights */
-    dit_cpu_gemm_forget(m->params, m->param_floats * sizeof(float));
+    /* bf16 copies made for the CPU are of the old weights; a held model's
+     * copies are its weights, which nothing changes (dit_check_held) */
+    if (!m->weights_held)
+        dit_cpu_gemm_forget(m->params, m->param_floats * sizeof(float));
 }
 
 void dit_model_free(dit_model *m)
@@ -804,6 +812,8 @@ dit_status dit_model_save(dit_ctx *ctx, const dit_model *m, const float *params,
 {
     if (m->cfg.naming != DIT_NAMING_OFFICIAL || m->cfg.per_block_embedder)
         return dit_error(ctx, DIT_ERR_UNSUPPORTED, "only official-layout models can be saved");
+    if (params == m->params && m->weights_held)
+        return dit_check_held(ctx, true, "the model", "saved");
     /* list names, shapes and places with the same layout walk */
     weight_layout L = {0};
     dit_model tmp = *m;

@@ -383,7 +383,7 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL context or model");
     const dit_config *c = &model->cfg;
     dit_status st = dit_model_check_backend(ctx);
-    if (st)
+    if (st || (st = dit_check_held(ctx, model->weights_held, "the model", "run")))
         return st;
     if ((st = check_inputs(ctx, c, B, H, W, x, t, y, out)))
         return st;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -415,6 +416,17 @@ dit_status st_read_f32(dit_ctx *ctx, const st_file *f, const st_tensor *t, float
                          "%s: tensor '%s' has dtype %s; weights must be F32, F16, BF16 or F64",
                          f->path, t->name, st_dtype_name(t->dtype));
     }
+}
+
+void st_release(const st_file *f, const st_tensor *t)
+{
+    if (!f->map) /* a buffer of the caller's: never dropped */
+        return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)(f->data + t->begin) + page - 1) & ~(page - 1);
+    const uintptr_t hi = (uintptr_t)(f->data + t->end) & ~(page - 1);
+    if (hi > lo) /* read back from the file if touched again */
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* ---- writer -------------------------------------------------------------- */

@@ -244,6 +244,8 @@ dit_status dit_trainer_new(dit_ctx *ctx, dit_model *model, const dit_train_confi
     if (model->cfg.naming != DIT_NAMING_OFFICIAL || model->cfg.per_block_embedder)
         return dit_error(ctx, DIT_ERR_UNSUPPORTED,
                          "training needs the official DiT layout (one shared t/y embedder)");
+    if (model->weights_held)
+        return dit_check_held(ctx, true, "the model", "trained");
     if (cfg->batch < 1 || cfg->batch > 4096 || !(cfg->lr > 0) || cfg->warmup < 0 ||
         !(cfg->ema_decay >= 0 && cfg->ema_decay < 1) ||
         !(cfg->class_dropout >= 0 && cfg->class_dropout < 1) ||

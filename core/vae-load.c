@@ -97,6 +97,7 @@ static void lay_conv(weight_layout *L, conv_w *c, int cin, int cout, int k, bool
         int64_t bs[1] = {cout};
         wl_want(L, c->b, 0, 1, bs, "%s.bias", name);
     }
+    wl_conv_matrix(L, c->w, cout, (int64_t)cin * k * k);
 }
 
 static void lay_norm(weight_layout *L, norm_w *n, int c, const char *prefix, const char *name)
@@ -615,7 +616,9 @@ dit_status dit_vae_load(dit_ctx *ctx, const char *path, dit_vae **out)
     if (st)
         goto out;
     v->params = r.params;
+    v->param_floats = r.floats;
     v->n_params = r.n_params;
+    v->weights_held = r.held > 0;
     static _Atomic uint64_t last_id;
     v->id = ++last_id;
     *out = v;
@@ -631,7 +634,7 @@ void dit_vae_free(dit_vae *v)
 {
     if (!v)
         return;
-    dit_cpu_gemm_forget(v->params, v->n_params * sizeof(float));
+    dit_cpu_gemm_forget(v->params, v->param_floats * sizeof(float));
     dit_free_aligned(v->params);
     free(v);
 }

@@ -567,6 +567,8 @@ dit_status dit_vae_encode(dit_ctx *ctx, const dit_vae *v, int B, int H, int W, c
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_encode: NULL argument");
     if (dit_vae_check_backend(ctx))
         return DIT_ERR_UNSUPPORTED;
+    if (dit_check_held(ctx, v->weights_held, "the VAE", "run"))
+        return DIT_ERR_UNSUPPORTED;
     const dit_vae_info *in = &v->info;
     const int f = in->downscale;
     if (B <= 0 || B > 4096 || H <= 0 || W <= 0 || H > 65536 || W > 65536 || H % f || W % f)
@@ -615,6 +617,8 @@ dit_status dit_vae_decode(dit_ctx *ctx, const dit_vae *v, int B, int h, int w, c
     if (!ctx || !v || !latent || !image)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_vae_decode: NULL argument");
     if (dit_vae_check_backend(ctx))
+        return DIT_ERR_UNSUPPORTED;
+    if (dit_check_held(ctx, v->weights_held, "the VAE", "run"))
         return DIT_ERR_UNSUPPORTED;
     const dit_vae_info *in = &v->info;
     const int f = in->downscale;

@@ -1,4 +1,6 @@
 #include "internal/weights.h"
+#include "internal/cpu-gemm.h"
+#include "internal/impl.h"
 
 #include <glib.h>
 #include <math.h>
@@ -36,6 +38,49 @@ void wl_want_linear(weight_layout *L, float *w, float *b, int64_t rows, int64_t 
     int64_t ws[2] = {rows, cols}, bs[1] = {rows};
     wl_want(L, w, 0, 2, ws, "%s%s.weight", prefix, name);
     wl_want(L, b, 0, 1, bs, "%s%s.bias", prefix, name);
+    wl_linear_matrix(L, w, rows, cols);
+}
+
+static size_t wl_count(const weight_expect *e)
+{
+    size_t n = 1;
+    for (int d = 0; d < e->ndim; d++)
+        n *= (size_t)e->shape[d];
+    return n;
+}
+
+static void add_matrix(weight_layout *L, const float *w, bool trans, int64_t rows, int64_t cols,
+                       int64_t ld)
+{
+    if (L->mats && L->list)
+        L->mats[L->n_mats] = (weight_matrix){w, trans, (int)rows, (int)cols, (int)ld, 0};
+    L->n_mats++;
+}
+
+void wl_linear_matrix(weight_layout *L, const float *w, int64_t rows, int64_t cols)
+{
+    add_matrix(L, w, true, cols, rows, cols); /* op(w) = w^T (cols, rows) */
+}
+
+void wl_conv_matrix(weight_layout *L, const float *w, int64_t cout, int64_t cin_k_k)
+{
+    add_matrix(L, w, false, cout, cin_k_k, cin_k_k);
+}
+
+/* Counts tensor e's floats into the matrix that holds it; holds that
+ * matrix in bf16 once all of it is read. Returns the bytes given back. */
+static size_t loaded_into_matrix(weight_layout *L, const weight_expect *e, size_t n)
+{
+    for (size_t i = 0; L->mats && i < L->n_mats; i++) {
+        weight_matrix *m = &L->mats[i];
+        const size_t extent = (size_t)(m->trans ? m->cols : m->rows) * (size_t)m->ld;
+        if (e->dst < m->w || e->dst >= m->w + extent)
+            continue;
+        m->loaded += n;
+        return m->loaded == extent ? dit_cpu_gemm_hold_bf16(m->w, m->trans, m->ld, m->rows, m->cols)
+                                   : 0;
+    }
+    return 0;
 }
 
 static bool shape_matches(const st_tensor *t, const weight_expect *e)
@@ -84,11 +129,13 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
     size_t bytes;
     if (!dit_mul_size(L.used, sizeof(float), &bytes))
         return dit_error(ctx, DIT_ERR_NOMEM, "%s: parameter count overflows", f->path);
+    const size_t n_mats = L.n_mats;
     weight_expect *list = calloc(n_expect ? n_expect : 1, sizeof *list);
+    weight_matrix *mats = calloc(n_mats ? n_mats : 1, sizeof *mats);
     bool *used = calloc(f->n + 1, sizeof *used);
     float *params = NULL;
     dit_status st = DIT_OK;
-    if (!list || !used) {
+    if (!list || !mats || !used) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -110,18 +157,26 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
                        f->path, (double)bytes / (1 << 20));
         goto out;
     }
-    memset(params, 0, bytes);
-    L = (weight_layout){.base = params, .list = list};
+    /* held in bf16: the fp32 block is never touched whole, and zeroed only
+     * where no tensor is read */
+    const bool hold = ctx->be == &ctx->cpu && ctx->cpu.gemm_bf16;
+    if (!hold)
+        memset(params, 0, bytes);
+    L = (weight_layout){.base = params, .list = list, .mats = hold ? mats : NULL};
     layout(&L, model);
 
     int dtypes = 0; /* one bit per dtype seen */
     for (size_t i = 0; i < n_expect && st == DIT_OK; i++) {
         const weight_expect *e = &list[i];
         const st_tensor *t = st_find(f, e->name);
-        if (!t)
-            continue; /* optional, checked above */
+        if (!t) { /* optional, checked above */
+            if (hold)
+                memset(e->dst, 0, wl_count(e) * sizeof(float));
+            continue;
+        }
         if ((st = st_read_f32(ctx, f, t, e->dst)))
             break;
+        st_release(f, t);
         for (size_t k = 0; k < t->n_elements; k++)
             if (!isfinite(e->dst[k])) {
                 st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' holds %s at element %zu",
@@ -130,6 +185,7 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
             }
         used[t - f->tensors] = true;
         dtypes |= 1 << t->dtype;
+        out->held += loaded_into_matrix(&L, e, t->n_elements);
         if (!(e->flags & WL_BUFFER))
             out->n_params += t->n_elements;
     }
@@ -151,11 +207,15 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
             name = "F64";
         snprintf(out->dtype, sizeof out->dtype, "%s", name);
         out->params = params;
+        out->floats = L.used;
         params = NULL;
     }
 out:
+    if (params) /* the copies of a failed load's matrices */
+        dit_cpu_gemm_forget(params, bytes);
     dit_free_aligned(params);
     free(list);
+    free(mats);
     free(used);
     return st;
 }

@@ -47,5 +47,14 @@ bool dit_cpu_bf16_faster(void);
 /* Drops the bf16 copies of weights inside [p, p + bytes): called when a
  * model's or a VAE's parameters are freed or changed. */
 void dit_cpu_gemm_forget(const void *p, size_t bytes);
+/* Holds weight X (op(X) rows x cols as the products will read it, stored
+ * ld apart) in bf16 only: makes its bf16 copy now and gives the fp32
+ * original's whole pages back to the system, inaccessible until
+ * dit_cpu_gemm_forget (then zeros). Half the memory for a model that runs
+ * at bf16 only. Returns the bytes given back, 0 where nothing was (no bf16
+ * products here, or X smaller than a page). */
+size_t dit_cpu_gemm_hold_bf16(const float *X, bool trans, int ld, int rows, int cols);
+/* Whether X is held in bf16 only (its fp32 original given back) */
+bool dit_cpu_gemm_is_held(const float *X);
 
 #endif

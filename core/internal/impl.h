@@ -59,6 +59,11 @@ void dit_clear_error(dit_ctx *ctx);
 /* Ensure the arena holds n floats; the only allocation on the forward path.
  * Refused, before allocating, when it exceeds the context's memory limit. */
 dit_status dit_arena_reserve(dit_ctx *ctx, size_t n_floats);
+/* A model or VAE loaded while the context ran bf16 products on the CPU holds
+ * its matrices in bf16 only (wl_load): it runs on that path alone. An
+ * error naming `what` and what was asked (`done`: "run", "saved") when
+ * held and the context is not on it now; DIT_OK otherwise. */
+dit_status dit_check_held(dit_ctx *ctx, bool held, const char *what, const char *done);
 /* Weights (a model's or a VAE's parameters) against the memory limit, or
  * when there is none against the memory the system has available. */
 dit_status dit_check_weights_memory(dit_ctx *ctx, size_t bytes, const char *what);
@@ -133,6 +138,7 @@ struct dit_model {
     float *params;        /* every parameter, one allocation */
     size_t param_floats;  /* size of that block, padding included */
     size_t n_params;
+    bool weights_held; /* bf16 copies only: loaded for bf16 on the CPU */
     char source_dtype[8];
     uint64_t version; /* new on every change of params: see dit_model_touch */
 

@@ -60,6 +60,10 @@ const st_tensor *st_find(const st_file *file, const char *name);
 const char *st_meta(const st_file *file, const char *key);
 /* Copies a F32/F16/BF16/F64 tensor into dst as f32, n_elements floats. */
 dit_status st_read_f32(dit_ctx *ctx, const st_file *file, const st_tensor *tensor, float *dst);
+/* Gives the mapped file pages wholly inside t back (they count in the
+ * process's resident memory while mapped); read again, they come back from
+ * the file. For a loader done with t. */
+void st_release(const st_file *f, const st_tensor *t);
 /* "(a, b, c)" */
 void st_shape_str(const int64_t *shape, int ndim, char *buf, size_t len);
 

@@ -71,7 +71,9 @@ struct dit_vae {
     char path[512];
     char prefix[32]; /* "first_stage_model." in full LDM checkpoints */
     float *params;
+    size_t param_floats; /* size of that block, padding included */
     size_t n_params;
+    bool weights_held; /* bf16 copies only: loaded for bf16 on the CPU */
     kl_coder enc, dec;
     conv_w quant, post_quant;
     tiny_coder tenc, tdec;

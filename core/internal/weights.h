@@ -23,30 +23,54 @@ typedef struct {
     int flags;
 } weight_expect;
 
+/* A weight the CPU's matrix products read, as op(X) rows x cols stored ld
+ * apart (internal/cpu-gemm.h): what a model loaded for bf16 on the CPU
+ * holds in bf16 only, once every tensor inside it is read. */
+typedef struct {
+    const float *w;
+    bool trans;
+    int rows, cols, ld;
+    size_t loaded; /* floats read into it so far */
+} weight_matrix;
+
 typedef struct {
     float *base;         /* NULL while counting */
     size_t used;         /* floats handed out so far */
     weight_expect *list; /* NULL while counting */
     size_t n;
+    weight_matrix *mats; /* NULL unless wl_load fills it */
+    size_t n_mats;
 } weight_layout;
 
 /* n floats of the block, 64-byte aligned; NULL while counting */
 float *wl_take(weight_layout *L, size_t n);
 void wl_want(weight_layout *L, float *dst, int flags, int ndim, const int64_t *shape,
              const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* <prefix><name>.weight (rows, cols) and .bias (rows) */
+/* <prefix><name>.weight (rows, cols) and .bias (rows); a linear's weight,
+ * so also a wl_linear_matrix */
 void wl_want_linear(weight_layout *L, float *w, float *b, int64_t rows, int64_t cols,
                     const char *prefix, const char *name);
+
+/* w (rows, cols) read as a linear's weight: out = in . w^T */
+void wl_linear_matrix(weight_layout *L, const float *w, int64_t rows, int64_t cols);
+/* w (cout, cin, k, k) read as a convolution's (cout, cin k k) operand */
+void wl_conv_matrix(weight_layout *L, const float *w, int64_t cout, int64_t cin_k_k);
 
 typedef void (*wl_layout_fn)(weight_layout *L, void *model);
 
 typedef struct {
     float *params;   /* the block; caller frees with dit_free_aligned */
+    size_t floats;   /* size of the block, padding included */
     size_t n_params; /* elements loaded, buffers excluded */
     char dtype[8];   /* "F32", "F16", "BF16", "F64" or "mixed" */
+    size_t held;     /* bytes of fp32 given back: matrices held in bf16 */
 } wl_result;
 
 /* Runs layout twice, allocates the block, loads and checks every tensor.
+ * On a context that runs bf16 products on the CPU, each matrix is held in
+ * bf16 only as soon as it is read (dit_cpu_gemm_hold_bf16), so the fp32
+ * block is never resident whole. The mapped file's pages are given back
+ * tensor by tensor (st_release).
  * `what` names the model in messages ("official DiT with 28 blocks");
  * `ignorable` (may be NULL) accepts file tensors we know and skip; it gets
  * the model as `user`. */

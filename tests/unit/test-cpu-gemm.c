@@ -10,16 +10,22 @@
  *    kernel's CPU flags and $ONEDNN_MAX_CPU_ISA, not by the library's own
  *    answer: bf16 is accepted where the flags have it, refused with the
  *    reason where they (or the cap) do not, and "auto" then picks fp32;
- *  - training refuses bf16 products on the CPU. */
+ *  - training refuses bf16 products on the CPU;
+ *  - a model and a VAE loaded for bf16 hold their matrices in bf16 only:
+ *    the load's resident memory is at most 60% of the fp32 load's, the
+ *    forward stays within bf16's band of fp32, and running, saving or
+ *    training the held copy on another precision is refused by name. */
 #include "common.h"
 #include "internal/cpu-gemm.h"
 #include "internal/impl.h"
 #include "internal/train.h"
+#include "internal/vae.h"
 
 #include <glib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -252,6 +258,107 @@ static void precision_cases(void)
     dit_ctx_free(ctx);
 }
 
+static double resident_mib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    if (f)
+        fclose(f);
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+/* out: the forward of the model at path, loaded under precision; *grown
+ * the resident memory the load added */
+static dit_model *load_held_case(dit_ctx *ctx, const char *path, const char *precision,
+                                 double *grown)
+{
+    dit_model *m = NULL;
+    CHECK(dit_ctx_set_precision(ctx, precision) == DIT_OK, "%s", dit_last_error(ctx));
+    const double before = resident_mib();
+    CHECK(dit_model_load(ctx, path, &m) == DIT_OK, "%s", dit_last_error(ctx));
+    *grown = resident_mib() - before;
+    return m;
+}
+
+static void held_cases(void)
+{
+    if (!test_cpu_bf16_expected())
+        return;
+    const dit_config cfg = {.in_channels = 4,
+                            .out_channels = 4,
+                            .sample_size = 8,
+                            .patch_size = 2,
+                            .hidden_size = 384,
+                            .depth = 3,
+                            .num_heads = 6,
+                            .mlp_hidden = 1536,
+                            .num_classes = 10,
+                            .freq_dim = 256};
+    dit_ctx *ctx = dit_ctx_new();
+    dit_model *made = NULL, *m[2] = {NULL, NULL};
+    char *dir = tmpdir_new(), *path = g_build_filename(dir, "held.safetensors", NULL);
+    CHECK(dit_model_create(ctx, &cfg, &made) == DIT_OK, "%s", dit_last_error(ctx));
+    if (!made)
+        goto out;
+    fill(made->params, made->param_floats, 11); /* adaLN-zero would hide the blocks */
+    for (size_t i = 0; i < made->param_floats; i++)
+        made->params[i] *= 0.2f;
+    dit_model_touch(made);
+    CHECK(dit_model_save(ctx, made, made->params, path, ST_F32, NULL, NULL, 0) == DIT_OK, "%s",
+          dit_last_error(ctx));
+    double grown[2];
+    m[0] = load_held_case(ctx, path, "fp32", &grown[0]);
+    m[1] = load_held_case(ctx, path, "bf16", &grown[1]);
+    if (!m[0] || !m[1])
+        goto out;
+    printf("resident memory a load adds: fp32 %.1f MiB, bf16 %.1f MiB (%.0f%%)\n", grown[0],
+           grown[1], 100 * grown[1] / grown[0]);
+    CHECK(m[1]->weights_held && !m[0]->weights_held && dit_cpu_gemm_is_held(m[1]->blocks[2].fc1_w),
+          "the bf16 load does not hold its matrices");
+    CHECK(grown[1] <= 0.6 * grown[0], "bf16 weights take %.1f MiB, fp32 %.1f", grown[1], grown[0]);
+
+    enum { B = 2 };
+    const size_t nx = (size_t)B * 4 * 8 * 8;
+    float *x = malloc(nx * sizeof *x), *o[2] = {malloc(nx * sizeof *x), malloc(nx * sizeof *x)};
+    float t[B] = {50, 900};
+    int32_t y[B] = {3, 10};
+    fill(x, nx, 7);
+    dit_ctx_set_precision(ctx, "fp32");
+    CHECK(dit_model_forward(ctx, m[0], B, 8, 8, x, t, y, o[0]) == DIT_OK, "%s",
+          dit_last_error(ctx));
+    dit_status st = dit_model_forward(ctx, m[1], B, 8, 8, x, t, y, o[1]);
+    CHECK(st == DIT_ERR_UNSUPPORTED && strstr(dit_last_error(ctx), "bf16 only"),
+          "the held model at fp32: %s %s", dit_status_name(st), dit_last_error(ctx));
+    st = dit_model_save(ctx, m[1], m[1]->params, path, ST_F32, NULL, NULL, 0);
+    CHECK(st == DIT_ERR_UNSUPPORTED, "saving the held model: %s", dit_status_name(st));
+    dit_ctx_set_precision(ctx, "bf16");
+    CHECK(dit_model_forward(ctx, m[1], B, 8, 8, x, t, y, o[1]) == DIT_OK, "%s",
+          dit_last_error(ctx));
+    const double e = rel_diff(o[1], o[0], nx);
+    printf("held bf16 forward vs fp32: %.2e\n", e);
+    CHECK(e > 5e-5 && e <= 2e-2, "held bf16 forward off fp32 by %.2e (band 5e-5..2e-2)", e);
+    free(x), free(o[0]), free(o[1]);
+
+    dit_vae *v = NULL;
+    char *vp = fixture_path("vae_kl");
+    float lat[4 * 4 * 4] = {0}, img[3 * 32 * 32];
+    CHECK(dit_vae_load(ctx, vp, &v) == DIT_OK && v->weights_held, "VAE held: %s",
+          dit_last_error(ctx));
+    dit_ctx_set_precision(ctx, "fp32");
+    st = v ? dit_vae_decode(ctx, v, 1, 4, 4, lat, img) : DIT_OK;
+    CHECK(st == DIT_ERR_UNSUPPORTED && strstr(dit_last_error(ctx), "bf16 only"),
+          "the held VAE at fp32: %s %s", dit_status_name(st), dit_last_error(ctx));
+    dit_vae_free(v);
+    g_free(vp);
+out:
+    dit_model_free(made), dit_model_free(m[0]), dit_model_free(m[1]);
+    g_free(path);
+    tmpdir_remove(dir);
+    dit_ctx_free(ctx);
+}
+
 /* A whole forward and decode, oneDNN fp32 against OpenBLAS */
 static void model_cases(void)
 {
@@ -302,6 +409,7 @@ int main(void)
         concurrent_cases();
     precision_cases();
     model_cases();
+    held_cases();
     printf("%s\n", failures ? "FAILED" : "all passed");
     return failures ? 1 : 0;
 }
