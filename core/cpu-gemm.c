@@ -246,32 +246,6 @@ static const void *weight_bf16(const float *X, bool trans, int ld, int rows, int
     return data;
 }
 
-size_t dit_cpu_gemm_hold_bf16(const float *X, bool trans, int ld, int rows, int cols)
-{
-    /* the plain copy, in X's own order so the conversion is a straight pass */
-    dnnl_memory_desc_t md;
-    dnnl_dims_t dims = {rows, cols}, strides;
-    op_strides(trans, trans ? rows : cols, strides);
-    if (!engine || dnnl_memory_desc_init_by_strides(&md, 2, dims, dnnl_bf16, strides) ||
-        !weight_bf16(X, trans, ld, rows, cols, &md))
-        return 0;
-    /* the whole pages inside the original */
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t lo = ((uintptr_t)X + page - 1) & ~(page - 1);
-    const uintptr_t hi = ((uintptr_t)(X + (size_t)(trans ? cols : rows) * ld)) & ~(page - 1);
-    if (hi <= lo)
-        return 0;
-    g_mutex_lock(&weights_lock);
-    weight_copy *w = g_hash_table_lookup(weights, X);
-    if (w && !w->released && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0 &&
-        mprotect((void *)lo, hi - lo, PROT_NONE) == 0) {
-        w->released = (void *)lo, w->released_bytes = hi - lo;
-    }
-    const size_t given = w && w->released ? w->released_bytes : 0;
-    g_mutex_unlock(&weights_lock);
-    return given;
-}
-
 bool dit_cpu_gemm_is_held(const float *X)
 {
     g_mutex_lock(&weights_lock);
@@ -453,6 +427,45 @@ static bool onednn_matmul(const dit_backend *be, bool bf16, bool ta, bool tb, in
     dnnl_memory_destroy(am), dnnl_memory_destroy(bm), dnnl_memory_destroy(cm);
     dnnl_memory_destroy(sm);
     return ok;
+}
+
+size_t dit_cpu_gemm_hold_bf16(const float *X, bool trans, int ld, int rows, int cols)
+{
+    /* in the layout the products will ask for: a linear's B (trans) in
+     * the matmul primitive's blocked one, which oneDNN picks from N and K
+     * alone (the same for 1 to 4096 rows), a convolution's A plain */
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {rows, cols}, strides;
+    op_strides(false, cols, strides);
+    if (!engine || dnnl_memory_desc_init_by_strides(&md, 2, dims, dnnl_bf16, strides))
+        return 0;
+    if (trans) {
+        mm_key k;
+        memset(&k, 0, sizeof k);
+        k.bf16 = k.packed_b = 1, k.tb = 1, k.M = 64, k.N = cols, k.K = rows;
+        k.lda = rows, k.ldb = ld, k.ldc = cols, k.alpha = 1.0f;
+        const mm_entry *e = mm_get(&k);
+        if (!e)
+            return 0;
+        md = e->b_md;
+    }
+    if (!weight_bf16(X, trans, ld, rows, cols, &md))
+        return 0;
+    /* the whole pages inside the original */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)X + page - 1) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)(X + (size_t)(trans ? cols : rows) * ld)) & ~(page - 1);
+    if (hi <= lo)
+        return 0;
+    g_mutex_lock(&weights_lock);
+    weight_copy *w = g_hash_table_lookup(weights, X);
+    if (w && !w->released && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0 &&
+        mprotect((void *)lo, hi - lo, PROT_NONE) == 0) {
+        w->released = (void *)lo, w->released_bytes = hi - lo;
+    }
+    const size_t given = w && w->released ? w->released_bytes : 0;
+    g_mutex_unlock(&weights_lock);
+    return given;
 }
 
 #else /* no oneDNN: dit_cpu_gemm_fp32_lib never picks it and bf16 is refused */
