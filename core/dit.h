@@ -302,6 +302,20 @@ DIT_API const char *dit_model_scheduler_json(const dit_model *model);
  * (H, W) in [0, 1] where 1 means "regenerate" (soft edges allowed). */
 typedef enum { DIT_TASK_GENERATE = 0, DIT_TASK_IMG2IMG, DIT_TASK_INPAINT } dit_task;
 
+/* What an inpaint mask's values mean.
+ *   REGENERATE: every pixel where the mask is above 0 is made anew from the
+ *     step the strength names; the result is blended over the source by the
+ *     mask (soft edges fade, partial values blend two images).
+ *   DIFFERENTIAL: the mask is each pixel's own strength: a pixel at value s
+ *     follows the source, noised to each step's level, until the noise falls
+ *     to s x strength of the way, and is denoised freely from there; so a
+ *     pixel at 0.3 changes a little, one at 1 fully, and a feathered edge
+ *     has no seam. Blended over the source by the mask as well.
+ * With a mask of only 0 and 1 on a pixel-space model the two give the same
+ * result (with a VAE, latent pixels the mask covers in part differ). */
+typedef enum { DIT_MASK_REGENERATE = 0, DIT_MASK_DIFFERENTIAL, DIT_MASK_MODE_COUNT } dit_mask_mode;
+DIT_API extern const char *const dit_mask_mode_names[DIT_MASK_MODE_COUNT];
+
 typedef struct {
     dit_task task;
     const dit_model *model;
@@ -316,6 +330,7 @@ typedef struct {
     uint64_t seed;
     int batch;               /* images to make; each gets its own noise */
     int grow;                /* inpaint: grow the latent mask by this many latent pixels */
+    dit_mask_mode mask_mode; /* inpaint: what the mask's values mean */
     const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
 } dit_pipeline_params;
 
@@ -323,9 +338,9 @@ typedef struct {
  * linear schedule (1000 training steps, betas 1e-4 .. 0.02, epsilon
  * prediction, leading spacing), guidance 4 on every latent channel
  * (guidance_channels 0, as diffusers), strength 0.75 (callers use 1 for
- * inpaint), class 0, seed 0, batch 1, grow 0. The model's own scheduler
- * (a pipeline folder's scheduler/ or the file's "scheduler" metadata)
- * replaces the sampler settings; for the cold sampler the steps become
+ * inpaint), class 0, seed 0, batch 1, grow 0, mask mode regenerate. The
+ * model's own scheduler (a pipeline folder's scheduler/ or the file's
+ * "scheduler" metadata) replaces the sampler settings; for the cold sampler the steps become
  * min(train_steps, 50). */
 DIT_API void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
                                          const dit_vae *vae);

@@ -4,7 +4,9 @@
  *   x = add_noise(z0, noise, step of strength)      (img2img / inpaint)
  *   each step k:
  *     inpaint: x = m * x + (1 - m) * add_noise(z0, fresh noise, k)
- *              (the seed article's cold_diffuse_inpaint blend)
+ *              (the seed article's cold_diffuse_inpaint blend); m is the
+ *              latent mask, or in differential mode 1 where the pixel's
+ *              own strength has reached step k and 0 before
  *     out = DiT([x; x], t_k, [class; null])          (one batched forward)
  *     eps = uncond + g * (cond - uncond)             (first N channels)
  *     x = scheduler.step(eps, x)
@@ -40,21 +42,25 @@ void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
     p->batch = 1;
 }
 
-/* latent mask (h, w): the max of the pixel mask over each f x f block,
- * grown by `grow` latent pixels */
-static void reduce_mask(const float *mask, int H, int W, int f, int grow, float *m)
+const char *const dit_mask_mode_names[DIT_MASK_MODE_COUNT] = {"regenerate", "differential"};
+
+/* latent mask (h, w): the max of the pixel mask over each f x f block (the
+ * mean with `mean`: a latent pixel's share of strength), grown by `grow`
+ * latent pixels */
+static void reduce_mask(const float *mask, int H, int W, int f, bool mean, int grow, float *m)
 {
     const int h = H / f, w = W / f;
     float *tmp = m;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
-            float v = 0;
+            float v = 0, sum = 0;
             for (int dy = 0; dy < f; dy++)
                 for (int dx = 0; dx < f; dx++) {
                     const float s = mask[(size_t)(y * f + dy) * W + x * f + dx];
                     v = s > v ? s : v;
+                    sum += s;
                 }
-            tmp[(size_t)y * w + x] = v;
+            tmp[(size_t)y * w + x] = mean ? sum / (float)(f * f) : v;
         }
     for (int g = 0; g < grow; g++) { /* one pixel of dilation per pass */
         float *prev = malloc((size_t)h * w * sizeof *prev);
@@ -74,6 +80,22 @@ static void reduce_mask(const float *mask, int H, int W, int f, int grow, float 
             }
         free(prev);
     }
+}
+
+/* Differential mode: each latent pixel's strength s (the reduced mask)
+ * becomes the first step it is denoised freely, steps - int(steps x
+ * strength x s), steps for never; returns the earliest (the first step
+ * worth running) */
+static int first_free_steps(float *m, size_t hw, int steps, float strength)
+{
+    int earliest = steps;
+    for (size_t i = 0; i < hw; i++) {
+        int init = (int)((float)steps * strength * m[i]);
+        init = init < steps ? init : steps;
+        m[i] = (float)(steps - init);
+        earliest = steps - init < earliest ? steps - init : earliest;
+    }
+    return earliest;
 }
 
 typedef struct {
@@ -147,6 +169,8 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                          c->in_channels);
     if (p->grow < 0 || p->grow > 64)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "grow must be 0..64 latent pixels");
+    if ((unsigned)p->mask_mode >= DIT_MASK_MODE_COUNT)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown mask mode %d", (int)p->mask_mode);
     if (p->task != DIT_TASK_GENERATE && !image)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "img2img and inpaint need a source image");
     if (p->task == DIT_TASK_INPAINT && !mask)
@@ -274,9 +298,6 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
         yvec[r] = r < B ? p->class_id : c->num_classes;
     if (z0 && (st = encode_source(ctx, p, &sp, image, H, W, z0)))
         goto out;
-    if (mlat)
-        reduce_mask(mask, H, W, sp.f, p->grow, mlat);
-
     /* img2img / inpaint with strength s skip the first steps - int(steps * s) */
     int start = 0;
     if (p->task != DIT_TASK_GENERATE) {
@@ -284,11 +305,19 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
         init = init < p->steps ? init : p->steps;
         start = p->steps - init;
     }
+    const bool differential = mlat && p->mask_mode == DIT_MASK_DIFFERENTIAL;
+    if (mlat)
+        reduce_mask(mask, H, W, sp.f, differential, p->grow, mlat);
+    if (differential) /* mlat: the first step each latent pixel runs free */
+        start = first_free_steps(mlat, hw, p->steps, p->strength);
     if (p->init_noise)
         memcpy(noise, p->init_noise, n * sizeof *noise);
     else
         dit_randn(p->seed, 0, 0, n, noise);
-    if (p->task == DIT_TASK_GENERATE || start == 0) {
+    if (start == p->steps) { /* differential, nothing strong enough to change */
+        for (int b = 0; b < B; b++)
+            memcpy(x + (size_t)b * lat, z0, lat * sizeof *x);
+    } else if (p->task == DIT_TASK_GENERATE || start == 0) {
         const double sigma = dit_sched_init_noise_sigma(s);
         for (size_t i = 0; i < n; i++)
             x[i] = (float)(noise[i] * sigma);
@@ -311,7 +340,7 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
                 dit_sched_add_noise(s, k, z0, noise + (size_t)b * lat, noised + (size_t)b * lat,
                                     lat);
             for (size_t i = 0; i < n; i++) {
-                const float m = mlat[i % hw];
+                const float m = differential ? (float)(k >= mlat[i % hw]) : mlat[i % hw];
                 x[i] = m * x[i] + (1.0f - m) * noised[i];
             }
         }
@@ -338,6 +367,10 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
         }
     }
 
+    if (differential) /* never free: the source itself, not its last denoise */
+        for (size_t i = 0; i < n; i++)
+            if (mlat[i % hw] >= (float)p->steps)
+                x[i] = z0[i % lat];
     if ((st = decode_latents(ctx, p, &sp, B, x, img)))
         goto out;
     if (p->task == DIT_TASK_INPAINT) { /* outside the mask: the input, bit for bit */

@@ -44,7 +44,7 @@ static GimpParamDef *param_defs(DitMode mode, gint *n)
     memcpy(defs, head_args, sizeof head_args);
     for (gint i = 0; i < dit_n_args; i++) {
         const DitArg *a = &dit_args[i];
-        if (!ditgimp_arg_applies(a, mode))
+        if (!ditgimp_arg_applies2(a, mode))
             continue;
         defs[*n].type = a->type == DIT_ARG_INT      ? GIMP_PDB_INT32
                         : a->type == DIT_ARG_DOUBLE ? GIMP_PDB_FLOAT
@@ -84,6 +84,7 @@ static void load_values(const gchar *proc, DitMode mode, DitValues *v)
     /* NUL-terminate whatever came back */
     v->model[sizeof v->model - 1] = v->class_name[sizeof v->class_name - 1] = '\0';
     v->sampler[sizeof v->sampler - 1] = v->device[sizeof v->device - 1] = '\0';
+    v->mask_mode[sizeof v->mask_mode - 1] = '\0';
     v->mode = mode;
 }
 
@@ -92,7 +93,7 @@ static void values_from_params(DitMode mode, const GimpParam *param, DitValues *
     gint i = G_N_ELEMENTS(head_args);
     for (gint k = 0; k < dit_n_args; k++) {
         const DitArg *a = &dit_args[k];
-        if (!ditgimp_arg_applies(a, mode))
+        if (!ditgimp_arg_applies2(a, mode))
             continue;
         const GimpParam *p = &param[i++];
         if (a->type == DIT_ARG_INT)
@@ -186,7 +187,7 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
         return;
     }
     const DitMode mode = proc->mode;
-    const gint expected = G_N_ELEMENTS(head_args) + ditgimp_arg_count(mode);
+    const gint expected = G_N_ELEMENTS(head_args) + ditgimp_arg_count2(mode);
     const gint32 image = param[1].data.d_image, drawable = param[2].data.d_drawable;
 
     DitValues v;

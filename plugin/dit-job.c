@@ -133,6 +133,16 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
         return FALSE;
     }
     p->grow = v->grow;
+    gint mode = -1;
+    for (gint i = 0; i < DIT_MASK_MODE_COUNT; i++)
+        if (g_ascii_strcasecmp(v->mask_mode, dit_mask_mode_names[i]) == 0)
+            mode = i;
+    if (mode < 0 && v->mask_mode[0]) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Unknown mask mode '%s': use regenerate or differential"), v->mask_mode);
+        return FALSE;
+    }
+    p->mask_mode = mode < 0 ? DIT_MASK_REGENERATE : (dit_mask_mode)mode;
     if (v->sampler[0]) {
         gint found = -1;
         for (gint i = 0; i < DIT_SAMPLER_COUNT; i++)

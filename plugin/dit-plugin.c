@@ -73,6 +73,14 @@ static const DitChoice device_choices[] = {
     {NULL, NULL, NULL},
 };
 
+static const DitChoice mask_mode_choices[] = {
+    {"regenerate", N_("Regenerate, blend by the selection"), "regenerate"},
+    {"differential", N_("Selection is per-pixel strength"), "differential"},
+    {NULL, NULL, NULL},
+};
+
+G_STATIC_ASSERT(G_N_ELEMENTS(mask_mode_choices) == DIT_MASK_MODE_COUNT + 1);
+
 #define FIELD(f) offsetof(DitValues, f), sizeof(((DitValues *)0)->f)
 
 /* defaults: ditui_values_init (ui/values.c), the one place that sets them */
@@ -81,33 +89,38 @@ const DitArg dit_args[] = {
     {"model", DIT_ARG_STRING, "Model",
      "DiT model: a .safetensors file, a diffusers folder or a pipeline folder with "
      "transformer/ and vae/ (\"\" = the embedded default model)", NULL,
-     0, 0, NULL, FALSE, FIELD(model)},
+     0, 0, NULL, FALSE, FIELD(model), FALSE},
     {"class", DIT_ARG_STRING, "Class",
      "Class id or label name, any case (\"\" = class 0)", NULL,
-     0, 0, NULL, FALSE, FIELD(class_name)},
+     0, 0, NULL, FALSE, FIELD(class_name), FALSE},
     {"steps", DIT_ARG_INT, "Steps",
      "Sampling steps (1 - 1000, 0 = the model's default; default 20)", NULL,
-     0, 1000, NULL, FALSE, FIELD(steps)},
+     0, 1000, NULL, FALSE, FIELD(steps), FALSE},
     {"strength", DIT_ARG_DOUBLE, "Strength",
      "0 keeps the image, 1 starts from noise (0 - 1; default 1.0 inpaint, 0.75 img2img)", NULL,
-     0.0, 1.0, NULL, TRUE, FIELD(strength)},
+     0.0, 1.0, NULL, TRUE, FIELD(strength), FALSE},
     {"guidance", DIT_ARG_DOUBLE, "Guidance",
      "Classifier-free guidance scale (0 - 100, <= 1 = off; default 4.0)", NULL,
-     0.0, 100.0, NULL, FALSE, FIELD(guidance)},
+     0.0, 100.0, NULL, FALSE, FIELD(guidance), FALSE},
     {"seed", DIT_ARG_INT, "Seed",
      "Noise seed (0 - 2147483647; -1 = random, named in the new layer)", NULL,
-     -1, G_MAXINT32, NULL, FALSE, FIELD(seed)},
+     -1, G_MAXINT32, NULL, FALSE, FIELD(seed), FALSE},
     {"sampler", DIT_ARG_CHOICE, "Sampler",
      "ddpm, ddim, dpm++2m, euler or cold (\"\" = the model's default)",
      "default (the model's), ddpm, ddim, dpm++2m, euler or cold",
-     0, 0, sampler_choices, FALSE, FIELD(sampler)},
+     0, 0, sampler_choices, FALSE, FIELD(sampler), FALSE},
     {"grow", DIT_ARG_INT, "Grow",
      "Inpaint: grow the mask by N latent pixels (0 - 64; default 0)", NULL,
-     0, 64, NULL, TRUE, FIELD(grow)},
+     0, 64, NULL, TRUE, FIELD(grow), FALSE},
     {"device", DIT_ARG_CHOICE, "Device",
      "auto, cpu, cpu-bf16 or cuda (default auto: the GPU where usable, else the CPU, in bf16 "
      "only where the CPU measured it faster)", NULL,
-     0, 0, device_choices, FALSE, FIELD(device)},
+     0, 0, device_choices, FALSE, FIELD(device), FALSE},
+    {"mask-mode", DIT_ARG_CHOICE, "Mask mode",
+     "Inpaint: regenerate (remake where the selection is above 0, blend by its value) or "
+     "differential (the selection's value is how much each pixel may change) (default "
+     "regenerate)", NULL,
+     0, 0, mask_mode_choices, TRUE, FIELD(mask_mode), TRUE},
 };
 /* clang-format on */
 const gint dit_n_args = G_N_ELEMENTS(dit_args);
@@ -117,11 +130,16 @@ gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode)
     return !arg->edit_only || mode != DIT_MODE_GENERATE;
 }
 
-gint ditgimp_arg_count(DitMode mode)
+gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode)
+{
+    return ditgimp_arg_applies(arg, mode) && !arg->gimp3_only;
+}
+
+gint ditgimp_arg_count2(DitMode mode)
 {
     gint n = 0;
     for (gint i = 0; i < dit_n_args; i++)
-        n += ditgimp_arg_applies(&dit_args[i], mode);
+        n += ditgimp_arg_applies2(&dit_args[i], mode);
     return n;
 }
 

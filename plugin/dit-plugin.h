@@ -86,14 +86,20 @@ typedef struct {
     gboolean edit_only;       /* inpaint and img2img, not generate */
     gsize offset;             /* of the DitValues field */
     gsize size;               /* of a string field */
+    /* not in GIMP 2.10's procedures, whose Script-Fu takes every argument in
+     * order: an argument added there would break every existing call. In
+     * 2.10 it is set in the dialog and kept with the last values. */
+    gboolean gimp3_only;
 } DitArg;
 
 extern const DitArg dit_args[];
 extern const gint dit_n_args;
 
 gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode);
-/* How many of them a procedure takes. */
-gint ditgimp_arg_count(DitMode mode);
+/* ditgimp_arg_applies and not gimp3_only */
+gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode);
+/* How many of them GIMP 2.10's procedure takes. */
+gint ditgimp_arg_count2(DitMode mode);
 
 /* DitValues fields through the table. Numbers as doubles (INT fields
  * round-trip exactly); strings as DitValues holds them; choices as nicks

@@ -28,9 +28,10 @@ struct _DitDialog {
     GtkWidget *klass;        /* GtkComboBoxText with entry */
     GtkEntryCompletion *completion;
     GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
-    GtkWidget *strength_row[2], *grow_row[2];
+    GtkWidget *strength_row[2], *grow_row[2], *mask_mode_row[2];
     GtkWidget *sampler;
     GtkWidget *device;
+    GtkWidget *mask_mode;
     GtkWidget *device_note; /* what the chosen device will run */
     gboolean cuda_usable;
     GtkWidget *preview;   /* GtkImage */
@@ -272,8 +273,10 @@ static void update_mode_widgets(DitDialog *d)
     const gint32 m = current_mode(d);
     for (int i = 0; i < 2; i++) {
         gtk_widget_set_sensitive(d->grow_row[i], m == DIT_MODE_INPAINT);
+        gtk_widget_set_sensitive(d->mask_mode_row[i], m == DIT_MODE_INPAINT);
         gtk_widget_set_visible(d->strength_row[i], m != DIT_MODE_GENERATE);
         gtk_widget_set_visible(d->grow_row[i], m != DIT_MODE_GENERATE);
+        gtk_widget_set_visible(d->mask_mode_row[i], m != DIT_MODE_GENERATE);
     }
 }
 
@@ -477,6 +480,24 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     gtk_widget_set_halign(grow_spin, GTK_ALIGN_START);
     gtk_grid_attach(grid, grow_spin, 1, row++, 1, 1);
 
+    /* what a soft selection's values mean */
+    d->mask_mode = gtk_combo_box_text_new();
+    const gchar *mask_mode_names[] = {_("Regenerate, blend by the selection"),
+                                      _("Selection is per-pixel strength")};
+    G_STATIC_ASSERT(G_N_ELEMENTS(mask_mode_names) == DIT_MASK_MODE_COUNT);
+    for (gint i = 0; i < DIT_MASK_MODE_COUNT; i++)
+        gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->mask_mode), dit_mask_mode_names[i],
+                                  mask_mode_names[i]);
+    if (!gtk_combo_box_set_active_id(GTK_COMBO_BOX(d->mask_mode), values->mask_mode))
+        gtk_combo_box_set_active(GTK_COMBO_BOX(d->mask_mode), 0);
+    gtk_widget_set_tooltip_text(d->mask_mode,
+                                _("How a feathered or partial selection is used: remake every "
+                                  "selected pixel and blend by the selection, or let each pixel "
+                                  "change only as much as it is selected"));
+    d->mask_mode_row[0] = add_label(grid, row, _("Soft _selection:"), d->mask_mode);
+    d->mask_mode_row[1] = d->mask_mode;
+    gtk_grid_attach(grid, d->mask_mode, 1, row++, 1, 1);
+
     /* preview + progress */
     GtkWidget *vbox = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
     GtkWidget *frame = gtk_frame_new(_("Preview"));
@@ -537,6 +558,9 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     ditui_values_set_string(v->sampler, sizeof v->sampler, sampler);
     const gchar *device = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->device));
     ditui_values_set_string(v->device, sizeof v->device, device ? device : "auto");
+    const gchar *mask_mode = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->mask_mode));
+    ditui_values_set_string(v->mask_mode, sizeof v->mask_mode,
+                            mask_mode ? mask_mode : "regenerate");
 }
 
 void ditui_dialog_set_preview(DitDialog *d, const guint8 *rgb, gint width, gint height,

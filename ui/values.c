@@ -14,6 +14,7 @@ void ditui_values_init(DitValues *v, DitMode mode)
     v->seed = -1;
     v->grow = 0;
     ditui_values_set_string(v->device, sizeof v->device, "auto");
+    ditui_values_set_string(v->mask_mode, sizeof v->mask_mode, "regenerate");
 }
 
 void ditui_values_set_string(gchar *field, gsize size, const gchar *src)

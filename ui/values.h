@@ -12,7 +12,7 @@ G_BEGIN_DECLS
 
 /* bump when the layout below changes: stored values of another version are
  * dropped and the defaults used instead */
-#define DIT_VALUES_VERSION 1
+#define DIT_VALUES_VERSION 2
 
 typedef enum {
     DIT_MODE_INPAINT = 0, /* regenerate the selection, keep the rest */
@@ -33,6 +33,7 @@ typedef struct {
     gchar sampler[32];     /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
     gint32 grow;           /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
     gchar device[16];      /* "auto", "cpu", "cpu-bf16" or "cuda" */
+    gchar mask_mode[16];   /* inpaint: "regenerate" or "differential" (dit_mask_mode) */
 } DitValues;
 
 /* The defaults above for a mode. */

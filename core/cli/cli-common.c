@@ -37,10 +37,10 @@ void cli_options_init(options *o)
 
 void cli_options_clear(options *o)
 {
-    char **strs[] = {&o->model,   &o->vae,       &o->class_name, &o->labels,
-                     &o->sampler, &o->schedule,  &o->prediction, &o->spacing,
-                     &o->device,  &o->precision, &o->output,     &o->input,
-                     &o->mask,    &o->resize,    &o->progress,   &o->strength};
+    char **strs[] = {&o->model,    &o->vae,        &o->class_name, &o->labels, &o->sampler,
+                     &o->schedule, &o->prediction, &o->spacing,    &o->device, &o->precision,
+                     &o->output,   &o->input,      &o->mask,       &o->resize, &o->progress,
+                     &o->strength, &o->mask_mode};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
 }

@@ -48,6 +48,7 @@ typedef struct {
     char *mask;
     int width, height; /* generate; 0 = native */
     int grow;          /* inpaint, latent pixels */
+    char *mask_mode;   /* inpaint: NULL = libdit's (dit_mask_mode_names) */
     char *resize;      /* resize | crop | pad | none */
     char *progress;    /* auto | bar | json | none */
     gboolean quiet;

@@ -80,6 +80,12 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
             {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow,
              cli_help(keep, "inpaint: grow the mask by N latent pixels (default: %d)", d.grow),
              "N"},
+            {"mask-mode", 0, 0, G_OPTION_ARG_STRING, &o->mask_mode,
+             cli_help(keep,
+                      "inpaint: regenerate (remake where the mask is above 0, blend by it) or "
+                      "differential (the mask is each pixel's strength) (default: %s)",
+                      dit_mask_mode_names[lib.mask_mode]),
+             "MODE"},
             OPT_END,
         };
         g_option_context_add_main_entries(oc, src, NULL);
@@ -312,8 +318,10 @@ static int run_sampling(dit_task task, int argc, char **argv)
     if ((rc = cli_check_float("guidance", o.guidance)))
         goto done;
     int sampler = p.sched.sampler, schedule = p.sched.schedule, pred = p.sched.prediction,
-        spacing = p.sched.spacing;
-    if ((rc = cli_pick_name("--sampler", o.sampler, dit_sampler_names, DIT_SAMPLER_COUNT,
+        spacing = p.sched.spacing, mask_mode = p.mask_mode;
+    if ((rc = cli_pick_name("--mask-mode", o.mask_mode, dit_mask_mode_names, DIT_MASK_MODE_COUNT,
+                            &mask_mode)) ||
+        (rc = cli_pick_name("--sampler", o.sampler, dit_sampler_names, DIT_SAMPLER_COUNT,
                             &sampler)) ||
         (rc = cli_pick_name("--schedule", o.schedule, dit_schedule_names, DIT_SCHEDULE_COUNT,
                             &schedule)) ||
@@ -326,6 +334,7 @@ static int run_sampling(dit_task task, int argc, char **argv)
     if (o.schedule) /* the user's own choice, even against the sampler's */
         p.sched.schedule = schedule;
     p.sched.prediction = pred, p.sched.spacing = spacing;
+    p.mask_mode = (dit_mask_mode)mask_mode;
     if (o.seed < 0) {
         p.seed = g_random_int() | (uint64_t)g_random_int() << 32;
         if (!o.quiet)

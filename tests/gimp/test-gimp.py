@@ -87,7 +87,11 @@ def skip(why):
 # ---- the two GIMPs ---------------------------------------------------------------
 
 # the plug-ins' own arguments, in PDB order (after run-mode, image, drawable(s))
-EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device")
+EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device",
+             "mask-mode")
+# GIMP 3 only: 2.10's Script-Fu takes every argument in order, so its
+# procedures keep the list existing calls were written for
+GIMP3_ONLY = ("mask-mode",)
 GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device")
 
 
@@ -158,10 +162,10 @@ class Gimp:
         is cls=; sampler "" is GIMP 3's "default"; vector: a Scheme
         expression for GIMP 3's drawables instead of (vector drawables))."""
         names = GENERATE_ARGS if proc.endswith("generate") else EDIT_ARGS
-        values = {("class" if k == "cls" else k): v for k, v in kw.items()}
+        values = {("class" if k == "cls" else k.replace("_", "-")): v for k, v in kw.items()}
         if self.major == 2:
             return (f"({proc} {run_mode} {image} {drawables} "
-                    + " ".join(scheme(values[n]) for n in names) + ")")
+                    + " ".join(scheme(values[n]) for n in names if n not in GIMP3_ONLY) + ")")
         if values.get("sampler") == "":
             values["sampler"] = "default"
         named = " ".join(f"#:{n} {scheme(values[n])}" for n in names if n in values)
@@ -954,6 +958,7 @@ DOC_ARGS = {
     "sampler": "choice default default,ddpm,ddim,dpm++2m,euler,cold",
     "grow": "int 0 64 0",
     "device": "choice auto auto,cpu,cpu-bf16,cuda",
+    "mask-mode": "choice regenerate regenerate,differential",
 }
 STRENGTH = {"plug-in-dit-inpaint": "1", "plug-in-dit-img2img": "0.75"}
 TYPES2 = {"int": 0, "double": 3, "string": 4, "choice": 4}  # GimpPDBArgType
@@ -1019,9 +1024,11 @@ def run_pdb(args, root):
             menu2, args2 = reg2[proc]
             check(menu2.startswith(MENU_PATH + "/"), f"GIMP 2.10: {proc} is under {menu2}")
             names2 = [n for n, _ in args2]
-            check(names2[:3] == ["run-mode", "image", "drawable"] and names2[3:] == names3[3:],
-                  f"GIMP 2.10 and 3 give {proc} the same arguments: {names2[3:]}")
-            kinds3 = [a.split(" ")[1] for a in argl[3:]]
+            both = [i for i, n in enumerate(names3[3:]) if n not in GIMP3_ONLY]
+            check(names2[:3] == ["run-mode", "image", "drawable"]
+                  and names2[3:] == [names3[3 + i] for i in both],
+                  f"GIMP 2.10 gives {proc} GIMP 3's arguments but {GIMP3_ONLY}: {names2[3:]}")
+            kinds3 = [argl[3 + i].split(" ")[1] for i in both]
             check([t for _, t in args2[3:]] == [TYPES2[k] for k in kinds3],
                   f"GIMP 2.10 types {[t for _, t in args2[3:]]} match GIMP 3's {kinds3}")
     log("\n".join(l for l in lines if l.startswith("run ")))
