@@ -1,12 +1,16 @@
 /* png-check: verdicts on the PNG files the GIMP tests export.
  *
- *   png-check compare ORIG NEW MASK [--offset X,Y] [--min-changed F] [--alpha]
+ *   png-check compare ORIG NEW MASK [--offset X,Y] [--min-changed F] [--alpha] [--follows]
  *       ORIG, NEW: a layer before and after the plug-in (same size, depth and
  *       channels); MASK: the image's selection as a gray PNG, the layer's
  *       pixel (x, y) sits at (x + X, y + Y) in it. Fails unless every pixel
  *       where the mask is 0 is bit-identical in NEW, at least F (default 0.9)
  *       of the fully selected pixels changed, and (with --alpha) the alpha
- *       channel is identical everywhere.
+ *       channel is identical everywhere. With --follows the mean change of
+ *       the selected pixels, in five bands of mask value (0-0.2 ... 0.8-1),
+ *       must grow from band to band (each band at least 100 pixels);
+ *       --min-changed 0 then drops the fully-selected check (a feathered
+ *       selection may have no pixel at full value).
  *   png-check changed ORIG NEW [--min-changed F] [--alpha]
  *       no mask: at least F of all pixels changed (img2img on a whole layer).
  *   png-check info FILE
@@ -111,7 +115,7 @@ static int compare(int argc, char **argv, int with_mask)
     const int nfiles = with_mask ? 3 : 2;
     if (argc < 2 + nfiles)
         return 2;
-    int ox = 0, oy = 0, check_alpha = 0;
+    int ox = 0, oy = 0, check_alpha = 0, follows = 0;
     double min_changed = 0.9;
     for (int i = 2 + nfiles; i < argc; i++) {
         if (strcmp(argv[i], "--offset") == 0 && i + 1 < argc)
@@ -120,6 +124,8 @@ static int compare(int argc, char **argv, int with_mask)
             min_changed = atof(argv[++i]);
         else if (strcmp(argv[i], "--alpha") == 0)
             check_alpha = 1;
+        else if (strcmp(argv[i], "--follows") == 0 && with_mask)
+            follows = 1;
         else
             return 2;
     }
@@ -137,11 +143,24 @@ static int compare(int argc, char **argv, int with_mask)
     }
     long outside = 0, outside_diff = 0, inside = 0, inside_changed = 0, alpha_diff = 0;
     long first_bad_x = -1, first_bad_y = -1;
+    enum { BANDS = 5 };
+    double band_change[BANDS] = {0};
+    long band_n[BANDS] = {0};
     const int has_alpha = a.channels == 2 || a.channels == 4;
     for (int y = 0; y < a.height; y++)
         for (int x = 0; x < a.width; x++) {
             const unsigned mv = with_mask ? mask_at(&m, x + ox, y + oy) : 1;
             const unsigned full = with_mask ? max_value(&m) : 1;
+            if (mv > 0) { /* the change by the mask's value */
+                const int band = mv >= full ? BANDS - 1 : (int)((double)mv / full * BANDS);
+                const int nc = has_alpha ? a.channels - 1 : a.channels;
+                const double top = a.depth == 16 ? 65535.0 : 255.0;
+                for (int c = 0; c < nc; c++) {
+                    const double d = (double)sample(&a, x, y, c) - sample(&b, x, y, c);
+                    band_change[band] += (d < 0 ? -d : d) / (top * nc);
+                }
+                band_n[band]++;
+            }
             if (mv == 0) {
                 outside++;
                 if (!same_pixel(&a, &b, x, y)) {
@@ -162,6 +181,21 @@ static int compare(int argc, char **argv, int with_mask)
            a.width, a.height, a.depth, a.channels, outside, outside_diff, inside, inside_changed,
            inside ? 100.0 * inside_changed / inside : 0.0,
            check_alpha ? (alpha_diff ? ", alpha DIFFERS" : ", alpha identical") : "");
+    if (follows) {
+        printf("mean change by mask value:");
+        for (int k = 0; k < BANDS; k++) {
+            band_change[k] /= band_n[k] ? band_n[k] : 1;
+            printf(" %.1f-%.1f: %.4f (%ld px)", (double)k / BANDS, (k + 1.0) / BANDS,
+                   band_change[k], band_n[k]);
+        }
+        printf("\n");
+        for (int k = 0; k < BANDS; k++)
+            if (band_n[k] < 100 || (k && band_change[k] <= band_change[k - 1])) {
+                printf("FAIL: the change does not grow with the mask value (band %d)\n", k);
+                rc = 1;
+                break;
+            }
+    }
     if (with_mask && outside == 0) {
         printf("FAIL: no unselected pixels to compare\n");
         rc = 1;
@@ -171,7 +205,7 @@ static int compare(int argc, char **argv, int with_mask)
                first_bad_x, first_bad_y);
         rc = 1;
     }
-    if (inside == 0 || inside_changed < min_changed * inside) {
+    if (min_changed > 0 && (inside == 0 || inside_changed < min_changed * inside)) {
         printf("FAIL: fewer than %.0f%% of the selected pixels changed\n", 100 * min_changed);
         rc = 1;
     }
@@ -255,7 +289,7 @@ int main(int argc, char **argv)
         rc = nonblank(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: png-check compare ORIG NEW MASK [--offset X,Y] [--min-changed F] "
-                        "[--alpha]\n"
+                        "[--alpha] [--follows]\n"
                         "       png-check changed ORIG NEW [--min-changed F] [--alpha]\n"
                         "       png-check info FILE\n"
                         "       png-check nonblank FILE [--min-size WxH]\n");

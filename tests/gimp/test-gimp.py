@@ -8,7 +8,8 @@
 CASE is one of (a "-gimp3" suffix runs the same case against GIMP 3 and
 dit-gimp3, Script-Fu with named arguments):
   batch   inpaint (rectangle, feathered, 16-bit, 32-bit float linear, gray,
-          layer offsets + alpha),
+          layer offsets + alpha; GIMP 3: feathered in differential mode, the
+          change growing with the selection's value),
           img2img (whole layer with the default model, selection), generate:
           a new layer exists with the right name, size and offsets, pixels
           outside the selection are bit-identical to the source layer, pixels
@@ -457,6 +458,16 @@ def batch_script(g, photos, model, out):
           (report "generate" img layer new)
           (save img new "{o('generate-new.png')}")
           (gimp-image-delete img)))'''))
+    if g.major == 3:  # 2b. the feathered selection as each pixel's strength (GIMP 3's argument)
+        cases.append(("differential", f'''
+      (let* ((img (open-png "{p('coffee.png')}")) (layer (active-layer img)))
+        (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 150 80 300 240)
+        (gimp-selection-feather img 80)
+        (let* ((new (car {inpaint(model=model, cls="3", steps=4, strength=1.0, guidance=3.0,
+                                  seed=8, sampler="ddim", grow=0, device="auto",
+                                  mask_mode="differential")})))
+          (report "differential" img layer new) {saves('differential')}
+          (gimp-image-delete img)))'''))
     if g.major == 3:  # 9. generate without a drawable: the new layer goes on top
         cases.append(("generate0", f'''
       (let* ((img (open-png "{p('coffee.png')}")) (layer (active-layer img)))
@@ -522,6 +533,9 @@ def run_batch(g, args, root):
 
     edit_case("rect", "Dress", 7, size=(451, 300))
     edit_case("feather", "Dress", 8, size=(600, 400))
+    if g.major == 3:
+        edit_case("differential", "Dress", 8, extra=("--follows", "--min-changed", "0"),
+                  size=(600, 400))
     edit_case("u16", "Sneaker", 9, depth=16)
     edit_case("f32", "Shirt", 15, depth=16)
     edit_case("gray", "Bag", 10, channels=1, size=(256, 256))
