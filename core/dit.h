@@ -331,6 +331,12 @@ typedef struct {
     int batch;               /* images to make; each gets its own noise */
     int grow;                /* inpaint: grow the latent mask by this many latent pixels */
     dit_mask_mode mask_mode; /* inpaint: what the mask's values mean */
+    int feather;             /* inpaint: soften the mask's edge this many pixels inward */
+    /* inpaint: harmonising resampling (RePaint): every resample_jump steps,
+     * noise the latent back by that many steps and run them again,
+     * resample_count - 1 times; each pass adds resample_jump model
+     * evaluations. 0 (or count <= 1): off. */
+    int resample_jump, resample_count;
     const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
 } dit_pipeline_params;
 
@@ -338,7 +344,8 @@ typedef struct {
  * linear schedule (1000 training steps, betas 1e-4 .. 0.02, epsilon
  * prediction, leading spacing), guidance 4 on every latent channel
  * (guidance_channels 0, as diffusers), strength 0.75 (callers use 1 for
- * inpaint), class 0, seed 0, batch 1, grow 0, mask mode regenerate. The
+ * inpaint), class 0, seed 0, batch 1, grow 0, mask mode regenerate, no
+ * feather, no resampling. The
  * model's own scheduler (a pipeline folder's scheduler/ or the file's
  * "scheduler" metadata) replaces the sampler settings; for the cold sampler the steps become
  * min(train_steps, 50). */

@@ -82,6 +82,36 @@ static void reduce_mask(const float *mask, int H, int W, int f, bool mean, int g
     }
 }
 
+/* mask (H, W) softened `feather` pixels inward into out: each value times
+ * smoothstep(d / feather), d the distance (8-neighbour chamfer) to the
+ * nearest pixel at 0; pixels at 0 stay 0 (the source, bit for bit) */
+static void feather_mask(const float *mask, int H, int W, int feather, float *out)
+{
+    const float diag = 1.41421356f, far = 1e30f;
+    for (size_t i = 0; i < (size_t)H * W; i++)
+        out[i] = mask[i] > 0 ? far : 0.0f; /* distances first */
+    for (int pass = 0; pass < 2; pass++) { /* forward, then backward */
+        const int step = pass ? -1 : 1;
+        for (int y = pass ? H - 1 : 0; y >= 0 && y < H; y += step)
+            for (int x = pass ? W - 1 : 0; x >= 0 && x < W; x += step) {
+                float d = out[(size_t)y * W + x];
+                const int yy = y - step;
+                for (int dx = -1; dx <= 1; dx++) {
+                    const int xx = x + dx;
+                    if (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                        d = fminf(d, out[(size_t)yy * W + xx] + (dx ? diag : 1.0f));
+                }
+                if (x - step >= 0 && x - step < W)
+                    d = fminf(d, out[(size_t)y * W + x - step] + 1.0f);
+                out[(size_t)y * W + x] = d;
+            }
+    }
+    for (size_t i = 0; i < (size_t)H * W; i++) {
+        const float t = fminf(out[i] / (float)feather, 1.0f);
+        out[i] = mask[i] * t * t * (3.0f - 2.0f * t);
+    }
+}
+
 /* Differential mode: each latent pixel's strength s (the reduced mask)
  * becomes the first step it is denoised freely, steps - int(steps x
  * strength x s), steps for never; returns the earliest (the first step
@@ -169,6 +199,12 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                          c->in_channels);
     if (p->grow < 0 || p->grow > 64)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "grow must be 0..64 latent pixels");
+    if (p->feather < 0 || p->feather > 1024)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "feather must be 0..1024 pixels");
+    if (p->resample_jump < 0 || p->resample_jump > 1000 || p->resample_count < 0 ||
+        p->resample_count > 20)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "resampling: jump must be 0..1000 steps and count 0..20");
     if ((unsigned)p->mask_mode >= DIT_MASK_MODE_COUNT)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown mask mode %d", (int)p->mask_mode);
     if (p->task != DIT_TASK_GENERATE && !image)
@@ -243,6 +279,160 @@ static void guided_eps(const float *mout, int B, int C, int Cout, size_t hw, flo
     }
 }
 
+/* One run's settings and buffers, all allocated before the first step */
+typedef struct {
+    dit_ctx *ctx;
+    const dit_pipeline_params *p;
+    dit_scheduler *s;
+    int B, C, h, w, rows, Cout, gc, start;
+    size_t lat, n, hw;
+    bool cfg, learned, differential;
+    float *x, *xin, *mout, *eps, *noise, *tvec, *z0, *mlat, *noised;
+    int32_t *yvec;
+} run;
+
+/* Step k: the inpaint tie, the model, guidance, the sampler. `pass` counts
+ * the jumps back so far: each pass draws fresh noise (pass 0: the streams a
+ * run without resampling has always used). */
+static dit_status one_step(run *r, int k, uint32_t pass)
+{
+    const dit_pipeline_params *p = r->p;
+    const size_t n = r->n, lat = r->lat, hw = r->hw;
+    float *x = r->x;
+    if (r->mlat) { /* the known region follows the source, noised to this step */
+        dit_randn(p->seed, 2000u + (uint32_t)k + 100000u * pass, 0, n, r->noise);
+        for (int b = 0; b < r->B; b++)
+            dit_sched_add_noise(r->s, k, r->z0, r->noise + (size_t)b * lat,
+                                r->noised + (size_t)b * lat, lat);
+        for (size_t i = 0; i < n; i++) {
+            const float m = r->differential ? (float)(k >= r->mlat[i % hw]) : r->mlat[i % hw];
+            x[i] = m * x[i] + (1.0f - m) * r->noised[i];
+        }
+    }
+    dit_sched_scale_input(r->s, k, x, r->xin, n);
+    if (r->cfg)
+        memcpy(r->xin + n, r->xin, n * sizeof *r->xin);
+    const float t = (float)dit_sched_timestep(r->s, k);
+    for (int i = 0; i < r->rows; i++)
+        r->tvec[i] = t;
+    dit_status st =
+        dit_model_forward(r->ctx, p->model, r->rows, r->h, r->w, r->xin, r->tvec, r->yvec, r->mout);
+    if (st)
+        return st;
+    guided_eps(r->mout, r->B, r->C, r->Cout, hw, r->cfg ? p->guidance : 0.0f, r->gc, r->learned,
+               r->eps);
+    const float *step_noise = NULL;
+    if (dit_sched_needs_noise(r->s, k)) {
+        dit_randn(p->seed, 1000u + (uint32_t)k + 100000u * pass, 0, n, r->noise);
+        step_noise = r->noise;
+    }
+    return dit_sched_step(r->ctx, r->s, k, r->eps, x, step_noise, x);
+}
+
+/* Steps start .. steps - 1; with resampling, after every jump-th step the
+ * latent is noised back by jump steps and they run again, count - 1 times */
+static dit_status sample_steps(run *r, dit_progress_fn progress, void *user,
+                               const volatile int *cancel)
+{
+    const dit_pipeline_params *p = r->p;
+    const int jump = r->mlat && p->resample_count > 1 ? p->resample_jump : 0;
+    int total = p->steps - r->start, done = 0, again = 0;
+    if (jump > 0) /* every whole block of jump steps runs count times */
+        total += ((p->steps - r->start) / jump) * jump * (p->resample_count - 1);
+    uint32_t pass = 0;
+    for (int k = r->start; k < p->steps;) {
+        if (cancel && *cancel)
+            return dit_error(r->ctx, DIT_CANCELLED, "cancelled after %d of %d steps", done, total);
+        dit_status st = one_step(r, k, pass);
+        if (st)
+            return st;
+        k++, done++;
+        if (progress && !progress(user, done, total, r->x))
+            return dit_error(r->ctx, DIT_CANCELLED, "cancelled after %d of %d steps", done, total);
+        if (jump > 0 && (k - r->start) % jump == 0 && again < p->resample_count - 1) {
+            again++, pass++;
+            dit_randn(p->seed, 3000u + pass, 0, r->n, r->noise);
+            dit_sched_renoise(r->s, k, k - jump, r->noise, r->x, r->n);
+            dit_sched_restart(r->s);
+            k -= jump;
+        } else if (jump > 0 && (k - r->start) % jump == 0) {
+            again = 0;
+        }
+    }
+    return DIT_OK;
+}
+
+static void run_free(run *r)
+{
+    dit_sched_free(r->s);
+    free(r->x), free(r->xin), free(r->mout), free(r->eps), free(r->noise), free(r->tvec),
+        free(r->yvec), free(r->z0), free(r->mlat), free(r->noised);
+}
+
+/* The scheduler and every buffer of a run; the labels, the source latent */
+static dit_status run_setup(run *r, dit_ctx *ctx, const dit_pipeline_params *p, const space *sp)
+{
+    const dit_config *c = dit_model_config(p->model);
+    r->ctx = ctx, r->p = p;
+    r->B = p->batch, r->C = sp->C, r->h = sp->h, r->w = sp->w;
+    r->lat = (size_t)r->C * r->h * r->w, r->n = (size_t)r->B * r->lat, r->hw = (size_t)r->h * r->w;
+    dit_sched_config sc = p->sched;
+    if (sc.variance == DIT_VAR_LEARNED_RANGE && !c->learn_sigma)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "learned variance needs a learned-sigma model (out_channels = 2 x in)");
+    dit_status st = dit_sched_new(ctx, &sc, p->steps, r->n, &r->s);
+    if (st)
+        return st;
+    r->cfg = p->guidance > 1.0f && c->num_classes > 0;
+    r->rows = r->cfg ? 2 * r->B : r->B;
+    r->Cout = c->out_channels;
+    r->learned = sc.variance == DIT_VAR_LEARNED_RANGE;
+    r->gc = p->guidance_channels ? p->guidance_channels : r->C;
+    const size_t n = r->n, lat = r->lat, hw = r->hw;
+    r->x = malloc(n * sizeof *r->x);
+    r->xin = malloc((size_t)r->rows * lat * sizeof *r->xin);
+    r->mout = malloc((size_t)r->rows * r->Cout * hw * sizeof *r->mout);
+    r->eps = malloc((r->learned ? 2 : 1) * n * sizeof *r->eps);
+    r->noise = malloc(n * sizeof *r->noise);
+    r->tvec = malloc((size_t)r->rows * sizeof *r->tvec);
+    r->yvec = malloc((size_t)r->rows * sizeof *r->yvec);
+    r->z0 = p->task != DIT_TASK_GENERATE ? malloc(lat * sizeof *r->z0) : NULL;
+    r->mlat = p->task == DIT_TASK_INPAINT ? malloc(hw * sizeof *r->mlat) : NULL;
+    r->noised = p->task == DIT_TASK_INPAINT ? malloc(n * sizeof *r->noised) : NULL;
+    if (!r->x || !r->xin || !r->mout || !r->eps || !r->noise || !r->tvec || !r->yvec ||
+        (p->task != DIT_TASK_GENERATE && !r->z0) ||
+        (p->task == DIT_TASK_INPAINT && (!r->mlat || !r->noised)))
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
+    for (int i = 0; i < r->rows; i++)
+        r->yvec[i] = i < r->B ? p->class_id : c->num_classes;
+    return DIT_OK;
+}
+
+/* The first latent: noise, the noised source, or (differential, nothing
+ * strong enough to change) the source itself */
+static void first_latent(run *r)
+{
+    const dit_pipeline_params *p = r->p;
+    const size_t n = r->n, lat = r->lat;
+    if (p->init_noise)
+        memcpy(r->noise, p->init_noise, n * sizeof *r->noise);
+    else
+        dit_randn(p->seed, 0, 0, n, r->noise);
+    if (r->start == p->steps) {
+        for (int b = 0; b < r->B; b++)
+            memcpy(r->x + (size_t)b * lat, r->z0, lat * sizeof *r->x);
+    } else if (p->task == DIT_TASK_GENERATE || r->start == 0) {
+        const double sigma = dit_sched_init_noise_sigma(r->s);
+        for (size_t i = 0; i < n; i++)
+            r->x[i] = (float)(r->noise[i] * sigma);
+    } else {
+        dit_randn(p->seed, 1, 0, n, r->noise);
+        for (int b = 0; b < r->B; b++)
+            dit_sched_add_noise(r->s, r->start, r->z0, r->noise + (size_t)b * lat,
+                                r->x + (size_t)b * lat, lat);
+    }
+}
+
 dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const float *image,
                             const float *mask, int H, int W, dit_progress_fn progress, void *user,
                             const volatile int *cancel, float *out)
@@ -253,129 +443,52 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     dit_status st = check_params(ctx, p, image, mask, H, W, out, &sp);
     if (st)
         return st;
-    const dit_config *c = dit_model_config(p->model);
-    const int B = p->batch, C = sp.C, h = sp.h, w = sp.w;
-    const size_t lat = (size_t)C * h * w, n = (size_t)B * lat, hw = (size_t)h * w;
-    const size_t img_n = (size_t)3 * H * W;
+    const size_t img_n = (size_t)3 * H * W, px = (size_t)H * W;
 
     /* strength 0: nothing to do, the input comes back as it is */
     if (p->task != DIT_TASK_GENERATE && p->strength == 0.0f) {
-        for (int b = 0; b < B; b++)
+        for (int b = 0; b < p->batch; b++)
             memcpy(out + (size_t)b * img_n, image, img_n * sizeof *out);
         return DIT_OK;
     }
-
-    dit_sched_config sc = p->sched;
-    if (sc.variance == DIT_VAR_LEARNED_RANGE && !c->learn_sigma)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG,
-                         "learned variance needs a learned-sigma model (out_channels = 2 x in)");
-    dit_scheduler *s = NULL;
-    if ((st = dit_sched_new(ctx, &sc, p->steps, n, &s)))
-        return st;
-
-    const bool cfg = p->guidance > 1.0f && c->num_classes > 0;
-    const int rows = cfg ? 2 * B : B;
-    const int Cout = c->out_channels;
-    const bool learned = sc.variance == DIT_VAR_LEARNED_RANGE;
-    float *x = malloc(n * sizeof *x);
-    float *xin = malloc((size_t)rows * lat * sizeof *xin);
-    float *mout = malloc((size_t)rows * Cout * hw * sizeof *mout);
-    float *eps = malloc((learned ? 2 : 1) * n * sizeof *eps);
-    float *noise = malloc(n * sizeof *noise);
-    float *tvec = malloc((size_t)rows * sizeof *tvec);
-    int32_t *yvec = malloc((size_t)rows * sizeof *yvec);
-    float *z0 = p->task != DIT_TASK_GENERATE ? malloc(lat * sizeof *z0) : NULL;
-    float *mlat = p->task == DIT_TASK_INPAINT ? malloc(hw * sizeof *mlat) : NULL;
-    float *noised = p->task == DIT_TASK_INPAINT ? malloc(n * sizeof *noised) : NULL;
-    float *img = malloc((size_t)B * img_n * sizeof *img);
-    if (!x || !xin || !mout || !eps || !noise || !tvec || !yvec || !img ||
-        (p->task != DIT_TASK_GENERATE && !z0) ||
-        (p->task == DIT_TASK_INPAINT && (!mlat || !noised))) {
+    run r = {0};
+    float *img = malloc((size_t)p->batch * img_n * sizeof *img);
+    float *feathered = mask && p->feather ? malloc(px * sizeof *feathered) : NULL;
+    if ((st = run_setup(&r, ctx, p, &sp)))
+        goto out;
+    if (!img || (mask && p->feather && !feathered)) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
         goto out;
     }
-    for (int r = 0; r < rows; r++)
-        yvec[r] = r < B ? p->class_id : c->num_classes;
-    if (z0 && (st = encode_source(ctx, p, &sp, image, H, W, z0)))
+    if (feathered) {
+        feather_mask(mask, H, W, p->feather, feathered);
+        mask = feathered;
+    }
+    if (r.z0 && (st = encode_source(ctx, p, &sp, image, H, W, r.z0)))
         goto out;
     /* img2img / inpaint with strength s skip the first steps - int(steps * s) */
-    int start = 0;
     if (p->task != DIT_TASK_GENERATE) {
         int init = (int)(p->steps * p->strength);
         init = init < p->steps ? init : p->steps;
-        start = p->steps - init;
+        r.start = p->steps - init;
     }
-    const bool differential = mlat && p->mask_mode == DIT_MASK_DIFFERENTIAL;
-    if (mlat)
-        reduce_mask(mask, H, W, sp.f, differential, p->grow, mlat);
-    if (differential) /* mlat: the first step each latent pixel runs free */
-        start = first_free_steps(mlat, hw, p->steps, p->strength);
-    if (p->init_noise)
-        memcpy(noise, p->init_noise, n * sizeof *noise);
-    else
-        dit_randn(p->seed, 0, 0, n, noise);
-    if (start == p->steps) { /* differential, nothing strong enough to change */
-        for (int b = 0; b < B; b++)
-            memcpy(x + (size_t)b * lat, z0, lat * sizeof *x);
-    } else if (p->task == DIT_TASK_GENERATE || start == 0) {
-        const double sigma = dit_sched_init_noise_sigma(s);
-        for (size_t i = 0; i < n; i++)
-            x[i] = (float)(noise[i] * sigma);
-    } else {
-        dit_randn(p->seed, 1, 0, n, noise);
-        for (int b = 0; b < B; b++)
-            dit_sched_add_noise(s, start, z0, noise + (size_t)b * lat, x + (size_t)b * lat, lat);
-    }
+    r.differential = r.mlat && p->mask_mode == DIT_MASK_DIFFERENTIAL;
+    if (r.mlat)
+        reduce_mask(mask, H, W, sp.f, r.differential, p->grow, r.mlat);
+    if (r.differential) /* mlat: the first step each latent pixel runs free */
+        r.start = first_free_steps(r.mlat, r.hw, p->steps, p->strength);
+    first_latent(&r);
+    if ((st = sample_steps(&r, progress, user, cancel)))
+        goto out;
 
-    const int gc = p->guidance_channels ? p->guidance_channels : C;
-    for (int k = start; k < p->steps; k++) {
-        if (cancel && *cancel) {
-            st = DIT_CANCELLED;
-            dit_error(ctx, st, "cancelled after %d of %d steps", k - start, p->steps - start);
-            goto out;
-        }
-        if (mlat) { /* the known region follows the source, noised to this step */
-            dit_randn(p->seed, 2000u + (uint32_t)k, 0, n, noise);
-            for (int b = 0; b < B; b++)
-                dit_sched_add_noise(s, k, z0, noise + (size_t)b * lat, noised + (size_t)b * lat,
-                                    lat);
-            for (size_t i = 0; i < n; i++) {
-                const float m = differential ? (float)(k >= mlat[i % hw]) : mlat[i % hw];
-                x[i] = m * x[i] + (1.0f - m) * noised[i];
-            }
-        }
-        dit_sched_scale_input(s, k, x, xin, n);
-        if (cfg)
-            memcpy(xin + n, xin, n * sizeof *xin);
-        const float t = (float)dit_sched_timestep(s, k);
-        for (int r = 0; r < rows; r++)
-            tvec[r] = t;
-        if ((st = dit_model_forward(ctx, p->model, rows, h, w, xin, tvec, yvec, mout)))
-            goto out;
-        guided_eps(mout, B, C, Cout, hw, cfg ? p->guidance : 0.0f, gc, learned, eps);
-        const float *step_noise = NULL;
-        if (dit_sched_needs_noise(s, k)) {
-            dit_randn(p->seed, 1000u + (uint32_t)k, 0, n, noise);
-            step_noise = noise;
-        }
-        if ((st = dit_sched_step(ctx, s, k, eps, x, step_noise, x)))
-            goto out;
-        if (progress && !progress(user, k - start + 1, p->steps - start, x)) {
-            st = DIT_CANCELLED;
-            dit_error(ctx, st, "cancelled after %d of %d steps", k - start + 1, p->steps - start);
-            goto out;
-        }
-    }
-
-    if (differential) /* never free: the source itself, not its last denoise */
-        for (size_t i = 0; i < n; i++)
-            if (mlat[i % hw] >= (float)p->steps)
-                x[i] = z0[i % lat];
-    if ((st = decode_latents(ctx, p, &sp, B, x, img)))
+    if (r.differential) /* never free: the source itself, not its last denoise */
+        for (size_t i = 0; i < r.n; i++)
+            if (r.mlat[i % r.hw] >= (float)p->steps)
+                r.x[i] = r.z0[i % r.lat];
+    if ((st = decode_latents(ctx, p, &sp, r.B, r.x, img)))
         goto out;
     if (p->task == DIT_TASK_INPAINT) { /* outside the mask: the input, bit for bit */
-        const size_t px = (size_t)H * W;
-        for (int b = 0; b < B; b++)
+        for (int b = 0; b < r.B; b++)
             for (int ch = 0; ch < 3; ch++)
                 for (size_t i = 0; i < px; i++) {
                     const float m = mask[i];
@@ -384,10 +497,9 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
                     *o = m == 0.0f ? src : m * *o + (1.0f - m) * src;
                 }
     }
-    memcpy(out, img, (size_t)B * img_n * sizeof *out);
+    memcpy(out, img, (size_t)r.B * img_n * sizeof *out);
 out:
-    dit_sched_free(s);
-    free(x), free(xin), free(mout), free(eps), free(noise), free(tvec), free(yvec), free(z0),
-        free(mlat), free(noised), free(img);
+    run_free(&r);
+    free(img), free(feathered);
     return st;
 }

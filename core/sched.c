@@ -440,27 +440,51 @@ dit_status dit_sched_step(dit_ctx *ctx, dit_scheduler *s, int k, const float *mo
     }
 }
 
+/* x at step k's level is a x0 + b noise; clean (a = 1, b = 0) at k = steps */
+static void noise_coefs(const dit_scheduler *s, int k, double *a, double *b)
+{
+    const dit_sched_config *c = &s->cfg;
+    if (k >= s->n) {
+        *a = 1.0, *b = 0.0;
+    } else if (c->sampler == DIT_SAMPLER_EULER) { /* sigma space */
+        *a = 1.0, *b = s->sigmas[k];
+    } else if (c->sampler == DIT_SAMPLER_DPMPP_2M) {
+        alpha_sigma(s->sigmas[k], a, b);
+    } else {
+        const double ac = s->alphas_cumprod[(int)s->timesteps[k]];
+        *a = sqrt(ac), *b = sqrt(1.0 - ac);
+    }
+}
+
 void dit_sched_add_noise(const dit_scheduler *s, int k, const float *x0, const float *noise,
                          float *out, size_t n)
 {
-    const dit_sched_config *c = &s->cfg;
-    if (c->sampler == DIT_SAMPLER_EULER) { /* sigma space */
-        const double sig = s->sigmas[k];
-        for (size_t i = 0; i < n; i++)
-            out[i] = (float)(x0[i] + noise[i] * sig);
-        return;
-    }
     double sa, sb;
-    if (c->sampler == DIT_SAMPLER_DPMPP_2M) {
-        alpha_sigma(s->sigmas[k], &sa, &sb);
-    } else {
-        const double a = s->alphas_cumprod[(int)s->timesteps[k]];
-        sa = sqrt(a);
-        sb = sqrt(1.0 - a);
+    noise_coefs(s, k, &sa, &sb);
+    if (s->cfg.sampler == DIT_SAMPLER_EULER) { /* as diffusers rounds it */
+        for (size_t i = 0; i < n; i++)
+            out[i] = (float)(x0[i] + noise[i] * sb);
+        return;
     }
     for (size_t i = 0; i < n; i++)
         out[i] = (float)(sa * x0[i] + sb * noise[i]);
 }
+
+void dit_sched_renoise(const dit_scheduler *s, int from, int to, const float *noise, float *x,
+                       size_t n)
+{
+    double a_from, b_from, a_to, b_to;
+    noise_coefs(s, from, &a_from, &b_from);
+    noise_coefs(s, to, &a_to, &b_to);
+    /* x_to = r x_from + q noise keeps a x0 + b noise: a_to = r a_from and
+     * b_to^2 = r^2 b_from^2 + q^2 */
+    const double r = a_to / a_from, q2 = b_to * b_to - r * r * b_from * b_from;
+    const double q = q2 > 0 ? sqrt(q2) : 0.0;
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(r * x[i] + q * noise[i]);
+}
+
+void dit_sched_restart(dit_scheduler *s) { s->lower_order_nums = 0; }
 
 double dit_sched_init_noise_sigma(const dit_scheduler *s) { return s->init_noise_sigma; }
 

@@ -32,6 +32,8 @@ void cli_options_init(options *o)
     o->seed = (gint64)lib.seed;
     o->batch = lib.batch;
     o->grow = lib.grow;
+    o->feather = lib.feather;
+    o->resample_jump = lib.resample_jump, o->resample_count = lib.resample_count;
     o->bit_depth = 0; /* as the input, else CLI_BIT_DEPTH */
 }
 

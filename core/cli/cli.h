@@ -46,11 +46,13 @@ typedef struct {
     char *output;
     char *input;
     char *mask;
-    int width, height; /* generate; 0 = native */
-    int grow;          /* inpaint, latent pixels */
-    char *mask_mode;   /* inpaint: NULL = libdit's (dit_mask_mode_names) */
-    char *resize;      /* resize | crop | pad | none */
-    char *progress;    /* auto | bar | json | none */
+    int width, height;                 /* generate; 0 = native */
+    int grow;                          /* inpaint, latent pixels */
+    char *mask_mode;                   /* inpaint: NULL = libdit's (dit_mask_mode_names) */
+    int feather;                       /* inpaint: pixels inward */
+    int resample_jump, resample_count; /* inpaint: harmonising resampling */
+    char *resize;                      /* resize | crop | pad | none */
+    char *progress;                    /* auto | bar | json | none */
     gboolean quiet;
     gboolean grid;
     int bit_depth;   /* 8 or 16; 0: the input's, else CLI_BIT_DEPTH */
@@ -137,5 +139,14 @@ int cli_cmd_models(int argc, char **argv);
 int dit_cmd_convert(int argc, char **argv);
 int dit_cmd_train(int argc, char **argv);
 int dit_cmd_validate(int argc, char **argv);
+
+/* dit validate --inpaint (validate-inpaint.c): inpaints the top half of
+ * `samples` images per class of test (with their own class and with the
+ * next) under the pipeline settings in tmpl, and prints the seam and class
+ * figures (a JSON line on stdout and in log, a sentence on stderr). An
+ * exit code. */
+typedef struct dataset dataset;
+int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const dataset *train,
+                         const dataset *test, int samples, uint64_t seed, FILE *log);
 
 #endif

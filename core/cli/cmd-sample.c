@@ -86,6 +86,22 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
                       "differential (the mask is each pixel's strength) (default: %s)",
                       dit_mask_mode_names[lib.mask_mode]),
              "MODE"},
+            {"feather", 0, 0, G_OPTION_ARG_INT, &o->feather,
+             cli_help(keep, "inpaint: soften the mask's edge N pixels inward (default: %d)",
+                      lib.feather),
+             "PX"},
+            {"resample-jump", 0, 0, G_OPTION_ARG_INT, &o->resample_jump,
+             cli_help(keep,
+                      "inpaint: harmonise by going back N steps in noise after every N steps "
+                      "(default: %d, off)",
+                      lib.resample_jump),
+             "N"},
+            {"resample-count", 0, 0, G_OPTION_ARG_INT, &o->resample_count,
+             cli_help(keep,
+                      "inpaint: run each block of --resample-jump steps this many times; "
+                      "each extra time costs those steps again (default: %d)",
+                      lib.resample_count),
+             "N"},
             OPT_END,
         };
         g_option_context_add_main_entries(oc, src, NULL);
@@ -335,6 +351,8 @@ static int run_sampling(dit_task task, int argc, char **argv)
         p.sched.schedule = schedule;
     p.sched.prediction = pred, p.sched.spacing = spacing;
     p.mask_mode = (dit_mask_mode)mask_mode;
+    p.feather = o.feather;
+    p.resample_jump = o.resample_jump, p.resample_count = o.resample_count;
     if (o.seed < 0) {
         p.seed = g_random_int() | (uint64_t)g_random_int() << 32;
         if (!o.quiet)

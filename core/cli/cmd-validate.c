@@ -7,56 +7,20 @@
  *   - held-out loss in 10 timestep buckets with the true and the null label
  *     (the difference is the class signal),
  *   - a loss curve PNG (cairo) from the training log, if one is given,
- *   - one JSON line with every figure, appended to --log. */
+ *   - one JSON line with every figure, appended to --log;
+ * or with --inpaint how inpainting blends (validate-inpaint.c). */
 #include "cli.h"
 #include "data.h"
 #include "internal/train.h"
 #include "png-io.h"
 
 #include <cairo.h>
-#include <cblas.h>
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* nearest training image (L2) for each sample: |a|^2 + |b|^2 - 2 a.b via sgemm */
-static void nearest(const float *samples, int ns, const dataset *train, int *idx, double *dist)
-{
-    const int d = train->channels * train->size * train->size;
-    const int chunk = 4096;
-    double *bn = g_malloc((size_t)train->n * sizeof *bn);
-    for (int j = 0; j < train->n; j++) {
-        double s = 0;
-        for (int k = 0; k < d; k++)
-            s += (double)train->images[(size_t)j * d + k] * train->images[(size_t)j * d + k];
-        bn[j] = s;
-    }
-    float *dots = g_malloc((size_t)ns * chunk * sizeof *dots);
-    for (int i = 0; i < ns; i++)
-        dist[i] = INFINITY, idx[i] = -1;
-    for (int j0 = 0; j0 < train->n; j0 += chunk) {
-        const int m = train->n - j0 < chunk ? train->n - j0 : chunk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, m, d, 1.0f, samples, d,
-                    train->images + (size_t)j0 * d, d, 0.0f, dots, m);
-        for (int i = 0; i < ns; i++) {
-            double an = 0;
-            for (int k = 0; k < d; k++)
-                an += (double)samples[(size_t)i * d + k] * samples[(size_t)i * d + k];
-            for (int j = 0; j < m; j++) {
-                const double dd = an + bn[j0 + j] - 2.0 * dots[(size_t)i * m + j];
-                if (dd < dist[i])
-                    dist[i] = dd, idx[i] = j0 + j;
-            }
-        }
-    }
-    for (int i = 0; i < ns; i++)
-        dist[i] = sqrt(fmax(dist[i], 0.0) / d); /* RMS per pixel, in [-1, 1] units */
-    g_free(bn);
-    g_free(dots);
-}
 
 /* loss curve from a training log.jsonl ("loss" lines) */
 static bool draw_curve(const char *log_path, const char *png, GError **err)
@@ -134,10 +98,12 @@ static bool draw_curve(const char *log_path, const char *png, GError **err)
 
 /* every option of dit validate; the defaults live in validate_defaults only */
 typedef struct {
-    char *model, *out, *data, *train_log, *log;
+    char *model, *out, *data, *train_log, *log, *mask_mode;
     int samples, steps, threads, val_n;
     double guidance;
     gint64 seed;
+    gboolean inpaint;
+    int feather, resample_jump, resample_count;
 } validate_options;
 
 static const validate_options validate_defaults = {
@@ -151,6 +117,7 @@ static const validate_options validate_defaults = {
 static void validate_options_clear(validate_options *o)
 {
     g_free(o->model), g_free(o->out), g_free(o->data), g_free(o->train_log), g_free(o->log);
+    g_free(o->mask_mode);
 }
 
 /* Fills *o from validate_defaults and argv; 0 or an exit code (printed). */
@@ -183,6 +150,18 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
          "FILE"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed, h_seed, "N"},
         {"threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: all)", "N"},
+        {"inpaint", 0, 0, G_OPTION_ARG_NONE, &o->inpaint,
+         "measure inpainting instead: the top half of --samples held-out images per class, "
+         "remade with their class and another; the seam and class agreement (no --out)",
+         NULL},
+        {"mask-mode", 0, 0, G_OPTION_ARG_STRING, &o->mask_mode,
+         "with --inpaint: regenerate or differential (default: libdit's)", "MODE"},
+        {"feather", 0, 0, G_OPTION_ARG_INT, &o->feather,
+         "with --inpaint: soften the mask's edge N pixels inward", "PX"},
+        {"resample-jump", 0, 0, G_OPTION_ARG_INT, &o->resample_jump,
+         "with --inpaint: harmonising resampling, N steps back", "N"},
+        {"resample-count", 0, 0, G_OPTION_ARG_INT, &o->resample_count,
+         "with --inpaint: each block of steps run this many times", "N"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     GOptionContext *oc = g_option_context_new("- measure a trained model");
@@ -192,8 +171,9 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
     int rc = cli_parse(oc, &argc, &argv);
     if (rc) {
         /* the message is out */
-    } else if (!o->model || !o->out || o->samples < 1 || o->steps < 1) {
-        fprintf(stderr, "dit: validate needs --model and --out (and positive --samples/--steps)\n");
+    } else if (!o->model || (!o->out && !o->inpaint) || o->samples < 1 || o->steps < 1) {
+        fprintf(stderr, "dit: validate needs --model and --out, or --model and --inpaint (and "
+                        "positive --samples/--steps)\n");
         rc = EXIT_USAGE;
     } else {
         rc = cli_check_float("guidance", o->guidance);
@@ -340,7 +320,7 @@ static void class_agreement(const validate_options *o, const validate_run *r, va
 {
     int *nn = g_malloc((size_t)r->total * sizeof *nn);
     double *nd = g_malloc((size_t)r->total * sizeof *nd);
-    nearest(r->imgs, r->total, &r->train, nn, nd);
+    dataset_nearest(&r->train, r->imgs, r->total, nn, nd);
     f->per_class = g_new0(int, r->rows);
     for (int i = 0; i < r->total; i++) {
         const int want = i / o->samples;
@@ -471,6 +451,30 @@ static void report(const validate_options *o, const validate_run *r, const valid
     g_string_free(js, TRUE);
 }
 
+static int validate_inpaint(const validate_options *o, const validate_run *r)
+{
+    dit_pipeline_params p;
+    dit_pipeline_params_default(&p, r->m, NULL);
+    p.steps = o->steps;
+    p.guidance = (float)o->guidance;
+    int mode = p.mask_mode, rc;
+    if ((rc = cli_pick_name("--mask-mode", o->mask_mode, dit_mask_mode_names, DIT_MASK_MODE_COUNT,
+                            &mode)))
+        return rc;
+    p.mask_mode = (dit_mask_mode)mode;
+    p.feather = o->feather;
+    p.resample_jump = o->resample_jump, p.resample_count = o->resample_count;
+    if (!r->val.n) {
+        fprintf(stderr, "dit: --inpaint needs held-out images (the Fashion-MNIST test set)\n");
+        return EXIT_BAD_INPUT;
+    }
+    FILE *log = o->log ? fopen(o->log, "a") : NULL;
+    rc = cli_validate_inpaint(r->ctx, &p, &r->train, &r->val, o->samples, (uint64_t)o->seed, log);
+    if (log)
+        fclose(log);
+    return rc;
+}
+
 int dit_cmd_validate(int argc, char **argv)
 {
     validate_options o;
@@ -478,6 +482,10 @@ int dit_cmd_validate(int argc, char **argv)
     int rc = parse_validate_options(argc, argv, &o);
     if (rc || (rc = load_model_and_data(&o, &r)))
         goto done;
+    if (o.inpaint) {
+        rc = validate_inpaint(&o, &r);
+        goto done;
+    }
     g_mkdir_with_parents(o.out, 0755);
     if ((rc = sample_classes(&o, &r)))
         goto done;

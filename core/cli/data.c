@@ -4,6 +4,8 @@
 #include "png-io.h"
 #include "internal/safetensors.h"
 
+#include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -442,4 +444,40 @@ bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, 
     g_free(path);
     dit_vae_free(vae);
     return ok;
+}
+
+/* |a|^2 + |b|^2 - 2 a.b, the products by sgemm */
+void dataset_nearest(const dataset *train, const float *samples, int ns, int *idx, double *dist)
+{
+    const int d = train->channels * train->size * train->size;
+    const int chunk = 4096;
+    double *bn = g_malloc((size_t)train->n * sizeof *bn);
+    for (int j = 0; j < train->n; j++) {
+        double s = 0;
+        for (int k = 0; k < d; k++)
+            s += (double)train->images[(size_t)j * d + k] * train->images[(size_t)j * d + k];
+        bn[j] = s;
+    }
+    float *dots = g_malloc((size_t)ns * chunk * sizeof *dots);
+    for (int i = 0; i < ns; i++)
+        dist[i] = INFINITY, idx[i] = -1;
+    for (int j0 = 0; j0 < train->n; j0 += chunk) {
+        const int m = train->n - j0 < chunk ? train->n - j0 : chunk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, m, d, 1.0f, samples, d,
+                    train->images + (size_t)j0 * d, d, 0.0f, dots, m);
+        for (int i = 0; i < ns; i++) {
+            double an = 0;
+            for (int k = 0; k < d; k++)
+                an += (double)samples[(size_t)i * d + k] * samples[(size_t)i * d + k];
+            for (int j = 0; j < m; j++) {
+                const double dd = an + bn[j0 + j] - 2.0 * dots[(size_t)i * m + j];
+                if (dd < dist[i])
+                    dist[i] = dd, idx[i] = j0 + j;
+            }
+        }
+    }
+    for (int i = 0; i < ns; i++)
+        dist[i] = sqrt(fmax(dist[i], 0.0) / d); /* RMS per pixel, in [-1, 1] units */
+    g_free(bn);
+    g_free(dots);
 }

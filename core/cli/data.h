@@ -10,7 +10,7 @@
 
 #include "dit.h"
 
-typedef struct {
+typedef struct dataset {
     int n, channels, size; /* n images of channels x size x size */
     float *images;         /* (n, C, S, S) */
     int32_t *labels;       /* (n) */
@@ -35,5 +35,8 @@ bool dataset_load_csv(const char *dir, const char *csv, int size, int channels, 
 bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, const char *name,
                            dataset *d, GError **err);
 void dataset_clear(dataset *d);
+/* For each of ns samples (ns, C, S, S): the index of its nearest image in
+ * train (pixel L2) and the RMS distance per pixel to it */
+void dataset_nearest(const dataset *train, const float *samples, int ns, int *idx, double *dist);
 
 #endif

@@ -31,6 +31,14 @@ void dit_sched_scale_input(const dit_scheduler *s, int k, const float *x, float 
 /* model_out: numel values (2 * numel for DDPM learned_range: mean | variance) */
 dit_status dit_sched_step(dit_ctx *ctx, dit_scheduler *s, int k, const float *model_out,
                           const float *x, const float *noise, float *x_out);
+/* Forgets what multistep samplers keep of earlier steps: the next step is
+ * first order, as after a jump back in noise level */
+void dit_sched_restart(dit_scheduler *s);
+/* x at step `from`'s noise level (or clean, from = steps) taken to the
+ * noisier level of step `to` < from with fresh noise: the forward process
+ * between the two, for any sampler whose noising is a x0 + b noise */
+void dit_sched_renoise(const dit_scheduler *s, int from, int to, const float *noise, float *x,
+                       size_t n);
 /* x0 noised to step k's level (img2img start, inpaint blend) */
 void dit_sched_add_noise(const dit_scheduler *s, int k, const float *x0, const float *noise,
                          float *out, size_t n);
