@@ -6,8 +6,15 @@
  *    value (the whole image at 0.1, 0.3, ..., 0.9), and pixels at 0 are the
  *    source bit for bit;
  *  - a mask too weak to reach any step returns the source unchanged;
- *  - an unknown mode is refused. */
+ *  - an unknown mode is refused;
+ *  - feather: the rows next to the mask's edge change less than without it,
+ *    and the unselected half stays bit for bit;
+ *  - resampling: count 1 is no resampling, bit for bit; jump 5 count 2
+ *    reports steps + 5 x blocks evaluations, changes the result and keeps
+ *    the unselected half; the jump back from clean to step k's level is
+ *    exactly the sampler's own noising of x0 to step k, for every sampler. */
 #include "common.h"
+#include "internal/sched.h"
 
 #include <glib.h>
 #include <math.h>
@@ -18,17 +25,109 @@ static int failures;
 
 enum { S = 32, PX = S * S, N = 3 * PX, BANDS = 5 };
 
+static int evaluations;
+static bool count_steps(void *user, int step, int total, const float *latent)
+{
+    (void)user, (void)step, (void)latent;
+    evaluations = total;
+    return true;
+}
+
+static dit_pipeline_params extra; /* feather and resampling for run() */
+
 static dit_status run(dit_ctx *ctx, const dit_model *m, dit_mask_mode mode, const float *src,
                       const float *mask, float *out)
 {
     dit_pipeline_params p;
     dit_pipeline_params_default(&p, m, NULL);
+    p.feather = extra.feather;
+    p.resample_jump = extra.resample_jump, p.resample_count = extra.resample_count;
     p.task = DIT_TASK_INPAINT;
     p.strength = 1.0f;
     p.class_id = 1; /* trouser, over a T-shirt */
     p.seed = 5;
     p.mask_mode = mode;
-    return dit_pipeline_run(ctx, &p, src, mask, S, S, NULL, NULL, NULL, out);
+    return dit_pipeline_run(ctx, &p, src, mask, S, S, count_steps, NULL, NULL, out);
+}
+
+/* mean |a - b| over rows [y0, y1) of every channel */
+static double rows_change(const float *a, const float *b, int y0, int y1)
+{
+    double sum = 0;
+    for (int c = 0; c < 3; c++)
+        for (int i = y0 * S; i < y1 * S; i++)
+            sum += fabs((double)a[c * PX + i] - b[c * PX + i]);
+    return sum / (3.0 * (y1 - y0) * S);
+}
+
+static bool bottom_kept(const float *a, const float *src)
+{
+    for (int c = 0; c < 3; c++)
+        if (memcmp(a + c * PX + PX / 2, src + c * PX + PX / 2, PX / 2 * sizeof *a))
+            return false;
+    return true;
+}
+
+static void feather_and_resampling(dit_ctx *ctx, const dit_model *m, const float *src, float *a,
+                                   float *b)
+{
+    float mask[PX];
+    for (int i = 0; i < PX; i++)
+        mask[i] = i < PX / 2 ? 1.0f : 0.0f;
+    CHECK(run(ctx, m, DIT_MASK_REGENERATE, src, mask, a) == DIT_OK, "%s", dit_last_error(ctx));
+    const int plain_evals = evaluations;
+    extra.feather = 4;
+    CHECK(run(ctx, m, DIT_MASK_REGENERATE, src, mask, b) == DIT_OK, "%s", dit_last_error(ctx));
+    const double edge_plain = rows_change(a, src, S / 2 - 2, S / 2),
+                 edge_feather = rows_change(b, src, S / 2 - 2, S / 2);
+    printf("change of the 2 rows above the edge: %.4f plain, %.4f feathered 4 px\n", edge_plain,
+           edge_feather);
+    CHECK(edge_feather < edge_plain, "feathering does not soften the edge");
+    CHECK(bottom_kept(b, src), "feathering changed the unselected half");
+
+    extra.feather = 0, extra.resample_jump = 5, extra.resample_count = 1;
+    CHECK(run(ctx, m, DIT_MASK_REGENERATE, src, mask, b) == DIT_OK, "%s", dit_last_error(ctx));
+    CHECK(memcmp(a, b, N * sizeof *a) == 0 && evaluations == plain_evals,
+          "resampling count 1 differs from none");
+    extra.resample_count = 2;
+    CHECK(run(ctx, m, DIT_MASK_REGENERATE, src, mask, b) == DIT_OK, "%s", dit_last_error(ctx));
+    printf("resampling jump 5 count 2: %d evaluations (plain %d), top half changed by %.4f\n",
+           evaluations, plain_evals, rows_change(a, b, 0, S / 2));
+    CHECK(evaluations == plain_evals + plain_evals / 5 * 5, "%d evaluations", evaluations);
+    CHECK(memcmp(a, b, N * sizeof *a) != 0, "resampling changed nothing");
+    CHECK(bottom_kept(b, src), "resampling changed the unselected half");
+    extra.resample_jump = extra.resample_count = 0;
+}
+
+/* from clean to step k is the sampler's noising of x0 to step k */
+static void renoise_cases(dit_ctx *ctx)
+{
+    enum { STEPS = 10, E = 64 };
+    float x0[E], noise[E], want[E], got[E];
+    for (int i = 0; i < E; i++)
+        x0[i] = sinf(0.3f * i), noise[i] = cosf(0.7f * i);
+    for (int smp = 0; smp < DIT_SAMPLER_COUNT; smp++) {
+        dit_sched_config c;
+        dit_sched_config_default(&c);
+        dit_sched_config_use_sampler(&c, (dit_sampler)smp);
+        dit_scheduler *s = NULL;
+        if (dit_sched_new(ctx, &c, STEPS, E, &s) != DIT_OK) {
+            CHECK(false, "%s: %s", dit_sampler_names[smp], dit_last_error(ctx));
+            continue;
+        }
+        double worst = 0;
+        for (int k = 0; k < STEPS; k++) {
+            dit_sched_add_noise(s, k, x0, noise, want, E);
+            memcpy(got, x0, sizeof got);
+            dit_sched_renoise(s, STEPS, k, noise, got, E);
+            for (int i = 0; i < E; i++)
+                worst = fmax(worst, fabs((double)got[i] - want[i]));
+        }
+        printf("%-8s renoise from clean vs add_noise: %.2e\n", dit_sampler_names[smp], worst);
+        CHECK(worst < 1e-5, "%s: renoise from clean is off add_noise by %g", dit_sampler_names[smp],
+              worst);
+        dit_sched_free(s);
+    }
 }
 
 int main(void)
@@ -100,6 +199,8 @@ int main(void)
 
     CHECK(run(ctx, m, (dit_mask_mode)7, src, mask, a) == DIT_ERR_INVALID_ARG,
           "mask mode 7 accepted");
+    feather_and_resampling(ctx, m, src, a, b);
+    renoise_cases(ctx);
     free(src), free(a), free(b);
     g_free(path);
     dit_model_free(m);
