@@ -332,6 +332,8 @@ typedef struct {
     int grow;                /* inpaint: grow the latent mask by this many latent pixels */
     dit_mask_mode mask_mode; /* inpaint: what the mask's values mean */
     int feather;             /* inpaint: soften the mask's edge this many pixels inward */
+    bool colour_match;       /* inpaint: move the result's colour at the mask's edge to the
+                                source's around it (a mean shift fading inward) */
     /* inpaint: harmonising resampling (RePaint): every resample_jump steps,
      * noise the latent back by that many steps and run them again,
      * resample_count - 1 times; each pass adds resample_jump model
@@ -345,7 +347,7 @@ typedef struct {
  * prediction, leading spacing), guidance 4 on every latent channel
  * (guidance_channels 0, as diffusers), strength 0.75 (callers use 1 for
  * inpaint), class 0, seed 0, batch 1, grow 0, mask mode regenerate, no
- * feather, no resampling. The
+ * feather, no colour match, no resampling. The
  * model's own scheduler (a pipeline folder's scheduler/ or the file's
  * "scheduler" metadata) replaces the sampler settings; for the cold sampler the steps become
  * min(train_steps, 50). */

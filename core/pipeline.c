@@ -13,6 +13,7 @@
  *   image = decode(x / scaling + shift); inpaint composites
  *   M * image + (1 - M) * source in pixel space.
  * All buffers are allocated before the first step. */
+#include "internal/blend.h"
 #include "internal/sched.h"
 
 #include <math.h>
@@ -79,36 +80,6 @@ static void reduce_mask(const float *mask, int H, int W, int f, bool mean, int g
                 tmp[(size_t)y * w + x] = v;
             }
         free(prev);
-    }
-}
-
-/* mask (H, W) softened `feather` pixels inward into out: each value times
- * smoothstep(d / feather), d the distance (8-neighbour chamfer) to the
- * nearest pixel at 0; pixels at 0 stay 0 (the source, bit for bit) */
-static void feather_mask(const float *mask, int H, int W, int feather, float *out)
-{
-    const float diag = 1.41421356f, far = 1e30f;
-    for (size_t i = 0; i < (size_t)H * W; i++)
-        out[i] = mask[i] > 0 ? far : 0.0f; /* distances first */
-    for (int pass = 0; pass < 2; pass++) { /* forward, then backward */
-        const int step = pass ? -1 : 1;
-        for (int y = pass ? H - 1 : 0; y >= 0 && y < H; y += step)
-            for (int x = pass ? W - 1 : 0; x >= 0 && x < W; x += step) {
-                float d = out[(size_t)y * W + x];
-                const int yy = y - step;
-                for (int dx = -1; dx <= 1; dx++) {
-                    const int xx = x + dx;
-                    if (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                        d = fminf(d, out[(size_t)yy * W + xx] + (dx ? diag : 1.0f));
-                }
-                if (x - step >= 0 && x - step < W)
-                    d = fminf(d, out[(size_t)y * W + x - step] + 1.0f);
-                out[(size_t)y * W + x] = d;
-            }
-    }
-    for (size_t i = 0; i < (size_t)H * W; i++) {
-        const float t = fminf(out[i] / (float)feather, 1.0f);
-        out[i] = mask[i] * t * t * (3.0f - 2.0f * t);
     }
 }
 
@@ -454,14 +425,15 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     run r = {0};
     float *img = malloc((size_t)p->batch * img_n * sizeof *img);
     float *feathered = mask && p->feather ? malloc(px * sizeof *feathered) : NULL;
+    float *scratch = mask && p->colour_match ? malloc(2 * px * sizeof *scratch) : NULL;
     if ((st = run_setup(&r, ctx, p, &sp)))
         goto out;
-    if (!img || (mask && p->feather && !feathered)) {
+    if (!img || (mask && p->feather && !feathered) || (mask && p->colour_match && !scratch)) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
         goto out;
     }
     if (feathered) {
-        feather_mask(mask, H, W, p->feather, feathered);
+        blend_feather(mask, H, W, p->feather, feathered);
         mask = feathered;
     }
     if (r.z0 && (st = encode_source(ctx, p, &sp, image, H, W, r.z0)))
@@ -487,6 +459,9 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
                 r.x[i] = r.z0[i % r.lat];
     if ((st = decode_latents(ctx, p, &sp, r.B, r.x, img)))
         goto out;
+    const int ring = H < W ? (H / 16 > 2 ? H / 16 : 2) : (W / 16 > 2 ? W / 16 : 2);
+    for (int b = 0; p->task == DIT_TASK_INPAINT && scratch && b < r.B; b++)
+        blend_match_colour(img + (size_t)b * img_n, image, mask, H, W, ring, scratch);
     if (p->task == DIT_TASK_INPAINT) { /* outside the mask: the input, bit for bit */
         for (int b = 0; b < r.B; b++)
             for (int ch = 0; ch < 3; ch++)
@@ -500,6 +475,6 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     memcpy(out, img, (size_t)r.B * img_n * sizeof *out);
 out:
     run_free(&r);
-    free(img), free(feathered);
+    free(img), free(feathered), free(scratch);
     return st;
 }

@@ -46,10 +46,11 @@ typedef struct {
     char *output;
     char *input;
     char *mask;
-    int width, height;                 /* generate; 0 = native */
-    int grow;                          /* inpaint, latent pixels */
-    char *mask_mode;                   /* inpaint: NULL = libdit's (dit_mask_mode_names) */
-    int feather;                       /* inpaint: pixels inward */
+    int width, height; /* generate; 0 = native */
+    int grow;          /* inpaint, latent pixels */
+    char *mask_mode;   /* inpaint: NULL = libdit's (dit_mask_mode_names) */
+    int feather;       /* inpaint: pixels inward */
+    gboolean colour_match;
     int resample_jump, resample_count; /* inpaint: harmonising resampling */
     char *resize;                      /* resize | crop | pad | none */
     char *progress;                    /* auto | bar | json | none */

@@ -90,6 +90,9 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
              cli_help(keep, "inpaint: soften the mask's edge N pixels inward (default: %d)",
                       lib.feather),
              "PX"},
+            {"colour-match", 0, 0, G_OPTION_ARG_NONE, &o->colour_match,
+             "inpaint: move the result's colour at the mask's edge to the source's around it",
+             NULL},
             {"resample-jump", 0, 0, G_OPTION_ARG_INT, &o->resample_jump,
              cli_help(keep,
                       "inpaint: harmonise by going back N steps in noise after every N steps "
@@ -352,6 +355,7 @@ static int run_sampling(dit_task task, int argc, char **argv)
     p.sched.prediction = pred, p.sched.spacing = spacing;
     p.mask_mode = (dit_mask_mode)mask_mode;
     p.feather = o.feather;
+    p.colour_match = o.colour_match;
     p.resample_jump = o.resample_jump, p.resample_count = o.resample_count;
     if (o.seed < 0) {
         p.seed = g_random_int() | (uint64_t)g_random_int() << 32;

@@ -104,6 +104,7 @@ typedef struct {
     gint64 seed;
     gboolean inpaint;
     int feather, resample_jump, resample_count;
+    gboolean colour_match;
 } validate_options;
 
 static const validate_options validate_defaults = {
@@ -158,6 +159,8 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
          "with --inpaint: regenerate or differential (default: libdit's)", "MODE"},
         {"feather", 0, 0, G_OPTION_ARG_INT, &o->feather,
          "with --inpaint: soften the mask's edge N pixels inward", "PX"},
+        {"colour-match", 0, 0, G_OPTION_ARG_NONE, &o->colour_match,
+         "with --inpaint: match the colour at the mask's edge", NULL},
         {"resample-jump", 0, 0, G_OPTION_ARG_INT, &o->resample_jump,
          "with --inpaint: harmonising resampling, N steps back", "N"},
         {"resample-count", 0, 0, G_OPTION_ARG_INT, &o->resample_count,
@@ -463,6 +466,7 @@ static int validate_inpaint(const validate_options *o, const validate_run *r)
         return rc;
     p.mask_mode = (dit_mask_mode)mode;
     p.feather = o->feather;
+    p.colour_match = o->colour_match;
     p.resample_jump = o->resample_jump, p.resample_count = o->resample_count;
     if (!r->val.n) {
         fprintf(stderr, "dit: --inpaint needs held-out images (the Fashion-MNIST test set)\n");

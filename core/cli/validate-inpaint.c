@@ -124,13 +124,15 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
         char line[512];
         snprintf(line, sizeof line,
                  "{\"inpaint\": {\"images\": %d, \"mask_mode\": \"%s\", \"feather\": %d, "
+                 "\"colour_match\": %s, "
                  "\"resample_jump\": %d, \"resample_count\": %d, \"steps\": %d, "
                  "\"guidance\": %g, \"seam_real\": %.4f, \"seam_true_class\": %.4f, "
                  "\"seam_other_class\": %.4f, \"agreement_true_class\": %.4f, "
                  "\"agreement_other_class\": %.4f, \"kept_max_change\": %g}}\n",
-                 n, dit_mask_mode_names[tmpl->mask_mode], tmpl->feather, tmpl->resample_jump,
-                 tmpl->resample_count, tmpl->steps, (double)tmpl->guidance, seam_real, seam[0],
-                 seam[1], agree[0], agree[1], kept);
+                 n, dit_mask_mode_names[tmpl->mask_mode], tmpl->feather,
+                 tmpl->colour_match ? "true" : "false", tmpl->resample_jump, tmpl->resample_count,
+                 tmpl->steps, (double)tmpl->guidance, seam_real, seam[0], seam[1], agree[0],
+                 agree[1], kept);
         fputs(line, stdout);
         if (log)
             fputs(line, log);

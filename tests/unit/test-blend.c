@@ -12,8 +12,12 @@
  *  - resampling: count 1 is no resampling, bit for bit; jump 5 count 2
  *    reports steps + 5 x blocks evaluations, changes the result and keeps
  *    the unselected half; the jump back from clean to step k's level is
- *    exactly the sampler's own noising of x0 to step k, for every sampler. */
+ *    exactly the sampler's own noising of x0 to step k, for every sampler;
+ *  - colour match: a generated region darker than its surroundings is
+ *    moved to their colour at the edge, less further in, not at all deep
+ *    inside, and nothing unselected changes. */
 #include "common.h"
+#include "internal/blend.h"
 #include "internal/sched.h"
 
 #include <glib.h>
@@ -97,6 +101,25 @@ static void feather_and_resampling(dit_ctx *ctx, const dit_model *m, const float
     CHECK(memcmp(a, b, N * sizeof *a) != 0, "resampling changed nothing");
     CHECK(bottom_kept(b, src), "resampling changed the unselected half");
     extra.resample_jump = extra.resample_count = 0;
+}
+
+static void colour_match_cases(void)
+{
+    enum { H = 64, W = 64 };
+    static float gen[3 * H * W], src[3 * H * W], mask[H * W], scratch[2 * H * W];
+    for (int i = 0; i < H * W; i++) {
+        mask[i] = i / W < H / 2 ? 1.0f : 0.0f; /* the top half */
+        for (int c = 0; c < 3; c++)
+            gen[c * H * W + i] = -0.2f, src[c * H * W + i] = 0.5f;
+    }
+    blend_match_colour(gen, src, mask, H, W, 4, scratch);
+    const float edge = gen[(H / 2 - 1) * W + 5], mid = gen[(H / 2 - 9) * W + 5],
+                deep = gen[2 * W + 5], below = gen[(H / 2) * W + 5];
+    printf("colour match, gen -0.2 under src 0.5: edge %.3f, 8 px in %.3f, deep %.3f\n", edge, mid,
+           deep);
+    CHECK(fabsf(edge - 0.5f) < 0.1f, "the edge row is %g, not near the surroundings' 0.5", edge);
+    CHECK(mid > -0.2f && mid < edge, "8 px inside: %g", mid);
+    CHECK(deep == -0.2f && below == -0.2f, "deep inside %g, unselected %g changed", deep, below);
 }
 
 /* from clean to step k is the sampler's noising of x0 to step k */
@@ -201,6 +224,7 @@ int main(void)
           "mask mode 7 accepted");
     feather_and_resampling(ctx, m, src, a, b);
     renoise_cases(ctx);
+    colour_match_cases();
     free(src), free(a), free(b);
     g_free(path);
     dit_model_free(m);
