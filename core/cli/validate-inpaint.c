@@ -8,7 +8,10 @@
  *     images' step at the same rows says what a natural step there is;
  *   - class agreement of each kind of result by its nearest training image
  *     (as dit validate measures samples);
- *   - the largest change in the kept half (0: kept bit for bit). */
+ *   - the largest change in the kept half (0: kept bit for bit);
+ *   - for scale, the same figures for real halves: the top half of a test
+ *     image of the next class over the kept bottom half (what a perfect
+ *     "other class" result of this layout can score). */
 #include "cli.h"
 #include "data.h"
 
@@ -79,17 +82,31 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
         fprintf(stderr, "dit: --inpaint needs a class-conditional model and labelled test data\n");
         return EXIT_BAD_INPUT;
     }
-    int *idx = g_new(int, samples);
+    int *idx = g_new(int, samples), *idx_next = g_new(int, samples);
     float *rgb = g_new(float, 6 * (size_t)S * S), *mask = g_new(float, (size_t)S *S);
-    float *results[2] = {g_new(float, (size_t)nc *samples *d),
-                         g_new(float, (size_t)nc *samples *d)};
-    int *want[2] = {g_new(int, (size_t)nc *samples), g_new(int, (size_t)nc *samples)};
-    double seam_real = 0, seam[2] = {0, 0}, kept = 0;
+    enum { TRUE_CLASS, OTHER_CLASS, REAL_HALVES, KINDS };
+    float *results[KINDS];
+    int *want[KINDS];
+    for (int kind = 0; kind < KINDS; kind++)
+        results[kind] = g_new(float, (size_t)nc *samples *d),
+        want[kind] = g_new(int, (size_t)nc *samples);
+    double seam_real = 0, seam[KINDS] = {0}, kept = 0;
     int n = 0, rc = 0;
     for (int k = 0; k < nc && !rc; k++) {
-        const int got = pick_class(test, k, samples, idx);
+        const int got = pick_class(test, k, samples, idx),
+                  got_next = pick_class(test, (k + 1) % nc, samples, idx_next);
         for (int j = 0; j < got && !rc; j++, n++) {
             seam_real += seam_step(test->images + (size_t)idx[j] * d, C, S);
+            float *halves = results[REAL_HALVES] + (size_t)n * d;
+            const float *top = test->images + (size_t)idx_next[j % got_next] * d,
+                        *bottom = test->images + (size_t)idx[j] * d;
+            for (int c = 0; c < C; c++)
+                for (int y = 0; y < S; y++)
+                    memcpy(halves + ((size_t)c * S + y) * S,
+                           (y < S / 2 ? top : bottom) + ((size_t)c * S + y) * S,
+                           (size_t)S * sizeof *halves);
+            want[REAL_HALVES][n] = (k + 1) % nc;
+            seam[REAL_HALVES] += seam_step(halves, C, S);
             for (int kind = 0; kind < 2 && !rc; kind++) {
                 bool ok;
                 want[kind][n] = kind ? (k + 1) % nc : k;
@@ -109,11 +126,11 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
     }
     if (isatty(2))
         fprintf(stderr, "\n");
-    double agree[2] = {0, 0};
+    double agree[KINDS] = {0};
     if (!rc && n) {
         int *nn = g_new(int, n);
         double *nd = g_new(double, n);
-        for (int kind = 0; kind < 2; kind++) {
+        for (int kind = 0; kind < KINDS; kind++) {
             dataset_nearest(train, results[kind], n, nn, nd);
             for (int i = 0; i < n; i++)
                 agree[kind] += (nn[i] >= 0 && train->labels[nn[i]] == want[kind][i]) / (double)n;
@@ -128,23 +145,25 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
                  "\"resample_jump\": %d, \"resample_count\": %d, \"steps\": %d, "
                  "\"guidance\": %g, \"seam_real\": %.4f, \"seam_true_class\": %.4f, "
                  "\"seam_other_class\": %.4f, \"agreement_true_class\": %.4f, "
-                 "\"agreement_other_class\": %.4f, \"kept_max_change\": %g}}\n",
+                 "\"agreement_other_class\": %.4f, \"kept_max_change\": %g, "
+                 "\"seam_real_halves\": %.4f, \"agreement_real_halves\": %.4f}}\n",
                  n, dit_mask_mode_names[tmpl->mask_mode], tmpl->feather,
                  tmpl->colour_match ? "true" : "false", tmpl->resample_jump, tmpl->resample_count,
                  tmpl->steps, (double)tmpl->guidance, seam_real, seam[0], seam[1], agree[0],
-                 agree[1], kept);
+                 agree[1], kept, seam[REAL_HALVES], agree[REAL_HALVES]);
         fputs(line, stdout);
         if (log)
             fputs(line, log);
         fprintf(stderr,
                 "inpainting the top half of %d test images: seam %.3f with the true class, "
                 "%.3f with another (real images: %.3f, so %.1fx and %.1fx); class agreement "
-                "%.1f%% true, %.1f%% other; kept half changed by at most %g\n",
+                "%.1f%% true, %.1f%% other; kept half changed by at most %g; real halves (the "
+                "next class's top over the kept bottom): seam %.3f, agreement %.1f%%\n",
                 n, seam[0], seam[1], seam_real, seam[0] / seam_real, seam[1] / seam_real,
-                100 * agree[0], 100 * agree[1], kept);
+                100 * agree[0], 100 * agree[1], kept, seam[REAL_HALVES], 100 * agree[REAL_HALVES]);
     }
-    g_free(idx), g_free(rgb), g_free(mask);
-    for (int kind = 0; kind < 2; kind++)
+    g_free(idx), g_free(idx_next), g_free(rgb), g_free(mask);
+    for (int kind = 0; kind < KINDS; kind++)
         g_free(results[kind]), g_free(want[kind]);
     return rc;
 }
