@@ -121,6 +121,21 @@ const DitArg dit_args[] = {
      "differential (the selection's value is how much each pixel may change) (default "
      "regenerate)", NULL,
      0, 0, mask_mode_choices, TRUE, FIELD(mask_mode), TRUE},
+    {"feather", DIT_ARG_INT, "Feather",
+     "Inpaint: soften the selection's edge this many pixels inward (0 - 1024; default 0)", NULL,
+     0, 1024, NULL, TRUE, FIELD(feather), TRUE},
+    {"colour-match", DIT_ARG_INT, "Colour match",
+     "Inpaint: 1 moves the result's colour at the selection's edge to the surroundings' "
+     "(0 - 1; default 0)", NULL,
+     0, 1, NULL, TRUE, FIELD(colour_match), TRUE},
+    {"resample-jump", DIT_ARG_INT, "Resample jump",
+     "Inpaint: harmonise by going back this many steps after every as many (0 - 1000; "
+     "default 0, off)", NULL,
+     0, 1000, NULL, TRUE, FIELD(resample_jump), TRUE},
+    {"resample-count", DIT_ARG_INT, "Resample count",
+     "Inpaint: run each block of steps this many times, each extra time at its steps' cost "
+     "(1 - 20; default 1)", NULL,
+     1, 20, NULL, TRUE, FIELD(resample_count), TRUE},
 };
 /* clang-format on */
 const gint dit_n_args = G_N_ELEMENTS(dit_args);

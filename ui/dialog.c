@@ -28,7 +28,11 @@ struct _DitDialog {
     GtkWidget *klass;        /* GtkComboBoxText with entry */
     GtkEntryCompletion *completion;
     GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
-    GtkWidget *strength_row[2], *grow_row[2], *mask_mode_row[2];
+    GtkWidget *strength_row[2];
+    GtkWidget *inpaint_rows[12]; /* label, control: rows that only inpaint uses */
+    gint n_inpaint_rows;
+    GtkAdjustment *feather, *resample_jump, *resample_count;
+    GtkWidget *colour_match;
     GtkWidget *sampler;
     GtkWidget *device;
     GtkWidget *mask_mode;
@@ -271,12 +275,11 @@ static gint32 current_mode(DitDialog *d)
 static void update_mode_widgets(DitDialog *d)
 {
     const gint32 m = current_mode(d);
-    for (int i = 0; i < 2; i++) {
-        gtk_widget_set_sensitive(d->grow_row[i], m == DIT_MODE_INPAINT);
-        gtk_widget_set_sensitive(d->mask_mode_row[i], m == DIT_MODE_INPAINT);
+    for (int i = 0; i < 2; i++)
         gtk_widget_set_visible(d->strength_row[i], m != DIT_MODE_GENERATE);
-        gtk_widget_set_visible(d->grow_row[i], m != DIT_MODE_GENERATE);
-        gtk_widget_set_visible(d->mask_mode_row[i], m != DIT_MODE_GENERATE);
+    for (int i = 0; i < d->n_inpaint_rows; i++) {
+        gtk_widget_set_sensitive(d->inpaint_rows[i], m == DIT_MODE_INPAINT);
+        gtk_widget_set_visible(d->inpaint_rows[i], m != DIT_MODE_GENERATE);
     }
 }
 
@@ -302,6 +305,67 @@ static GtkWidget *add_label(GtkGrid *grid, gint row, const gchar *text, GtkWidge
         gtk_label_set_mnemonic_widget(GTK_LABEL(label), target);
     gtk_grid_attach(grid, label, 0, row, 1, 1);
     return label;
+}
+
+/* a row of the settings only inpaint uses: label | control */
+static void add_inpaint_row(DitDialog *d, GtkGrid *grid, gint *row, const gchar *text,
+                            GtkWidget *control, const gchar *tooltip)
+{
+    gtk_widget_set_tooltip_text(control, tooltip);
+    d->inpaint_rows[d->n_inpaint_rows++] = add_label(grid, *row, text, control);
+    d->inpaint_rows[d->n_inpaint_rows++] = control;
+    gtk_widget_set_halign(control, GTK_ALIGN_START);
+    gtk_grid_attach(grid, control, 1, (*row)++, 1, 1);
+}
+
+static GtkWidget *int_spin(GtkAdjustment *adj)
+{
+    GtkWidget *spin = gtk_spin_button_new(adj, 0.0, 0);
+    gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(spin), TRUE);
+    return spin;
+}
+
+/* grow, soft selection, feather, colour match, resampling */
+static void add_inpaint_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitValues *values)
+{
+    d->grow = gtk_adjustment_new(values->grow, 0, 64, 1, 4, 0);
+    add_inpaint_row(d, grid, row, _("G_row mask:"), int_spin(d->grow),
+                    _("Grow the inpainted area by this many latent pixels so the new content "
+                      "blends in"));
+
+    d->mask_mode = gtk_combo_box_text_new();
+    const gchar *mask_mode_names[] = {_("Regenerate, blend by the selection"),
+                                      _("Selection is per-pixel strength")};
+    G_STATIC_ASSERT(G_N_ELEMENTS(mask_mode_names) == DIT_MASK_MODE_COUNT);
+    for (gint i = 0; i < DIT_MASK_MODE_COUNT; i++)
+        gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->mask_mode), dit_mask_mode_names[i],
+                                  mask_mode_names[i]);
+    if (!gtk_combo_box_set_active_id(GTK_COMBO_BOX(d->mask_mode), values->mask_mode))
+        gtk_combo_box_set_active(GTK_COMBO_BOX(d->mask_mode), 0);
+    add_inpaint_row(d, grid, row, _("Sof_t selection:"), d->mask_mode,
+                    _("How a feathered or partial selection is used: remake every selected "
+                      "pixel and blend by the selection, or let each pixel change only as much "
+                      "as it is selected"));
+
+    d->feather = gtk_adjustment_new(values->feather, 0, 1024, 1, 8, 0);
+    add_inpaint_row(d, grid, row, _("_Feather edge (px):"), int_spin(d->feather),
+                    _("Soften the selection's edge this many pixels inward; pixels outside the "
+                      "selection stay as they are"));
+
+    d->colour_match = gtk_check_button_new_with_mnemonic(_("Match the colo_ur at the edge"));
+    gtk_toggle_button_set_active(GTK_TOGGLE_BUTTON(d->colour_match), values->colour_match != 0);
+    add_inpaint_row(d, grid, row, _("Colour:"), d->colour_match,
+                    _("Move the new content's colour at the selection's edge to the colour "
+                      "around it"));
+
+    d->resample_jump = gtk_adjustment_new(values->resample_jump, 0, 1000, 1, 5, 0);
+    add_inpaint_row(d, grid, row, _("Resample _jump:"), int_spin(d->resample_jump),
+                    _("Harmonise with the surroundings: after every this many steps go back "
+                      "as many and run them again (0: off)"));
+    d->resample_count = gtk_adjustment_new(values->resample_count, 1, 20, 1, 2, 0);
+    add_inpaint_row(d, grid, row, _("Resample cou_nt:"), int_spin(d->resample_count),
+                    _("How many times each block of steps runs; each extra time costs those "
+                      "steps again"));
 }
 
 /* label | scale + spin sharing one adjustment; returns the box */
@@ -468,35 +532,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     show_device(d);
     g_signal_connect(d->device, "changed", G_CALLBACK(on_device_changed), d);
 
-    /* grow */
-    d->grow = gtk_adjustment_new(values->grow, 0, 64, 1, 4, 0);
-    GtkWidget *grow_spin = gtk_spin_button_new(d->grow, 0.0, 0);
-    gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(grow_spin), TRUE);
-    gtk_widget_set_tooltip_text(grow_spin,
-                                _("Grow the inpainted area by this many latent pixels so the "
-                                  "new content blends in"));
-    d->grow_row[0] = add_label(grid, row, _("G_row mask:"), grow_spin);
-    d->grow_row[1] = grow_spin;
-    gtk_widget_set_halign(grow_spin, GTK_ALIGN_START);
-    gtk_grid_attach(grid, grow_spin, 1, row++, 1, 1);
-
-    /* what a soft selection's values mean */
-    d->mask_mode = gtk_combo_box_text_new();
-    const gchar *mask_mode_names[] = {_("Regenerate, blend by the selection"),
-                                      _("Selection is per-pixel strength")};
-    G_STATIC_ASSERT(G_N_ELEMENTS(mask_mode_names) == DIT_MASK_MODE_COUNT);
-    for (gint i = 0; i < DIT_MASK_MODE_COUNT; i++)
-        gtk_combo_box_text_append(GTK_COMBO_BOX_TEXT(d->mask_mode), dit_mask_mode_names[i],
-                                  mask_mode_names[i]);
-    if (!gtk_combo_box_set_active_id(GTK_COMBO_BOX(d->mask_mode), values->mask_mode))
-        gtk_combo_box_set_active(GTK_COMBO_BOX(d->mask_mode), 0);
-    gtk_widget_set_tooltip_text(d->mask_mode,
-                                _("How a feathered or partial selection is used: remake every "
-                                  "selected pixel and blend by the selection, or let each pixel "
-                                  "change only as much as it is selected"));
-    d->mask_mode_row[0] = add_label(grid, row, _("Soft _selection:"), d->mask_mode);
-    d->mask_mode_row[1] = d->mask_mode;
-    gtk_grid_attach(grid, d->mask_mode, 1, row++, 1, 1);
+    add_inpaint_rows(d, grid, &row, values);
 
     /* preview + progress */
     GtkWidget *vbox = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
@@ -554,6 +590,10 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     v->guidance = gtk_adjustment_get_value(d->guidance);
     v->seed = (gint32)gtk_adjustment_get_value(d->seed);
     v->grow = (gint32)gtk_adjustment_get_value(d->grow);
+    v->feather = (gint32)gtk_adjustment_get_value(d->feather);
+    v->colour_match = gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(d->colour_match));
+    v->resample_jump = (gint32)gtk_adjustment_get_value(d->resample_jump);
+    v->resample_count = (gint32)gtk_adjustment_get_value(d->resample_count);
     const gchar *sampler = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->sampler));
     ditui_values_set_string(v->sampler, sizeof v->sampler, sampler);
     const gchar *device = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->device));

@@ -15,6 +15,10 @@ void ditui_values_init(DitValues *v, DitMode mode)
     v->grow = 0;
     ditui_values_set_string(v->device, sizeof v->device, "auto");
     ditui_values_set_string(v->mask_mode, sizeof v->mask_mode, "regenerate");
+    v->feather = 0;
+    v->colour_match = 0;
+    v->resample_jump = 0;
+    v->resample_count = 1;
 }
 
 void ditui_values_set_string(gchar *field, gsize size, const gchar *src)

@@ -89,10 +89,10 @@ def skip(why):
 
 # the plug-ins' own arguments, in PDB order (after run-mode, image, drawable(s))
 EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device",
-             "mask-mode")
+             "mask-mode", "feather", "colour-match", "resample-jump", "resample-count")
 # GIMP 3 only: 2.10's Script-Fu takes every argument in order, so its
 # procedures keep the list existing calls were written for
-GIMP3_ONLY = ("mask-mode",)
+GIMP3_ONLY = ("mask-mode", "feather", "colour-match", "resample-jump", "resample-count")
 GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device")
 
 
@@ -973,6 +973,10 @@ DOC_ARGS = {
     "grow": "int 0 64 0",
     "device": "choice auto auto,cpu,cpu-bf16,cuda",
     "mask-mode": "choice regenerate regenerate,differential",
+    "feather": "int 0 1024 0",
+    "colour-match": "int 0 1 0",
+    "resample-jump": "int 0 1000 0",
+    "resample-count": "int 1 20 1",
 }
 STRENGTH = {"plug-in-dit-inpaint": "1", "plug-in-dit-img2img": "0.75"}
 TYPES2 = {"int": 0, "double": 3, "string": 4, "choice": 4}  # GimpPDBArgType
