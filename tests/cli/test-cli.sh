@@ -65,6 +65,14 @@ run 0 "inpaint with a feathered mask and --grow" -- "$dit" inpaint $P -i "$src" 
 "$check" outside "$src" "$tmp/in-soft.png" "$tmp/soft.png" >"$tmp/cmp"
 read -r _ out _ in <"$tmp/cmp"
 [ "$out" = 0 ] && say "ok:   feathered: outside untouched" || bad "feathered inpaint changed $out pixels outside"
+for opts in "--mask-mode differential" "--feather 3 --colour-match" \
+            "--mask-mode differential --resample-jump 1 --resample-count 2"; do
+    run 0 "inpaint $opts" -- "$dit" inpaint $P -i "$src" --mask "$tmp/soft.png" $opts -o "$tmp/in-opt.png"
+    "$check" outside "$src" "$tmp/in-opt.png" "$tmp/soft.png" >"$tmp/cmp"
+    read -r _ out _ in <"$tmp/cmp"
+    [ "$out" = 0 ] && [ "$in" -gt 0 ] && say "ok:   $opts: outside untouched, inside changed" ||
+        bad "inpaint $opts: $(cat "$tmp/cmp")"
+done
 
 # ---- encode / decode round trip vs the library
 "$check" resize "$src" 32 24 "$tmp/small.png"
