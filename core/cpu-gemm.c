@@ -459,9 +459,11 @@ size_t dit_cpu_gemm_hold_bf16(const float *X, bool trans, int ld, int rows, int 
         return 0;
     g_mutex_lock(&weights_lock);
     weight_copy *w = g_hash_table_lookup(weights, X);
-    if (w && !w->released && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0 &&
-        mprotect((void *)lo, hi - lo, PROT_NONE) == 0) {
+    /* inaccessible first: were the pages dropped and the protection then
+     * refused, the fp32 weight would silently read as zeros */
+    if (w && !w->released && mprotect((void *)lo, hi - lo, PROT_NONE) == 0) {
         w->released = (void *)lo, w->released_bytes = hi - lo;
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
     }
     const size_t given = w && w->released ? w->released_bytes : 0;
     g_mutex_unlock(&weights_lock);
@@ -633,10 +635,16 @@ void dit_cpu_gemm(const dit_backend *be, bool trans_a, bool trans_b, int M, int 
     if (M <= 0 || N <= 0)
         return;
 #ifdef DIT_HAVE_ONEDNN
-    if (be->gemm_bf16 && K > 0 &&
-        onednn_matmul(be, true, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                      weight))
-        return;
+    if (be->gemm_bf16 && K > 0) {
+        if (onednn_matmul(be, true, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                          weight))
+            return;
+        /* a held weight has no fp32 to fall back on (its pages fault) */
+        const float *w = weight == DIT_GEMM_WEIGHT_A ? A : weight == DIT_GEMM_WEIGHT_B ? B : NULL;
+        if (w && dit_cpu_gemm_is_held(w))
+            g_error("a bf16 product with a weight held in bf16 only failed (out of memory?); "
+                    "it has no fp32 copy to fall back on");
+    }
     const int lib = be->gemm_lib == DIT_GEMM_AUTO ? (int)dit_cpu_gemm_fp32_lib() : be->gemm_lib;
     if (lib == DIT_GEMM_ONEDNN) {
         if (K == 0 || !onednn_matmul(be, false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,

@@ -617,15 +617,7 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
     m->params = r.params;
     m->n_params = r.n_params;
     m->weights_held = r.held > 0;
-    {
-        weight_layout count = {0};
-        dit_model probe = *m;
-        probe.blocks = calloc((size_t)m->cfg.depth, sizeof *probe.blocks);
-        if (probe.blocks)
-            layout_model(&count, &probe);
-        free(probe.blocks);
-        m->param_floats = count.used;
-    }
+    m->param_floats = r.floats;
     snprintf(m->source_dtype, sizeof m->source_dtype, "%s", r.dtype);
     if (!st_find(f, "pos_embed")) /* computed per call instead */
         m->pos_embed = NULL;

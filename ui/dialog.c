@@ -311,6 +311,7 @@ static GtkWidget *add_label(GtkGrid *grid, gint row, const gchar *text, GtkWidge
 static void add_inpaint_row(DitDialog *d, GtkGrid *grid, gint *row, const gchar *text,
                             GtkWidget *control, const gchar *tooltip)
 {
+    g_assert(d->n_inpaint_rows + 2 <= (gint)G_N_ELEMENTS(d->inpaint_rows));
     gtk_widget_set_tooltip_text(control, tooltip);
     d->inpaint_rows[d->n_inpaint_rows++] = add_label(grid, *row, text, control);
     d->inpaint_rows[d->n_inpaint_rows++] = control;
