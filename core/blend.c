@@ -36,30 +36,35 @@ void blend_feather(const float *mask, int H, int W, int feather, float *out)
     }
 }
 
-void blend_match_colour(float *gen, const float *src, const float *mask, int H, int W, int ring,
-                        float *scratch)
+void blend_match_colour(float *gen, int B, const float *src, const float *mask, int H, int W,
+                        int ring, float *scratch)
 {
     const size_t px = (size_t)H * W;
     float *d_in = scratch, *d_out = scratch + px;
     blend_distance(mask, H, W, false, d_in); /* selected: how deep inside */
     blend_distance(mask, H, W, true, d_out); /* unselected: how far outside */
-    /* the mean of each channel in the two rings; a mean shift is the same in
-     * every linear colour space, so RGB it is */
-    double in[3] = {0}, out[3] = {0};
-    double n_in = 0, n_out = 0;
+    /* the source's mean in the outer ring, then each image's in the inner
+     * one; a mean shift is the same in every linear colour space, so RGB */
+    double out[3] = {0}, n_out = 0, n_in = 0;
     for (size_t i = 0; i < px; i++) {
-        const bool inner = mask[i] > 0 && d_in[i] <= ring, outer = mask[i] == 0 && d_out[i] <= ring;
-        for (int c = 0; c < 3; c++) {
-            in[c] += inner ? gen[c * px + i] : 0.0;
-            out[c] += outer ? src[c * px + i] : 0.0;
-        }
-        n_in += inner, n_out += outer;
+        const bool outer = mask[i] == 0 && d_out[i] <= ring;
+        for (int c = 0; c < 3 && outer; c++)
+            out[c] += src[c * px + i];
+        n_out += outer;
+        n_in += mask[i] > 0 && d_in[i] <= ring;
     }
     if (n_in == 0 || n_out == 0) /* everything or nothing selected */
         return;
-    for (size_t i = 0; i < px; i++) {
-        const float w = mask[i] > 0 ? fmaxf(0.0f, 1.0f - d_in[i] / (4.0f * ring)) : 0.0f;
-        for (int c = 0; c < 3 && w > 0; c++)
-            gen[c * px + i] += w * (float)(out[c] / n_out - in[c] / n_in);
+    for (int b = 0; b < B; b++) {
+        float *g = gen + (size_t)b * 3 * px;
+        double in[3] = {0};
+        for (size_t i = 0; i < px; i++)
+            for (int c = 0; c < 3 && mask[i] > 0 && d_in[i] <= ring; c++)
+                in[c] += g[c * px + i];
+        for (size_t i = 0; i < px; i++) {
+            const float w = mask[i] > 0 ? fmaxf(0.0f, 1.0f - d_in[i] / (4.0f * ring)) : 0.0f;
+            for (int c = 0; c < 3 && w > 0; c++)
+                g[c * px + i] += w * (float)(out[c] / n_out - in[c] / n_in);
+        }
     }
 }

@@ -459,9 +459,10 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
                 r.x[i] = r.z0[i % r.lat];
     if ((st = decode_latents(ctx, p, &sp, r.B, r.x, img)))
         goto out;
-    const int ring = H < W ? (H / 16 > 2 ? H / 16 : 2) : (W / 16 > 2 ? W / 16 : 2);
-    for (int b = 0; p->task == DIT_TASK_INPAINT && scratch && b < r.B; b++)
-        blend_match_colour(img + (size_t)b * img_n, image, mask, H, W, ring, scratch);
+    if (p->task == DIT_TASK_INPAINT && scratch) { /* rings 1/16 of the shorter side */
+        const int side = H < W ? H : W;
+        blend_match_colour(img, r.B, image, mask, H, W, side / 16 > 2 ? side / 16 : 2, scratch);
+    }
     if (p->task == DIT_TASK_INPAINT) { /* outside the mask: the input, bit for bit */
         for (int b = 0; b < r.B; b++)
             for (int ch = 0; ch < 3; ch++)

@@ -14,12 +14,12 @@ void blend_distance(const float *mask, int H, int W, bool to_selected, float *d)
  * smoothstep(distance to the unselected / feather); 0 stays 0 */
 void blend_feather(const float *mask, int H, int W, int feather, float *out);
 
-/* Colour match of a generated image to the source around the mask: the
- * mean colour of the generated pixels in a ring `ring` pixels wide inside
- * the mask's edge is moved to the source's mean in the ring outside, fully
- * at the edge and fading to nothing 4 rings inward. Only selected pixels
- * change. scratch: 2 H W floats. */
-void blend_match_colour(float *gen, const float *src, const float *mask, int H, int W, int ring,
-                        float *scratch);
+/* Colour match of B generated images (B, 3, H, W) to the source around the
+ * mask: the mean colour of each one's pixels in a ring `ring` pixels wide
+ * inside the mask's edge is moved to the source's mean in the ring outside,
+ * fully at the edge and fading to nothing 4 rings inward. Only selected
+ * pixels change. scratch: 2 H W floats. */
+void blend_match_colour(float *gen, int B, const float *src, const float *mask, int H, int W,
+                        int ring, float *scratch);
 
 #endif

@@ -2,6 +2,7 @@
 # output. The caller sets $tmp (a private folder) and fails=0 first.
 #   expect CODE WHAT -- COMMAND...   the exit code must be CODE (output in $tmp/out)
 #   has REGEX WHAT                   the last output must match REGEX (grep -E)
+#   has_text TEXT WHAT               the last output must contain TEXT as it is
 expect() {
     code=$1 what=$2
     shift 3
@@ -17,4 +18,8 @@ expect() {
 has() {
     if grep -qE -- "$1" "$tmp/out"; then echo "ok:   $2"; else
         echo "NOT OK: $2: no /$1/ in:"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1)); fi
+}
+has_text() {
+    if grep -qF -- "$1" "$tmp/out"; then echo "ok:   output has '$1'"; else
+        echo "NOT OK: $2: output lacks '$1'"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1)); fi
 }

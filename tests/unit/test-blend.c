@@ -112,7 +112,7 @@ static void colour_match_cases(void)
         for (int c = 0; c < 3; c++)
             gen[c * H * W + i] = -0.2f, src[c * H * W + i] = 0.5f;
     }
-    blend_match_colour(gen, src, mask, H, W, 4, scratch);
+    blend_match_colour(gen, 1, src, mask, H, W, 4, scratch);
     const float edge = gen[(H / 2 - 1) * W + 5], mid = gen[(H / 2 - 9) * W + 5],
                 deep = gen[2 * W + 5], below = gen[(H / 2) * W + 5];
     printf("colour match, gen -0.2 under src 0.5: edge %.3f, 8 px in %.3f, deep %.3f\n", edge, mid,
