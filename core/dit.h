@@ -329,6 +329,9 @@ typedef struct {
     int class_id;          /* 0 .. num_classes - 1, or num_classes for unconditional */
     uint64_t seed;
     int batch;               /* images to make; each gets its own noise */
+    bool seed_per_image;     /* image b draws every noise from seed + b, as a run of batch 1
+                                with that seed would (variations, each named by its seed);
+                                false: one stream over the whole batch */
     int grow;                /* inpaint: grow the latent mask by this many latent pixels */
     dit_mask_mode mask_mode; /* inpaint: what the mask's values mean */
     int feather;             /* inpaint: soften the mask's edge this many pixels inward */
@@ -379,6 +382,13 @@ DIT_API dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H
  * where mask is 0; mask (H, W), images (C, H, W); out may alias either. */
 DIT_API void dit_image_composite(float *out, const float *generated, const float *source,
                                  const float *mask, int C, int H, int W);
+
+/* The canvas grown by top, left, bottom, right pixels (each >= 0): src
+ * (C, H, W) at offset (top, left) of dst (C, H + top + bottom, W + left +
+ * right), the new border filled with the nearest edge pixel (what an
+ * outpaint encodes there before the mask regenerates it). */
+DIT_API void dit_image_extend(const float *src, int C, int H, int W, int top, int left, int bottom,
+                              int right, float *dst);
 
 /* One float tensor in a .safetensors file (latents for dit encode/decode);
  * saving records the VAE scaling factor in the metadata. Free *out. */

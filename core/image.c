@@ -105,3 +105,17 @@ void dit_image_composite(float *out, const float *generated, const float *source
             out[j] = m == 0.0f ? source[j] : m * generated[j] + (1.0f - m) * source[j];
         }
 }
+
+void dit_image_extend(const float *src, int C, int H, int W, int top, int left, int bottom,
+                      int right, float *dst)
+{
+    const int H2 = H + top + bottom, W2 = W + left + right;
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H2; y++) {
+            const int sy = y < top ? 0 : y - top >= H ? H - 1 : y - top;
+            const float *row = src + ((size_t)c * H + sy) * W;
+            float *out = dst + ((size_t)c * H2 + y) * W2;
+            for (int x = 0; x < W2; x++)
+                out[x] = row[x < left ? 0 : x - left >= W ? W - 1 : x - left];
+        }
+}

@@ -262,6 +262,19 @@ typedef struct {
     int32_t *yvec;
 } run;
 
+/* Noise of `stream` for the whole batch (r->n values): one stream over the
+ * batch, or image b from seed + b (p->seed_per_image) */
+static void draw_noise(const run *r, uint32_t stream, float *out)
+{
+    const dit_pipeline_params *p = r->p;
+    if (!p->seed_per_image) {
+        dit_randn(p->seed, stream, 0, r->n, out);
+        return;
+    }
+    for (int b = 0; b < r->B; b++)
+        dit_randn(p->seed + (uint64_t)b, stream, 0, r->lat, out + (size_t)b * r->lat);
+}
+
 /* Step k: the inpaint tie, the model, guidance, the sampler. `pass` counts
  * the jumps back so far: each pass draws fresh noise (pass 0: the streams a
  * run without resampling has always used). */
@@ -271,7 +284,7 @@ static dit_status one_step(run *r, int k, uint32_t pass)
     const size_t n = r->n, lat = r->lat, hw = r->hw;
     float *x = r->x;
     if (r->mlat) { /* the known region follows the source, noised to this step */
-        dit_randn(p->seed, 2000u + (uint32_t)k + 100000u * pass, 0, n, r->noise);
+        draw_noise(r, 2000u + (uint32_t)k + 100000u * pass, r->noise);
         for (int b = 0; b < r->B; b++)
             dit_sched_add_noise(r->s, k, r->z0, r->noise + (size_t)b * lat,
                                 r->noised + (size_t)b * lat, lat);
@@ -294,7 +307,7 @@ static dit_status one_step(run *r, int k, uint32_t pass)
                r->eps);
     const float *step_noise = NULL;
     if (dit_sched_needs_noise(r->s, k)) {
-        dit_randn(p->seed, 1000u + (uint32_t)k + 100000u * pass, 0, n, r->noise);
+        draw_noise(r, 1000u + (uint32_t)k + 100000u * pass, r->noise);
         step_noise = r->noise;
     }
     return dit_sched_step(r->ctx, r->s, k, r->eps, x, step_noise, x);
@@ -322,7 +335,7 @@ static dit_status sample_steps(run *r, dit_progress_fn progress, void *user,
             return dit_error(r->ctx, DIT_CANCELLED, "cancelled after %d of %d steps", done, total);
         if (jump > 0 && (k - r->start) % jump == 0 && again < p->resample_count - 1) {
             again++, pass++;
-            dit_randn(p->seed, 3000u + pass, 0, r->n, r->noise);
+            draw_noise(r, 3000u + pass, r->noise);
             dit_sched_renoise(r->s, k, k - jump, r->noise, r->x, r->n);
             dit_sched_restart(r->s);
             k -= jump;
@@ -388,7 +401,7 @@ static void first_latent(run *r)
     if (p->init_noise)
         memcpy(r->noise, p->init_noise, n * sizeof *r->noise);
     else
-        dit_randn(p->seed, 0, 0, n, r->noise);
+        draw_noise(r, 0, r->noise);
     if (r->start == p->steps) {
         for (int b = 0; b < r->B; b++)
             memcpy(r->x + (size_t)b * lat, r->z0, lat * sizeof *r->x);
@@ -397,7 +410,7 @@ static void first_latent(run *r)
         for (size_t i = 0; i < n; i++)
             r->x[i] = (float)(r->noise[i] * sigma);
     } else {
-        dit_randn(p->seed, 1, 0, n, r->noise);
+        draw_noise(r, 1, r->noise);
         for (int b = 0; b < r->B; b++)
             dit_sched_add_noise(r->s, r->start, r->z0, r->noise + (size_t)b * lat,
                                 r->x + (size_t)b * lat, lat);

@@ -15,7 +15,13 @@
  *    exactly the sampler's own noising of x0 to step k, for every sampler;
  *  - colour match: a generated region darker than its surroundings is
  *    moved to their colour at the edge, less further in, not at all deep
- *    inside, and nothing unselected changes. */
+ *    inside, and nothing unselected changes;
+ *  - variations: a batch of 3 with seed_per_image gives, image by image,
+ *    the runs of batch 1 with seeds s, s + 1, s + 2 (inpaint on the cold
+ *    sampler, generate on ddpm with its fresh noise every step), which a
+ *    batch on one stream does not;
+ *  - dit_image_extend: the source at its offset, the border its nearest
+ *    edge pixel. */
 #include "common.h"
 #include "internal/blend.h"
 #include "internal/sched.h"
@@ -153,6 +159,64 @@ static void renoise_cases(dit_ctx *ctx)
     }
 }
 
+/* the largest |a - b| over n values */
+static double max_diff(const float *a, const float *b, size_t n)
+{
+    double most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = fmax(most, fabs((double)a[i] - b[i]));
+    return most;
+}
+
+static void variations_cases(dit_ctx *ctx, const dit_model *m, const float *src)
+{
+    enum { V = 3 };
+    float mask[PX];
+    for (int i = 0; i < PX; i++)
+        mask[i] = i < PX / 2 ? 1.0f : 0.0f;
+    float *batch = malloc((size_t)V * N * sizeof *batch), *one = malloc(N * sizeof *one);
+    for (int task = 0; task < 2; task++) {
+        dit_pipeline_params p;
+        dit_pipeline_params_default(&p, m, NULL);
+        p.task = task ? DIT_TASK_GENERATE : DIT_TASK_INPAINT;
+        if (task) /* a sampler that draws noise every step */
+            dit_sched_config_use_sampler(&p.sched, DIT_SAMPLER_DDPM), p.steps = 10;
+        p.strength = 1.0f, p.class_id = 7, p.seed = 5;
+        const char *what = task ? "generate (ddpm)" : "inpaint";
+        const float *image = task ? NULL : src, *msk = task ? NULL : mask;
+        for (int per_image = 1; per_image >= 0; per_image--) {
+            p.batch = V, p.seed_per_image = per_image;
+            CHECK(dit_pipeline_run(ctx, &p, image, msk, S, S, NULL, NULL, NULL, batch) == DIT_OK,
+                  "%s", dit_last_error(ctx));
+            p.batch = 1, p.seed_per_image = false;
+            for (int b = 0; b < V; b++) {
+                p.seed = 5 + (uint64_t)b;
+                CHECK(dit_pipeline_run(ctx, &p, image, msk, S, S, NULL, NULL, NULL, one) == DIT_OK,
+                      "%s", dit_last_error(ctx));
+                const double d = max_diff(batch + (size_t)b * N, one, N);
+                if (per_image) /* the batched products may round differently */
+                    CHECK(d < 1e-4, "%s: variation %d is off seed %d alone by %g", what, b, 5 + b,
+                          d);
+                else if (b > 0)
+                    CHECK(d > 1e-2, "%s: one stream's image %d is seed %d's alone (%g)", what, b,
+                          5 + b, d);
+            }
+            p.seed = 5;
+        }
+    }
+    free(batch), free(one);
+
+    const float tiny[2 * 2 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}; /* (2, 2, 3) */
+    float grown[2 * 4 * 6];                                                /* (2, 4, 6) */
+    dit_image_extend(tiny, 2, 2, 3, 1, 2, 1, 1, grown);
+    const float want_row0[6] = {1, 1, 1, 2, 3, 3}, want_c1_last[6] = {10, 10, 10, 11, 12, 12};
+    CHECK(memcmp(grown, want_row0, sizeof want_row0) == 0 &&
+              memcmp(grown + 6, want_row0, sizeof want_row0) == 0 &&
+              memcmp(grown + 24 + 18, want_c1_last, sizeof want_c1_last) == 0 &&
+              grown[2 * 6 + 4] == 6.0f,
+          "dit_image_extend: the border is not the nearest edge pixel");
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -225,6 +289,7 @@ int main(void)
     feather_and_resampling(ctx, m, src, a, b);
     renoise_cases(ctx);
     colour_match_cases();
+    variations_cases(ctx, m, src);
     free(src), free(a), free(b);
     g_free(path);
     dit_model_free(m);
