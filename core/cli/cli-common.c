@@ -34,7 +34,9 @@ void cli_options_init(options *o)
     o->grow = lib.grow;
     o->feather = lib.feather;
     o->resample_jump = lib.resample_jump, o->resample_count = lib.resample_count;
-    o->bit_depth = 0; /* as the input, else CLI_BIT_DEPTH */
+    o->bit_depth = 0;           /* as the input, else CLI_BIT_DEPTH */
+    for (int i = 0; i < 4; i++) /* unset: --extend's */
+        o->border[i] = INT_MIN;
 }
 
 void cli_options_clear(options *o)

@@ -4,6 +4,7 @@
 #define DIT_CLI_H
 
 #include "dit.h"
+#include "png-io.h"
 
 #include <glib.h>
 #include <stdbool.h>
@@ -52,8 +53,12 @@ typedef struct {
     int feather;       /* inpaint: pixels inward */
     gboolean colour_match;
     int resample_jump, resample_count; /* inpaint: harmonising resampling */
-    char *resize;                      /* resize | crop | pad | none */
-    char *progress;                    /* auto | bar | json | none */
+    gboolean outpaint;                 /* dit outpaint: inpaint a grown canvas */
+    int extend;                        /* outpaint: pixels on every side (default 0) */
+    int border[4];  /* outpaint: top, left, bottom, right (INT_MIN: --extend's) */
+    int variations; /* images from seed, seed + 1, ... (0: --batch's) */
+    char *resize;   /* resize | crop | pad | none */
+    char *progress; /* auto | bar | json | none */
     gboolean quiet;
     gboolean grid;
     int bit_depth;   /* 8 or 16; 0: the input's, else CLI_BIT_DEPTH */
@@ -125,6 +130,11 @@ int cli_progress_mode(const options *o);
 int cli_write_images(const options *o, const float *imgs, const float *alpha, int B, int H, int W,
                      int depth);
 
+/* outpaint.c: src grown by border (top, left, bottom, right; edge pixels)
+ * and the mask of the border and of src's fully transparent pixels (g_free
+ * it); what is filled becomes opaque. An exit code, with the message. */
+int cli_outpaint_source(const int border[4], png_data *src, float **mask);
+
 /* convert.c: a torch.save checkpoint -> safetensors, no pickle code run */
 int dit_convert_pt(const char *in, const char *output, const char *key, int heads, bool quiet);
 
@@ -132,6 +142,7 @@ int dit_convert_pt(const char *in, const char *output, const char *key, int head
 int cli_cmd_generate(int argc, char **argv);
 int cli_cmd_img2img(int argc, char **argv);
 int cli_cmd_inpaint(int argc, char **argv);
+int cli_cmd_outpaint(int argc, char **argv);
 int cli_cmd_encode(int argc, char **argv);
 int cli_cmd_decode(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);

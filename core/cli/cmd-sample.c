@@ -1,5 +1,6 @@
-/* dit generate | img2img | inpaint: one implementation, the task decides
- * which inputs it takes. */
+/* dit generate | img2img | inpaint | outpaint: one implementation, the
+ * task decides which inputs it takes (outpaint is inpainting of a grown
+ * canvas, outpaint.c). */
 #include "cli.h"
 #include "png-io.h"
 
@@ -14,7 +15,8 @@ static const float inpaint_strength = 1.0f;
 
 /* The sampling options into oc; the help texts print the defaults from
  * cli_options_init and libdit's pipeline defaults, kept in keep. */
-static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GPtrArray *keep)
+static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bool outpaint,
+                                 GPtrArray *keep)
 {
     options d;
     cli_options_init(&d);
@@ -46,6 +48,9 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
          "N"},
         {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch,
          cli_help(keep, "images to make (default: %d)", d.batch), "N"},
+        {"variations", 0, 0, G_OPTION_ARG_INT, &o->variations,
+         "N images (1..16) from seeds SEED, SEED + 1, ...: each as --seed would make it alone",
+         "N"},
         {"grid", 0, 0, G_OPTION_ARG_NONE, &o->grid,
          "with --batch: one grid image instead of numbered files", NULL},
         {"tile", 0, 0, G_OPTION_ARG_INT, &o->tile,
@@ -75,8 +80,14 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
              "resize (default): scale to the model's size and back; crop: work on the centre crop "
              "of that size; pad: pad to a valid size; none: the image's own size",
              "POLICY"},
-            {"mask", 0, 0, G_OPTION_ARG_FILENAME, &o->mask,
-             "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)", "FILE"},
+            {outpaint ? "extend" : "mask", 0, 0,
+             outpaint ? G_OPTION_ARG_INT : G_OPTION_ARG_FILENAME,
+             outpaint ? (gpointer)&o->extend : (gpointer)&o->mask,
+             outpaint
+                 ? "grow the canvas by PX on every side (default: none, only the "
+                   "transparent pixels are filled)"
+                 : "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)",
+             outpaint ? "PX" : "FILE"},
             {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow,
              cli_help(keep, "inpaint: grow the mask by N latent pixels (default: %d)", d.grow),
              "N"},
@@ -108,6 +119,15 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, GP
             OPT_END,
         };
         g_option_context_add_main_entries(oc, src, NULL);
+        GOptionEntry sides[] = {
+            {"top", 0, 0, G_OPTION_ARG_INT, &o->border[0], "grow the top by PX", "PX"},
+            {"left", 0, 0, G_OPTION_ARG_INT, &o->border[1], "grow the left side by PX", "PX"},
+            {"bottom", 0, 0, G_OPTION_ARG_INT, &o->border[2], "grow the bottom by PX", "PX"},
+            {"right", 0, 0, G_OPTION_ARG_INT, &o->border[3], "grow the right side by PX", "PX"},
+            OPT_END,
+        };
+        if (outpaint)
+            g_option_context_add_main_entries(oc, sides, NULL);
     } else {
         GOptionEntry gen[] = {
             {"width", 'W', 0, G_OPTION_ARG_INT, &o->width, "width in pixels (default: the model's)",
@@ -163,7 +183,13 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
                                              (const char *const[]){"resize", "crop", "pad", "none"},
                                              4, (int *)&w->pol)))
             return rc;
-        if (task == DIT_TASK_INPAINT) {
+        if (o->outpaint) {
+            int border[4];
+            for (int i = 0; i < 4; i++)
+                border[i] = o->border[i] != INT_MIN ? o->border[i] : o->extend;
+            if ((rc = cli_outpaint_source(border, &w->src, &w->mask)))
+                return rc;
+        } else if (task == DIT_TASK_INPAINT) {
             int mh, mw;
             if (!png_load_mask(o->mask, &w->mask, &mh, &mw, &err)) {
                 fprintf(stderr, "dit: %s\n", err->message);
@@ -252,10 +278,10 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
 /* The command line of one sampling command into o; an exit code. */
 static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
 {
-    char *param =
-        g_strdup_printf(task == DIT_TASK_GENERATE  ? "- make images of a class"
-                        : task == DIT_TASK_IMG2IMG ? "- re-imagine an image"
-                                                   : "- fill the masked region of an image");
+    char *param = g_strdup_printf(task == DIT_TASK_GENERATE  ? "- make images of a class"
+                                  : task == DIT_TASK_IMG2IMG ? "- re-imagine an image"
+                                  : o->outpaint ? "- grow an image's canvas and fill it"
+                                                : "- fill the masked region of an image");
     GOptionContext *oc = g_option_context_new(param);
     g_free(param);
     static const char *const examples[] = {
@@ -270,10 +296,14 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
         "  dit inpaint -i photo.png --mask hole.png --class 2 -o filled.png\n"
         "  dit inpaint -i photo.png --mask hole.png --grow 1 --sampler ddim --steps 50 -o "
         "out.png\n",
+        "Examples:\n"
+        "  dit outpaint -i photo.png --extend 64 --class 2 -o wider.png\n"
+        "  dit outpaint -i photo.png --right 128 --feather 16 -o out.png\n"
+        "  dit outpaint -i cutout.png -o filled.png   (fills the transparent pixels)\n",
     };
-    g_option_context_set_description(oc, examples[task]);
+    g_option_context_set_description(oc, examples[o->outpaint ? 3 : task]);
     GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
-    add_sampling_entries(oc, o, task != DIT_TASK_GENERATE, help);
+    add_sampling_entries(oc, o, task != DIT_TASK_GENERATE, o->outpaint, help);
     int rc = cli_parse(oc, argc, argv);
     if (!rc && *argc > 1)
         rc = cli_usage_error(oc, "unexpected argument (images go with --input)");
@@ -281,8 +311,12 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
         rc = cli_usage_error(oc, "--output is required");
     if (!rc && task != DIT_TASK_GENERATE && !o->input)
         rc = cli_usage_error(oc, "--input is required");
-    if (!rc && task == DIT_TASK_INPAINT && !o->mask)
+    if (!rc && task == DIT_TASK_INPAINT && !o->outpaint && !o->mask)
         rc = cli_usage_error(oc, "inpaint needs --mask");
+    if (!rc && (o->variations < 0 || o->variations > 16))
+        rc = cli_usage_error(oc, "--variations must be 1..16");
+    if (!rc && o->variations && o->batch != 1)
+        rc = cli_usage_error(oc, "--variations and --batch do not go together");
     if (!rc && o->bit_depth && o->bit_depth != 8 && o->bit_depth != 16)
         rc = cli_usage_error(oc, "--bit-depth must be 8 or 16");
     g_option_context_free(oc);
@@ -290,11 +324,12 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
     return rc;
 }
 
-static int run_sampling(dit_task task, int argc, char **argv)
+static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
 {
     options o;
     cli_options_init(&o);
-    static const char *const names[] = {"generate", "img2img", "inpaint"};
+    o.outpaint = outpaint;
+    static const char *const names[] = {"generate", "img2img", "inpaint", "outpaint"};
     int rc = parse_sampling(task, &argc, &argv, &o);
     if (rc) {
         cli_options_clear(&o);
@@ -316,7 +351,8 @@ static int run_sampling(dit_task task, int argc, char **argv)
     p.class_id = class_id;
     p.guidance = (float)o.guidance;
     p.guidance_channels = o.guidance_channels;
-    p.batch = o.batch;
+    p.batch = o.variations ? o.variations : o.batch;
+    p.seed_per_image = o.variations > 0;
     p.grow = o.grow;
     if (o.steps != INT_MIN)
         p.steps = o.steps;
@@ -364,6 +400,10 @@ static int run_sampling(dit_task task, int argc, char **argv)
     } else {
         p.seed = (uint64_t)o.seed;
     }
+    if (o.variations && !o.quiet)
+        fprintf(stderr,
+                "variations: seeds %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT ", in order\n",
+                (guint64)p.seed, (guint64)(p.seed + (uint64_t)o.variations - 1));
 
     if ((rc = prepare_source(&o, &l, task, &wk)))
         goto done;
@@ -386,7 +426,7 @@ static int run_sampling(dit_task task, int argc, char **argv)
         goto done;
     }
     outimg = g_malloc((size_t)B * 3 * H * W * sizeof(float));
-    progress_state ps = {cli_progress_mode(&o), cli_now(), names[task]};
+    progress_state ps = {cli_progress_mode(&o), cli_now(), names[outpaint ? 3 : task]};
     signal(SIGINT, cli_on_sigint);
     dit_status st = dit_pipeline_run(l.ctx, &p, wk.work_img, wk.work_mask, H, W, cli_on_progress,
                                      &ps, &cli_cancel, outimg);
@@ -441,6 +481,19 @@ done:
     return rc;
 }
 
-int cli_cmd_generate(int argc, char **argv) { return run_sampling(DIT_TASK_GENERATE, argc, argv); }
-int cli_cmd_img2img(int argc, char **argv) { return run_sampling(DIT_TASK_IMG2IMG, argc, argv); }
-int cli_cmd_inpaint(int argc, char **argv) { return run_sampling(DIT_TASK_INPAINT, argc, argv); }
+int cli_cmd_generate(int argc, char **argv)
+{
+    return run_sampling(DIT_TASK_GENERATE, false, argc, argv);
+}
+int cli_cmd_img2img(int argc, char **argv)
+{
+    return run_sampling(DIT_TASK_IMG2IMG, false, argc, argv);
+}
+int cli_cmd_inpaint(int argc, char **argv)
+{
+    return run_sampling(DIT_TASK_INPAINT, false, argc, argv);
+}
+int cli_cmd_outpaint(int argc, char **argv)
+{
+    return run_sampling(DIT_TASK_INPAINT, true, argc, argv);
+}

@@ -1,6 +1,6 @@
 /* dit: the command-line face of libdit.
  *
- *   dit generate | img2img | inpaint | encode | decode | info | labels |
+ *   dit generate | img2img | inpaint | outpaint | encode | decode | info | labels |
  *       convert | train | validate
  *
  * One file per command (cmd-*.c; convert.c is the .pt reader behind convert);
@@ -22,6 +22,7 @@ static const subcommand subcommands[] = {
     {"generate", "make images of a class", cli_cmd_generate},
     {"img2img", "re-imagine an image (strength 0..1)", cli_cmd_img2img},
     {"inpaint", "fill the masked region of an image", cli_cmd_inpaint},
+    {"outpaint", "grow an image's canvas (or fill its transparent pixels)", cli_cmd_outpaint},
     {"encode", "image -> VAE latents (.safetensors)", cli_cmd_encode},
     {"decode", "VAE latents -> image", cli_cmd_decode},
     {"info", "describe a model: family, naming, config, parameters", cli_cmd_info},

@@ -5,6 +5,10 @@
  *   cli-check resize IN.png W H OUT.png
  *   cli-check outside A.png B.png MASK.png   -> "outside N inside M" (differing pixels)
  *   cli-check same A.png B.png               -> exit 0 if every pixel is equal
+ *   cli-check placed A.png B.png X Y         -> "placed N outside M": pixels of A that
+ *                                             differ in B at offset (X, Y); pixels of B
+ *                                             beside A that differ from B's nearest pixel
+ *                                             of A's rectangle (0: a plain edge copy)
  *   cli-check roundtrip VAE IN.png OUT.png   -> OUT within 1/255 of decode(encode(IN))
  *   cli-check poke IN OUT TENSOR VALUE       copy a model with element 0 of TENSOR set (nan, inf, x)
  *   cli-check rawst 'JSON' DATA_BYTES OUT     a safetensors file with this header, zero data
@@ -160,6 +164,41 @@ int main(int argc, char **argv)
             diff += !pixel_equal(&a, &b, i);
         printf("%zu pixels differ\n", diff);
         return diff ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "placed") && argc == 6) {
+        png_data a, b;
+        if (!load(argv[2], &a) || !load(argv[3], &b))
+            return 1;
+        const int x0 = atoi(argv[4]), y0 = atoi(argv[5]);
+        if (x0 < 0 || y0 < 0 || x0 + a.width > b.width || y0 + a.height > b.height)
+            return fail("A does not fit in B at that offset");
+        const size_t apx = (size_t)a.width * a.height, bpx = (size_t)b.width * b.height;
+        size_t placed = 0, outside = 0;
+        for (int y = 0; y < b.height; y++)
+            for (int x = 0; x < b.width; x++) {
+                const int ax = x - x0, ay = y - y0;
+                const size_t bi = (size_t)y * b.width + x;
+                if (ax >= 0 && ay >= 0 && ax < a.width && ay < a.height) {
+                    for (int c = 0; c < 3; c++) /* A's value at its place in B */
+                        if (lrintf((a.rgb[c * apx + (size_t)ay * a.width + ax] + 1) * 127.5f) !=
+                            lrintf((b.rgb[c * bpx + bi] + 1) * 127.5f)) {
+                            placed++;
+                            break;
+                        }
+                    continue;
+                }
+                const int cx = x < x0 ? x0 : x >= x0 + a.width ? x0 + a.width - 1 : x;
+                const int cy = y < y0 ? y0 : y >= y0 + a.height ? y0 + a.height - 1 : y;
+                const size_t ci = (size_t)cy * b.width + cx;
+                for (int c = 0; c < 3; c++)
+                    if (lrintf((b.rgb[c * bpx + bi] + 1) * 127.5f) !=
+                        lrintf((b.rgb[c * bpx + ci] + 1) * 127.5f)) {
+                        outside++;
+                        break;
+                    }
+            }
+        printf("placed %zu outside %zu\n", placed, outside);
+        return 0;
     }
     if (!strcmp(argv[1], "roundtrip") && argc == 5) {
         dit_ctx *ctx = owned_ctx;

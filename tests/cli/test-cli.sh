@@ -74,6 +74,22 @@ for opts in "--mask-mode differential" "--feather 3 --colour-match" \
         bad "inpaint $opts: $(cat "$tmp/cmp")"
 done
 
+# ---- outpaint: the canvas grows, the source sits bit for bit at its offset
+run 0 "outpaint --extend 8 --right 24" -- "$dit" outpaint $P -i "$tmp/src48.png" --extend 8 --right 24 -o "$tmp/out.png"
+run 0 "  the canvas is 80 x 48" -- "$check" dims "$tmp/out.png" 80 48
+"$check" placed "$tmp/src48.png" "$tmp/out.png" 8 8 >"$tmp/cmp"
+read -r _ placed _ outside <"$tmp/cmp"
+[ "$placed" = 0 ] && [ "$outside" -gt 100 ] && say "ok:   source kept at (8, 8), $outside border pixels filled" ||
+    bad "outpaint: $(cat "$tmp/cmp")"
+run 2 "outpaint with nothing to fill" -- "$dit" outpaint $P -i "$tmp/src48.png" -o "$tmp/x.png"
+has "nothing to outpaint" "outpaint with no border"
+# ---- variations: image k is what --seed SEED + k gives alone
+run 0 "inpaint --variations 3 --seed 4" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" --variations 3 --seed 4 -o "$tmp/var.png"
+has "variations: seeds 4 to 6" "variations"
+run 0 "inpaint --seed 5 alone" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" --seed 5 -o "$tmp/var5.png"
+run 0 "  is variation 1" -- "$check" same "$tmp/var-1.png" "$tmp/var5.png"
+run 1 "  and not variation 2" -- "$check" same "$tmp/var-2.png" "$tmp/var5.png"
+
 # ---- encode / decode round trip vs the library
 "$check" resize "$src" 32 24 "$tmp/small.png"
 run 0 "encode" -- "$dit" encode --vae "$golden/vae_kl" "$tmp/small.png" -o "$tmp/lat.safetensors"
