@@ -324,6 +324,72 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
     return rc;
 }
 
+/* The pipeline's parameters from the options; an exit code. */
+static int sampling_params(const options *o, const loaded *l, dit_task task, int class_id,
+                           dit_pipeline_params *p)
+{
+    int rc;
+    dit_pipeline_params_default(p, l->model, l->vae);
+    p->task = task;
+    p->class_id = class_id;
+    p->guidance = (float)o->guidance;
+    p->guidance_channels = o->guidance_channels;
+    p->batch = o->variations ? o->variations : o->batch;
+    p->seed_per_image = o->variations > 0;
+    p->grow = o->grow;
+    if (o->steps != INT_MIN)
+        p->steps = o->steps;
+    if (task == DIT_TASK_INPAINT)
+        p->strength = inpaint_strength;
+    if (o->strength) {
+        char *end;
+        const double v = g_ascii_strtod(o->strength, &end);
+        if (end == o->strength || *end) {
+            fprintf(stderr, "dit: --strength '%s' is not a number\n", o->strength);
+            return EXIT_USAGE;
+        }
+        if ((rc = cli_check_float("strength", v)))
+            return rc;
+        p->strength = (float)v;
+    }
+    if ((rc = cli_check_float("guidance", o->guidance)))
+        return rc;
+    int sampler = p->sched.sampler, schedule = p->sched.schedule, pred = p->sched.prediction,
+        spacing = p->sched.spacing, mask_mode = p->mask_mode;
+    if ((rc = cli_pick_name("--mask-mode", o->mask_mode, dit_mask_mode_names, DIT_MASK_MODE_COUNT,
+                            &mask_mode)) ||
+        (rc = cli_pick_name("--sampler", o->sampler, dit_sampler_names, DIT_SAMPLER_COUNT,
+                            &sampler)) ||
+        (rc = cli_pick_name("--schedule", o->schedule, dit_schedule_names, DIT_SCHEDULE_COUNT,
+                            &schedule)) ||
+        (rc = cli_pick_name("--prediction", o->prediction, dit_prediction_names,
+                            DIT_PREDICTION_COUNT, &pred)) ||
+        (rc = cli_pick_name("--spacing", o->spacing, dit_spacing_names, DIT_SPACING_COUNT,
+                            &spacing)))
+        return rc;
+    dit_sched_config_use_sampler(&p->sched, (dit_sampler)sampler);
+    if (o->schedule) /* the user's own choice, even against the sampler's */
+        p->sched.schedule = schedule;
+    p->sched.prediction = pred, p->sched.spacing = spacing;
+    p->mask_mode = (dit_mask_mode)mask_mode;
+    p->feather = o->feather;
+    p->colour_match = o->colour_match;
+    p->resample_jump = o->resample_jump, p->resample_count = o->resample_count;
+    if (o->seed < 0) {
+        p->seed = g_random_int() | (uint64_t)g_random_int() << 32;
+        if (!o->quiet)
+            fprintf(stderr, "seed %" G_GUINT64_FORMAT "\n", (guint64)p->seed);
+    } else {
+        p->seed = (uint64_t)o->seed;
+    }
+    if (o->variations && !o->quiet)
+        fprintf(stderr,
+                "variations: seeds %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT ", in order\n",
+                (guint64)p->seed, (guint64)(p->seed + (uint64_t)o->variations - 1));
+
+    return 0;
+}
+
 static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
 {
     options o;
@@ -346,65 +412,8 @@ static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
         goto done;
 
     dit_pipeline_params p;
-    dit_pipeline_params_default(&p, l.model, l.vae);
-    p.task = task;
-    p.class_id = class_id;
-    p.guidance = (float)o.guidance;
-    p.guidance_channels = o.guidance_channels;
-    p.batch = o.variations ? o.variations : o.batch;
-    p.seed_per_image = o.variations > 0;
-    p.grow = o.grow;
-    if (o.steps != INT_MIN)
-        p.steps = o.steps;
-    if (task == DIT_TASK_INPAINT)
-        p.strength = inpaint_strength;
-    if (o.strength) {
-        char *end;
-        const double v = g_ascii_strtod(o.strength, &end);
-        if (end == o.strength || *end) {
-            fprintf(stderr, "dit: --strength '%s' is not a number\n", o.strength);
-            rc = EXIT_USAGE;
-            goto done;
-        }
-        if ((rc = cli_check_float("strength", v)))
-            goto done;
-        p.strength = (float)v;
-    }
-    if ((rc = cli_check_float("guidance", o.guidance)))
+    if ((rc = sampling_params(&o, &l, task, class_id, &p)))
         goto done;
-    int sampler = p.sched.sampler, schedule = p.sched.schedule, pred = p.sched.prediction,
-        spacing = p.sched.spacing, mask_mode = p.mask_mode;
-    if ((rc = cli_pick_name("--mask-mode", o.mask_mode, dit_mask_mode_names, DIT_MASK_MODE_COUNT,
-                            &mask_mode)) ||
-        (rc = cli_pick_name("--sampler", o.sampler, dit_sampler_names, DIT_SAMPLER_COUNT,
-                            &sampler)) ||
-        (rc = cli_pick_name("--schedule", o.schedule, dit_schedule_names, DIT_SCHEDULE_COUNT,
-                            &schedule)) ||
-        (rc = cli_pick_name("--prediction", o.prediction, dit_prediction_names,
-                            DIT_PREDICTION_COUNT, &pred)) ||
-        (rc =
-             cli_pick_name("--spacing", o.spacing, dit_spacing_names, DIT_SPACING_COUNT, &spacing)))
-        goto done;
-    dit_sched_config_use_sampler(&p.sched, (dit_sampler)sampler);
-    if (o.schedule) /* the user's own choice, even against the sampler's */
-        p.sched.schedule = schedule;
-    p.sched.prediction = pred, p.sched.spacing = spacing;
-    p.mask_mode = (dit_mask_mode)mask_mode;
-    p.feather = o.feather;
-    p.colour_match = o.colour_match;
-    p.resample_jump = o.resample_jump, p.resample_count = o.resample_count;
-    if (o.seed < 0) {
-        p.seed = g_random_int() | (uint64_t)g_random_int() << 32;
-        if (!o.quiet)
-            fprintf(stderr, "seed %" G_GUINT64_FORMAT "\n", (guint64)p.seed);
-    } else {
-        p.seed = (uint64_t)o.seed;
-    }
-    if (o.variations && !o.quiet)
-        fprintf(stderr,
-                "variations: seeds %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT ", in order\n",
-                (guint64)p.seed, (guint64)(p.seed + (uint64_t)o.variations - 1));
-
     if ((rc = prepare_source(&o, &l, task, &wk)))
         goto done;
     const png_data src = wk.src;
