@@ -6,9 +6,13 @@
  *   plug-in-dit-inpaint   regenerate the selection of the active layer
  *   plug-in-dit-img2img   re-imagine the layer (or the selection's bounds)
  *   plug-in-dit-generate  a new layer of the image's size showing a class
- * Each writes a NEW layer above the active one, inside one undo group, and
- * returns it; the active layer is never modified. Pixels where the
- * selection is 0 are the source layer's, bit for bit, in any precision.
+ *   plug-in-dit-outpaint  grow the canvas and fill the border
+ * Each writes a NEW layer above the active one (with variations, a layer
+ * group of them), inside one undo group, and returns it; the active layer
+ * is never modified. Pixels where the selection is 0 are the source
+ * layer's, bit for bit, in any precision. The first three keep the
+ * argument lists their Script-Fu callers were written for; their "-full"
+ * twins (not in the menus) take every argument.
  *
  * Libgimp is used from the main thread only: sampling runs in a worker
  * (dit-job.c) that the main loop polls for progress and previews. GIMP
@@ -33,18 +37,18 @@ static const GimpParamDef head_args[] = {
     {GIMP_PDB_DRAWABLE, "drawable", "The layer to work on; the new layer goes above it"},
 };
 static const GimpParamDef return_args[] = {
-    {GIMP_PDB_LAYER, "layer", "The new layer"},
+    {GIMP_PDB_LAYER, "layer", "The new layer (with variations, their layer group)"},
 };
 
 /* The PDB arguments of a procedure; g_free the array (the strings are static). */
-static GimpParamDef *param_defs(DitMode mode, gint *n)
+static GimpParamDef *param_defs(DitMode mode, gboolean full, gint *n)
 {
     GimpParamDef *defs = g_new(GimpParamDef, G_N_ELEMENTS(head_args) + dit_n_args);
     *n = G_N_ELEMENTS(head_args);
     memcpy(defs, head_args, sizeof head_args);
     for (gint i = 0; i < dit_n_args; i++) {
         const DitArg *a = &dit_args[i];
-        if (!ditgimp_arg_applies2(a, mode))
+        if (!ditgimp_arg_applies2(a, mode, full))
             continue;
         defs[*n].type = a->type == DIT_ARG_INT      ? GIMP_PDB_INT32
                         : a->type == DIT_ARG_DOUBLE ? GIMP_PDB_FLOAT
@@ -61,13 +65,20 @@ static void query(void)
     gimp_plugin_domain_register(GETTEXT_PACKAGE, ditgimp_locale_dir());
     for (gint m = 0; m < DIT_MODE_COUNT; m++) {
         const DitProc *p = &dit_procs[m];
-        gint n;
-        GimpParamDef *defs = param_defs(p->mode, &n);
-        gimp_install_procedure(p->name, p->blurb, p->help, DIT_AUTHORS, DIT_COPYRIGHT, DIT_DATE,
-                               p->menu_label, "*", GIMP_PLUGIN, n, G_N_ELEMENTS(return_args), defs,
-                               return_args);
-        gimp_plugin_menu_register(p->name, DIT_MENU_PATH);
-        g_free(defs);
+        const gboolean first_wave = p->mode != DIT_MODE_OUTPAINT;
+        for (gint full = !first_wave; full <= 1; full++) {
+            gint n;
+            GimpParamDef *defs = param_defs(p->mode, full, &n);
+            gchar *name =
+                g_strconcat(p->name, full && first_wave ? DIT_PROC_FULL_SUFFIX : "", NULL);
+            gimp_install_procedure(name, p->blurb, p->help, DIT_AUTHORS, DIT_COPYRIGHT, DIT_DATE,
+                                   full && first_wave ? NULL : p->menu_label, "*", GIMP_PLUGIN, n,
+                                   G_N_ELEMENTS(return_args), defs, return_args);
+            if (!full || !first_wave)
+                gimp_plugin_menu_register(name, DIT_MENU_PATH);
+            g_free(name);
+            g_free(defs);
+        }
     }
 }
 
@@ -88,12 +99,12 @@ static void load_values(const gchar *proc, DitMode mode, DitValues *v)
     v->mode = mode;
 }
 
-static void values_from_params(DitMode mode, const GimpParam *param, DitValues *v)
+static void values_from_params(DitMode mode, gboolean full, const GimpParam *param, DitValues *v)
 {
     gint i = G_N_ELEMENTS(head_args);
     for (gint k = 0; k < dit_n_args; k++) {
         const DitArg *a = &dit_args[k];
-        if (!ditgimp_arg_applies2(a, mode))
+        if (!ditgimp_arg_applies2(a, mode, full))
             continue;
         const GimpParam *p = &param[i++];
         if (a->type == DIT_ARG_INT)
@@ -131,34 +142,67 @@ static void read_source(gint32 image, gint32 drawable, DitSource *src)
 
 /* ---- the new layer -------------------------------------------------------------------------- */
 
-/* Writes the run's pixels into a new layer above `drawable` (or at the
- * top), the active layer, as one undo step. */
-static gint32 write_layer(gint32 image, gint32 drawable, const DitOutput *out)
+/* Result k as a new layer named `name`, not yet in the image: a copy of
+ * `drawable`, a new layer of the image's size (generate) or of the grown
+ * layer's (outpaint, at the drawable's offsets before the canvas grew) */
+static gint32 result_layer(gint32 image, gint32 drawable, const DitOutput *out, gint k,
+                           const gchar *name, gint off_x, gint off_y)
 {
     const gboolean gray = gimp_image_base_type(image) == GIMP_GRAY;
-    const gint32 layer =
-        out->generated
-            ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
-                             gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL)
-            : gimp_layer_copy(drawable);
-    gimp_item_set_name(layer, out->name);
+    gint32 layer;
+    if (out->canvas) {
+        const GeglRectangle *e = gegl_buffer_get_extent(out->canvas);
+        layer = gimp_layer_new(image, name, e->width, e->height, gimp_drawable_type(drawable),
+                               100.0, GIMP_LAYER_MODE_NORMAL);
+        gimp_layer_set_offsets(layer, off_x, off_y);
+    } else if (out->generated) {
+        layer =
+            gimp_layer_new(image, name, out->region.w, out->region.h,
+                           gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL);
+    } else {
+        layer = gimp_layer_copy(drawable);
+    }
+    gimp_item_set_name(layer, name);
     gimp_item_set_visible(layer, TRUE);
     GeglBuffer *buf = gimp_drawable_get_buffer(layer);
-    ditgimp_output_write(out, buf, gimp_drawable_get_format(layer));
+    ditgimp_output_write(out, k, buf, gimp_drawable_get_format(layer));
     g_object_unref(buf);
+    return layer;
+}
 
+/* Writes the run's results above `drawable` (or at the top): one new
+ * layer, or a layer group of the variations; outpaint grows the canvas
+ * first. The active item, as one undo step. */
+static gint32 write_layer(gint32 image, gint32 drawable, const DitOutput *out)
+{
     gint32 parent = -1;
-    gint position = 0;
+    gint position = 0, off_x = 0, off_y = 0;
     if (drawable != -1 && gimp_item_is_layer(drawable)) {
         parent = gimp_item_get_parent(drawable);
         position = gimp_image_get_item_position(image, drawable);
+        gimp_drawable_offsets(drawable, &off_x, &off_y);
     }
+    const gint *b = out->border; /* top, left, bottom, right */
     gimp_image_undo_group_start(image);
-    gimp_image_insert_layer(image, layer, parent > 0 ? parent : 0, position);
-    gimp_image_set_active_layer(image, layer);
+    if (b[0] || b[1] || b[2] || b[3])
+        gimp_image_resize(image, gimp_image_width(image) + b[1] + b[3],
+                          gimp_image_height(image) + b[0] + b[2], b[1], b[0]);
+    gint32 top;
+    if (out->count == 1) {
+        top = result_layer(image, drawable, out, 0, out->name, off_x, off_y);
+        gimp_image_insert_layer(image, top, parent > 0 ? parent : 0, position);
+    } else {
+        top = gimp_layer_group_new(image);
+        gimp_item_set_name(top, out->name);
+        gimp_image_insert_layer(image, top, parent > 0 ? parent : 0, position);
+        for (gint k = 0; k < out->count; k++) /* the first seed on top */
+            gimp_image_insert_layer(
+                image, result_layer(image, drawable, out, k, out->layer_names[k], off_x, off_y),
+                top, k);
+    }
+    gimp_image_set_active_layer(image, top);
     gimp_image_undo_group_end(image);
-    gimp_drawable_update(layer, out->region.x, out->region.y, out->region.w, out->region.h);
-    return layer;
+    return top;
 }
 
 static void on_progress(gdouble fraction, gpointer user_data) { gimp_progress_update(fraction); }
@@ -180,14 +224,15 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
     *return_vals = values;
     values[0].type = GIMP_PDB_STATUS;
 
-    const DitProc *proc = ditgimp_proc_lookup(name);
+    gboolean full = FALSE;
+    const DitProc *proc = ditgimp_proc_lookup(name, &full);
     const GimpRunMode run_mode = nparams > 0 ? param[0].data.d_int32 : GIMP_RUN_NONINTERACTIVE;
     if (!proc || nparams < 3) {
         values[0].data.d_status = GIMP_PDB_CALLING_ERROR;
         return;
     }
     const DitMode mode = proc->mode;
-    const gint expected = G_N_ELEMENTS(head_args) + ditgimp_arg_count2(mode);
+    const gint expected = G_N_ELEMENTS(head_args) + ditgimp_arg_count2(mode, full);
     const gint32 image = param[1].data.d_image, drawable = param[2].data.d_drawable;
 
     DitValues v;
@@ -219,7 +264,7 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
             break;
         }
         ditui_values_init(&v, mode);
-        values_from_params(mode, param, &v);
+        values_from_params(mode, full, param, &v);
         break;
     case GIMP_RUN_WITH_LAST_VALS: break;
     default: status = GIMP_PDB_CALLING_ERROR;

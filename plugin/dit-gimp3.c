@@ -94,8 +94,9 @@ static void add_arguments(GimpProcedure *procedure, DitMode mode)
 
 static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
 {
-    const DitProc *p = ditgimp_proc_lookup(name);
-    if (!p)
+    gboolean full;
+    const DitProc *p = ditgimp_proc_lookup(name, &full);
+    if (!p || (full && p->mode != DIT_MODE_OUTPAINT)) /* GIMP 3 has no -full twins */
         return NULL;
     GimpProcedure *procedure =
         gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN, run, (gpointer)p, NULL);
@@ -110,8 +111,9 @@ static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
     gimp_procedure_set_documentation(procedure, _(p->blurb), _(p->help), name);
     gimp_procedure_set_attribution(procedure, DIT_AUTHORS, DIT_COPYRIGHT, DIT_DATE);
     add_arguments(procedure, p->mode);
-    gimp_procedure_add_layer_return_value(procedure, "layer", "Layer", "The new layer", FALSE,
-                                          G_PARAM_READWRITE);
+    gimp_procedure_add_layer_return_value(procedure, "layer", "Layer",
+                                          "The new layer (with variations, their layer group)",
+                                          FALSE, G_PARAM_READWRITE);
     return procedure;
 }
 
@@ -217,36 +219,67 @@ static void read_source(GimpImage *image, GimpDrawable *drawable, DitSource *src
 
 /* ---- the new layer -------------------------------------------------------------------------- */
 
-/* Writes the run's pixels into a new layer above `drawable` (or at the
- * top), selected, as one undo step. */
-static GimpLayer *write_layer(GimpImage *image, GimpDrawable *drawable, const DitOutput *out)
+/* Result k as a new layer named `name`, not yet in the image: a copy of
+ * `drawable`, a new layer of the image's size (generate) or of the grown
+ * layer's (outpaint, at the drawable's offsets before the canvas grew) */
+static GimpLayer *result_layer(GimpImage *image, GimpDrawable *drawable, const DitOutput *out,
+                               gint k, const gchar *name, gint off_x, gint off_y)
 {
     const gboolean gray = gimp_image_get_base_type(image) == GIMP_GRAY;
-    GimpLayer *layer =
-        out->generated
-            ? gimp_layer_new(image, out->name, out->region.w, out->region.h,
-                             gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL)
-            : gimp_layer_copy(GIMP_LAYER(drawable));
-    gimp_item_set_name(GIMP_ITEM(layer), out->name);
+    GimpLayer *layer;
+    if (out->canvas) {
+        const GeglRectangle *e = gegl_buffer_get_extent(out->canvas);
+        layer = gimp_layer_new(image, name, e->width, e->height, gimp_drawable_type(drawable),
+                               100.0, GIMP_LAYER_MODE_NORMAL);
+        gimp_layer_set_offsets(layer, off_x, off_y);
+    } else if (out->generated) {
+        layer =
+            gimp_layer_new(image, name, out->region.w, out->region.h,
+                           gray ? GIMP_GRAY_IMAGE : GIMP_RGB_IMAGE, 100.0, GIMP_LAYER_MODE_NORMAL);
+    } else {
+        layer = gimp_layer_copy(GIMP_LAYER(drawable));
+    }
+    gimp_item_set_name(GIMP_ITEM(layer), name);
     gimp_item_set_visible(GIMP_ITEM(layer), TRUE);
     GeglBuffer *buf = gimp_drawable_get_buffer(GIMP_DRAWABLE(layer));
-    ditgimp_output_write(out, buf, gimp_drawable_get_format(GIMP_DRAWABLE(layer)));
+    ditgimp_output_write(out, k, buf, gimp_drawable_get_format(GIMP_DRAWABLE(layer)));
     g_object_unref(buf);
+    return layer;
+}
 
+/* Writes the run's results above `drawable` (or at the top): one new
+ * layer, or a layer group of the variations; outpaint grows the canvas
+ * first. Selected, as one undo step. */
+static GimpLayer *write_layer(GimpImage *image, GimpDrawable *drawable, const DitOutput *out)
+{
     GimpLayer *parent = NULL;
-    gint position = 0;
+    gint position = 0, off_x = 0, off_y = 0;
     if (drawable && gimp_item_is_layer(GIMP_ITEM(drawable))) {
         parent = GIMP_LAYER(gimp_item_get_parent(GIMP_ITEM(drawable)));
         position = gimp_image_get_item_position(image, GIMP_ITEM(drawable));
+        gimp_drawable_get_offsets(drawable, &off_x, &off_y);
     }
-    const GimpLayer *selected[] = {layer, NULL};
+    const gint *b = out->border; /* top, left, bottom, right */
     gimp_image_undo_group_start(image);
-    gimp_image_insert_layer(image, layer, parent, position);
+    if (b[0] || b[1] || b[2] || b[3])
+        gimp_image_resize(image, gimp_image_get_width(image) + b[1] + b[3],
+                          gimp_image_get_height(image) + b[0] + b[2], b[1], b[0]);
+    GimpLayer *top;
+    if (out->count == 1) {
+        top = result_layer(image, drawable, out, 0, out->name, off_x, off_y);
+        gimp_image_insert_layer(image, top, parent, position);
+    } else {
+        top = GIMP_LAYER(gimp_group_layer_new(image, out->name));
+        gimp_image_insert_layer(image, top, parent, position);
+        for (gint k = 0; k < out->count; k++) /* the first seed on top */
+            gimp_image_insert_layer(
+                image, result_layer(image, drawable, out, k, out->layer_names[k], off_x, off_y),
+                top, k);
+    }
+    const GimpLayer *selected[] = {top, NULL};
     gimp_image_set_selected_layers(image, selected);
     gimp_image_undo_group_end(image);
-    gimp_drawable_update(GIMP_DRAWABLE(layer), out->region.x, out->region.y, out->region.w,
-                         out->region.h);
-    return layer;
+    return top;
 }
 
 static void on_progress(gdouble fraction, gpointer user_data) { gimp_progress_update(fraction); }

@@ -111,9 +111,10 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Unknown mode %d"), v->mode);
         return FALSE;
     }
-    p->task = v->mode == DIT_MODE_INPAINT   ? DIT_TASK_INPAINT
-              : v->mode == DIT_MODE_IMG2IMG ? DIT_TASK_IMG2IMG
-                                            : DIT_TASK_GENERATE;
+    /* outpaint: the plug-in hands over the grown layer and its border as the mask */
+    p->task = v->mode == DIT_MODE_INPAINT || v->mode == DIT_MODE_OUTPAINT ? DIT_TASK_INPAINT
+              : v->mode == DIT_MODE_IMG2IMG                               ? DIT_TASK_IMG2IMG
+                                                                          : DIT_TASK_GENERATE;
     if (v->steps < 0 || v->steps > 1000) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                     _("Steps must be between 1 and 1000 (0 for the model's default), not %d"),
@@ -172,8 +173,22 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
         }
         dit_sched_config_use_sampler(&p->sched, (dit_sampler)found);
     }
+    if (v->variations < 1 || v->variations > 16) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Variations must be between 1 and 16, not %d"), v->variations);
+        return FALSE;
+    }
+    /* one batch: image k from seed + k, as that seed alone (named by it) */
+    p->batch = v->variations;
+    p->seed_per_image = TRUE;
+    if (v->seed > G_MAXINT32 - (v->variations - 1)) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("The seeds of %d variations from %d go past %d: choose a smaller seed"),
+                    v->variations, v->seed, G_MAXINT32);
+        return FALSE;
+    }
     if (v->seed < 0)
-        p->seed = (guint64)g_random_int_range(0, G_MAXINT32);
+        p->seed = (guint64)g_random_int_range(0, G_MAXINT32 - 16);
     else
         p->seed = (guint64)v->seed;
     return TRUE;
@@ -313,6 +328,8 @@ const gchar *ditgimp_job_class_label(const DitJob *job) { return job->class_labe
 
 gint ditgimp_job_unit(const DitJob *job) { return job->unit; }
 
+gint ditgimp_job_count(const DitJob *job) { return job->params.batch; }
+
 void ditgimp_job_context_rect(const DitJob *job, gint x, gint y, gint w, gint h, gint layer_w,
                               gint layer_h, gdouble pad_fraction, gint *cx, gint *cy, gint *cw,
                               gint *ch)
@@ -346,11 +363,13 @@ static gpointer worker(gpointer data)
     DitJob *job = data;
     const gint H = job->height, W = job->width, MH = job->mh, MW = job->mw;
     const gboolean inpaint = job->params.task == DIT_TASK_INPAINT;
+    const gint B = job->params.batch;
+    const gsize model_n = (gsize)3 * MH * MW, crop_n = (gsize)3 * H * W;
     gfloat *work_img = NULL, *work_mask = NULL, *out = NULL, *result = NULL;
     dit_status st = DIT_OK;
 
-    out = g_try_malloc((gsize)3 * MH * MW * sizeof *out);
-    result = g_try_malloc((gsize)3 * H * W * sizeof *result);
+    out = g_try_malloc(B * model_n * sizeof *out);
+    result = g_try_malloc(B * crop_n * sizeof *result);
     if (job->rgb)
         work_img = g_try_malloc((gsize)3 * MH * MW * sizeof *work_img);
     if (inpaint)
@@ -372,11 +391,14 @@ static gpointer worker(gpointer data)
                           &job->cancel, out);
     if (st)
         goto fail;
-    if ((st = dit_image_resize(job->ctx, out, 3, MH, MW, result, H, W)))
-        goto fail;
-    /* outside the mask: the source, bit for bit */
-    if (job->rgb && job->mask)
-        dit_image_composite(result, result, job->rgb, job->mask, 3, H, W);
+    for (gint b = 0; b < B; b++) {
+        gfloat *res = result + b * crop_n;
+        if ((st = dit_image_resize(job->ctx, out + b * model_n, 3, MH, MW, res, H, W)))
+            goto fail;
+        /* outside the mask: the source, bit for bit */
+        if (job->rgb && job->mask)
+            dit_image_composite(res, res, job->rgb, job->mask, 3, H, W);
+    }
     goto done;
 fail:
     job->error = g_strdup(dit_last_error(job->ctx));

@@ -6,7 +6,7 @@
  *   ditgimp_job_context_rect (job, ...);           selection bounds -> crop
  *   ditgimp_job_start (job, rgb, mask, w, h, ...); sampling in a worker thread
  *   while (!ditgimp_job_poll (job, &step, &total)) ... ditgimp_job_preview (...)
- *   result = ditgimp_job_finish (job, &error);     (3, h, w) floats in [-1, 1]
+ *   result = ditgimp_job_finish (job, &error);     (count, 3, h, w) floats in [-1, 1]
  *
  * Inside the worker: the crop is resized to the model's native size (aspect
  * kept, multiples of VAE factor x patch), sampled with dit_pipeline_run,
@@ -55,6 +55,8 @@ const gchar *ditgimp_job_precision(const DitJob *job);
 const gchar *ditgimp_job_class_label(const DitJob *job);
 /* VAE factor x patch size: model sizes are multiples of it. */
 gint ditgimp_job_unit(const DitJob *job);
+/* How many results a run gives: the variations, image k from seed + k. */
+gint ditgimp_job_count(const DitJob *job);
 
 /* The region to sample for a selection's bounds (x, y, w, h) inside a layer
  * of layer_w x layer_h: the bounds plus `pad_fraction` of their longer side
@@ -81,7 +83,8 @@ gboolean ditgimp_job_preview(DitJob *job, guint8 **rgb, gint *width, gint *heigh
 /* Asks the worker to stop; it does within one sampling step. */
 void ditgimp_job_cancel(DitJob *job);
 
-/* Waits for the worker; returns the composited result (3, height, width) in
+/* Waits for the worker; returns the composited results (ditgimp_job_count,
+ * 3, height, width) in
  * [-1, 1] (g_free it), or NULL with the error (DIT_JOB_ERROR_CANCELLED when
  * cancelled). */
 gfloat *ditgimp_job_finish(DitJob *job, GError **error);

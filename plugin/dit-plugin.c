@@ -38,14 +38,32 @@ const DitProc dit_procs[DIT_MODE_COUNT] = {
            "the image's size, into a new layer above the active one."),
         N_("DiT _Generate..."), N_("DiT Generate"),
     },
+    [DIT_MODE_OUTPAINT] = {
+        DIT_PROC_OUTPAINT, DIT_MODE_OUTPAINT,
+        N_("Grow the canvas and fill it with a Diffusion Transformer"),
+        N_("Grows the image's canvas by the given pixels on each side and fills the new border "
+           "(and whatever the active layer leaves fully transparent) with content of a class "
+           "that continues the layer. The result is a new layer above the active one, the size "
+           "of the grown layer; the layer's own pixels stay unchanged at their new place. One "
+           "undo step takes back the new layer and the canvas size."),
+        N_("DiT _Outpaint..."), N_("DiT Outpaint"),
+    },
 };
 /* clang-format on */
 
-const DitProc *ditgimp_proc_lookup(const gchar *name)
+const DitProc *ditgimp_proc_lookup(const gchar *name, gboolean *full)
 {
-    for (gint i = 0; name && i < DIT_MODE_COUNT; i++)
-        if (strcmp(name, dit_procs[i].name) == 0)
-            return &dit_procs[i];
+    for (gint i = 0; name && i < DIT_MODE_COUNT; i++) {
+        const gsize n = strlen(dit_procs[i].name);
+        if (strncmp(name, dit_procs[i].name, n) != 0)
+            continue;
+        const gboolean twin = i != DIT_MODE_OUTPAINT && strcmp(name + n, DIT_PROC_FULL_SUFFIX) == 0;
+        if (name[n] && !twin)
+            continue;
+        if (full)
+            *full = twin || i == DIT_MODE_OUTPAINT;
+        return &dit_procs[i];
+    }
     return NULL;
 }
 
@@ -82,6 +100,9 @@ static const DitChoice mask_mode_choices[] = {
 G_STATIC_ASSERT(G_N_ELEMENTS(mask_mode_choices) == DIT_MASK_MODE_COUNT + 1);
 
 #define FIELD(f) offsetof(DitValues, f), sizeof(((DitValues *)0)->f)
+#define ALL_MODES (DIT_ARG_IN(DIT_MODE_COUNT) - 1)
+#define EDIT_MODES (ALL_MODES & ~DIT_ARG_IN(DIT_MODE_GENERATE))
+#define OUTPAINT_ONLY DIT_ARG_IN(DIT_MODE_OUTPAINT)
 
 /* defaults: ditui_values_init (ui/values.c), the one place that sets them */
 /* clang-format off */
@@ -89,72 +110,89 @@ const DitArg dit_args[] = {
     {"model", DIT_ARG_STRING, "Model",
      "DiT model: a .safetensors file, a diffusers folder or a pipeline folder with "
      "transformer/ and vae/ (\"\" = the embedded default model)", NULL,
-     0, 0, NULL, FALSE, FIELD(model), FALSE},
+     0, 0, NULL, ALL_MODES, FIELD(model), FALSE},
     {"class", DIT_ARG_STRING, "Class",
      "Class id or label name, any case (\"\" = class 0)", NULL,
-     0, 0, NULL, FALSE, FIELD(class_name), FALSE},
+     0, 0, NULL, ALL_MODES, FIELD(class_name), FALSE},
     {"steps", DIT_ARG_INT, "Steps",
      "Sampling steps (1 - 1000, 0 = the model's default; default 20)", NULL,
-     0, 1000, NULL, FALSE, FIELD(steps), FALSE},
+     0, 1000, NULL, ALL_MODES, FIELD(steps), FALSE},
     {"strength", DIT_ARG_DOUBLE, "Strength",
      "0 keeps the image, 1 starts from noise (0 - 1; default 1.0 inpaint, 0.75 img2img)", NULL,
-     0.0, 1.0, NULL, TRUE, FIELD(strength), FALSE},
+     0.0, 1.0, NULL, EDIT_MODES, FIELD(strength), FALSE},
     {"guidance", DIT_ARG_DOUBLE, "Guidance",
      "Classifier-free guidance scale (0 - 100, <= 1 = off; default 4.0)", NULL,
-     0.0, 100.0, NULL, FALSE, FIELD(guidance), FALSE},
+     0.0, 100.0, NULL, ALL_MODES, FIELD(guidance), FALSE},
     {"seed", DIT_ARG_INT, "Seed",
      "Noise seed (0 - 2147483647; -1 = random, named in the new layer)", NULL,
-     -1, G_MAXINT32, NULL, FALSE, FIELD(seed), FALSE},
+     -1, G_MAXINT32, NULL, ALL_MODES, FIELD(seed), FALSE},
     {"sampler", DIT_ARG_CHOICE, "Sampler",
      "ddpm, ddim, dpm++2m, euler or cold (\"\" = the model's default)",
      "default (the model's), ddpm, ddim, dpm++2m, euler or cold",
-     0, 0, sampler_choices, FALSE, FIELD(sampler), FALSE},
+     0, 0, sampler_choices, ALL_MODES, FIELD(sampler), FALSE},
     {"grow", DIT_ARG_INT, "Grow",
      "Inpaint: grow the mask by N latent pixels (0 - 64; default 0)", NULL,
-     0, 64, NULL, TRUE, FIELD(grow), FALSE},
+     0, 64, NULL, EDIT_MODES, FIELD(grow), FALSE},
     {"device", DIT_ARG_CHOICE, "Device",
      "auto, cpu, cpu-bf16 or cuda (default auto: the GPU where usable, else the CPU, in bf16 "
      "only where the CPU measured it faster)", NULL,
-     0, 0, device_choices, FALSE, FIELD(device), FALSE},
+     0, 0, device_choices, ALL_MODES, FIELD(device), FALSE},
     {"mask-mode", DIT_ARG_CHOICE, "Mask mode",
      "Inpaint: regenerate (remake where the selection is above 0, blend by its value) or "
      "differential (the selection's value is how much each pixel may change) (default "
      "regenerate)", NULL,
-     0, 0, mask_mode_choices, TRUE, FIELD(mask_mode), TRUE},
+     0, 0, mask_mode_choices, EDIT_MODES, FIELD(mask_mode), TRUE},
     {"feather", DIT_ARG_INT, "Feather",
      "Inpaint: soften the selection's edge this many pixels inward (0 - 1024; default 0)", NULL,
-     0, 1024, NULL, TRUE, FIELD(feather), TRUE},
+     0, 1024, NULL, EDIT_MODES, FIELD(feather), TRUE},
     {"colour-match", DIT_ARG_INT, "Colour match",
      "Inpaint: 1 moves the result's colour at the selection's edge to the surroundings' "
      "(0 - 1; default 0)", NULL,
-     0, 1, NULL, TRUE, FIELD(colour_match), TRUE},
+     0, 1, NULL, EDIT_MODES, FIELD(colour_match), TRUE},
     {"resample-jump", DIT_ARG_INT, "Resample jump",
      "Inpaint: harmonise by going back this many steps after every as many (0 - 1000; "
      "default 0, off)", NULL,
-     0, 1000, NULL, TRUE, FIELD(resample_jump), TRUE},
+     0, 1000, NULL, EDIT_MODES, FIELD(resample_jump), TRUE},
     {"resample-count", DIT_ARG_INT, "Resample count",
      "Inpaint: run each block of steps this many times, each extra time at its steps' cost "
      "(1 - 20; default 1)", NULL,
-     1, 20, NULL, TRUE, FIELD(resample_count), TRUE},
+     1, 20, NULL, EDIT_MODES, FIELD(resample_count), TRUE},
+    {"variations", DIT_ARG_INT, "Variations",
+     "Results from seeds seed, seed + 1, ...: more than 1 gives a layer group with one layer "
+     "per seed (1 - 16; default 1)", NULL,
+     1, 16, NULL, ALL_MODES, FIELD(variations), TRUE},
+    {"top", DIT_ARG_INT, "Top",
+     "Outpaint: grow the canvas this many pixels at the top (0 - 4096; default 64)", NULL,
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(top), TRUE},
+    {"left", DIT_ARG_INT, "Left",
+     "Outpaint: grow the canvas this many pixels on the left (0 - 4096; default 64)", NULL,
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(left), TRUE},
+    {"bottom", DIT_ARG_INT, "Bottom",
+     "Outpaint: grow the canvas this many pixels at the bottom (0 - 4096; default 64)", NULL,
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(bottom), TRUE},
+    {"right", DIT_ARG_INT, "Right",
+     "Outpaint: grow the canvas this many pixels on the right (0 - 4096; default 64; all four "
+     "0: fill only the layer's transparent pixels)", NULL,
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(right), TRUE},
 };
 /* clang-format on */
 const gint dit_n_args = G_N_ELEMENTS(dit_args);
 
 gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode)
 {
-    return !arg->edit_only || mode != DIT_MODE_GENERATE;
+    return (arg->modes & DIT_ARG_IN(mode)) != 0;
 }
 
-gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode)
+gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode, gboolean full)
 {
-    return ditgimp_arg_applies(arg, mode) && !arg->gimp3_only;
+    return ditgimp_arg_applies(arg, mode) && (full || !arg->added_later);
 }
 
-gint ditgimp_arg_count2(DitMode mode)
+gint ditgimp_arg_count2(DitMode mode, gboolean full)
 {
     gint n = 0;
     for (gint i = 0; i < dit_n_args; i++)
-        n += ditgimp_arg_applies2(&dit_args[i], mode);
+        n += ditgimp_arg_applies2(&dit_args[i], mode, full);
     return n;
 }
 
@@ -236,6 +274,7 @@ const gchar *ditgimp_progress_label(DitMode mode)
     switch (mode) {
     case DIT_MODE_IMG2IMG: return _("DiT: re-imagining the layer");
     case DIT_MODE_GENERATE: return _("DiT: generating");
+    case DIT_MODE_OUTPAINT: return _("DiT: outpainting");
     default: return _("DiT: inpainting the selection");
     }
 }
@@ -273,7 +312,7 @@ gboolean ditgimp_source_check(const DitSource *src, DitMode mode, GError **error
                     _("Inpainting needs a selection: select the region to regenerate first"));
         return FALSE;
     }
-    if (!src->selection_empty && !src->has_sel) {
+    if (mode != DIT_MODE_OUTPAINT && !src->selection_empty && !src->has_sel) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                     _("The selection does not overlap the active layer"));
         return FALSE;
@@ -288,7 +327,7 @@ DitRegion ditgimp_source_region(const DitSource *src, DitMode mode, const DitJob
         r.w = src->image_w, r.h = src->image_h;
         return r;
     }
-    if (!src->has_sel)
+    if (!src->has_sel || mode == DIT_MODE_OUTPAINT) /* outpaint: the layer it grows */
         return r;
     const gint x = src->sel.x, y = src->sel.y, w = src->sel.width, h = src->sel.height;
     r.selection = TRUE;
@@ -356,26 +395,31 @@ static guint8 *read_preview(const DitSource *src, const DitRegion *r, gint *pw, 
 void ditgimp_output_clear(DitOutput *out)
 {
     g_clear_pointer(&out->name, g_free);
+    g_clear_pointer(&out->layer_names, g_strfreev);
     g_clear_pointer(&out->pixels, g_free);
+    g_clear_object(&out->canvas);
 }
 
-void ditgimp_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format)
+void ditgimp_output_write(const DitOutput *out, gint k, GeglBuffer *layer, const Babl *layer_format)
 {
     const DitRegion *r = &out->region;
+    if (out->canvas)
+        gegl_buffer_copy(out->canvas, NULL, GEGL_ABYSS_NONE, layer, NULL);
     const Babl *format = out->generated ? float_format(layer_format) : out->format;
-    gegl_buffer_set(layer, GEGL_RECTANGLE(r->x, r->y, r->w, r->h), 0, format, out->pixels,
-                    GEGL_AUTO_ROWSTRIDE);
+    gegl_buffer_set(layer, GEGL_RECTANGLE(r->x, r->y, r->w, r->h), 0, format,
+                    out->pixels + (gsize)k * out->result_bytes, GEGL_AUTO_ROWSTRIDE);
 }
 
-/* result (3, r.h, r.w) in the source's own format where the mask is > 0,
- * the source's bytes elsewhere; alpha is the source's */
+/* each of out->count results (3, r.h, r.w) in the source's own format where
+ * the mask is > 0, the source's bytes elsewhere; alpha is the source's */
 static gboolean compose_edit(const DitSource *src, const DitRegion *r, const gfloat *result,
                              const gfloat *rgba, const gfloat *mask, DitOutput *out, GError **error)
 {
     const gsize n = (gsize)r->w * r->h;
     const Babl *native = src->format;
     const gint bpp = babl_format_get_bytes_per_pixel(native);
-    guint8 *orig = g_try_malloc(n * bpp), *pixels = g_try_malloc(n * bpp);
+    out->result_bytes = n * bpp;
+    guint8 *orig = g_try_malloc(n * bpp), *pixels = g_try_malloc(out->count * n * bpp);
     gfloat *px = g_try_malloc(n * 4 * sizeof *px);
     if (!orig || !pixels || !px) {
         g_free(orig), g_free(pixels), g_free(px);
@@ -384,40 +428,113 @@ static gboolean compose_edit(const DitSource *src, const DitRegion *r, const gfl
     }
     gegl_buffer_get(src->pixels, GEGL_RECTANGLE(r->x, r->y, r->w, r->h), 1.0, native, orig,
                     GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
-    for (gsize i = 0; i < n; i++) {
-        for (gint c = 0; c < 3; c++)
-            px[4 * i + c] = (result[c * n + i] + 1.0f) * 0.5f;
-        px[4 * i + 3] = rgba[4 * i + 3]; /* the source's alpha */
+    for (gint k = 0; k < out->count; k++) {
+        const gfloat *res = result + (gsize)k * 3 * n;
+        guint8 *dst = pixels + (gsize)k * n * bpp;
+        for (gsize i = 0; i < n; i++) {
+            for (gint c = 0; c < 3; c++)
+                px[4 * i + c] = (res[c * n + i] + 1.0f) * 0.5f;
+            px[4 * i + 3] = rgba[4 * i + 3]; /* the source's alpha */
+        }
+        babl_process(babl_fish(float_format(native), native), px, dst, (long)n);
+        for (gsize i = 0; i < n; i++)
+            if (mask && mask[i] == 0.0f)
+                memcpy(dst + i * bpp, orig + i * bpp, bpp);
     }
-    babl_process(babl_fish(float_format(native), native), px, pixels, (long)n);
-    for (gsize i = 0; i < n; i++)
-        if (mask && mask[i] == 0.0f)
-            memcpy(pixels + i * bpp, orig + i * bpp, bpp);
     g_free(orig), g_free(px);
     out->format = native;
     out->pixels = pixels;
     return TRUE;
 }
 
-/* result (3, h, w) as opaque R'G'B'A float */
+/* each of out->count results (3, h, w) as opaque R'G'B'A float */
 static gboolean compose_generated(const DitRegion *r, const gfloat *result, DitOutput *out,
                                   GError **error)
 {
     const gsize n = (gsize)r->w * r->h;
-    gfloat *px = g_try_malloc(n * 4 * sizeof *px);
+    gfloat *px = g_try_malloc(out->count * n * 4 * sizeof *px);
     if (!px) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Out of memory"));
         return FALSE;
     }
-    for (gsize i = 0; i < n; i++) {
-        for (gint c = 0; c < 3; c++)
-            px[4 * i + c] = (result[c * n + i] + 1.0f) * 0.5f;
-        px[4 * i + 3] = 1.0f;
-    }
+    for (gint k = 0; k < out->count; k++)
+        for (gsize i = 0; i < n; i++) {
+            const gfloat *res = result + (gsize)k * 3 * n;
+            gfloat *p = px + ((gsize)k * n + i) * 4;
+            for (gint c = 0; c < 3; c++)
+                p[c] = (res[c * n + i] + 1.0f) * 0.5f;
+            p[3] = 1.0f;
+        }
     out->generated = TRUE;
     out->format = babl_format("R'G'B'A float");
+    out->result_bytes = n * 4 * sizeof *px;
     out->pixels = (guint8 *)px;
     return TRUE;
+}
+
+/* ---- outpaint ------------------------------------------------------------------------------ */
+
+/* The source for outpaint: the layer on its extent grown by `border` (top,
+ * left, bottom, right), the new border the nearest edge pixel, and as its
+ * selection the border and every fully transparent pixel, which come out
+ * opaque. The layer's own pixels keep their bytes. FALSE (with the error)
+ * when there is nothing to fill. */
+static gboolean grow_source(const DitSource *src, const gint border[4], DitSource *grown,
+                            GError **error)
+{
+    const gint top = border[0], left = border[1], W = src->layer_w, H = src->layer_h;
+    const gint W2 = W + left + border[3], H2 = H + top + border[2];
+    const gsize n = (gsize)W2 * H2;
+    const Babl *native = src->format;
+    const gint bpp = babl_format_get_bytes_per_pixel(native);
+    gfloat *fl = g_try_malloc(n * 4 * sizeof *fl), *mask = g_try_malloc(n * sizeof *mask);
+    guint8 *bytes = g_try_malloc(n * bpp), *filled = g_try_malloc(n * bpp);
+    gboolean ok = fl && mask && bytes && filled;
+    if (!ok)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Out of memory growing the layer to %d x %d"), W2, H2);
+    gint x0 = W2, y0 = H2, x1 = -1, y1 = -1;
+    if (ok) {
+        const GeglRectangle *all = GEGL_RECTANGLE(-left, -top, W2, H2);
+        gegl_buffer_get(src->pixels, all, 1.0, float_format(native), fl, GEGL_AUTO_ROWSTRIDE,
+                        GEGL_ABYSS_CLAMP);
+        gegl_buffer_get(src->pixels, all, 1.0, native, bytes, GEGL_AUTO_ROWSTRIDE,
+                        GEGL_ABYSS_CLAMP);
+        for (gint y = 0; y < H2; y++)
+            for (gint x = 0; x < W2; x++) {
+                const gsize i = (gsize)y * W2 + x;
+                const gboolean inside = y >= top && y < top + H && x >= left && x < left + W;
+                mask[i] = !inside || fl[4 * i + 3] <= 0.0f ? 1.0f : 0.0f;
+                if (mask[i] > 0) {
+                    fl[4 * i + 3] = 1.0f;
+                    x0 = MIN(x0, x), y0 = MIN(y0, y), x1 = MAX(x1, x), y1 = MAX(y1, y);
+                }
+            }
+        babl_process(babl_fish(float_format(native), native), fl, filled, (long)n);
+        for (gsize i = 0; i < n; i++)
+            if (mask[i] > 0)
+                memcpy(bytes + i * bpp, filled + i * bpp, bpp);
+    }
+    if (ok && x1 < 0) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Nothing to outpaint: grow the canvas on at least one side, or use a layer "
+                      "with transparent pixels"));
+        ok = FALSE;
+    }
+    if (ok) {
+        *grown = *src;
+        grown->pixels = gegl_buffer_new(GEGL_RECTANGLE(0, 0, W2, H2), native);
+        gegl_buffer_set(grown->pixels, NULL, 0, native, bytes, GEGL_AUTO_ROWSTRIDE);
+        grown->selection = gegl_buffer_new(GEGL_RECTANGLE(0, 0, W2, H2), babl_format("Y float"));
+        gegl_buffer_set(grown->selection, NULL, 0, babl_format("Y float"), mask,
+                        GEGL_AUTO_ROWSTRIDE);
+        grown->off_x = grown->off_y = 0; /* the selection is the grown layer's own */
+        grown->layer_w = W2, grown->layer_h = H2;
+        grown->selection_empty = FALSE, grown->has_sel = TRUE;
+        grown->sel = (GeglRectangle){x0, y0, x1 - x0 + 1, y1 - y0 + 1};
+    }
+    g_free(fl), g_free(mask), g_free(bytes), g_free(filled);
+    return ok;
 }
 
 /* ---- sampling ---------------------------------------------------------------------------- */
@@ -491,6 +608,22 @@ static gfloat *sample(Poll *p, gfloat *rgb, gfloat *mask, gint w, gint h, GError
     return ditgimp_job_finish(p->job, error);
 }
 
+/* "DiT Dress seed 7", or with variations the group's "DiT Dress × 4" and
+ * one name per seed */
+static void name_results(DitOutput *out, const DitJob *job)
+{
+    const gchar *cls = ditgimp_job_class_label(job);
+    const gint32 seed = ditgimp_job_seed(job);
+    if (out->count == 1) {
+        out->name = g_strdup_printf(_("DiT %s seed %d"), cls, seed);
+        return;
+    }
+    out->name = g_strdup_printf(_("DiT %s × %d"), cls, out->count);
+    out->layer_names = g_new0(gchar *, out->count + 1);
+    for (gint k = 0; k < out->count; k++)
+        out->layer_names[k] = g_strdup_printf(_("DiT %s seed %d"), cls, seed + k);
+}
+
 gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog,
                      DitProgressFunc progress, gpointer progress_data, DitOutput *out,
                      GError **error)
@@ -499,27 +632,37 @@ gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog
     memset(out, 0, sizeof *out);
     if (!ditgimp_source_check(src, mode, error))
         return FALSE;
+    /* outpaint is inpainting of the grown layer */
+    DitSource grown = {0};
+    const gint border[4] = {v->top, v->left, v->bottom, v->right};
+    if (mode == DIT_MODE_OUTPAINT && !grow_source(src, border, &grown, error))
+        return FALSE;
+    const DitSource *work = mode == DIT_MODE_OUTPAINT ? &grown : src;
+    const DitMode task = mode == DIT_MODE_OUTPAINT ? DIT_MODE_INPAINT : mode;
     if (dialog)
         ditui_dialog_set_progress(dialog, 0.0, _("Loading the model…"));
     while (dialog && g_main_context_iteration(NULL, FALSE))
         ; /* show "loading" before the main thread blocks in the loader */
     Poll p = {ditgimp_job_new(v, error), dialog, progress, progress_data, NULL, -1};
-    if (!p.job)
+    if (!p.job) {
+        ditgimp_source_clear(&grown);
         return FALSE;
+    }
     report(&p, 0.05);
 
-    const DitRegion r = ditgimp_source_region(src, mode, p.job);
+    const DitRegion r = ditgimp_source_region(work, task, p.job);
     gfloat *rgba = NULL, *rgb = NULL, *mask = NULL;
-    if (mode != DIT_MODE_GENERATE) {
+    if (task != DIT_MODE_GENERATE) {
         const gsize n = (gsize)r.w * r.h;
-        rgba = read_rgba(src, &r);
+        rgba = read_rgba(work, &r);
         rgb = rgba ? g_try_malloc(n * 3 * sizeof *rgb) : NULL;
-        mask = r.selection ? read_mask(src, &r) : NULL;
+        mask = r.selection ? read_mask(work, &r) : NULL;
         if (!rgba || !rgb || (r.selection && !mask)) {
             g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                         _("Out of memory reading a %d x %d region"), r.w, r.h);
             g_free(rgba), g_free(rgb), g_free(mask);
             ditgimp_job_free(p.job);
+            ditgimp_source_clear(&grown);
             return FALSE;
         }
         for (gsize i = 0; i < n; i++) /* [0, 1] RGBA -> planar [-1, 1] RGB */
@@ -531,15 +674,20 @@ gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog
     gboolean ok = result != NULL;
     if (ok) {
         out->region = r;
-        out->name = g_strdup_printf(_("DiT %s seed %d"), ditgimp_job_class_label(p.job),
-                                    ditgimp_job_seed(p.job));
-        ok = mode == DIT_MODE_GENERATE ? compose_generated(&r, result, out, error)
-                                       : compose_edit(src, &r, result, rgba, mask, out, error);
+        out->count = ditgimp_job_count(p.job);
+        name_results(out, p.job);
+        ok = task == DIT_MODE_GENERATE ? compose_generated(&r, result, out, error)
+                                       : compose_edit(work, &r, result, rgba, mask, out, error);
         g_free(result);
+    }
+    if (ok && mode == DIT_MODE_OUTPAINT) {
+        out->canvas = g_object_ref(grown.pixels);
+        memcpy(out->border, border, sizeof border);
     }
     report(&p, 1.0);
     g_free(rgba);
     ditgimp_job_free(p.job); /* frees rgb and mask */
+    ditgimp_source_clear(&grown);
     if (!ok)
         ditgimp_output_clear(out);
     return ok;
@@ -565,8 +713,9 @@ DitDialog *ditgimp_dialog_new(const DitValues *v, const DitSource *src)
 {
     const DitMode mode = (DitMode)v->mode;
     gchar *def = ditgimp_job_default_model();
-    DitDialog *d = ditui_dialog_new(_(dit_procs[mode].title), v, mode != DIT_MODE_GENERATE, def,
-                                    labels_for_dialog, NULL);
+    const gboolean mode_choice = mode == DIT_MODE_INPAINT || mode == DIT_MODE_IMG2IMG;
+    DitDialog *d =
+        ditui_dialog_new(_(dit_procs[mode].title), v, mode_choice, def, labels_for_dialog, NULL);
     g_free(def);
     if (src && src->pixels && mode != DIT_MODE_GENERATE) {
         const DitRegion r = ditgimp_source_region(src, mode, NULL);

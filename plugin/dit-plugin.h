@@ -35,6 +35,10 @@ G_BEGIN_DECLS
 #define DIT_PROC_INPAINT "plug-in-dit-inpaint"
 #define DIT_PROC_IMG2IMG "plug-in-dit-img2img"
 #define DIT_PROC_GENERATE "plug-in-dit-generate"
+#define DIT_PROC_OUTPAINT "plug-in-dit-outpaint"
+/* GIMP 2.10: the twin of a first-wave procedure that takes every argument
+ * (its Script-Fu wants them all, in order, so the first ones keep theirs) */
+#define DIT_PROC_FULL_SUFFIX "-full"
 #define DIT_MENU_PATH "<Image>/Filters/Generic/DiT"
 #define DIT_AUTHORS "gimp-dit authors"
 #define DIT_COPYRIGHT "gimp-dit authors (MIT)"
@@ -55,8 +59,9 @@ typedef struct {
 /* Indexed by DitMode. */
 extern const DitProc dit_procs[DIT_MODE_COUNT];
 
-/* The procedure called `name`, or NULL. */
-const DitProc *ditgimp_proc_lookup(const gchar *name);
+/* The procedure called `name` (or its DIT_PROC_FULL_SUFFIX twin: *full
+ * says which; full may be NULL), or NULL. */
+const DitProc *ditgimp_proc_lookup(const gchar *name, gboolean *full);
 
 /* ---- arguments ---------------------------------------------------------------- */
 
@@ -83,23 +88,28 @@ typedef struct {
     const gchar *blurb3;      /* GIMP 3's, where it differs (choice nicks), or NULL */
     gdouble min, max;         /* INT and DOUBLE */
     const DitChoice *choices; /* CHOICE: NULL-nick-terminated */
-    gboolean edit_only;       /* inpaint and img2img, not generate */
+    guint modes;              /* DIT_ARG_IN(mode) of the procedures that take it */
     gsize offset;             /* of the DitValues field */
     gsize size;               /* of a string field */
-    /* not in GIMP 2.10's procedures, whose Script-Fu takes every argument in
-     * order: an argument added there would break every existing call. In
-     * 2.10 it is set in the dialog and kept with the last values. */
-    gboolean gimp3_only;
+    /* added after GIMP 2.10's first procedures (inpaint, img2img, generate)
+     * were published: their Script-Fu takes every argument in order, so an
+     * argument added to them would break every existing call. GIMP 2.10 has
+     * it in their DIT_PROC_FULL_SUFFIX twins (and in outpaint, which is
+     * new); GIMP 3 takes named arguments with defaults, so there it is in
+     * the procedures themselves. */
+    gboolean added_later;
 } DitArg;
+
+#define DIT_ARG_IN(mode) (1u << (mode))
 
 extern const DitArg dit_args[];
 extern const gint dit_n_args;
 
 gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode);
-/* ditgimp_arg_applies and not gimp3_only */
-gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode);
-/* How many of them GIMP 2.10's procedure takes. */
-gint ditgimp_arg_count2(DitMode mode);
+/* an argument of GIMP 2.10's procedure for mode, or of its full twin */
+gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode, gboolean full);
+/* How many of them GIMP 2.10's procedure (or its full twin) takes. */
+gint ditgimp_arg_count2(DitMode mode, gboolean full);
 
 /* DitValues fields through the table. Numbers as doubles (INT fields
  * round-trip exactly); strings as DitValues holds them; choices as nicks
@@ -160,20 +170,31 @@ typedef struct {
 DitRegion ditgimp_source_region(const DitSource *src, DitMode mode, const DitJob *job);
 
 typedef struct {
-    DitRegion region;   /* generate: 0, 0 and the image's size */
-    gchar *name;        /* the new layer's, e.g. "DiT Dress seed 7" */
-    gboolean generated; /* a new layer of the image's size, not a copy */
-    const Babl *format; /* of pixels: the source's native format (edit) or
-                           R'G'B'A float, to be put in the new layer's space
-                           (generate; see ditgimp_output_write) */
-    guint8 *pixels;     /* region.w x region.h pixels */
+    DitRegion region;    /* generate: 0, 0 and the image's size; outpaint: in
+                             the grown layer */
+    gchar *name;         /* the new layer's, e.g. "DiT Dress seed 7"; with
+                             variations the group's, "DiT Dress × 4" */
+    gint count;          /* results: 1, or the variations */
+    gchar **layer_names; /* count > 1: each result's, "DiT Dress seed 7" ... */
+    gboolean generated;  /* a new layer of the image's size, not a copy */
+    const Babl *format;  /* of pixels: the source's native format (edit) or
+                             R'G'B'A float, to be put in the new layer's space
+                             (generate; see ditgimp_output_write) */
+    guint8 *pixels;      /* count results of region.w x region.h pixels */
+    gsize result_bytes;  /* of one result */
+    /* outpaint: the canvas grows by border (top, left, bottom, right); the
+     * new layer is canvas (the source layer on its grown extent, the border
+     * filled) with the region written over it */
+    gint border[4];
+    GeglBuffer *canvas;
 } DitOutput;
 
 void ditgimp_output_clear(DitOutput *out);
 
-/* Writes the pixels into the new layer's buffer; layer_format is the new
- * layer's own format. */
-void ditgimp_output_write(const DitOutput *out, GeglBuffer *layer, const Babl *layer_format);
+/* Writes result k's pixels into a new layer's buffer (outpaint: the canvas
+ * first); layer_format is the new layer's own format. */
+void ditgimp_output_write(const DitOutput *out, gint k, GeglBuffer *layer,
+                          const Babl *layer_format);
 
 typedef void (*DitProgressFunc)(gdouble fraction, gpointer user_data);
 

@@ -32,6 +32,8 @@ struct _DitDialog {
     GtkWidget *inpaint_rows[12]; /* label, control: rows that only inpaint uses */
     gint n_inpaint_rows;
     GtkAdjustment *feather, *resample_jump, *resample_count;
+    GtkAdjustment *variations;
+    GtkAdjustment *border[4]; /* outpaint: top, left, bottom, right; NULL otherwise */
     GtkWidget *colour_match;
     GtkWidget *sampler;
     GtkWidget *device;
@@ -278,7 +280,8 @@ static void update_mode_widgets(DitDialog *d)
     for (int i = 0; i < 2; i++)
         gtk_widget_set_visible(d->strength_row[i], m != DIT_MODE_GENERATE);
     for (int i = 0; i < d->n_inpaint_rows; i++) {
-        gtk_widget_set_sensitive(d->inpaint_rows[i], m == DIT_MODE_INPAINT);
+        gtk_widget_set_sensitive(d->inpaint_rows[i],
+                                 m == DIT_MODE_INPAINT || m == DIT_MODE_OUTPAINT);
         gtk_widget_set_visible(d->inpaint_rows[i], m != DIT_MODE_GENERATE);
     }
 }
@@ -367,6 +370,35 @@ static void add_inpaint_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitVa
     add_inpaint_row(d, grid, row, _("Resample cou_nt:"), int_spin(d->resample_count),
                     _("How many times each block of steps runs; each extra time costs those "
                       "steps again"));
+}
+
+/* variations; outpaint: how far the canvas grows on each side */
+static void add_result_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitValues *values)
+{
+    d->variations = gtk_adjustment_new(CLAMP(values->variations, 1, 16), 1, 16, 1, 4, 0);
+    GtkWidget *spin = int_spin(d->variations);
+    gtk_widget_set_tooltip_text(spin, _("How many results, from the seed and the seeds after "
+                                        "it; more than one gives a layer group"));
+    gtk_widget_set_halign(spin, GTK_ALIGN_START);
+    add_label(grid, *row, _("_Variations:"), spin);
+    gtk_grid_attach(grid, spin, 1, (*row)++, 1, 1);
+    if (values->mode != DIT_MODE_OUTPAINT)
+        return;
+    const gint32 sides[4] = {values->top, values->left, values->bottom, values->right};
+    const gchar *names[4] = {_("top"), _("left"), _("bottom"), _("right")};
+    GtkWidget *box = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    for (int i = 0; i < 4; i++) {
+        d->border[i] = gtk_adjustment_new(CLAMP(sides[i], 0, 4096), 0, 4096, 8, 64, 0);
+        GtkWidget *side = int_spin(d->border[i]);
+        gtk_box_pack_start(GTK_BOX(box), gtk_label_new(names[i]), FALSE, FALSE, 0);
+        gtk_box_pack_start(GTK_BOX(box), side, FALSE, FALSE, 0);
+        if (i == 0)
+            add_label(grid, *row, _("E_xtend canvas (px):"), side);
+    }
+    gtk_widget_set_tooltip_text(box, _("Grow the canvas by this many pixels on each side and "
+                                       "fill the new border; all 0 fills only the layer's "
+                                       "transparent pixels"));
+    gtk_grid_attach(grid, box, 1, (*row)++, 1, 1);
 }
 
 /* label | scale + spin sharing one adjustment; returns the box */
@@ -533,6 +565,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     show_device(d);
     g_signal_connect(d->device, "changed", G_CALLBACK(on_device_changed), d);
 
+    add_result_rows(d, grid, &row, values);
     add_inpaint_rows(d, grid, &row, values);
 
     /* preview + progress */
@@ -595,6 +628,11 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     v->colour_match = gtk_toggle_button_get_active(GTK_TOGGLE_BUTTON(d->colour_match));
     v->resample_jump = (gint32)gtk_adjustment_get_value(d->resample_jump);
     v->resample_count = (gint32)gtk_adjustment_get_value(d->resample_count);
+    v->variations = (gint32)gtk_adjustment_get_value(d->variations);
+    gint32 *sides[4] = {&v->top, &v->left, &v->bottom, &v->right};
+    for (int i = 0; i < 4; i++)
+        if (d->border[i])
+            *sides[i] = (gint32)gtk_adjustment_get_value(d->border[i]);
     const gchar *sampler = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->sampler));
     ditui_values_set_string(v->sampler, sizeof v->sampler, sampler);
     const gchar *device = gtk_combo_box_get_active_id(GTK_COMBO_BOX(d->device));

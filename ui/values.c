@@ -19,6 +19,8 @@ void ditui_values_init(DitValues *v, DitMode mode)
     v->colour_match = 0;
     v->resample_jump = 0;
     v->resample_count = 1;
+    v->variations = 1;
+    v->top = v->left = v->bottom = v->right = 64;
 }
 
 void ditui_values_set_string(gchar *field, gsize size, const gchar *src)

@@ -12,32 +12,35 @@ G_BEGIN_DECLS
 
 /* bump when the layout below changes: stored values of another version are
  * dropped and the defaults used instead */
-#define DIT_VALUES_VERSION 3
+#define DIT_VALUES_VERSION 4
 
 typedef enum {
     DIT_MODE_INPAINT = 0, /* regenerate the selection, keep the rest */
     DIT_MODE_IMG2IMG,     /* re-imagine the layer (or the selection's bounds) */
     DIT_MODE_GENERATE,    /* a new image of a class, no source */
+    DIT_MODE_OUTPAINT,    /* grow the canvas (or fill the transparent pixels) */
     DIT_MODE_COUNT
 } DitMode;
 
 typedef struct {
-    gint32 version;        /* DIT_VALUES_VERSION */
-    gint32 mode;           /* DitMode; the procedure's own */
-    gchar model[1024];     /* "": the embedded default model */
-    gchar class_name[256]; /* class id or label name; "": class 0 */
-    gint32 steps;          /* 20 (1 .. 1000; 0: the model's default) */
-    gdouble strength;      /* 1.0 inpaint, 0.75 img2img (0 .. 1) */
-    gdouble guidance;      /* 4.0 (0 .. 100; <= 1 turns guidance off) */
-    gint32 seed;           /* -1: a new random seed each run (-1 .. 2^31 - 1) */
-    gchar sampler[32];     /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
-    gint32 grow;           /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
-    gchar device[16];      /* "auto", "cpu", "cpu-bf16" or "cuda" */
-    gchar mask_mode[16];   /* inpaint: "regenerate" or "differential" (dit_mask_mode) */
-    gint32 feather;        /* inpaint: 0: soften the selection's edge N pixels inward */
-    gint32 colour_match;   /* inpaint: 0: 1 matches the colour at the edge */
-    gint32 resample_jump;  /* inpaint: 0 (off): harmonise, N steps back */
-    gint32 resample_count; /* inpaint: 1: each block of steps run N times */
+    gint32 version;                  /* DIT_VALUES_VERSION */
+    gint32 mode;                     /* DitMode; the procedure's own */
+    gchar model[1024];               /* "": the embedded default model */
+    gchar class_name[256];           /* class id or label name; "": class 0 */
+    gint32 steps;                    /* 20 (1 .. 1000; 0: the model's default) */
+    gdouble strength;                /* 1.0 inpaint, 0.75 img2img (0 .. 1) */
+    gdouble guidance;                /* 4.0 (0 .. 100; <= 1 turns guidance off) */
+    gint32 seed;                     /* -1: a new random seed each run (-1 .. 2^31 - 1) */
+    gchar sampler[32];               /* "": the model's default; ddpm, ddim, dpm++2m, euler, cold */
+    gint32 grow;                     /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
+    gchar device[16];                /* "auto", "cpu", "cpu-bf16" or "cuda" */
+    gchar mask_mode[16];             /* inpaint: "regenerate" or "differential" (dit_mask_mode) */
+    gint32 feather;                  /* inpaint: 0: soften the selection's edge N pixels inward */
+    gint32 colour_match;             /* inpaint: 0: 1 matches the colour at the edge */
+    gint32 resample_jump;            /* inpaint: 0 (off): harmonise, N steps back */
+    gint32 resample_count;           /* inpaint: 1: each block of steps run N times */
+    gint32 variations;               /* 1: results from seed, seed + 1, ... (1 .. 16) */
+    gint32 top, left, bottom, right; /* outpaint: 64: grow the canvas (0 .. 4096 px) */
 } DitValues;
 
 /* The defaults above for a mode. */

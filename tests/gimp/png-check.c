@@ -13,6 +13,10 @@
  *       selection may have no pixel at full value).
  *   png-check changed ORIG NEW [--min-changed F] [--alpha]
  *       no mask: at least F of all pixels changed (img2img on a whole layer).
+ *   png-check placed ORIG NEW X Y
+ *       outpaint: ORIG's pixels are bit-identical in NEW at (x + X, y + Y),
+ *       NEW's other pixels are opaque, and at least half of them differ from
+ *       the nearest pixel of ORIG's place (filled, not an edge copy).
  *   png-check info FILE
  *       prints "WIDTH HEIGHT BITDEPTH CHANNELS".
  *   png-check nonblank FILE [--min-size WxH]
@@ -222,6 +226,60 @@ out:
     return rc;
 }
 
+static int placed(int argc, char **argv)
+{
+    image a, b;
+    if (argc != 6 || !load(argv[2], &a))
+        return 2;
+    if (!load(argv[3], &b)) {
+        unload(&a);
+        return 2;
+    }
+    const int X = atoi(argv[4]), Y = atoi(argv[5]);
+    int rc = 0;
+    if (a.depth != b.depth || a.channels != b.channels || X < 0 || Y < 0 || X + a.width > b.width ||
+        Y + a.height > b.height) {
+        printf("FAIL: %s (%dx%d, %d bits, %d channels) does not fit in %s (%dx%d, %d, %d) at "
+               "%d,%d\n",
+               argv[2], a.width, a.height, a.depth, a.channels, argv[3], b.width, b.height, b.depth,
+               b.channels, X, Y);
+        rc = 1;
+        goto out;
+    }
+    long moved = 0, border = 0, filled = 0, clear = 0;
+    const int alpha = b.channels == 2 || b.channels == 4 ? b.channels - 1 : -1;
+    for (int y = 0; y < b.height; y++)
+        for (int x = 0; x < b.width; x++) {
+            const int ax = x - X, ay = y - Y;
+            if (ax >= 0 && ay >= 0 && ax < a.width && ay < a.height) {
+                for (int c = 0; c < a.channels; c++)
+                    if (sample(&a, ax, ay, c) != sample(&b, x, y, c)) {
+                        moved++;
+                        break;
+                    }
+                continue;
+            }
+            const int ex = x < X ? X : x >= X + a.width ? X + a.width - 1 : x;
+            const int ey = y < Y ? Y : y >= Y + a.height ? Y + a.height - 1 : y;
+            border++;
+            for (int c = 0; c < (alpha < 0 ? b.channels : alpha); c++)
+                if (sample(&b, x, y, c) != sample(&b, ex, ey, c)) {
+                    filled++;
+                    break;
+                }
+            clear += alpha >= 0 && sample(&b, x, y, alpha) != max_value(&b);
+        }
+    printf("%s in %s at %d,%d: %ld pixels moved; border %ld pixels, %ld filled, %ld not opaque\n",
+           argv[2], argv[3], X, Y, moved, border, filled, clear);
+    if (moved || clear || filled * 2 < border) {
+        printf("FAIL: the source moved, or the border is not filled\n");
+        rc = 1;
+    }
+out:
+    unload(&a), unload(&b);
+    return rc;
+}
+
 static int info(int argc, char **argv)
 {
     image a;
@@ -283,6 +341,8 @@ int main(int argc, char **argv)
         rc = compare(argc, argv, 1);
     else if (argc >= 2 && strcmp(argv[1], "changed") == 0)
         rc = compare(argc, argv, 0);
+    else if (argc >= 2 && strcmp(argv[1], "placed") == 0)
+        rc = placed(argc, argv);
     else if (argc >= 2 && strcmp(argv[1], "info") == 0)
         rc = info(argc, argv);
     else if (argc >= 2 && strcmp(argv[1], "nonblank") == 0)
@@ -291,6 +351,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: png-check compare ORIG NEW MASK [--offset X,Y] [--min-changed F] "
                         "[--alpha] [--follows]\n"
                         "       png-check changed ORIG NEW [--min-changed F] [--alpha]\n"
+                        "       png-check placed ORIG NEW X Y\n"
                         "       png-check info FILE\n"
                         "       png-check nonblank FILE [--min-size WxH]\n");
     return rc;

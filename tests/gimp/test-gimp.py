@@ -8,8 +8,12 @@
 CASE is one of (a "-gimp3" suffix runs the same case against GIMP 3 and
 dit-gimp3, Script-Fu with named arguments):
   batch   inpaint (rectangle, feathered, 16-bit, 32-bit float linear, gray,
-          layer offsets + alpha; GIMP 3: feathered in differential mode, the
-          change growing with the selection's value),
+          layer offsets + alpha; feathered in differential mode, the change
+          growing with the selection's value (GIMP 2.10: the -full twin)),
+          outpaint (the canvas grows, the layer's pixels bit-identical at
+          their new place, the border filled), three variations (a layer
+          group, one layer per seed, each keeping the source outside the
+          selection),
           img2img (whole layer with the default model, selection), generate:
           a new layer exists with the right name, size and offsets, pixels
           outside the selection are bit-identical to the source layer, pixels
@@ -23,12 +27,14 @@ dit-gimp3, Script-Fu with named arguments):
           -gimp3.png, checked non-blank), class and seed are typed in, OK
           (Alt+O, sent with xdotool) runs it; one Ctrl+Z removes the new layer
           and nothing else, Ctrl+Y brings it back; a run with the last values
-          adds another layer with the typed class and seed
-  pdb     GIMP 3's PDB (through the pdb-check3 test plug-in): the three
+          adds another layer with the typed class and seed; two variations add
+          one layer group, which one Ctrl+Z removes
+  pdb     GIMP 3's PDB (through the pdb-check3 test plug-in): the four
           procedures under <Image>/Filters/Generic/DiT with the documented
-          arguments, types, ranges and defaults, the same names as GIMP
-          2.10's PDB gives (when dit-gimp is built); several drawables are a
-          calling error, no selection an execution error
+          arguments, types, ranges and defaults; GIMP 2.10's (when dit-gimp
+          is built): the first three with their first-wave arguments, their
+          -full twins and outpaint with all of GIMP 3's; several drawables
+          are a calling error, no selection an execution error
   dialog  the dialog under Xvfb, screenshot saved as OUTDIR/dit-dialog.png
           and checked to be a real, non-blank PNG
   classes one class rule everywhere: for each class string (empty, ids, the
@@ -69,7 +75,8 @@ import time
 SKIP = 77
 PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png")
 MENU_PATH = "<Image>/Filters/Generic/DiT"
-PROCS = ("plug-in-dit-inpaint", "plug-in-dit-img2img", "plug-in-dit-generate")
+PROCS = ("plug-in-dit-inpaint", "plug-in-dit-img2img", "plug-in-dit-generate",
+         "plug-in-dit-outpaint")
 
 
 class Failure(Exception):
@@ -89,11 +96,18 @@ def skip(why):
 
 # the plug-ins' own arguments, in PDB order (after run-mode, image, drawable(s))
 EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device",
-             "mask-mode", "feather", "colour-match", "resample-jump", "resample-count")
-# GIMP 3 only: 2.10's Script-Fu takes every argument in order, so its
-# procedures keep the list existing calls were written for
-GIMP3_ONLY = ("mask-mode", "feather", "colour-match", "resample-jump", "resample-count")
-GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device")
+             "mask-mode", "feather", "colour-match", "resample-jump", "resample-count",
+             "variations")
+GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device", "variations")
+PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
+             "plug-in-dit-generate": GENERATE_ARGS,
+             "plug-in-dit-outpaint": EDIT_ARGS + ("top", "left", "bottom", "right")}
+# added after the first procedures, with their defaults: 2.10's Script-Fu
+# takes every argument in order, so its first procedures keep the list
+# existing calls were written for and their "-full" twins take these too
+LATER = {"mask-mode": "regenerate", "feather": 0, "colour-match": 0, "resample-jump": 0,
+         "resample-count": 1, "variations": 1, "top": 64, "left": 64, "bottom": 64, "right": 64}
+FULL = "-full"
 
 
 def scheme(value):
@@ -162,11 +176,15 @@ class Gimp:
         """A plug-in call: positional in 2.10, named arguments in 3 (class=
         is cls=; sampler "" is GIMP 3's "default"; vector: a Scheme
         expression for GIMP 3's drawables instead of (vector drawables))."""
-        names = GENERATE_ARGS if proc.endswith("generate") else EDIT_ARGS
+        names = PROC_ARGS[proc]
         values = {("class" if k == "cls" else k.replace("_", "-")): v for k, v in kw.items()}
-        if self.major == 2:
+        if self.major == 2:  # a later argument: the -full twin (outpaint has them all)
+            full = proc.endswith("outpaint") or any(n in values for n in LATER)
+            if full:
+                values = {**LATER, **values}
+                proc += "" if proc.endswith("outpaint") else FULL
             return (f"({proc} {run_mode} {image} {drawables} "
-                    + " ".join(scheme(values[n]) for n in names if n not in GIMP3_ONLY) + ")")
+                    + " ".join(scheme(values[n]) for n in names if full or n not in LATER) + ")")
         if values.get("sampler") == "":
             values["sampler"] = "default"
         named = " ".join(f"#:{n} {scheme(values[n])}" for n in names if n in values)
@@ -284,6 +302,9 @@ PRELUDE2 = r'''
   (car (file-png-load RUN-NONINTERACTIVE path path)))
 (define (active-layer img) (car (gimp-image-get-active-layer img)))
 (define (layer-count img) (car (gimp-image-get-layers img)))
+(define (image-size img)
+  (string-append (num (car (gimp-image-width img))) "x" (num (car (gimp-image-height img)))))
+(define (children item) (cadr (gimp-item-get-children item)))
 ; the selection as an image-sized gray PNG (selected = white)
 (define (save-selection img path)
   (let* ((chan (car (gimp-selection-save img))))
@@ -332,6 +353,9 @@ PRELUDE3 = r'''
 (define (selected-layers img) (car (gimp-image-get-selected-layers img)))
 (define (active-layer img) (vector-ref (selected-layers img) 0))
 (define (layer-count img) (vector-length (car (gimp-image-get-layers img))))
+(define (image-size img)
+  (string-append (num (car (gimp-image-get-width img))) "x" (num (car (gimp-image-get-height img)))))
+(define (children item) (car (gimp-item-get-children item)))
 (define (save-selection img path)
   (let* ((chan (car (gimp-selection-save img))))
     (gimp-selection-none img)
@@ -354,6 +378,19 @@ PRELUDE3 = r'''
          " alpha=" (bool (car (gimp-drawable-has-alpha new)))
          " srcalpha=" (bool (car (gimp-drawable-has-alpha old))))))
 '''
+
+
+# both dialects: the names of a group's children, ";"-separated
+CHILD_NAMES = r'''
+(define (child-names item)
+  (let* ((v (children item)) (i 0) (s ""))
+    (while (< i (vector-length v))
+      (set! s (string-append s (car (gimp-item-get-name (vector-ref v i))) ";"))
+      (set! i (+ i 1)))
+    s))
+'''
+PRELUDE2 += CHILD_NAMES
+PRELUDE3 += CHILD_NAMES
 
 
 def case_script(name, body):
@@ -458,8 +495,8 @@ def batch_script(g, photos, model, out):
           (report "generate" img layer new)
           (save img new "{o('generate-new.png')}")
           (gimp-image-delete img)))'''))
-    if g.major == 3:  # 2b. the feathered selection as each pixel's strength (GIMP 3's argument)
-        cases.append(("differential", f'''
+    # 2b. the feathered selection as each pixel's strength (2.10: the -full twin)
+    cases.append(("differential", f'''
       (let* ((img (open-png "{p('coffee.png')}")) (layer (active-layer img)))
         (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 150 80 300 240)
         (gimp-selection-feather img 80)
@@ -467,6 +504,30 @@ def batch_script(g, photos, model, out):
                                   seed=8, sampler="ddim", grow=0, device="auto",
                                   mask_mode="differential")})))
           (report "differential" img layer new) {saves('differential')}
+          (gimp-image-delete img)))'''))
+    # 10. outpaint: the canvas grows 10 px at the top, 20 left, 30 right
+    cases.append(("outpaint", f'''
+      (let* ((img (open-png "{p('chelsea.png')}")) (layer (active-layer img)))
+        (save img layer "{o('outpaint-orig.png')}")
+        (let* ((new (car {g.call("plug-in-dit-outpaint", model=model, cls="Bag", steps=4,
+                                 strength=1.0, guidance=4.0, seed=21, sampler="", grow=0,
+                                 device="auto", top=10, left=20, bottom=0, right=30)})))
+          (report "outpaint" img layer new)
+          (say "outpaint size=" (image-size img))
+          (save img new "{o('outpaint-new.png')}")
+          (gimp-image-delete img)))'''))
+    # 11. three variations of an inpaint: a layer group, one layer per seed
+    cases.append(("variations", f'''
+      (let* ((img (open-png "{p('chelsea.png')}")) (layer (active-layer img)))
+        (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 120 60 150 120)
+        (let* ((new (car {inpaint(model=model, cls="dress", steps=4, strength=1.0, guidance=4.0,
+                                  seed=31, sampler="", grow=0, device="cpu", variations=3)})))
+          (report "variations" img layer new)
+          (say "variations children=\\"" (child-names new) "\\"")
+          (save img (vector-ref (children new) 0) "{o('variations-0.png')}")
+          (save img (vector-ref (children new) 2) "{o('variations-2.png')}")
+          (save img layer "{o('variations-orig.png')}")
+          (save-selection img "{o('variations-mask.png')}")
           (gimp-image-delete img)))'''))
     if g.major == 3:  # 9. generate without a drawable: the new layer goes on top
         cases.append(("generate0", f'''
@@ -533,9 +594,32 @@ def run_batch(g, args, root):
 
     edit_case("rect", "Dress", 7, size=(451, 300))
     edit_case("feather", "Dress", 8, size=(600, 400))
-    if g.major == 3:
-        edit_case("differential", "Dress", 8, extra=("--follows", "--min-changed", "0"),
-                  size=(600, 400))
+    edit_case("differential", "Dress", 8, extra=("--follows", "--min-changed", "0"),
+              size=(600, 400))
+
+    def outpaint(res):
+        check(res["layers"] == "2" and res["name"] == "DiT Bag seed 21",
+              f"outpaint: a new layer '{res['name']}'")
+        check(res["size"] == "501x310", f"outpaint: the canvas grew from 451x300 to {res['size']}")
+        check((res["width"], res["height"], res["offx"], res["offy"]) == ("501", "310", "0", "0"),
+              "outpaint: the new layer covers the grown layer")
+        check(run_check(args, "placed", o("outpaint-orig.png"), o("outpaint-new.png"), "20", "10")
+              == 0, "outpaint: the layer's pixels bit-identical at their new place, the border filled")
+    verdict("outpaint", outpaint)
+
+    def variations(res):
+        check(res["layers"] == "2" and res["name"] == "DiT Dress × 3",
+              f"variations: one layer group '{res['name']}' above the source")
+        want = "".join(f"DiT Dress seed {s};" for s in (31, 32, 33))
+        check(res["children"] == want, f"variations: its layers, named by seed: {res['children']}")
+        for k in (0, 2):
+            check(run_check(args, "compare", o("variations-orig.png"), o(f"variations-{k}.png"),
+                            o("variations-mask.png")) == 0,
+                  f"variations: layer {k} keeps the source outside the selection")
+        check(run_check(args, "compare", o("variations-0.png"), o("variations-2.png"),
+                        o("variations-mask.png"), "--min-changed", "0.5") == 0,
+              "variations: seeds 31 and 33 differ inside the selection")
+    verdict("variations", variations)
     edit_case("u16", "Sneaker", 9, depth=16)
     edit_case("f32", "Shirt", 15, depth=16)
     edit_case("gray", "Bag", 10, channels=1, size=(256, 256))
@@ -928,6 +1012,25 @@ def run_ui(g, args, root):
         # GIMP numbers a repeated layer name: "... #1"
         check(re.fullmatch(r'"DiT Bag seed 77( #\d+)?"', name) is not None,
               f"with the dialog's class and seed: {name}")
+
+        # 4. variations: a layer group of two; one Ctrl+Z takes the group and its layers
+        before = int(layers())
+        ok, text = script_fu_call(port, g.call(
+            "plug-in-dit-inpaint", image=img, drawables=layer, model="", cls="Bag", steps=4,
+            strength=1.0, guidance=4.0, seed=5, sampler="", grow=0, device="auto", variations=2),
+            timeout=120)
+        check(ok and int(layers()) == before + 1,
+              f"two variations add one item, their layer group ({text})")
+        call("(gimp-displays-flush)")
+        xd("windowfocus", "--sync", xid)
+        time.sleep(0.5)
+        xd("key", "--clearmodifiers", "ctrl+z")
+        for _ in range(40):
+            time.sleep(0.25)
+            n = layers()
+            if int(n) == before:
+                break
+        check(int(n) == before, f"one Ctrl+Z removes the group: {n} top-level layers")
         try:  # GIMP closes the connection as it quits
             script_fu_call(port, "(gimp-quit 1)", timeout=10)
         except (OSError, Failure):
@@ -977,8 +1080,15 @@ DOC_ARGS = {
     "colour-match": "int 0 1 0",
     "resample-jump": "int 0 1000 0",
     "resample-count": "int 1 20 1",
+    "variations": "int 1 16 1",
+    "top": "int 0 4096 64",
+    "left": "int 0 4096 64",
+    "bottom": "int 0 4096 64",
+    "right": "int 0 4096 64",
 }
-STRENGTH = {"plug-in-dit-inpaint": "1", "plug-in-dit-img2img": "0.75"}
+STRENGTH = {"plug-in-dit-inpaint": "1", "plug-in-dit-img2img": "0.75", "plug-in-dit-outpaint": "1"}
+# GIMP 2.10's procedures: the first wave's, their -full twins, outpaint
+PROCS2 = PROCS + tuple(p + FULL for p in PROCS if not p.endswith("outpaint"))
 TYPES2 = {"int": 0, "double": 3, "string": 4, "choice": 4}  # GimpPDBArgType
 
 
@@ -1000,11 +1110,11 @@ def pdb2(args, root):
             (let* ((a (gimp-procedural-db-proc-arg proc i)))
               (say proc " arg" (num i) "=" (cadr a) ":" (num (car a))))
             (set! i (+ i 1)))))
-        (list ''' + " ".join(f'"{p}"' for p in PROCS) + "))"
+        (list ''' + " ".join(f'"{p}"' for p in PROCS2) + "))"
     output = prof.gimp([script], what="GIMP 2.10 PDB")
     r = results(output)
     out = {}
-    for proc in PROCS:
+    for proc in PROCS2:
         res = r.get(proc, {})
         argv = [res[k].split(":") for k in sorted((k for k in res if k.startswith("arg")),
                                                   key=lambda k: int(k[3:]))]
@@ -1030,25 +1140,30 @@ def run_pdb(args, root):
         names3 = [a.split(" ")[0] for a in argl]
         head = ["run-mode", "image", "drawables"]
         check(names3[:3] == head, f"GIMP 3: {proc} starts with {head}")
-        ours = EDIT_ARGS if proc != "plug-in-dit-generate" else GENERATE_ARGS
-        check(names3[3:] == list(ours), f"GIMP 3: {proc} arguments {names3[3:]}")
+        check(names3[3:] == list(PROC_ARGS[proc]), f"GIMP 3: {proc} arguments {names3[3:]}")
         for a in argl[3:]:
             name, spec = a.split(" ", 1)
             want = DOC_ARGS[name].format(strength=STRENGTH.get(proc, ""))
             check(spec == want, f"GIMP 3: {proc} {name}: {spec}")
         check(any(l == "return 0 layer GimpParamLayer" for l in mine),
               f"GIMP 3: {proc} returns the new layer")
-        if reg2 is not None:
-            menu2, args2 = reg2[proc]
-            check(menu2.startswith(MENU_PATH + "/"), f"GIMP 2.10: {proc} is under {menu2}")
+        if reg2 is None:
+            continue
+        menu2 = reg2[proc][0]
+        check(menu2.startswith(MENU_PATH + "/"), f"GIMP 2.10: {proc} is under {menu2}")
+        first_wave = not proc.endswith("outpaint")
+        # (2.10 name, which of GIMP 3's arguments it takes)
+        for name2, full in ((proc, not first_wave),) + (((proc + FULL, True),) if first_wave else ()):
+            args2 = reg2[name2][1]
             names2 = [n for n, _ in args2]
-            both = [i for i, n in enumerate(names3[3:]) if n not in GIMP3_ONLY]
+            both = [i for i, n in enumerate(names3[3:]) if full or n not in LATER]
             check(names2[:3] == ["run-mode", "image", "drawable"]
                   and names2[3:] == [names3[3 + i] for i in both],
-                  f"GIMP 2.10 gives {proc} GIMP 3's arguments but {GIMP3_ONLY}: {names2[3:]}")
+                  f"GIMP 2.10 gives {name2} GIMP 3's arguments"
+                  + ("" if full else f" but {tuple(LATER)}") + f": {names2[3:]}")
             kinds3 = [argl[3 + i].split(" ")[1] for i in both]
             check([t for _, t in args2[3:]] == [TYPES2[k] for k in kinds3],
-                  f"GIMP 2.10 types {[t for _, t in args2[3:]]} match GIMP 3's {kinds3}")
+                  f"GIMP 2.10 {name2} types {[t for _, t in args2[3:]]} match GIMP 3's {kinds3}")
     log("\n".join(l for l in lines if l.startswith("run ")))
     runs = {m.group(1): (m.group(2), m.group(3))
             for m in re.finditer(r"^DITPDB run drawables=(\d) status=(\S+) error=(.*)$",
