@@ -343,7 +343,19 @@ typedef struct {
      * evaluations. 0 (or count <= 1): off. */
     int resample_jump, resample_count;
     const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
+    /* detail at the image's own size, for images well above the model's
+     * native size (more than 1.25x on a side): each image is sampled at
+     * native size first, then upscaled and refined at this strength in
+     * native-size windows that overlap by half, their predictions blended
+     * every step (MultiDiffusion), so a large region gets the detail of
+     * native-size samples instead of an upscaled one. Each refinement adds
+     * int(steps x detail_strength) evaluations of every window. 0: off, the
+     * image is sampled at the size it comes in. */
+    float detail_strength;
 } dit_pipeline_params;
+
+/* the refinement strength the dit tool and the plug-in use for detail */
+#define DIT_DETAIL_STRENGTH 0.4f
 
 /* Defaults for a model: task generate, DPM-Solver++ 2M for 20 steps on the
  * linear schedule (1000 training steps, betas 1e-4 .. 0.02, epsilon
@@ -357,7 +369,8 @@ typedef struct {
 DIT_API void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
                                          const dit_vae *vae);
 
-/* Called after every step; `latent` is the current (batch, C, h, w) latent.
+/* Called after every step; `latent` is the current (batch, C, h, w) latent
+ * (NULL while a detail run samples at another size than the caller's).
  * Return false to cancel (same as setting *cancel). */
 typedef bool (*dit_progress_fn)(void *user, int step, int total, const float *latent);
 

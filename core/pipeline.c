@@ -176,6 +176,8 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
         p->resample_count > 20)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "resampling: jump must be 0..1000 steps and count 0..20");
+    if (!(p->detail_strength >= 0.0f && p->detail_strength <= 1.0f))
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "detail strength must be in [0, 1]");
     if ((unsigned)p->mask_mode >= DIT_MASK_MODE_COUNT)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown mask mode %d", (int)p->mask_mode);
     if (p->task != DIT_TASK_GENERATE && !image)
@@ -260,7 +262,114 @@ typedef struct {
     bool cfg, learned, differential;
     float *x, *xin, *mout, *eps, *noise, *tvec, *z0, *mlat, *noised;
     int32_t *yvec;
+    /* tiled (the detail pass): the model sees (th, tw) windows of the latent
+     * at the offsets ty x tx, `chunk` windows per forward; each window's
+     * output is weighted by `weight` (th, tw) and the sum divided by `wsum` */
+    bool tiled;
+    int th, tw, nty, ntx, chunk;
+    int *ty, *tx;
+    float *tin, *tout, *weight, *wsum, *ttv;
+    int32_t *tyv;
 } run;
+
+/* Window offsets along one side of n latent pixels: windows of t, half
+ * overlapping (stride a multiple of the patch), the last flush with the end */
+static int window_offsets(int n, int t, int patch, int *off)
+{
+    if (t >= n) {
+        off[0] = 0;
+        return 1;
+    }
+    int stride = t / 2 / patch * patch;
+    stride = stride > 0 ? stride : patch;
+    int k = 0;
+    for (int o = 0;; o += stride) {
+        off[k++] = o + t < n ? o : n - t;
+        if (o + t >= n)
+            return k;
+    }
+}
+
+/* The model on every window of xin (rows, C, h, w), blended into mout
+ * (rows, Cout, h, w): MultiDiffusion's average of overlapping predictions,
+ * weighted to fade towards each window's edges so no border shows */
+static dit_status tiled_forward(run *r)
+{
+    const int C = r->C, Co = r->Cout, th = r->th, tw = r->tw, w = r->w;
+    const size_t hw = r->hw, thw = (size_t)th * tw;
+    const int tiles = r->nty * r->ntx;
+    memset(r->mout, 0, (size_t)r->rows * Co * hw * sizeof *r->mout);
+    for (int t0 = 0; t0 < tiles; t0 += r->chunk) {
+        const int nt = tiles - t0 < r->chunk ? tiles - t0 : r->chunk;
+        for (int t = 0; t < nt; t++) /* gather: (nt x rows, C, th, tw) */
+            for (int row = 0; row < r->rows; row++) {
+                const int oy = r->ty[(t0 + t) / r->ntx], ox = r->tx[(t0 + t) % r->ntx];
+                const int dst = t * r->rows + row;
+                for (int c = 0; c < C; c++)
+                    for (int y = 0; y < th; y++)
+                        memcpy(r->tin + ((size_t)dst * C + c) * thw + (size_t)y * tw,
+                               r->xin + ((size_t)row * C + c) * hw + (size_t)(oy + y) * w + ox,
+                               tw * sizeof *r->tin);
+                r->ttv[dst] = r->tvec[row], r->tyv[dst] = r->yvec[row];
+            }
+        dit_status st = dit_model_forward(r->ctx, r->p->model, nt * r->rows, th, tw, r->tin,
+                                          r->ttv, r->tyv, r->tout);
+        if (st)
+            return st;
+        for (int t = 0; t < nt; t++) /* scatter-add, weighted */
+            for (int row = 0; row < r->rows; row++) {
+                const int oy = r->ty[(t0 + t) / r->ntx], ox = r->tx[(t0 + t) % r->ntx];
+                const float *src = r->tout + (size_t)(t * r->rows + row) * Co * thw;
+                for (int c = 0; c < Co; c++)
+                    for (int y = 0; y < th; y++)
+                        for (int x = 0; x < tw; x++)
+                            r->mout[((size_t)row * Co + c) * hw + (size_t)(oy + y) * w + ox + x] +=
+                                r->weight[(size_t)y * tw + x] * src[(size_t)c * thw + y * tw + x];
+            }
+    }
+    for (size_t i = 0; i < (size_t)r->rows * Co * hw; i++)
+        r->mout[i] /= r->wsum[i % hw];
+    return DIT_OK;
+}
+
+/* The windows and their buffers for a tiled run: native-size windows */
+static dit_status tiles_setup(run *r)
+{
+    const dit_config *c = dit_model_config(r->p->model);
+    const int native = c->sample_size, patch = c->patch_size;
+    r->th = r->h < native ? r->h : native, r->tw = r->w < native ? r->w : native;
+    r->ty = malloc(((size_t)r->h / patch + 2) * sizeof *r->ty);
+    r->tx = malloc(((size_t)r->w / patch + 2) * sizeof *r->tx);
+    if (!r->ty || !r->tx)
+        return dit_error(r->ctx, DIT_ERR_NOMEM, "out of memory for the detail windows");
+    r->nty = window_offsets(r->h, r->th, patch, r->ty);
+    r->ntx = window_offsets(r->w, r->tw, patch, r->tx);
+    const int tiles = r->nty * r->ntx;
+    r->chunk = 16 / r->rows > 0 ? 16 / r->rows : 1; /* rows per forward stay near 16 */
+    r->chunk = r->chunk < tiles ? r->chunk : tiles;
+    const size_t thw = (size_t)r->th * r->tw, m = (size_t)r->chunk * r->rows;
+    r->tin = malloc(m * r->C * thw * sizeof *r->tin);
+    r->tout = malloc(m * r->Cout * thw * sizeof *r->tout);
+    r->ttv = malloc(m * sizeof *r->ttv);
+    r->tyv = malloc(m * sizeof *r->tyv);
+    r->weight = malloc(thw * sizeof *r->weight);
+    r->wsum = calloc(r->hw, sizeof *r->wsum);
+    if (!r->tin || !r->tout || !r->ttv || !r->tyv || !r->weight || !r->wsum)
+        return dit_error(r->ctx, DIT_ERR_NOMEM, "out of memory for the detail windows");
+    /* a Hann window, never 0: half-overlapping windows sum to about 1 and a
+     * window's edge, where the model saw no context, hardly counts */
+    for (int y = 0; y < r->th; y++)
+        for (int x = 0; x < r->tw; x++) {
+            const double wy = sin(M_PI * (y + 0.5) / r->th), wx = sin(M_PI * (x + 0.5) / r->tw);
+            r->weight[(size_t)y * r->tw + x] = (float)(wy * wy * wx * wx);
+        }
+    for (int t = 0; t < tiles; t++)
+        for (int y = 0; y < r->th; y++)
+            for (int x = 0; x < r->tw; x++)
+                r->wsum[(size_t)(r->ty[t / r->ntx] + y) * r->w + r->tx[t % r->ntx] + x] +=
+                    r->weight[(size_t)y * r->tw + x];
+    return DIT_OK;
+}
 
 /* Noise of `stream` for the whole batch (r->n values): one stream over the
  * batch, or image b from seed + b (p->seed_per_image) */
@@ -299,8 +408,9 @@ static dit_status one_step(run *r, int k, uint32_t pass)
     const float t = (float)dit_sched_timestep(r->s, k);
     for (int i = 0; i < r->rows; i++)
         r->tvec[i] = t;
-    dit_status st =
-        dit_model_forward(r->ctx, p->model, r->rows, r->h, r->w, r->xin, r->tvec, r->yvec, r->mout);
+    dit_status st = r->tiled ? tiled_forward(r)
+                             : dit_model_forward(r->ctx, p->model, r->rows, r->h, r->w, r->xin,
+                                                 r->tvec, r->yvec, r->mout);
     if (st)
         return st;
     guided_eps(r->mout, r->B, r->C, r->Cout, hw, r->cfg ? p->guidance : 0.0f, r->gc, r->learned,
@@ -351,6 +461,8 @@ static void run_free(run *r)
     dit_sched_free(r->s);
     free(r->x), free(r->xin), free(r->mout), free(r->eps), free(r->noise), free(r->tvec),
         free(r->yvec), free(r->z0), free(r->mlat), free(r->noised);
+    free(r->ty), free(r->tx), free(r->tin), free(r->tout), free(r->weight), free(r->wsum),
+        free(r->ttv), free(r->tyv);
 }
 
 /* The scheduler and every buffer of a run; the labels, the source latent */
@@ -389,7 +501,7 @@ static dit_status run_setup(run *r, dit_ctx *ctx, const dit_pipeline_params *p, 
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
     for (int i = 0; i < r->rows; i++)
         r->yvec[i] = i < r->B ? p->class_id : c->num_classes;
-    return DIT_OK;
+    return r->tiled ? tiles_setup(r) : DIT_OK;
 }
 
 /* The first latent: noise, the noised source, or (differential, nothing
@@ -417,16 +529,15 @@ static void first_latent(run *r)
     }
 }
 
-dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const float *image,
-                            const float *mask, int H, int W, dit_progress_fn progress, void *user,
-                            const volatile int *cancel, float *out)
+/* One sampling run of checked parameters at the image's size; `tiled`: the
+ * model sees native-size windows (the detail pass) */
+static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const space sp_in,
+                               const float *image, const float *mask, int H, int W,
+                               dit_progress_fn progress, void *user, const volatile int *cancel,
+                               float *out, bool tiled)
 {
-    if (!ctx)
-        return DIT_ERR_INVALID_ARG;
-    space sp = {0};
-    dit_status st = check_params(ctx, p, image, mask, H, W, out, &sp);
-    if (st)
-        return st;
+    space sp = sp_in;
+    dit_status st;
     const size_t img_n = (size_t)3 * H * W, px = (size_t)H * W;
 
     /* strength 0: nothing to do, the input comes back as it is */
@@ -436,6 +547,7 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
         return DIT_OK;
     }
     run r = {0};
+    r.tiled = tiled;
     float *img = malloc((size_t)p->batch * img_n * sizeof *img);
     float *feathered = mask && p->feather ? malloc(px * sizeof *feathered) : NULL;
     float *scratch = mask && p->colour_match ? malloc(2 * px * sizeof *scratch) : NULL;
@@ -491,4 +603,104 @@ out:
     run_free(&r);
     free(img), free(feathered), free(scratch);
     return st;
+}
+
+/* Progress of one stage of a run made of several: the steps of the stages
+ * before and after it are added to what it reports */
+typedef struct {
+    dit_progress_fn fn;
+    void *user;
+    int before, after;
+    int total;          /* this stage's, as it last reported */
+    bool caller_latent; /* the stage's latent is the caller's size: pass it on */
+} stage;
+
+static bool stage_progress(void *user, int step, int total, const float *latent)
+{
+    stage *s = user;
+    s->total = total;
+    return !s->fn || s->fn(s->user, s->before + step, s->before + total + s->after,
+                           s->caller_latent ? latent : NULL);
+}
+
+/* Detail at the image's size (DIT_DETAIL_STRENGTH 0.4 measured: test-blend
+ * prints the high frequencies kept and the jump at the windows' edges): every image sampled at the model's native
+ * size first, then upscaled (outside the mask the source) and refined at
+ * p->detail_strength in native-size windows, one image at a time */
+static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p, const space sp,
+                                     const float *image, const float *mask, int H, int W,
+                                     dit_progress_fn progress, void *user,
+                                     const volatile int *cancel, float *out)
+{
+    const dit_config *c = dit_model_config(p->model);
+    const int unit = sp.f * c->patch_size, native = c->sample_size * sp.f, B = p->batch;
+    const double s = (double)native / (H > W ? H : W);
+    int Hn = (int)lround(H * s / unit) * unit, Wn = (int)lround(W * s / unit) * unit;
+    Hn = Hn < unit ? unit : Hn, Wn = Wn < unit ? unit : Wn;
+    space small_sp = sp;
+    small_sp.h = Hn / sp.f, small_sp.w = Wn / sp.f;
+    const size_t n = (size_t)3 * H * W, small_n = (size_t)3 * Hn * Wn;
+    float *small = image ? malloc(small_n * sizeof *small) : NULL;
+    float *small_mask = mask ? malloc((size_t)Hn * Wn * sizeof *small_mask) : NULL;
+    float *low = malloc(B * small_n * sizeof *low), *up = malloc(n * sizeof *up);
+    dit_status st = DIT_OK;
+    if ((image && !small) || (mask && !small_mask) || !low || !up) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the detail pass");
+        goto out;
+    }
+    if ((image && (st = dit_image_resize(ctx, image, 3, H, W, small, Hn, Wn))) ||
+        (mask && (st = dit_image_resize(ctx, mask, 1, H, W, small_mask, Hn, Wn))))
+        goto out;
+    for (size_t i = 0; mask && i < (size_t)Hn * Wn; i++) /* resampling may overshoot [0, 1] */
+        small_mask[i] = small_mask[i] < 0 ? 0 : small_mask[i] > 1 ? 1 : small_mask[i];
+
+    dit_pipeline_params base = *p;
+    base.detail_strength = 0;
+    const int refine_steps = (int)((float)p->steps * p->detail_strength);
+    stage sg = {progress, user, 0, B * refine_steps, 0, false};
+    if ((st = sample_image(ctx, &base, small_sp, small, small_mask, Hn, Wn, stage_progress, &sg,
+                           cancel, low, false)))
+        goto out;
+    const int base_total = sg.total;
+
+    /* the refinement: img2img (inpaint where there is a mask) of the
+     * upscaled result, no second colour match or resampling */
+    dit_pipeline_params ref = *p;
+    ref.task = mask ? DIT_TASK_INPAINT : DIT_TASK_IMG2IMG;
+    ref.strength = p->detail_strength, ref.detail_strength = 0;
+    ref.batch = 1, ref.seed_per_image = false, ref.init_noise = NULL;
+    ref.colour_match = false, ref.resample_jump = 0;
+    for (int b = 0; b < B; b++) {
+        if ((st = dit_image_resize(ctx, low + b * small_n, 3, Hn, Wn, up, H, W)))
+            goto out;
+        if (mask)
+            dit_image_composite(up, up, image, mask, 3, H, W);
+        ref.seed = p->seed + (uint64_t)b;
+        sg = (stage){progress, user, base_total + b * refine_steps, (B - 1 - b) * refine_steps,
+                     0, true};
+        if ((st = sample_image(ctx, &ref, sp, up, mask, H, W, stage_progress, &sg, cancel,
+                               out + b * n, true)))
+            goto out;
+    }
+out:
+    free(small), free(small_mask), free(low), free(up);
+    return st;
+}
+
+dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const float *image,
+                            const float *mask, int H, int W, dit_progress_fn progress, void *user,
+                            const volatile int *cancel, float *out)
+{
+    if (!ctx)
+        return DIT_ERR_INVALID_ARG;
+    space sp = {0};
+    dit_status st = check_params(ctx, p, image, mask, H, W, out, &sp);
+    if (st)
+        return st;
+    /* detail only where the image is well above the model's native size */
+    const int native = dit_model_config(p->model)->sample_size * sp.f;
+    const bool keep = p->task != DIT_TASK_GENERATE && p->strength == 0.0f;
+    if (p->detail_strength > 0 && !keep && (4 * H > 5 * native || 4 * W > 5 * native))
+        return sample_with_detail(ctx, p, sp, image, mask, H, W, progress, user, cancel, out);
+    return sample_image(ctx, p, sp, image, mask, H, W, progress, user, cancel, out, false);
 }

@@ -349,7 +349,7 @@ static bool on_step(void *user, int step, int total, const float *latent)
     g_mutex_lock(&job->lock);
     job->step = step;
     job->total = total;
-    if (job->latent) {
+    if (job->latent && latent) { /* none while a detail run samples at native size */
         const gsize n = (gsize)job->latent_c * (job->mh / job->factor) * (job->mw / job->factor);
         memcpy(job->latent, latent, n * sizeof *job->latent);
         job->latent_new = TRUE;

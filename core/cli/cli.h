@@ -57,6 +57,7 @@ typedef struct {
     int extend;                        /* outpaint: pixels on every side (default 0) */
     int border[4];  /* outpaint: top, left, bottom, right (INT_MIN: --extend's) */
     int variations; /* images from seed, seed + 1, ... (0: --batch's) */
+    int detail;     /* work at up to this many pixels on the longer side, refining (0: native) */
     char *resize;   /* resize | crop | pad | none */
     char *progress; /* auto | bar | json | none */
     gboolean quiet;

@@ -48,6 +48,13 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
          "N"},
         {"batch", 'b', 0, G_OPTION_ARG_INT, &o->batch,
          cli_help(keep, "images to make (default: %d)", d.batch), "N"},
+        {"detail", 0, 0, G_OPTION_ARG_INT, &o->detail,
+         cli_help(keep,
+                  "work at the source's size up to PX on the longer side, sampling at the "
+                  "model's size first and refining at %g in model-size windows (default: 0, "
+                  "the model's size)",
+                  (double)DIT_DETAIL_STRENGTH),
+         "PX"},
         {"variations", 0, 0, G_OPTION_ARG_INT, &o->variations,
          "N images (1..16) from seeds SEED, SEED + 1, ...: each as --seed would make it alone",
          "N"},
@@ -204,8 +211,12 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
         }
         const int SH = w->src.height, SW = w->src.width;
         switch (w->pol) {
-        case POL_RESIZE: { /* keep the aspect; the longer side becomes the native size */
-            const double s = (double)native / (SH > SW ? SH : SW);
+        case POL_RESIZE: { /* keep the aspect; the longer side becomes the native size
+                              (--detail: the source's, up to that many pixels) */
+            const int longer = SH > SW ? SH : SW;
+            const int side =
+                o->detail > native ? (longer < o->detail ? longer : o->detail) : native;
+            const double s = (double)(side > native ? side : native) / longer;
             w->H = (int)lround(SH * s / unit) * unit;
             w->W = (int)lround(SW * s / unit) * unit;
             w->H = w->H < unit ? unit : w->H, w->W = w->W < unit ? unit : w->W;
@@ -336,6 +347,11 @@ static int sampling_params(const options *o, const loaded *l, dit_task task, int
     p->guidance_channels = o->guidance_channels;
     p->batch = o->variations ? o->variations : o->batch;
     p->seed_per_image = o->variations > 0;
+    if (o->detail < 0 || o->detail > 16384) {
+        fprintf(stderr, "dit: --detail must be 0..16384 pixels, got %d\n", o->detail);
+        return EXIT_BAD_INPUT;
+    }
+    p->detail_strength = o->detail > 0 ? DIT_DETAIL_STRENGTH : 0.0f;
     p->grow = o->grow;
     if (o->steps != INT_MIN)
         p->steps = o->steps;

@@ -83,6 +83,14 @@ read -r _ placed _ outside <"$tmp/cmp"
     bad "outpaint: $(cat "$tmp/cmp")"
 run 2 "outpaint with nothing to fill" -- "$dit" outpaint $P -i "$tmp/src48.png" -o "$tmp/x.png"
 has "nothing to outpaint" "outpaint with no border"
+# ---- detail: sampled at 16 px, refined at the source's 48 x 32 in 16-px windows
+run 0 "inpaint --detail 48" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" --detail 48 -o "$tmp/detail.png"
+"$check" outside "$tmp/src48.png" "$tmp/detail.png" "$tmp/mask48.png" >"$tmp/cmp"
+read -r _ out _ in <"$tmp/cmp"
+[ "$out" = 0 ] && [ "$in" -gt 0 ] && say "ok:   detail: outside untouched, $in pixels inside changed" ||
+    bad "inpaint --detail: $(cat "$tmp/cmp")"
+run 0 "inpaint without --detail" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" -o "$tmp/nodetail.png"
+run 1 "  differs from --detail" -- "$check" same "$tmp/detail.png" "$tmp/nodetail.png"
 # ---- variations: image k is what --seed SEED + k gives alone
 run 0 "inpaint --variations 3 --seed 4" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" --variations 3 --seed 4 -o "$tmp/var.png"
 has "variations: seeds 4 to 6" "variations"

@@ -21,7 +21,13 @@
  *    sampler, generate on ddpm with its fresh noise every step), which a
  *    batch on one stream does not;
  *  - dit_image_extend: the source at its offset, the border its nearest
- *    edge pixel. */
+ *    edge pixel;
+ *  - detail: garments the model made, tiled 3 x 3 and 4 x 4 into images of
+ *    3x and 4x its native size, inpainted over all but an 8-pixel frame:
+ *    sampled at the image's size with detail_strength they keep more
+ *    high-frequency energy than the resize path (native size, upscaled),
+ *    the jump across the refinement windows' edges is no larger than at
+ *    the other lines of the patch grid, and the frame stays bit for bit. */
 #include "common.h"
 #include "internal/blend.h"
 #include "internal/sched.h"
@@ -217,6 +223,122 @@ static void variations_cases(dit_ctx *ctx, const dit_model *m, const float *src)
           "dit_image_extend: the border is not the nearest edge pixel");
 }
 
+/* mean |pixel - mean of its 4 neighbours| over rows and columns [lo, hi) */
+static double high_freq(const float *img, int side, int lo, int hi)
+{
+    const size_t px = (size_t)side * side;
+    double sum = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = lo; y < hi; y++)
+            for (int x = lo; x < hi; x++) {
+                const float *p = img + c * px + (size_t)y * side + x;
+                sum += fabs(*p - 0.25 * (p[-1] + p[1] + p[-side] + p[side]));
+            }
+    return sum / (3.0 * (hi - lo) * (hi - lo));
+}
+
+/* mean |row y - row y - 1| + |column y - column y - 1| over [lo, hi) at
+ * the lines y where keep(y) */
+static double line_jump(const float *img, int side, int lo, int hi, bool (*keep)(int))
+{
+    const size_t px = (size_t)side * side;
+    double sum = 0;
+    long count = 0;
+    for (int y = lo + 1; y < hi; y++) {
+        if (!keep(y))
+            continue;
+        for (int c = 0; c < 3; c++)
+            for (int x = lo; x < hi; x++) {
+                const float *p = img + c * px;
+                sum += fabs(p[(size_t)y * side + x] - p[(size_t)(y - 1) * side + x]);
+                sum += fabs(p[(size_t)x * side + y] - p[(size_t)x * side + y - 1]);
+                count += 2;
+            }
+    }
+    return sum / (double)count;
+}
+
+/* the detail windows are 32 wide at offsets 0, 16, ...: their edges fall on
+ * every 16th line, which is also a line of the model's 4-pixel patch grid;
+ * a seam is a jump there above the jump at the grid's other lines */
+static bool window_line(int y) { return y % (S / 2) == 0; }
+static bool other_grid_line(int y) { return y % 4 == 0 && y % (S / 2) != 0; }
+
+static double window_seam(const float *img, int side, int frame)
+{
+    return line_jump(img, side, frame, side - frame, window_line) /
+           line_jump(img, side, frame, side - frame, other_grid_line);
+}
+
+/* garments the model made, tiled scale x scale into an image of scale x
+ * its native size, inpainted over all but a frame: the resize path against
+ * detail at the image's size */
+static void detail_case(dit_ctx *ctx, const dit_model *m, int scale)
+{
+    const int big_side = scale * S, frame = 8;
+    const size_t bpx = (size_t)big_side * big_side;
+    float *big = malloc(3 * bpx * sizeof *big), *mask = malloc(bpx * sizeof *mask);
+    float *tile = malloc(N * sizeof *tile), *small = malloc(N * sizeof *small);
+    float *small_mask = malloc(PX * sizeof *small_mask), *plain = malloc(3 * bpx * sizeof *plain);
+    float *detail = malloc(3 * bpx * sizeof *detail);
+    dit_pipeline_params p;
+    dit_pipeline_params_default(&p, m, NULL);
+    for (int k = 0; k < scale * scale; k++) {
+        p.class_id = k % 10, p.seed = 100 + (uint64_t)k;
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, tile) == DIT_OK,
+              "%s", dit_last_error(ctx));
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                memcpy(big + c * bpx + (size_t)(k / scale * S + y) * big_side + k % scale * S,
+                       tile + c * PX + y * S, S * sizeof *big);
+    }
+    for (size_t i = 0; i < bpx; i++) {
+        const int y = (int)(i / big_side), x = (int)(i % big_side);
+        mask[i] = y >= frame && y < big_side - frame && x >= frame && x < big_side - frame;
+    }
+    p.task = DIT_TASK_INPAINT, p.strength = 1.0f, p.class_id = 3, p.seed = 9;
+    /* today's path: the region at native size, upscaled, composited */
+    dit_image_resize(ctx, big, 3, big_side, big_side, small, S, S);
+    dit_image_resize(ctx, mask, 1, big_side, big_side, small_mask, S, S);
+    for (int i = 0; i < PX; i++)
+        small_mask[i] = small_mask[i] < 0 ? 0 : small_mask[i] > 1 ? 1 : small_mask[i];
+    CHECK(dit_pipeline_run(ctx, &p, small, small_mask, S, S, NULL, NULL, NULL, tile) == DIT_OK,
+          "%s", dit_last_error(ctx));
+    dit_image_resize(ctx, tile, 3, S, S, plain, big_side, big_side);
+    dit_image_composite(plain, plain, big, mask, 3, big_side, big_side);
+    /* detail: the same, then refined at the image's size in native windows */
+    p.detail_strength = 0.4f;
+    evaluations = 0;
+    CHECK(dit_pipeline_run(ctx, &p, big, mask, big_side, big_side, count_steps, NULL, NULL,
+                           detail) == DIT_OK,
+          "%s", dit_last_error(ctx));
+    const int want = p.steps + (int)((float)p.steps * p.detail_strength);
+    CHECK(evaluations == want, "detail: progress counts %d steps, not %d", evaluations, want);
+    const int lo = frame, hi = big_side - frame;
+    const double hf_plain = high_freq(plain, big_side, lo, hi);
+    const double hf_detail = high_freq(detail, big_side, lo, hi);
+    const double seam_plain = window_seam(plain, big_side, frame);
+    const double seam_detail = window_seam(detail, big_side, frame);
+    printf("detail %dx%d: high-frequency energy source %.4f, resize path %.4f, detail %.4f; "
+           "jump at the window lines / other patch-grid lines: resize path %.2f, detail %.2f\n",
+           big_side, big_side, high_freq(big, big_side, lo, hi), hf_plain, hf_detail, seam_plain,
+           seam_detail);
+    CHECK(hf_detail > 1.5 * hf_plain, "detail: high frequencies %.4f, not above 1.5 x %.4f",
+          hf_detail, hf_plain);
+    /* at 4x the window lines are also the upscaled native sample's own
+     * patch-grid lines (every 4 x 4 pixels), which the resize path shows
+     * as well: the windows may add no jump of their own */
+    CHECK(seam_detail < 1.2 || seam_detail < seam_plain,
+          "detail: the window lines jump %.2fx the other grid lines (resize path %.2fx)",
+          seam_detail, seam_plain);
+    bool kept = true;
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < bpx; i++)
+            kept = kept && (mask[i] > 0 || detail[c * bpx + i] == big[c * bpx + i]);
+    CHECK(kept, "detail: a pixel outside the mask changed");
+    free(big), free(mask), free(tile), free(small), free(small_mask), free(plain), free(detail);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -290,6 +412,8 @@ int main(void)
     renoise_cases(ctx);
     colour_match_cases();
     variations_cases(ctx, m, src);
+    detail_case(ctx, m, 3); /* the window lines apart from the native grid's */
+    detail_case(ctx, m, 4);
     free(src), free(a), free(b);
     g_free(path);
     dit_model_free(m);
