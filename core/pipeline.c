@@ -312,8 +312,8 @@ static dit_status tiled_forward(run *r)
                                tw * sizeof *r->tin);
                 r->ttv[dst] = r->tvec[row], r->tyv[dst] = r->yvec[row];
             }
-        dit_status st = dit_model_forward(r->ctx, r->p->model, nt * r->rows, th, tw, r->tin,
-                                          r->ttv, r->tyv, r->tout);
+        dit_status st = dit_model_forward(r->ctx, r->p->model, nt * r->rows, th, tw, r->tin, r->ttv,
+                                          r->tyv, r->tout);
         if (st)
             return st;
         for (int t = 0; t < nt; t++) /* scatter-add, weighted */
@@ -677,7 +677,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
             dit_image_composite(up, up, image, mask, 3, H, W);
         ref.seed = p->seed + (uint64_t)b;
         sg = (stage){progress, user, base_total + b * refine_steps, (B - 1 - b) * refine_steps,
-                     0, true};
+                     0,        true};
         if ((st = sample_image(ctx, &ref, sp, up, mask, H, W, stage_progress, &sg, cancel,
                                out + b * n, true)))
             goto out;

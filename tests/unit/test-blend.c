@@ -285,8 +285,8 @@ static void detail_case(dit_ctx *ctx, const dit_model *m, int scale)
     dit_pipeline_params_default(&p, m, NULL);
     for (int k = 0; k < scale * scale; k++) {
         p.class_id = k % 10, p.seed = 100 + (uint64_t)k;
-        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, tile) == DIT_OK,
-              "%s", dit_last_error(ctx));
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, tile) == DIT_OK, "%s",
+              dit_last_error(ctx));
         for (int c = 0; c < 3; c++)
             for (int y = 0; y < S; y++)
                 memcpy(big + c * bpx + (size_t)(k / scale * S + y) * big_side + k % scale * S,
