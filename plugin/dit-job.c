@@ -17,6 +17,7 @@ struct _DitJob {
     gchar *class_label; /* for layer names */
     dit_pipeline_params params;
     gint unit, native; /* VAE factor x patch; native side in pixels */
+    gint detail;       /* work at up to this many pixels on the longer side (0: native) */
     gint factor;       /* image pixels per latent pixel */
     gint latent_c;
 
@@ -178,6 +179,13 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
                     _("Variations must be between 1 and 16, not %d"), v->variations);
         return FALSE;
     }
+    if (v->detail < 0 || v->detail > 4096) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Detail must be between 0 and 4096 pixels, not %d"), v->detail);
+        return FALSE;
+    }
+    job->detail = v->detail;
+    p->detail_strength = v->detail > 0 ? DIT_DETAIL_STRENGTH : 0.0f;
     /* one batch: image k from seed + k, as that seed alone (named by it) */
     p->batch = v->variations;
     p->seed_per_image = TRUE;
@@ -426,9 +434,11 @@ gboolean ditgimp_job_start(DitJob *job, gfloat *rgb, gfloat *mask, gint width, g
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT, _("Nothing to work on"));
         return FALSE;
     }
-    /* the model's native size, aspect kept: the longer side becomes native */
-    const gint unit = job->unit;
-    const double s = (double)job->native / MAX(width, height);
+    /* the model's native size, aspect kept: the longer side becomes native
+     * (with detail: the crop's own, up to job->detail pixels) */
+    const gint unit = job->unit, longer = MAX(width, height);
+    const gint side = job->detail > job->native ? MIN(longer, job->detail) : job->native;
+    const double s = (double)MAX(side, job->native) / longer;
     job->mh = MAX(unit, (gint)lround(height * s / unit) * unit);
     job->mw = MAX(unit, (gint)lround(width * s / unit) * unit);
     job->latent = g_try_malloc((gsize)job->latent_c * (job->mh / job->factor) *

@@ -161,6 +161,11 @@ const DitArg dit_args[] = {
      "Results from seeds seed, seed + 1, ...: more than 1 gives a layer group with one layer "
      "per seed (1 - 16; default 1)", NULL,
      1, 16, NULL, ALL_MODES, FIELD(variations), TRUE},
+    {"detail", DIT_ARG_INT, "Detail",
+     "Work at the region's own size up to this many pixels on its longer side: sampled at the "
+     "model's size first, then refined in model-size windows (0 - 4096; default 0, the "
+     "model's size)", NULL,
+     0, 4096, NULL, ALL_MODES, FIELD(detail), TRUE},
     {"top", DIT_ARG_INT, "Top",
      "Outpaint: grow the canvas this many pixels at the top (0 - 4096; default 64)", NULL,
      0, 4096, NULL, OUTPAINT_ONLY, FIELD(top), TRUE},

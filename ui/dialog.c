@@ -32,7 +32,7 @@ struct _DitDialog {
     GtkWidget *inpaint_rows[12]; /* label, control: rows that only inpaint uses */
     gint n_inpaint_rows;
     GtkAdjustment *feather, *resample_jump, *resample_count;
-    GtkAdjustment *variations;
+    GtkAdjustment *variations, *detail;
     GtkAdjustment *border[4]; /* outpaint: top, left, bottom, right; NULL otherwise */
     GtkWidget *colour_match;
     GtkWidget *sampler;
@@ -382,6 +382,16 @@ static void add_result_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitVal
     gtk_widget_set_halign(spin, GTK_ALIGN_START);
     add_label(grid, *row, _("_Variations:"), spin);
     gtk_grid_attach(grid, spin, 1, (*row)++, 1, 1);
+    d->detail = gtk_adjustment_new(CLAMP(values->detail, 0, 4096), 0, 4096, 16, 256, 0);
+    spin = int_spin(d->detail);
+    gtk_widget_set_tooltip_text(spin, _("Keep detail in a large region: work at its own size up "
+                                        "to this many pixels on the longer side, sampling at "
+                                        "the model's size first and refining in model-size "
+                                        "windows (0: the model's size; each window costs a "
+                                        "model evaluation per refining step)"));
+    gtk_widget_set_halign(spin, GTK_ALIGN_START);
+    add_label(grid, *row, _("Deta_il up to (px):"), spin);
+    gtk_grid_attach(grid, spin, 1, (*row)++, 1, 1);
     if (values->mode != DIT_MODE_OUTPAINT)
         return;
     const gint32 sides[4] = {values->top, values->left, values->bottom, values->right};
@@ -629,6 +639,7 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     v->resample_jump = (gint32)gtk_adjustment_get_value(d->resample_jump);
     v->resample_count = (gint32)gtk_adjustment_get_value(d->resample_count);
     v->variations = (gint32)gtk_adjustment_get_value(d->variations);
+    v->detail = (gint32)gtk_adjustment_get_value(d->detail);
     gint32 *sides[4] = {&v->top, &v->left, &v->bottom, &v->right};
     for (int i = 0; i < 4; i++)
         if (d->border[i])

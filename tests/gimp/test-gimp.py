@@ -11,7 +11,7 @@ dit-gimp3, Script-Fu with named arguments):
           layer offsets + alpha; feathered in differential mode, the change
           growing with the selection's value (GIMP 2.10: the -full twin)),
           outpaint (the canvas grows, the layer's pixels bit-identical at
-          their new place, the border filled), three variations (a layer
+          their new place, the border filled), detail (worked at 200 px), three variations (a layer
           group, one layer per seed, each keeping the source outside the
           selection),
           img2img (whole layer with the default model, selection), generate:
@@ -97,8 +97,9 @@ def skip(why):
 # the plug-ins' own arguments, in PDB order (after run-mode, image, drawable(s))
 EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device",
              "mask-mode", "feather", "colour-match", "resample-jump", "resample-count",
-             "variations")
-GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device", "variations")
+             "variations", "detail")
+GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device", "variations",
+                 "detail")
 PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
              "plug-in-dit-generate": GENERATE_ARGS,
              "plug-in-dit-outpaint": EDIT_ARGS + ("top", "left", "bottom", "right")}
@@ -106,7 +107,8 @@ PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
 # takes every argument in order, so its first procedures keep the list
 # existing calls were written for and their "-full" twins take these too
 LATER = {"mask-mode": "regenerate", "feather": 0, "colour-match": 0, "resample-jump": 0,
-         "resample-count": 1, "variations": 1, "top": 64, "left": 64, "bottom": 64, "right": 64}
+         "resample-count": 1, "variations": 1, "detail": 0,
+         "top": 64, "left": 64, "bottom": 64, "right": 64}
 FULL = "-full"
 
 
@@ -516,6 +518,14 @@ def batch_script(g, photos, model, out):
           (say "outpaint size=" (image-size img))
           (save img new "{o('outpaint-new.png')}")
           (gimp-image-delete img)))'''))
+    # 12. detail: the selection and its context worked at up to 200 px, not 16
+    cases.append(("detail", f'''
+      (let* ((img (open-png "{p('chelsea.png')}")) (layer (active-layer img)))
+        (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 120 60 150 120)
+        (let* ((new (car {inpaint(model=model, cls="dress", steps=5, strength=1.0, guidance=4.0,
+                                  seed=41, sampler="", grow=0, device="auto", detail=200)})))
+          (report "detail" img layer new) {saves('detail')}
+          (gimp-image-delete img)))'''))
     # 11. three variations of an inpaint: a layer group, one layer per seed
     cases.append(("variations", f'''
       (let* ((img (open-png "{p('chelsea.png')}")) (layer (active-layer img)))
@@ -620,6 +630,7 @@ def run_batch(g, args, root):
                         o("variations-mask.png"), "--min-changed", "0.5") == 0,
               "variations: seeds 31 and 33 differ inside the selection")
     verdict("variations", variations)
+    edit_case("detail", "Dress", 41, size=(451, 300))
     edit_case("u16", "Sneaker", 9, depth=16)
     edit_case("f32", "Shirt", 15, depth=16)
     edit_case("gray", "Bag", 10, channels=1, size=(256, 256))
@@ -1081,6 +1092,7 @@ DOC_ARGS = {
     "resample-jump": "int 0 1000 0",
     "resample-count": "int 1 20 1",
     "variations": "int 1 16 1",
+    "detail": "int 0 4096 0",
     "top": "int 0 4096 64",
     "left": "int 0 4096 64",
     "bottom": "int 0 4096 64",
