@@ -36,6 +36,22 @@ void blend_feather(const float *mask, int H, int W, int feather, float *out)
     }
 }
 
+int blend_auto_feather(const float *mask, int H, int W)
+{
+    int y0 = H, y1 = -1, x0 = W, x1 = -1;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            if (mask[(size_t)y * W + x] > 0.0f) {
+                y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+            }
+    if (y1 < 0)
+        return 0;
+    const int h = y1 - y0 + 1, w = x1 - x0 + 1, shorter = h < w ? h : w;
+    const int f = (int)lround(shorter / 5.0);
+    return f > 1 ? f : 1;
+}
+
 void blend_match_colour(float *gen, int B, const float *src, const float *mask, int H, int W,
                         int ring, float *scratch)
 {

@@ -170,8 +170,9 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                          c->in_channels);
     if (p->grow < 0 || p->grow > 64)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "grow must be 0..64 latent pixels");
-    if (p->feather < 0 || p->feather > 1024)
-        return dit_error(ctx, DIT_ERR_INVALID_ARG, "feather must be 0..1024 pixels");
+    if (p->feather < DIT_FEATHER_AUTO || p->feather > 1024)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "feather must be 0..1024 pixels (or -1, a fifth of the mask's size)");
     if (p->resample_jump < 0 || p->resample_jump > 1000 || p->resample_count < 0 ||
         p->resample_count > 20)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
@@ -558,8 +559,11 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
         goto out;
     }
     if (feathered) {
-        blend_feather(mask, H, W, p->feather, feathered);
-        mask = feathered;
+        const int width = p->feather > 0 ? p->feather : blend_auto_feather(mask, H, W);
+        if (width > 0) {
+            blend_feather(mask, H, W, width, feathered);
+            mask = feathered;
+        }
     }
     if (r.z0 && (st = encode_source(ctx, p, &sp, image, H, W, r.z0)))
         goto out;

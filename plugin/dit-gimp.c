@@ -274,13 +274,26 @@ static void run(const gchar *name, gint nparams, const GimpParam *param, gint *n
         DitOutput out;
         if (ditgimp_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
             gimp_progress_init(ditgimp_progress_label((DitMode)v.mode));
-        if (!error && ditgimp_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
+        /* interactive: each kept result may be followed by another, new seed */
+        while (!error && ditgimp_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
             layer = write_layer(image, drawable, &out);
+            gimp_displays_flush();
+            const gboolean again = ditgimp_dialog_again(dialog, &out, &v);
             ditgimp_output_clear(&out);
-        } else {
+            if (!again)
+                break;
+            ditgimp_source_clear(&src);
+            read_source(image, drawable, &src);
+            gimp_progress_init(ditgimp_progress_label((DitMode)v.mode));
+        }
+        if (layer == -1)
             status = g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED)
                          ? GIMP_PDB_CANCEL
                          : GIMP_PDB_EXECUTION_ERROR;
+        else if (error) { /* a run after a kept one: the kept ones stay */
+            if (!g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED))
+                gimp_message(error->message);
+            g_clear_error(&error);
         }
     }
     ditui_dialog_destroy(dialog);

@@ -344,14 +344,27 @@ static GimpValueArray *run(GimpProcedure *procedure, GimpRunMode run_mode, GimpI
     GimpLayer *layer = NULL;
     if (ditgimp_source_check(&src, (DitMode)v.mode, &error)) /* no progress bar for a refusal */
         gimp_progress_init(ditgimp_progress_label((DitMode)v.mode));
-    if (!error && ditgimp_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
+    /* interactive: each kept result may be followed by another, new seed */
+    while (!error && ditgimp_run(&v, &src, dialog, on_progress, NULL, &out, &error)) {
         layer = write_layer(image, drawable, &out);
+        gimp_displays_flush();
+        const gboolean again = ditgimp_dialog_again(dialog, &out, &v);
         ditgimp_output_clear(&out);
+        if (!again)
+            break;
+        values_to_config(&v, config, mode);
+        ditgimp_source_clear(&src);
+        read_source(image, drawable, &src);
+        gimp_progress_init(ditgimp_progress_label((DitMode)v.mode));
     }
     ditui_dialog_destroy(dialog);
     ditgimp_source_clear(&src);
     if (!layer)
         return fail(procedure, error);
+    /* a run after a kept one failed or was cancelled: the kept ones stay */
+    if (error && !g_error_matches(error, DIT_JOB_ERROR, DIT_JOB_ERROR_CANCELLED))
+        gimp_message(error->message);
+    g_clear_error(&error);
 
     /* GIMP 3 flushes the displays after an interactive run itself */
     GimpValueArray *ret = gimp_procedure_new_return_values(procedure, GIMP_PDB_SUCCESS, NULL);

@@ -145,11 +145,12 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
         return FALSE;
     }
     p->mask_mode = mode < 0 ? DIT_MASK_REGENERATE : (dit_mask_mode)mode;
-    if (v->feather < 0 || v->feather > 1024 || v->colour_match < 0 || v->colour_match > 1 ||
+    if (v->feather < -1 || v->feather > 1024 || v->colour_match < 0 || v->colour_match > 1 ||
         v->resample_jump < 0 || v->resample_jump > 1000 || v->resample_count < 1 ||
         v->resample_count > 20) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
-                    _("Feather must be 0 - 1024 pixels, colour match 0 or 1, resample jump "
+                    _("Feather must be -1 (automatic) or 0 - 1024 pixels, colour match 0 or 1, "
+                      "resample jump "
                       "0 - 1000 steps and resample count 1 - 20"));
         return FALSE;
     }

@@ -140,11 +140,12 @@ const DitArg dit_args[] = {
     {"mask-mode", DIT_ARG_CHOICE, "Mask mode",
      "Inpaint: regenerate (remake where the selection is above 0, blend by its value) or "
      "differential (the selection's value is how much each pixel may change) (default "
-     "regenerate)", NULL,
+     "differential)", NULL,
      0, 0, mask_mode_choices, EDIT_MODES, FIELD(mask_mode), TRUE},
     {"feather", DIT_ARG_INT, "Feather",
-     "Inpaint: soften the selection's edge this many pixels inward (0 - 1024; default 0)", NULL,
-     0, 1024, NULL, EDIT_MODES, FIELD(feather), TRUE},
+     "Inpaint: soften the selection's edge this many pixels inward (-1 - 1024; default -1: a "
+     "fifth of the selection's shorter side)", NULL,
+     -1, 1024, NULL, EDIT_MODES, FIELD(feather), TRUE},
     {"colour-match", DIT_ARG_INT, "Colour match",
      "Inpaint: 1 moves the result's colour at the selection's edge to the surroundings' "
      "(0 - 1; default 0)", NULL,
@@ -730,6 +731,20 @@ DitDialog *ditgimp_dialog_new(const DitValues *v, const DitSource *src)
         g_free(rgb);
     }
     return d;
+}
+
+gboolean ditgimp_dialog_again(DitDialog *dialog, const DitOutput *out, DitValues *v)
+{
+    if (!dialog || v->mode == DIT_MODE_OUTPAINT)
+        return FALSE;
+    gchar *done = g_strdup_printf(_("Kept “%s”"), out->name);
+    const gboolean again = ditui_dialog_run_again(dialog, done);
+    g_free(done);
+    if (!again)
+        return FALSE;
+    ditui_dialog_get_values(dialog, v);
+    ditui_dialog_set_running(dialog, TRUE);
+    return TRUE;
 }
 
 gboolean ditgimp_dialog_ask(DitDialog *dialog, DitValues *v)

@@ -222,6 +222,11 @@ DitDialog *ditgimp_dialog_new(const DitValues *v, const DitSource *src);
  * for running; FALSE when cancelled. */
 gboolean ditgimp_dialog_ask(DitDialog *dialog, DitValues *v);
 
+/* After a run the glue has written (out names its result): TRUE when the
+ * user asks for another with a new seed, the values in v and the dialog
+ * locked again. Never for outpaint, which would grow the canvas again. */
+gboolean ditgimp_dialog_again(DitDialog *dialog, const DitOutput *out, DitValues *v);
+
 G_END_DECLS
 
 #endif

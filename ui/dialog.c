@@ -20,7 +20,7 @@
 struct _DitDialog {
     GtkWidget *dialog;
     GtkWidget *settings; /* the grid, locked while running */
-    GtkWidget *ok;
+    GtkWidget *ok, *cancel;
     GtkWidget *mode;         /* NULL without mode_choice */
     GtkWidget *model_combo;  /* the library's models, chosen paths, "Other ..." */
     GtkWidget *model_label;  /* what will be loaded */
@@ -44,6 +44,7 @@ struct _DitDialog {
     GtkWidget *progress;  /* GtkProgressBar */
     gchar *model;         /* "" = default */
     gchar *default_model; /* may be NULL */
+    gchar *title;
     gint32 base_mode;     /* the caller's mode (generate stays generate) */
     DitLabelsFunc labels_func;
     gpointer labels_data;
@@ -329,6 +330,25 @@ static GtkWidget *int_spin(GtkAdjustment *adj)
     return spin;
 }
 
+/* the feather spin shows -1 as "auto" and reads it back */
+static gboolean feather_output(GtkSpinButton *spin, gpointer data)
+{
+    const gint v = (gint)gtk_adjustment_get_value(gtk_spin_button_get_adjustment(spin));
+    if (v >= 0)
+        return FALSE;
+    gtk_entry_set_text(GTK_ENTRY(spin), _("auto"));
+    return TRUE;
+}
+
+static gint feather_input(GtkSpinButton *spin, gdouble *value, gpointer data)
+{
+    const gchar *text = gtk_entry_get_text(GTK_ENTRY(spin));
+    if (g_ascii_strcasecmp(text, "auto") != 0 && strcmp(text, _("auto")) != 0)
+        return FALSE;
+    *value = -1;
+    return TRUE;
+}
+
 /* grow, soft selection, feather, colour match, resampling */
 static void add_inpaint_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitValues *values)
 {
@@ -351,10 +371,15 @@ static void add_inpaint_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitVa
                       "pixel and blend by the selection, or let each pixel change only as much "
                       "as it is selected"));
 
-    d->feather = gtk_adjustment_new(values->feather, 0, 1024, 1, 8, 0);
-    add_inpaint_row(d, grid, row, _("_Feather edge (px):"), int_spin(d->feather),
+    d->feather = gtk_adjustment_new(values->feather, -1, 1024, 1, 8, 0);
+    GtkWidget *feather = int_spin(d->feather);
+    gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(feather), FALSE); /* takes "auto" */
+    g_signal_connect(feather, "output", G_CALLBACK(feather_output), NULL);
+    g_signal_connect(feather, "input", G_CALLBACK(feather_input), NULL);
+    add_inpaint_row(d, grid, row, _("_Feather edge (px):"), feather,
                     _("Soften the selection's edge this many pixels inward; pixels outside the "
-                      "selection stay as they are"));
+                      "selection stay as they are (auto, below 0: a fifth of the selection's "
+                      "shorter side)"));
 
     d->colour_match = gtk_check_button_new_with_mnemonic(_("Match the colo_ur at the edge"));
     gtk_toggle_button_set_active(GTK_TOGGLE_BUTTON(d->colour_match), values->colour_match != 0);
@@ -453,6 +478,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     DitDialog *d = g_new0(DitDialog, 1);
     d->model = g_strdup(values->model);
     d->default_model = g_strdup(default_model);
+    d->title = g_strdup(title);
     d->base_mode = values->mode;
     d->labels_func = labels_func;
     d->labels_data = user_data;
@@ -460,6 +486,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     d->dialog = gtk_dialog_new_with_buttons(title, NULL, 0, _("_Cancel"), GTK_RESPONSE_CANCEL,
                                             _("_OK"), GTK_RESPONSE_OK, NULL);
     d->ok = gtk_dialog_get_widget_for_response(GTK_DIALOG(d->dialog), GTK_RESPONSE_OK);
+    d->cancel = gtk_dialog_get_widget_for_response(GTK_DIALOG(d->dialog), GTK_RESPONSE_CANCEL);
     gtk_dialog_set_default_response(GTK_DIALOG(d->dialog), GTK_RESPONSE_OK);
     gtk_window_set_resizable(GTK_WINDOW(d->dialog), FALSE);
     g_signal_connect(d->dialog, "realize", G_CALLBACK(on_realize), d);
@@ -609,6 +636,7 @@ void ditui_dialog_destroy(DitDialog *d)
     g_object_unref(d->completion);
     g_free(d->model);
     g_free(d->default_model);
+    g_free(d->title);
     g_free(d);
 }
 
@@ -685,6 +713,20 @@ void ditui_dialog_set_running(DitDialog *d, gboolean running)
 {
     gtk_widget_set_sensitive(d->settings, !running);
     gtk_widget_set_sensitive(d->ok, !running);
+}
+
+gboolean ditui_dialog_run_again(DitDialog *d, const gchar *done_text)
+{
+    ditui_dialog_set_running(d, FALSE);
+    ditui_dialog_set_progress(d, 1.0, done_text);
+    /* the title says it too, where a glance at the window list finds it */
+    gchar *title = g_strdup_printf("%s: %s", d->title, done_text);
+    gtk_window_set_title(GTK_WINDOW(d->dialog), title);
+    g_free(title);
+    gtk_button_set_label(GTK_BUTTON(d->ok), _("Run again wit_h a new seed"));
+    gtk_button_set_label(GTK_BUTTON(d->cancel), _("_Close"));
+    gtk_adjustment_set_value(d->seed, g_random_int_range(0, G_MAXINT32 - 16));
+    return gtk_dialog_run(GTK_DIALOG(d->dialog)) == GTK_RESPONSE_OK;
 }
 
 void ditui_dialog_set_transient_for_xid(DitDialog *d, guint64 xid)

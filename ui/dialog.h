@@ -62,6 +62,12 @@ void ditui_dialog_set_progress(DitDialog *dialog, gdouble fraction, const gchar 
  * the window) emits "response" for the caller to stop the work. */
 void ditui_dialog_set_running(DitDialog *dialog, gboolean running);
 
+/* After a run whose result the caller kept (done_text says which, in the
+ * progress bar and the title): the settings unlocked, the seed a new random one, OK relabelled "Run again
+ * with a new seed" and Cancel "Close"; waits. TRUE to run again with the
+ * values the widgets then hold. */
+gboolean ditui_dialog_run_again(DitDialog *dialog, const gchar *done_text);
+
 /* Keeps the dialog above a foreign X11 window (GIMP's image window); a
  * no-op on other windowing systems or for 0. */
 void ditui_dialog_set_transient_for_xid(DitDialog *dialog, guint64 xid);

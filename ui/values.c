@@ -14,8 +14,9 @@ void ditui_values_init(DitValues *v, DitMode mode)
     v->seed = -1;
     v->grow = 0;
     ditui_values_set_string(v->device, sizeof v->device, "auto");
-    ditui_values_set_string(v->mask_mode, sizeof v->mask_mode, "regenerate");
-    v->feather = 0;
+    /* libdit's choice for editors (DIT_INPAINT_MASK_MODE, DIT_INPAINT_FEATHER) */
+    ditui_values_set_string(v->mask_mode, sizeof v->mask_mode, "differential");
+    v->feather = -1;
     v->colour_match = 0;
     v->resample_jump = 0;
     v->resample_count = 1;

@@ -35,7 +35,8 @@ typedef struct {
     gint32 grow;                     /* 0: grow the inpaint mask by N latent pixels (0 .. 64) */
     gchar device[16];                /* "auto", "cpu", "cpu-bf16" or "cuda" */
     gchar mask_mode[16];             /* inpaint: "regenerate" or "differential" (dit_mask_mode) */
-    gint32 feather;                  /* inpaint: 0: soften the selection's edge N pixels inward */
+    gint32 feather;                  /* inpaint: -1 (a fifth of the selection's shorter side), or
+                              soften the selection's edge N pixels inward */
     gint32 colour_match;             /* inpaint: 0: 1 matches the colour at the edge */
     gint32 resample_jump;            /* inpaint: 0 (off): harmonise, N steps back */
     gint32 resample_count;           /* inpaint: 1: each block of steps run N times */

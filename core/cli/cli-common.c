@@ -32,7 +32,7 @@ void cli_options_init(options *o)
     o->seed = (gint64)lib.seed;
     o->batch = lib.batch;
     o->grow = lib.grow;
-    o->feather = lib.feather;
+    o->feather = DIT_INPAINT_FEATHER; /* the blend benchmark's choice, not libdit's */
     o->resample_jump = lib.resample_jump, o->resample_count = lib.resample_count;
     o->bit_depth = 0;           /* as the input, else CLI_BIT_DEPTH */
     for (int i = 0; i < 4; i++) /* unset: --extend's */

@@ -102,11 +102,13 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
              cli_help(keep,
                       "inpaint: regenerate (remake where the mask is above 0, blend by it) or "
                       "differential (the mask is each pixel's strength) (default: %s)",
-                      dit_mask_mode_names[lib.mask_mode]),
+                      dit_mask_mode_names[DIT_INPAINT_MASK_MODE]),
              "MODE"},
             {"feather", 0, 0, G_OPTION_ARG_INT, &o->feather,
-             cli_help(keep, "inpaint: soften the mask's edge N pixels inward (default: %d)",
-                      lib.feather),
+             cli_help(keep,
+                      "inpaint: soften the mask's edge N pixels inward; -1: a fifth of the "
+                      "mask's shorter side (default: %d)",
+                      d.feather),
              "PX"},
             {"colour-match", 0, 0, G_OPTION_ARG_NONE, &o->colour_match,
              "inpaint: move the result's colour at the mask's edge to the source's around it",
@@ -371,7 +373,7 @@ static int sampling_params(const options *o, const loaded *l, dit_task task, int
     if ((rc = cli_check_float("guidance", o->guidance)))
         return rc;
     int sampler = p->sched.sampler, schedule = p->sched.schedule, pred = p->sched.prediction,
-        spacing = p->sched.spacing, mask_mode = p->mask_mode;
+        spacing = p->sched.spacing, mask_mode = DIT_INPAINT_MASK_MODE;
     if ((rc = cli_pick_name("--mask-mode", o->mask_mode, dit_mask_mode_names, DIT_MASK_MODE_COUNT,
                             &mask_mode)) ||
         (rc = cli_pick_name("--sampler", o->sampler, dit_sampler_names, DIT_SAMPLER_COUNT,

@@ -113,6 +113,7 @@ static const validate_options validate_defaults = {
     .val_n = 1024,
     .guidance = 2.0,
     .seed = 1,
+    .feather = DIT_INPAINT_FEATHER,
 };
 
 static void validate_options_clear(validate_options *o)
@@ -156,9 +157,12 @@ static int parse_validate_options(int argc, char **argv, validate_options *o)
          "remade with their class and another; the seam and class agreement (no --out)",
          NULL},
         {"mask-mode", 0, 0, G_OPTION_ARG_STRING, &o->mask_mode,
-         "with --inpaint: regenerate or differential (default: libdit's)", "MODE"},
+         "with --inpaint: regenerate or differential (default: differential, as dit inpaint)",
+         "MODE"},
         {"feather", 0, 0, G_OPTION_ARG_INT, &o->feather,
-         "with --inpaint: soften the mask's edge N pixels inward", "PX"},
+         "with --inpaint: soften the mask's edge N pixels inward; -1: a fifth of the mask's "
+         "shorter side (default: -1, as dit inpaint)",
+         "PX"},
         {"colour-match", 0, 0, G_OPTION_ARG_NONE, &o->colour_match,
          "with --inpaint: match the colour at the mask's edge", NULL},
         {"resample-jump", 0, 0, G_OPTION_ARG_INT, &o->resample_jump,
@@ -460,7 +464,7 @@ static int validate_inpaint(const validate_options *o, const validate_run *r)
     dit_pipeline_params_default(&p, r->m, NULL);
     p.steps = o->steps;
     p.guidance = (float)o->guidance;
-    int mode = p.mask_mode, rc;
+    int mode = DIT_INPAINT_MASK_MODE, rc;
     if ((rc = cli_pick_name("--mask-mode", o->mask_mode, dit_mask_mode_names, DIT_MASK_MODE_COUNT,
                             &mode)))
         return rc;

@@ -449,12 +449,19 @@ bool dataset_encode_cached(dit_ctx *ctx, const char *vae_path, const char *dir, 
 /* |a|^2 + |b|^2 - 2 a.b, the products by sgemm */
 void dataset_nearest(const dataset *train, const float *samples, int ns, int *idx, double *dist)
 {
-    const int d = train->channels * train->size * train->size;
+    dataset_nearest_prefix(train, samples, ns, train->channels * train->size * train->size, idx,
+                           dist);
+}
+
+void dataset_nearest_prefix(const dataset *train, const float *samples, int ns, int k_used,
+                            int *idx, double *dist)
+{
+    const int d = train->channels * train->size * train->size, kd = k_used;
     const int chunk = 4096;
     double *bn = g_malloc((size_t)train->n * sizeof *bn);
     for (int j = 0; j < train->n; j++) {
         double s = 0;
-        for (int k = 0; k < d; k++)
+        for (int k = 0; k < kd; k++)
             s += (double)train->images[(size_t)j * d + k] * train->images[(size_t)j * d + k];
         bn[j] = s;
     }
@@ -463,11 +470,11 @@ void dataset_nearest(const dataset *train, const float *samples, int ns, int *id
         dist[i] = INFINITY, idx[i] = -1;
     for (int j0 = 0; j0 < train->n; j0 += chunk) {
         const int m = train->n - j0 < chunk ? train->n - j0 : chunk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, m, d, 1.0f, samples, d,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, m, kd, 1.0f, samples, d,
                     train->images + (size_t)j0 * d, d, 0.0f, dots, m);
         for (int i = 0; i < ns; i++) {
             double an = 0;
-            for (int k = 0; k < d; k++)
+            for (int k = 0; k < kd; k++)
                 an += (double)samples[(size_t)i * d + k] * samples[(size_t)i * d + k];
             for (int j = 0; j < m; j++) {
                 const double dd = an + bn[j0 + j] - 2.0 * dots[(size_t)i * m + j];
@@ -477,7 +484,7 @@ void dataset_nearest(const dataset *train, const float *samples, int ns, int *id
         }
     }
     for (int i = 0; i < ns; i++)
-        dist[i] = sqrt(fmax(dist[i], 0.0) / d); /* RMS per pixel, in [-1, 1] units */
+        dist[i] = sqrt(fmax(dist[i], 0.0) / kd); /* RMS per pixel, in [-1, 1] units */
     g_free(bn);
     g_free(dots);
 }

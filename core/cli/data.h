@@ -38,5 +38,9 @@ void dataset_clear(dataset *d);
 /* For each of ns samples (ns, C, S, S): the index of its nearest image in
  * train (pixel L2) and the RMS distance per pixel to it */
 void dataset_nearest(const dataset *train, const float *samples, int ns, int *idx, double *dist);
+/* The same over the first k values of every image (with one channel, the
+ * top k / S rows) */
+void dataset_nearest_prefix(const dataset *train, const float *samples, int ns, int k, int *idx,
+                            double *dist);
 
 #endif

@@ -7,7 +7,10 @@
  *     regenerated row and the first kept one, in [0, 1] units; the real
  *     images' step at the same rows says what a natural step there is;
  *   - class agreement of each kind of result by its nearest training image
- *     (as dit validate measures samples);
+ *     (as dit validate measures samples), and of the regenerated top half
+ *     alone by the nearest training image's top half (what the region
+ *     shows, whatever the kept half pulls the whole towards; with several
+ *     channels the first channel's top half);
  *   - the largest change in the kept half (0: kept bit for bit);
  *   - for scale, the same figures for real halves: the top half of a test
  *     image of the next class over the kept bottom half (what a perfect
@@ -126,7 +129,7 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
     }
     if (isatty(2))
         fprintf(stderr, "\n");
-    double agree[KINDS] = {0};
+    double agree[KINDS] = {0}, agree_top[KINDS] = {0};
     if (!rc && n) {
         int *nn = g_new(int, n);
         double *nd = g_new(double, n);
@@ -134,11 +137,15 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
             dataset_nearest(train, results[kind], n, nn, nd);
             for (int i = 0; i < n; i++)
                 agree[kind] += (nn[i] >= 0 && train->labels[nn[i]] == want[kind][i]) / (double)n;
+            dataset_nearest_prefix(train, results[kind], n, S * S / 2, nn, nd);
+            for (int i = 0; i < n; i++)
+                agree_top[kind] +=
+                    (nn[i] >= 0 && train->labels[nn[i]] == want[kind][i]) / (double)n;
             seam[kind] /= n;
         }
         seam_real /= n;
         g_free(nn), g_free(nd);
-        char line[512];
+        char line[768];
         snprintf(line, sizeof line,
                  "{\"inpaint\": {\"images\": %d, \"mask_mode\": \"%s\", \"feather\": %d, "
                  "\"colour_match\": %s, "
@@ -146,11 +153,14 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
                  "\"guidance\": %g, \"seam_real\": %.4f, \"seam_true_class\": %.4f, "
                  "\"seam_other_class\": %.4f, \"agreement_true_class\": %.4f, "
                  "\"agreement_other_class\": %.4f, \"kept_max_change\": %g, "
-                 "\"seam_real_halves\": %.4f, \"agreement_real_halves\": %.4f}}\n",
+                 "\"seam_real_halves\": %.4f, \"agreement_real_halves\": %.4f, "
+                 "\"region_agreement_true_class\": %.4f, \"region_agreement_other_class\": %.4f, "
+                 "\"region_agreement_real_halves\": %.4f}}\n",
                  n, dit_mask_mode_names[tmpl->mask_mode], tmpl->feather,
                  tmpl->colour_match ? "true" : "false", tmpl->resample_jump, tmpl->resample_count,
                  tmpl->steps, (double)tmpl->guidance, seam_real, seam[0], seam[1], agree[0],
-                 agree[1], kept, seam[REAL_HALVES], agree[REAL_HALVES]);
+                 agree[1], kept, seam[REAL_HALVES], agree[REAL_HALVES], agree_top[0], agree_top[1],
+                 agree_top[REAL_HALVES]);
         fputs(line, stdout);
         if (log)
             fputs(line, log);
@@ -158,9 +168,11 @@ int cli_validate_inpaint(dit_ctx *ctx, const dit_pipeline_params *tmpl, const da
                 "inpainting the top half of %d test images: seam %.3f with the true class, "
                 "%.3f with another (real images: %.3f, so %.1fx and %.1fx); class agreement "
                 "%.1f%% true, %.1f%% other; kept half changed by at most %g; real halves (the "
-                "next class's top over the kept bottom): seam %.3f, agreement %.1f%%\n",
+                "next class's top over the kept bottom): seam %.3f, agreement %.1f%%; the "
+                "regenerated half alone: %.1f%% true, %.1f%% other, real halves %.1f%%\n",
                 n, seam[0], seam[1], seam_real, seam[0] / seam_real, seam[1] / seam_real,
-                100 * agree[0], 100 * agree[1], kept, seam[REAL_HALVES], 100 * agree[REAL_HALVES]);
+                100 * agree[0], 100 * agree[1], kept, seam[REAL_HALVES], 100 * agree[REAL_HALVES],
+                100 * agree_top[0], 100 * agree_top[1], 100 * agree_top[REAL_HALVES]);
     }
     g_free(idx), g_free(idx_next), g_free(rgb), g_free(mask);
     for (int kind = 0; kind < KINDS; kind++)

@@ -14,6 +14,10 @@ void blend_distance(const float *mask, int H, int W, bool to_selected, float *d)
  * smoothstep(distance to the unselected / feather); 0 stays 0 */
 void blend_feather(const float *mask, int H, int W, int feather, float *out);
 
+/* DIT_FEATHER_AUTO's width: a fifth of the shorter side of the bounding
+ * box of the mask's selected pixels, at least 1; 0 for an empty mask */
+int blend_auto_feather(const float *mask, int H, int W);
+
 /* Colour match of B generated images (B, 3, H, W) to the source around the
  * mask: the mean colour of each one's pixels in a ring `ring` pixels wide
  * inside the mask's edge is moved to the source's mean in the ring outside,

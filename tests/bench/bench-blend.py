@@ -6,7 +6,8 @@ settings at a time on one thread each. Prints a table: the seam (the mean
 brightness step across the mask's edge, [0, 1] units) against the real
 images' step there, the class agreement of both kinds of result, and the
 same for real halves (the next class's real top over the kept bottom: what
-a perfect result of this layout scores).
+a perfect result of this layout scores), and the class agreement of the
+regenerated top half alone (by its nearest training top half).
 
 usage: bench-blend.py DIT MODEL   ($DIT_BENCH_BLEND_SAMPLES per class, 20)"""
 import json
@@ -14,17 +15,19 @@ import os
 import subprocess
 import sys
 
+R0 = ["--mask-mode", "regenerate", "--feather", "0"]
+D0 = ["--mask-mode", "differential", "--feather", "0"]
 SETTINGS = [
-    ("regenerate (today)", []),
-    ("differential", ["--mask-mode", "differential"]),
-    ("regenerate, feather 4", ["--feather", "4"]),
-    ("differential, feather 2", ["--mask-mode", "differential", "--feather", "2"]),
-    ("differential, feather 4", ["--mask-mode", "differential", "--feather", "4"]),
-    ("regenerate, colour match", ["--colour-match"]),
-    ("regenerate, resample 5 x 2", ["--resample-jump", "5", "--resample-count", "2"]),
-    ("differential, feather 4, resample 5 x 2",
-     ["--mask-mode", "differential", "--feather", "4", "--resample-jump", "5",
-      "--resample-count", "2"]),
+    ("regenerate, no feather (the defaults before)", R0),
+    ("differential, feather auto (the defaults now)", []),
+    ("differential", D0),
+    ("regenerate, feather 4", R0[:2] + ["--feather", "4"]),
+    ("differential, feather 2", D0[:2] + ["--feather", "2"]),
+    ("differential, feather 4", D0[:2] + ["--feather", "4"]),
+    ("regenerate, colour match", R0 + ["--colour-match"]),
+    ("regenerate, resample 5 x 2", R0 + ["--resample-jump", "5", "--resample-count", "2"]),
+    ("differential, feather auto, resample 5 x 2", ["--resample-jump", "5", "--resample-count", "2"]),
+    ("differential, feather auto, colour match", ["--colour-match"]),
 ]
 
 
@@ -57,9 +60,11 @@ def main():
           f"real images' step at the edge rows {real:.3f}; real halves: seam "
           f"{any_r['seam_real_halves']:.3f} ({any_r['seam_real_halves'] / real:.1f}x), "
           f"agreement {100 * any_r['agreement_real_halves']:.0f}%\n")
+    print(f"regenerated half alone, real halves: "
+          f"{100 * any_r['region_agreement_real_halves']:.0f}%\n")
     print("| setting | seam, true class | seam, other class | agreement, true | "
-          "agreement, other | kept half |")
-    print("|---|---|---|---|---|---|")
+          "agreement, other | regenerated half: true | regenerated half: other | kept half |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, _ in SETTINGS:
         r = results.get(name)
         if r:
@@ -67,6 +72,8 @@ def main():
                   f"{r['seam_other_class']:.3f} ({r['seam_other_class'] / real:.1f}x) | "
                   f"{100 * r['agreement_true_class']:.0f}% | "
                   f"{100 * r['agreement_other_class']:.0f}% | "
+                  f"{100 * r['region_agreement_true_class']:.0f}% | "
+                  f"{100 * r['region_agreement_other_class']:.0f}% | "
                   f"{'bit for bit' if r['kept_max_change'] == 0 else r['kept_max_change']} |")
 
 

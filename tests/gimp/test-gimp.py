@@ -25,9 +25,11 @@ dit-gimp3, Script-Fu with named arguments):
   ui      GIMP with its UI under Xvfb: an interactive run opens the GTK3
           dialog inside the plug-in (screenshot OUTDIR/dit-dialog-gimp2.png or
           -gimp3.png, checked non-blank), class and seed are typed in, OK
-          (Alt+O, sent with xdotool) runs it; one Ctrl+Z removes the new layer
-          and nothing else, Ctrl+Y brings it back; a run with the last values
-          adds another layer with the typed class and seed; two variations add
+          (Alt+O, sent with xdotool) runs it and the dialog stays, naming the
+          kept layer; Run again (Alt+H) keeps another with a new seed, Close
+          (Alt+C) ends; one Ctrl+Z removes the last new layer and nothing
+          else, Ctrl+Y brings it back; a run with the last values adds another
+          layer with the last run's class and seed; two variations add
           one layer group, which one Ctrl+Z removes
   pdb     GIMP 3's PDB (through the pdb-check3 test plug-in): the four
           procedures under <Image>/Filters/Generic/DiT with the documented
@@ -106,7 +108,7 @@ PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
 # added after the first procedures, with their defaults: 2.10's Script-Fu
 # takes every argument in order, so its first procedures keep the list
 # existing calls were written for and their "-full" twins take these too
-LATER = {"mask-mode": "regenerate", "feather": 0, "colour-match": 0, "resample-jump": 0,
+LATER = {"mask-mode": "differential", "feather": -1, "colour-match": 0, "resample-jump": 0,
          "resample-count": 1, "variations": 1, "detail": 0,
          "top": 64, "left": 64, "bottom": 64, "right": 64}
 FULL = "-full"
@@ -976,12 +978,34 @@ def run_ui(g, args, root):
         xd("key", "--clearmodifiers", "Tab")
         time.sleep(0.3)
         xd("key", "--clearmodifiers", "alt+o")
+
+        def kept(before=None):
+            """(window, title) once the dialog's title names a kept result other than before"""
+            for _ in range(240):
+                ids = xd("search", "--name", "^DiT Inpaint: Kept").stdout.split()
+                title = xd("getwindowname", ids[0]).stdout.strip() if ids else None
+                if title and title != before:
+                    return ids[0], title
+                time.sleep(0.5)
+            return None, before
+        # the result is kept and the dialog stays, offering another seed
+        wid2, first = kept()
+        check(first is not None and "DiT Bag seed 77" in first,
+              f"after OK the dialog stays open and names the kept layer: {first}")
+        xd("windowfocus", "--sync", wid2)
+        xd("key", "--clearmodifiers", "alt+h")  # Run again with a new seed
+        wid3, second = kept(first)
+        m = re.search(r"DiT Bag seed (\d+)", second or "")
+        check(m is not None and m.group(1) != "77", f"Run again kept another seed: {second}")
+        seed2 = m.group(1)
+        xd("windowfocus", "--sync", wid3)
+        xd("key", "--clearmodifiers", "alt+c")  # Close
         th.join(150)
         check(not th.is_alive() and result.get("ok"),
-              f"OK in the dialog ran the plug-in ({result.get('text', 'still running')})")
-        check(layers() == "2", "the interactive run added a layer")
+              f"Close ended the plug-in's run ({result.get('text', 'still running')})")
+        check(layers() == "3", "the two runs added a layer each")
         name = top_name()
-        check(name == '"DiT Bag seed 77"', f"named after the typed class and seed: {name}")
+        check(name == f'"DiT Bag seed {seed2}"', f"the last is named after its seed: {name}")
 
         # 2. one Ctrl+Z in the image window: GIMP's own undo
         call("(gimp-displays-flush)")
@@ -995,9 +1019,12 @@ def run_ui(g, args, root):
         for _ in range(40):
             time.sleep(0.25)
             n = layers()
-            if n == "1":
+            if n == "2":
                 break
-        check(n == "1", f"after one Ctrl+Z the image has {n} layer(s): the new layer is gone")
+        check(n == "2", f"after one Ctrl+Z the image has {n} layers: the last run's is gone")
+        name = top_name()
+        check(name == '"DiT Bag seed 77"', f"the first run's layer stays, named after the typed "
+              f"class and seed: {name}")
         check(call(valid) == "1", "the source layer is still there")
         # the step before the plug-in (the selection) is not undone: one undo = one run
         check(call(f"(car (gimp-selection-is-empty {img}))") == "0",
@@ -1006,9 +1033,9 @@ def run_ui(g, args, root):
         for _ in range(40):
             time.sleep(0.25)
             n = layers()
-            if n == "2":
+            if n == "3":
                 break
-        check(n == "2", f"Ctrl+Y (redo) brings the layer back: {n} layers")
+        check(n == "3", f"Ctrl+Y (redo) brings the layer back: {n} layers")
 
         # 3. Filters > Repeat: the last values (GIMP 3: its GimpProcedureConfig), no dialog
         if v3:
@@ -1018,11 +1045,11 @@ def run_ui(g, args, root):
             last = (f'(plug-in-dit-inpaint RUN-WITH-LAST-VALS {img} {layer} '
                     f'"" "" 0 0 0 0 "" 0 "")')
         ok, text = script_fu_call(port, last, timeout=120)
-        check(ok and layers() == "3", f"a run with the last values adds a layer ({text})")
+        check(ok and layers() == "4", f"a run with the last values adds a layer ({text})")
         name = top_name()
-        # GIMP numbers a repeated layer name: "... #1"
-        check(re.fullmatch(r'"DiT Bag seed 77( #\d+)?"', name) is not None,
-              f"with the dialog's class and seed: {name}")
+        # the last run's values; GIMP numbers a repeated layer name: "... #1"
+        check(re.fullmatch(rf'"DiT Bag seed {seed2}( #\d+)?"', name) is not None,
+              f"with the last run's class and seed: {name}")
 
         # 4. variations: a layer group of two; one Ctrl+Z takes the group and its layers
         before = int(layers())
@@ -1086,8 +1113,8 @@ DOC_ARGS = {
     "sampler": "choice default default,ddpm,ddim,dpm++2m,euler,cold",
     "grow": "int 0 64 0",
     "device": "choice auto auto,cpu,cpu-bf16,cuda",
-    "mask-mode": "choice regenerate regenerate,differential",
-    "feather": "int 0 1024 0",
+    "mask-mode": "choice differential regenerate,differential",
+    "feather": "int -1 1024 -1",
     "colour-match": "int 0 1 0",
     "resample-jump": "int 0 1000 0",
     "resample-count": "int 1 20 1",
