@@ -44,7 +44,7 @@ struct _DitDialog {
     GtkWidget *progress;  /* GtkProgressBar */
     gchar *model;         /* "" = default */
     gchar *default_model; /* may be NULL */
-    gchar *title;
+    gchar *title;         /* as the caller gave it */
     gint32 base_mode;     /* the caller's mode (generate stays generate) */
     DitLabelsFunc labels_func;
     gpointer labels_data;
