@@ -407,6 +407,13 @@ DIT_API dit_status dit_image_resize(dit_ctx *ctx, const float *src, int C, int H
 DIT_API void dit_image_composite(float *out, const float *generated, const float *source,
                                  const float *mask, int C, int H, int W);
 
+/* An inpaint mask (H, W) grown by `px` pixels: each value the largest
+ * within px pixels (a square), so a selection's edge moves outward with
+ * its softness kept (Krita's "grow"); out may not alias mask; ctx may be
+ * NULL. */
+DIT_API dit_status dit_mask_expand(dit_ctx *ctx, const float *mask, int H, int W, int px,
+                                   float *out);
+
 /* The canvas grown by top, left, bottom, right pixels (each >= 0): src
  * (C, H, W) at offset (top, left) of dst (C, H + top + bottom, W + left +
  * right), the new border filled with the nearest edge pixel (what an

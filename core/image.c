@@ -119,3 +119,38 @@ void dit_image_extend(const float *src, int C, int H, int W, int top, int left, 
                 out[x] = row[x < left ? 0 : x - left >= W ? W - 1 : x - left];
         }
 }
+
+/* one pass of the square max filter: rows (horizontal) or columns */
+static void max_pass(const float *in, int H, int W, int px, bool rows, float *out)
+{
+    const int n = rows ? W : H, lines = rows ? H : W;
+    const size_t step = rows ? 1 : (size_t)W, line_step = rows ? (size_t)W : 1;
+    for (int l = 0; l < lines; l++) {
+        const float *a = in + l * line_step;
+        float *o = out + l * line_step;
+        for (int i = 0; i < n; i++) {
+            const int lo = i - px < 0 ? 0 : i - px, hi = i + px >= n ? n - 1 : i + px;
+            float m = a[(size_t)lo * step];
+            for (int j = lo + 1; j <= hi; j++)
+                m = a[(size_t)j * step] > m ? a[(size_t)j * step] : m;
+            o[(size_t)i * step] = m;
+        }
+    }
+}
+
+dit_status dit_mask_expand(dit_ctx *ctx, const float *mask, int H, int W, int px, float *out)
+{
+    if (!mask || !out || H <= 0 || W <= 0 || px < 0)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_mask_expand: bad arguments");
+    if (px == 0) {
+        memcpy(out, mask, (size_t)H * W * sizeof *out);
+        return DIT_OK;
+    }
+    float *tmp = malloc((size_t)H * W * sizeof *tmp);
+    if (!tmp)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory growing a %dx%d mask", W, H);
+    max_pass(mask, H, W, px, true, tmp);
+    max_pass(tmp, H, W, px, false, out);
+    free(tmp);
+    return DIT_OK;
+}

@@ -180,6 +180,11 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
                     _("Variations must be between 1 and 16, not %d"), v->variations);
         return FALSE;
     }
+    if (v->expand < 0 || v->expand > 1024) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("Expand must be between 0 and 1024 pixels, not %d"), v->expand);
+        return FALSE;
+    }
     if (v->detail < 0 || v->detail > 4096) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                     _("Detail must be between 0 and 4096 pixels, not %d"), v->detail);

@@ -142,6 +142,10 @@ const DitArg dit_args[] = {
      "differential (the selection's value is how much each pixel may change) (default "
      "differential)", NULL,
      0, 0, mask_mode_choices, EDIT_MODES, FIELD(mask_mode), TRUE},
+    {"expand", DIT_ARG_INT, "Expand",
+     "Inpaint: grow the selection outward by this many pixels first, its soft edge kept "
+     "(0 - 1024; default 0)", NULL,
+     0, 1024, NULL, EDIT_MODES, FIELD(expand), TRUE},
     {"feather", DIT_ARG_INT, "Feather",
      "Inpaint: soften the selection's edge this many pixels inward (-1 - 1024; default -1: a "
      "fifth of the selection's shorter side)", NULL,
@@ -372,8 +376,9 @@ static gfloat *read_rgba(const DitSource *src, const DitRegion *r)
     return rgba;
 }
 
-/* The selection over the region as (h, w) floats in [0, 1]. */
-static gfloat *read_mask(const DitSource *src, const DitRegion *r)
+/* The selection over the region as (h, w) floats in [0, 1], grown by
+ * `expand` pixels. */
+static gfloat *read_mask(const DitSource *src, const DitRegion *r, gint expand)
 {
     gfloat *mask = g_try_malloc((gsize)r->w * r->h * sizeof *mask);
     if (!mask)
@@ -383,6 +388,15 @@ static gfloat *read_mask(const DitSource *src, const DitRegion *r)
                     babl_format("Y float"), mask, GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
     for (gsize i = 0; i < (gsize)r->w * r->h; i++)
         mask[i] = CLAMP(mask[i], 0.0f, 1.0f);
+    if (expand > 0) {
+        gfloat *grown = g_try_malloc((gsize)r->w * r->h * sizeof *grown);
+        if (!grown || dit_mask_expand(NULL, mask, r->h, r->w, expand, grown) != DIT_OK) {
+            g_free(grown), g_free(mask);
+            return NULL;
+        }
+        g_free(mask);
+        mask = grown;
+    }
     return mask;
 }
 
@@ -662,7 +676,7 @@ gboolean ditgimp_run(const DitValues *v, const DitSource *src, DitDialog *dialog
         const gsize n = (gsize)r.w * r.h;
         rgba = read_rgba(work, &r);
         rgb = rgba ? g_try_malloc(n * 3 * sizeof *rgb) : NULL;
-        mask = r.selection ? read_mask(work, &r) : NULL;
+        mask = r.selection ? read_mask(work, &r, v->expand) : NULL;
         if (!rgba || !rgb || (r.selection && !mask)) {
             g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                         _("Out of memory reading a %d x %d region"), r.w, r.h);

@@ -29,10 +29,10 @@ struct _DitDialog {
     GtkEntryCompletion *completion;
     GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
     GtkWidget *strength_row[2];
-    GtkWidget *inpaint_rows[12]; /* label, control: rows that only inpaint uses */
+    GtkWidget *inpaint_rows[16]; /* label, control: rows that only inpaint uses */
     gint n_inpaint_rows;
     GtkAdjustment *feather, *resample_jump, *resample_count;
-    GtkAdjustment *variations, *detail;
+    GtkAdjustment *variations, *detail, *expand;
     GtkAdjustment *border[4]; /* outpaint: top, left, bottom, right; NULL otherwise */
     GtkWidget *colour_match;
     GtkWidget *sampler;
@@ -371,6 +371,11 @@ static void add_inpaint_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitVa
                       "pixel and blend by the selection, or let each pixel change only as much "
                       "as it is selected"));
 
+    d->expand = gtk_adjustment_new(values->expand, 0, 1024, 1, 8, 0);
+    add_inpaint_row(d, grid, row, _("Expand selection b_y (px):"), int_spin(d->expand),
+                    _("Grow the selection outward by this many pixels first, its soft edge "
+                      "kept, so the new content reaches a little past it"));
+
     d->feather = gtk_adjustment_new(values->feather, -1, 1024, 1, 8, 0);
     GtkWidget *feather = int_spin(d->feather);
     gtk_spin_button_set_numeric(GTK_SPIN_BUTTON(feather), FALSE); /* takes "auto" */
@@ -668,6 +673,7 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     v->resample_count = (gint32)gtk_adjustment_get_value(d->resample_count);
     v->variations = (gint32)gtk_adjustment_get_value(d->variations);
     v->detail = (gint32)gtk_adjustment_get_value(d->detail);
+    v->expand = (gint32)gtk_adjustment_get_value(d->expand);
     gint32 *sides[4] = {&v->top, &v->left, &v->bottom, &v->right};
     for (int i = 0; i < 4; i++)
         if (d->border[i])

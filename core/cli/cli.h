@@ -51,6 +51,7 @@ typedef struct {
     int grow;          /* inpaint, latent pixels */
     char *mask_mode;   /* inpaint: NULL = libdit's (dit_mask_mode_names) */
     int feather;       /* inpaint: pixels inward */
+    int expand;        /* inpaint: grow the mask outward by this many pixels first */
     gboolean colour_match;
     int resample_jump, resample_count; /* inpaint: harmonising resampling */
     gboolean outpaint;                 /* dit outpaint: inpaint a grown canvas */

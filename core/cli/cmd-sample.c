@@ -104,6 +104,9 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
                       "differential (the mask is each pixel's strength) (default: %s)",
                       dit_mask_mode_names[DIT_INPAINT_MASK_MODE]),
              "MODE"},
+            {"expand", 0, 0, G_OPTION_ARG_INT, &o->expand,
+             "inpaint: grow the mask outward by PX pixels first, its soft edge kept (default: 0)",
+             "PX"},
             {"feather", 0, 0, G_OPTION_ARG_INT, &o->feather,
              cli_help(keep,
                       "inpaint: soften the mask's edge N pixels inward; -1: a fifth of the "
@@ -210,6 +213,21 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
                         w->src.width, w->src.height);
                 return EXIT_BAD_INPUT;
             }
+        }
+        if (w->mask && o->expand) {
+            if (o->expand < 0 || o->expand > 1024) {
+                fprintf(stderr, "dit: --expand must be 0..1024 pixels, got %d\n", o->expand);
+                return EXIT_BAD_INPUT;
+            }
+            float *grown = g_malloc((size_t)w->src.height * w->src.width * sizeof *grown);
+            if (dit_mask_expand(l->ctx, w->mask, w->src.height, w->src.width, o->expand,
+                                grown) != DIT_OK) {
+                fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
+                g_free(grown);
+                return EXIT_BAD_INPUT;
+            }
+            g_free(w->mask);
+            w->mask = grown;
         }
         const int SH = w->src.height, SW = w->src.width;
         switch (w->pol) {

@@ -83,6 +83,15 @@ read -r _ placed _ outside <"$tmp/cmp"
     bad "outpaint: $(cat "$tmp/cmp")"
 run 2 "outpaint with nothing to fill" -- "$dit" outpaint $P -i "$tmp/src48.png" -o "$tmp/x.png"
 has "nothing to outpaint" "outpaint with no border"
+# ---- expand: the mask grows 4 px outward first
+run 0 "inpaint --expand 4" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" --expand 4 -o "$tmp/expand.png"
+"$check" mask 48 32 6 2 34 24 "$tmp/mask48x.png"
+"$check" outside "$tmp/src48.png" "$tmp/expand.png" "$tmp/mask48x.png" >"$tmp/cmp"
+read -r _ out _ in <"$tmp/cmp"
+"$check" outside "$tmp/src48.png" "$tmp/expand.png" "$tmp/mask48.png" >"$tmp/cmp2"
+read -r _ ring _ _ <"$tmp/cmp2"
+[ "$out" = 0 ] && [ "$ring" -gt 0 ] && say "ok:   expand: $ring pixels changed past the mask, none past 4 px" ||
+    bad "inpaint --expand: $(cat "$tmp/cmp") / $(cat "$tmp/cmp2")"
 # ---- detail: sampled at 16 px, refined at the source's 48 x 32 in 16-px windows
 run 0 "inpaint --detail 48" -- "$dit" inpaint $P -i "$tmp/src48.png" --mask "$tmp/mask48.png" --detail 48 -o "$tmp/detail.png"
 "$check" outside "$tmp/src48.png" "$tmp/detail.png" "$tmp/mask48.png" >"$tmp/cmp"

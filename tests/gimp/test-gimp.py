@@ -98,8 +98,8 @@ def skip(why):
 
 # the plug-ins' own arguments, in PDB order (after run-mode, image, drawable(s))
 EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device",
-             "mask-mode", "feather", "colour-match", "resample-jump", "resample-count",
-             "variations", "detail")
+             "mask-mode", "expand", "feather", "colour-match", "resample-jump",
+             "resample-count", "variations", "detail")
 GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device", "variations",
                  "detail")
 PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
@@ -108,7 +108,7 @@ PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
 # added after the first procedures, with their defaults: 2.10's Script-Fu
 # takes every argument in order, so its first procedures keep the list
 # existing calls were written for and their "-full" twins take these too
-LATER = {"mask-mode": "differential", "feather": -1, "colour-match": 0, "resample-jump": 0,
+LATER = {"mask-mode": "differential", "expand": 0, "feather": -1, "colour-match": 0, "resample-jump": 0,
          "resample-count": 1, "variations": 1, "detail": 0,
          "top": 64, "left": 64, "bottom": 64, "right": 64}
 FULL = "-full"
@@ -1114,6 +1114,7 @@ DOC_ARGS = {
     "grow": "int 0 64 0",
     "device": "choice auto auto,cpu,cpu-bf16,cuda",
     "mask-mode": "choice differential regenerate,differential",
+    "expand": "int 0 1024 0",
     "feather": "int -1 1024 -1",
     "colour-match": "int 0 1 0",
     "resample-jump": "int 0 1000 0",

@@ -21,7 +21,8 @@
  *    sampler, generate on ddpm with its fresh noise every step), which a
  *    batch on one stream does not;
  *  - dit_image_extend: the source at its offset, the border its nearest
- *    edge pixel;
+ *    edge pixel; dit_mask_expand: a soft pixel grows into a square of its
+ *    value, a larger value wins;
  *  - detail: garments the model made, tiled 3 x 3 and 4 x 4 into images of
  *    3x and 4x its native size, inpainted over all but an 8-pixel frame:
  *    sampled at the image's size with detail_strength they keep more
@@ -216,6 +217,12 @@ static void variations_cases(dit_ctx *ctx, const dit_model *m, const float *src)
     float grown[2 * 4 * 6];                                                /* (2, 4, 6) */
     dit_image_extend(tiny, 2, 2, 3, 1, 2, 1, 1, grown);
     const float want_row0[6] = {1, 1, 1, 2, 3, 3}, want_c1_last[6] = {10, 10, 10, 11, 12, 12};
+    float dot[7 * 7] = {0}, wide[7 * 7];
+    dot[3 * 7 + 3] = 0.5f, dot[3 * 7 + 5] = 0.8f;
+    CHECK(dit_mask_expand(ctx, dot, 7, 7, 1, wide) == DIT_OK, "%s", dit_last_error(ctx));
+    CHECK(wide[2 * 7 + 2] == 0.5f && wide[4 * 7 + 3] == 0.5f && wide[3 * 7 + 4] == 0.8f &&
+              wide[2 * 7 + 6] == 0.8f && wide[1 * 7 + 3] == 0.0f && wide[3 * 7 + 1] == 0.0f,
+          "dit_mask_expand: not a 3 x 3 max of the mask");
     CHECK(memcmp(grown, want_row0, sizeof want_row0) == 0 &&
               memcmp(grown + 6, want_row0, sizeof want_row0) == 0 &&
               memcmp(grown + 24 + 18, want_c1_last, sizeof want_c1_last) == 0 &&
