@@ -220,8 +220,8 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
                 return EXIT_BAD_INPUT;
             }
             float *grown = g_malloc((size_t)w->src.height * w->src.width * sizeof *grown);
-            if (dit_mask_expand(l->ctx, w->mask, w->src.height, w->src.width, o->expand,
-                                grown) != DIT_OK) {
+            if (dit_mask_expand(l->ctx, w->mask, w->src.height, w->src.width, o->expand, grown) !=
+                DIT_OK) {
                 fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
                 g_free(grown);
                 return EXIT_BAD_INPUT;
