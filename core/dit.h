@@ -321,8 +321,13 @@ typedef struct {
     const dit_model *model;
     const dit_vae *vae; /* NULL: the model works on pixels (in_channels 3 or 1) */
     dit_sched_config sched;
-    int steps;             /* model evaluations for a full run */
-    float guidance;        /* classifier-free guidance scale; <= 1 skips the null row */
+    int steps;      /* model evaluations for a full run */
+    float guidance; /* classifier-free guidance scale; <= 1 skips the null row */
+    /* guide only at the steps whose noise level (timestep / train_steps) is
+     * in [guidance_from, guidance_to]; elsewhere the step runs the
+     * conditional rows alone, half the model's work. Default 0 and 1: every
+     * step; from > to: none. */
+    float guidance_from, guidance_to;
     int guidance_channels; /* guide the first N latent channels; 0 = all (diffusers),
                                3 = the official DiT sampler */
     float strength;        /* img2img / inpaint: 0 returns the input, 1 starts from noise */

@@ -39,6 +39,7 @@ void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
             p->steps = c.train_steps < 50 ? c.train_steps : 50;
     }
     p->guidance = 4.0f;
+    p->guidance_from = 0.0f, p->guidance_to = 1.0f;
     p->strength = 0.75f;
     p->batch = 1;
 }
@@ -177,6 +178,10 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
         p->resample_count > 20)
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "resampling: jump must be 0..1000 steps and count 0..20");
+    if (!(p->guidance_from >= 0.0f && p->guidance_from <= 1.0f && p->guidance_to >= 0.0f &&
+          p->guidance_to <= 1.0f))
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "the guidance interval must lie in [0, 1] (noise levels)");
     if (!(p->detail_strength >= 0.0f && p->detail_strength <= 1.0f))
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "detail strength must be in [0, 1]");
     if ((unsigned)p->mask_mode >= DIT_MASK_MODE_COUNT)
@@ -259,6 +264,7 @@ typedef struct {
     const dit_pipeline_params *p;
     dit_scheduler *s;
     int B, C, h, w, rows, Cout, gc, start;
+    int rows_now; /* this step's: rows, or B outside the guidance interval */
     size_t lat, n, hw;
     bool cfg, learned, differential;
     float *x, *xin, *mout, *eps, *noise, *tvec, *z0, *mlat, *noised;
@@ -299,13 +305,13 @@ static dit_status tiled_forward(run *r)
     const int C = r->C, Co = r->Cout, th = r->th, tw = r->tw, w = r->w;
     const size_t hw = r->hw, thw = (size_t)th * tw;
     const int tiles = r->nty * r->ntx;
-    memset(r->mout, 0, (size_t)r->rows * Co * hw * sizeof *r->mout);
+    memset(r->mout, 0, (size_t)r->rows_now * Co * hw * sizeof *r->mout);
     for (int t0 = 0; t0 < tiles; t0 += r->chunk) {
         const int nt = tiles - t0 < r->chunk ? tiles - t0 : r->chunk;
         for (int t = 0; t < nt; t++) /* gather: (nt x rows, C, th, tw) */
-            for (int row = 0; row < r->rows; row++) {
+            for (int row = 0; row < r->rows_now; row++) {
                 const int oy = r->ty[(t0 + t) / r->ntx], ox = r->tx[(t0 + t) % r->ntx];
-                const int dst = t * r->rows + row;
+                const int dst = t * r->rows_now + row;
                 for (int c = 0; c < C; c++)
                     for (int y = 0; y < th; y++)
                         memcpy(r->tin + ((size_t)dst * C + c) * thw + (size_t)y * tw,
@@ -313,14 +319,14 @@ static dit_status tiled_forward(run *r)
                                tw * sizeof *r->tin);
                 r->ttv[dst] = r->tvec[row], r->tyv[dst] = r->yvec[row];
             }
-        dit_status st = dit_model_forward(r->ctx, r->p->model, nt * r->rows, th, tw, r->tin, r->ttv,
-                                          r->tyv, r->tout);
+        dit_status st = dit_model_forward(r->ctx, r->p->model, nt * r->rows_now, th, tw, r->tin,
+                                          r->ttv, r->tyv, r->tout);
         if (st)
             return st;
         for (int t = 0; t < nt; t++) /* scatter-add, weighted */
-            for (int row = 0; row < r->rows; row++) {
+            for (int row = 0; row < r->rows_now; row++) {
                 const int oy = r->ty[(t0 + t) / r->ntx], ox = r->tx[(t0 + t) % r->ntx];
-                const float *src = r->tout + (size_t)(t * r->rows + row) * Co * thw;
+                const float *src = r->tout + (size_t)(t * r->rows_now + row) * Co * thw;
                 for (int c = 0; c < Co; c++)
                     for (int y = 0; y < th; y++)
                         for (int x = 0; x < tw; x++)
@@ -328,7 +334,7 @@ static dit_status tiled_forward(run *r)
                                 r->weight[(size_t)y * tw + x] * src[(size_t)c * thw + y * tw + x];
             }
     }
-    for (size_t i = 0; i < (size_t)r->rows * Co * hw; i++)
+    for (size_t i = 0; i < (size_t)r->rows_now * Co * hw; i++)
         r->mout[i] /= r->wsum[i % hw];
     return DIT_OK;
 }
@@ -403,18 +409,23 @@ static dit_status one_step(run *r, int k, uint32_t pass)
             x[i] = m * x[i] + (1.0f - m) * r->noised[i];
         }
     }
-    dit_sched_scale_input(r->s, k, x, r->xin, n);
-    if (r->cfg)
-        memcpy(r->xin + n, r->xin, n * sizeof *r->xin);
     const float t = (float)dit_sched_timestep(r->s, k);
-    for (int i = 0; i < r->rows; i++)
+    /* guidance only inside its interval of noise levels: elsewhere the
+     * conditional rows alone, half the work */
+    const double level = t / (double)p->sched.train_steps;
+    const bool guide = r->cfg && level >= p->guidance_from && level <= p->guidance_to;
+    r->rows_now = guide ? r->rows : r->B;
+    dit_sched_scale_input(r->s, k, x, r->xin, n);
+    if (guide)
+        memcpy(r->xin + n, r->xin, n * sizeof *r->xin);
+    for (int i = 0; i < r->rows_now; i++)
         r->tvec[i] = t;
     dit_status st = r->tiled ? tiled_forward(r)
-                             : dit_model_forward(r->ctx, p->model, r->rows, r->h, r->w, r->xin,
+                             : dit_model_forward(r->ctx, p->model, r->rows_now, r->h, r->w, r->xin,
                                                  r->tvec, r->yvec, r->mout);
     if (st)
         return st;
-    guided_eps(r->mout, r->B, r->C, r->Cout, hw, r->cfg ? p->guidance : 0.0f, r->gc, r->learned,
+    guided_eps(r->mout, r->B, r->C, r->Cout, hw, guide ? p->guidance : 0.0f, r->gc, r->learned,
                r->eps);
     const float *step_noise = NULL;
     if (dit_sched_needs_noise(r->s, k)) {

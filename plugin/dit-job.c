@@ -129,6 +129,14 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
         return FALSE;
     p->strength = (float)v->strength;
     p->guidance = (float)v->guidance;
+    if (!(v->guidance_from >= 0 && v->guidance_from <= 1 && v->guidance_to >= 0 &&
+          v->guidance_to <= 1)) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("The guidance interval must lie between 0 and 1, not %g to %g"),
+                    v->guidance_from, v->guidance_to);
+        return FALSE;
+    }
+    p->guidance_from = (float)v->guidance_from, p->guidance_to = (float)v->guidance_to;
     if (v->grow < 0 || v->grow > 64) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                     _("Grow must be between 0 and 64 latent pixels, not %d"), v->grow);

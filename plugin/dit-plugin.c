@@ -123,6 +123,13 @@ const DitArg dit_args[] = {
     {"guidance", DIT_ARG_DOUBLE, "Guidance",
      "Classifier-free guidance scale (0 - 100, <= 1 = off; default 4.0)", NULL,
      0.0, 100.0, NULL, ALL_MODES, FIELD(guidance), FALSE},
+    {"guidance-from", DIT_ARG_DOUBLE, "Guidance from",
+     "Guide only from this noise level (timestep / training steps, 0 - 1; default 0)", NULL,
+     0.0, 1.0, NULL, ALL_MODES, FIELD(guidance_from), TRUE},
+    {"guidance-to", DIT_ARG_DOUBLE, "Guidance to",
+     "... up to this one; the other steps run without guidance, half the work (0 - 1; "
+     "default 1)", NULL,
+     0.0, 1.0, NULL, ALL_MODES, FIELD(guidance_to), TRUE},
     {"seed", DIT_ARG_INT, "Seed",
      "Noise seed (0 - 2147483647; -1 = random, named in the new layer)", NULL,
      -1, G_MAXINT32, NULL, ALL_MODES, FIELD(seed), FALSE},

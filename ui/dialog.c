@@ -33,6 +33,7 @@ struct _DitDialog {
     gint n_inpaint_rows;
     GtkAdjustment *feather, *resample_jump, *resample_count;
     GtkAdjustment *variations, *detail, *expand;
+    GtkAdjustment *guidance_from, *guidance_to;
     GtkAdjustment *border[4]; /* outpaint: top, left, bottom, right; NULL otherwise */
     GtkWidget *colour_match;
     GtkWidget *sampler;
@@ -441,6 +442,24 @@ static void add_result_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitVal
     gtk_grid_attach(grid, box, 1, (*row)++, 1, 1);
 }
 
+/* guidance only between two noise levels */
+static void add_interval_row(DitDialog *d, GtkGrid *grid, gint row, const DitValues *values)
+{
+    GtkWidget *box = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
+    d->guidance_from = gtk_adjustment_new(CLAMP(values->guidance_from, 0, 1), 0, 1, 0.05, 0.1, 0);
+    d->guidance_to = gtk_adjustment_new(CLAMP(values->guidance_to, 0, 1), 0, 1, 0.05, 0.1, 0);
+    GtkWidget *from = gtk_spin_button_new(d->guidance_from, 0.0, 2);
+    GtkWidget *to = gtk_spin_button_new(d->guidance_to, 0.0, 2);
+    gtk_box_pack_start(GTK_BOX(box), from, FALSE, FALSE, 0);
+    gtk_box_pack_start(GTK_BOX(box), gtk_label_new(_("to")), FALSE, FALSE, 0);
+    gtk_box_pack_start(GTK_BOX(box), to, FALSE, FALSE, 0);
+    gtk_widget_set_tooltip_text(box, _("Guide only while the noise level (1 at the start, 0 at "
+                                       "the end) is in this range; the other steps run without "
+                                       "guidance at half the work (0 to 1: every step)"));
+    add_label(grid, row, _("Guidance _between:"), from);
+    gtk_grid_attach(grid, box, 1, row, 1, 1);
+}
+
 /* label | scale + spin sharing one adjustment; returns the box */
 static GtkWidget *add_scale(GtkGrid *grid, gint row, const gchar *text, GtkAdjustment *adj,
                             gint digits, const gchar *tooltip, GtkWidget **label_out)
@@ -558,6 +577,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     d->guidance = gtk_adjustment_new(values->guidance, 0.0, 20.0, 0.1, 1.0, 0);
     add_scale(grid, row++, _("_Guidance:"), d->guidance, 1,
               _("Classifier-free guidance: how strongly the class is followed (1 = off)"), NULL);
+    add_interval_row(d, grid, row++, values);
 
     /* seed + randomise */
     GtkWidget *sbox = gtk_box_new(GTK_ORIENTATION_HORIZONTAL, 6);
@@ -665,6 +685,8 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     v->steps = (gint32)gtk_adjustment_get_value(d->steps);
     v->strength = gtk_adjustment_get_value(d->strength);
     v->guidance = gtk_adjustment_get_value(d->guidance);
+    v->guidance_from = gtk_adjustment_get_value(d->guidance_from);
+    v->guidance_to = gtk_adjustment_get_value(d->guidance_to);
     v->seed = (gint32)gtk_adjustment_get_value(d->seed);
     v->grow = (gint32)gtk_adjustment_get_value(d->grow);
     v->feather = (gint32)gtk_adjustment_get_value(d->feather);

@@ -21,6 +21,7 @@ void ditui_values_init(DitValues *v, DitMode mode)
     v->resample_jump = 0;
     v->resample_count = 1;
     v->variations = 1;
+    v->guidance_from = 0.0, v->guidance_to = 1.0;
     v->top = v->left = v->bottom = v->right = 64;
 }
 

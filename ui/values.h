@@ -44,6 +44,7 @@ typedef struct {
     gint32 top, left, bottom, right; /* outpaint: 64: grow the canvas (0 .. 4096 px) */
     gint32 detail; /* 0 (the model's size): work at up to N px on the longer side (0 .. 4096) */
     gint32 expand; /* inpaint: 0: grow the selection outward by N px first (0 .. 1024) */
+    gdouble guidance_from, guidance_to; /* 0 and 1: guide at these noise levels only */
 } DitValues;
 
 /* The defaults above for a mode. */

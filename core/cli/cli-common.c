@@ -41,10 +41,12 @@ void cli_options_init(options *o)
 
 void cli_options_clear(options *o)
 {
-    char **strs[] = {&o->model,    &o->vae,        &o->class_name, &o->labels, &o->sampler,
-                     &o->schedule, &o->prediction, &o->spacing,    &o->device, &o->precision,
-                     &o->output,   &o->input,      &o->mask,       &o->resize, &o->progress,
-                     &o->strength, &o->mask_mode};
+    char **strs[] = {&o->model,      &o->vae,       &o->class_name,
+                     &o->labels,     &o->sampler,   &o->schedule,
+                     &o->prediction, &o->spacing,   &o->device,
+                     &o->precision,  &o->output,    &o->input,
+                     &o->mask,       &o->resize,    &o->progress,
+                     &o->strength,   &o->mask_mode, &o->guidance_interval};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
 }

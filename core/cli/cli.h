@@ -36,8 +36,9 @@ typedef struct {
     char *schedule;
     char *prediction;
     char *spacing;
-    double guidance;       /* libdit's (dit_pipeline_params_default) */
-    int guidance_channels; /* 0 = all */
+    double guidance;         /* libdit's (dit_pipeline_params_default) */
+    int guidance_channels;   /* 0 = all */
+    char *guidance_interval; /* "FROM,TO" noise levels; NULL: every step */
     char *strength;  /* NULL: the task's (libdit's for img2img, inpaint_strength for inpaint) */
     gint64 seed;     /* < 0: random; libdit's default */
     int batch;       /* libdit's default */

@@ -41,6 +41,10 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
          "NAME"},
         {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance,
          cli_help(keep, "classifier-free guidance scale, 1 = off (default: %g)", d.guidance), "G"},
+        {"guidance-interval", 0, 0, G_OPTION_ARG_STRING, &o->guidance_interval,
+         "guide only at noise levels (timestep / training steps) FROM to TO, e.g. 0.2,0.8; "
+         "the other steps run the conditional row alone, half the work (default: 0,1: all)",
+         "FROM,TO"},
         {"guidance-channels", 0, 0, G_OPTION_ARG_INT, &o->guidance_channels,
          "guide only the first N latent channels (3 = official DiT; default: all)", "N"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &o->seed,
@@ -365,6 +369,17 @@ static int sampling_params(const options *o, const loaded *l, dit_task task, int
     p->class_id = class_id;
     p->guidance = (float)o->guidance;
     p->guidance_channels = o->guidance_channels;
+    if (o->guidance_interval) {
+        char *end;
+        const double from = g_ascii_strtod(o->guidance_interval, &end);
+        const double to = *end == ',' ? g_ascii_strtod(end + 1, &end) : NAN;
+        if (*end || !(from >= 0 && from <= 1 && to >= 0 && to <= 1)) {
+            fprintf(stderr, "dit: --guidance-interval '%s' must be FROM,TO with both in [0, 1]\n",
+                    o->guidance_interval);
+            return EXIT_BAD_INPUT;
+        }
+        p->guidance_from = (float)from, p->guidance_to = (float)to;
+    }
     p->batch = o->variations ? o->variations : o->batch;
     p->seed_per_image = o->variations > 0;
     if (o->detail < 0 || o->detail > 16384) {

@@ -39,6 +39,11 @@ run 0 "generate a batch of 3" -- "$dit" generate $P --batch 3 -o "$tmp/b.png"
 for i in 0 1 2; do [ -f "$tmp/b-$i.png" ] || bad "batch file b-$i.png missing"; done
 run 0 "generate a batch as a grid" -- "$dit" generate $P --batch 4 --grid -o "$tmp/grid.png"
 run 0 "generate 16-bit, 32x24, every sampler" -- sh -c "for s in ddpm ddim dpm++2m euler; do \"$dit\" generate $P --sampler \$s --bit-depth 16 -W 32 -H 24 -o \"$tmp/s-\$s.png\" || exit 1; done"
+run 0 "generate --guidance-interval 0,1" -- "$dit" generate $P --class 3 --seed 5 --guidance-interval 0,1 -o "$tmp/gi1.png"
+run 0 "  is the default's guidance" -- "$check" same "$tmp/gi1.png" "$tmp/g1.png"
+run 0 "generate --guidance-interval 0.9,0.1 (empty)" -- "$dit" generate $P --class 3 --seed 5 --guidance-interval 0.9,0.1 -o "$tmp/gi0.png"
+run 0 "generate -g 1 (no guidance)" -- "$dit" generate $P --class 3 --seed 5 -g 1 -o "$tmp/g-off.png"
+run 0 "  an empty interval is no guidance" -- "$check" same "$tmp/gi0.png" "$tmp/g-off.png"
 run 0 "generate --progress json" -- "$dit" generate -m "$tmp/pipe" --steps 3 --progress json -o "$tmp/j.png"
 has '{"step": 3, "total": 3' "json progress"
 

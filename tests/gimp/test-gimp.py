@@ -97,18 +97,19 @@ def skip(why):
 # ---- the two GIMPs ---------------------------------------------------------------
 
 # the plug-ins' own arguments, in PDB order (after run-mode, image, drawable(s))
-EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "seed", "sampler", "grow", "device",
+EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "guidance-from", "guidance-to",
+             "seed", "sampler", "grow", "device",
              "mask-mode", "expand", "feather", "colour-match", "resample-jump",
              "resample-count", "variations", "detail")
-GENERATE_ARGS = ("model", "class", "steps", "guidance", "seed", "sampler", "device", "variations",
-                 "detail")
+GENERATE_ARGS = ("model", "class", "steps", "guidance", "guidance-from", "guidance-to", "seed",
+                 "sampler", "device", "variations", "detail")
 PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
              "plug-in-dit-generate": GENERATE_ARGS,
              "plug-in-dit-outpaint": EDIT_ARGS + ("top", "left", "bottom", "right")}
 # added after the first procedures, with their defaults: 2.10's Script-Fu
 # takes every argument in order, so its first procedures keep the list
 # existing calls were written for and their "-full" twins take these too
-LATER = {"mask-mode": "differential", "expand": 0, "feather": -1, "colour-match": 0, "resample-jump": 0,
+LATER = {"guidance-from": 0.0, "guidance-to": 1.0, "mask-mode": "differential", "expand": 0, "feather": -1, "colour-match": 0, "resample-jump": 0,
          "resample-count": 1, "variations": 1, "detail": 0,
          "top": 64, "left": 64, "bottom": 64, "right": 64}
 FULL = "-full"
@@ -1114,6 +1115,8 @@ DOC_ARGS = {
     "grow": "int 0 64 0",
     "device": "choice auto auto,cpu,cpu-bf16,cuda",
     "mask-mode": "choice differential regenerate,differential",
+    "guidance-from": "double 0 1 0",
+    "guidance-to": "double 0 1 1",
     "expand": "int 0 1024 0",
     "feather": "int -1 1024 -1",
     "colour-match": "int 0 1 0",

@@ -20,6 +20,9 @@
  *    the runs of batch 1 with seeds s, s + 1, s + 2 (inpaint on the cold
  *    sampler, generate on ddpm with its fresh noise every step), which a
  *    batch on one stream does not;
+ *  - guidance interval: [0, 1] is the default's result bit for bit, an empty
+ *    one (from > to) is guidance 1's (no guidance) bit for bit, one in the
+ *    middle differs from both; with ddpm and with the model's sampler;
  *  - dit_image_extend: the source at its offset, the border its nearest
  *    edge pixel; dit_mask_expand: a soft pixel grows into a square of its
  *    value, a larger value wins;
@@ -173,6 +176,43 @@ static double max_diff(const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++)
         most = fmax(most, fabs((double)a[i] - b[i]));
     return most;
+}
+
+static void guidance_interval_cases(dit_ctx *ctx, const dit_model *m)
+{
+    float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b), *c = malloc(N * sizeof *c);
+    for (int ddpm = 0; ddpm < 2; ddpm++) {
+        dit_pipeline_params p;
+        dit_pipeline_params_default(&p, m, NULL);
+        if (ddpm)
+            dit_sched_config_use_sampler(&p.sched, DIT_SAMPLER_DDPM), p.steps = 10;
+        p.class_id = 4, p.seed = 11, p.guidance = 4.0f;
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, a) == DIT_OK, "%s",
+              dit_last_error(ctx));
+        p.guidance_from = 0.0f, p.guidance_to = 1.0f;
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, b) == DIT_OK, "%s",
+              dit_last_error(ctx));
+        CHECK(memcmp(a, b, N * sizeof *a) == 0, "guidance interval [0, 1] is not the default");
+        p.guidance_from = 0.7f, p.guidance_to = 0.2f; /* empty */
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, b) == DIT_OK, "%s",
+              dit_last_error(ctx));
+        dit_pipeline_params off = p;
+        off.guidance = 1.0f, off.guidance_from = 0.0f, off.guidance_to = 1.0f;
+        CHECK(dit_pipeline_run(ctx, &off, NULL, NULL, S, S, NULL, NULL, NULL, c) == DIT_OK, "%s",
+              dit_last_error(ctx));
+        CHECK(memcmp(b, c, N * sizeof *b) == 0, "an empty guidance interval is not guidance 1");
+        p.guidance_from = 0.2f, p.guidance_to = 0.7f;
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, b) == DIT_OK, "%s",
+              dit_last_error(ctx));
+        CHECK(max_diff(a, b, N) > 1e-3 && max_diff(b, c, N) > 1e-3,
+              "guidance in [0.2, 0.7] is all or none of it (%g, %g)", max_diff(a, b, N),
+              max_diff(b, c, N));
+        p.guidance_from = -0.1f;
+        CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, S, S, NULL, NULL, NULL, b) ==
+                  DIT_ERR_INVALID_ARG,
+              "a guidance interval below 0 accepted");
+    }
+    free(a), free(b), free(c);
 }
 
 static void variations_cases(dit_ctx *ctx, const dit_model *m, const float *src)
@@ -419,6 +459,7 @@ int main(void)
     renoise_cases(ctx);
     colour_match_cases();
     variations_cases(ctx, m, src);
+    guidance_interval_cases(ctx, m);
     detail_case(ctx, m, 3); /* the window lines apart from the native grid's */
     detail_case(ctx, m, 4);
     free(src), free(a), free(b);
