@@ -51,7 +51,7 @@ def main():
                 print(f"{name}: dit validate failed (exit {proc.returncode})")
                 continue
             results[name] = json.loads(line[-1])["inpaint"]
-            print(f"measured: {name}", flush=True)
+            print(f"measured: {name}: {json.dumps(results[name])}", flush=True)
     if not results:
         sys.exit(1)
     any_r = next(iter(results.values()))
