@@ -352,7 +352,8 @@ typedef struct {
     const float *init_noise; /* optional (batch, C, h, w) initial noise instead of seed */
     /* detail at the image's own size, for images well above the model's
      * native size (more than 1.25x on a side): each image is sampled at
-     * native size first, then upscaled and refined at this strength in
+     * native size first, then upscaled and refined at this strength (at most
+ * the run's own strength for img2img and inpaint) in
      * native-size windows that overlap by half, their predictions blended
      * every step (MultiDiffusion), so a large region gets the detail of
      * native-size samples instead of an upscaled one. Each refinement adds

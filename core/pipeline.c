@@ -671,7 +671,11 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
 
     dit_pipeline_params base = *p;
     base.detail_strength = 0;
-    const int refine_steps = (int)((float)p->steps * p->detail_strength);
+    /* never more change than the caller asked for (img2img at a low strength) */
+    const float refine = p->task == DIT_TASK_GENERATE || p->strength > p->detail_strength
+                             ? p->detail_strength
+                             : p->strength;
+    const int refine_steps = (int)((float)p->steps * refine);
     stage sg = {progress, user, 0, B * refine_steps, 0, false};
     if ((st = sample_image(ctx, &base, small_sp, small, small_mask, Hn, Wn, stage_progress, &sg,
                            cancel, low, false)))
@@ -682,7 +686,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
      * upscaled result, no second colour match or resampling */
     dit_pipeline_params ref = *p;
     ref.task = mask ? DIT_TASK_INPAINT : DIT_TASK_IMG2IMG;
-    ref.strength = p->detail_strength, ref.detail_strength = 0;
+    ref.strength = refine, ref.detail_strength = 0;
     ref.batch = 1, ref.seed_per_image = false, ref.init_noise = NULL;
     ref.colour_match = false, ref.resample_jump = 0;
     for (int b = 0; b < B; b++) {
