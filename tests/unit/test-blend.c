@@ -243,8 +243,10 @@ static void variations_cases(dit_ctx *ctx, const dit_model *m, const float *src)
                 CHECK(dit_pipeline_run(ctx, &p, image, msk, S, S, NULL, NULL, NULL, one) == DIT_OK,
                       "%s", dit_last_error(ctx));
                 const double d = max_diff(batch + (size_t)b * N, one, N);
-                if (per_image) /* the batched products may round differently */
-                    CHECK(d < 1e-4, "%s: variation %d is off seed %d alone by %g", what, b, 5 + b,
+                if (per_image) /* the batched products round differently (OpenBLAS
+                                  blocks 3 rows otherwise than 1) and ddpm's steps carry it:
+                                  2.4e-4 seen on one thread; one stream is off by > 1e-2 */
+                    CHECK(d < 1e-3, "%s: variation %d is off seed %d alone by %g", what, b, 5 + b,
                           d);
                 else if (b > 0)
                     CHECK(d > 1e-2, "%s: one stream's image %d is seed %d's alone (%g)", what, b,
