@@ -543,12 +543,11 @@ static void first_latent(run *r)
 
 /* One sampling run of checked parameters at the image's size; `tiled`: the
  * model sees native-size windows (the detail pass) */
-static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const space sp_in,
+static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const space *sp,
                                const float *image, const float *mask, int H, int W,
                                dit_progress_fn progress, void *user, const volatile int *cancel,
                                float *out, bool tiled)
 {
-    space sp = sp_in;
     dit_status st;
     const size_t img_n = (size_t)3 * H * W, px = (size_t)H * W;
 
@@ -563,7 +562,7 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
     float *img = malloc((size_t)p->batch * img_n * sizeof *img);
     float *feathered = mask && p->feather ? malloc(px * sizeof *feathered) : NULL;
     float *scratch = mask && p->colour_match ? malloc(2 * px * sizeof *scratch) : NULL;
-    if ((st = run_setup(&r, ctx, p, &sp)))
+    if ((st = run_setup(&r, ctx, p, sp)))
         goto out;
     if (!img || (mask && p->feather && !feathered) || (mask && p->colour_match && !scratch)) {
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
@@ -576,7 +575,7 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
             mask = feathered;
         }
     }
-    if (r.z0 && (st = encode_source(ctx, p, &sp, image, H, W, r.z0)))
+    if (r.z0 && (st = encode_source(ctx, p, sp, image, H, W, r.z0)))
         goto out;
     /* img2img / inpaint with strength s skip the first steps - int(steps * s) */
     if (p->task != DIT_TASK_GENERATE) {
@@ -586,7 +585,7 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
     }
     r.differential = r.mlat && p->mask_mode == DIT_MASK_DIFFERENTIAL;
     if (r.mlat)
-        reduce_mask(mask, H, W, sp.f, r.differential, p->grow, r.mlat);
+        reduce_mask(mask, H, W, sp->f, r.differential, p->grow, r.mlat);
     if (r.differential) /* mlat: the first step each latent pixel runs free */
         r.start = first_free_steps(r.mlat, r.hw, p->steps, p->strength);
     first_latent(&r);
@@ -597,7 +596,7 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
         for (size_t i = 0; i < r.n; i++)
             if (r.mlat[i % r.hw] >= (float)p->steps)
                 r.x[i] = r.z0[i % r.lat];
-    if ((st = decode_latents(ctx, p, &sp, r.B, r.x, img)))
+    if ((st = decode_latents(ctx, p, sp, r.B, r.x, img)))
         goto out;
     if (p->task == DIT_TASK_INPAINT && scratch) { /* rings 1/16 of the shorter side */
         const int side = H < W ? H : W;
@@ -677,7 +676,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
                              : p->strength;
     const int refine_steps = (int)((float)p->steps * refine);
     stage sg = {progress, user, 0, B * refine_steps, 0, false};
-    if ((st = sample_image(ctx, &base, small_sp, small, small_mask, Hn, Wn, stage_progress, &sg,
+    if ((st = sample_image(ctx, &base, &small_sp, small, small_mask, Hn, Wn, stage_progress, &sg,
                            cancel, low, false)))
         goto out;
     const int base_total = sg.total;
@@ -697,7 +696,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
         ref.seed = p->seed + (uint64_t)b;
         sg = (stage){progress, user, base_total + b * refine_steps, (B - 1 - b) * refine_steps,
                      0,        true};
-        if ((st = sample_image(ctx, &ref, sp, up, mask, H, W, stage_progress, &sg, cancel,
+        if ((st = sample_image(ctx, &ref, &sp, up, mask, H, W, stage_progress, &sg, cancel,
                                out + b * n, true)))
             goto out;
     }
@@ -721,5 +720,5 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     const bool keep = p->task != DIT_TASK_GENERATE && p->strength == 0.0f;
     if (p->detail_strength > 0 && !keep && (4 * H > 5 * native || 4 * W > 5 * native))
         return sample_with_detail(ctx, p, sp, image, mask, H, W, progress, user, cancel, out);
-    return sample_image(ctx, p, sp, image, mask, H, W, progress, user, cancel, out, false);
+    return sample_image(ctx, p, &sp, image, mask, H, W, progress, user, cancel, out, false);
 }

@@ -91,14 +91,6 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
              "resize (default): scale to the model's size and back; crop: work on the centre crop "
              "of that size; pad: pad to a valid size; none: the image's own size",
              "POLICY"},
-            {outpaint ? "extend" : "mask", 0, 0,
-             outpaint ? G_OPTION_ARG_INT : G_OPTION_ARG_FILENAME,
-             outpaint ? (gpointer)&o->extend : (gpointer)&o->mask,
-             outpaint
-                 ? "grow the canvas by PX on every side (default: none, only the "
-                   "transparent pixels are filled)"
-                 : "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)",
-             outpaint ? "PX" : "FILE"},
             {"grow", 0, 0, G_OPTION_ARG_INT, &o->grow,
              cli_help(keep, "inpaint: grow the mask by N latent pixels (default: %d)", d.grow),
              "N"},
@@ -135,15 +127,23 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
             OPT_END,
         };
         g_option_context_add_main_entries(oc, src, NULL);
+        GOptionEntry mask[] = {
+            {"mask", 0, 0, G_OPTION_ARG_FILENAME, &o->mask,
+             "inpaint: mask PNG, white/opaque = regenerate (alpha if present, else gray)", "FILE"},
+            OPT_END,
+        };
         GOptionEntry sides[] = {
+            {"extend", 0, 0, G_OPTION_ARG_INT, &o->extend,
+             "grow the canvas by PX on every side (default: none, only the transparent pixels "
+             "are filled)",
+             "PX"},
             {"top", 0, 0, G_OPTION_ARG_INT, &o->border[0], "grow the top by PX", "PX"},
             {"left", 0, 0, G_OPTION_ARG_INT, &o->border[1], "grow the left side by PX", "PX"},
             {"bottom", 0, 0, G_OPTION_ARG_INT, &o->border[2], "grow the bottom by PX", "PX"},
             {"right", 0, 0, G_OPTION_ARG_INT, &o->border[3], "grow the right side by PX", "PX"},
             OPT_END,
         };
-        if (outpaint)
-            g_option_context_add_main_entries(oc, sides, NULL);
+        g_option_context_add_main_entries(oc, outpaint ? sides : mask, NULL);
     } else {
         GOptionEntry gen[] = {
             {"width", 'W', 0, G_OPTION_ARG_INT, &o->width, "width in pixels (default: the model's)",
