@@ -316,6 +316,9 @@ typedef enum { DIT_TASK_GENERATE = 0, DIT_TASK_IMG2IMG, DIT_TASK_INPAINT } dit_t
 typedef enum { DIT_MASK_REGENERATE = 0, DIT_MASK_DIFFERENTIAL, DIT_MASK_MODE_COUNT } dit_mask_mode;
 DIT_API extern const char *const dit_mask_mode_names[DIT_MASK_MODE_COUNT];
 
+/* a model's measured step-to-step change of every block (block cache) */
+typedef struct dit_cache_profile dit_cache_profile;
+
 typedef struct {
     dit_task task;
     const dit_model *model;
@@ -360,6 +363,18 @@ typedef struct {
      * int(steps x detail_strength) evaluations of every window. 0: off, the
      * image is sampled at the size it comes in. */
     float detail_strength;
+    /* reuse of block outputs across steps: the share of the blocks'
+     * attention and MLP evaluations a run computes; the rest take the
+     * output of the last step that computed them (before the gate, which
+     * follows the step). 1: every one, the default. With cache_profile (the
+     * model's calibration, dit_cache_calibrate) each block reuses where it
+     * changes least; without, whole steps are skipped at an even rate.
+     * cache_plan, when set, is the plan itself ((steps, depth, 2) bytes,
+     * 1 = reuse) and the other two are not read. Never in the detail pass's
+     * windows. */
+    float cache_budget;
+    const dit_cache_profile *cache_profile;
+    const uint8_t *cache_plan;
 } dit_pipeline_params;
 
 /* feather: a fifth of the shorter side of the mask's bounding box */
@@ -370,6 +385,10 @@ typedef struct {
  * defaults stay regenerate without feather, today's results bit for bit. */
 #define DIT_INPAINT_MASK_MODE DIT_MASK_DIFFERENTIAL
 #define DIT_INPAINT_FEATHER DIT_FEATHER_AUTO
+
+/* the cache budget the README recommends and the plug-in's "Reuse block
+ * outputs" uses (tests/bench/bench-cache.c: README, Fewer FLOPs) */
+#define DIT_CACHE_BUDGET 0.5f
 
 /* the refinement strength the dit tool and the plug-in use for detail */
 #define DIT_DETAIL_STRENGTH 0.4f
@@ -401,6 +420,30 @@ DIT_API dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *par
                                     const float *image, const float *mask, int height, int width,
                                     dit_progress_fn progress, void *user,
                                     const volatile int *cancel, float *out);
+
+/* ---- block cache -----------------------------------------------------------
+ * dit_cache_calibrate measures, on `samples` generations with p's settings
+ * (seeds p->seed + i, classes p->class_id + i modulo the classes, every
+ * block computed), how much each block's attention and MLP outputs change
+ * per unit of noise level; the profile drives cache_budget's plans. */
+DIT_API dit_status dit_cache_calibrate(dit_ctx *ctx, const dit_pipeline_params *p, int height,
+                                       int width, int samples, dit_progress_fn progress, void *user,
+                                       const volatile int *cancel, dit_cache_profile **out);
+/* JSON; written to a temporary file renamed over path */
+DIT_API dit_status dit_cache_profile_save(dit_ctx *ctx, const dit_cache_profile *prof,
+                                          const char *path);
+DIT_API dit_status dit_cache_profile_load(dit_ctx *ctx, const char *path, dit_cache_profile **out);
+DIT_API void dit_cache_profile_free(dit_cache_profile *prof);
+/* blocks the profile was measured on (0 for NULL) */
+DIT_API int dit_cache_profile_depth(const dit_cache_profile *prof);
+/* Where a model's profile lives: dit-cache.json inside a model folder,
+ * NAME.cache.json beside a model file NAME.ext; g_free the result. */
+DIT_API char *dit_cache_profile_path(const char *model_path);
+/* The plan a generation (or img2img at p's strength) with p would follow:
+ * *plan (steps, depth, 2) bytes, 1 = reuse (free()), and the share of
+ * branch evaluations it computes. */
+DIT_API dit_status dit_cache_plan(dit_ctx *ctx, const dit_pipeline_params *p, uint8_t **plan,
+                                  double *computed);
 
 /* ---- images ---------------------------------------------------------------- */
 

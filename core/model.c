@@ -176,7 +176,7 @@ static dit_status check_inputs(dit_ctx *ctx, const dit_config *c, int B, int H, 
  * activations in `a`, x, t, y, pos, out) is memory of that backend. */
 static void forward_ops(const dit_backend *be, const dit_model *model, const acts *ap, int B, int H,
                         int W, const float *x, const float *t, const int32_t *y, const float *pos,
-                        float *out, dit_profile *P)
+                        float *out, dit_block_cache *cache, dit_profile *P)
 {
     const dit_config *c = &model->cfg;
     const acts a = *ap;
@@ -221,18 +221,25 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
         float *gate1 = dit_mod_at(a.mod, ml.gate1), *shift2 = dit_mod_at(a.mod, ml.shift2);
         float *scale2 = dit_mod_at(a.mod, ml.scale2), *gate2 = dit_mod_at(a.mod, ml.gate2);
 
-        DIT_TIMED(P, P_NORM,
-                  be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B, Ts, D,
-                                         c->norm1_eps));
-        // qkv (B, Ts, 3, H, hd)
-        DIT_TIMED(P, P_QKV,
-                  be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
-        DIT_TIMED(
-            P, P_ATTN,
-            be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads, a.scratch));
-        DIT_TIMED(P, P_PROJ,
-                  be->linear(be, a.y, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
-        DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate1, ml.stride, B, Ts, D));
+        // branch outputs (B, Ts, D) before their gates: a.y, or the cache's slots
+        bool reuse_att = false, reuse_mlp = false;
+        float *y_att = cache ? dit_block_cache_slot(cache, 2 * l, B, &reuse_att) : a.y;
+        if (!reuse_att) {
+            DIT_TIMED(P, P_NORM,
+                      be->layernorm_modulate(be, a.h, a.x, shift1, scale1, ml.stride, B, Ts, D,
+                                             c->norm1_eps));
+            // qkv (B, Ts, 3, H, hd)
+            DIT_TIMED(
+                P, P_QKV,
+                be->linear(be, a.qkv, a.h, blk->qkv_w, blk->qkv_b, BTs, D, 3 * D, DIT_ACT_NONE));
+            DIT_TIMED(
+                P, P_ATTN,
+                be->attention(be, a.att, a.qkv, B, Ts, c->num_heads, D / c->num_heads, a.scratch));
+            DIT_TIMED(
+                P, P_PROJ,
+                be->linear(be, y_att, a.att, blk->proj_w, blk->proj_b, BTs, D, D, DIT_ACT_NONE));
+        }
+        DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, y_att, gate1, ml.stride, B, Ts, D));
 
         if (cross) { // x += proj(CrossAttn(q = LN(x), kv = conditioning tokens))
             DIT_TIMED(P, P_ATTN, {
@@ -247,16 +254,20 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
             });
         }
 
-        DIT_TIMED(P, P_NORM,
-                  be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B, Ts, D,
-                                         c->norm2_eps));
-        // mlp (B, Ts, Dm)
-        DIT_TIMED(P, P_FC1,
-                  be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
-                             DIT_ACT_GELU_TANH)); // GELU fused
-        DIT_TIMED(P, P_FC2,
-                  be->linear(be, a.y, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
-        DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, a.y, gate2, ml.stride, B, Ts, D));
+        float *y_mlp = cache ? dit_block_cache_slot(cache, 2 * l + 1, B, &reuse_mlp) : a.y;
+        if (!reuse_mlp) {
+            DIT_TIMED(P, P_NORM,
+                      be->layernorm_modulate(be, a.h, a.x, shift2, scale2, ml.stride, B, Ts, D,
+                                             c->norm2_eps));
+            // mlp (B, Ts, Dm)
+            DIT_TIMED(P, P_FC1,
+                      be->linear(be, a.mlp, a.h, blk->fc1_w, blk->fc1_b, BTs, D, Dm,
+                                 DIT_ACT_GELU_TANH)); // GELU fused
+            DIT_TIMED(
+                P, P_FC2,
+                be->linear(be, y_mlp, a.mlp, blk->fc2_w, blk->fc2_b, BTs, Dm, D, DIT_ACT_NONE));
+        }
+        DIT_TIMED(P, P_RESID, be->gated_add(be, a.x, y_mlp, gate2, ml.stride, B, Ts, D));
     }
 
     // final layer: both families condition it on the first block's embedder;
@@ -316,7 +327,7 @@ static dit_status device_weights(dit_ctx *ctx, const dit_model *m, const dit_mod
  * x, t, y, pos, out in the device arena, one sync at the end. */
 static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
                                  const float *x, const float *t, const int32_t *y, const float *pos,
-                                 float *out)
+                                 float *out, dit_block_cache *cache)
 {
     const dit_backend *be = ctx->be;
     const dit_config *c = &model->cfg;
@@ -357,7 +368,7 @@ static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, in
         (own_pos && (st = dit_device_upload(ctx, dpos, pos, T * c->hidden_size * sizeof(float)))))
         return st;
     dit_profile off = {.on = false}; /* ops are asynchronous: host timings would mislead */
-    forward_ops(be, dm, &a, B, H, W, dx, dt, (const int32_t *)dy, dpos, dout, &off);
+    forward_ops(be, dm, &a, B, H, W, dx, dt, (const int32_t *)dy, dpos, dout, cache, &off);
     if ((st = dit_device_sync(ctx)))
         return st;
     return dit_device_download(ctx, out, dout, n_out * sizeof(float));
@@ -379,6 +390,13 @@ dit_status dit_model_check_backend(dit_ctx *ctx)
 dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
                              const float *x, const float *t, const int32_t *y, float *out)
 {
+    return dit_model_forward_cached(ctx, model, B, H, W, x, t, y, out, NULL);
+}
+
+dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
+                                    const float *x, const float *t, const int32_t *y, float *out,
+                                    dit_block_cache *cache)
+{
     if (!ctx || !model)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_model_forward: NULL context or model");
     const dit_config *c = &model->cfg;
@@ -392,7 +410,7 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
     if ((st = position_table(ctx, model, gh, gw, &pos)))
         return st;
     if (dit_on_device(ctx))
-        return forward_device(ctx, model, B, H, W, x, t, y, pos, out);
+        return forward_device(ctx, model, B, H, W, x, t, y, pos, out, cache);
 
     const dit_backend *be = &ctx->cpu;
     acts a;
@@ -403,7 +421,7 @@ dit_status dit_model_forward(dit_ctx *ctx, const dit_model *model, int B, int H,
     if (profile_on < 0)
         profile_on = dit_profile_enabled();
     dit_profile pr = {.on = profile_on, .n_slots = P_COUNT, .names = prof_names};
-    forward_ops(be, model, &a, B, H, W, x, t, y, pos, out, &pr);
+    forward_ops(be, model, &a, B, H, W, x, t, y, pos, out, cache, &pr);
     if (pr.on)
         dit_profile_print(&pr, "dit forward profile", 1.0);
     return DIT_OK;

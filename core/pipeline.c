@@ -42,6 +42,7 @@ void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
     p->guidance_from = 0.0f, p->guidance_to = 1.0f;
     p->strength = 0.75f;
     p->batch = 1;
+    p->cache_budget = 1.0f;
 }
 
 const char *const dit_mask_mode_names[DIT_MASK_MODE_COUNT] = {"regenerate", "differential"};
@@ -184,6 +185,16 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                          "the guidance interval must lie in [0, 1] (noise levels)");
     if (!(p->detail_strength >= 0.0f && p->detail_strength <= 1.0f))
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "detail strength must be in [0, 1]");
+    if (!(p->cache_budget > 0.0f && p->cache_budget <= 1.0f))
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "the cache budget must be in (0, 1] (the share of block outputs "
+                         "computed; 1 = no reuse), got %g",
+                         (double)p->cache_budget);
+    if (p->cache_profile && dit_cache_profile_depth(p->cache_profile) != c->depth)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "the cache profile was measured on a model of %d blocks, this one has "
+                         "%d: calibrate it again (dit calibrate-cache)",
+                         dit_cache_profile_depth(p->cache_profile), c->depth);
     if ((unsigned)p->mask_mode >= DIT_MASK_MODE_COUNT)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown mask mode %d", (int)p->mask_mode);
     if (p->task != DIT_TASK_GENERATE && !image)
@@ -277,7 +288,21 @@ typedef struct {
     int *ty, *tx;
     float *tin, *tout, *weight, *wsum, *ttv;
     int32_t *tyv;
+    /* block cache: the slots, the plan ((steps, depth, 2), NULL: no reuse)
+     * and, when calibrating, the measured rates summed per step interval */
+    dit_block_cache cache;
+    const uint8_t *plan;
+    uint8_t *own_plan;
+    struct calibration *calib;
 } run;
+
+/* what dit_cache_calibrate sums over its samples, per step interval */
+typedef struct calibration {
+    double *sum;    /* (steps - 1, depth * 2) change per unit of level */
+    int *n;         /* (steps - 1) samples measured */
+    double *mid;    /* (steps - 1) the interval's middle noise level */
+    double *change; /* (depth * 2) one step's */
+} calibration;
 
 /* Window offsets along one side of n latent pixels: windows of t, half
  * overlapping (stride a multiple of the patch), the last flush with the end */
@@ -391,6 +416,74 @@ static void draw_noise(const run *r, uint32_t stream, float *out)
         dit_randn(p->seed + (uint64_t)b, stream, 0, r->lat, out + (size_t)b * r->lat);
 }
 
+static double step_level(const run *r, int k)
+{
+    return dit_sched_timestep(r->s, k) / (double)r->p->sched.train_steps;
+}
+
+/* A branch's staleness at step k counts by the signal share sqrt(alphabar)
+ * of that step: reuse is cheaper where noise dominates. Measured on the
+ * default model (50 DDIM steps, budget 0.5, ten classes): distance to the
+ * full result 0.40 with the weight, 0.54 without, 0.57 for whole steps
+ * skipped evenly. */
+static double step_weight(const run *r, int k)
+{
+    const dit_scheduler *s = r->s;
+    const int T = s->cfg.train_steps;
+    int t = (int)lround(dit_sched_timestep(s, k));
+    t = t < 0 ? 0 : t >= T ? T - 1 : t;
+    return sqrt(s->alphas_cumprod[t]);
+}
+
+/* Calibration, after step k's forward: each branch's change since step
+ * k - 1 per unit of noise level, added to interval k - 1's sums */
+static dit_status calibration_record(run *r, int k)
+{
+    calibration *cal = r->calib;
+    bool measured = false;
+    dit_status st = dit_block_cache_measure(r->ctx, &r->cache, r->rows_now, cal->change, &measured);
+    const double dl = k > 0 ? fabs(step_level(r, k - 1) - step_level(r, k)) : 0.0;
+    if (st || !measured || dl <= 0.0)
+        return st;
+    const int nb = r->cache.depth * 2;
+    for (int i = 0; i < nb; i++)
+        cal->sum[(size_t)(k - 1) * nb + i] += cal->change[i] / dl;
+    cal->n[k - 1]++;
+    cal->mid[k - 1] = 0.5 * (step_level(r, k - 1) + step_level(r, k));
+    return DIT_OK;
+}
+
+/* The block cache of a run whose first step is r->start: slots for every
+ * row and the plan, before the first step (none in the detail windows) */
+static dit_status cache_setup(run *r)
+{
+    const dit_pipeline_params *p = r->p;
+    const bool reuse = p->cache_plan || p->cache_budget < 1.0f;
+    if (r->tiled || (!reuse && !r->calib))
+        return DIT_OK;
+    dit_status st = dit_block_cache_init(r->ctx, &r->cache, p->model, r->rows, r->h, r->w);
+    if (st || r->calib)
+        return st;
+    const int nb = r->cache.depth * 2;
+    if (p->cache_plan) {
+        r->plan = p->cache_plan;
+        return DIT_OK;
+    }
+    double *level = malloc(2 * (size_t)p->steps * sizeof *level), *weight = level + p->steps;
+    r->own_plan = malloc((size_t)p->steps * nb);
+    if (!level || !r->own_plan) {
+        free(level);
+        return dit_error(r->ctx, DIT_ERR_NOMEM, "out of memory for the cache plan");
+    }
+    for (int k = 0; k < p->steps; k++)
+        level[k] = step_level(r, k), weight[k] = step_weight(r, k);
+    dit_cache_plan_build(p->cache_profile, r->cache.depth, p->cache_budget, level, weight, r->start,
+                         p->steps, r->own_plan);
+    free(level);
+    r->plan = r->own_plan;
+    return DIT_OK;
+}
+
 /* Step k: the inpaint tie, the model, guidance, the sampler. `pass` counts
  * the jumps back so far: each pass draws fresh noise (pass 0: the streams a
  * run without resampling has always used). */
@@ -420,10 +513,13 @@ static dit_status one_step(run *r, int k, uint32_t pass)
         memcpy(r->xin + n, r->xin, n * sizeof *r->xin);
     for (int i = 0; i < r->rows_now; i++)
         r->tvec[i] = t;
+    dit_block_cache *cache = r->cache.store ? &r->cache : NULL;
+    if (cache)
+        cache->plan = r->plan ? r->plan + (size_t)k * cache->depth * 2 : NULL;
     dit_status st = r->tiled ? tiled_forward(r)
-                             : dit_model_forward(r->ctx, p->model, r->rows_now, r->h, r->w, r->xin,
-                                                 r->tvec, r->yvec, r->mout);
-    if (st)
+                             : dit_model_forward_cached(r->ctx, p->model, r->rows_now, r->h, r->w,
+                                                        r->xin, r->tvec, r->yvec, r->mout, cache);
+    if (st || (r->calib && (st = calibration_record(r, k))))
         return st;
     guided_eps(r->mout, r->B, r->C, r->Cout, hw, guide ? p->guidance : 0.0f, r->gc, r->learned,
                r->eps);
@@ -460,6 +556,7 @@ static dit_status sample_steps(run *r, dit_progress_fn progress, void *user,
             draw_noise(r, 3000u + pass, r->noise);
             dit_sched_renoise(r->s, k, k - jump, r->noise, r->x, r->n);
             dit_sched_restart(r->s);
+            dit_block_cache_invalidate(&r->cache);
             k -= jump;
         } else if (jump > 0 && (k - r->start) % jump == 0) {
             again = 0;
@@ -475,6 +572,8 @@ static void run_free(run *r)
         free(r->yvec), free(r->z0), free(r->mlat), free(r->noised);
     free(r->ty), free(r->tx), free(r->tin), free(r->tout), free(r->weight), free(r->wsum),
         free(r->ttv), free(r->tyv);
+    dit_block_cache_release(&r->cache);
+    free(r->own_plan);
 }
 
 /* The scheduler and every buffer of a run; the labels, the source latent */
@@ -546,7 +645,7 @@ static void first_latent(run *r)
 static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const space *sp,
                                const float *image, const float *mask, int H, int W,
                                dit_progress_fn progress, void *user, const volatile int *cancel,
-                               float *out, bool tiled)
+                               float *out, bool tiled, calibration *cal)
 {
     dit_status st;
     const size_t img_n = (size_t)3 * H * W, px = (size_t)H * W;
@@ -558,7 +657,7 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
         return DIT_OK;
     }
     run r = {0};
-    r.tiled = tiled;
+    r.tiled = tiled, r.calib = cal;
     float *img = malloc((size_t)p->batch * img_n * sizeof *img);
     float *feathered = mask && p->feather ? malloc(px * sizeof *feathered) : NULL;
     float *scratch = mask && p->colour_match ? malloc(2 * px * sizeof *scratch) : NULL;
@@ -588,6 +687,8 @@ static dit_status sample_image(dit_ctx *ctx, const dit_pipeline_params *p, const
         reduce_mask(mask, H, W, sp->f, r.differential, p->grow, r.mlat);
     if (r.differential) /* mlat: the first step each latent pixel runs free */
         r.start = first_free_steps(r.mlat, r.hw, p->steps, p->strength);
+    if ((st = cache_setup(&r)))
+        goto out;
     first_latent(&r);
     if ((st = sample_steps(&r, progress, user, cancel)))
         goto out;
@@ -677,7 +778,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
     const int refine_steps = (int)((float)p->steps * refine);
     stage sg = {progress, user, 0, B * refine_steps, 0, false};
     if ((st = sample_image(ctx, &base, &small_sp, small, small_mask, Hn, Wn, stage_progress, &sg,
-                           cancel, low, false)))
+                           cancel, low, false, NULL)))
         goto out;
     const int base_total = sg.total;
 
@@ -697,7 +798,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
         sg = (stage){progress, user, base_total + b * refine_steps, (B - 1 - b) * refine_steps,
                      0,        true};
         if ((st = sample_image(ctx, &ref, &sp, up, mask, H, W, stage_progress, &sg, cancel,
-                               out + b * n, true)))
+                               out + b * n, true, NULL)))
             goto out;
     }
 out:
@@ -720,5 +821,96 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     const bool keep = p->task != DIT_TASK_GENERATE && p->strength == 0.0f;
     if (p->detail_strength > 0 && !keep && (4 * H > 5 * native || 4 * W > 5 * native))
         return sample_with_detail(ctx, p, sp, image, mask, H, W, progress, user, cancel, out);
-    return sample_image(ctx, p, &sp, image, mask, H, W, progress, user, cancel, out, false);
+    return sample_image(ctx, p, &sp, image, mask, H, W, progress, user, cancel, out, false, NULL);
+}
+
+dit_status dit_cache_calibrate(dit_ctx *ctx, const dit_pipeline_params *p, int H, int W,
+                               int samples, dit_progress_fn progress, void *user,
+                               const volatile int *cancel, dit_cache_profile **out)
+{
+    if (!ctx || !p || !p->model || !out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_cache_calibrate: NULL argument");
+    *out = NULL;
+    if (samples < 1 || samples > 256)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "calibration samples must be 1..256");
+    if (p->steps < 2)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "calibration needs at least 2 steps");
+    dit_pipeline_params q = *p; /* generations, one image each, every block computed */
+    q.task = DIT_TASK_GENERATE, q.batch = 1, q.detail_strength = 0, q.init_noise = NULL;
+    q.cache_budget = 1.0f, q.cache_profile = NULL, q.cache_plan = NULL;
+    const dit_config *c = dit_model_config(p->model);
+    const int nb = c->depth * 2, gaps = p->steps - 1;
+    float *img = malloc((size_t)3 * H * W * sizeof *img);
+    calibration cal = {calloc((size_t)gaps * nb, sizeof(double)), calloc((size_t)gaps, sizeof(int)),
+                       calloc((size_t)gaps, sizeof(double)), calloc((size_t)nb, sizeof(double))};
+    space sp = {0};
+    dit_status st = DIT_OK;
+    if (!img || !cal.sum || !cal.n || !cal.mid || !cal.change) {
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the calibration");
+        goto out;
+    }
+    if ((st = check_params(ctx, &q, NULL, NULL, H, W, img, &sp)))
+        goto out;
+    for (int i = 0; i < samples && !st; i++) {
+        q.seed = p->seed + (uint64_t)i;
+        if (c->num_classes > 0 && p->class_id < c->num_classes)
+            q.class_id = (p->class_id + i) % c->num_classes;
+        stage sg = {progress, user, i * p->steps, (samples - 1 - i) * p->steps, 0, false};
+        st = sample_image(ctx, &q, &sp, NULL, NULL, H, W, stage_progress, &sg, cancel, img, false,
+                          &cal);
+    }
+    bool ok = !st; /* every interval measured, levels descending */
+    for (int j = 0; ok && j < gaps; j++)
+        ok = cal.n[j] > 0 && (j == 0 || cal.mid[j] < cal.mid[j - 1]);
+    dit_cache_profile *prof = ok ? dit_cache_profile_alloc(c->depth, gaps) : NULL;
+    if (!st && !ok)
+        st = dit_error(ctx, DIT_ERR_INVALID_ARG,
+                       "the sampler's noise levels do not fall from step to step: nothing to "
+                       "calibrate on");
+    else if (!st && !prof)
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the profile");
+    for (int j = 0; prof && j < gaps; j++) {
+        for (int i = 0; i < nb; i++)
+            cal.change[i] = cal.sum[(size_t)j * nb + i] / cal.n[j];
+        dit_cache_profile_set(prof, j, (float)cal.mid[j], cal.change, samples, p->steps);
+    }
+    *out = prof;
+out:
+    free(img), free(cal.sum), free(cal.n), free(cal.mid), free(cal.change);
+    return st;
+}
+
+dit_status dit_cache_plan(dit_ctx *ctx, const dit_pipeline_params *p, uint8_t **plan,
+                          double *computed)
+{
+    if (!p || !p->model || !plan)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_cache_plan: NULL argument");
+    *plan = NULL;
+    const int depth = dit_model_config(p->model)->depth, nb = 2 * depth;
+    run r = {.ctx = ctx, .p = p};
+    dit_status st = dit_sched_new(ctx, &p->sched, p->steps, 1, &r.s);
+    if (st)
+        return st;
+    if (p->task != DIT_TASK_GENERATE) {
+        const int init = (int)(p->steps * p->strength);
+        r.start = p->steps - (init < p->steps ? init : p->steps);
+    }
+    double *level = malloc(2 * (size_t)p->steps * sizeof *level), *weight = level + p->steps;
+    uint8_t *pl = malloc((size_t)p->steps * nb);
+    if (!level || !pl) {
+        free(level), free(pl), dit_sched_free(r.s);
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the cache plan");
+    }
+    for (int k = 0; k < p->steps; k++)
+        level[k] = step_level(&r, k), weight[k] = step_weight(&r, k);
+    dit_cache_plan_build(p->cache_profile, depth, p->cache_budget, level, weight, r.start, p->steps,
+                         pl);
+    long on = 0, all = (long)(p->steps - r.start) * nb;
+    for (size_t i = (size_t)r.start * nb; i < (size_t)p->steps * nb; i++)
+        on += !pl[i];
+    if (computed)
+        *computed = all ? (double)on / (double)all : 1.0;
+    free(level), dit_sched_free(r.s);
+    *plan = pl;
+    return DIT_OK;
 }

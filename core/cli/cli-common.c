@@ -41,12 +41,13 @@ void cli_options_init(options *o)
 
 void cli_options_clear(options *o)
 {
-    char **strs[] = {&o->model,      &o->vae,       &o->class_name,
-                     &o->labels,     &o->sampler,   &o->schedule,
-                     &o->prediction, &o->spacing,   &o->device,
-                     &o->precision,  &o->output,    &o->input,
-                     &o->mask,       &o->resize,    &o->progress,
-                     &o->strength,   &o->mask_mode, &o->guidance_interval};
+    char **strs[] = {&o->model,      &o->vae,          &o->class_name,
+                     &o->labels,     &o->sampler,      &o->schedule,
+                     &o->prediction, &o->spacing,      &o->device,
+                     &o->precision,  &o->output,       &o->input,
+                     &o->mask,       &o->resize,       &o->progress,
+                     &o->strength,   &o->mask_mode,    &o->guidance_interval,
+                     &o->cache,      &o->cache_profile};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
 }
@@ -89,6 +90,8 @@ void cli_loaded_clear(loaded *l)
     dit_model_free(l->model);
     dit_vae_free(l->vae);
     dit_labels_free(l->labels);
+    g_free(l->model_path);
+    dit_cache_profile_free(l->cache_profile);
     dit_ctx_free(l->ctx);
     memset(l, 0, sizeof *l);
 }
@@ -222,6 +225,7 @@ int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
             g_free(model_path);
             return EXIT_BAD_INPUT;
         }
+        l->model_path = model_path, model_path = NULL;
     }
     g_free(model_path);
     return 0;

@@ -39,6 +39,8 @@ typedef struct {
     double guidance;         /* libdit's (dit_pipeline_params_default) */
     int guidance_channels;   /* 0 = all */
     char *guidance_interval; /* "FROM,TO" noise levels; NULL: every step */
+    char *cache;             /* share of block outputs computed ("0.5"); NULL: all */
+    char *cache_profile;     /* NULL: the model's own (dit_cache_profile_path) */
     char *strength;  /* NULL: the task's (libdit's for img2img, inpaint_strength for inpaint) */
     gint64 seed;     /* < 0: random; libdit's default */
     int batch;       /* libdit's default */
@@ -102,7 +104,9 @@ typedef struct {
     dit_ctx *ctx;
     dit_model *model;
     dit_vae *vae;
-    char **labels; /* NULL-terminated, or NULL */
+    char **labels;                    /* NULL-terminated, or NULL */
+    char *model_path;                 /* where the model came from (NULL: none loaded) */
+    dit_cache_profile *cache_profile; /* --cache: the model's calibration, or NULL */
 } loaded;
 
 /* Loads the DiT, its VAE (or none) and labels. Returns an exit code. */
@@ -151,6 +155,11 @@ int cli_cmd_decode(int argc, char **argv);
 int cli_cmd_info(int argc, char **argv);
 int cli_cmd_labels(int argc, char **argv);
 int cli_cmd_models(int argc, char **argv);
+int cli_cmd_calibrate_cache(int argc, char **argv);
+/* --cache and --cache-profile (cmd-cache.c): the option entries, and their
+ * values into p with the profile kept in l; an exit code */
+void cli_add_cache_entries(GOptionContext *oc, options *o, GPtrArray *keep);
+int cli_cache_params(const options *o, loaded *l, dit_pipeline_params *p);
 int dit_cmd_convert(int argc, char **argv);
 int dit_cmd_train(int argc, char **argv);
 int dit_cmd_validate(int argc, char **argv);

@@ -79,6 +79,7 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
         OPT_END,
     };
     g_option_context_add_main_entries(oc, common, NULL);
+    cli_add_cache_entries(oc, o, keep);
     if (source) {
         GOptionEntry src[] = {
             {"input", 'i', 0, G_OPTION_ARG_FILENAME, &o->input, "source PNG", "FILE"},
@@ -360,7 +361,7 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
 }
 
 /* The pipeline's parameters from the options; an exit code. */
-static int sampling_params(const options *o, const loaded *l, dit_task task, int class_id,
+static int sampling_params(const options *o, loaded *l, dit_task task, int class_id,
                            dit_pipeline_params *p)
 {
     int rc;
@@ -387,6 +388,8 @@ static int sampling_params(const options *o, const loaded *l, dit_task task, int
         return EXIT_BAD_INPUT;
     }
     p->detail_strength = o->detail > 0 ? DIT_DETAIL_STRENGTH : 0.0f;
+    if ((rc = cli_cache_params(o, l, p)))
+        return rc;
     p->grow = o->grow;
     if (o->steps != INT_MIN)
         p->steps = o->steps;

@@ -1,7 +1,7 @@
 /* dit: the command-line face of libdit.
  *
  *   dit generate | img2img | inpaint | outpaint | encode | decode | info | labels |
- *       convert | train | validate
+ *       convert | train | validate | calibrate-cache
  *
  * One file per command (cmd-*.c; convert.c is the .pt reader behind convert);
  * cli.h has the exit codes (0 ok, 1 usage, 2 bad input, 3 model error, 4
@@ -31,13 +31,14 @@ static const subcommand subcommands[] = {
     {"convert", "PyTorch .pt checkpoint -> safetensors + config.json", dit_cmd_convert},
     {"train", "train a class-conditional DiT (Fashion-MNIST or an image folder)", dit_cmd_train},
     {"validate", "sample grid, class agreement, held-out losses, loss curve", dit_cmd_validate},
+    {"calibrate-cache", "measure a model's block outputs for --cache", cli_cmd_calibrate_cache},
 };
 
 static void print_usage(FILE *out)
 {
     fprintf(out, "Usage: dit COMMAND [OPTIONS...]\n\nCommands:\n");
     for (size_t i = 0; i < G_N_ELEMENTS(subcommands); i++)
-        fprintf(out, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+        fprintf(out, "  %-15s %s\n", subcommands[i].name, subcommands[i].summary);
     fprintf(out, "\n'dit COMMAND --help' describes one command.\n"
                  "  --version  print the version\n\n"
                  "Exit codes: 0 ok, 1 usage, 2 bad input, 3 model error, 4 cancelled.\n");

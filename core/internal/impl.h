@@ -196,6 +196,49 @@ dit_status dit_vae_check_backend(dit_ctx *ctx);
  * calls this, so device copies of the weights are uploaded again. */
 void dit_model_touch(dit_model *m);
 
+/* ---- block-output reuse across steps (core/cache.c) -----------------------
+ * One slot per block and branch (attention, MLP): its output before the
+ * gate, (rows, Ts, D), in the active backend's memory. */
+typedef struct {
+    int depth, rows;       /* rows: the most a slot holds */
+    size_t slot;           /* floats per slot */
+    float *store;          /* (depth, 2, rows, Ts, D) */
+    bool on_device;        /* store is device memory */
+    int *valid;            /* (depth * 2) rows a slot holds now (0: nothing) */
+    const uint8_t *plan;   /* (depth * 2) this step's: 1 = reuse; NULL computes all */
+    long computed, reused; /* branch evaluations so far */
+    float *prev, *host;    /* calibration: the last step's outputs, a download buffer */
+    bool have_prev;
+} dit_block_cache;
+
+dit_status dit_block_cache_init(dit_ctx *ctx, dit_block_cache *bc, const dit_model *model, int rows,
+                                int H, int W);
+void dit_block_cache_release(dit_block_cache *bc);
+/* nothing held (the latent jumped: resampling) */
+void dit_block_cache_invalidate(dit_block_cache *bc);
+/* Branch `branch` (2 x block + 0 attention / 1 MLP) of a forward of `rows`
+ * rows: its slot, and whether it holds the output to reuse (the plan says
+ * so and the slot has those rows); else the forward writes it there. */
+float *dit_block_cache_slot(dit_block_cache *bc, int branch, int rows, bool *reuse);
+/* Calibration, after a forward that computed every branch: change[i] =
+ * |now - before| / |before| of each branch since the last call; *measured
+ * false at the first call (nothing before). */
+dit_status dit_block_cache_measure(dit_ctx *ctx, dit_block_cache *bc, int rows, double *change,
+                                   bool *measured);
+/* The plan of a run of steps start .. steps - 1 (bytes (steps, depth, 2),
+ * 1 = reuse): with a profile, alpha bisected to the budget; without, whole
+ * steps at the budget's rate. level (steps): each step's noise level. */
+void dit_cache_plan_build(const dit_cache_profile *prof, int depth, float budget,
+                          const double *level, const double *weight, int start, int steps,
+                          uint8_t *plan);
+dit_cache_profile *dit_cache_profile_alloc(int depth, int n);
+void dit_cache_profile_set(dit_cache_profile *prof, int interval, float level, const double *rate,
+                           int samples, int steps);
+/* The forward with a block cache (NULL: dit_model_forward) */
+dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B, int H, int W,
+                                    const float *x, const float *t, const int32_t *y, float *out,
+                                    dit_block_cache *cache);
+
 /* f16/bf16 -> f32 */
 float dit_f16_to_f32(uint16_t h);
 float dit_bf16_to_f32(uint16_t h);

@@ -44,6 +44,19 @@ run 0 "  is the default's guidance" -- "$check" same "$tmp/gi1.png" "$tmp/g1.png
 run 0 "generate --guidance-interval 0.9,0.1 (empty)" -- "$dit" generate $P --class 3 --seed 5 --guidance-interval 0.9,0.1 -o "$tmp/gi0.png"
 run 0 "generate -g 1 (no guidance)" -- "$dit" generate $P --class 3 --seed 5 -g 1 -o "$tmp/g-off.png"
 run 0 "  an empty interval is no guidance" -- "$check" same "$tmp/gi0.png" "$tmp/g-off.png"
+# ---- the block cache: calibrate beside the model, then --cache finds it
+cp -rL "$tmp/pipe" "$tmp/cpipe"
+run 0 "calibrate-cache" -- "$dit" calibrate-cache -m "$tmp/cpipe" --steps 6 --sampler ddim -n 2 --progress none
+has "wrote $tmp/cpipe/dit-cache.json" "calibrate-cache"
+[ -f "$tmp/cpipe/dit-cache.json" ] || bad "calibrate-cache wrote no profile into the model folder"
+run 0 "generate --cache 1" -- "$dit" generate -m "$tmp/cpipe" --steps 6 --sampler ddim --progress none --class 3 --seed 5 --cache 1 -o "$tmp/c1.png"
+run 0 "generate (no cache)" -- "$dit" generate -m "$tmp/cpipe" --steps 6 --sampler ddim --progress none --class 3 --seed 5 -o "$tmp/c0.png"
+run 0 "  --cache 1 is no cache" -- "$check" same "$tmp/c1.png" "$tmp/c0.png"
+run 0 "generate --cache 0.5 (the model's calibration)" -- "$dit" generate -m "$tmp/cpipe" --steps 6 --sampler ddim --progress none --class 3 --seed 5 --cache 0.5 -o "$tmp/c5.png"
+[ -f "$tmp/c5.png" ] || bad "--cache 0.5 wrote nothing"
+if grep -q "no calibration" "$tmp/out"; then bad "--cache did not find the model's calibration"; fi
+run 0 "generate --cache 0.5 on a model without calibration" -- "$dit" generate $P --class 3 --seed 5 --cache 0.5 -o "$tmp/c6.png"
+has "no calibration" "--cache without a profile"
 run 0 "generate --progress json" -- "$dit" generate -m "$tmp/pipe" --steps 3 --progress json -o "$tmp/j.png"
 has '{"step": 3, "total": 3' "json progress"
 
@@ -224,9 +237,11 @@ run 1 "--device tpu" -- "$dit" generate $P --device tpu -o "$tmp/x.png"
 has "cpu, cuda or auto" "--device tpu"
 
 # ---- Ctrl-C: exit 4 after the current step, nothing written
-"$dit" generate -m "$tmp/pipe" -W 128 -H 128 --steps 1000 --sampler ddim --progress none -o "$tmp/int.png" >"$tmp/out" 2>&1 &
+# (the signal goes once the first step is reported: on a loaded machine a
+# fixed sleep could land before the handler is installed)
+"$dit" generate -m "$tmp/pipe" -W 128 -H 128 --steps 1000 --sampler ddim --progress json -o "$tmp/int.png" >"$tmp/out" 2>&1 &
 pid=$!
-sleep 1
+for _ in $(seq 600); do grep -q '"step"' "$tmp/out" && break; sleep 0.1; done
 kill -INT $pid
 wait $pid
 rc=$?

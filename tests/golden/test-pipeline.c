@@ -2,7 +2,8 @@
  * with the tiny random DiT (dit_diffusers_p2) and VAE (vae_kl) fixtures and
  * Philox noise: generate (CFG 4, 10 DDIM steps), img2img (strength 0.6),
  * inpaint with a hard and a feathered mask (decoded image within 1e-4 of
- * max). Then the properties that need no reference: pixels outside the mask
+ * max); generate again through the block cache's slots (nothing reused)
+ * and with a guidance interval over every step. Then the properties that need no reference: pixels outside the mask
  * bit-identical, an all-zero mask returns the input, an all-one mask equals
  * generation, same seed -> same bytes, thread counts, bad parameters,
  * cancel. */
@@ -86,6 +87,29 @@ static void against_reference(fixture *fx)
         free(ref);
         free(out);
     }
+    /* the generate case again through the block cache's slots (a plan that
+     * reuses nothing) and with a guidance interval over every step: the
+     * same reference */
+    float *ref = io_get(fx, "gen/image", NULL);
+    dit_pipeline_params p;
+    params_for(fx, &p, DIT_TASK_GENERATE);
+    const int nb = 2 * dit_model_config(fx->dit)->depth;
+    uint8_t *none = calloc((size_t)p.steps * nb, 1);
+    p.cache_plan = none;
+    float *out = run(fx, &p, NULL);
+    if (ref && out)
+        CHECK(compare_ref("generate through the cache slots", out, ref, (size_t)3 * fx->H * fx->W,
+                          REL_TOL),
+              "the cache path with nothing reused is not the reference");
+    free(out);
+    params_for(fx, &p, DIT_TASK_GENERATE);
+    p.guidance_from = 0.0f, p.guidance_to = 1.0f;
+    out = run(fx, &p, NULL);
+    if (ref && out)
+        CHECK(compare_ref("generate, guidance interval [0, 1]", out, ref, (size_t)3 * fx->H * fx->W,
+                          REL_TOL),
+              "a guidance interval over every step is not CFG");
+    free(out), free(ref), free(none);
 }
 
 static size_t count_diff(const float *a, const float *b, size_t n)

@@ -225,6 +225,59 @@ static void test_vae(dit_ctx *ctx, const char *name)
     g_free(path);
 }
 
+static float *sample_on(dit_ctx *ctx, const char *device, const dit_pipeline_params *p, int H,
+                        int W)
+{
+    float *out = malloc((size_t)3 * H * W * sizeof *out);
+    dit_ctx_set_device(ctx, device);
+    if (dit_pipeline_run(ctx, p, NULL, NULL, H, W, NULL, NULL, NULL, out) != DIT_OK) {
+        CHECK(false, "%s sampling: %s", device, dit_last_error(ctx));
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static bool same_bytes(const float *a, const float *b, size_t n)
+{
+    return a && b && memcmp(a, b, n * sizeof *a) == 0;
+}
+
+/* The guidance interval and the block cache on the device: an interval
+ * over every step is CFG and an empty one guidance 1, bit for bit; a cache
+ * plan that reuses nothing is no cache, bit for bit; a cache at budget 0.5
+ * (whole steps reused) agrees with the CPU's. */
+static void sampling_variants(dit_ctx *ctx, const dit_model *m, const dit_vae *v, int H, int W)
+{
+    const size_t n = (size_t)3 * H * W;
+    dit_pipeline_params p;
+    dit_pipeline_params_default(&p, m, v);
+    p.steps = 4, p.class_id = 3, p.seed = 11, p.guidance = 3.0f;
+    float *plain = sample_on(ctx, "cuda", &p, H, W);
+    dit_pipeline_params q = p;
+    q.guidance_from = 0.0f, q.guidance_to = 1.0f;
+    float *all = sample_on(ctx, "cuda", &q, H, W);
+    CHECK(same_bytes(all, plain, n), "cuda: a guidance interval over every step is not CFG");
+    q.guidance_from = 0.8f, q.guidance_to = 0.1f;
+    float *empty = sample_on(ctx, "cuda", &q, H, W);
+    q = p, q.guidance = 1.0f;
+    float *unguided = sample_on(ctx, "cuda", &q, H, W);
+    CHECK(same_bytes(empty, unguided, n), "cuda: an empty guidance interval is not guidance 1");
+    uint8_t *none = calloc((size_t)p.steps * 2 * dit_model_config(m)->depth, 1);
+    q = p, q.cache_plan = none;
+    float *slots = sample_on(ctx, "cuda", &q, H, W);
+    CHECK(same_bytes(slots, plain, n), "cuda: a cache plan reusing nothing is not the plain run");
+    q = p, q.cache_budget = 0.5f;
+    float *cached = sample_on(ctx, "cuda", &q, H, W), *cached_cpu = sample_on(ctx, "cpu", &q, H, W);
+    if (cached && cached_cpu) {
+        CHECK(compare_rel("cache 0.5 cuda vs cpu", cached, cached_cpu, n, 1e-4),
+              "cache 0.5: cuda and cpu disagree");
+        CHECK(!same_bytes(cached, plain, n), "cuda: the cache at 0.5 changed nothing");
+    }
+    free(plain), free(all), free(empty), free(unguided), free(none), free(slots), free(cached),
+        free(cached_cpu);
+}
+
 /* Sampling: the same seed gives the same image on the device and the CPU
  * (DiT and VAE both on the device): generate with guidance, and inpaint
  * (pixels outside the mask must come back bit-identical on both). */
@@ -271,6 +324,7 @@ static void test_sampling(dit_ctx *ctx)
             CHECK(kept, "inpaint on the device changed pixels outside the mask");
         }
     }
+    sampling_variants(ctx, m, v, H, W);
     free(src), free(mask), free(cpu), free(dev);
 out:
     dit_model_free(m);
