@@ -386,8 +386,8 @@ typedef struct {
 #define DIT_INPAINT_MASK_MODE DIT_MASK_DIFFERENTIAL
 #define DIT_INPAINT_FEATHER DIT_FEATHER_AUTO
 
-/* the cache budget the README recommends and the plug-in's "Reuse block
- * outputs" uses (tests/bench/bench-cache.c: README, Fewer FLOPs) */
+/* the cache budget the README recommends for 50 steps or more, measured
+ * by tests/bench/bench-cache.c (README, Fewer FLOPs per image) */
 #define DIT_CACHE_BUDGET 0.5f
 
 /* the refinement strength the dit tool and the plug-in use for detail */
@@ -420,6 +420,25 @@ DIT_API dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *par
                                     const float *image, const float *mask, int height, int width,
                                     dit_progress_fn progress, void *user,
                                     const volatile int *cancel, float *out);
+
+/* ---- text: the T5 tokenizer ---------------------------------------------------
+ * A SentencePiece model (T5's spiece.model) through libsentencepiece, giving
+ * the ids transformers' T5Tokenizer gives: special tokens written in the
+ * prompt (</s>, <pad>, <unk>, <extra_id_N>) kept whole, the rest encoded by
+ * SentencePiece, cut to max_len - 1 ids, then EOS, then padding. */
+typedef struct dit_tokenizer dit_tokenizer;
+/* path: a spiece.model, or a folder holding one (or tokenizer/spiece.model,
+ * a pipeline folder); its tokenizer_config.json's extra_ids (default 100)
+ * add the <extra_id_N> tokens. DIT_ERR_UNSUPPORTED in a build without
+ * libsentencepiece. */
+DIT_API dit_status dit_tokenizer_load(dit_ctx *ctx, const char *path, dit_tokenizer **out);
+DIT_API void dit_tokenizer_free(dit_tokenizer *tok);
+/* pieces plus extra ids: the ids it gives are below this */
+DIT_API int dit_tokenizer_vocab_size(const dit_tokenizer *tok);
+/* ids (max_len), and mask (max_len, may be NULL) 1 on the tokens and EOS;
+ * *n_tokens (may be NULL) how many that is. The text must be UTF-8. */
+DIT_API dit_status dit_tokenize(dit_ctx *ctx, const dit_tokenizer *tok, const char *text,
+                                int max_len, int32_t *ids, int32_t *mask, int *n_tokens);
 
 /* ---- block cache -----------------------------------------------------------
  * dit_cache_calibrate measures, on `samples` generations with p's settings

@@ -308,6 +308,7 @@ static int bench_default(dit_ctx *ctx, const char *path, int steps)
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* minutes per part: show each row as it comes */
     const char *part = g_getenv("DIT_BENCH_PART") ? g_getenv("DIT_BENCH_PART") : "all";
     const int steps = env_int("DIT_BENCH_STEPS", 50);
     const char *device, *precision;

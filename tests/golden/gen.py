@@ -2660,7 +2660,105 @@ def train_variant_fixtures(seed):
 
 # --------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------
+# T5 tokenizer: a tiny SentencePiece unigram model and transformers' ids
+# --------------------------------------------------------------------------
+
+T5_DIR = "t5_tiny"
+T5_MAX_LEN = 16
+# the generator's own training text: a few sentences of the kind of prompt a
+# GIMP user types, in English and Chinese, with digits and emoji
+T5_CORPUS = [
+    "a watercolour painting of a lighthouse on a rocky coast at dawn",
+    "a red fox sleeping under a birch tree in the snow, soft light",
+    "an old wooden boat on a calm lake, mist over the water",
+    "portrait of a smiling woman with curly hair, oil on canvas",
+    "a bowl of noodles with an egg and green onions 🍜",
+    "a city street at night, neon signs reflected in the rain",
+    "two cats on a windowsill watching birds 🐦 outside",
+    "a mountain village in summer, 3 houses and 12 goats",
+    "一只小猫在窗台上睡觉",
+    "山上的小村庄，夏天，阳光明媚",
+    "a glass of orange juice on a white table 😀",
+    "close-up of a sunflower with a bee, macro photo",
+]
+T5_PROMPTS = [
+    "",
+    "a cat",
+    "a red fox in the snow",
+    "  a   lighthouse   at  dawn  ",
+    "\ta boat\non the lake\r\n",
+    "一只小猫",
+    "小猫 and a fox",
+    "noodles 🍜 with an egg 😀",
+    "🐦🐦🐦",
+    "a mountain village with 12 goats and 3 houses in summer under a bright sun",
+    "a " * 40,
+    "Portrait Of A WOMAN",
+    "café, naïve façade — ÀÉÎ",
+    "ﬁsh in ＡＢＣ full width",
+    "a cat</s> and a dog",
+    "</s>",
+    "<pad>a boat<unk>",
+    "x<extra_id_0>y",
+    "a <extra_id_99> b",
+    "<extra_id_100> <extra_id_05>",
+    "<extra_id_",
+    "a ~!@#$%^&*() z",
+    "zzzz qqqq",
+]
+
+
+def t5_tokenizer_fixture():
+    """spiece.model trained here, and T5Tokenizer's ids (max_length 16,
+    truncation, padding) for T5_PROMPTS into t5_tiny.io"""
+    import sentencepiece as spm
+    import transformers
+    out_dir = os.path.join(HERE, T5_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    corpus = os.path.join(out_dir, "corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write("\n".join(T5_CORPUS * 4) + "\n")
+    prefix = os.path.join(out_dir, "spiece")
+    spm.SentencePieceTrainer.train(
+        input=corpus, model_prefix=prefix, vocab_size=96, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0,
+        hard_vocab_limit=False, num_threads=1, shuffle_input_sentence=False,
+        minloglevel=2)
+    os.remove(corpus)
+    os.remove(prefix + ".vocab")
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "T5Tokenizer", "extra_ids": 100,
+                   "model_max_length": T5_MAX_LEN}, f, indent=2)
+        f.write("\n")
+    tok = transformers.T5Tokenizer.from_pretrained(out_dir)
+    enc = tok(T5_PROMPTS, max_length=T5_MAX_LEN, padding="max_length", truncation=True,
+              return_tensors="pt")
+    ids = enc.input_ids.to(torch.int32)  # stored as F32 below (exact: all < 2^24)
+    mask = enc.attention_mask.to(torch.int32)
+    # what the tokenizer adds around SentencePiece, to be sure the prompts
+    # exercise it: truncation, special tokens in the text, padding
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    plain = [(sp.encode(p)[:T5_MAX_LEN - 1] + [1] + [0] * T5_MAX_LEN)[:T5_MAX_LEN] for p in T5_PROMPTS]
+    differ = sum(1 for a, b in zip(ids.tolist(), plain) if a != b)
+    truncated = sum(1 for m in mask.tolist() if all(m))
+    assert differ >= 5 and truncated >= 2, (differ, truncated)
+    meta = {"prompts": json.dumps(T5_PROMPTS), "max_length": str(T5_MAX_LEN),
+            "transformers": transformers.__version__, "sentencepiece": spm.__version__}
+    save_file_sorted_metadata({"tok/ids": ids.to(F32).contiguous(), "tok/mask": mask.to(F32).contiguous()},
+                              os.path.join(HERE, T5_DIR + ".io.safetensors"), meta)
+    return {"prompts": len(T5_PROMPTS), "ids differing from plain SentencePiece": differ,
+            "truncated": truncated, "vocabulary": len(tok)}
+
+
 def main():
+    ap = argparse.ArgumentParser(description="write the golden fixtures")
+    ap.add_argument("--only", choices=("t5",), help="write only these fixtures")
+    args = ap.parse_args()
+    if args.only == "t5":
+        for k, v in t5_tokenizer_fixture().items():
+            print(f"  t5 tokenizer: {k:45s} {v}")
+        return
     print(f"torch {torch.__version__}  diffusers {diffusers.__version__}  "
           f"safetensors {__import__('safetensors').__version__}  numpy {np.__version__}")
     results = {}
@@ -2698,6 +2796,7 @@ def main():
     convert_checks = convert_fixtures(810)
     train_checks = train_grad_fixture(909)
     train_checks.update(train_variant_fixtures(919))
+    t5_checks = t5_tokenizer_fixture()
     print("sched cases: " + ", ".join(sched_names))
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
@@ -2729,6 +2828,9 @@ def main():
     print("\nconverter checks:")
     for k, v in convert_checks.items():
         print(f"  {k:78s} {v:.2e}" if isinstance(v, float) else f"  {k:78s} {v}")
+    print("\nT5 tokenizer:")
+    for k, v in t5_checks.items():
+        print(f"  {k:78s} {v}")
     print("\ntraining-gradient checks:")
     for k, v in train_checks.items():
         print(f"  {k:78s} {v:.2e}")
@@ -2744,7 +2846,8 @@ def main():
     print("\nfiles:")
     for root, _, files in sorted(os.walk(HERE)):
         for fn in sorted(files):
-            if not (fn.endswith(".safetensors") or fn.endswith(".pt") or fn == "config.json"):
+            if not (fn.endswith(".safetensors") or fn.endswith(".pt") or fn.endswith(".model")
+                    or fn == "config.json"):
                 continue
             path = os.path.join(root, fn)
             size = os.path.getsize(path)
