@@ -769,6 +769,49 @@ static void cpu_rms_norm(const dit_backend *be, float *out, const float *x, cons
     }
 }
 
+static void cpu_attention_bias(const dit_backend *be, float *out, const float *qkv,
+                               const float *bias, const int32_t *key_mask, int B, int T, int H,
+                               int hd, float scale, float *probs)
+{
+    const int D = H * hd;
+#pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        float *P = probs + (size_t)bh * T * T; // (T, T) logits, then weights
+        const float *q = qkv + (size_t)b * T * 3 * D + (size_t)h * hd;
+        dit_cpu_gemm(be, false, true, T, T, hd, scale, q, 3 * D, q + D, 3 * D, 0.0f, P, T,
+                     DIT_GEMM_NO_WEIGHT);
+        const int32_t *km = key_mask ? key_mask + (size_t)b * T : NULL;
+        for (int i = 0; i < T; i++) {
+            float *row = P + (size_t)i * T;
+            const float *br = bias ? bias + ((size_t)h * T + i) * T : NULL;
+            float mx = -INFINITY;
+            for (int j = 0; j < T; j++) {
+                row[j] = km && !km[j] ? -INFINITY : row[j] + (br ? br[j] : 0.0f);
+                mx = row[j] > mx ? row[j] : mx;
+            }
+            double sum = 0;
+            for (int j = 0; j < T; j++) {
+                row[j] = mx == -INFINITY ? 0.0f : expf(row[j] - mx);
+                sum += row[j];
+            }
+            const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+            for (int j = 0; j < T; j++)
+                row[j] *= inv;
+        }
+        // out (T, hd) of head h = P (T, T) . V (T, hd)
+        dit_cpu_gemm(be, false, false, T, hd, T, 1.0f, P, T, q + 2 * D, 3 * D, 0.0f,
+                     out + (size_t)b * T * D + (size_t)h * hd, D, DIT_GEMM_NO_WEIGHT);
+    }
+}
+
+static void cpu_mul(const dit_backend *be, float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for num_threads(be->n_threads) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] * b[i];
+}
+
 /* ---- training ops ------------------------------------------------------------- */
 
 static void cpu_attention_train(const dit_backend *be, float *out, const float *qkv, int B, int T,
@@ -1133,6 +1176,8 @@ static const dit_backend cpu_backend = {
     .affine = cpu_affine,
     .tanh_clamp = cpu_tanh_clamp,
     .rms_norm = cpu_rms_norm,
+    .attention_bias = cpu_attention_bias,
+    .mul = cpu_mul,
     .attention_train = cpu_attention_train,
     .attention_backward = cpu_attention_backward,
     .layernorm_modulate_train = cpu_layernorm_modulate_train,

@@ -440,6 +440,24 @@ DIT_API int dit_tokenizer_vocab_size(const dit_tokenizer *tok);
 DIT_API dit_status dit_tokenize(dit_ctx *ctx, const dit_tokenizer *tok, const char *text,
                                 int max_len, int32_t *ids, int32_t *mask, int *n_tokens);
 
+/* ---- text: the T5 encoder ------------------------------------------------------
+ * T5 v1.1's encoder (transformers' T5EncoderModel, what PixArt conditions
+ * on): a folder with config.json and model.safetensors, or the shards
+ * model.safetensors.index.json lists; a pipeline folder's text_encoder/. */
+typedef struct dit_text_encoder dit_text_encoder;
+typedef struct {
+    int vocab_size, d_model, d_kv, num_heads, d_ff, num_layers;
+    int num_buckets, max_distance; /* the relative-position bias */
+    float eps;                     /* RMSNorm */
+} dit_t5_config;
+DIT_API dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encoder **out);
+DIT_API void dit_text_encoder_free(dit_text_encoder *enc);
+DIT_API const dit_t5_config *dit_text_encoder_config(const dit_text_encoder *enc);
+/* out (B, L, d_model): the encoder's last hidden state for ids (B, L) with
+ * the padding mask (B, L; NULL: every token counts) */
+DIT_API dit_status dit_text_encode(dit_ctx *ctx, const dit_text_encoder *enc, const int32_t *ids,
+                                   const int32_t *mask, int B, int L, float *out);
+
 /* ---- block cache -----------------------------------------------------------
  * dit_cache_calibrate measures, on `samples` generations with p's settings
  * (seeds p->seed + i, classes p->class_id + i modulo the classes, every

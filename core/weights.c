@@ -1,6 +1,7 @@
 #include "internal/weights.h"
 #include "internal/cpu-gemm.h"
 #include "internal/impl.h"
+#include "internal/json.h"
 
 #include <glib.h>
 #include <math.h>
@@ -96,10 +97,25 @@ static bool shape_matches(const st_tensor *t, const weight_expect *e)
     return t->shape[e->ndim] == 1 && t->shape[e->ndim + 1] == 1;
 }
 
-static dit_status check_present(dit_ctx *ctx, const st_file *f, const weight_expect *e,
-                                const char *what)
+/* tensor `name` in the first of the files that has it; *fi its file */
+static const st_tensor *find_in(const st_file *const *files, int nf, const char *name, int *fi)
 {
-    const st_tensor *t = st_find(f, e->name);
+    for (int i = 0; i < nf; i++) {
+        const st_tensor *t = st_find(files[i], name);
+        if (t) {
+            *fi = i;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static dit_status check_present(dit_ctx *ctx, const st_file *const *files, int nf,
+                                const weight_expect *e, const char *what)
+{
+    int fi = 0;
+    const st_tensor *t = find_in(files, nf, e->name, &fi);
+    const st_file *f = files[fi];
     if (!t) {
         if (e->flags & WL_OPTIONAL)
             return DIT_OK;
@@ -122,17 +138,30 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
                    const char *what, bool (*ignorable)(const char *name, const void *user),
                    wl_result *out)
 {
+    return wl_load_files(ctx, &f, 1, layout, model, what, ignorable, out);
+}
+
+dit_status wl_load_files(dit_ctx *ctx, const st_file *const *files, int nf, wl_layout_fn layout,
+                         void *model, const char *what,
+                         bool (*ignorable)(const char *name, const void *user), wl_result *out)
+{
     memset(out, 0, sizeof *out);
+    const st_file *f = files[0]; /* named in messages that concern no one file */
+    size_t n_tensors = 0, *first = calloc((size_t)nf + 1, sizeof *first); /* offsets into used */
+    for (int i = 0; first && i < nf; i++)
+        first[i] = n_tensors, n_tensors += files[i]->n;
     weight_layout L = {0};
     layout(&L, model); /* count floats and entries */
     const size_t n_expect = L.n;
     size_t bytes;
-    if (!dit_mul_size(L.used, sizeof(float), &bytes))
+    if (!first || !dit_mul_size(L.used, sizeof(float), &bytes)) {
+        free(first);
         return dit_error(ctx, DIT_ERR_NOMEM, "%s: parameter count overflows", f->path);
+    }
     const size_t n_mats = L.n_mats;
     weight_expect *list = calloc(n_expect ? n_expect : 1, sizeof *list);
     weight_matrix *mats = calloc(n_mats ? n_mats : 1, sizeof *mats);
-    bool *used = calloc(f->n + 1, sizeof *used);
+    bool *used = calloc(n_tensors + 1, sizeof *used);
     float *params = NULL;
     dit_status st = DIT_OK;
     if (!list || !mats || !used) {
@@ -144,7 +173,7 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
     L = (weight_layout){.list = list};
     layout(&L, model);
     for (size_t i = 0; i < n_expect && st == DIT_OK; i++)
-        st = check_present(ctx, f, &list[i], what);
+        st = check_present(ctx, files, nf, &list[i], what);
     if (st)
         goto out;
     char whose[160];
@@ -168,33 +197,36 @@ dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *mo
     int dtypes = 0; /* one bit per dtype seen */
     for (size_t i = 0; i < n_expect && st == DIT_OK; i++) {
         const weight_expect *e = &list[i];
-        const st_tensor *t = st_find(f, e->name);
+        int fi = 0;
+        const st_tensor *t = find_in(files, nf, e->name, &fi);
         if (!t) { /* optional, checked above */
             if (hold)
                 memset(e->dst, 0, wl_count(e) * sizeof(float));
             continue;
         }
-        if ((st = st_read_f32(ctx, f, t, e->dst)))
+        if ((st = st_read_f32(ctx, files[fi], t, e->dst)))
             break;
-        st_release(f, t);
+        st_release(files[fi], t);
         for (size_t k = 0; k < t->n_elements; k++)
             if (!isfinite(e->dst[k])) {
                 st = dit_error(ctx, DIT_ERR_MODEL, "%s: tensor '%s' holds %s at element %zu",
-                               f->path, e->name, isnan(e->dst[k]) ? "NaN" : "Inf", k);
+                               files[fi]->path, e->name, isnan(e->dst[k]) ? "NaN" : "Inf", k);
                 break;
             }
-        used[t - f->tensors] = true;
+        used[first[fi] + (size_t)(t - files[fi]->tensors)] = true;
         dtypes |= 1 << t->dtype;
         out->held += loaded_into_matrix(&L, e, t->n_elements);
         if (!(e->flags & WL_BUFFER))
             out->n_params += t->n_elements;
     }
-    for (size_t i = 0; i < f->n && st == DIT_OK; i++)
-        if (!used[i] && !(ignorable && ignorable(f->tensors[i].name, model)))
-            st = dit_error(ctx, DIT_ERR_MODEL,
-                           "%s: unexpected tensor '%s' (not part of %s; does the config match "
-                           "the weights?)",
-                           f->path, f->tensors[i].name, what);
+    for (int fi = 0; fi < nf && st == DIT_OK; fi++)
+        for (size_t i = 0; i < files[fi]->n && st == DIT_OK; i++)
+            if (!used[first[fi] + i] &&
+                !(ignorable && ignorable(files[fi]->tensors[i].name, model)))
+                st = dit_error(ctx, DIT_ERR_MODEL,
+                               "%s: unexpected tensor '%s' (not part of %s; does the config "
+                               "match the weights?)",
+                               files[fi]->path, files[fi]->tensors[i].name, what);
     if (st == DIT_OK) {
         const char *name = "mixed";
         if (dtypes == 1 << ST_F32)
@@ -217,6 +249,7 @@ out:
     free(list);
     free(mats);
     free(used);
+    free(first);
     return st;
 }
 
@@ -290,4 +323,85 @@ dit_status find_model_files(dit_ctx *ctx, const char *path, const char *subfolde
     }
     g_free(base);
     return DIT_OK;
+}
+
+void st_files_close(st_files *files)
+{
+    for (int i = 0; i < files->n; i++)
+        st_close(files->f[i]);
+    free(files->f);
+    memset(files, 0, sizeof *files);
+}
+
+/* The shard names of an index's weight_map, sorted and unique, each a
+ * plain file name (no folder: an index may not point outside its folder) */
+static dit_status index_shards(dit_ctx *ctx, const char *index, GPtrArray *names)
+{
+    char *text = NULL;
+    gsize len = 0;
+    GError *err = NULL;
+    if (!g_file_get_contents(index, &text, &len, &err)) {
+        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s", err->message);
+        g_error_free(err);
+        return st;
+    }
+    JsonParser *parser = NULL;
+    JsonObject *o = dit_json_object(ctx, index, text, (gssize)len, &parser);
+    g_free(text);
+    if (!o)
+        return DIT_ERR_FORMAT;
+    dit_status st = DIT_OK;
+    JsonNode *map = json_object_get_member(o, "weight_map");
+    if (!map || !JSON_NODE_HOLDS_OBJECT(map)) {
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: no weight_map object", index);
+        goto out;
+    }
+    GList *members = json_object_get_members(json_node_get_object(map));
+    for (GList *m = members; m && !st; m = m->next) {
+        JsonNode *v = json_object_get_member(json_node_get_object(map), m->data);
+        const char *file = JSON_NODE_HOLDS_VALUE(v) ? json_node_get_string(v) : NULL;
+        if (!file || !*file || strchr(file, '/') || strchr(file, '\\') || strcmp(file, ".") == 0 ||
+            strcmp(file, "..") == 0)
+            st = dit_error(ctx, DIT_ERR_FORMAT,
+                           "%s: tensor '%s' is mapped to '%s', not a file name inside the folder",
+                           index, (const char *)m->data, file ? file : "(not a string)");
+        else if (!g_ptr_array_find_with_equal_func(names, file, g_str_equal, NULL))
+            g_ptr_array_add(names, g_strdup(file));
+    }
+    g_list_free(members);
+    if (!st && names->len == 0)
+        st = dit_error(ctx, DIT_ERR_FORMAT, "%s: the weight_map is empty", index);
+    g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
+out:
+    g_object_unref(parser);
+    return st;
+}
+
+dit_status st_open_model_files(dit_ctx *ctx, const char *dir, st_files *out)
+{
+    memset(out, 0, sizeof *out);
+    char *index = g_build_filename(dir, "model.safetensors.index.json", NULL);
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+    dit_status st = DIT_OK;
+    if (g_file_test(index, G_FILE_TEST_EXISTS))
+        st = index_shards(ctx, index, names);
+    else
+        g_ptr_array_add(names, g_strdup("model.safetensors"));
+    out->f = st ? NULL : calloc(names->len, sizeof *out->f);
+    if (!st && !out->f)
+        st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    for (guint i = 0; !st && i < names->len; i++) {
+        char *path = g_build_filename(dir, names->pdata[i], NULL);
+        if (!g_file_test(path, G_FILE_TEST_IS_REGULAR))
+            st = dit_error(ctx, DIT_ERR_IO, "%s: no such file%s", path,
+                           names->len > 1 ? " (a shard the index lists)" : "");
+        else if (!(st = st_open(ctx, path, &out->f[i])))
+            out->n++;
+        g_free(path);
+    }
+    if (st)
+        st_files_close(out);
+    g_ptr_array_free(names, TRUE);
+    g_free(index);
+    return st;
 }

@@ -176,6 +176,31 @@ static void cuda_attention(const dit_backend *be, float *out, const float *qkv, 
         attention_gemm(be, __func__, out, qkv, B, T, H, hd, scratch, false);
 }
 
+static void cuda_attention_bias(const dit_backend *be, float *out, const float *qkv,
+                                const float *bias, const int32_t *key_mask, int B, int T, int H,
+                                int hd, float scale, float *probs)
+{
+    const int D = H * hd;
+    const long long TT = (long long)T * T;
+    for (int b = 0; b < B; b++) {
+        float *P = probs + (size_t)b * H * TT;
+        const float *q = qkv + (size_t)b * T * 3 * D, *k = q + D, *v = q + 2 * D;
+        // P (T, T) = scale Q . K^T per head  ->  P^T = op(K^T) . Q^T
+        gemm(be, __func__, true, false, T, T, hd, scale, k, 3 * D, hd, q, 3 * D, hd, 0.0f, P, T, TT,
+             H);
+        CHECK(dit_cu_masked_softmax_rows(
+            stream_of(be), P, bias, key_mask ? key_mask + (size_t)b * T : NULL, (size_t)H * T, T));
+        // out (T, hd) = P . V per head  ->  out^T = V^T . P^T
+        gemm(be, __func__, false, false, hd, T, T, 1.0f, v, 3 * D, hd, P, T, TT, 0.0f,
+             out + (size_t)b * T * D, D, hd, H);
+    }
+}
+
+static void cuda_mul(const dit_backend *be, float *out, const float *a, const float *b, size_t n)
+{
+    CHECK(dit_cu_mul(stream_of(be), out, a, b, n));
+}
+
 static void cuda_layernorm_modulate(const dit_backend *be, float *out, const float *x,
                                     const float *shift, const float *scale, int stride, int B,
                                     int T, int D, float eps)
@@ -503,6 +528,8 @@ static const dit_backend cuda_ops = {
     .affine = cuda_affine,
     .tanh_clamp = cuda_tanh_clamp,
     .rms_norm = cuda_rms_norm,
+    .attention_bias = cuda_attention_bias,
+    .mul = cuda_mul,
     .attention_train = cuda_attention_train,
     .attention_backward = cuda_attention_backward,
     .layernorm_modulate_train = cuda_layernorm_modulate_train,

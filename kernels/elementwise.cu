@@ -1,5 +1,5 @@
 /* Element-wise ops and row adds: gated residual add, position rows, add +
- * activation, affine, TAESD's tanh clamp. */
+ * activation, product (T5's gated GELU), affine, TAESD's tanh clamp. */
 #include "common.cuh"
 
 /* ---- kernels ------------------------------------------------------------- */
@@ -31,6 +31,13 @@ __global__ void add_act_kernel(float *x, const float *y, size_t n, int act)
 {
     GRID_STRIDE(i, n)
     x[i] = act_apply(x[i] + y[i], act);
+}
+
+/* out (n) = a * b */
+__global__ void mul_kernel(float *out, const float *a, const float *b, size_t n)
+{
+    GRID_STRIDE(i, n)
+    out[i] = a[i] * b[i];
 }
 
 /* out (n) = a * in + b */
@@ -79,6 +86,15 @@ extern "C" cudaError_t dit_cu_add_act(cudaStream_t stream, float *x, const float
     if (n == 0)
         return cudaSuccess;
     DIT_LAUNCH(add_act_kernel, ew_grid(n), EW_BLOCK, stream, x, y, n, act);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dit_cu_mul(cudaStream_t stream, float *out, const float *a, const float *b,
+                                  size_t n)
+{
+    if (n == 0)
+        return cudaSuccess;
+    DIT_LAUNCH(mul_kernel, ew_grid(n), EW_BLOCK, stream, out, a, b, n);
     return cudaGetLastError();
 }
 

@@ -33,6 +33,10 @@ cudaError_t dit_cu_attention_flash(cudaStream_t stream, float *out, const float 
                                    int H, int hd);
 /* each of rows rows of x (rows, cols) replaced by its softmax */
 cudaError_t dit_cu_softmax_rows(cudaStream_t stream, float *x, size_t rows, int cols);
+/* rows of x (H, T, T) for one sample: + bias (H, T, T; may be NULL), keys
+ * where key_mask (T; may be NULL) is 0 out, softmax */
+cudaError_t dit_cu_masked_softmax_rows(cudaStream_t stream, float *x, const float *bias,
+                                       const int *key_mask, size_t rows, int cols);
 
 /* ---- norm.cu: LayerNorm + adaLN modulate ---- */
 /* layernorm_modulate; with mean and rstd (B*T) also keeps the statistics
@@ -84,6 +88,7 @@ cudaError_t dit_cu_gated_add(cudaStream_t stream, float *x, const float *y, cons
                              int stride, int B, int T, int D);
 cudaError_t dit_cu_add_rows(cudaStream_t stream, float *x, const float *pos, int B, int T, int D);
 cudaError_t dit_cu_add_act(cudaStream_t stream, float *x, const float *y, size_t n, int act);
+cudaError_t dit_cu_mul(cudaStream_t stream, float *out, const float *a, const float *b, size_t n);
 cudaError_t dit_cu_affine(cudaStream_t stream, float *out, const float *in, size_t n, float a,
                           float b);
 cudaError_t dit_cu_tanh_clamp(cudaStream_t stream, float *out, const float *in, size_t n, float m);

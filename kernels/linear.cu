@@ -148,6 +148,33 @@ __global__ void softmax_rows_kernel(float *x, int cols)
         r[j] *= inv;
 }
 
+/* T5's attention weights: each row i of head h of x (H, T, T) for one
+ * sample gets bias[h][i] added, keys where key_mask is 0 left out (-inf),
+ * then its softmax as softmax_rows_kernel; a row with no key left is 0. */
+__global__ void masked_softmax_rows_kernel(float *x, const float *bias, const int *key_mask,
+                                           int cols)
+{
+    float *r = x + (size_t)blockIdx.x * cols;
+    const float *br = bias ? bias + (size_t)blockIdx.x * cols : NULL;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        const float v = key_mask && !key_mask[j] ? -INFINITY : r[j] + (br ? br[j] : 0.0f);
+        r[j] = v;
+        mx = fmaxf(mx, v);
+    }
+    mx = block_max(mx);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        const float e = mx == -INFINITY || r[j] == -INFINITY ? 0.0f : exp_clamped(r[j] - mx);
+        r[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x)
+        r[j] *= inv;
+}
+
 /* ---- launchers ------------------------------------------------------------ */
 
 extern "C" cudaError_t dit_cu_bias_act(cudaStream_t stream, float *x, const float *bias,
@@ -197,5 +224,16 @@ extern "C" cudaError_t dit_cu_softmax_rows(cudaStream_t stream, float *x, size_t
     if (rows > 0x7fffffffu)
         return cudaErrorInvalidValue;
     DIT_LAUNCH(softmax_rows_kernel, (unsigned)rows, 128, stream, x, cols);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t dit_cu_masked_softmax_rows(cudaStream_t stream, float *x, const float *bias,
+                                                  const int *key_mask, size_t rows, int cols)
+{
+    if (rows == 0 || cols <= 0)
+        return cudaSuccess;
+    if (rows > 0x7fffffffu)
+        return cudaErrorInvalidValue;
+    DIT_LAUNCH(masked_softmax_rows_kernel, (unsigned)rows, 128, stream, x, bias, key_mask, cols);
     return cudaGetLastError();
 }

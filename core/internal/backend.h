@@ -186,6 +186,16 @@ struct dit_backend {
      * NULL means 1; out may equal x */
     void (*rms_norm)(const dit_backend *be, float *out, const float *x, const float *weight, int R,
                      int D, float eps);
+    /* out (B, T, H*hd) = softmax(scale Q K^T + bias[h] (T, T)) V per head, qkv
+     * (B, T, 3, H, hd); bias (H, T, T) may be NULL; keys where key_mask (B, T)
+     * is 0 take no weight (NULL: every key; a row with none left is 0).
+     * probs (B, H, T, T) is scratch. T5's self-attention: scale 1, a learned
+     * relative-position bias, the padding mask. */
+    void (*attention_bias)(const dit_backend *be, float *out, const float *qkv, const float *bias,
+                           const int32_t *key_mask, int B, int T, int H, int hd, float scale,
+                           float *probs);
+    /* out (n) = a * b; out may equal a or b (T5's gated GELU) */
+    void (*mul)(const dit_backend *be, float *out, const float *a, const float *b, size_t n);
 
     /* ---- training: forward variants that keep what backward needs, and the
      * backward ops. Gradients of parameters accumulate (+=); gradients of

@@ -239,6 +239,9 @@ dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B,
                                     const float *x, const float *t, const int32_t *y, float *out,
                                     dit_block_cache *cache);
 
+/* every op the T5 encoder calls (core/t5.c) */
+#define DIT_T5_OPS(X) X(linear) X(rms_norm) X(attention_bias) X(mul) X(add_act) X(add_embedding)
+
 /* f16/bf16 -> f32 */
 float dit_f16_to_f32(uint16_t h);
 float dit_bf16_to_f32(uint16_t h);

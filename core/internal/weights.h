@@ -77,6 +77,21 @@ typedef struct {
 dit_status wl_load(dit_ctx *ctx, const st_file *f, wl_layout_fn layout, void *model,
                    const char *what, bool (*ignorable)(const char *name, const void *user),
                    wl_result *out);
+/* The same over the shards of one model: each tensor from the file that
+ * holds it, every tensor of every file expected or ignorable. */
+dit_status wl_load_files(dit_ctx *ctx, const st_file *const *files, int nf, wl_layout_fn layout,
+                         void *model, const char *what,
+                         bool (*ignorable)(const char *name, const void *user), wl_result *out);
+
+/* The weight files of a model folder: model.safetensors, or the shards
+ * model.safetensors.index.json lists (each a plain file name inside the
+ * folder), each opened. */
+typedef struct {
+    st_file **f;
+    int n;
+} st_files;
+dit_status st_open_model_files(dit_ctx *ctx, const char *dir, st_files *out);
+void st_files_close(st_files *files);
 
 /* Where a model's files are: a .safetensors file (with config.json beside it
  * when it is diffusion_pytorch_model.safetensors), a diffusers model folder,

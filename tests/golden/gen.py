@@ -2751,6 +2751,133 @@ def t5_tokenizer_fixture():
             "truncated": truncated, "vocabulary": len(tok)}
 
 
+# --------------------------------------------------------------------------
+# T5 encoder: a tiny random T5EncoderModel (v1.1: gated GELU, no biases)
+# --------------------------------------------------------------------------
+
+T5_CFG = dict(vocab_size=200, d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=3,
+              relative_attention_num_buckets=32, relative_attention_max_distance=128,
+              feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, dropout_rate=0.0)
+T5_LONG = 40  # a second batch this long reaches the log-spaced buckets (|j - i| >= 16, 32)
+
+
+def t5_bucket(rel, num_buckets, max_distance, bidirectional=True):
+    """transformers' _relative_position_bucket, in its float32 arithmetic"""
+    ret = torch.zeros_like(rel)
+    n = -rel
+    if bidirectional:
+        num_buckets //= 2
+        ret = ret + (n < 0).to(torch.long) * num_buckets
+        n = n.abs()
+    else:
+        n = torch.max(n, torch.zeros_like(n))
+    max_exact = num_buckets // 2
+    large = max_exact + (torch.log(n.float() / max_exact) / math.log(max_distance / max_exact)
+                         * (num_buckets - max_exact)).to(torch.long)
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return ret + torch.where(n < max_exact, n, large)
+
+
+def t5_ref(W, c, ids, mask, *, rel_bias=True, bidirectional=True, scaled=False, gelu_kind="tanh",
+           norm="rms"):
+    """The encoder in float64 torch ops, with the perturbations the C code
+    could get wrong"""
+    d, H, dk = c["d_model"], c["num_heads"], c["d_kv"]
+    B, L = ids.shape
+
+    def rms(x, w):
+        if norm == "layer":
+            return F.layer_norm(x, (d,), w, None, c["layer_norm_epsilon"])
+        return w * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + c["layer_norm_epsilon"])
+
+    h = W["shared.weight"][ids]
+    pos = torch.arange(L)
+    rel = pos[None, :] - pos[:, None]  # memory - query
+    bucket = t5_bucket(-(-rel), c["relative_attention_num_buckets"],
+                       c["relative_attention_max_distance"], bidirectional)
+    table = W["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    bias = table[bucket].permute(2, 0, 1)[None] if rel_bias else torch.zeros(1, H, L, L, dtype=F64)
+    neg = (1.0 - mask[:, None, None, :].to(F64)) * torch.finfo(F64).min
+    for l in range(c["num_layers"]):
+        pre = f"encoder.block.{l}.layer."
+        n = rms(h, W[pre + "0.layer_norm.weight"])
+        q, k, v = ((n @ W[pre + f"0.SelfAttention.{x}.weight"].t()).view(B, L, H, dk).transpose(1, 2)
+                   for x in "qkv")
+        logits = q @ k.transpose(-1, -2)
+        if scaled:
+            logits = logits / math.sqrt(dk)
+        a = torch.softmax(logits + bias + neg, dim=-1) @ v
+        h = h + a.transpose(1, 2).reshape(B, L, H * dk) @ W[pre + "0.SelfAttention.o.weight"].t()
+        n = rms(h, W[pre + "1.layer_norm.weight"])
+        g = gelu(n @ W[pre + "1.DenseReluDense.wi_0.weight"].t(), gelu_kind)
+        f = g * (n @ W[pre + "1.DenseReluDense.wi_1.weight"].t())
+        h = h + f @ W[pre + "1.DenseReluDense.wo.weight"].t()
+    return rms(h, W["encoder.final_layer_norm.weight"])
+
+
+def t5_encoder_fixture(seed):
+    """t5_tiny/{config.json, model.safetensors} (bf16, as T5 ships) and
+    references for the tokenizer's batch and a longer random one"""
+    import transformers
+    torch.manual_seed(seed)
+    cfg = transformers.T5Config(**T5_CFG)
+    model = transformers.T5EncoderModel(cfg).eval()
+    with torch.no_grad():  # a bias table large enough to matter, as trained ones are
+        model.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight.normal_(0, 1.0)
+        for name, p in model.named_parameters():
+            if "layer_norm" in name:
+                p.normal_(1.0, 0.2)
+    sd = {k: round_to(v.detach(), torch.bfloat16) for k, v in model.state_dict().items()
+          if k != "encoder.embed_tokens.weight"}
+    out_dir = os.path.join(HERE, T5_DIR)
+    save_file_sorted_metadata({k: v.to(torch.bfloat16).contiguous() for k, v in sorted(sd.items())},
+                              os.path.join(out_dir, "model.safetensors"), {"format": "pt"})
+    cfg_dict = {"architectures": ["T5EncoderModel"], "model_type": "t5", **T5_CFG}
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg_dict, f, indent=2, sort_keys=True)
+        f.write("\n")
+    W = {k: v.to(F64) for k, v in sd.items()}
+    ref_model = transformers.T5EncoderModel(cfg).eval().double()
+    ref_model.load_state_dict({**{k: v for k, v in W.items()},
+                               "encoder.embed_tokens.weight": W["shared.weight"]})
+    io = load_safetensors(os.path.join(HERE, T5_DIR + ".io.safetensors"))
+    ids_a = io["tok/ids"].to(torch.long)[:8]
+    mask_a = io["tok/mask"].to(torch.long)[:8]
+    g = torch.Generator().manual_seed(seed + 1)
+    ids_b = torch.randint(3, T5_CFG["vocab_size"], (2, T5_LONG), generator=g)
+    mask_b = torch.ones_like(ids_b)
+    mask_b[1, T5_LONG - 7:] = 0
+    ids_b[1, T5_LONG - 7:] = 0
+    checks, tensors = {}, {}
+    for tag, ids, mask in (("short", ids_a, mask_a), ("long", ids_b, mask_b)):
+        with torch.no_grad():
+            ref = ref_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            own = t5_ref(W, T5_CFG, ids, mask)
+        checks[f"t5 {tag}: own float64 forward vs transformers"] = rel(own, ref)
+        # transformers' T5LayerNorm takes the mean of squares in float32 even in a
+        # float64 model: ~1e-7 apart from the exact float64 here
+        assert checks[f"t5 {tag}: own float64 forward vs transformers"] < 1e-6, checks
+        tensors[f"enc/{tag}/ids"] = ids.to(F32)
+        tensors[f"enc/{tag}/mask"] = mask.to(F32)
+        tensors[f"enc/{tag}/out"] = ref.to(F32)
+        sensitivity(f"t5_tiny {tag}", ref, [
+            ("no relative-position bias", t5_ref(W, T5_CFG, ids, mask, rel_bias=False), SENS_FACTOR * TOL),
+            ("one-directional buckets", t5_ref(W, T5_CFG, ids, mask, bidirectional=False), SENS_FACTOR * TOL),
+            ("logits / sqrt(d_kv)", t5_ref(W, T5_CFG, ids, mask, scaled=True), SENS_FACTOR * TOL),
+            ("erf GELU", t5_ref(W, T5_CFG, ids, mask, gelu_kind="erf"), GELU_MODEL_BAR),
+            ("LayerNorm for RMSNorm", t5_ref(W, T5_CFG, ids, mask, norm="layer"), SENS_FACTOR * TOL),
+            ("padding not masked", t5_ref(W, T5_CFG, ids, torch.ones_like(mask)),
+             SENS_FACTOR * TOL if tag == "long" else None),
+        ])
+    tensors.update({k: v for k, v in io.items()})
+    meta = {}
+    with safe_open(os.path.join(HERE, T5_DIR + ".io.safetensors"), "pt") as f:
+        meta = f.metadata()
+    save_file_sorted_metadata({k: v.contiguous() for k, v in sorted(tensors.items())},
+                              os.path.join(HERE, T5_DIR + ".io.safetensors"), meta)
+    return checks
+
+
 def main():
     ap = argparse.ArgumentParser(description="write the golden fixtures")
     ap.add_argument("--only", choices=("t5",), help="write only these fixtures")
@@ -2758,6 +2885,10 @@ def main():
     if args.only == "t5":
         for k, v in t5_tokenizer_fixture().items():
             print(f"  t5 tokenizer: {k:45s} {v}")
+        for k, v in t5_encoder_fixture(1101).items():
+            print(f"  {k:60s} {v:.2e}")
+        for fx, lab, r, bar in SENS_ROWS:
+            print(f"  sensitivity {fx:16s} {lab:30s} {r:9.3e}  (needs > {bar if bar else '-'})")
         return
     print(f"torch {torch.__version__}  diffusers {diffusers.__version__}  "
           f"safetensors {__import__('safetensors').__version__}  numpy {np.__version__}")
@@ -2797,6 +2928,7 @@ def main():
     train_checks = train_grad_fixture(909)
     train_checks.update(train_variant_fixtures(919))
     t5_checks = t5_tokenizer_fixture()
+    t5_checks.update(t5_encoder_fixture(1101))
     print("sched cases: " + ", ".join(sched_names))
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")

@@ -74,6 +74,8 @@
     X(affine)                                                                               \
     X(tanh_clamp)                                                                           \
     X(rms_norm)                                                                             \
+    X(attention_bias)                                                                       \
+    X(mul)                                                                                  \
     X(attention_train)                                                                      \
     X(attention_backward)                                                                   \
     X(layernorm_modulate_train)                                                             \
@@ -826,6 +828,42 @@ static int case_rms_norm(tcase *t, const int *p)
     return CASE_RAN;
 }
 
+/* p: B, T, H, hd, with bias, with key mask, scale x 1000 */
+static int case_attention_bias(tcase *t, const int *p)
+{
+    NEED(attention_bias);
+    const int B = p[0], T = p[1], Hh = p[2], hd = p[3];
+    pbuf *qkv = in_f(t, "qkv", (size_t)B * T * 3 * Hh * hd, 1.5f);
+    pbuf *bias = p[4] ? in_f(t, "bias", (size_t)Hh * T * T, 3.0f) : NULL;
+    pbuf *mask = p[5] ? in_labels(t, "key_mask", (size_t)B * T, 2) : NULL;
+    pbuf *out = out_f(t, "out", (size_t)B * T * Hh * hd);
+    pbuf *probs = scratch_f(t, (size_t)B * Hh * T * T, (size_t)B * Hh * T * T);
+    const float scale = (float)p[6] / 1000.0f;
+    t->cpu->attention_bias(t->cpu, H(out), H(qkv), bias ? H(bias) : NULL, mask ? HI(mask) : NULL, B,
+                           T, Hh, hd, scale, H(probs));
+    t->dev->attention_bias(t->dev, D(out), D(qkv), bias ? D(bias) : NULL, mask ? DI(mask) : NULL, B,
+                           T, Hh, hd, scale, D(probs));
+    return CASE_RAN;
+}
+
+/* p: n, in place */
+static int case_mul(tcase *t, const int *p)
+{
+    NEED(mul);
+    const size_t n = (size_t)p[0];
+    pbuf *b = in_f(t, "b", n, 3.0f);
+    if (p[1]) {
+        pbuf *a = acc_f(t, "a", n, 3.0f);
+        t->cpu->mul(t->cpu, H(a), H(a), H(b), n);
+        t->dev->mul(t->dev, D(a), D(a), D(b), n);
+    } else {
+        pbuf *a = in_f(t, "a", n, 3.0f), *out = out_f(t, "out", n);
+        t->cpu->mul(t->cpu, H(out), H(a), H(b), n);
+        t->dev->mul(t->dev, D(out), D(a), D(b), n);
+    }
+    return CASE_RAN;
+}
+
 /* p: M, K, N, with dx, with dw, with db, act (x = act(pre), dx through it) */
 static int case_linear_backward(tcase *t, const int *p)
 {
@@ -1013,6 +1051,11 @@ static const prow rows[] = {
     {"rms_norm 37x64", "rms_norm", {37, 64, 1, 0}, FP32, case_rms_norm},
     {"rms_norm 5x4096 in place", "rms_norm", {5, 4096, 1, 1}, FP32, case_rms_norm},
     {"rms_norm 3x77 no weight", "rms_norm", {3, 77, 0, 0}, FP32, case_rms_norm},
+    {"attention_bias 2x23 h3 hd16 (T5)", "attention_bias", {2, 23, 3, 16, 1, 1, 1000}, FP32, case_attention_bias},
+    {"attention_bias 1x40 h2 hd64 no mask", "attention_bias", {1, 40, 2, 64, 1, 0, 1000}, FP32, case_attention_bias},
+    {"attention_bias 3x9 h1 hd8 scaled, no bias", "attention_bias", {3, 9, 1, 8, 0, 1, 354}, FP32, case_attention_bias},
+    {"mul 1000003", "mul", {1000003, 0}, FP32, case_mul},
+    {"mul 77 in place", "mul", {77, 1}, FP32, case_mul},
     /* training */
     {"linear_backward 37x65->29", "linear_backward", {37, 65, 29, 1, 1, 1}, FP32, case_linear_backward},
     {"linear_backward 37x65->29 through gelu", "linear_backward", {37, 65, 29, 1, 1, 1, DIT_ACT_GELU_TANH}, FP32, case_linear_backward},
