@@ -458,6 +458,22 @@ DIT_API const dit_t5_config *dit_text_encoder_config(const dit_text_encoder *enc
 DIT_API dit_status dit_text_encode(dit_ctx *ctx, const dit_text_encoder *enc, const int32_t *ids,
                                    const int32_t *mask, int B, int L, float *out);
 
+/* A prompt's embedding emb (max_len, d_model) and mask (max_len): from the
+ * cache when this encoder (its config and weights) embedded this prompt at
+ * this length before, else tokenized, encoded and stored there. cache_dir
+ * NULL: dit_text_cache_dir(); "": no cache. *hit (may be NULL): whether it
+ * came from the cache. The tokenizer's ids must fit the encoder's
+ * vocabulary. */
+DIT_API dit_status dit_text_embed(dit_ctx *ctx, const dit_tokenizer *tok,
+                                  const dit_text_encoder *enc, const char *prompt, int max_len,
+                                  const char *cache_dir, float *emb, int32_t *mask, bool *hit);
+/* $XDG_CACHE_HOME/gimp-dit/prompts (g_free) */
+DIT_API char *dit_text_cache_dir(void);
+/* prompt_embeds (1, L, d) and prompt_attention_mask (1, L), F32, with the
+ * prompt in the metadata: diffusers' names for what PixArt encodes */
+DIT_API dit_status dit_save_text_embedding(dit_ctx *ctx, const char *path, const float *emb,
+                                           const int32_t *mask, int L, int d, const char *prompt);
+
 /* ---- block cache -----------------------------------------------------------
  * dit_cache_calibrate measures, on `samples` generations with p's settings
  * (seeds p->seed + i, classes p->class_id + i modulo the classes, every

@@ -37,7 +37,36 @@ struct dit_text_encoder {
     float *rel_bias; /* (num_buckets, H) */
     float *final_ln; /* (d) */
     t5_layer *layers;
+    char fingerprint[65]; /* the prompt cache's key: config and weights */
+    bool held;            /* matrices held in bf16 only (a bf16 CPU context) */
 };
+
+const char *dit_text_encoder_fingerprint(const dit_text_encoder *enc) { return enc->fingerprint; }
+
+/* SHA-256 over config.json and every tensor's name, dtype, shape and first
+ * and last 64 bytes: a changed file gets other cached prompts, without
+ * reading gigabytes to find out */
+static void fingerprint(const char *config_path, const st_files *files, char *out)
+{
+    GChecksum *h = g_checksum_new(G_CHECKSUM_SHA256);
+    char *text = NULL;
+    gsize len = 0;
+    if (g_file_get_contents(config_path, &text, &len, NULL))
+        g_checksum_update(h, (const guchar *)text, (gssize)len);
+    g_free(text);
+    for (int i = 0; i < files->n; i++)
+        for (size_t k = 0; k < files->f[i]->n; k++) {
+            const st_tensor *t = &files->f[i]->tensors[k];
+            g_checksum_update(h, (const guchar *)t->name, -1);
+            g_checksum_update(h, (const guchar *)&t->dtype, sizeof t->dtype);
+            g_checksum_update(h, (const guchar *)t->shape, sizeof t->shape);
+            const size_t n = t->end - t->begin, take = n < 64 ? n : 64;
+            g_checksum_update(h, files->f[i]->data + t->begin, (gssize)take);
+            g_checksum_update(h, files->f[i]->data + t->end - take, (gssize)take);
+        }
+    snprintf(out, 65, "%s", g_checksum_get_string(h));
+    g_checksum_free(h);
+}
 
 static void t5_layout(weight_layout *L, void *model)
 {
@@ -185,6 +214,8 @@ dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encode
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
     if (!st)
         st = st_open_model_files(ctx, dir, &files);
+    if (!st)
+        fingerprint(cfg_path, &files, e->fingerprint);
     if (!st) {
         char what[96];
         snprintf(what, sizeof what, "T5 encoder with %d layers", e->cfg.num_layers);
@@ -192,7 +223,7 @@ dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encode
         st = wl_load_files(ctx, (const st_file *const *)files.f, files.n, t5_layout, e, what,
                            t5_ignorable, &r);
         if (!st)
-            e->params = r.params, e->floats = r.floats;
+            e->params = r.params, e->floats = r.floats, e->held = r.held > 0;
     }
     st_files_close(&files);
     g_free(cfg_path), g_free(dir);
@@ -218,6 +249,45 @@ static int rel_bucket(int rel, int num_buckets, int max_distance)
     return base + (b < half - 1 ? b : half - 1);
 }
 
+/* The encoder's weights at `base` instead of enc->params (a device copy):
+ * the same offsets */
+static float *at(const dit_text_encoder *enc, float *base, const float *p)
+{
+    return base + (p - enc->params);
+}
+
+/* The forward on backend be; every pointer is memory of that backend.
+ * acts: h, n, y (BL, d); qkv (BL, 3 inner); att (BL, inner); f0, f1 (BL,
+ * d_ff); probs (B, H, L, L) */
+static void forward_ops(const dit_backend *be, const dit_text_encoder *enc, float *w, float *acts,
+                        const int32_t *ids, const int32_t *mask, const float *bias, int B, int L,
+                        float *out)
+{
+    const dit_t5_config *c = &enc->cfg;
+    const int d = c->d_model, inner = c->num_heads * c->d_kv, ff = c->d_ff, BL = B * L;
+    float *h = acts, *n = h + (size_t)BL * d, *y = n + (size_t)BL * d, *qkv = y + (size_t)BL * d;
+    float *att = qkv + (size_t)3 * BL * inner, *f0 = att + (size_t)BL * inner;
+    float *f1 = f0 + (size_t)BL * ff, *probs = f1 + (size_t)BL * ff;
+    be->add_embedding(be, h, NULL, at(enc, w, enc->shared), ids, BL, d);
+    for (int l = 0; l < c->num_layers; l++) {
+        const t5_layer *ly = &enc->layers[l];
+        be->rms_norm(be, n, h, at(enc, w, ly->ln0), BL, d, c->eps);
+        // qkv (B, L, 3, H, d_kv)
+        be->linear(be, qkv, n, at(enc, w, ly->qkv_w), NULL, BL, d, 3 * inner, DIT_ACT_NONE);
+        be->attention_bias(be, att, qkv, bias, mask, B, L, c->num_heads, c->d_kv, 1.0f, probs);
+        be->linear(be, y, att, at(enc, w, ly->o_w), NULL, BL, inner, d, DIT_ACT_NONE);
+        be->add_act(be, h, y, (size_t)BL * d, DIT_ACT_NONE);
+        be->rms_norm(be, n, h, at(enc, w, ly->ln1), BL, d, c->eps);
+        // gated GELU (BL, d_ff)
+        be->linear(be, f0, n, at(enc, w, ly->wi0), NULL, BL, d, ff, DIT_ACT_GELU_TANH);
+        be->linear(be, f1, n, at(enc, w, ly->wi1), NULL, BL, d, ff, DIT_ACT_NONE);
+        be->mul(be, f0, f0, f1, (size_t)BL * ff);
+        be->linear(be, y, f0, at(enc, w, ly->wo), NULL, BL, ff, d, DIT_ACT_NONE);
+        be->add_act(be, h, y, (size_t)BL * d, DIT_ACT_NONE);
+    }
+    be->rms_norm(be, out, h, at(enc, w, enc->final_ln), BL, d, c->eps);
+}
+
 dit_status dit_text_encode(dit_ctx *ctx, const dit_text_encoder *enc, const int32_t *ids,
                            const int32_t *mask, int B, int L, float *out)
 {
@@ -232,49 +302,46 @@ dit_status dit_text_encode(dit_ctx *ctx, const dit_text_encoder *enc, const int3
                              "token %d at %zu is outside the vocabulary of %d (a tokenizer of "
                              "another model?)",
                              ids[i], i, c->vocab_size);
-    if (dit_on_device(ctx))
-        return dit_error(ctx, DIT_ERR_UNSUPPORTED,
-                         "the T5 encoder runs on the CPU for now (dit_ctx_set_device cpu)");
-    const dit_backend *be = &ctx->cpu;
-    const dit_status need = DIT_BACKEND_REQUIRE(ctx, be, "the T5 encoder", DIT_T5_OPS);
-    if (need)
-        return need;
+    const dit_backend *be = ctx->be;
+    dit_status st = DIT_BACKEND_REQUIRE(ctx, be, "the T5 encoder", DIT_T5_OPS);
+    if (st || (st = dit_check_held(ctx, enc->held, "the T5 encoder", "run")))
+        return st;
     const size_t d = (size_t)c->d_model, inner = (size_t)c->num_heads * c->d_kv;
     const size_t ff = (size_t)c->d_ff, BL = (size_t)B * L, H = (size_t)c->num_heads;
-    // h, n, y (BL, d); qkv (BL, 3 inner); att (BL, inner); f0, f1 (BL, ff);
-    // probs (B, H, L, L); bias (H, L, L)
-    const size_t n_acts =
-        3 * BL * d + 3 * BL * inner + BL * inner + 2 * BL * ff + (size_t)B * H * L * L + H * L * L;
-    dit_status st = dit_arena_reserve(ctx, n_acts);
-    if (st)
-        return st;
-    float *h = ctx->arena, *n = h + BL * d, *y = n + BL * d, *qkv = y + BL * d;
-    float *att = qkv + 3 * BL * inner, *f0 = att + BL * inner, *f1 = f0 + BL * ff;
-    float *probs = f1 + BL * ff, *bias = probs + (size_t)B * H * L * L;
+    const size_t n_acts = 3 * BL * d + 4 * BL * inner + 2 * BL * ff + (size_t)B * H * L * L;
+    const size_t n_bias = H * L * L, n_out = BL * d;
+    float *bias = malloc(n_bias * sizeof *bias); // (H, L, L) from block 0's table
+    if (!bias)
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
     for (size_t hh = 0; hh < H; hh++)
         for (int i = 0; i < L; i++)
             for (int j = 0; j < L; j++)
                 bias[(hh * L + i) * L + j] =
                     enc->rel_bias[(size_t)rel_bucket(j - i, c->num_buckets, c->max_distance) * H +
                                   hh];
-
-    be->add_embedding(be, h, NULL, enc->shared, ids, (int)BL, (int)d);
-    for (int l = 0; l < c->num_layers; l++) {
-        const t5_layer *ly = &enc->layers[l];
-        be->rms_norm(be, n, h, ly->ln0, (int)BL, (int)d, c->eps);
-        // qkv (B, L, 3, H, d_kv)
-        be->linear(be, qkv, n, ly->qkv_w, NULL, (int)BL, (int)d, (int)(3 * inner), DIT_ACT_NONE);
-        be->attention_bias(be, att, qkv, bias, mask, B, L, (int)H, c->d_kv, 1.0f, probs);
-        be->linear(be, y, att, ly->o_w, NULL, (int)BL, (int)inner, (int)d, DIT_ACT_NONE);
-        be->add_act(be, h, y, BL * d, DIT_ACT_NONE);
-        be->rms_norm(be, n, h, ly->ln1, (int)BL, (int)d, c->eps);
-        // gated GELU (BL, d_ff)
-        be->linear(be, f0, n, ly->wi0, NULL, (int)BL, (int)d, (int)ff, DIT_ACT_GELU_TANH);
-        be->linear(be, f1, n, ly->wi1, NULL, (int)BL, (int)d, (int)ff, DIT_ACT_NONE);
-        be->mul(be, f0, f0, f1, BL * ff);
-        be->linear(be, y, f0, ly->wo, NULL, (int)BL, (int)ff, (int)d, DIT_ACT_NONE);
-        be->add_act(be, h, y, BL * d, DIT_ACT_NONE);
+    if (!dit_on_device(ctx)) {
+        if (!(st = dit_arena_reserve(ctx, n_acts)))
+            forward_ops(be, enc, enc->params, ctx->arena, ids, mask, bias, B, L, out);
+        free(bias);
+        return st;
     }
-    be->rms_norm(be, out, h, enc->final_ln, (int)BL, (int)d, c->eps);
-    return DIT_OK;
+    /* on a device: weights, activations, ids, mask, bias and out in its
+     * arena for this call (the encoder runs once per prompt) */
+    const size_t n_ids = (BL + 15) & ~(size_t)15; /* int32 in float slots: same size */
+    const size_t total = enc->floats + n_acts + 2 * n_ids + n_bias + n_out;
+    if (!(st = dit_device_arena_reserve(ctx, total))) {
+        float *w = ctx->dev.arena, *acts = w + enc->floats, *dids = acts + n_acts;
+        float *dmask = dids + n_ids, *dbias = dmask + n_ids, *dout = dbias + n_bias;
+        if (!(st = dit_device_upload(ctx, w, enc->params, enc->floats * sizeof(float))) &&
+            !(st = dit_device_upload(ctx, dids, ids, BL * sizeof(int32_t))) &&
+            (!mask || !(st = dit_device_upload(ctx, dmask, mask, BL * sizeof(int32_t)))) &&
+            !(st = dit_device_upload(ctx, dbias, bias, n_bias * sizeof(float)))) {
+            forward_ops(be, enc, w, acts, (const int32_t *)dids,
+                        mask ? (const int32_t *)dmask : NULL, dbias, B, L, dout);
+            if (!(st = dit_device_sync(ctx)))
+                st = dit_device_download(ctx, out, dout, n_out * sizeof(float));
+        }
+    }
+    free(bias);
+    return st;
 }

@@ -383,7 +383,8 @@ dit_status st_open_model_files(dit_ctx *ctx, const char *dir, st_files *out)
     char *index = g_build_filename(dir, "model.safetensors.index.json", NULL);
     GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
     dit_status st = DIT_OK;
-    if (g_file_test(index, G_FILE_TEST_EXISTS))
+    const bool sharded = g_file_test(index, G_FILE_TEST_EXISTS);
+    if (sharded)
         st = index_shards(ctx, index, names);
     else
         g_ptr_array_add(names, g_strdup("model.safetensors"));
@@ -394,7 +395,7 @@ dit_status st_open_model_files(dit_ctx *ctx, const char *dir, st_files *out)
         char *path = g_build_filename(dir, names->pdata[i], NULL);
         if (!g_file_test(path, G_FILE_TEST_IS_REGULAR))
             st = dit_error(ctx, DIT_ERR_IO, "%s: no such file%s", path,
-                           names->len > 1 ? " (a shard the index lists)" : "");
+                           sharded ? " (a shard the index lists)" : "");
         else if (!(st = st_open(ctx, path, &out->f[i])))
             out->n++;
         g_free(path);

@@ -156,6 +156,7 @@ int cli_cmd_info(int argc, char **argv);
 int cli_cmd_labels(int argc, char **argv);
 int cli_cmd_models(int argc, char **argv);
 int cli_cmd_calibrate_cache(int argc, char **argv);
+int cli_cmd_encode_text(int argc, char **argv);
 /* --cache and --cache-profile (cmd-cache.c): the option entries, and their
  * values into p with the profile kept in l; an exit code */
 void cli_add_cache_entries(GOptionContext *oc, options *o, GPtrArray *keep);

@@ -1,6 +1,6 @@
 /* dit: the command-line face of libdit.
  *
- *   dit generate | img2img | inpaint | outpaint | encode | decode | info | labels |
+ *   dit generate | img2img | inpaint | outpaint | encode | decode | encode-text | info | labels |
  *       convert | train | validate | calibrate-cache
  *
  * One file per command (cmd-*.c; convert.c is the .pt reader behind convert);
@@ -25,6 +25,7 @@ static const subcommand subcommands[] = {
     {"outpaint", "grow an image's canvas (or fill its transparent pixels)", cli_cmd_outpaint},
     {"encode", "image -> VAE latents (.safetensors)", cli_cmd_encode},
     {"decode", "VAE latents -> image", cli_cmd_decode},
+    {"encode-text", "a prompt through the T5 encoder -> .safetensors", cli_cmd_encode_text},
     {"info", "describe a model: family, naming, config, parameters", cli_cmd_info},
     {"labels", "list a model's classes", cli_cmd_labels},
     {"models", "the model library: list, show NAME", cli_cmd_models},

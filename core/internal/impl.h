@@ -239,6 +239,8 @@ dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B,
                                     const float *x, const float *t, const int32_t *y, float *out,
                                     dit_block_cache *cache);
 
+/* a hex SHA-256 of the encoder's config and weights (the prompt cache's key) */
+const char *dit_text_encoder_fingerprint(const dit_text_encoder *enc);
 /* every op the T5 encoder calls (core/t5.c) */
 #define DIT_T5_OPS(X) X(linear) X(rms_norm) X(attention_bias) X(mul) X(add_act) X(add_embedding)
 

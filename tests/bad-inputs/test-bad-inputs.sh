@@ -45,6 +45,13 @@ printf 'apple\nbanana\ncherry\ndog\negg\nfig\ngrape\nhat\nice\njam\n' >"$T/label
 "$check" poke "$T/lat.safetensors" "$T/nanlat.safetensors" latent nan
 mkdir -p "$T/noclasses" "$T/classes/a" "$T/classes/b"
 cp "$T/img.png" "$T/classes/a/1.png" && cp "$T/img.png" "$T/classes/b/1.png"
+# T5 encoder folders with one thing wrong each (the tokenizer in the first only)
+for v in out miss vocab; do
+    mkdir -p "$T/t5$v" && cp "$G/t5_tiny/config.json" "$G/t5_tiny/spiece.model" "$T/t5$v/"
+done
+printf '{"weight_map": {"shared.weight": "../model.safetensors"}}' >"$T/t5out/model.safetensors.index.json"
+printf '{"weight_map": {"shared.weight": "model-00001-of-00002.safetensors"}}' >"$T/t5miss/model.safetensors.index.json"
+ln -s "$G/t5_tiny/model.safetensors" "$T/t5vocab/" && printf '{"extra_ids": 500}' >"$T/t5vocab/tokenizer_config.json"
 
 n=0 fails=0
 while IFS='|' read -r code msg what cmd; do

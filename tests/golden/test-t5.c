@@ -145,6 +145,46 @@ static void sharded(dit_ctx *ctx, const char *fixture, const batch *b, const flo
     g_free(dir), g_free(src), g_free(cfg_src), g_free(cfg), g_free(index);
 }
 
+/* dit_text_embed: the tokenizer and the encoder, then the cache: a second
+ * call comes from it bit for bit, another prompt or length does not */
+static void prompt_cache(dit_ctx *ctx, const dit_text_encoder *enc, const float *ref_first,
+                         const int32_t *ref_ids)
+{
+    char *tp = fixture_path("t5_tiny"), *dir = tmpdir_new();
+    dit_tokenizer *tok = NULL;
+    if (dit_tokenizer_load(ctx, tp, &tok) == DIT_ERR_UNSUPPORTED) {
+        printf("no tokenizer in this build: prompt cache not checked\n");
+        g_free(tp), tmpdir_remove(dir);
+        return;
+    }
+    const int L = 16, d = dit_text_encoder_config(enc)->d_model;
+    float *a = malloc((size_t)L * d * sizeof *a), *b = malloc((size_t)L * d * sizeof *b);
+    int32_t mask[16], ids[16];
+    bool hit = true;
+    /* the fixture's first prompt is the empty one: its batch row 0 */
+    CHECK(dit_text_embed(ctx, tok, enc, "", L, dir, a, mask, &hit) == DIT_OK && !hit,
+          "first embed: %s (hit %d)", dit_last_error(ctx), hit);
+    dit_tokenize(ctx, tok, "", L, ids, NULL, NULL);
+    CHECK(memcmp(ids, ref_ids, sizeof ids) == 0, "the empty prompt's ids");
+    CHECK(ref_first &&
+              compare_rel("dit_text_embed vs the batch's row 0", a, ref_first, (size_t)L * d, 1e-6),
+          "dit_text_embed is not dit_text_encode of the tokenized prompt");
+    CHECK(dit_text_embed(ctx, tok, enc, "", L, dir, b, mask, &hit) == DIT_OK && hit &&
+              memcmp(a, b, (size_t)L * d * sizeof *a) == 0,
+          "the second embed did not come from the cache bit for bit (hit %d)", hit);
+    CHECK(dit_text_embed(ctx, tok, enc, "a cat", L, dir, b, mask, &hit) == DIT_OK && !hit,
+          "another prompt came from the cache");
+    CHECK(dit_text_embed(ctx, tok, enc, "", 12, dir, b, mask, &hit) == DIT_OK && !hit,
+          "another length came from the cache");
+    CHECK(dit_text_embed(ctx, tok, enc, "", L, "", b, mask, &hit) == DIT_OK && !hit,
+          "an empty cache dir still read the cache");
+    printf("prompt cache: miss, then hit bit for bit; other prompt / length miss\n");
+    dit_tokenizer_free(tok);
+    free(a), free(b);
+    g_free(tp);
+    tmpdir_remove(dir);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -171,6 +211,7 @@ int main(void)
             free(out);
     }
     if (enc && b[0].ids) {
+        prompt_cache(ctx, enc, first, b[0].ids);
         sharded(ctx, path, &b[0], first);
         b[0].ids[3] = 200; /* one past the vocabulary */
         float *out = malloc((size_t)b[0].B * b[0].L * 64 * sizeof *out);

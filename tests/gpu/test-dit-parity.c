@@ -332,6 +332,41 @@ out:
     g_free(mp), g_free(vp);
 }
 
+/* The T5 encoder (t5_tiny) on the device against the CPU, 8 prompts of 16
+ * tokens with padding */
+static void test_text_encoder(dit_ctx *ctx)
+{
+    char *path = fixture_path("t5_tiny"), *iop = fixture_path("t5_tiny.io.safetensors");
+    dit_text_encoder *enc = NULL;
+    st_file *io = NULL;
+    dit_ctx_set_device(ctx, "cpu");
+    if (dit_text_encoder_load(ctx, path, &enc) != DIT_OK || st_open(ctx, iop, &io) != DIT_OK) {
+        CHECK(false, "t5 fixture: %s", dit_last_error(ctx));
+        goto out;
+    }
+    int64_t shape[4] = {0};
+    float *fids = read_tensor(ctx, io, "enc/short/ids", NULL, shape, NULL);
+    float *fmask = read_tensor(ctx, io, "enc/short/mask", NULL, NULL, NULL);
+    const int B = (int)shape[0], L = (int)shape[1], d = dit_text_encoder_config(enc)->d_model;
+    const size_t n = (size_t)B * L * d;
+    int32_t *ids = malloc((size_t)B * L * sizeof *ids),
+            *mask = malloc((size_t)B * L * sizeof *mask);
+    float *cpu = malloc(n * sizeof *cpu), *dev = malloc(n * sizeof *dev);
+    for (int i = 0; fids && fmask && i < B * L; i++)
+        ids[i] = (int32_t)fids[i], mask[i] = (int32_t)fmask[i];
+    bool ok = fids && fmask && dit_text_encode(ctx, enc, ids, mask, B, L, cpu) == DIT_OK;
+    dit_ctx_set_device(ctx, "cuda");
+    ok = ok && dit_text_encode(ctx, enc, ids, mask, B, L, dev) == DIT_OK;
+    CHECK(ok, "t5 encode: %s", dit_last_error(ctx));
+    if (ok)
+        CHECK(compare_rel("T5 encoder cuda vs cpu", dev, cpu, n, 1e-5), "t5 cuda vs cpu");
+    free(fids), free(fmask), free(ids), free(mask), free(cpu), free(dev);
+out:
+    st_close(io);
+    dit_text_encoder_free(enc);
+    g_free(path), g_free(iop);
+}
+
 /* Training on the device against the CPU: a tiny model of each
  * conditioning variant (and a learned-sigma one with the hybrid loss), the
  * same initial weights on a CPU context and a device context: one set of
@@ -523,6 +558,7 @@ int main(void)
     test_vae(ctx, "vae_tiny");
     test_vae(ctx, "vae_kl"); /* again: the device copy follows the VAE in use */
     test_sampling(ctx);
+    test_text_encoder(ctx);
     test_train(ctx);
     test_precision(ctx);
     dit_ctx_free(ctx);
