@@ -301,20 +301,11 @@ dit_status dit_cache_profile_load(dit_ctx *ctx, const char *path, dit_cache_prof
     if (!path || !out)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_cache_profile_load: NULL argument");
     *out = NULL;
-    char *text = NULL;
-    gsize len = 0;
-    GError *err = NULL;
-    if (!g_file_get_contents(path, &text, &len, &err)) {
-        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s", err->message);
-        g_error_free(err);
-        return st;
-    }
     JsonParser *parser = NULL;
-    JsonObject *o = dit_json_object(ctx, path, text, (gssize)len, &parser);
-    g_free(text);
+    dit_status st;
+    JsonObject *o = dit_json_file(ctx, path, &parser, &st);
     if (!o)
-        return DIT_ERR_FORMAT;
-    dit_status st = DIT_OK;
+        return st;
     JsonArray *level =
         json_object_has_member(o, "level") ? json_object_get_array_member(o, "level") : NULL;
     JsonArray *rate =

@@ -22,3 +22,20 @@ JsonObject *dit_json_object(dit_ctx *ctx, const char *src, const char *text, gss
     *parser = p;
     return json_node_get_object(root);
 }
+
+JsonObject *dit_json_file(dit_ctx *ctx, const char *path, JsonParser **parser, dit_status *st)
+{
+    char *text = NULL;
+    gsize len = 0;
+    GError *err = NULL;
+    *parser = NULL;
+    if (!g_file_get_contents(path, &text, &len, &err)) {
+        *st = dit_error(ctx, DIT_ERR_IO, "%s", err->message);
+        g_error_free(err);
+        return NULL;
+    }
+    JsonObject *o = dit_json_object(ctx, path, text, (gssize)len, parser);
+    g_free(text);
+    *st = o ? DIT_OK : DIT_ERR_FORMAT;
+    return o;
+}

@@ -122,19 +122,11 @@ static bool t5_ignorable(const char *name, const void *user)
 /* config.json -> c; an error naming the file and the key */
 static dit_status read_config(dit_ctx *ctx, const char *path, dit_t5_config *c)
 {
-    char *text = NULL;
-    gsize len = 0;
-    GError *err = NULL;
-    if (!g_file_get_contents(path, &text, &len, &err)) {
-        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s", err->message);
-        g_error_free(err);
-        return st;
-    }
     JsonParser *parser = NULL;
-    JsonObject *o = dit_json_object(ctx, path, text, (gssize)len, &parser);
-    g_free(text);
+    dit_status st;
+    JsonObject *o = dit_json_file(ctx, path, &parser, &st);
     if (!o)
-        return DIT_ERR_FORMAT;
+        return st;
     static const struct {
         const char *key;
         size_t off;
@@ -149,7 +141,6 @@ static dit_status read_config(dit_ctx *ctx, const char *path, dit_t5_config *c)
         {"relative_attention_num_buckets", offsetof(dit_t5_config, num_buckets), 2, 4096, 32},
         {"relative_attention_max_distance", offsetof(dit_t5_config, max_distance), 2, 1 << 20, 128},
     };
-    dit_status st = DIT_OK;
     for (size_t i = 0; i < G_N_ELEMENTS(ints) && !st; i++) {
         gint64 v = ints[i].fallback;
         if (json_object_has_member(o, ints[i].key))

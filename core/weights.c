@@ -337,20 +337,11 @@ void st_files_close(st_files *files)
  * plain file name (no folder: an index may not point outside its folder) */
 static dit_status index_shards(dit_ctx *ctx, const char *index, GPtrArray *names)
 {
-    char *text = NULL;
-    gsize len = 0;
-    GError *err = NULL;
-    if (!g_file_get_contents(index, &text, &len, &err)) {
-        dit_status st = dit_error(ctx, DIT_ERR_IO, "%s", err->message);
-        g_error_free(err);
-        return st;
-    }
     JsonParser *parser = NULL;
-    JsonObject *o = dit_json_object(ctx, index, text, (gssize)len, &parser);
-    g_free(text);
+    dit_status st;
+    JsonObject *o = dit_json_file(ctx, index, &parser, &st);
     if (!o)
-        return DIT_ERR_FORMAT;
-    dit_status st = DIT_OK;
+        return st;
     JsonNode *map = json_object_get_member(o, "weight_map");
     if (!map || !JSON_NODE_HOLDS_OBJECT(map)) {
         st = dit_error(ctx, DIT_ERR_FORMAT, "%s: no weight_map object", index);

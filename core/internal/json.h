@@ -12,3 +12,6 @@
  * JSON object" set on ctx. */
 JsonObject *dit_json_object(dit_ctx *ctx, const char *src, const char *text, gssize len,
                             JsonParser **parser);
+/* The same for the file at path: NULL with *st DIT_ERR_IO (it cannot be
+ * read) or DIT_ERR_FORMAT, the message on ctx. */
+JsonObject *dit_json_file(dit_ctx *ctx, const char *path, JsonParser **parser, dit_status *st);
