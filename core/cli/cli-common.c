@@ -15,11 +15,49 @@
 #include <unistd.h>
 
 volatile int cli_cancel;
+static gint catching; /* Ctrl-C sets cli_cancel instead of ending the process */
 
-void cli_on_sigint(int sig)
+/* SIGINT and SIGTERM are blocked in every thread and taken here, by
+ * sigwait, never by a handler: a handler runs on whatever thread the
+ * signal lands on, and landing in oneDNN's JIT code in an OpenMP worker
+ * corrupted the heap (the CLI's SIGINT test, 1 run in a few). */
+static gpointer signal_watch(gpointer data)
 {
-    (void)sig;
-    cli_cancel = 1;
+    sigset_t *set = data;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (g_atomic_int_get(&catching)) {
+            cli_cancel = 1;
+            continue;
+        }
+        /* not catching: what the signal would have done, ending the process */
+        signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+    }
+    return NULL;
+}
+
+void cli_signals_init(void)
+{
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) == 0)
+        g_thread_unref(g_thread_new("dit-signals", signal_watch, &set));
+}
+
+void cli_catch_interrupts(bool on)
+{
+    if (on)
+        cli_cancel = 0;
+    g_atomic_int_set(&catching, on);
 }
 
 void cli_options_init(options *o)

@@ -19,9 +19,14 @@ typedef enum {
     EXIT_CANCELLED = 4, /* Ctrl-C: stopped after the current step, nothing written */
 } cli_exit;
 
-/* set by SIGINT (cli_on_sigint); the sampling loop polls it */
+/* set by Ctrl-C (SIGINT) or SIGTERM while cli_catch_interrupts(true);
+ * long work polls it */
 extern volatile int cli_cancel;
-void cli_on_sigint(int sig);
+/* main(), before any thread starts: the signals go to one watcher thread */
+void cli_signals_init(void);
+/* on: the signals set cli_cancel (cleared here); off: they end the
+ * process as they would by default */
+void cli_catch_interrupts(bool on);
 
 /* ---- options shared by the sampling commands ---------------------------- */
 

@@ -135,10 +135,10 @@ int cli_cmd_calibrate_cache(int argc, char **argv)
         fprintf(stderr, "calibrating %s: %d samples of %d steps at %dx%d -> %s\n", l.model_path,
                 samples, p.steps, side, side, path);
     progress_state ps = {cli_progress_mode(&o), cli_now(), "calibrate"};
-    signal(SIGINT, cli_on_sigint);
+    cli_catch_interrupts(true);
     dit_status st = dit_cache_calibrate(l.ctx, &p, side, side, samples, cli_on_progress, &ps,
                                         &cli_cancel, &prof);
-    signal(SIGINT, SIG_DFL);
+    cli_catch_interrupts(false);
     if (ps.mode == 1)
         fprintf(stderr, "\n");
     if (!st)

@@ -490,10 +490,10 @@ static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
     }
     outimg = g_malloc((size_t)B * 3 * H * W * sizeof(float));
     progress_state ps = {cli_progress_mode(&o), cli_now(), names[outpaint ? 3 : task]};
-    signal(SIGINT, cli_on_sigint);
+    cli_catch_interrupts(true);
     dit_status st = dit_pipeline_run(l.ctx, &p, wk.work_img, wk.work_mask, H, W, cli_on_progress,
                                      &ps, &cli_cancel, outimg);
-    signal(SIGINT, SIG_DFL);
+    cli_catch_interrupts(false);
     if (st != DIT_OK) {
         if (ps.mode == 1)
             fprintf(stderr, "\n");

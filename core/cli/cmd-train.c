@@ -18,13 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t g_stop;
-static void on_sigint(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
-
 static int name_index(const char *const *names, int n, const char *s)
 {
     for (int i = 0; i < n; i++)
@@ -512,15 +505,14 @@ static int train_loop(const train_options *o, train_run *r)
     const size_t chw = (size_t)r->train.channels * r->train.size * r->train.size;
     float *imgs = g_malloc((size_t)B * chw * sizeof(float));
     int32_t *labels = g_malloc((size_t)B * sizeof(int32_t));
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    cli_catch_interrupts(true);
     const int64_t first = dit_trainer_step_count(r->tr);
     double t0 = cli_now(), loss_acc = 0;
     int loss_n = 0, rc = 0;
     fprintf(stderr, "training %zu parameters on %d images (%d classes), batch %d, on the %s\n",
             dit_model_param_count(dit_trainer_model(r->tr)), r->train.n, r->train.num_classes, B,
             strcmp(dit_ctx_device(r->ctx), "cuda") == 0 ? "GPU" : "CPU");
-    while (dit_trainer_step_count(r->tr) < steps && !g_stop) {
+    while (dit_trainer_step_count(r->tr) < steps && !cli_cancel) {
         fill_batch(&r->train, tc->seed, dit_trainer_step_count(r->tr), B, o->flip, imgs, labels);
         float loss;
         if (dit_trainer_step(r->ctx, r->tr, imgs, labels, &loss) != DIT_OK) {
@@ -555,9 +547,9 @@ static int train_loop(const train_options *o, train_run *r)
     if (rc || (rc = save_checkpoint(r)))
         return rc;
     rc = export_run(o, r);
-    fprintf(stderr, "\n%s at step %lld: %s, model in %s\n", g_stop ? "stopped" : "done",
+    fprintf(stderr, "\n%s at step %lld: %s, model in %s\n", cli_cancel ? "stopped" : "done",
             (long long)dit_trainer_step_count(r->tr), r->ckpt, r->model_dir);
-    return g_stop && !rc ? EXIT_CANCELLED : rc;
+    return cli_cancel && !rc ? EXIT_CANCELLED : rc;
 }
 
 int dit_cmd_train(int argc, char **argv)

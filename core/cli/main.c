@@ -50,6 +50,7 @@ int main(int argc, char **argv)
     setlocale(LC_ALL, "");
     /* a full disk or a file-size limit must be an error message, not a signal */
     signal(SIGXFSZ, SIG_IGN);
+    cli_signals_init();
     if (argc < 2) {
         print_usage(stderr);
         return EXIT_USAGE;
