@@ -31,6 +31,61 @@ static float *randn(size_t n, double std)
     return v;
 }
 
+/* T5's attention (scale 1, a per-head bias, padded keys) at two scales, and
+ * the gated GELU's product, against float64 PyTorch. */
+static void test_text_encoder_ops(dit_ctx *ctx, const dit_backend *be, const st_file *f)
+{
+    size_t n;
+    int64_t shape[8];
+    float *qkv = read_tensor(ctx, f, "abias_qkv", &n, shape, NULL);     // (B, T, 3, H, hd)
+    float *bias = read_tensor(ctx, f, "abias_bias", NULL, NULL, NULL);  // (H, T, T)
+    float *maskf = read_tensor(ctx, f, "abias_mask", NULL, NULL, NULL); // (B, T)
+    float *y_t5 = read_tensor(ctx, f, "abias_t5_y", NULL, NULL, NULL);  // (B, T, H*hd)
+    float *y_s035 = read_tensor(ctx, f, "abias_s035_y", NULL, NULL, NULL);
+    CHECK(qkv && bias && maskf && y_t5 && y_s035,
+          "ops fixture lacks the abias_* tensors (regenerate with gen.py)");
+    if (qkv && bias && maskf && y_t5 && y_s035) {
+        const int B = (int)shape[0], T = (int)shape[1], H = 3, hd = (int)shape[2] / 3 / H;
+        const size_t n_out = (size_t)B * T * H * hd;
+        int32_t *mask = malloc((size_t)B * T * sizeof *mask);
+        for (int i = 0; i < B * T; i++)
+            mask[i] = maskf[i] != 0.0f;
+        float *out = malloc(n_out * sizeof *out);
+        float *probs = malloc((size_t)B * H * T * T * sizeof *probs);
+        be->attention_bias(be, out, qkv, bias, mask, B, T, H, hd, 1.0f, probs);
+        CHECK(compare_rel("attention_bias (T5: scale 1, bias, padding)", out, y_t5, n_out, 1e-5),
+              "attention_bias t5");
+        be->attention_bias(be, out, qkv, NULL, mask, B, T, H, hd, 0.35f, probs);
+        CHECK(
+            compare_rel("attention_bias (scale 0.35, no bias, padding)", out, y_s035, n_out, 1e-5),
+            "attention_bias scale");
+        free(mask);
+        free(out);
+        free(probs);
+    }
+    free(qkv);
+    free(bias);
+    free(maskf);
+    free(y_t5);
+    free(y_s035);
+
+    float *a = read_tensor(ctx, f, "mul_a", &n, NULL, NULL);
+    float *b = read_tensor(ctx, f, "mul_b", NULL, NULL, NULL);
+    float *y = read_tensor(ctx, f, "mul_y", NULL, NULL, NULL);
+    CHECK(a && b && y, "ops fixture lacks mul_a / mul_b / mul_y");
+    if (a && b && y) {
+        float *out = malloc(n * sizeof *out);
+        be->mul(be, out, a, b, n);
+        CHECK(compare_rel("mul", out, y, n, 1e-6), "mul");
+        be->mul(be, a, a, b, n); /* in place, as the gated GELU runs it */
+        CHECK(compare_rel("mul, in place", a, y, n, 1e-6), "mul in place");
+        free(out);
+    }
+    free(a);
+    free(b);
+    free(y);
+}
+
 static void test_against_pytorch(dit_ctx *ctx, const dit_backend *be)
 {
     char *path = fixture_path("ops.io.safetensors");
@@ -129,6 +184,8 @@ static void test_against_pytorch(dit_ctx *ctx, const dit_backend *be)
     free(rx);
     free(rw);
     free(ry);
+
+    test_text_encoder_ops(ctx, be, f);
 
     float *qkv = read_tensor(ctx, f, "attn_qkv", &n, shape, NULL);
     float *ao = read_tensor(ctx, f, "attn_out", NULL, NULL, NULL);
