@@ -2925,6 +2925,24 @@ def t5_encoder_fixture(seed):
     return checks
 
 
+def check_fixture_sizes():
+    """Print every fixture's size and SHA-256 prefix; fail over MAX_TOTAL_BYTES."""
+    total = 0
+    print("\nfiles:")
+    for root, _, files in sorted(os.walk(HERE)):
+        for fn in sorted(files):
+            if not (fn.endswith(".safetensors") or fn.endswith(".pt") or fn.endswith(".model")
+                    or fn == "config.json"):
+                continue
+            path = os.path.join(root, fn)
+            size = os.path.getsize(path)
+            total += size
+            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
+            print(f"  {os.path.relpath(path, HERE):55s} {size:9d}  {digest}")
+    print(f"total fixture bytes: {total}")
+    assert total < MAX_TOTAL_BYTES, f"fixtures too large: {total} bytes"
+
+
 def main():
     ap = argparse.ArgumentParser(description="write the golden fixtures")
     ap.add_argument("--only", choices=("t5",), help="write only these fixtures")
@@ -2936,6 +2954,7 @@ def main():
             print(f"  {k:60s} {v:.2e}")
         for fx, lab, r, bar in SENS_ROWS:
             print(f"  sensitivity {fx:16s} {lab:30s} {r:9.3e}  (needs > {bar if bar else '-'})")
+        check_fixture_sizes()
         return
     print(f"torch {torch.__version__}  diffusers {diffusers.__version__}  "
           f"safetensors {__import__('safetensors').__version__}  numpy {np.__version__}")
@@ -3021,20 +3040,7 @@ def main():
     for fx, lab, r, bar in SENS_ROWS:
         print(f"  {fx:{wf}s} {lab:{wl}s} {r:9.3e}  {('%g' % bar) if bar is not None else '-':>10s}  {r / TOL:8.1f}")
 
-    total = 0
-    print("\nfiles:")
-    for root, _, files in sorted(os.walk(HERE)):
-        for fn in sorted(files):
-            if not (fn.endswith(".safetensors") or fn.endswith(".pt") or fn.endswith(".model")
-                    or fn == "config.json"):
-                continue
-            path = os.path.join(root, fn)
-            size = os.path.getsize(path)
-            total += size
-            digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
-            print(f"  {os.path.relpath(path, HERE):55s} {size:9d}  {digest}")
-    print(f"total fixture bytes: {total}")
-    assert total < MAX_TOTAL_BYTES, f"fixtures too large: {total} bytes"
+    check_fixture_sizes()
 
 
 if __name__ == "__main__":
