@@ -467,36 +467,48 @@ static void cpu_copy_tokens(const dit_backend *be, float *out, int out_T, int ou
                (size_t)n * D * sizeof(float));
 }
 
-static void cpu_cross_attention(const dit_backend *be, float *out, const float *q, const float *kv,
-                                int B, int Tq, int Tk, int H, int hd, float *probs)
+/* rows (rows, cols) of logits -> softmax weights; columns where mask is 0
+ * take none, a row with none left is 0 */
+static void masked_softmax_rows(float *P, int rows, int cols, const int32_t *mask)
 {
-    // q (B, Tq, H, hd) attends to kv (B, Tk, 2, H, hd); Tk is a few conditioning tokens,
-    // so plain loops: one (b, query token) per iteration
+    for (int i = 0; i < rows; i++) {
+        float *row = P + (size_t)i * cols;
+        float mx = -INFINITY;
+        for (int j = 0; j < cols; j++) {
+            if (mask && !mask[j])
+                row[j] = -INFINITY;
+            mx = row[j] > mx ? row[j] : mx;
+        }
+        double sum = 0;
+        for (int j = 0; j < cols; j++) {
+            row[j] = mx == -INFINITY ? 0.0f : expf(row[j] - mx);
+            sum += row[j];
+        }
+        const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+        for (int j = 0; j < cols; j++)
+            row[j] *= inv;
+    }
+}
+
+static void cpu_cross_attention(const dit_backend *be, float *out, const float *q, const float *kv,
+                                const int32_t *key_mask, int B, int Tq, int Tk, int H, int hd,
+                                float *probs)
+{
+    // q (B, Tq, H, hd) attends to kv (B, Tk, 2, H, hd): two products per (b, head)
     const int D = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for num_threads(be->n_threads)
-    for (int bi = 0; bi < B * Tq; bi++) {
-        const int b = bi / Tq, i = bi % Tq;
-        for (int h = 0; h < H; h++) {
-            const float *qr = q + (size_t)bi * D + (size_t)h * hd;
-            float *P = probs + (((size_t)b * H + h) * Tq + i) * Tk;
-            for (int j = 0; j < Tk; j++) {
-                const float *kr = kv + ((size_t)b * Tk + j) * 2 * D + (size_t)h * hd;
-                float s = 0;
-                for (int d = 0; d < hd; d++)
-                    s += qr[d] * kr[d];
-                P[j] = s * scale;
-            }
-            softmax_rows(P, 1, Tk);
-            float *o = out + (size_t)bi * D + (size_t)h * hd;
-            for (int d = 0; d < hd; d++)
-                o[d] = 0;
-            for (int j = 0; j < Tk; j++) {
-                const float *vr = kv + ((size_t)b * Tk + j) * 2 * D + D + (size_t)h * hd;
-                for (int d = 0; d < hd; d++)
-                    o[d] += P[j] * vr[d];
-            }
-        }
+#pragma omp parallel for num_threads(be->n_threads) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        float *P = probs + (size_t)bh * Tq * Tk; // (Tq, Tk)
+        const float *qh = q + (size_t)b * Tq * D + (size_t)h * hd;
+        const float *kh = kv + (size_t)b * Tk * 2 * D + (size_t)h * hd;
+        dit_cpu_gemm(be, false, true, Tq, Tk, hd, scale, qh, D, kh, 2 * D, 0.0f, P, Tk,
+                     DIT_GEMM_NO_WEIGHT);
+        masked_softmax_rows(P, Tq, Tk, key_mask ? key_mask + (size_t)b * Tk : NULL);
+        // out (Tq, hd) of head h = P (Tq, Tk) . V (Tk, hd)
+        dit_cpu_gemm(be, false, false, Tq, hd, Tk, 1.0f, P, Tk, kh + D, 2 * D, 0.0f,
+                     out + (size_t)b * Tq * D + (size_t)h * hd, D, DIT_GEMM_NO_WEIGHT);
     }
 }
 
@@ -781,24 +793,10 @@ static void cpu_attention_bias(const dit_backend *be, float *out, const float *q
         const float *q = qkv + (size_t)b * T * 3 * D + (size_t)h * hd;
         dit_cpu_gemm(be, false, true, T, T, hd, scale, q, 3 * D, q + D, 3 * D, 0.0f, P, T,
                      DIT_GEMM_NO_WEIGHT);
-        const int32_t *km = key_mask ? key_mask + (size_t)b * T : NULL;
-        for (int i = 0; i < T; i++) {
-            float *row = P + (size_t)i * T;
-            const float *br = bias ? bias + ((size_t)h * T + i) * T : NULL;
-            float mx = -INFINITY;
-            for (int j = 0; j < T; j++) {
-                row[j] = km && !km[j] ? -INFINITY : row[j] + (br ? br[j] : 0.0f);
-                mx = row[j] > mx ? row[j] : mx;
-            }
-            double sum = 0;
-            for (int j = 0; j < T; j++) {
-                row[j] = mx == -INFINITY ? 0.0f : expf(row[j] - mx);
-                sum += row[j];
-            }
-            const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
-            for (int j = 0; j < T; j++)
-                row[j] *= inv;
-        }
+        if (bias)
+            for (size_t k = 0; k < (size_t)T * T; k++)
+                P[k] += bias[(size_t)h * T * T + k];
+        masked_softmax_rows(P, T, T, key_mask ? key_mask + (size_t)b * T : NULL);
         // out (T, hd) of head h = P (T, T) . V (T, hd)
         dit_cpu_gemm(be, false, false, T, hd, T, 1.0f, P, T, q + 2 * D, 3 * D, 0.0f,
                      out + (size_t)b * T * D + (size_t)h * hd, D, DIT_GEMM_NO_WEIGHT);

@@ -79,6 +79,8 @@ static void release_memory(dit_ctx *ctx)
     dit_device_free(d->vae_params);
     free(d->vae);
     d->vae_params = NULL, d->vae = NULL, d->vae_id = 0;
+    dit_device_free(d->pixart_params);
+    d->pixart_params = NULL, d->pixart_id = 0;
 }
 
 bool dit_build_has_cuda(void)

@@ -474,6 +474,35 @@ DIT_API char *dit_text_cache_dir(void);
 DIT_API dit_status dit_save_text_embedding(dit_ctx *ctx, const char *path, const float *emb,
                                            const int32_t *mask, int L, int d, const char *prompt);
 
+/* ---- text: the PixArt transformer -----------------------------------------
+ * PixArt-α / PixArt-Σ (diffusers' PixArtTransformer2DModel): a DiT whose
+ * blocks cross-attend to a T5 caption, with one timestep MLP shared by every
+ * block ("adaLN-single"). A folder with config.json and
+ * diffusion_pytorch_model.safetensors (or its shards' index), or a pipeline
+ * folder's transformer/. */
+typedef struct dit_pixart dit_pixart;
+typedef struct {
+    int hidden_size, num_heads, depth, mlp_hidden;
+    int patch_size, in_channels, out_channels, sample_size; /* sample_size in latent pixels */
+    int caption_channels;                                   /* the T5's d_model */
+    float interpolation_scale, norm_eps;
+    bool additional_conditions; /* the α 1024 models: resolution and aspect ratio embedded */
+} dit_pixart_config;
+typedef struct {
+    const float *x;              /* (B, in_channels, H, W) latents */
+    const float *t;              /* (B) timesteps */
+    const float *caption;        /* (B, L, caption_channels) the T5's output */
+    const int32_t *caption_mask; /* (B, L) 1 = token, 0 = padding; NULL: all tokens */
+    const float *resolution;     /* (B, 2) image height, width in pixels (additional conditions) */
+    const float *aspect_ratio;   /* (B) height / width (additional conditions) */
+} dit_pixart_inputs;
+DIT_API dit_status dit_pixart_load(dit_ctx *ctx, const char *path, dit_pixart **out);
+DIT_API void dit_pixart_free(dit_pixart *m);
+DIT_API const dit_pixart_config *dit_pixart_get_config(const dit_pixart *m);
+/* out (B, out_channels, H, W): the noise (and variance) prediction */
+DIT_API dit_status dit_pixart_forward(dit_ctx *ctx, const dit_pixart *m, int B, int H, int W, int L,
+                                      const dit_pixart_inputs *in, float *out);
+
 /* ---- block cache -----------------------------------------------------------
  * dit_cache_calibrate measures, on `samples` generations with p's settings
  * (seeds p->seed + i, classes p->class_id + i modulo the classes, every

@@ -125,21 +125,27 @@ static dit_status position_table(dit_ctx *ctx, const dit_model *m, int gh, int g
                                  const float **out)
 {
     const dit_config *c = &m->cfg;
-    const int native = c->sample_size / c->patch_size, D = c->hidden_size;
+    const int native = c->sample_size / c->patch_size;
     if (m->pos_embed && gh == native && gw == native) {
         *out = m->pos_embed;
         return DIT_OK;
     }
+    return dit_position_table(ctx, gh, gw, c->hidden_size, (float)native, c->interpolation_scale,
+                              out);
+}
+
+dit_status dit_position_table(dit_ctx *ctx, int gh, int gw, int D, float base, float interp,
+                              const float **out)
+{
     if (!ctx->pos_table || ctx->pos_gh != gh || ctx->pos_gw != gw || ctx->pos_dim != D ||
-        ctx->pos_base != (float)native || ctx->pos_interp != c->interpolation_scale) {
+        ctx->pos_base != base || ctx->pos_interp != interp) {
         dit_free_aligned(ctx->pos_table);
         ctx->pos_table = dit_alloc_aligned((size_t)gh * gw * D * sizeof(float));
         if (!ctx->pos_table)
             return dit_error(ctx, DIT_ERR_NOMEM, "cannot allocate the position table");
-        ctx->cpu.pos_embed_2d(&ctx->cpu, ctx->pos_table, gh, gw, D, (float)native, (float)native,
-                              c->interpolation_scale);
+        ctx->cpu.pos_embed_2d(&ctx->cpu, ctx->pos_table, gh, gw, D, base, base, interp);
         ctx->pos_gh = gh, ctx->pos_gw = gw, ctx->pos_dim = D;
-        ctx->pos_base = (float)native, ctx->pos_interp = c->interpolation_scale;
+        ctx->pos_base = base, ctx->pos_interp = interp;
     }
     *out = ctx->pos_table;
     return DIT_OK;
@@ -247,7 +253,7 @@ static void forward_ops(const dit_backend *be, const dit_model *model, const act
                 be->linear(be, a.qkv, a.h, blk->xq_w, blk->xq_b, BT, D, D, DIT_ACT_NONE);
                 be->linear(be, a.kv, a.ctx, blk->xkv_w, blk->xkv_b, B * n_ctx, D, 2 * D,
                            DIT_ACT_NONE);
-                be->cross_attention(be, a.att, a.qkv, a.kv, B, T, n_ctx, c->num_heads,
+                be->cross_attention(be, a.att, a.qkv, a.kv, NULL, B, T, n_ctx, c->num_heads,
                                     D / c->num_heads, a.xprobs);
                 be->linear(be, a.y, a.att, blk->xproj_w, blk->xproj_b, BT, D, D, DIT_ACT_NONE);
                 be->gated_add(be, a.x, a.y, NULL, 0, B, T, D);

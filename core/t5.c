@@ -204,7 +204,7 @@ dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encode
     if (!st && !(e->layers = calloc((size_t)e->cfg.num_layers, sizeof *e->layers)))
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
     if (!st)
-        st = st_open_model_files(ctx, dir, &files);
+        st = st_open_model_files(ctx, dir, "model", &files);
     if (!st)
         fingerprint(cfg_path, &files, e->fingerprint);
     if (!st) {

@@ -603,7 +603,8 @@ static void train_forward(dit_trainer *tr, int B, const float *xt, const float *
             keep_act(tr, a->h3, (size_t)d.BT * d.D);
             keep_act(tr, a->xq, (size_t)d.BT * d.D);
             keep_act(tr, a->xkv, (size_t)B * d.n_ctx * 2 * d.D);
-            be->cross_attention(be, a->xatt, a->xq, a->xkv, B, d.T, d.n_ctx, d.H, d.hd, a->xprobs);
+            be->cross_attention(be, a->xatt, a->xq, a->xkv, NULL, B, d.T, d.n_ctx, d.H, d.hd,
+                                a->xprobs);
             keep_act(tr, a->xatt, (size_t)d.BT * d.D);
             be->linear(be, a->y3, a->xatt, w->xproj_w, w->xproj_b, d.BT, d.D, d.D, DIT_ACT_NONE);
             t_copy(tr, a->x_mid2, a->x_mid, (size_t)d.BT * d.D);

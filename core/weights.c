@@ -368,17 +368,19 @@ out:
     return st;
 }
 
-dit_status st_open_model_files(dit_ctx *ctx, const char *dir, st_files *out)
+dit_status st_open_model_files(dit_ctx *ctx, const char *dir, const char *stem, st_files *out)
 {
     memset(out, 0, sizeof *out);
-    char *index = g_build_filename(dir, "model.safetensors.index.json", NULL);
+    char *index_name = g_strconcat(stem, ".safetensors.index.json", NULL);
+    char *index = g_build_filename(dir, index_name, NULL);
+    g_free(index_name);
     GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
     dit_status st = DIT_OK;
     const bool sharded = g_file_test(index, G_FILE_TEST_EXISTS);
     if (sharded)
         st = index_shards(ctx, index, names);
     else
-        g_ptr_array_add(names, g_strdup("model.safetensors"));
+        g_ptr_array_add(names, g_strconcat(stem, ".safetensors", NULL));
     out->f = st ? NULL : calloc(names->len, sizeof *out->f);
     if (!st && !out->f)
         st = dit_error(ctx, DIT_ERR_NOMEM, "out of memory");

@@ -261,9 +261,10 @@ static void cuda_copy_tokens(const dit_backend *be, float *out, int out_T, int o
 }
 
 static void cuda_cross_attention(const dit_backend *be, float *out, const float *q, const float *kv,
-                                 int B, int Tq, int Tk, int H, int hd, float *probs)
+                                 const int32_t *key_mask, int B, int Tq, int Tk, int H, int hd,
+                                 float *probs)
 {
-    CHECK(dit_cu_cross_attention(stream_of(be), out, q, kv, B, Tq, Tk, H, hd, probs));
+    CHECK(dit_cu_cross_attention(stream_of(be), out, q, kv, key_mask, B, Tq, Tk, H, hd, probs));
 }
 
 static void cuda_timestep_embedding(const dit_backend *be, float *out, const float *t, int B, int F,

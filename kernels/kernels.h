@@ -129,7 +129,8 @@ cudaError_t dit_cu_ema_update(cudaStream_t stream, float *ema, const float *p, s
 cudaError_t dit_cu_copy_tokens(cudaStream_t stream, float *out, int out_T, int out_at,
                                const float *in, int in_T, int in_at, int n, int B, int D);
 cudaError_t dit_cu_cross_attention(cudaStream_t stream, float *out, const float *q, const float *kv,
-                                   int B, int Tq, int Tk, int H, int hd, float *probs);
+                                   const int32_t *key_mask, int B, int Tq, int Tk, int H, int hd,
+                                   float *probs);
 cudaError_t dit_cu_cross_attention_backward(cudaStream_t stream, float *dq, float *dkv,
                                             const float *dout, const float *q, const float *kv,
                                             const float *probs, int B, int Tq, int Tk, int H,

@@ -16,9 +16,11 @@ __global__ void copy_tokens_kernel(float *out, int out_T, int out_at, const floa
     }
 }
 
-/* out (B, Tq, H*hd), probs (B, H, Tq, Tk); thread per (b, i, h) */
-__global__ void cross_attention_kernel(float *out, const float *q, const float *kv, int Tq, int Tk,
-                                       int H, int hd, float *probs, size_t total)
+/* out (B, Tq, H*hd), probs (B, H, Tq, Tk); thread per (b, i, h); keys
+ * where key_mask (B, Tk) is 0 take no weight, a row with none left is 0 */
+__global__ void cross_attention_kernel(float *out, const float *q, const float *kv,
+                                       const int32_t *key_mask, int Tq, int Tk, int H, int hd,
+                                       float *probs, size_t total)
 {
     const int D = H * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -29,22 +31,24 @@ __global__ void cross_attention_kernel(float *out, const float *q, const float *
         const size_t b = bi / Tq;
         const float *qr = q + bi * D + (size_t)h * hd;
         float *P = probs + ((b * H + h) * Tq + i) * Tk;
+        const int32_t *km = key_mask ? key_mask + b * Tk : NULL;
         float mx = -INFINITY;
         for (int j = 0; j < Tk; j++) {
             const float *kr = kv + (b * Tk + j) * 2 * D + (size_t)h * hd;
             float s = 0;
             for (int d = 0; d < hd; d++)
                 s += qr[d] * kr[d];
-            P[j] = s * scale;
+            P[j] = km && !km[j] ? -INFINITY : s * scale;
             mx = fmaxf(mx, P[j]);
         }
         float sum = 0;
         for (int j = 0; j < Tk; j++) {
-            P[j] = exp_clamped(P[j] - mx);
+            P[j] = mx == -INFINITY || P[j] == -INFINITY ? 0.0f : exp_clamped(P[j] - mx);
             sum += P[j];
         }
+        const float inv = sum > 0 ? 1.0f / sum : 0.0f;
         for (int j = 0; j < Tk; j++)
-            P[j] /= sum;
+            P[j] *= inv;
         float *o = out + bi * D + (size_t)h * hd;
         for (int d = 0; d < hd; d++) {
             float acc = 0;
@@ -144,16 +148,16 @@ extern "C" cudaError_t dit_cu_copy_tokens(cudaStream_t stream, float *out, int o
 }
 
 extern "C" cudaError_t dit_cu_cross_attention(cudaStream_t stream, float *out, const float *q,
-                                              const float *kv, int B, int Tq, int Tk, int H, int hd,
-                                              float *probs)
+                                              const float *kv, const int32_t *key_mask, int B,
+                                              int Tq, int Tk, int H, int hd, float *probs)
 {
     if (B < 0 || Tq < 0 || Tk < 1 || H < 0 || hd < 0)
         return cudaErrorInvalidValue;
     const size_t total = (size_t)B * Tq * H;
     if (total == 0 || hd == 0)
         return cudaSuccess;
-    DIT_LAUNCH(cross_attention_kernel, ew_grid(total), EW_BLOCK, stream, out, q, kv, Tq, Tk, H, hd,
-               probs, total);
+    DIT_LAUNCH(cross_attention_kernel, ew_grid(total), EW_BLOCK, stream, out, q, kv, key_mask, Tq,
+               Tk, H, hd, probs, total);
     return cudaGetLastError();
 }
 

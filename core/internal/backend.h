@@ -149,9 +149,12 @@ struct dit_backend {
     void (*copy_tokens)(const dit_backend *be, float *out, int out_T, int out_at, const float *in,
                         int in_T, int in_at, int n, int B, int D);
     /* out (B, Tq, H*hd) = softmax(q k^T / sqrt(hd)) v per head, q (B, Tq, H, hd),
-     * kv (B, Tk, 2, H, hd); probs (B, H, Tq, Tk) is written (backward reads it) */
+     * kv (B, Tk, 2, H, hd); keys where key_mask (B, Tk) is 0 take no weight
+     * (NULL: every key; a row with none left is 0: PixArt's padded captions);
+     * probs (B, H, Tq, Tk) is written (backward reads it) */
     void (*cross_attention)(const dit_backend *be, float *out, const float *q, const float *kv,
-                            int B, int Tq, int Tk, int H, int hd, float *probs);
+                            const int32_t *key_mask, int B, int Tq, int Tk, int H, int hd,
+                            float *probs);
     /* out (B, F): [cos(t f_i), sin(t f_i)], f_i = exp(-ln(1e4) i / (F/2 - shift)) */
     void (*timestep_embedding)(const dit_backend *be, float *out, const float *t, int B, int F,
                                int shift);

@@ -31,8 +31,10 @@ typedef struct {
      * (a flat struct) whose pointers point into vae_params */
     float *vae_params;
     dit_vae *vae;
-    uint64_t vae_id; /* which VAE: ids are unique per load */
-    int precision;   /* index into device.c's names: dit_cuda_precision's order */
+    uint64_t vae_id;      /* which VAE: ids are unique per load */
+    float *pixart_params; /* a PixArt transformer's parameter block, the same way */
+    uint64_t pixart_id;
+    int precision; /* index into device.c's names: dit_cuda_precision's order */
 } dit_device;
 
 struct dit_ctx {
@@ -243,6 +245,16 @@ dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B,
 const char *dit_text_encoder_fingerprint(const dit_text_encoder *enc);
 /* every op the T5 encoder calls (core/t5.c) */
 #define DIT_T5_OPS(X) X(linear) X(rms_norm) X(attention_bias) X(mul) X(add_act) X(add_embedding)
+/* The 2-D sin-cos table (gh*gw, D) for a grid whose native side is `base`
+ * tokens, computed on the CPU and kept in ctx until another is asked for
+ * (every sampling step reuses it). */
+dit_status dit_position_table(dit_ctx *ctx, int gh, int gw, int D, float base, float interp,
+                              const float **out);
+/* every op the PixArt transformer calls (core/pixart.c) */
+#define DIT_PIXART_OPS(X)                                                                          \
+    X(linear)                                                                                      \
+    X(attention) X(attention_scratch) X(cross_attention) X(layernorm_modulate) X(silu) X(patchify) \
+        X(unpatchify) X(gated_add) X(add_rows) X(copy_tokens) X(timestep_embedding)
 
 /* f16/bf16 -> f32 */
 float dit_f16_to_f32(uint16_t h);

@@ -83,14 +83,15 @@ dit_status wl_load_files(dit_ctx *ctx, const st_file *const *files, int nf, wl_l
                          void *model, const char *what,
                          bool (*ignorable)(const char *name, const void *user), wl_result *out);
 
-/* The weight files of a model folder: model.safetensors, or the shards
- * model.safetensors.index.json lists (each a plain file name inside the
- * folder), each opened. */
+/* The weight files of a model folder: <stem>.safetensors, or the shards
+ * <stem>.safetensors.index.json lists (each a plain file name inside the
+ * folder), each opened. stem: "model" (transformers), "diffusion_pytorch_model"
+ * (diffusers). */
 typedef struct {
     st_file **f;
     int n;
 } st_files;
-dit_status st_open_model_files(dit_ctx *ctx, const char *dir, st_files *out);
+dit_status st_open_model_files(dit_ctx *ctx, const char *dir, const char *stem, st_files *out);
 void st_files_close(st_files *files);
 
 /* Where a model's files are: a .safetensors file (with config.json beside it

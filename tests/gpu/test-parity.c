@@ -628,17 +628,21 @@ static int case_copy_tokens(tcase *t, const int *p)
     return CASE_RAN;
 }
 
-/* p: B, Tq, Tk, H, hd */
+/* p: B, Tq, Tk, H, hd, with a key mask (random 0/1, so some rows have no key
+ * left) */
 static int case_cross_attention(tcase *t, const int *p)
 {
     NEED(cross_attention);
     const int B = p[0], Tq = p[1], Tk = p[2], Hh = p[3], hd = p[4];
     pbuf *q = in_f(t, "q", (size_t)B * Tq * Hh * hd, 1.5f);
     pbuf *kv = in_f(t, "kv", (size_t)B * Tk * 2 * Hh * hd, 1.5f);
+    pbuf *mask = p[5] ? in_labels(t, "key_mask", (size_t)B * Tk, 2) : NULL;
     pbuf *out = out_f(t, "out", (size_t)B * Tq * Hh * hd);
     pbuf *probs = out_f(t, "probs", (size_t)B * Hh * Tq * Tk);
-    t->cpu->cross_attention(t->cpu, H(out), H(q), H(kv), B, Tq, Tk, Hh, hd, H(probs));
-    t->dev->cross_attention(t->dev, D(out), D(q), D(kv), B, Tq, Tk, Hh, hd, D(probs));
+    t->cpu->cross_attention(t->cpu, H(out), H(q), H(kv), mask ? HI(mask) : NULL, B, Tq, Tk, Hh, hd,
+                            H(probs));
+    t->dev->cross_attention(t->dev, D(out), D(q), D(kv), mask ? DI(mask) : NULL, B, Tq, Tk, Hh, hd,
+                            D(probs));
     return CASE_RAN;
 }
 
@@ -652,7 +656,7 @@ static int case_cross_attention_backward(tcase *t, const int *p)
     const size_t np = (size_t)B * Hh * Tq * Tk;
     pbuf *q = in_f(t, "q", nq, 1.5f), *kv = in_f(t, "kv", nkv, 1.5f);
     float *o = xmalloc(nq * 4), *pr = xmalloc(np * 4);
-    t->cpu->cross_attention(t->cpu, o, H(q), H(kv), B, Tq, Tk, Hh, hd, pr);
+    t->cpu->cross_attention(t->cpu, o, H(q), H(kv), NULL, B, Tq, Tk, Hh, hd, pr);
     pbuf *probs = in_copy(t, "probs", pr, np);
     free(o);
     free(pr);
@@ -1013,6 +1017,7 @@ static const prow rows[] = {
     {"copy_tokens 2x18->1 row 1 split", "copy_tokens", {2, 1, 0, 18, 1, 1, 24}, FP32, case_copy_tokens},
     {"cross_attention 2x17 to 2, 3x24", "cross_attention", {2, 17, 2, 3, 24}, FP32, case_cross_attention},
     {"cross_attention 3x5 to 1, 2x8", "cross_attention", {3, 5, 1, 2, 8}, FP32, case_cross_attention},
+    {"cross_attention 2x37 to 13 masked, 3x24", "cross_attention", {2, 37, 13, 3, 24, 1}, FP32, case_cross_attention},
     {"cross_attention_backward 2x17 to 2, 3x24", "cross_attention_backward", {2, 17, 2, 3, 24}, FP32, case_cross_attention_backward},
     {"cross_attention_backward 3x5 to 1, 2x8", "cross_attention_backward", {3, 5, 1, 2, 8}, FP32, case_cross_attention_backward},
     {"add_rows 2x37x72", "add_rows", {2, 37, 72}, FP32, case_add_rows},

@@ -183,14 +183,14 @@ static void xatt_f(const op_case *c, float *out)
 {
     const int B = c->p[0], Tq = c->p[1], Tk = c->p[2], H = c->p[3];
     float *probs = malloc((size_t)B * H * Tq * Tk * sizeof *probs);
-    be->cross_attention(be, out, c->in[0], c->in[1], B, Tq, Tk, H, c->p[4], probs);
+    be->cross_attention(be, out, c->in[0], c->in[1], NULL, B, Tq, Tk, H, c->p[4], probs);
     free(probs);
 }
 static void xatt_b(const op_case *c, const float *dout, float **g)
 {
     const int B = c->p[0], Tq = c->p[1], Tk = c->p[2], H = c->p[3], hd = c->p[4];
     float *probs = malloc((size_t)B * H * Tq * Tk * sizeof *probs), *o = malloc(c->n_out * 4);
-    be->cross_attention(be, o, c->in[0], c->in[1], B, Tq, Tk, H, hd, probs);
+    be->cross_attention(be, o, c->in[0], c->in[1], NULL, B, Tq, Tk, H, hd, probs);
     be->cross_attention_backward(be, g[0], g[1], dout, c->in[0], c->in[1], probs, B, Tq, Tk, H, hd);
     free(probs), free(o);
 }
