@@ -10,8 +10,9 @@ the classic implementation mistakes. It also writes the Philox noise references
 (in ops.io), scheduler trajectories for DDIM / DDPM / DPM-Solver++ 2M / Euler and
 the seed article's cold sampler (sched.io), end-to-end generate / img2img /
 inpaint references on the DiT + VAE fixtures (pipe.io), torch.save checkpoints for
-`dit convert` (dit_convert.pt and two files it must refuse), and float64 autograd
-training gradients of a tiny official DiT (train_grad.io).
+`dit convert` (dit_convert.pt and two files it must refuse), float64 autograd
+training gradients of a tiny official DiT (train_grad.io), a tiny T5 encoder and its
+tokenizer (t5_tiny), and two tiny PixArt-alpha transformers (pixart_tiny, pixart_tiny_ac).
 
 Run with the pinned environment from requirements.txt:
     python3 -m venv .venv && .venv/bin/pip install -r requirements.txt
@@ -2925,6 +2926,292 @@ def t5_encoder_fixture(seed):
     return checks
 
 
+# --------------------------------------------------------------------------
+# PixArt: tiny random PixArtTransformer2DModel (adaLN-single, cross-attention)
+# --------------------------------------------------------------------------
+
+PIXART_MASK_BIAS = -10000.0   # diffusers turns the 0/1 caption mask into (1 - m) * -10000
+
+
+# At N(0, 0.1) everywhere the caption path is too weak for its erf/tanh GELU swap to show
+# (0.2-0.6x the tolerance over seeds 1201-1212): the caption projection and cross-attention
+# weights get 0.2, and the FF weights 0.15 so its own GELU swap still shows behind the stronger
+# cross-attention. Seed 1201 of 1201-1204 has the largest smallest margin.
+PIXART_WEIGHT_STD = (("caption_projection.", 0.2), (".attn2.", 0.2), (".ff.net.", 0.15))
+
+
+def pixart_init_std(name):
+    """Per-parameter std: the per-block and final tables must be large enough that
+    dropping t6 or the table shows, so scale_shift_table gets 0.5."""
+    if name.endswith("scale_shift_table"):
+        return 0.5
+    if name.endswith(".bias"):
+        return 0.05
+    for part, std in PIXART_WEIGHT_STD:
+        if part in name:
+            return std
+    return 0.1
+
+
+def pixart_random_weights(shapes, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(tuple(shape), generator=g, dtype=F32) * pixart_init_std(name)
+            for name, shape in shapes}
+
+
+def pixart_forward_ref(W, cfg, x, t, cap, cap_mask, res=None, ar=None, *,
+                       emulate_diffusers_f32=False,
+                       t_div="half",              # Timesteps(256, flip_sin_to_cos, shift 0): divisor 128
+                       interp=None,               # None: the config's interpolation_scale (None -> max(s//64, 1))
+                       pos_variant="normal",
+                       no_t6=False,               # perturbation: block tables without the shared t6
+                       no_table=False,            # perturbation: t6 without the block tables
+                       swap_shift_scale=False,
+                       ignore_mask=False,
+                       mask_mode="bias",          # 'bias' (-10000, as diffusers) | 'drop' (padded keys excluded)
+                       norm_cross_q=False,        # perturbation: LayerNorm on the cross-attention query
+                       cap_act="tanh",            # 'tanh' | 'erf' | 'none'
+                       ff_gelu="tanh",
+                       attn_scale="sqrt",
+                       final_emb="embedded",      # 'embedded' | 'silu' (SiLU(emb)) | 't6' (t6's first two chunks)
+                       drop_added_cond=False, swap_res=False, swap_added_order=False):
+    """Float64 PixArt-alpha transformer forward from the math, on diffusers' parameter names."""
+    W = {k: v.to(F64) for k, v in W.items()}
+    x = x.to(F64)
+    B, C, H, Wd = x.shape
+    p = cfg["patch_size"]
+    heads, hd = cfg["num_attention_heads"], cfg["attention_head_dim"]
+    D = heads * hd
+    cout = cfg["out_channels"]
+    gh, gw = H // p, Wd // p
+    T = gh * gw
+    eps = cfg["norm_eps"]
+    if interp is None:
+        interp = cfg["interpolation_scale"] if cfg["interpolation_scale"] is not None else max(cfg["sample_size"] // 64, 1)
+
+    # patch embed (conv kernel = stride = p as a matmul) + 2-D sin-cos table
+    patches = x.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, T, C * p * p)
+    h = linear(patches, W["pos_embed.proj.weight"].reshape(D, C * p * p), W["pos_embed.proj.bias"])
+    h = h + pos_embed_2d(D, gh, gw, base=cfg["sample_size"] // p, interp=float(interp),
+                         variant=pos_variant, emulate_diffusers_f32=emulate_diffusers_f32)[None]
+
+    # adaLN-single conditioning
+    def temb(v):
+        return timestep_embedding(v, 256, t_div, emulate_diffusers_f32)
+
+    def mlp(pre, v):
+        a = silu(linear(v, W[pre + "linear_1.weight"], W[pre + "linear_1.bias"]))
+        return linear(a, W[pre + "linear_2.weight"], W[pre + "linear_2.bias"])
+
+    e = "adaln_single.emb."
+    emb = mlp(e + "timestep_embedder.", temb(t))
+    if cfg["use_additional_conditions"] and not drop_added_cond:
+        r = res.to(F64)
+        if swap_res:
+            r = r[:, [1, 0]]
+        re = mlp(e + "resolution_embedder.", temb(r.reshape(-1))).reshape(B, -1)
+        ae = mlp(e + "aspect_ratio_embedder.", temb(ar.to(F64).reshape(-1))).reshape(B, -1)
+        emb = emb + (torch.cat([ae, re], 1) if swap_added_order else torch.cat([re, ae], 1))
+    t6 = linear(silu(emb), W["adaln_single.linear.weight"], W["adaln_single.linear.bias"]).reshape(B, 6, D)
+
+    # caption projection and the key bias of the padded caption tokens
+    c = linear(cap.to(F64), W["caption_projection.linear_1.weight"], W["caption_projection.linear_1.bias"])
+    if cap_act != "none":
+        c = gelu(c, cap_act)
+    c = linear(c, W["caption_projection.linear_2.weight"], W["caption_projection.linear_2.bias"])
+    m = cap_mask.to(F64)
+    if ignore_mask:
+        m = torch.ones_like(m)
+    if mask_mode == "drop":
+        kbias = torch.where(m > 0.5, 0.0, -math.inf).to(F64)
+    else:
+        kbias = (1.0 - m) * PIXART_MASK_BIAS
+    kbias = kbias[:, None, None, :]   # (B, 1 head, 1 query, L)
+
+    def mha(q_in, kv_in, pre, bias=None):
+        Tq, Tk = q_in.shape[1], kv_in.shape[1]
+        q = linear(q_in, W[pre + "to_q.weight"], W[pre + "to_q.bias"]).reshape(B, Tq, heads, hd).transpose(1, 2)
+        k = linear(kv_in, W[pre + "to_k.weight"], W[pre + "to_k.bias"]).reshape(B, Tk, heads, hd).transpose(1, 2)
+        v = linear(kv_in, W[pre + "to_v.weight"], W[pre + "to_v.bias"]).reshape(B, Tk, heads, hd).transpose(1, 2)
+        s = 1.0 / math.sqrt(hd) if attn_scale == "sqrt" else 1.0 / hd
+        logits = (q @ k.transpose(-1, -2)) * s
+        if bias is not None:
+            logits = logits + bias
+        logits = logits - logits.max(dim=-1, keepdim=True).values
+        pr = torch.exp(logits)
+        pr = pr / pr.sum(dim=-1, keepdim=True)
+        o = (pr @ v).transpose(1, 2).reshape(B, Tq, D)
+        return linear(o, W[pre + "to_out.0.weight"], W[pre + "to_out.0.bias"])
+
+    for i in range(cfg["num_layers"]):
+        pre = f"transformer_blocks.{i}."
+        table = W[pre + "scale_shift_table"][None]
+        mod = table if no_t6 else (t6 if no_table else table + t6)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (u[:, None] for u in mod.unbind(1))
+        if swap_shift_scale:
+            shift_msa, scale_msa = scale_msa, shift_msa
+            shift_mlp, scale_mlp = scale_mlp, shift_mlp
+        a = layer_norm(h, eps) * (1 + scale_msa) + shift_msa
+        h = h + gate_msa * mha(a, a, pre + "attn1.")
+        q_in = layer_norm(h, eps) if norm_cross_q else h      # PixArt: no norm before attn2
+        h = h + mha(q_in, c, pre + "attn2.", kbias)
+        f = layer_norm(h, eps) * (1 + scale_mlp) + shift_mlp
+        f = gelu(linear(f, W[pre + "ff.net.0.proj.weight"], W[pre + "ff.net.0.proj.bias"]), ff_gelu)
+        f = linear(f, W[pre + "ff.net.2.weight"], W[pre + "ff.net.2.bias"])
+        h = h + gate_mlp * f
+
+    # final layer: the (2, D) table + the embedded timestep (before SiLU / adaln_single.linear)
+    if final_emb == "embedded":
+        fe = emb[:, None]
+    elif final_emb == "silu":
+        fe = silu(emb)[:, None]
+    else:
+        fe = t6[:, :2]
+    shift, scale = (W["scale_shift_table"][None] + fe).unbind(1)
+    h = layer_norm(h, 1e-6) * (1 + scale[:, None]) + shift[:, None]
+    h = linear(h, W["proj_out.weight"], W["proj_out.bias"])
+    return unpatchify(h, gh, gw, p, cout)
+
+
+def pixart_inputs(seed, xshape, tvals, n_real, cap_len, cap_ch, cap_std, garbage_std):
+    """x, t, cap, cap_mask (F32); padded caption rows hold large garbage."""
+    g = torch.Generator().manual_seed(seed)
+    B = xshape[0]
+    x = torch.randn(xshape, generator=g, dtype=F32)
+    cap = torch.randn((B, cap_len, cap_ch), generator=g, dtype=F32) * cap_std
+    garbage = torch.randn((B, cap_len, cap_ch), generator=g, dtype=F32) * garbage_std + garbage_std / 2
+    mask = torch.zeros((B, cap_len), dtype=F32)
+    for b, n in enumerate(n_real):
+        mask[b, :n] = 1.0
+        cap[b, n:] = garbage[b, n:]
+    return x, torch.tensor(tvals, dtype=F32), cap, mask
+
+
+PIXART_CAP_LEN = 9
+PIXART_CAP_STD = 1.5      # T5 outputs (after its final RMSNorm) are O(1)
+PIXART_GARBAGE_STD = 20.0
+
+
+def pixart_fixture(name, dcfg, store_dtype, seed, cases, checks):
+    """Random PixArtTransformer2DModel via save_pretrained into <name>/transformer; reference = diffusers in
+    float64 on the stored weights, cross-checked against pixart_forward_ref. cases: list of
+    (prefix, xshape, tvals, n_real, res, ar). Returns the io tensors (name -> F32) and the refs."""
+    from diffusers import PixArtTransformer2DModel
+    model = PixArtTransformer2DModel(**dcfg)
+    shapes = [(k, v.shape) for k, v in model.state_dict().items()]
+    assert not any(k == "pos_embed.pos_embed" for k, _ in shapes), "pos_embed buffer is expected to be non-persistent"
+    Wd = {k: v.to(store_dtype) for k, v in pixart_random_weights(shapes, seed).items()}
+    model.load_state_dict({k: v.to(F32) for k, v in Wd.items()})
+    out_dir = os.path.join(HERE, name, "transformer")
+    if os.path.isdir(os.path.join(HERE, name)):
+        shutil.rmtree(os.path.join(HERE, name))
+    os.makedirs(os.path.join(HERE, name))
+    model.to(store_dtype).save_pretrained(out_dir, safe_serialization=True)
+
+    reloaded = PixArtTransformer2DModel.from_pretrained(out_dir, torch_dtype=F32).eval()
+    stored = load_safetensors(os.path.join(out_dir, "diffusion_pytorch_model.safetensors"))
+    assert set(stored) == set(Wd) and all(v.dtype == store_dtype for v in stored.values())
+    assert all(torch.equal(stored[k], Wd[k]) for k in Wd)
+    model64 = reloaded.to(F64)
+    cfg = dict(model64.config)
+    W = {k: v.to(F64) for k, v in stored.items()}
+    ac = cfg["use_additional_conditions"]
+
+    io, refs = {}, {}
+    for ci, (prefix, xshape, tvals, n_real, res, ar) in enumerate(cases):
+        x, t, cap, mask = pixart_inputs(seed + 1000 + ci, xshape, tvals, n_real, PIXART_CAP_LEN,
+                                        cfg["caption_channels"], PIXART_CAP_STD, PIXART_GARBAGE_STD)
+        extra = {}
+        if ac:
+            res_t = torch.tensor(res, dtype=F32)
+            ar_t = torch.tensor(ar, dtype=F32)
+            extra = dict(added_cond_kwargs={"resolution": res_t.to(F64), "aspect_ratio": ar_t.to(F64)})
+        with torch.no_grad():
+            ref = model64(x.to(F64), encoder_hidden_states=cap.to(F64), timestep=t.to(F64),
+                          encoder_attention_mask=mask.to(F64), **extra).sample
+        assert ref.shape == (xshape[0], cfg["out_channels"], xshape[2], xshape[3])
+        kw = dict(res=res_t, ar=ar_t) if ac else {}
+        emu = pixart_forward_ref(W, cfg, x, t, cap, mask, **kw, emulate_diffusers_f32=True)
+        tag = f"{name} {prefix or 'main'}"
+        xc = rel(emu, ref)
+        assert xc <= XCHECK, f"{tag}: pixart_forward_ref vs diffusers {xc:.3e}"
+        checks[f"{tag}: own float64 forward (f32 sinusoids) vs diffusers float64"] = xc
+        exact = pixart_forward_ref(W, cfg, x, t, cap, mask, **kw)
+        checks[f"{tag}: exact float64 sinusoids vs diffusers (f32 inside)"] = rel(exact, ref)
+        io[prefix + "x"], io[prefix + "t"], io[prefix + "cap"], io[prefix + "cap_mask"] = x, t, cap, mask
+        if ac:
+            io[prefix + "res"], io[prefix + "ar"] = res_t, ar_t
+        io[prefix + "out"] = ref.to(F32)
+        refs[prefix] = (ref, x, t, cap, mask, kw)
+    save_file({k: v.to(F32).contiguous() for k, v in sorted(io.items())},
+              os.path.join(HERE, name + ".io.safetensors"))
+    return W, cfg, refs
+
+
+def pixart_fixtures(seed=1201):
+    """pixart_tiny (2 layers, no additional conditions) and pixart_tiny_ac (1 layer, resolution and
+    aspect-ratio embedders, interpolation_scale 2), F16 weights; every perturbation proven."""
+    base = dict(num_attention_heads=2, attention_head_dim=24, in_channels=4, out_channels=8,
+                cross_attention_dim=48, caption_channels=T5_CFG["d_model"], sample_size=8, patch_size=2,
+                norm_type="ada_norm_single", num_embeds_ada_norm=1000)
+    checks = {}
+    W, cfg, refs = pixart_fixture(
+        "pixart_tiny", dict(base, num_layers=2, use_additional_conditions=False), torch.float16, seed,
+        [("", (2, 4, 8, 12), [37.0, 801.0], [9, 5], None, None),
+         ("sq_", (1, 4, 8, 8), [500.0], [7], None, None)], checks)
+    ref, x, t, cap, mask, _ = refs[""]
+
+    def f(**kw):
+        return pixart_forward_ref(W, cfg, x, t, cap, mask, **kw)
+
+    sensitivity("pixart_tiny", ref, [
+        ("block table alone (t6 not added)", f(no_t6=True), STRONG),
+        ("t6 alone (block table not added)", f(no_table=True), STRONG),
+        ("caption mask ignored", f(ignore_mask=True), STRONG),
+        ("LayerNorm on the cross-attention query", f(norm_cross_q=True), STRONG),
+        ("caption projection: no activation", f(cap_act="none"), STRONG),
+        ("caption projection: erf GELU instead of tanh", f(cap_act="erf"), GELU_MODEL_BAR),
+        ("FF: erf GELU instead of tanh", f(ff_gelu="erf"), GELU_MODEL_BAR),
+        ("interpolation scale 2 instead of 1", f(interp=2.0), STRONG),
+        ("final layer uses SiLU(emb)", f(final_emb="silu"), STRONG),
+        ("final layer uses t6 chunks 0-1", f(final_emb="t6"), STRONG),
+        ("swap shift/scale in the blocks", f(swap_shift_scale=True), STRONG),
+        ("timestep divisor half-1 instead of half", f(t_div="half-1"), STRONG),
+        ("attention scale 1/hd", f(attn_scale="hd"), STRONG),
+        ("pos grid transposed (built W x H)", f(pos_variant="transposed_grid"), STRONG),
+        ("pos halves swapped (row first)", f(pos_variant="swap_halves"), STRONG),
+        ("(info) padded keys dropped instead of -10000 bias",
+         f(mask_mode="drop", emulate_diffusers_f32=True), None),
+        ("(info) exact f64 sinusoids vs diffusers' f32 ones", f(), None),
+    ])
+    ref, x, t, cap, mask, _ = refs["sq_"]
+    sensitivity("pixart_tiny sq", ref, [
+        ("caption mask ignored", pixart_forward_ref(W, cfg, x, t, cap, mask, ignore_mask=True), STRONG),
+    ])
+
+    W, cfg, refs = pixart_fixture(
+        "pixart_tiny_ac", dict(base, num_layers=1, use_additional_conditions=True, interpolation_scale=2),
+        torch.float16, seed + 100,
+        [("", (2, 4, 8, 12), [37.0, 801.0], [9, 5], [[512.0, 512.0], [384.0, 640.0]], [[1.0], [0.6]])], checks)
+    ref, x, t, cap, mask, kw = refs[""]
+
+    def f(**k2):
+        return pixart_forward_ref(W, cfg, x, t, cap, mask, **kw, **k2)
+
+    sensitivity("pixart_tiny_ac", ref, [
+        ("resolution/aspect embeddings dropped", f(drop_added_cond=True), STRONG),
+        ("resolution (h, w) swapped", f(swap_res=True), STRONG),
+        ("aspect embedding before resolution in the concat", f(swap_added_order=True), STRONG),
+        ("interpolation scale 1 instead of 2", f(interp=1.0), STRONG),
+        ("block table alone (t6 not added)", f(no_t6=True), STRONG),
+        ("t6 alone (block table not added)", f(no_table=True), STRONG),
+        ("caption mask ignored", f(ignore_mask=True), STRONG),
+        ("final layer uses SiLU(emb)", f(final_emb="silu"), STRONG),
+        ("(info) exact f64 sinusoids vs diffusers' f32 ones", f(), None),
+    ])
+    return checks
+
+
 def check_fixture_sizes():
     """Print every fixture's size and SHA-256 prefix; fail over MAX_TOTAL_BYTES."""
     total = 0
@@ -2945,15 +3232,19 @@ def check_fixture_sizes():
 
 def main():
     ap = argparse.ArgumentParser(description="write the golden fixtures")
-    ap.add_argument("--only", choices=("t5",), help="write only these fixtures")
+    ap.add_argument("--only", choices=("t5", "pixart"), help="write only these fixtures")
     args = ap.parse_args()
-    if args.only == "t5":
-        for k, v in t5_tokenizer_fixture().items():
-            print(f"  t5 tokenizer: {k:45s} {v}")
-        for k, v in t5_encoder_fixture(1101).items():
-            print(f"  {k:60s} {v:.2e}")
+    if args.only is not None:
+        if args.only == "t5":
+            for k, v in t5_tokenizer_fixture().items():
+                print(f"  t5 tokenizer: {k:45s} {v}")
+            for k, v in t5_encoder_fixture(1101).items():
+                print(f"  {k:60s} {v:.2e}")
+        else:
+            for k, v in pixart_fixtures().items():
+                print(f"  {k:90s} {v:.2e}")
         for fx, lab, r, bar in SENS_ROWS:
-            print(f"  sensitivity {fx:16s} {lab:30s} {r:9.3e}  (needs > {bar if bar else '-'})")
+            print(f"  sensitivity {fx:16s} {lab:50s} {r:9.3e}  (needs > {bar if bar else '-'})")
         check_fixture_sizes()
         return
     print(f"torch {torch.__version__}  diffusers {diffusers.__version__}  "
@@ -2995,6 +3286,7 @@ def main():
     train_checks.update(train_variant_fixtures(919))
     t5_checks = t5_tokenizer_fixture()
     t5_checks.update(t5_encoder_fixture(1101))
+    pixart_checks = pixart_fixtures()
     print("sched cases: " + ", ".join(sched_names))
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
@@ -3032,6 +3324,9 @@ def main():
     print("\ntraining-gradient checks:")
     for k, v in train_checks.items():
         print(f"  {k:78s} {v:.2e}")
+    print("\nPixArt checks (max|a-b|/max|b|, float64):")
+    for k, v in pixart_checks.items():
+        print(f"  {k:90s} {v:.2e}")
 
     print(f"\nsensitivity: max|perturbed-ref|/max|ref|  (C tolerance {TOL:g})")
     wf = max(26, max(len(r[0]) for r in SENS_ROWS))
