@@ -251,10 +251,12 @@ const char *dit_text_encoder_fingerprint(const dit_text_encoder *enc);
 dit_status dit_position_table(dit_ctx *ctx, int gh, int gw, int D, float base, float interp,
                               const float **out);
 /* every op the PixArt transformer calls (core/pixart.c) */
-#define DIT_PIXART_OPS(X)                                                                          \
-    X(linear)                                                                                      \
-    X(attention) X(attention_scratch) X(cross_attention) X(layernorm_modulate) X(silu) X(patchify) \
-        X(unpatchify) X(gated_add) X(add_rows) X(copy_tokens) X(timestep_embedding)
+/* clang-format off */
+#define DIT_PIXART_OPS(X)                                                                   \
+    X(linear) X(attention) X(attention_scratch) X(cross_attention) X(layernorm_modulate)   \
+    X(silu) X(patchify) X(unpatchify) X(gated_add) X(add_rows) X(copy_tokens)              \
+    X(timestep_embedding)
+/* clang-format on */
 
 /* f16/bf16 -> f32 */
 float dit_f16_to_f32(uint16_t h);
