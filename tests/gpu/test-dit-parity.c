@@ -367,6 +367,54 @@ out:
     g_free(path), g_free(iop);
 }
 
+/* The PixArt transformer (pixart_tiny_ac: resolution and aspect ratio too)
+ * on the device against the CPU, twice on the device (the weights uploaded
+ * once, then reused), with the padded caption of the fixture */
+static void test_pixart(dit_ctx *ctx)
+{
+    char *path = fixture_path("pixart_tiny_ac"),
+         *iop = fixture_path("pixart_tiny_ac.io.safetensors");
+    dit_pixart *m = NULL;
+    st_file *io = NULL;
+    dit_ctx_set_device(ctx, "cpu");
+    if (dit_pixart_load(ctx, path, &m) != DIT_OK || st_open(ctx, iop, &io) != DIT_OK) {
+        CHECK(false, "pixart fixture: %s", dit_last_error(ctx));
+        goto out;
+    }
+    int64_t xs[4] = {0}, cs[4] = {0};
+    float *x = read_tensor(ctx, io, "x", NULL, xs, NULL),
+          *t = read_tensor(ctx, io, "t", NULL, NULL, NULL);
+    float *cap = read_tensor(ctx, io, "cap", NULL, cs, NULL);
+    float *fmask = read_tensor(ctx, io, "cap_mask", NULL, NULL, NULL);
+    float *res = read_tensor(ctx, io, "res", NULL, NULL, NULL),
+          *ar = read_tensor(ctx, io, "ar", NULL, NULL, NULL);
+    const int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3], L = (int)cs[1];
+    const size_t n = (size_t)B * dit_pixart_get_config(m)->out_channels * H * W;
+    int32_t *mask = malloc((size_t)B * L * sizeof *mask);
+    float *cpu = malloc(n * sizeof *cpu), *dev = malloc(n * sizeof *dev),
+          *again = malloc(n * sizeof *again);
+    for (int i = 0; fmask && i < B * L; i++)
+        mask[i] = fmask[i] != 0.0f;
+    const dit_pixart_inputs in = {x, t, cap, mask, res, ar};
+    bool ok = x && t && cap && fmask && res && ar &&
+              dit_pixart_forward(ctx, m, B, H, W, L, &in, cpu) == DIT_OK;
+    dit_ctx_set_device(ctx, "cuda");
+    ok = ok && dit_pixart_forward(ctx, m, B, H, W, L, &in, dev) == DIT_OK &&
+         dit_pixart_forward(ctx, m, B, H, W, L, &in, again) == DIT_OK;
+    CHECK(ok, "pixart forward: %s", dit_last_error(ctx));
+    if (ok) {
+        CHECK(compare_rel("PixArt cuda vs cpu", dev, cpu, n, 1e-5), "pixart cuda vs cpu");
+        CHECK(memcmp(dev, again, n * sizeof *dev) == 0,
+              "a second PixArt forward on the device differs");
+    }
+    free(x), free(t), free(cap), free(fmask), free(res), free(ar), free(mask);
+    free(cpu), free(dev), free(again);
+out:
+    st_close(io);
+    dit_pixart_free(m);
+    g_free(path), g_free(iop);
+}
+
 /* Training on the device against the CPU: a tiny model of each
  * conditioning variant (and a learned-sigma one with the hybrid loss), the
  * same initial weights on a CPU context and a device context: one set of
@@ -559,6 +607,7 @@ int main(void)
     test_vae(ctx, "vae_kl"); /* again: the device copy follows the VAE in use */
     test_sampling(ctx);
     test_text_encoder(ctx);
+    test_pixart(ctx);
     test_train(ctx);
     test_precision(ctx);
     dit_ctx_free(ctx);
