@@ -1437,6 +1437,31 @@ def ops_fixture(seed):
                "(sens) attention_bias: bias transposed (query/key swapped), rel",
                "(sens) attention_bias: padding mask ignored, rel", "(sens) attention_bias: scale 1 instead of 0.35, rel"):
         assert checks[kk] > SENS_FACTOR * TOL, kk
+    # cross-attention with padded keys (PixArt's caption): q (B, Tq, H, hd), kv (B, Tk, 2, H, hd)
+    xq = (torch.randn(2, 6, 2 * 8, generator=g, dtype=F64) * 1.5).to(F32)
+    xkv = (torch.randn(2, 5, 2 * 2 * 8, generator=g, dtype=F64) * 1.5).to(F32)
+    xmask = torch.ones(2, 5, dtype=F64)
+    xmask[1, 3:] = 0.0
+    out["xattn_q"], out["xattn_kv"], out["xattn_mask"] = xq, xkv, xmask
+
+    def masked_cross_attention(q, kv, mask, scale=8 ** -0.5):
+        qh = q.to(F64).reshape(2, 6, 2, 8).transpose(1, 2)
+        k, v = kv.to(F64).reshape(2, 5, 2, 2, 8).permute(2, 0, 3, 1, 4)
+        logits = scale * (qh @ k.transpose(-1, -2))
+        if mask is not None:
+            logits = logits.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        return (logits.softmax(-1) @ v).transpose(1, 2).reshape(2, 6, 16)
+
+    out["xattn_y"] = masked_cross_attention(xq, xkv, xmask)
+    k, v = xkv.to(F64).reshape(2, 5, 2, 2, 8).permute(2, 0, 3, 1, 4)
+    lib = F.scaled_dot_product_attention(xq.to(F64).reshape(2, 6, 2, 8).transpose(1, 2), k, v,
+                                         attn_mask=xmask[:, None, None, :].bool()).transpose(1, 2).reshape(2, 6, 16)
+    checks["masked cross-attention vs F.scaled_dot_product_attention(bool mask), abs"] = (out["xattn_y"] - lib).abs().max().item()
+    assert checks["masked cross-attention vs F.scaled_dot_product_attention(bool mask), abs"] < 1e-12
+    checks["(sens) cross-attention: mask ignored, rel"] = rel(masked_cross_attention(xq, xkv, None), out["xattn_y"])
+    checks["(sens) cross-attention: scale 1/hd, rel"] = rel(masked_cross_attention(xq, xkv, xmask, 1 / 8), out["xattn_y"])
+    for kk in ("(sens) cross-attention: mask ignored, rel", "(sens) cross-attention: scale 1/hd, rel"):
+        assert checks[kk] > SENS_FACTOR * TOL, kk
     ma = (torch.randn(5, 67, generator=g, dtype=F64) * 3.0).to(F32)
     mb = (torch.randn(5, 67, generator=g, dtype=F64) * 3.0).to(F32)
     out["mul_a"], out["mul_b"] = ma, mb

@@ -31,8 +31,9 @@ static float *randn(size_t n, double std)
     return v;
 }
 
-/* T5's attention (scale 1, a per-head bias, padded keys) at two scales, and
- * the gated GELU's product, against float64 PyTorch. */
+/* T5's attention (scale 1, a per-head bias, padded keys) at two scales,
+ * PixArt's cross-attention to a padded caption, and the gated GELU's
+ * product, against float64 PyTorch. */
 static void test_text_encoder_ops(dit_ctx *ctx, const dit_backend *be, const st_file *f)
 {
     size_t n;
@@ -68,6 +69,23 @@ static void test_text_encoder_ops(dit_ctx *ctx, const dit_backend *be, const st_
     free(maskf);
     free(y_t5);
     free(y_s035);
+
+    float *xq = read_tensor(ctx, f, "xattn_q", &n, shape, NULL);      // (B, Tq, H*hd)
+    float *xkv = read_tensor(ctx, f, "xattn_kv", NULL, NULL, NULL);   // (B, Tk, 2, H, hd)
+    float *xmf = read_tensor(ctx, f, "xattn_mask", NULL, NULL, NULL); // (B, Tk)
+    float *xy = read_tensor(ctx, f, "xattn_y", NULL, NULL, NULL);
+    CHECK(xq && xkv && xmf && xy, "ops fixture lacks the xattn_* tensors");
+    if (xq && xkv && xmf && xy) {
+        const int B = 2, Tq = 6, Tk = 5, H = 2, hd = 8;
+        int32_t mask[2 * 5];
+        for (int i = 0; i < B * Tk; i++)
+            mask[i] = xmf[i] != 0.0f;
+        float *out = malloc(n * sizeof *out), *probs = malloc((size_t)B * H * Tq * Tk * 4);
+        be->cross_attention(be, out, xq, xkv, mask, B, Tq, Tk, H, hd, probs);
+        CHECK(compare_rel("cross_attention, padded keys", out, xy, n, 1e-5), "xattn");
+        free(out), free(probs);
+    }
+    free(xq), free(xkv), free(xmf), free(xy);
 
     float *a = read_tensor(ctx, f, "mul_a", &n, NULL, NULL);
     float *b = read_tensor(ctx, f, "mul_b", NULL, NULL, NULL);

@@ -33,7 +33,8 @@ static bool read_case(dit_ctx *ctx, const st_file *io, const char *prefix, bool 
     char name[64];
     int64_t xs[4] = {0}, cs[4] = {0}, os[4] = {0};
 #define READ(dst, nm, shape)                                                                       \
-    (snprintf(name, sizeof name, "%s%s", prefix, nm), dst = read_tensor(ctx, io, name, NULL, shape, NULL))
+    (snprintf(name, sizeof name, "%s%s", prefix, nm),                                              \
+     dst = read_tensor(ctx, io, name, NULL, shape, NULL))
     READ(c->x, "x", xs);
     READ(c->t, "t", NULL);
     READ(c->cap, "cap", cs);
@@ -103,7 +104,8 @@ static void bad_inputs(dit_ctx *ctx, const dit_pixart *m, io_case *c)
 
 static void ac_model(dit_ctx *ctx)
 {
-    char *path = fixture_path("pixart_tiny_ac"), *iop = fixture_path("pixart_tiny_ac.io.safetensors");
+    char *path = fixture_path("pixart_tiny_ac"),
+         *iop = fixture_path("pixart_tiny_ac.io.safetensors");
     dit_pixart *m = NULL;
     st_file *io = NULL;
     io_case c = {0};
