@@ -318,6 +318,8 @@ DIT_API extern const char *const dit_mask_mode_names[DIT_MASK_MODE_COUNT];
 
 /* a model's measured step-to-step change of every block (block cache) */
 typedef struct dit_cache_profile dit_cache_profile;
+/* a text-conditioned transformer (below, "text: the PixArt transformer") */
+typedef struct dit_pixart dit_pixart;
 
 typedef struct {
     dit_task task;
@@ -375,6 +377,15 @@ typedef struct {
     float cache_budget;
     const dit_cache_profile *cache_profile;
     const uint8_t *cache_plan;
+    /* a text model instead of `model` (which is then NULL): the PixArt
+     * transformer, the prompt's encoding (text_len, caption_channels) with
+     * its mask (text_len), and for guidance the negative side's (the
+     * encoding of "" or a negative prompt; diffusers' PixArt pipelines pad
+     * both to the same length). class_id is not read; no block cache. */
+    const dit_pixart *pixart;
+    int text_len;
+    const float *prompt_embeds, *negative_embeds;
+    const int32_t *prompt_mask, *negative_mask;
 } dit_pipeline_params;
 
 /* feather: a fifth of the shorter side of the mask's bounding box */
@@ -480,7 +491,6 @@ DIT_API dit_status dit_save_text_embedding(dit_ctx *ctx, const char *path, const
  * block ("adaLN-single"). A folder with config.json and
  * diffusion_pytorch_model.safetensors (or its shards' index), or a pipeline
  * folder's transformer/. */
-typedef struct dit_pixart dit_pixart;
 typedef struct {
     int hidden_size, num_heads, depth, mlp_hidden;
     int patch_size, in_channels, out_channels, sample_size; /* sample_size in latent pixels */

@@ -102,6 +102,7 @@ static int first_free_steps(float *m, size_t hw, int steps, float strength)
 }
 
 typedef struct {
+    dit_config net;      /* the denoiser's shape: the DiT's config, or PixArt's as one */
     int C, h, w, f;      /* latent channels and size, pixels per latent pixel */
     int img_c;           /* model channels in pixel space: 3, or 1 (gray) */
     bool pixel;          /* no VAE */
@@ -147,21 +148,57 @@ static dit_status decode_latents(dit_ctx *ctx, const dit_pipeline_params *p, con
     return dit_vae_decode(ctx, p->vae, B, sp->h, sp->w, x, img);
 }
 
+/* A text model's run: the encodings and their masks; net (the DiT config
+ * the rest of the pipeline reads) from PixArt's */
+static dit_status check_text(dit_ctx *ctx, const dit_pipeline_params *p, dit_config *net)
+{
+    const dit_pixart_config *pc = dit_pixart_get_config(p->pixart);
+    if (!p->prompt_embeds || p->text_len < 1 || p->text_len > 4096)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "a text model needs the prompt's encoding (text_len 1..4096)");
+    if (p->guidance > 1.0f && !p->negative_embeds)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "guidance needs the negative side's encoding (that of \"\" for none)");
+    if (p->cache_budget < 1.0f || p->cache_plan)
+        return dit_error(ctx, DIT_ERR_UNSUPPORTED, "the block cache is not built for PixArt");
+    const int32_t *masks[2] = {p->prompt_mask, p->negative_embeds ? p->negative_mask : NULL};
+    for (int k = 0; k < 2; k++) {
+        int kept = 0;
+        for (int j = 0; masks[k] && j < p->text_len; j++)
+            kept += masks[k][j] != 0;
+        if (masks[k] && !kept)
+            return dit_error(ctx, DIT_ERR_INVALID_ARG, "the %s's mask keeps no token",
+                             k ? "negative prompt" : "prompt");
+    }
+    memset(net, 0, sizeof *net);
+    net->in_channels = pc->in_channels, net->out_channels = pc->out_channels;
+    net->patch_size = pc->patch_size, net->sample_size = pc->sample_size;
+    net->hidden_size = pc->hidden_size, net->depth = pc->depth;
+    net->learn_sigma = pc->out_channels == 2 * pc->in_channels;
+    return DIT_OK;
+}
+
 static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const float *image,
                                const float *mask, int H, int W, const float *out, space *sp)
 {
-    if (!p || !p->model || !out)
+    if (!p || !(p->model || p->pixart) || !out)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_pipeline_run: NULL params, model or out");
-    const dit_config *c = dit_model_config(p->model);
+    dit_status st;
+    if (p->model && p->pixart)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_pipeline_run: a DiT and a PixArt model");
+    if (p->pixart && (st = check_text(ctx, p, &sp->net)))
+        return st;
+    if (p->model)
+        sp->net = *dit_model_config(p->model);
+    const dit_config *c = &sp->net;
     if (p->task != DIT_TASK_GENERATE && p->task != DIT_TASK_IMG2IMG && p->task != DIT_TASK_INPAINT)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "unknown task %d", (int)p->task);
     if (p->steps < 1 || p->steps > 1000)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "steps must be 1..1000, got %d", p->steps);
-    dit_status st;
     if ((st = dit_check_range(ctx, "strength", p->strength)) ||
         (st = dit_check_range(ctx, "guidance", p->guidance)))
         return st;
-    if (p->class_id < 0 || p->class_id > c->num_classes)
+    if (p->model && (p->class_id < 0 || p->class_id > c->num_classes))
         return dit_error(ctx, DIT_ERR_INVALID_ARG,
                          "class %d is not one of the model's classes (0..%d; %d = unconditional)",
                          p->class_id, c->num_classes - 1, c->num_classes);
@@ -242,7 +279,10 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                                  "mask values must be in [0, 1] (pixel %zu is %g)", i,
                                  (double)mask[i]);
     /* a backend that lacks an op fails here, not after the sampling loop */
-    if ((st = dit_model_check_backend(ctx)) || (p->vae && (st = dit_vae_check_backend(ctx))))
+    if ((p->model && (st = dit_model_check_backend(ctx))) ||
+        (p->pixart && (st = DIT_BACKEND_REQUIRE(ctx, ctx->be, "the PixArt transformer",
+                                                DIT_PIXART_OPS))) ||
+        (p->vae && (st = dit_vae_check_backend(ctx))))
         return st;
     return DIT_OK;
 }
@@ -273,6 +313,8 @@ static void guided_eps(const float *mout, int B, int C, int Cout, size_t hw, flo
 typedef struct {
     dit_ctx *ctx;
     const dit_pipeline_params *p;
+    const dit_config *net; /* the denoiser's shape (space.net) */
+    int f;                 /* image pixels per latent pixel */
     dit_scheduler *s;
     int B, C, h, w, rows, Cout, gc, start;
     int rows_now; /* this step's: rows, or B outside the guidance interval */
@@ -294,6 +336,11 @@ typedef struct {
     const uint8_t *plan;
     uint8_t *own_plan;
     struct calibration *calib;
+    /* a text model's inputs for up to text_rows rows of one forward: each
+     * row's caption (L, Ccap) and mask, the image's size in pixels */
+    int text_rows;
+    float *cap, *res, *ar;
+    int32_t *cap_mask;
 } run;
 
 /* what dit_cache_calibrate sums over its samples, per step interval */
@@ -322,6 +369,30 @@ static int window_offsets(int n, int t, int patch, int *off)
     }
 }
 
+/* The denoiser on rows inputs x (rows, C, h, w) -> out (rows, Cout, h, w).
+ * A text model's row i takes the prompt when i % rows_now < B (windows
+ * repeat the rows), else the negative side. */
+static dit_status net_forward(run *r, int rows, int h, int w, const float *x, const float *t,
+                              const int32_t *y, float *out, dit_block_cache *cache)
+{
+    const dit_pipeline_params *p = r->p;
+    if (p->model)
+        return dit_model_forward_cached(r->ctx, p->model, rows, h, w, x, t, y, out, cache);
+    const int L = p->text_len, Cc = dit_pixart_get_config(p->pixart)->caption_channels;
+    for (int i = 0; i < rows; i++) {
+        const bool prompt = i % r->rows_now < r->B;
+        const float *e = prompt ? p->prompt_embeds : p->negative_embeds;
+        const int32_t *m = prompt ? p->prompt_mask : p->negative_mask;
+        memcpy(r->cap + (size_t)i * L * Cc, e, (size_t)L * Cc * sizeof *r->cap);
+        for (int j = 0; j < L; j++)
+            r->cap_mask[(size_t)i * L + j] = m ? m[j] != 0 : 1;
+        r->res[2 * i] = (float)(h * r->f), r->res[2 * i + 1] = (float)(w * r->f);
+        r->ar[i] = (float)h / (float)w;
+    }
+    const dit_pixart_inputs in = {x, t, r->cap, r->cap_mask, r->res, r->ar};
+    return dit_pixart_forward(r->ctx, p->pixart, rows, h, w, L, &in, out);
+}
+
 /* The model on every window of xin (rows, C, h, w), blended into mout
  * (rows, Cout, h, w): MultiDiffusion's average of overlapping predictions,
  * weighted to fade towards each window's edges so no border shows */
@@ -344,8 +415,8 @@ static dit_status tiled_forward(run *r)
                                tw * sizeof *r->tin);
                 r->ttv[dst] = r->tvec[row], r->tyv[dst] = r->yvec[row];
             }
-        dit_status st = dit_model_forward(r->ctx, r->p->model, nt * r->rows_now, th, tw, r->tin,
-                                          r->ttv, r->tyv, r->tout);
+        dit_status st =
+            net_forward(r, nt * r->rows_now, th, tw, r->tin, r->ttv, r->tyv, r->tout, NULL);
         if (st)
             return st;
         for (int t = 0; t < nt; t++) /* scatter-add, weighted */
@@ -367,7 +438,7 @@ static dit_status tiled_forward(run *r)
 /* The windows and their buffers for a tiled run: native-size windows */
 static dit_status tiles_setup(run *r)
 {
-    const dit_config *c = dit_model_config(r->p->model);
+    const dit_config *c = r->net;
     const int native = c->sample_size, patch = c->patch_size;
     r->th = r->h < native ? r->h : native, r->tw = r->w < native ? r->w : native;
     r->ty = malloc(((size_t)r->h / patch + 2) * sizeof *r->ty);
@@ -517,8 +588,8 @@ static dit_status one_step(run *r, int k, uint32_t pass)
     if (cache)
         cache->plan = r->plan ? r->plan + (size_t)k * cache->depth * 2 : NULL;
     dit_status st = r->tiled ? tiled_forward(r)
-                             : dit_model_forward_cached(r->ctx, p->model, r->rows_now, r->h, r->w,
-                                                        r->xin, r->tvec, r->yvec, r->mout, cache);
+                             : net_forward(r, r->rows_now, r->h, r->w, r->xin, r->tvec, r->yvec,
+                                           r->mout, cache);
     if (st || (r->calib && (st = calibration_record(r, k))))
         return st;
     guided_eps(r->mout, r->B, r->C, r->Cout, hw, guide ? p->guidance : 0.0f, r->gc, r->learned,
@@ -572,15 +643,30 @@ static void run_free(run *r)
         free(r->yvec), free(r->z0), free(r->mlat), free(r->noised);
     free(r->ty), free(r->tx), free(r->tin), free(r->tout), free(r->weight), free(r->wsum),
         free(r->ttv), free(r->tyv);
+    free(r->cap), free(r->cap_mask), free(r->res), free(r->ar);
     dit_block_cache_release(&r->cache);
     free(r->own_plan);
+}
+
+/* a text model's per-row inputs, for the most rows one forward takes */
+static dit_status text_setup(run *r)
+{
+    const dit_pipeline_params *p = r->p;
+    const size_t rows = (size_t)(r->tiled ? r->chunk * r->rows : r->rows), L = p->text_len;
+    const size_t Cc = dit_pixart_get_config(p->pixart)->caption_channels;
+    r->cap = malloc(rows * L * Cc * sizeof *r->cap);
+    r->cap_mask = malloc(rows * L * sizeof *r->cap_mask);
+    r->res = malloc(2 * rows * sizeof *r->res), r->ar = malloc(rows * sizeof *r->ar);
+    if (!r->cap || !r->cap_mask || !r->res || !r->ar)
+        return dit_error(r->ctx, DIT_ERR_NOMEM, "out of memory for the caption rows");
+    return DIT_OK;
 }
 
 /* The scheduler and every buffer of a run; the labels, the source latent */
 static dit_status run_setup(run *r, dit_ctx *ctx, const dit_pipeline_params *p, const space *sp)
 {
-    const dit_config *c = dit_model_config(p->model);
-    r->ctx = ctx, r->p = p;
+    const dit_config *c = &sp->net;
+    r->ctx = ctx, r->p = p, r->net = c, r->f = sp->f;
     r->B = p->batch, r->C = sp->C, r->h = sp->h, r->w = sp->w;
     r->lat = (size_t)r->C * r->h * r->w, r->n = (size_t)r->B * r->lat, r->hw = (size_t)r->h * r->w;
     dit_sched_config sc = p->sched;
@@ -590,7 +676,7 @@ static dit_status run_setup(run *r, dit_ctx *ctx, const dit_pipeline_params *p, 
     dit_status st = dit_sched_new(ctx, &sc, p->steps, r->n, &r->s);
     if (st)
         return st;
-    r->cfg = p->guidance > 1.0f && c->num_classes > 0;
+    r->cfg = p->guidance > 1.0f && (c->num_classes > 0 || p->pixart);
     r->rows = r->cfg ? 2 * r->B : r->B;
     r->Cout = c->out_channels;
     r->learned = sc.variance == DIT_VAR_LEARNED_RANGE;
@@ -612,7 +698,9 @@ static dit_status run_setup(run *r, dit_ctx *ctx, const dit_pipeline_params *p, 
         return dit_error(ctx, DIT_ERR_NOMEM, "out of memory for the pipeline buffers");
     for (int i = 0; i < r->rows; i++)
         r->yvec[i] = i < r->B ? p->class_id : c->num_classes;
-    return r->tiled ? tiles_setup(r) : DIT_OK;
+    if (r->tiled && (st = tiles_setup(r)))
+        return st;
+    return p->pixart ? text_setup(r) : DIT_OK;
 }
 
 /* The first latent: noise, the noised source, or (differential, nothing
@@ -747,7 +835,7 @@ static dit_status sample_with_detail(dit_ctx *ctx, const dit_pipeline_params *p,
                                      dit_progress_fn progress, void *user,
                                      const volatile int *cancel, float *out)
 {
-    const dit_config *c = dit_model_config(p->model);
+    const dit_config *c = &sp.net;
     const int unit = sp.f * c->patch_size, native = c->sample_size * sp.f, B = p->batch;
     const double s = (double)native / (H > W ? H : W);
     int Hn = (int)lround(H * s / unit) * unit, Wn = (int)lround(W * s / unit) * unit;
@@ -817,7 +905,7 @@ dit_status dit_pipeline_run(dit_ctx *ctx, const dit_pipeline_params *p, const fl
     if (st)
         return st;
     /* detail only where the image is well above the model's native size */
-    const int native = dit_model_config(p->model)->sample_size * sp.f;
+    const int native = sp.net.sample_size * sp.f;
     const bool keep = p->task != DIT_TASK_GENERATE && p->strength == 0.0f;
     if (p->detail_strength > 0 && !keep && (4 * H > 5 * native || 4 * W > 5 * native))
         return sample_with_detail(ctx, p, sp, image, mask, H, W, progress, user, cancel, out);
