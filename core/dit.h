@@ -485,6 +485,29 @@ DIT_API char *dit_text_cache_dir(void);
 DIT_API dit_status dit_save_text_embedding(dit_ctx *ctx, const char *path, const float *emb,
                                            const int32_t *mask, int L, int d, const char *prompt);
 
+/* A text model's two conditionings: the prompt's and the negative side's
+ * encodings (len, dim) and masks (len), as dit_pipeline_params takes them. */
+typedef struct {
+    int len, dim;
+    float *prompt, *negative;
+    int32_t *prompt_mask, *negative_mask;
+} dit_text_pair;
+/* The prompt and the negative prompt (NULL: "") encoded for a pipeline
+ * folder's text model as diffusers' PixArt pipelines do without
+ * clean_caption: lower-cased and stripped, tokenized to max_len (EOS, then
+ * padding), T5-encoded with the mask. Each comes from the prompt cache when
+ * there (cache_dir as dit_text_embed); only when one is missing are the
+ * tokenizer and the encoder loaded, and they are freed before this returns,
+ * so the transformer never shares memory with them. max_len 0: the
+ * pipeline's own (dit_text_default_len). */
+DIT_API dit_status dit_text_pair_encode(dit_ctx *ctx, const char *folder, const char *prompt,
+                                        const char *negative, int max_len, const char *cache_dir,
+                                        dit_text_pair *out);
+DIT_API void dit_text_pair_clear(dit_text_pair *t);
+/* 300 tokens for a PixArtSigmaPipeline folder (model_index.json), else 120
+ * (PixArt-α) */
+DIT_API int dit_text_default_len(const char *folder);
+
 /* ---- text: the PixArt transformer -----------------------------------------
  * PixArt-α / PixArt-Σ (diffusers' PixArtTransformer2DModel): a DiT whose
  * blocks cross-attend to a T5 caption, with one timestep MLP shared by every
@@ -506,6 +529,12 @@ typedef struct {
     const float *resolution;     /* (B, 2) image height, width in pixels (additional conditions) */
     const float *aspect_ratio;   /* (B) height / width (additional conditions) */
 } dit_pixart_inputs;
+/* diffusers' PixArt pipelines' default guidance scale */
+#define DIT_TEXT_GUIDANCE 4.5f
+/* whether path holds a PixArt transformer (a pipeline folder's
+ * transformer/config.json, or the folder's config.json, names
+ * PixArtTransformer2DModel): a text model, not a class-conditional DiT */
+DIT_API bool dit_is_pixart(const char *path);
 DIT_API dit_status dit_pixart_load(dit_ctx *ctx, const char *path, dit_pixart **out);
 DIT_API void dit_pixart_free(dit_pixart *m);
 DIT_API const dit_pixart_config *dit_pixart_get_config(const dit_pixart *m);

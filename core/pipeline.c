@@ -280,8 +280,8 @@ static dit_status check_params(dit_ctx *ctx, const dit_pipeline_params *p, const
                                  (double)mask[i]);
     /* a backend that lacks an op fails here, not after the sampling loop */
     if ((p->model && (st = dit_model_check_backend(ctx))) ||
-        (p->pixart && (st = DIT_BACKEND_REQUIRE(ctx, ctx->be, "the PixArt transformer",
-                                                DIT_PIXART_OPS))) ||
+        (p->pixart &&
+         (st = DIT_BACKEND_REQUIRE(ctx, ctx->be, "the PixArt transformer", DIT_PIXART_OPS))) ||
         (p->vae && (st = dit_vae_check_backend(ctx))))
         return st;
     return DIT_OK;

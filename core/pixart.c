@@ -266,6 +266,29 @@ static bool pixart_ignorable(const char *name, const void *user)
     return strcmp(name, "pos_embed.pos_embed") == 0; /* a buffer some exports keep */
 }
 
+bool dit_is_pixart(const char *path)
+{
+    if (!path || !g_file_test(path, G_FILE_TEST_IS_DIR))
+        return false;
+    bool yes = false;
+    for (int k = 0; k < 2 && !yes; k++) {
+        char *cfg = k ? g_build_filename(path, "config.json", NULL)
+                      : g_build_filename(path, "transformer", "config.json", NULL);
+        JsonParser *parser = NULL;
+        dit_status st;
+        JsonObject *o = g_file_test(cfg, G_FILE_TEST_IS_REGULAR)
+                            ? dit_json_file(NULL, cfg, &parser, &st)
+                            : NULL;
+        JsonNode *n = o ? json_object_get_member(o, "_class_name") : NULL;
+        yes = n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING &&
+              strcmp(json_node_get_string(n), "PixArtTransformer2DModel") == 0;
+        if (parser)
+            g_object_unref(parser);
+        g_free(cfg);
+    }
+    return yes;
+}
+
 dit_status dit_pixart_load(dit_ctx *ctx, const char *path, dit_pixart **out)
 {
     if (!path || !out)

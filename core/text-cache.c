@@ -111,3 +111,84 @@ dit_status dit_text_embed(dit_ctx *ctx, const dit_tokenizer *tok, const dit_text
     g_free(path), g_free(own);
     return st;
 }
+
+/* diffusers' PixArt pipelines without clean_caption (which needs bs4 and
+ * ftfy): the text lower-cased and stripped */
+static char *prepare_prompt(const char *text) { return g_strstrip(g_utf8_strdown(text, -1)); }
+
+int dit_text_default_len(const char *folder)
+{
+    char *index = folder ? g_build_filename(folder, "model_index.json", NULL) : NULL;
+    char *text = NULL;
+    const bool sigma = index && g_file_get_contents(index, &text, NULL, NULL) &&
+                       strstr(text, "PixArtSigmaPipeline");
+    g_free(index), g_free(text);
+    return sigma ? 300 : 120;
+}
+
+void dit_text_pair_clear(dit_text_pair *t)
+{
+    if (!t)
+        return;
+    free(t->prompt), free(t->negative), free(t->prompt_mask), free(t->negative_mask);
+    memset(t, 0, sizeof *t);
+}
+
+dit_status dit_text_pair_encode(dit_ctx *ctx, const char *folder, const char *prompt,
+                                const char *negative, int max_len, const char *cache_dir,
+                                dit_text_pair *out)
+{
+    if (!out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_text_pair_encode: NULL argument");
+    memset(out, 0, sizeof *out);
+    negative = negative ? negative : "";
+    if (!folder || !prompt)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_text_pair_encode: NULL argument");
+    if (!g_utf8_validate(prompt, -1, NULL) || !g_utf8_validate(negative, -1, NULL))
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "the prompt is not UTF-8 text");
+    max_len = max_len ? max_len : dit_text_default_len(folder);
+    if (max_len < 1 || max_len > 4096)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "the text length must be 1..4096 tokens");
+    dit_t5_config cfg;
+    char fp[65];
+    dit_status st = dit_t5_peek(ctx, folder, &cfg, fp);
+    if (st)
+        return st;
+    const size_t L = (size_t)max_len, d = (size_t)cfg.d_model;
+    out->len = max_len, out->dim = cfg.d_model;
+    out->prompt = malloc(L * d * sizeof(float)), out->negative = malloc(L * d * sizeof(float));
+    out->prompt_mask = malloc(L * sizeof(int32_t)),
+    out->negative_mask = malloc(L * sizeof(int32_t));
+    if (!out->prompt || !out->negative || !out->prompt_mask || !out->negative_mask) {
+        dit_text_pair_clear(out);
+        return dit_error(ctx, DIT_ERR_NOMEM, "out of memory");
+    }
+    char *texts[2] = {prepare_prompt(prompt), prepare_prompt(negative)};
+    float *emb[2] = {out->prompt, out->negative};
+    int32_t *mask[2] = {out->prompt_mask, out->negative_mask};
+    /* both in the cache: neither the tokenizer nor the encoder is loaded */
+    char *own = cache_dir ? NULL : dit_text_cache_dir();
+    const char *dir = cache_dir ? cache_dir : own;
+    bool have[2] = {false, false};
+    for (int k = 0; k < 2 && dir[0]; k++) {
+        char *path = entry_path(dir, fp, texts[k], max_len);
+        have[k] = read_entry(path, texts[k], max_len, cfg.d_model, emb[k], mask[k]);
+        g_free(path);
+    }
+    if (!have[0] || !have[1]) {
+        dit_tokenizer *tok = NULL;
+        dit_text_encoder *enc = NULL;
+        if (!(st = dit_tokenizer_load(ctx, folder, &tok)) &&
+            !(st = dit_text_encoder_load(ctx, folder, &enc)))
+            for (int k = 0; k < 2 && !st; k++)
+                if (!have[k])
+                    st = dit_text_embed(ctx, tok, enc, texts[k], max_len, dir, emb[k], mask[k],
+                                        NULL);
+        dit_text_encoder_free(enc);
+        dit_tokenizer_free(tok);
+    }
+    g_free(texts[0]), g_free(texts[1]), g_free(own);
+    if (st)
+        dit_text_pair_clear(out);
+    return st;
+}

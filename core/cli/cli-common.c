@@ -79,13 +79,14 @@ void cli_options_init(options *o)
 
 void cli_options_clear(options *o)
 {
-    char **strs[] = {&o->model,      &o->vae,          &o->class_name,
-                     &o->labels,     &o->sampler,      &o->schedule,
-                     &o->prediction, &o->spacing,      &o->device,
-                     &o->precision,  &o->output,       &o->input,
-                     &o->mask,       &o->resize,       &o->progress,
-                     &o->strength,   &o->mask_mode,    &o->guidance_interval,
-                     &o->cache,      &o->cache_profile};
+    char **strs[] = {&o->model,          &o->vae,           &o->class_name,
+                     &o->labels,         &o->sampler,       &o->schedule,
+                     &o->prediction,     &o->spacing,       &o->device,
+                     &o->precision,      &o->output,        &o->input,
+                     &o->mask,           &o->resize,        &o->progress,
+                     &o->strength,       &o->mask_mode,     &o->guidance_interval,
+                     &o->cache,          &o->cache_profile, &o->prompt,
+                     &o->negative_prompt};
     for (size_t i = 0; i < G_N_ELEMENTS(strs); i++)
         g_free(*strs[i]);
 }
@@ -126,6 +127,8 @@ int cli_parse(GOptionContext *oc, int *argc, char ***argv)
 void cli_loaded_clear(loaded *l)
 {
     dit_model_free(l->model);
+    dit_pixart_free(l->pixart);
+    dit_text_pair_clear(&l->text);
     dit_vae_free(l->vae);
     dit_labels_free(l->labels);
     g_free(l->model_path);
@@ -165,6 +168,29 @@ int dit_cli_set_device(dit_ctx *ctx, const char *device, const char *precision)
     return 0;
 }
 
+/* A text model: the prompts encoded (and the encoder freed) before the
+ * transformer is loaded, so the two never share memory */
+static int load_text_model(const options *o, const char *path, loaded *l)
+{
+    const char *refuse = !o->text_ok     ? "only generate, img2img, inpaint and outpaint run it"
+                         : o->class_name ? "it takes --prompt, not --class"
+                         : !o->prompt    ? "give --prompt"
+                                         : NULL;
+    if (refuse) {
+        fprintf(stderr, "dit: %s is a text model (PixArt): %s\n", path, refuse);
+        return EXIT_BAD_INPUT;
+    }
+    if (dit_text_pair_encode(l->ctx, path, o->prompt, o->negative_prompt, o->text_len, NULL,
+                             &l->text) != DIT_OK ||
+        dit_pixart_load(l->ctx, path, &l->pixart) != DIT_OK) {
+        fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
+        return EXIT_MODEL;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "prompt: %s\n", o->prompt);
+    return 0;
+}
+
 int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
 {
     memset(l, 0, sizeof *l);
@@ -201,7 +227,18 @@ int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
                             "installed (set DIT_DEFAULT_MODEL)\n");
             return EXIT_MODEL;
         }
-        if (g_str_has_suffix(model_path, ".pt") || g_str_has_suffix(model_path, ".pth")) {
+        if (dit_is_pixart(model_path)) {
+            const int trc = load_text_model(o, model_path, l);
+            if (trc) {
+                g_free(model_path);
+                return trc;
+            }
+        } else if (o->prompt) {
+            fprintf(stderr, "dit: --prompt needs a text model (PixArt); this one takes a class "
+                            "(--class)\n");
+            g_free(model_path);
+            return EXIT_BAD_INPUT;
+        } else if (g_str_has_suffix(model_path, ".pt") || g_str_has_suffix(model_path, ".pth")) {
             /* a PyTorch checkpoint: convert into a temporary file first */
             char *tmpdir = g_dir_make_tmp("dit-pt-XXXXXX", NULL);
             char *conv = tmpdir ? g_build_filename(tmpdir, "model.safetensors", NULL) : NULL;
@@ -265,6 +302,8 @@ int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l)
         }
         l->model_path = model_path, model_path = NULL;
     }
+    if (l->pixart)
+        l->model_path = model_path, model_path = NULL;
     g_free(model_path);
     return 0;
 }
@@ -446,3 +485,38 @@ int cli_status_exit(dit_status st)
 }
 
 /* Model-space working size for an input image under a resize policy. */
+
+/* A text model's: the encoded prompts, the pipeline folder's scheduler */
+int cli_text_params(const loaded *l, dit_pipeline_params *p)
+{
+    p->pixart = l->pixart, p->model = NULL;
+    p->text_len = l->text.len;
+    p->prompt_embeds = l->text.prompt, p->prompt_mask = l->text.prompt_mask;
+    p->negative_embeds = l->text.negative, p->negative_mask = l->text.negative_mask;
+    char *path = g_build_filename(l->model_path, "scheduler", "scheduler_config.json", NULL);
+    char *json = NULL;
+    int rc = 0;
+    if (g_file_get_contents(path, &json, NULL, NULL) &&
+        dit_sched_config_from_json(l->ctx, path, json, &p->sched) != DIT_OK) {
+        fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
+        rc = EXIT_MODEL;
+    }
+    g_free(path), g_free(json);
+    return rc;
+}
+
+void cli_add_text_entries(GOptionContext *oc, options *o)
+{
+    GOptionEntry text[] = {
+        {"prompt", 0, 0, G_OPTION_ARG_STRING, &o->prompt,
+         "what to paint, for a text model (PixArt) in place of --class", "TEXT"},
+        {"negative-prompt", 0, 0, G_OPTION_ARG_STRING, &o->negative_prompt,
+         "what to steer away from, for a text model (default: none)", "TEXT"},
+        {"text-length", 0, 0, G_OPTION_ARG_INT, &o->text_len,
+         "a text model's prompt length in tokens (default: the pipeline's, 120 for PixArt-α, "
+         "300 for Σ)",
+         "N"},
+        OPT_END,
+    };
+    g_option_context_add_main_entries(oc, text, NULL);
+}

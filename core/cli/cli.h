@@ -46,6 +46,10 @@ typedef struct {
     char *guidance_interval; /* "FROM,TO" noise levels; NULL: every step */
     char *cache;             /* share of block outputs computed ("0.5"); NULL: all */
     char *cache_profile;     /* NULL: the model's own (dit_cache_profile_path) */
+    char *prompt;            /* a text model's prompt (PixArt) */
+    char *negative_prompt;   /* its negative side; NULL: "" */
+    int text_len;            /* tokens; 0: the pipeline's own (120, Sigma 300) */
+    bool text_ok;            /* the command runs text models (the sampling commands) */
     char *strength;  /* NULL: the task's (libdit's for img2img, inpaint_strength for inpaint) */
     gint64 seed;     /* < 0: random; libdit's default */
     int batch;       /* libdit's default */
@@ -112,11 +116,20 @@ typedef struct {
     char **labels;                    /* NULL-terminated, or NULL */
     char *model_path;                 /* where the model came from (NULL: none loaded) */
     dit_cache_profile *cache_profile; /* --cache: the model's calibration, or NULL */
+    dit_pixart *pixart;               /* a text model, in place of `model` */
+    dit_text_pair text;               /* its prompt and negative side, encoded */
 } loaded;
 
-/* Loads the DiT, its VAE (or none) and labels. Returns an exit code. */
+/* Loads the DiT, its VAE (or none) and labels; for a text model (PixArt,
+ * o->text_ok commands only) the prompts are encoded first, the encoder
+ * freed, then the transformer loaded. Returns an exit code. */
 int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l);
 void cli_loaded_clear(loaded *l);
+/* --prompt, --negative-prompt, --text-length */
+void cli_add_text_entries(GOptionContext *oc, options *o);
+/* a text model's pipeline parameters: the encoded prompts, the pipeline
+ * folder's scheduler; an exit code */
+int cli_text_params(const loaded *l, dit_pipeline_params *p);
 /* --class through dit_labels_resolve; prints "class: NAME" unless quiet */
 int cli_resolve_class(const options *o, const loaded *l, int *class_id);
 /* value among names (any case) -> *out; NULL value keeps *out */

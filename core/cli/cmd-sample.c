@@ -40,7 +40,9 @@ static void add_sampling_entries(GOptionContext *oc, options *o, bool source, bo
         {"spacing", 0, 0, G_OPTION_ARG_STRING, &o->spacing, "leading, trailing or linspace",
          "NAME"},
         {"guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance,
-         cli_help(keep, "classifier-free guidance scale, 1 = off (default: %g)", d.guidance), "G"},
+         cli_help(keep, "classifier-free guidance scale, 1 = off (default: %g, %g for PixArt)",
+                  d.guidance, (double)DIT_TEXT_GUIDANCE),
+         "G"},
         {"guidance-interval", 0, 0, G_OPTION_ARG_STRING, &o->guidance_interval,
          "guide only at noise levels (timestep / training steps) FROM to TO, e.g. 0.2,0.8; "
          "the other steps run the conditional row alone, half the work (default: 0,1: all)",
@@ -182,9 +184,12 @@ static int prepare_source(const options *o, const loaded *l, dit_task task, samp
     GError *err = NULL;
     int rc = 0;
     /* sizes: the model's native size in pixels and the unit sizes must divide */
-    const dit_config *cfg = dit_model_config(l->model);
     const int f = l->vae ? dit_vae_config(l->vae)->downscale : 1;
-    const int unit = f * cfg->patch_size, native = cfg->sample_size * f;
+    const int patch = l->pixart ? dit_pixart_get_config(l->pixart)->patch_size
+                                : dit_model_config(l->model)->patch_size;
+    const int sample = l->pixart ? dit_pixart_get_config(l->pixart)->sample_size
+                                 : dit_model_config(l->model)->sample_size;
+    const int unit = f * patch, native = sample * f;
     w->H = o->height ? o->height : native, w->W = o->width ? o->width : native;
     w->depth = o->bit_depth ? o->bit_depth : CLI_BIT_DEPTH;
     w->pol = POL_RESIZE;
@@ -340,6 +345,7 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
     g_option_context_set_description(oc, examples[o->outpaint ? 3 : task]);
     GPtrArray *help = g_ptr_array_new_with_free_func(g_free);
     add_sampling_entries(oc, o, task != DIT_TASK_GENERATE, o->outpaint, help);
+    cli_add_text_entries(oc, o);
     int rc = cli_parse(oc, argc, argv);
     if (!rc && *argc > 1)
         rc = cli_usage_error(oc, "unexpected argument (images go with --input)");
@@ -368,7 +374,12 @@ static int sampling_params(const options *o, loaded *l, dit_task task, int class
     dit_pipeline_params_default(p, l->model, l->vae);
     p->task = task;
     p->class_id = class_id;
-    p->guidance = (float)o->guidance;
+    if (isnan(o->guidance)) /* not given: the model family's default */
+        p->guidance = l->pixart ? DIT_TEXT_GUIDANCE : p->guidance;
+    else
+        p->guidance = (float)o->guidance;
+    if (l->pixart && (rc = cli_text_params(l, p)))
+        return rc;
     p->guidance_channels = o->guidance_channels;
     if (o->guidance_interval) {
         char *end;
@@ -406,7 +417,7 @@ static int sampling_params(const options *o, loaded *l, dit_task task, int class
             return rc;
         p->strength = (float)v;
     }
-    if ((rc = cli_check_float("guidance", o->guidance)))
+    if ((rc = cli_check_float("guidance", p->guidance)))
         return rc;
     int sampler = p->sched.sampler, schedule = p->sched.schedule, pred = p->sched.prediction,
         spacing = p->sched.spacing, mask_mode = DIT_INPAINT_MASK_MODE;
@@ -449,6 +460,8 @@ static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
     options o;
     cli_options_init(&o);
     o.outpaint = outpaint;
+    o.text_ok = true;
+    o.guidance = NAN; /* not given: the model family's default */
     static const char *const names[] = {"generate", "img2img", "inpaint", "outpaint"};
     int rc = parse_sampling(task, &argc, &argv, &o);
     if (rc) {
@@ -461,8 +474,8 @@ static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
     float *outimg = NULL, *final = NULL;
     if ((rc = cli_load_all(&o, true, true, &l)))
         goto done;
-    int class_id;
-    if ((rc = cli_resolve_class(&o, &l, &class_id)))
+    int class_id = 0;
+    if (!l.pixart && (rc = cli_resolve_class(&o, &l, &class_id)))
         goto done;
 
     dit_pipeline_params p;

@@ -245,6 +245,10 @@ dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B,
 const char *dit_text_encoder_fingerprint(const dit_text_encoder *enc);
 /* every op the T5 encoder calls (core/t5.c) */
 #define DIT_T5_OPS(X) X(linear) X(rms_norm) X(attention_bias) X(mul) X(add_act) X(add_embedding)
+/* A T5 encoder's config and its prompt-cache fingerprint (what
+ * dit_text_encoder_fingerprint gives once loaded) from its files' headers,
+ * without loading the weights. path as dit_text_encoder_load takes. */
+dit_status dit_t5_peek(dit_ctx *ctx, const char *path, dit_t5_config *cfg, char fp[65]);
 /* The 2-D sin-cos table (gh*gw, D) for a grid whose native side is `base`
  * tokens, computed on the CPU and kept in ctx until another is asked for
  * (every sampling step reuses it). */

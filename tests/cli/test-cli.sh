@@ -242,10 +242,12 @@ has "cpu, cuda or auto" "--device tpu"
 # (MALLOC_PERTURB_): a signal handled on the thread it landed on, inside
 # oneDNN's JIT code, corrupted the heap in about one run of three.
 for mp in 90 165 255 202 57; do
-    rm -f "$tmp/int.png"
+    # the last run's output goes first: its "step" lines would send the
+    # signal before this run has started (exit 130, the old text shown)
+    rm -f "$tmp/int.png" "$tmp/out"
     MALLOC_PERTURB_=$mp "$dit" generate -m "$tmp/pipe" -W 128 -H 128 --steps 1000 --sampler ddim --progress json -o "$tmp/int.png" >"$tmp/out" 2>&1 &
     pid=$!
-    for _ in $(seq 600); do grep -q '"step"' "$tmp/out" && break; sleep 0.1; done
+    for _ in $(seq 600); do grep -qs '"step"' "$tmp/out" && break; sleep 0.1; done
     kill -INT $pid
     wait $pid
     rc=$?
