@@ -12,7 +12,9 @@ the seed article's cold sampler (sched.io), end-to-end generate / img2img /
 inpaint references on the DiT + VAE fixtures (pipe.io), torch.save checkpoints for
 `dit convert` (dit_convert.pt and two files it must refuse), float64 autograd
 training gradients of a tiny official DiT (train_grad.io), a tiny T5 encoder and its
-tokenizer (t5_tiny), and two tiny PixArt-alpha transformers (pixart_tiny, pixart_tiny_ac).
+tokenizer (t5_tiny), two tiny PixArt-alpha transformers (pixart_tiny, pixart_tiny_ac), and a
+PixArtAlphaPipeline folder linking them (pixart_pipe) with text-to-image / img2img / inpaint
+references (pixart_pipe.io).
 
 Run with the pinned environment from requirements.txt:
     python3 -m venv .venv && .venv/bin/pip install -r requirements.txt
@@ -3237,6 +3239,375 @@ def pixart_fixtures(seed=1201):
     return checks
 
 
+# --------------------------------------------------------------------------
+# PixArt text-to-image pipeline fixture (pixart_pipe/ + pixart_pipe.io.safetensors)
+# --------------------------------------------------------------------------
+# A diffusers pipeline folder assembled from pixart_tiny, t5_tiny and vae_kl by relative
+# symlinks (no weights copied), with PixArt-alpha's DPM-Solver++ scheduler. gen/* is
+# diffusers' PixArtAlphaPipeline itself in float64; img2img/* and inpaint/* are our
+# pipelines on the same parts, built as DiTPipelineRef builds them for the DiT.
+# See README 'PixArt pipeline fixture'.
+
+PXP_DIR = "pixart_pipe"
+PXP_PROMPT = "  A Cat in the RAIN  "   # the pipeline lower-cases and strips it (clean_caption=False)
+PXP_NEGATIVE = ""
+PXP_MAX_LEN = T5_MAX_LEN               # 16 caption tokens
+PXP_STEPS = 5
+PXP_GUIDANCE = 4.5
+PXP_STRENGTH = 0.6
+PXP_LINKS = (("text_encoder", "../" + T5_DIR), ("tokenizer", "../" + T5_DIR),
+             ("transformer", "../pixart_tiny/transformer"), ("vae", "../vae_kl"))
+# PixArt-alpha's scheduler: diffusers' convert_pixart_alpha_to_diffusers.py saves a plain
+# DPMSolverMultistepScheduler(), so everything not named here is the class default
+# (timestep_spacing "linspace", solver_type "midpoint", final_sigmas_type "zero", ...).
+PXP_SCHED = dict(algorithm_type="dpmsolver++", solver_order=2, beta_schedule="linear", beta_start=0.0001,
+                 beta_end=0.02, num_train_timesteps=1000, prediction_type="epsilon", lower_order_final=True,
+                 timestep_spacing="linspace")
+PXP_XCHECK = 1e-12                     # own loop (diffusers parts) vs PixArtAlphaPipeline, both float64
+
+
+class DPMSolverF64:
+    """DPM-Solver++ (epsilon, midpoint, lower_order_final, final sigma 0) in plain float64 from the
+    README's formulas: unlike diffusers, no float32 sigmas, coefficients or latent (info rows)."""
+
+    def __init__(self, cfg, n, solver_order=2):
+        assert (cfg["beta_schedule"], cfg["beta_start"], cfg["beta_end"]) == ("linear",) + BETA_RANGE["linear"]
+        _, ac = schedule_f64(cfg["beta_schedule"], cfg["num_train_timesteps"])
+        ts = own_timesteps("dpmpp2m", cfg["timestep_spacing"], n, cfg["num_train_timesteps"], cfg["steps_offset"])
+        self.timesteps = torch.tensor(ts, dtype=F64).to(torch.int64)
+        self.sig = own_sigmas(ac, ts)
+        self.order, self.solver_order, self.init_noise_sigma = 1, solver_order, 1.0
+        self.prev = None                                      # (x0, lambda) of the step before
+
+    def _k(self, t):
+        return [int(v) for v in self.timesteps].index(int(t))
+
+    def add_noise(self, x0, noise, t):
+        s = float(self.sig[self._k(t.reshape(-1)[0])])
+        return x0 / math.sqrt(s * s + 1) + noise * (s / math.sqrt(s * s + 1))
+
+    def step(self, eps, t, x):
+        k = self._k(t)
+        s, sn = float(self.sig[k]), float(self.sig[k + 1])
+        al, sg = 1 / math.sqrt(s * s + 1), s / math.sqrt(s * s + 1)
+        lam = math.log(al) - math.log(sg)
+        x0 = (x - sg * eps) / al
+        if sn == 0:
+            xn = x0
+        else:
+            al_n, sg_n = 1 / math.sqrt(sn * sn + 1), sn / math.sqrt(sn * sn + 1)
+            h = (math.log(al_n) - math.log(sg_n)) - lam
+            xn = (sg_n / sg) * x - (al_n * (math.exp(-h) - 1.0)) * x0
+            if self.prev is not None and self.solver_order == 2:
+                r0 = (lam - self.prev[1]) / h
+                xn = xn - 0.5 * (al_n * (math.exp(-h) - 1.0)) * ((x0 - self.prev[0]) / r0)
+        self.prev = (x0, lam)
+        return collections.namedtuple("Out", "prev_sample")(xn)
+
+
+class PixArtPipelineRef:
+    """Float64 reference of our text-to-image / img2img / inpaint pipelines on the pixart_pipe folder.
+    Rows [cond; uncond] as the C core batches them (diffusers' PixArtAlphaPipeline uses [uncond; cond];
+    every row is computed on its own, so the order does not change a bit of the result)."""
+
+    def __init__(self, folder):
+        from diffusers import PixArtAlphaPipeline
+        self.pipe = PixArtAlphaPipeline.from_pretrained(folder).to(F64)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.tok, self.te = self.pipe.tokenizer, self.pipe.text_encoder
+        self.tr, self.vae = self.pipe.transformer, self.pipe.vae
+        c = self.tr.config
+        self.cin, self.cout = c.in_channels, c.out_channels
+        self.sf = self.vae.config.scaling_factor
+        self.f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.cfg = dict(c)
+        stored = load_safetensors(os.path.join(folder, "transformer", "diffusion_pytorch_model.safetensors"))
+        self.W = {k: v.to(F64) for k, v in stored.items()}
+        self.sched_cfg = {k: v for k, v in dict(self.pipe.scheduler.config).items() if not k.startswith("_")}
+        self.calls = 0
+
+    def encode(self, text, lower=True, mask_ones=None):
+        """ids, the caption mask the transformer sees, T5 output (float64 model). mask_ones
+        (perturbation): the tokenizer's mask replaced by ones in 't5', 'caption' or 'both'."""
+        if lower:
+            text = text.lower().strip()
+        enc = self.tok(text, max_length=PXP_MAX_LEN, padding="max_length", truncation=True,
+                       add_special_tokens=True, return_tensors="pt")
+        ids, mask = enc.input_ids, enc.attention_mask
+        ones = torch.ones_like(mask)
+        with torch.no_grad():
+            emb = self.te(ids, attention_mask=ones if mask_ones in ("t5", "both") else mask)[0]
+        return ids, ones if mask_ones in ("caption", "both") else mask, emb
+
+    def text(self, **kw):
+        """(cond, uncond) as (embeds, mask) pairs. kw: prompt_lower, prompt_mask_ones, neg_mask_ones, neg_zeros."""
+        _, pm, pe = self.encode(PXP_PROMPT, lower=kw.get("prompt_lower", True), mask_ones=kw.get("prompt_mask_ones"))
+        _, nm, ne = self.encode(PXP_NEGATIVE, mask_ones=kw.get("neg_mask_ones"))
+        if kw.get("neg_zeros"):
+            ne = torch.zeros_like(ne)
+        return (pe, pm), (ne, nm)
+
+    def scheduler(self, solver_order=2, own=False):
+        if own:
+            return DPMSolverF64(self.sched_cfg, PXP_STEPS, solver_order)
+        sched = DPMSolverMultistepScheduler.from_config({**self.sched_cfg, "solver_order": solver_order})
+        use_f64_schedule(sched, "dpmpp2m")
+        sched.set_timesteps(PXP_STEPS)
+        return sched
+
+    def model(self, x, t, cap, mask, forward="diffusers"):
+        B = x.shape[0]
+        if forward == "diffusers":
+            self.calls += 1
+            with torch.no_grad():
+                return self.tr(x, encoder_hidden_states=cap, encoder_attention_mask=mask,
+                               timestep=t.reshape(1).expand(B), added_cond_kwargs={"resolution": None, "aspect_ratio": None},
+                               return_dict=False)[0]
+        return pixart_forward_ref(self.W, self.cfg, x, torch.full((B,), float(t), dtype=F64), cap, mask,
+                                  emulate_diffusers_f32=(forward == "emulate"))
+
+    def guided_eps(self, x, t, cond, uncond, guidance=PXP_GUIDANCE, sigma_as_eps=False, ignore_mask=False,
+                   forward="diffusers"):
+        if guidance == 1.0:                                   # as diffusers: no CFG, the cond row alone
+            caps, masks, xs = cond[0], cond[1], x
+        else:
+            caps, masks, xs = torch.cat([cond[0], uncond[0]]), torch.cat([cond[1], uncond[1]]), torch.cat([x, x])
+        if ignore_mask:
+            masks = torch.ones_like(masks)
+        out = self.model(xs, t, caps, masks, forward)
+        if guidance != 1.0:
+            out = out[1:2] + guidance * (out[0:1] - out[1:2])   # on all 8 channels, as diffusers
+        return out[:, self.cin:2 * self.cin] if sigma_as_eps else out[:, :self.cin]
+
+    def denoise(self, sched, x, timesteps, text, blend=None, **kw):
+        xs = []
+        for k, t in enumerate(timesteps):
+            if blend is not None:
+                x = blend(sched, k, t, x)
+            x = sched.step(self.guided_eps(x, t, *text, **kw), t, x).prev_sample
+            xs.append(x)
+        return x, torch.stack(xs)
+
+    def decode(self, z):
+        with torch.no_grad():
+            return self.vae.decode(z / self.sf).sample
+
+    def encode_mean(self, image):
+        with torch.no_grad():
+            return self.vae.encode(image.to(F64)).latent_dist.mean * self.sf
+
+    def latent_shape(self):
+        B, _, H, Wd = PIPE_IMAGE_SHAPE
+        return (B, self.cin, H // self.f, Wd // self.f)
+
+    def _split(self, kw):
+        tkeys = ("prompt_lower", "prompt_mask_ones", "neg_mask_ones", "neg_zeros")
+        skeys = ("solver_order", "own")
+        return ({k: kw.pop(k) for k in tkeys if k in kw}, {k: kw.pop(k) for k in skeys if k in kw}, kw)
+
+    def generate(self, **kw):
+        tkw, skw, kw = self._split(dict(kw))
+        sched = self.scheduler(**skw)
+        x = philox_randn(PIPE_SEED, 0, self.latent_shape()).to(F64) * sched.init_noise_sigma
+        z, zs = self.denoise(sched, x, sched.timesteps, self.text(**tkw), **kw)
+        return z, zs, self.decode(z)
+
+    def img2img(self, z0, strength=PXP_STRENGTH, noise_stream=1, **kw):
+        tkw, skw, kw = self._split(dict(kw))
+        sched = self.scheduler(**skw)
+        init = min(int(PXP_STEPS * strength), PXP_STEPS)
+        ts = sched.timesteps[max(PXP_STEPS - init, 0) * sched.order:]
+        noise = philox_randn(PIPE_SEED, noise_stream, self.latent_shape()).to(F64)
+        x = sched.add_noise(z0, noise, ts[:1])
+        z, _ = self.denoise(sched, x, ts, self.text(**tkw), **kw)
+        return z, ts, self.decode(z)
+
+    def inpaint(self, z0, source, pixel_mask, blend_stream=None, **kw):
+        tkw, skw, kw = self._split(dict(kw))
+        m = F.max_pool2d(pixel_mask, self.f)
+
+        def blend(sched, k, t, x):
+            s = 2000 + k if blend_stream is None else blend_stream
+            noised = sched.add_noise(z0, philox_randn(PIPE_SEED, s, self.latent_shape()).to(F64), t.reshape(1))
+            return m * x + (1 - m) * noised
+
+        sched = self.scheduler(**skw)
+        x = philox_randn(PIPE_SEED, 0, self.latent_shape()).to(F64) * sched.init_noise_sigma
+        z, _ = self.denoise(sched, x, sched.timesteps, self.text(**tkw), blend=blend, **kw)
+        dec = self.decode(z)
+        return z, m, dec, pixel_mask * dec + (1 - pixel_mask) * source
+
+    def diffusers_generate(self):
+        """PixArtAlphaPipeline itself: float64 parts, the float64 schedule, the Philox noise as latents."""
+        pipe = self.pipe
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        use_f64_schedule(pipe.scheduler, "dpmpp2m")
+        steps = []
+        B, _, H, Wd = PIPE_IMAGE_SHAPE
+        noise = philox_randn(PIPE_SEED, 0, self.latent_shape()).to(F64)
+        z = pipe(prompt=PXP_PROMPT, negative_prompt=PXP_NEGATIVE, num_inference_steps=PXP_STEPS,
+                 guidance_scale=PXP_GUIDANCE, height=H, width=Wd, latents=noise, clean_caption=False,
+                 use_resolution_binning=False, max_sequence_length=PXP_MAX_LEN, output_type="latent",
+                 callback=lambda i, t, x: steps.append((int(t), x.clone())), callback_steps=1,
+                 return_dict=False)[0]
+        assert z.dtype == F64
+        return z, steps, pipe.scheduler
+
+
+def pixart_pipe_folder():
+    """pixart_pipe/: model_index.json and scheduler/scheduler_config.json as save_pretrained writes
+    them, the four parts as relative symlinks. Returns the checks."""
+    import tempfile
+    import transformers
+    from diffusers import PixArtAlphaPipeline, PixArtTransformer2DModel
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+    d = os.path.join(HERE, PXP_DIR)
+    if os.path.lexists(d):
+        shutil.rmtree(d)                                  # removes the links, not their targets
+    os.makedirs(d)
+    for name, target in PXP_LINKS:
+        os.symlink(target, os.path.join(d, name))
+    parts = dict(tokenizer=transformers.T5Tokenizer.from_pretrained(os.path.join(HERE, T5_DIR)),
+                 text_encoder=transformers.T5EncoderModel.from_pretrained(os.path.join(HERE, T5_DIR)),
+                 vae=AutoencoderKL.from_pretrained(os.path.join(HERE, "vae_kl")),
+                 transformer=PixArtTransformer2DModel.from_pretrained(os.path.join(HERE, "pixart_tiny", "transformer")),
+                 scheduler=DPMSolverMultistepScheduler(**PXP_SCHED))
+    pipe = PixArtAlphaPipeline(**parts)
+    pipe.save_config(d)                                   # model_index.json
+    parts["scheduler"].save_config(os.path.join(d, "scheduler"))
+    # the two JSON files are byte for byte what save_pretrained writes
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe.save_pretrained(tmp)
+        for rel_path in ("model_index.json", os.path.join("scheduler", "scheduler_config.json")):
+            with open(os.path.join(tmp, rel_path), "rb") as a, open(os.path.join(d, rel_path), "rb") as b:
+                assert a.read() == b.read(), f"{rel_path} differs from save_pretrained's"
+    # every setting asked for is in the written file, and the rest are the class defaults
+    with open(os.path.join(d, "scheduler", "scheduler_config.json")) as f:
+        written = json.load(f)                            # Python's json reads the bare -Infinity
+    assert all(written[k] == v for k, v in PXP_SCHED.items())
+    default = dict(DPMSolverMultistepScheduler().config)
+    assert all(written[k] == default[k] for k in written if not k.startswith("_")), "not PixArt-alpha's defaults"
+    # it loads as a pipeline, with the parts the links point at
+    loaded = PixArtAlphaPipeline.from_pretrained(d)
+    assert type(loaded.scheduler) is DPMSolverMultistepScheduler and type(loaded.tokenizer) is transformers.T5Tokenizer
+    assert type(loaded.text_encoder) is transformers.T5EncoderModel and type(loaded.vae) is AutoencoderKL
+    assert type(loaded.transformer) is PixArtTransformer2DModel
+    for name in ("text_encoder", "vae", "transformer"):
+        a, b = getattr(loaded, name).state_dict(), parts[name].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    return {"pixart_pipe: parts loaded by PixArtAlphaPipeline.from_pretrained": 5}
+
+
+def pixart_pipeline_fixture():
+    checks = pixart_pipe_folder()
+    P = PixArtPipelineRef(os.path.join(HERE, PXP_DIR))
+    src = make_image(PIPE_IMAGE_SEED, PIPE_IMAGE_SHAPE).to(F64)
+    z0 = P.encode_mean(src)
+    hard, _ = pipe_masks(PIPE_IMAGE_SHAPE, PIPE_RECT, PIPE_FEATHER)
+
+    # text: our encoding against the pipeline's encode_prompt
+    p_ids, p_mask, p_emb = P.encode(PXP_PROMPT)
+    n_ids, n_mask, n_emb = P.encode(PXP_NEGATIVE)
+    with torch.no_grad():
+        pe, pm, ne, nm = P.pipe.encode_prompt(PXP_PROMPT, True, negative_prompt=PXP_NEGATIVE, clean_caption=False,
+                                              max_sequence_length=PXP_MAX_LEN)
+    assert pe.dtype == F64 and all(torch.equal(a, b) for a, b in ((pe, p_emb), (pm, p_mask), (ne, n_emb), (nm, n_mask)))
+    raw_ids = P.encode(PXP_PROMPT, lower=False)[0]
+    assert not torch.equal(raw_ids, p_ids), "the tiny tokenizer gives the same ids with and without lower-casing"
+    assert torch.equal(P.encode(PXP_PROMPT.strip(), lower=False)[0], raw_ids)    # stripping alone changes no id
+    n_real = int(p_mask.sum())
+    assert 1 < n_real < PXP_MAX_LEN and p_ids[0, n_real - 1] == 1 and (p_ids[0, n_real:] == 0).all()
+    assert n_mask.tolist() == [[1] + [0] * (PXP_MAX_LEN - 1)] and n_ids[0, 0] == 1
+
+    # generate: diffusers' pipeline, then our loop on the same parts
+    gen_z, dsteps, dsched = P.diffusers_generate()
+    ts = [t for t, _ in dsteps]
+    assert ts == [999, 799, 599, 400, 200] and ts == [int(v) for v in dsched.timesteps], ts
+    own_z, own_zs, gen_img = P.generate()
+    xc = rel(own_z, gen_z)
+    checks["pixart_pipe gen/latent: own loop (rows [cond; uncond]) vs PixArtAlphaPipeline, rel"] = xc
+    assert xc <= PXP_XCHECK, f"pixart_pipe: own loop vs PixArtAlphaPipeline {xc:.3e}"
+    xs = max(rel(own_zs[k], x) for k, (_, x) in enumerate(dsteps))
+    checks["pixart_pipe gen/latents: every step, own loop vs PixArtAlphaPipeline, worst rel"] = xs
+    assert xs <= PXP_XCHECK
+    emu_z, _, _ = P.generate(forward="emulate")
+    checks["pixart_pipe gen/latent: pixart_forward_ref (f32 sinusoids) in the loop vs the pipeline, rel"] = rel(emu_z, gen_z)
+    assert rel(emu_z, gen_z) <= XCHECK
+    gen_zs = torch.stack([x for _, x in dsteps])
+
+    i2i_z, i2i_ts, i2i_img = P.img2img(z0)
+    inp_z, inp_m, inp_dec, inp_img = P.inpaint(z0, src, hard)
+    assert [int(v) for v in i2i_ts] == [599, 400, 200], i2i_ts
+    assert torch.equal(inp_m, F.avg_pool2d(hard, P.f)), "hard mask is expected to be aligned to the 2x2 blocks"
+    outside = (hard == 0).expand(1, 3, -1, -1)
+    assert torch.equal(inp_img[outside], src[outside]), "composite must keep the source outside the mask"
+
+    outs = {"gen/image": gen_img, "img2img/image": i2i_img, "inpaint/image": inp_img, "inpaint/decoded": inp_dec,
+            "src/image": src}
+    names = list(outs)
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            r = rel(outs[p], outs[q])
+            assert r > STRONG, f"pixart_pipe: {p} and {q} differ by only {r:.3e}"
+    for lab, a_, b_ in (("gen/latent vs inpaint/latent", gen_z, inp_z), ("gen/latent vs img2img/latent", gen_z, i2i_z)):
+        assert rel(a_, b_) > STRONG, lab
+
+    # what a C core computing in double would give: exact sinusoids, DPM-Solver without diffusers' float32
+    f64_img = P.generate(own=True)[2]
+    exact_img = P.generate(forward="exact", own=True)[2]
+    sensitivity("pixart_pipe gen/image", gen_img, [
+        ("prompt not lower-cased", P.generate(prompt_lower=False)[2], STRONG),
+        ("negative \"\": all-ones mask in T5 and the cross-attention", P.generate(neg_mask_ones="both")[2], STRONG),
+        ("negative \"\": all-ones mask in the cross-attention only", P.generate(neg_mask_ones="caption")[2], STRONG),
+        ("negative \"\": all-ones mask in T5 only", P.generate(neg_mask_ones="t5")[2], STRONG),
+        ("prompt: all-ones mask in T5 only", P.generate(prompt_mask_ones="t5")[2], STRONG),
+        ("negative side = zeros instead of T5(\"\")", P.generate(neg_zeros=True)[2], STRONG),
+        ("no guidance (g = 1, cond row alone)", P.generate(guidance=1.0)[2], STRONG),
+        ("caption mask ignored in the transformer", P.generate(ignore_mask=True)[2], STRONG),
+        ("learned-sigma channels 4-7 used as eps", P.generate(sigma_as_eps=True)[2], STRONG),
+        ("DPM-Solver++ order 1 instead of 2", P.generate(solver_order=1)[2], STRONG),
+        ("(info) DPM-Solver++ in plain float64 (no float32 inside)", f64_img, None),
+        ("(info) that and exact f64 sinusoids (pixart_forward_ref)", exact_img, None),
+    ])
+    sensitivity("pixart_pipe img2img/image", i2i_img, [
+        ("strength 0.8 (start one step earlier)", P.img2img(z0, strength=0.8)[2], STRONG),
+        ("start noise from stream 0 instead of 1", P.img2img(z0, noise_stream=0)[2], STRONG),
+        ("(info) plain float64 DPM + exact sinusoids", P.img2img(z0, own=True, forward="exact")[2], None),
+    ])
+    sensitivity("pixart_pipe inpaint/image", inp_img, [
+        ("caption mask ignored in the transformer", P.inpaint(z0, src, hard, ignore_mask=True)[3], STRONG),
+        ("tie noise from stream 1 at every step", P.inpaint(z0, src, hard, blend_stream=1)[3], STRONG),
+        ("(info) plain float64 DPM + exact sinusoids", P.inpaint(z0, src, hard, own=True, forward="exact")[3], None),
+    ])
+
+    amax = {k: v.abs().max().item() for k, v in outs.items()}
+    amax.update({"gen/latent": gen_z.abs().max().item(), "img2img/latent": i2i_z.abs().max().item(),
+                 "inpaint/latent": inp_z.abs().max().item(), "src/z0": z0.abs().max().item()})
+    print("pixart_pipe: max|.| " + "  ".join(f"{k} {v:.3g}" for k, v in amax.items()) + f"  ({P.calls} transformer calls)")
+
+    B, _, H, Wd = PIPE_IMAGE_SHAPE
+    io = {"text/prompt_ids": p_ids, "text/prompt_mask": p_mask, "text/prompt_embeds": p_emb,
+          "text/negative_ids": n_ids, "text/negative_mask": n_mask, "text/negative_embeds": n_emb,
+          "gen/noise": philox_randn(PIPE_SEED, 0, P.latent_shape()), "gen/timesteps": torch.tensor(ts),
+          "gen/latents": gen_zs, "gen/latent": gen_z, "gen/image": gen_img,
+          "src/image": src, "src/z0": z0,
+          "img2img/timesteps": i2i_ts, "img2img/latent": i2i_z, "img2img/image": i2i_img,
+          "inpaint/mask": hard, "inpaint/latent_mask": inp_m, "inpaint/latent": inp_z, "inpaint/decoded": inp_dec,
+          "inpaint/image": inp_img}
+    meta = {"pipeline": PXP_DIR, "prompt": PXP_PROMPT, "prompt_processed": PXP_PROMPT.lower().strip(),
+            "negative_prompt": PXP_NEGATIVE, "max_sequence_length": str(PXP_MAX_LEN), "clean_caption": "false",
+            "steps": str(PXP_STEPS), "guidance": repr(PXP_GUIDANCE), "seed": str(PIPE_SEED),
+            "image_seed": str(PIPE_IMAGE_SEED), "strength": repr(PXP_STRENGTH), "height": str(H), "width": str(Wd),
+            "scaling_factor": repr(P.sf), "mask_rect_rows_cols_inclusive": json.dumps(list(PIPE_RECT)),
+            "inpaint_strength": "1.0", "guided_channels": "all 8, then the first 4 (learned sigma dropped)",
+            "scheduler": strict_json({**P.sched_cfg, "_class_name": "DPMSolverMultistepScheduler",
+                                      "_num_inference_steps": PXP_STEPS})}
+    save_file_sorted_metadata({k: v.to(F32).contiguous() for k, v in sorted(io.items())},
+                              os.path.join(HERE, PXP_DIR + ".io.safetensors"), meta)
+    return checks
+
+
 def check_fixture_sizes():
     """Print every fixture's size and SHA-256 prefix; fail over MAX_TOTAL_BYTES."""
     total = 0
@@ -3257,7 +3628,7 @@ def check_fixture_sizes():
 
 def main():
     ap = argparse.ArgumentParser(description="write the golden fixtures")
-    ap.add_argument("--only", choices=("t5", "pixart"), help="write only these fixtures")
+    ap.add_argument("--only", choices=("t5", "pixart", "pixart_pipe"), help="write only these fixtures")
     args = ap.parse_args()
     if args.only is not None:
         if args.only == "t5":
@@ -3265,8 +3636,11 @@ def main():
                 print(f"  t5 tokenizer: {k:45s} {v}")
             for k, v in t5_encoder_fixture(1101).items():
                 print(f"  {k:60s} {v:.2e}")
-        else:
+        elif args.only == "pixart":
             for k, v in pixart_fixtures().items():
+                print(f"  {k:90s} {v:.2e}")
+        else:
+            for k, v in pixart_pipeline_fixture().items():
                 print(f"  {k:90s} {v:.2e}")
         for fx, lab, r, bar in SENS_ROWS:
             print(f"  sensitivity {fx:16s} {lab:50s} {r:9.3e}  (needs > {bar if bar else '-'})")
@@ -3312,6 +3686,7 @@ def main():
     t5_checks = t5_tokenizer_fixture()
     t5_checks.update(t5_encoder_fixture(1101))
     pixart_checks = pixart_fixtures()
+    pixart_checks.update(pixart_pipeline_fixture())
     print("sched cases: " + ", ".join(sched_names))
 
     print("\ncross-checks (max|a-b|/max|b|, float64):")
