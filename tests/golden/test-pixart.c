@@ -3,7 +3,13 @@
  * with the resolution and aspect-ratio embeddings and interpolation scale 2):
  * a batch of 2 on a non-square 4x6 token grid with a padded caption (the
  * padded rows hold large garbage), and a square case, within 1e-4 of max.
- * Inputs the model cannot take are refused with a message. */
+ * Inputs the model cannot take are refused with a message.
+ * The whole text pipeline (gen.py: pixart_pipe, a PixArtAlphaPipeline folder
+ * of the tiny PixArt, T5, tokenizer and VAE): the prompt "  A Cat in the
+ * RAIN  " and the empty negative prompt encoded as diffusers does (lower-
+ * cased, stripped, 16 tokens), then generate (diffusers' own pipeline, 5
+ * DPM-Solver++ steps, guidance 4.5, 16x24), img2img (0.6) and inpaint (our
+ * pipelines in float64), each within 1e-4 of max. */
 #include "common.h"
 
 #include <glib.h>
@@ -167,6 +173,101 @@ static void bad_configs(dit_ctx *ctx)
     g_free(text), g_free(src), g_free(dir), g_free(cfg_src), g_free(w_src), g_free(cfg), g_free(w);
 }
 
+/* io tensor name -> floats, with a CHECK naming it when absent */
+static float *need(dit_ctx *ctx, const st_file *io, const char *name, int64_t *shape)
+{
+    float *p = read_tensor(ctx, io, name, NULL, shape, NULL);
+    CHECK(p != NULL, "pixart_pipe.io lacks '%s' (regenerate with gen.py)", name);
+    return p;
+}
+
+static void text_pipeline(dit_ctx *ctx)
+{
+    char *dir = fixture_path("pixart_pipe"), *iop = fixture_path("pixart_pipe.io.safetensors");
+    char *sched_path = g_build_filename(dir, "scheduler", "scheduler_config.json", NULL);
+    st_file *io = NULL;
+    dit_pixart *m = NULL;
+    dit_vae *vae = NULL;
+    dit_text_pair text = {0};
+    char *sched = NULL;
+    CHECK(st_open(ctx, iop, &io) == DIT_OK, "%s", dit_last_error(ctx));
+    CHECK(g_file_get_contents(sched_path, &sched, NULL, NULL), "no %s", sched_path);
+    if (!io || !sched)
+        goto out;
+    const int L = atoi(st_meta(io, "max_sequence_length"));
+    /* no cache (""): the encoder runs */
+    dit_status st = dit_text_pair_encode(ctx, dir, st_meta(io, "prompt"),
+                                         st_meta(io, "negative_prompt"), L, "", &text);
+    CHECK(st == DIT_OK, "encode the prompts: %s", dit_last_error(ctx));
+    if (st || dit_pixart_load(ctx, dir, &m) != DIT_OK || dit_vae_load(ctx, dir, &vae) != DIT_OK) {
+        CHECK(false, "load the pipeline: %s", dit_last_error(ctx));
+        goto out;
+    }
+    static const char *const side[2] = {"prompt", "negative"};
+    for (int k = 0; k < 2; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "text/%s_embeds", side[k]);
+        float *ref = need(ctx, io, name, NULL);
+        snprintf(name, sizeof name, "text/%s_mask", side[k]);
+        float *mref = need(ctx, io, name, NULL);
+        const int32_t *mask = k ? text.negative_mask : text.prompt_mask;
+        bool same = mref != NULL;
+        for (int j = 0; mref && j < L; j++)
+            same &= mask[j] == (int32_t)mref[j];
+        CHECK(same, "the %s's mask differs from diffusers'", side[k]);
+        snprintf(name, sizeof name, "%s encoded (T5, %d tokens)", side[k], L);
+        if (ref)
+            CHECK(
+                compare_ref(name, k ? text.negative : text.prompt, ref, (size_t)L * text.dim, 1e-4),
+                "%s", name);
+        free(ref), free(mref);
+    }
+    int64_t is[4] = {0};
+    float *src = need(ctx, io, "src/image", is), *mask = need(ctx, io, "inpaint/mask", NULL);
+    const int H = (int)is[2], W = (int)is[3];
+    static const struct {
+        const char *label, *ref;
+        dit_task task;
+    } cases[] = {
+        {"text generate (diffusers' PixArtAlphaPipeline)", "gen/image", DIT_TASK_GENERATE},
+        {"text img2img (strength 0.6)", "img2img/image", DIT_TASK_IMG2IMG},
+        {"text inpaint", "inpaint/image", DIT_TASK_INPAINT},
+    };
+    for (size_t i = 0; src && mask && i < G_N_ELEMENTS(cases); i++) {
+        dit_pipeline_params p;
+        dit_pipeline_params_default(&p, NULL, vae);
+        p.task = cases[i].task;
+        CHECK(dit_sched_config_from_json(ctx, sched_path, sched, &p.sched) == DIT_OK, "%s",
+              dit_last_error(ctx));
+        p.pixart = m, p.text_len = text.len;
+        p.prompt_embeds = text.prompt, p.prompt_mask = text.prompt_mask;
+        p.negative_embeds = text.negative, p.negative_mask = text.negative_mask;
+        p.steps = atoi(st_meta(io, "steps"));
+        p.guidance = (float)g_ascii_strtod(st_meta(io, "guidance"), NULL);
+        p.seed = g_ascii_strtoull(st_meta(io, "seed"), NULL, 10);
+        p.strength = (float)g_ascii_strtod(
+            st_meta(io, p.task == DIT_TASK_IMG2IMG ? "strength" : "inpaint_strength"), NULL);
+        float *ref = need(ctx, io, cases[i].ref, NULL);
+        float *out = calloc((size_t)3 * H * W, sizeof *out);
+        st =
+            dit_pipeline_run(ctx, &p, p.task == DIT_TASK_GENERATE ? NULL : src,
+                             p.task == DIT_TASK_INPAINT ? mask : NULL, H, W, NULL, NULL, NULL, out);
+        CHECK(st == DIT_OK, "%s: %s", cases[i].label, dit_last_error(ctx));
+        if (!st && ref)
+            CHECK(compare_ref(cases[i].label, out, ref, (size_t)3 * H * W, 1e-4), "%s",
+                  cases[i].label);
+        free(ref), free(out);
+    }
+    free(src), free(mask);
+out:
+    dit_text_pair_clear(&text);
+    dit_pixart_free(m);
+    dit_vae_free(vae);
+    if (io)
+        st_close(io);
+    g_free(sched), g_free(sched_path), g_free(dir), g_free(iop);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
@@ -189,6 +290,7 @@ int main(void)
     g_free(path), g_free(iop);
     ac_model(ctx);
     bad_configs(ctx);
+    text_pipeline(ctx);
     dit_ctx_free(ctx);
     return failures ? 1 : 0;
 }
