@@ -125,6 +125,11 @@ typedef struct {
  * freed, then the transformer loaded. Returns an exit code. */
 int cli_load_all(const options *o, bool need_dit, bool need_vae, loaded *l);
 void cli_loaded_clear(loaded *l);
+/* bytes of the regular files under path (a file: its size) */
+guint64 cli_disk_size(const char *path);
+/* dit models add / remove (models-add.c): exit codes */
+int cli_models_add(const char *src, const char *name_opt, const char *vae, int heads);
+int cli_models_remove(const char *name);
 /* --prompt, --negative-prompt, --text-length */
 void cli_add_text_entries(GOptionContext *oc, options *o);
 /* a text model's pipeline parameters: the encoded prompts, the pipeline
