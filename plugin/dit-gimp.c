@@ -12,7 +12,9 @@
  * is never modified. Pixels where the selection is 0 are the source
  * layer's, bit for bit, in any precision. The first three keep the
  * argument lists their Script-Fu callers were written for; their "-full"
- * twins (not in the menus) take every argument.
+ * twins (not in the menus) take the arguments added since, except GIMP 3's
+ * prompt and negative-prompt: a text model's prompt comes as `class` here
+ * (the dialog sets both, kept with the last values).
  *
  * Libgimp is used from the main thread only: sampling runs in a worker
  * (dit-job.c) that the main loop polls for progress and previews. GIMP
@@ -96,6 +98,9 @@ static void load_values(const gchar *proc, DitMode mode, DitValues *v)
     v->model[sizeof v->model - 1] = v->class_name[sizeof v->class_name - 1] = '\0';
     v->sampler[sizeof v->sampler - 1] = v->device[sizeof v->device - 1] = '\0';
     v->mask_mode[sizeof v->mask_mode - 1] = '\0';
+    v->prompt[sizeof v->prompt - 1] = v->negative_prompt[sizeof v->negative_prompt - 1] = '\0';
+    for (gint i = 0; i < DIT_RECENT_PROMPTS; i++)
+        v->recent_prompts[i][sizeof v->recent_prompts[i] - 1] = '\0';
     v->mode = mode;
 }
 

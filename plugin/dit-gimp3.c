@@ -10,6 +10,9 @@
  *   plug-in-dit-inpaint   regenerate the selection of the selected layer
  *   plug-in-dit-img2img   re-imagine the layer (or the selection's bounds)
  *   plug-in-dit-generate  a new layer of the image's size showing a class
+ *   plug-in-dit-outpaint  grow the canvas and fill the border
+ * A text model (PixArt) takes the named prompt and negative-prompt (GIMP 3
+ * only: GIMP 2.10's procedures take its prompt as `class`).
  * Each writes a NEW layer above the source, inside one undo group, and
  * returns it. DiT works on one layer: several selected drawables are a
  * calling error.
@@ -32,6 +35,8 @@
 #include "dit-plugin.h"
 
 #define PLUG_IN_BINARY "dit-gimp3"
+/* the aux argument (stored with the last values) behind the dialog's recent prompts */
+#define RECENT_PROMPTS "recent-prompts"
 
 #define DIT_TYPE_GIMP3 (dit_gimp3_get_type())
 G_DECLARE_FINAL_TYPE(DitGimp3, dit_gimp3, DIT, GIMP3, GimpPlugIn)
@@ -111,6 +116,10 @@ static GimpProcedure *create_procedure(GimpPlugIn *plug_in, const gchar *name)
     gimp_procedure_set_documentation(procedure, _(p->blurb), _(p->help), name);
     gimp_procedure_set_attribution(procedure, DIT_AUTHORS, DIT_COPYRIGHT, DIT_DATE);
     add_arguments(procedure, p->mode);
+    /* kept with the last values, not a PDB argument: what the dialog offers again */
+    gimp_procedure_add_string_array_aux_argument(procedure, RECENT_PROMPTS, "Recent prompts",
+                                                 "The dialog's last prompts, newest first",
+                                                 G_PARAM_READWRITE);
     gimp_procedure_add_layer_return_value(procedure, "layer", "Layer",
                                           "The new layer (with variations, their layer group)",
                                           FALSE, G_PARAM_READWRITE);
@@ -173,6 +182,11 @@ static void values_from_config(GimpProcedureConfig *config, DitMode mode, DitVal
             g_free(s);
         }
     }
+    gchar **recent = NULL;
+    g_object_get(config, RECENT_PROMPTS, &recent, NULL);
+    for (gint i = 0; recent && recent[i] && i < DIT_RECENT_PROMPTS; i++)
+        ditui_values_set_string(v->recent_prompts[i], sizeof v->recent_prompts[i], recent[i]);
+    g_strfreev(recent);
 }
 
 /* the dialog's values, for GIMP to store as the last used ones */
@@ -189,6 +203,11 @@ static void values_to_config(const DitValues *v, GimpProcedureConfig *config, Di
         else
             g_object_set(config, a->name, ditgimp_arg_get_nick(a, v), NULL);
     }
+    const gchar *recent[DIT_RECENT_PROMPTS + 1] = {NULL};
+    for (gint i = 0, n = 0; i < DIT_RECENT_PROMPTS; i++)
+        if (v->recent_prompts[i][0])
+            recent[n++] = v->recent_prompts[i];
+    g_object_set(config, RECENT_PROMPTS, recent, NULL);
 }
 
 /* ---- GIMP -> DitSource ------------------------------------------------------------------ */

@@ -11,10 +11,12 @@ G_DEFINE_QUARK(dit - job - error - quark, ditgimp_job_error)
 
 struct _DitJob {
     dit_ctx *ctx;
-    dit_model *model;
+    dit_model *model;   /* a class model, or */
+    dit_pixart *pixart; /* a text model, with */
+    dit_text_pair text; /* its prompts' encodings */
     dit_vae *vae;
-    gchar **labels;     /* NULL-terminated, or NULL */
-    gchar *class_label; /* for layer names */
+    gchar **labels; /* NULL-terminated, or NULL */
+    gchar *label;   /* for layer names: the class's, or the prompt shortened */
     dit_pipeline_params params;
     gint unit, native; /* VAE factor x patch; native side in pixels */
     gint detail;       /* work at up to this many pixels on the longer side (0: native) */
@@ -88,8 +90,34 @@ static gboolean resolve_class(DitJob *job, const gchar *name, GError **error)
     const gchar *label = nc == 0                                                ? _("unconditional")
                          : job->labels && id < (gint)g_strv_length(job->labels) ? job->labels[id]
                                                                                 : NULL;
-    job->class_label = label ? g_strdup(label) : g_strdup_printf("%d", id);
+    job->label = label ? g_strdup(label) : g_strdup_printf("%d", id);
     return TRUE;
+}
+
+/* The prompt on one line (runs of white space one space), cut after about
+ * `max` characters at a word where one ends late enough, with "…". */
+static gchar *short_prompt(const gchar *prompt, glong max)
+{
+    GString *s = g_string_new(NULL);
+    for (const gchar *p = prompt; *p; p++) {
+        if (!g_ascii_isspace(*p))
+            g_string_append_c(s, *p);
+        else if (s->len && s->str[s->len - 1] != ' ')
+            g_string_append_c(s, ' ');
+    }
+    if (s->len && s->str[s->len - 1] == ' ')
+        g_string_truncate(s, s->len - 1);
+    if (g_utf8_strlen(s->str, -1) <= max)
+        return g_string_free(s, FALSE);
+    gsize cut = g_utf8_offset_to_pointer(s->str, max) - s->str;
+    const gchar *space = g_strrstr_len(s->str, (gssize)cut + 1, " ");
+    if (space && g_utf8_strlen(s->str, space - s->str) >= max / 2)
+        cut = space - s->str;
+    while (cut > 0 && strchr(" ,;:.-", s->str[cut - 1]))
+        cut--;
+    g_string_truncate(s, cut);
+    g_string_append(s, "…");
+    return g_string_free(s, FALSE);
 }
 
 /* the float rule every front end shares (dit_range_of), in our words */
@@ -128,7 +156,9 @@ static gboolean check_values(DitJob *job, const DitValues *v, GError **error)
         !check_float("guidance", _("Guidance"), v->guidance, error))
         return FALSE;
     p->strength = (float)v->strength;
-    p->guidance = (float)v->guidance;
+    /* a text model's own default where the user left ours */
+    p->guidance =
+        job->pixart && v->guidance == DIT_VALUES_GUIDANCE ? DIT_TEXT_GUIDANCE : (float)v->guidance;
     if (!(v->guidance_from >= 0 && v->guidance_from <= 1 && v->guidance_to >= 0 &&
           v->guidance_to <= 1)) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
@@ -255,22 +285,79 @@ static gboolean select_device(dit_ctx *ctx, const gchar *device, GError **error)
     return TRUE;
 }
 
-DitJob *ditgimp_job_new(const DitValues *v, GError **error)
+/* a class model (DiT): a prompt is refused, as the CLI's --prompt is */
+static gboolean load_class_model(DitJob *job, const gchar *path, const DitValues *v, GError **error)
 {
-    if (!check_device(v->device, error))
-        return NULL;
-    DitJob *job = g_new0(DitJob, 1);
-    g_mutex_init(&job->lock);
+    if (v->prompt[0] || v->negative_prompt[0]) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("This model takes a class, not a prompt: a prompt needs a text model "
+                      "(PixArt)"));
+        return FALSE;
+    }
+    if (dit_model_load(job->ctx, path, &job->model) != DIT_OK) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
+                    dit_last_error(job->ctx));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* a text model (PixArt): the prompts encoded first, so the T5 is freed
+ * before the transformer loads; GIMP 2.10's prompt comes as the class */
+static gboolean load_text_model(DitJob *job, const gchar *path, const DitValues *v, GError **error)
+{
+    gchar *prompt = g_strstrip(g_strdup(v->prompt[0] ? v->prompt : v->class_name));
+    gboolean ok = FALSE;
+    if (!*prompt)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
+                    _("This is a text model: type a prompt"));
+    else if (dit_text_pair_encode(job->ctx, path, prompt,
+                                  v->negative_prompt[0] ? v->negative_prompt : NULL, 0, NULL,
+                                  &job->text) != DIT_OK)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not encode the prompt: %s"),
+                    dit_last_error(job->ctx));
+    else if (dit_pixart_load(job->ctx, path, &job->pixart) != DIT_OK)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
+                    dit_last_error(job->ctx));
+    else
+        ok = TRUE;
+    if (ok)
+        job->label = short_prompt(prompt, 40);
+    g_free(prompt);
+    return ok;
+}
+
+/* the text model's encodings and the pipeline folder's scheduler */
+static gboolean text_params(DitJob *job, const gchar *path, GError **error)
+{
+    dit_pipeline_params *p = &job->params;
+    p->pixart = job->pixart, p->model = NULL;
+    p->text_len = job->text.len;
+    p->prompt_embeds = job->text.prompt, p->prompt_mask = job->text.prompt_mask;
+    p->negative_embeds = job->text.negative, p->negative_mask = job->text.negative_mask;
+    gchar *file = g_build_filename(path, "scheduler", "scheduler_config.json", NULL);
+    gchar *json = NULL;
+    gboolean ok = TRUE;
+    if (g_file_get_contents(file, &json, NULL, NULL) &&
+        dit_sched_config_from_json(job->ctx, file, json, &p->sched) != DIT_OK) {
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
+                    dit_last_error(job->ctx));
+        ok = FALSE;
+    }
+    g_free(file), g_free(json);
+    return ok;
+}
+
+/* the context on its device and threads, and the model's path */
+static gchar *job_setup(DitJob *job, const DitValues *v, GError **error)
+{
     job->ctx = dit_ctx_new();
     if (!job->ctx) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Out of memory"));
-        ditgimp_job_free(job);
         return NULL;
     }
-    if (!select_device(job->ctx, v->device, error)) {
-        ditgimp_job_free(job);
+    if (!select_device(job->ctx, v->device, error))
         return NULL;
-    }
     /* all cores, unless OMP_NUM_THREADS says otherwise (dit_ctx's 0 means
      * all cores whatever the environment says) */
     const gchar *omp = g_getenv("OMP_NUM_THREADS");
@@ -281,42 +368,45 @@ DitJob *ditgimp_job_new(const DitValues *v, GError **error)
     gchar *path = !v->model[0] ? ditgimp_job_default_model() : dit_model_resolve(v->model);
     if (v->model[0] && !path) /* the loader says what is wrong with it */
         path = g_strdup(v->model);
-    if (!path) {
+    if (!path)
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL,
                     _("No model was given and the default model is not installed: choose a "
                       "model folder or file"));
-        ditgimp_job_free(job);
+    return path;
+}
+
+DitJob *ditgimp_job_new(const DitValues *v, GError **error)
+{
+    if (!check_device(v->device, error))
         return NULL;
-    }
-    if (dit_model_load(job->ctx, path, &job->model) != DIT_OK) {
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
-                    dit_last_error(job->ctx));
-        g_free(path);
-        ditgimp_job_free(job);
-        return NULL;
-    }
+    DitJob *job = g_new0(DitJob, 1);
+    g_mutex_init(&job->lock);
+    gchar *path = job_setup(job, v, error);
+    gchar *vae_dir = path ? g_build_filename(path, "vae", NULL) : NULL;
+    gboolean ok = path && (dit_is_pixart(path) ? load_text_model(job, path, v, error)
+                                               : load_class_model(job, path, v, error));
     /* a pipeline folder brings its VAE; otherwise the model works on pixels */
-    gchar *vae_dir = g_build_filename(path, "vae", NULL);
-    if (g_file_test(vae_dir, G_FILE_TEST_IS_DIR) &&
+    if (ok && g_file_test(vae_dir, G_FILE_TEST_IS_DIR) &&
         dit_vae_load(job->ctx, vae_dir, &job->vae) != DIT_OK) {
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the VAE: %s"),
                     dit_last_error(job->ctx));
-        g_free(vae_dir);
-        g_free(path);
-        ditgimp_job_free(job);
-        return NULL;
+        ok = FALSE;
+    }
+    if (ok) {
+        const dit_config *cfg = job->model ? dit_model_config(job->model) : NULL;
+        const dit_pixart_config *pc = job->pixart ? dit_pixart_get_config(job->pixart) : NULL;
+        job->labels = cfg ? dit_labels_for_model(path, cfg->num_classes) : NULL;
+        dit_pipeline_params_default(&job->params, job->model, job->vae);
+        job->factor = job->vae ? dit_vae_config(job->vae)->downscale : 1;
+        job->unit = job->factor * (cfg ? cfg->patch_size : pc->patch_size);
+        job->native = (cfg ? cfg->sample_size : pc->sample_size) * job->factor;
+        job->latent_c = cfg ? cfg->in_channels : pc->in_channels;
+        ok = (!job->pixart || text_params(job, path, error)) && check_values(job, v, error) &&
+             (job->pixart || resolve_class(job, v->class_name, error));
     }
     g_free(vae_dir);
-    const dit_config *cfg = dit_model_config(job->model);
-    job->labels = dit_labels_for_model(path, cfg->num_classes);
     g_free(path);
-
-    dit_pipeline_params_default(&job->params, job->model, job->vae);
-    job->factor = job->vae ? dit_vae_config(job->vae)->downscale : 1;
-    job->unit = job->factor * cfg->patch_size;
-    job->native = cfg->sample_size * job->factor;
-    job->latent_c = cfg->in_channels;
-    if (!check_values(job, v, error) || !resolve_class(job, v->class_name, error)) {
+    if (!ok) {
         ditgimp_job_free(job);
         return NULL;
     }
@@ -332,10 +422,12 @@ void ditgimp_job_free(DitJob *job)
         g_thread_join(job->thread);
     }
     dit_model_free(job->model);
+    dit_pixart_free(job->pixart);
+    dit_text_pair_clear(&job->text);
     dit_vae_free(job->vae);
     dit_ctx_free(job->ctx);
     g_strfreev(job->labels);
-    g_free(job->class_label);
+    g_free(job->label);
     g_free(job->rgb), g_free(job->mask), g_free(job->result), g_free(job->latent);
     g_free(job->error);
     g_mutex_clear(&job->lock);
@@ -346,7 +438,9 @@ gint32 ditgimp_job_seed(const DitJob *job) { return (gint32)job->params.seed; }
 
 const gchar *ditgimp_job_precision(const DitJob *job) { return dit_ctx_precision(job->ctx); }
 
-const gchar *ditgimp_job_class_label(const DitJob *job) { return job->class_label; }
+const gchar *ditgimp_job_label(const DitJob *job) { return job->label; }
+
+gboolean ditgimp_job_is_text(const DitJob *job) { return job->pixart != NULL; }
 
 gint ditgimp_job_unit(const DitJob *job) { return job->unit; }
 

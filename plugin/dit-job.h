@@ -3,6 +3,7 @@
  * selection, hand them here as planar floats, and write the result back.
  *
  *   job = ditgimp_job_new (&values, &error);       model, VAE, labels, class, seed
+ *                                                  (a text model: prompts, then model)
  *   ditgimp_job_context_rect (job, ...);           selection bounds -> crop
  *   ditgimp_job_start (job, rgb, mask, w, h, ...); sampling in a worker thread
  *   while (!ditgimp_job_poll (job, &step, &total)) ... ditgimp_job_preview (...)
@@ -44,15 +45,27 @@ gchar **ditgimp_job_labels_for_model(const gchar *model_path);
 /* Loads the model (values->model, "" = the default), its VAE (the pipeline
  * folder's vae/) and labels, and checks every value: class, sampler, device,
  * steps, strength, guidance, grow. A negative seed is replaced by a random
- * one (ditgimp_job_seed). */
+ * one (ditgimp_job_seed).
+ *
+ * A text model (a PixArt pipeline folder, dit_is_pixart) takes
+ * values->prompt, or where that is empty the class string (GIMP 2.10's
+ * procedures have no prompt argument), and values->negative_prompt; both
+ * are encoded first (the prompt cache, or the folder's T5, freed again
+ * before the transformer loads). Its guidance is DIT_TEXT_GUIDANCE where
+ * values->guidance is DIT_VALUES_GUIDANCE, its scheduler the folder's. A
+ * text model without a prompt and a class model given one are refused. */
 DitJob *ditgimp_job_new(const DitValues *values, GError **error);
 void ditgimp_job_free(DitJob *job);
 
 gint32 ditgimp_job_seed(const DitJob *job);
 /* The precision of its products: "fp32", "bf16" (the device's choice) */
 const gchar *ditgimp_job_precision(const DitJob *job);
-/* The class as a person reads it: its label, else its number. */
-const gchar *ditgimp_job_class_label(const DitJob *job);
+/* What the result shows, for layer names: the class's label (else its
+ * number), or a text model's prompt on one line, shortened to about 40
+ * characters ("…" where cut). */
+const gchar *ditgimp_job_label(const DitJob *job);
+/* TRUE for a text model (PixArt) */
+gboolean ditgimp_job_is_text(const DitJob *job);
 /* VAE factor x patch size: model sizes are multiples of it. */
 gint ditgimp_job_unit(const DitJob *job);
 /* How many results a run gives: the variations, image k from seed + k. */

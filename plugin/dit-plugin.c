@@ -109,88 +109,97 @@ G_STATIC_ASSERT(G_N_ELEMENTS(mask_mode_choices) == DIT_MASK_MODE_COUNT + 1);
 const DitArg dit_args[] = {
     {"model", DIT_ARG_STRING, "Model",
      "DiT model: a .safetensors file, a diffusers folder or a pipeline folder with "
-     "transformer/ and vae/ (\"\" = the embedded default model)", NULL,
-     0, 0, NULL, ALL_MODES, FIELD(model), FALSE},
+     "transformer/ and vae/, a PixArt one being a text model (\"\" = the embedded default "
+     "model)", NULL,
+     0, 0, NULL, ALL_MODES, FIELD(model), FALSE, FALSE},
     {"class", DIT_ARG_STRING, "Class",
-     "Class id or label name, any case (\"\" = class 0)", NULL,
-     0, 0, NULL, ALL_MODES, FIELD(class_name), FALSE},
+     "Class id or label name, any case (\"\" = class 0); for a text model (PixArt) the "
+     "prompt where `prompt` is \"\"", NULL,
+     0, 0, NULL, ALL_MODES, FIELD(class_name), FALSE, FALSE},
     {"steps", DIT_ARG_INT, "Steps",
      "Sampling steps (1 - 1000, 0 = the model's default; default 20)", NULL,
-     0, 1000, NULL, ALL_MODES, FIELD(steps), FALSE},
+     0, 1000, NULL, ALL_MODES, FIELD(steps), FALSE, FALSE},
     {"strength", DIT_ARG_DOUBLE, "Strength",
      "0 keeps the image, 1 starts from noise (0 - 1; default 1.0 inpaint, 0.75 img2img)", NULL,
-     0.0, 1.0, NULL, EDIT_MODES, FIELD(strength), FALSE},
+     0.0, 1.0, NULL, EDIT_MODES, FIELD(strength), FALSE, FALSE},
     {"guidance", DIT_ARG_DOUBLE, "Guidance",
-     "Classifier-free guidance scale (0 - 100, <= 1 = off; default 4.0)", NULL,
-     0.0, 100.0, NULL, ALL_MODES, FIELD(guidance), FALSE},
+     "Classifier-free guidance scale (0 - 100, <= 1 = off; default 4.0, which a text model "
+     "runs as its 4.5)", NULL,
+     0.0, 100.0, NULL, ALL_MODES, FIELD(guidance), FALSE, FALSE},
     {"guidance-from", DIT_ARG_DOUBLE, "Guidance from",
      "Guide only from this noise level (timestep / training steps, 0 - 1; default 0)", NULL,
-     0.0, 1.0, NULL, ALL_MODES, FIELD(guidance_from), TRUE},
+     0.0, 1.0, NULL, ALL_MODES, FIELD(guidance_from), TRUE, FALSE},
     {"guidance-to", DIT_ARG_DOUBLE, "Guidance to",
      "... up to this one; the other steps run without guidance, half the work (0 - 1; "
      "default 1)", NULL,
-     0.0, 1.0, NULL, ALL_MODES, FIELD(guidance_to), TRUE},
+     0.0, 1.0, NULL, ALL_MODES, FIELD(guidance_to), TRUE, FALSE},
     {"seed", DIT_ARG_INT, "Seed",
      "Noise seed (0 - 2147483647; -1 = random, named in the new layer)", NULL,
-     -1, G_MAXINT32, NULL, ALL_MODES, FIELD(seed), FALSE},
+     -1, G_MAXINT32, NULL, ALL_MODES, FIELD(seed), FALSE, FALSE},
     {"sampler", DIT_ARG_CHOICE, "Sampler",
      "ddpm, ddim, dpm++2m, euler or cold (\"\" = the model's default)",
      "default (the model's), ddpm, ddim, dpm++2m, euler or cold",
-     0, 0, sampler_choices, ALL_MODES, FIELD(sampler), FALSE},
+     0, 0, sampler_choices, ALL_MODES, FIELD(sampler), FALSE, FALSE},
     {"grow", DIT_ARG_INT, "Grow",
      "Inpaint: grow the mask by N latent pixels (0 - 64; default 0)", NULL,
-     0, 64, NULL, EDIT_MODES, FIELD(grow), FALSE},
+     0, 64, NULL, EDIT_MODES, FIELD(grow), FALSE, FALSE},
     {"device", DIT_ARG_CHOICE, "Device",
      "auto, cpu, cpu-bf16 or cuda (default auto: the GPU where usable, else the CPU, in bf16 "
      "only where the CPU measured it faster)", NULL,
-     0, 0, device_choices, ALL_MODES, FIELD(device), FALSE},
+     0, 0, device_choices, ALL_MODES, FIELD(device), FALSE, FALSE},
     {"mask-mode", DIT_ARG_CHOICE, "Mask mode",
      "Inpaint: regenerate (remake where the selection is above 0, blend by its value) or "
      "differential (the selection's value is how much each pixel may change) (default "
      "differential)", NULL,
-     0, 0, mask_mode_choices, EDIT_MODES, FIELD(mask_mode), TRUE},
+     0, 0, mask_mode_choices, EDIT_MODES, FIELD(mask_mode), TRUE, FALSE},
     {"expand", DIT_ARG_INT, "Expand",
      "Inpaint: grow the selection outward by this many pixels first, its soft edge kept "
      "(0 - 1024; default 0)", NULL,
-     0, 1024, NULL, EDIT_MODES, FIELD(expand), TRUE},
+     0, 1024, NULL, EDIT_MODES, FIELD(expand), TRUE, FALSE},
     {"feather", DIT_ARG_INT, "Feather",
      "Inpaint: soften the selection's edge this many pixels inward (-1 - 1024; default -1: a "
      "fifth of the selection's shorter side)", NULL,
-     -1, 1024, NULL, EDIT_MODES, FIELD(feather), TRUE},
+     -1, 1024, NULL, EDIT_MODES, FIELD(feather), TRUE, FALSE},
     {"colour-match", DIT_ARG_INT, "Colour match",
      "Inpaint: 1 moves the result's colour at the selection's edge to the surroundings' "
      "(0 - 1; default 0)", NULL,
-     0, 1, NULL, EDIT_MODES, FIELD(colour_match), TRUE},
+     0, 1, NULL, EDIT_MODES, FIELD(colour_match), TRUE, FALSE},
     {"resample-jump", DIT_ARG_INT, "Resample jump",
      "Inpaint: harmonise by going back this many steps after every as many (0 - 1000; "
      "default 0, off)", NULL,
-     0, 1000, NULL, EDIT_MODES, FIELD(resample_jump), TRUE},
+     0, 1000, NULL, EDIT_MODES, FIELD(resample_jump), TRUE, FALSE},
     {"resample-count", DIT_ARG_INT, "Resample count",
      "Inpaint: run each block of steps this many times, each extra time at its steps' cost "
      "(1 - 20; default 1)", NULL,
-     1, 20, NULL, EDIT_MODES, FIELD(resample_count), TRUE},
+     1, 20, NULL, EDIT_MODES, FIELD(resample_count), TRUE, FALSE},
     {"variations", DIT_ARG_INT, "Variations",
      "Results from seeds seed, seed + 1, ...: more than 1 gives a layer group with one layer "
      "per seed (1 - 16; default 1)", NULL,
-     1, 16, NULL, ALL_MODES, FIELD(variations), TRUE},
+     1, 16, NULL, ALL_MODES, FIELD(variations), TRUE, FALSE},
     {"detail", DIT_ARG_INT, "Detail",
      "Work at the region's own size up to this many pixels on its longer side: sampled at the "
      "model's size first, then refined in model-size windows (0 - 4096; default 0, the "
      "model's size)", NULL,
-     0, 4096, NULL, ALL_MODES, FIELD(detail), TRUE},
+     0, 4096, NULL, ALL_MODES, FIELD(detail), TRUE, FALSE},
     {"top", DIT_ARG_INT, "Top",
      "Outpaint: grow the canvas this many pixels at the top (0 - 4096; default 64)", NULL,
-     0, 4096, NULL, OUTPAINT_ONLY, FIELD(top), TRUE},
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(top), TRUE, FALSE},
     {"left", DIT_ARG_INT, "Left",
      "Outpaint: grow the canvas this many pixels on the left (0 - 4096; default 64)", NULL,
-     0, 4096, NULL, OUTPAINT_ONLY, FIELD(left), TRUE},
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(left), TRUE, FALSE},
     {"bottom", DIT_ARG_INT, "Bottom",
      "Outpaint: grow the canvas this many pixels at the bottom (0 - 4096; default 64)", NULL,
-     0, 4096, NULL, OUTPAINT_ONLY, FIELD(bottom), TRUE},
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(bottom), TRUE, FALSE},
     {"right", DIT_ARG_INT, "Right",
      "Outpaint: grow the canvas this many pixels on the right (0 - 4096; default 64; all four "
      "0: fill only the layer's transparent pixels)", NULL,
-     0, 4096, NULL, OUTPAINT_ONLY, FIELD(right), TRUE},
+     0, 4096, NULL, OUTPAINT_ONLY, FIELD(right), TRUE, FALSE},
+    {"prompt", DIT_ARG_STRING, "Prompt",
+     "A text model (PixArt): what to paint, in words (\"\" = the class string is the prompt)",
+     NULL, 0, 0, NULL, ALL_MODES, FIELD(prompt), TRUE, TRUE},
+    {"negative-prompt", DIT_ARG_STRING, "Negative prompt",
+     "A text model: what to steer away from (\"\" = nothing)", NULL,
+     0, 0, NULL, ALL_MODES, FIELD(negative_prompt), TRUE, TRUE},
 };
 /* clang-format on */
 const gint dit_n_args = G_N_ELEMENTS(dit_args);
@@ -202,7 +211,7 @@ gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode)
 
 gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode, gboolean full)
 {
-    return ditgimp_arg_applies(arg, mode) && (full || !arg->added_later);
+    return ditgimp_arg_applies(arg, mode) && !arg->gimp3_only && (full || !arg->added_later);
 }
 
 gint ditgimp_arg_count2(DitMode mode, gboolean full)
@@ -635,11 +644,11 @@ static gfloat *sample(Poll *p, gfloat *rgb, gfloat *mask, gint w, gint h, GError
     return ditgimp_job_finish(p->job, error);
 }
 
-/* "DiT Dress seed 7", or with variations the group's "DiT Dress × 4" and
- * one name per seed */
+/* "DiT Dress seed 7" (a text model: "DiT a red tulip seed 7"), or with
+ * variations the group's "DiT Dress × 4" and one name per seed */
 static void name_results(DitOutput *out, const DitJob *job)
 {
-    const gchar *cls = ditgimp_job_class_label(job);
+    const gchar *cls = ditgimp_job_label(job);
     const gint32 seed = ditgimp_job_seed(job);
     if (out->count == 1) {
         out->name = g_strdup_printf(_("DiT %s seed %d"), cls, seed);

@@ -98,6 +98,10 @@ typedef struct {
      * new); GIMP 3 takes named arguments with defaults, so there it is in
      * the procedures themselves. */
     gboolean added_later;
+    /* GIMP 3 only: GIMP 2.10's -full twins and outpaint keep the lists
+     * their callers were written for too (a text model's prompt reaches
+     * GIMP 2.10's procedures through `class`) */
+    gboolean gimp3_only;
 } DitArg;
 
 #define DIT_ARG_IN(mode) (1u << (mode))
@@ -106,7 +110,8 @@ extern const DitArg dit_args[];
 extern const gint dit_n_args;
 
 gboolean ditgimp_arg_applies(const DitArg *arg, DitMode mode);
-/* an argument of GIMP 2.10's procedure for mode, or of its full twin */
+/* an argument of GIMP 2.10's procedure for mode, or of its full twin
+ * (never a gimp3_only one) */
 gboolean ditgimp_arg_applies2(const DitArg *arg, DitMode mode, gboolean full);
 /* How many of them GIMP 2.10's procedure (or its full twin) takes. */
 gint ditgimp_arg_count2(DitMode mode, gboolean full);

@@ -12,7 +12,14 @@ G_BEGIN_DECLS
 
 /* bump when the layout below changes: stored values of another version are
  * dropped and the defaults used instead */
-#define DIT_VALUES_VERSION 4
+#define DIT_VALUES_VERSION 5
+
+/* the guidance a run starts from; a text model takes DIT_TEXT_GUIDANCE
+ * (4.5, diffusers' PixArt pipelines') where this one is left */
+#define DIT_VALUES_GUIDANCE 4.0
+
+/* the prompts the dialog offers again, newest first */
+#define DIT_RECENT_PROMPTS 5
 
 typedef enum {
     DIT_MODE_INPAINT = 0, /* regenerate the selection, keep the rest */
@@ -45,13 +52,23 @@ typedef struct {
     gint32 detail; /* 0 (the model's size): work at up to N px on the longer side (0 .. 4096) */
     gint32 expand; /* inpaint: 0: grow the selection outward by N px first (0 .. 1024) */
     gdouble guidance_from, guidance_to; /* 0 and 1: guide at these noise levels only */
+    /* a text model (PixArt): what to paint; "": the class string is the
+     * prompt (GIMP 2.10's procedures take no prompt argument) */
+    gchar prompt[2048];
+    gchar negative_prompt[1024]; /* a text model: what to steer away from; "": nothing */
+    gchar recent_prompts[DIT_RECENT_PROMPTS][2048]; /* the dialog's last prompts; "": unused */
 } DitValues;
 
 /* The defaults above for a mode. */
 void ditui_values_init(DitValues *v, DitMode mode);
 
-/* Copies src into a fixed-size field, truncating; NULL gives "". */
+/* Copies src into a fixed-size field, truncating (never inside a UTF-8
+ * character); NULL gives "". */
 void ditui_values_set_string(gchar *field, gsize size, const gchar *src);
+
+/* Puts prompt first in v->recent_prompts (moved up when it is there
+ * already, the oldest dropped); an empty prompt changes nothing. */
+void ditui_values_remember_prompt(DitValues *v, const gchar *prompt);
 
 G_END_DECLS
 

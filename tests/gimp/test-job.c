@@ -7,6 +7,9 @@
  * The model is a pipeline folder assembled in a temporary directory:
  * transformer/ = tests/golden/dit_diffusers_p2, vae/ = tests/golden/vae_kl
  * (links, the fixtures are not touched), labels.txt = Fashion-MNIST's.
+ * The text model beside it: transformer/ = tests/golden/pixart_tiny's,
+ * text_encoder/ and tokenizer/ = tests/golden/t5_tiny, vae/ = vae_kl; its
+ * prompts are cached under a temporary $XDG_CACHE_HOME.
  */
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -59,7 +62,7 @@ static void test_values(const char *model)
     GError *err = NULL;
     DitValues v = values(model, DIT_MODE_INPAINT, "dress");
     DitJob *job = ditgimp_job_new(&v, &err);
-    CHECK(job && strcmp(ditgimp_job_class_label(job), "Dress") == 0 && ditgimp_job_seed(job) == 5,
+    CHECK(job && strcmp(ditgimp_job_label(job), "Dress") == 0 && ditgimp_job_seed(job) == 5,
           "class 'dress' is label 'Dress', seed 5");
     CHECK(job && ditgimp_job_unit(job) == 4, "unit = VAE factor 2 x patch 2 = %d",
           job ? ditgimp_job_unit(job) : -1);
@@ -68,8 +71,7 @@ static void test_values(const char *model)
 
     v = values(model, DIT_MODE_IMG2IMG, "9");
     job = ditgimp_job_new(&v, &err);
-    CHECK(job && strcmp(ditgimp_job_class_label(job), "Ankle boot") == 0,
-          "class 9 is 'Ankle boot'");
+    CHECK(job && strcmp(ditgimp_job_label(job), "Ankle boot") == 0, "class 9 is 'Ankle boot'");
     ditgimp_job_free(job);
 
     v = values(model, DIT_MODE_INPAINT, "");
@@ -82,7 +84,7 @@ static void test_values(const char *model)
     /* a model of the library by name: the embedded default is "default" */
     v = values("default", DIT_MODE_INPAINT, "dress");
     job = ditgimp_job_new(&v, &err);
-    CHECK(job && strcmp(ditgimp_job_class_label(job), "Dress") == 0,
+    CHECK(job && strcmp(ditgimp_job_label(job), "Dress") == 0,
           "the library's 'default' by name: %s", job ? "loaded" : err->message);
     ditgimp_job_free(job);
     g_clear_error(&err);
@@ -160,7 +162,7 @@ static void test_rect(const char *model)
 
 /* a 37x23 crop, mask = a soft disc: the result equals the source wherever
  * the mask is 0, bit for bit, and differs where it is 1 */
-static void test_inpaint(const char *model, DitMode mode)
+static void test_inpaint(const char *model, DitMode mode, const char *prompt)
 {
     const gint W = 37, H = 23;
     const gsize n = (gsize)W * H;
@@ -175,7 +177,8 @@ static void test_inpaint(const char *model, DitMode mode)
         }
     memcpy(src, rgb, 3 * n * sizeof *src);
     memcpy(m, mask, n * sizeof *m);
-    DitValues v = values(model, mode, "2");
+    DitValues v = values(model, mode, prompt ? "" : "2");
+    ditui_values_set_string(v.prompt, sizeof v.prompt, prompt);
     GError *err = NULL;
     DitJob *job = ditgimp_job_new(&v, &err);
     gboolean started = job && ditgimp_job_start(job, rgb, mask, W, H, &err);
@@ -186,8 +189,8 @@ static void test_inpaint(const char *model, DitMode mode)
     gint pw = 0, ph = 0;
     const gboolean has_preview = started && ditgimp_job_preview(job, &prev, &pw, &ph);
     gfloat *out = started ? ditgimp_job_finish(job, &err) : NULL;
-    CHECK(out != NULL, "%s ran: %s", mode == DIT_MODE_INPAINT ? "inpaint" : "img2img",
-          err ? err->message : "ok");
+    CHECK(out != NULL, "%s%s ran: %s", mode == DIT_MODE_INPAINT ? "inpaint" : "img2img",
+          prompt ? " from a prompt" : "", err ? err->message : "ok");
     CHECK(step == total && total > 0, "progress reached %d of %d steps", step, total);
     CHECK(has_preview && pw > 0 && ph > 0, "a %dx%d latent preview", pw, ph);
     long outside = 0, same = 0, inside = 0, changed = 0;
@@ -233,6 +236,104 @@ static void test_cancel(const char *model)
     ditgimp_job_free(job);
 }
 
+/* one 16x16 generation; g_free the (3, 16, 16) result */
+static gfloat *generate16(const DitValues *v)
+{
+    GError *err = NULL;
+    DitJob *job = ditgimp_job_new(v, &err);
+    gfloat *out = job && ditgimp_job_start(job, NULL, NULL, 16, 16, &err)
+                      ? ditgimp_job_finish(job, &err)
+                      : NULL;
+    if (!out)
+        printf("generate: %s\n", err ? err->message : "?");
+    g_clear_error(&err);
+    ditgimp_job_free(job);
+    return out;
+}
+
+static void test_text(const char *text, const char *model)
+{
+    GError *err = NULL;
+    DitValues v = values(text, DIT_MODE_INPAINT, "");
+    ditui_values_set_string(v.prompt, sizeof v.prompt, "a red tulip");
+    DitJob *job = ditgimp_job_new(&v, &err);
+    CHECK(job && ditgimp_job_is_text(job) && strcmp(ditgimp_job_label(job), "a red tulip") == 0,
+          "a text model from its prompt, named by it: %s",
+          job ? ditgimp_job_label(job) : err->message);
+    CHECK(job && ditgimp_job_unit(job) == 4, "unit = VAE factor 2 x patch 2 = %d",
+          job ? ditgimp_job_unit(job) : -1);
+    ditgimp_job_free(job);
+    g_clear_error(&err);
+
+    /* GIMP 2.10: the prompt comes as the class */
+    v = values(text, DIT_MODE_INPAINT, "  A red tulip ");
+    job = ditgimp_job_new(&v, &err);
+    CHECK(job && strcmp(ditgimp_job_label(job), "A red tulip") == 0,
+          "an empty prompt takes the class string: %s",
+          job ? ditgimp_job_label(job) : err->message);
+    ditgimp_job_free(job);
+    g_clear_error(&err);
+
+    v = values(text, DIT_MODE_INPAINT, "Dress");
+    ditui_values_set_string(v.prompt, sizeof v.prompt,
+                            "a red tulip in a glass vase on a wooden table,\n  morning light");
+    job = ditgimp_job_new(&v, &err);
+    CHECK(job && strcmp(ditgimp_job_label(job), "a red tulip in a glass vase on a wooden…") == 0,
+          "a long prompt (the class beside it unused) on one line, cut at a word: %s",
+          job ? ditgimp_job_label(job) : err->message);
+    ditgimp_job_free(job);
+    g_clear_error(&err);
+
+    v = values(text, DIT_MODE_INPAINT, " ");
+    refuses("a text model without a prompt", &v, "This is a text model: type a prompt");
+    v = values(model, DIT_MODE_INPAINT, "Dress");
+    ditui_values_set_string(v.prompt, sizeof v.prompt, "a red tulip");
+    refuses("a prompt for a class model", &v, "This model takes a class, not a prompt");
+    v = values(model, DIT_MODE_INPAINT, "Dress");
+    ditui_values_set_string(v.negative_prompt, sizeof v.negative_prompt, "blurry");
+    refuses("a negative prompt for a class model", &v, "This model takes a class, not a prompt");
+
+    /* guidance: our default means the text models' 4.5 */
+    v = values(text, DIT_MODE_GENERATE, "");
+    ditui_values_set_string(v.prompt, sizeof v.prompt, "a red tulip");
+    gfloat *def = generate16(&v);
+    v.guidance = DIT_TEXT_GUIDANCE;
+    gfloat *text45 = generate16(&v);
+    v.guidance = 3.0;
+    gfloat *g3 = generate16(&v);
+    v.guidance = DIT_VALUES_GUIDANCE;
+    ditui_values_set_string(v.negative_prompt, sizeof v.negative_prompt, "blurry");
+    gfloat *neg = generate16(&v);
+    const gsize bytes = 3 * 16 * 16 * sizeof(gfloat);
+    CHECK(def && text45 && memcmp(def, text45, bytes) == 0,
+          "guidance left at %g runs at DIT_TEXT_GUIDANCE (%g), bit for bit", DIT_VALUES_GUIDANCE,
+          DIT_TEXT_GUIDANCE);
+    CHECK(def && g3 && memcmp(def, g3, bytes) != 0, "guidance 3 gives another image");
+    CHECK(def && neg && memcmp(def, neg, bytes) != 0, "a negative prompt gives another image");
+    g_free(def), g_free(text45), g_free(g3), g_free(neg);
+}
+
+/* the dialog's memory of prompts and the fields' UTF-8-safe truncation */
+static void test_prompt_values(void)
+{
+    DitValues v;
+    ditui_values_init(&v, DIT_MODE_INPAINT);
+    const char *const said[] = {"a", "b", "c", "b", "d", "e", "f", ""};
+    for (gsize i = 0; i < G_N_ELEMENTS(said); i++)
+        ditui_values_remember_prompt(&v, said[i]);
+    GString *got = g_string_new(NULL);
+    for (gint i = 0; i < DIT_RECENT_PROMPTS; i++)
+        g_string_append_printf(got, "%s;", v.recent_prompts[i]);
+    CHECK(strcmp(got->str, "f;e;d;b;c;") == 0,
+          "recent prompts: newest first, a repeat moved up, five kept: %s", got->str);
+    g_string_free(got, TRUE);
+    gchar field[6];
+    ditui_values_set_string(field, sizeof field, "tulpe\xc3\xa9");
+    CHECK(strcmp(field, "tulpe") == 0, "a cut string ends before a character, not inside one");
+    ditui_values_set_string(field, sizeof field, "tul\xc3\xa9x");
+    CHECK(strcmp(field, "tul\xc3\xa9") == 0, "a character that fits is kept");
+}
+
 static gchar *make_model(const char *srcdir)
 {
     gchar *root = g_dir_make_tmp("dit-job-XXXXXX", NULL);
@@ -254,6 +355,44 @@ static gchar *make_model(const char *srcdir)
     return root;
 }
 
+/* the tiny text model: a pipeline folder of links to the golden fixtures */
+static gchar *make_text_model(const char *srcdir)
+{
+    gchar *root = g_dir_make_tmp("dit-job-text-XXXXXX", NULL);
+    const char *const links[][2] = {{"transformer", "pixart_tiny/transformer"},
+                                    {"text_encoder", "t5_tiny"},
+                                    {"tokenizer", "t5_tiny"},
+                                    {"vae", "vae_kl"}};
+    gboolean ok = root != NULL;
+    for (gsize i = 0; ok && i < G_N_ELEMENTS(links); i++) {
+        gchar *t = g_build_filename(srcdir, "tests", "golden", links[i][1], NULL);
+        gchar *l = g_build_filename(root, links[i][0], NULL);
+        ok = symlink(t, l) == 0;
+        g_free(t), g_free(l);
+    }
+    if (!ok) {
+        fprintf(stderr, "test-job: cannot assemble the text model in %s\n", root);
+        g_free(root);
+        root = NULL;
+    }
+    return root;
+}
+
+/* rm -r, for the folders this test made */
+static void remove_tree(const char *path)
+{
+    GDir *dir = g_file_test(path, G_FILE_TEST_IS_SYMLINK) ? NULL : g_dir_open(path, 0, NULL);
+    const gchar *name;
+    while (dir && (name = g_dir_read_name(dir))) {
+        gchar *p = g_build_filename(path, name, NULL);
+        remove_tree(p);
+        g_free(p);
+    }
+    if (dir)
+        g_dir_close(dir);
+    g_remove(path);
+}
+
 static void remove_model(const char *root)
 {
     const char *const names[] = {"transformer", "vae", "labels.txt"};
@@ -273,15 +412,23 @@ int main(int argc, char **argv)
     }
     g_setenv("OMP_NUM_THREADS", "1", FALSE);
     gchar *model = make_model(argv[1]);
-    if (!model)
+    gchar *text = make_text_model(argv[1]);
+    gchar *cache = g_dir_make_tmp("dit-job-cache-XXXXXX", NULL);
+    if (!model || !text || !cache)
         return 1;
+    g_setenv("XDG_CACHE_HOME", cache, TRUE); /* the prompt cache */
     test_values(model);
     test_rect(model);
-    test_inpaint(model, DIT_MODE_INPAINT);
-    test_inpaint(model, DIT_MODE_IMG2IMG);
+    test_inpaint(model, DIT_MODE_INPAINT, NULL);
+    test_inpaint(model, DIT_MODE_IMG2IMG, NULL);
     test_cancel(model);
+    test_text(text, model);
+    test_inpaint(text, DIT_MODE_INPAINT, "a red tulip");
+    test_prompt_values();
     remove_model(model);
-    g_free(model);
+    remove_tree(text);
+    remove_tree(cache);
+    g_free(model), g_free(text), g_free(cache);
     printf("%s\n", failures ? "FAILED" : "PASS");
     return failures ? 1 : 0;
 }
