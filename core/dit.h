@@ -464,6 +464,9 @@ typedef struct {
 DIT_API dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encoder **out);
 DIT_API void dit_text_encoder_free(dit_text_encoder *enc);
 DIT_API const dit_t5_config *dit_text_encoder_config(const dit_text_encoder *enc);
+/* its config, and every weight file present with its tensors' headers
+ * readable, without loading the weights */
+DIT_API dit_status dit_text_encoder_peek(dit_ctx *ctx, const char *path, dit_t5_config *cfg);
 /* out (B, L, d_model): the encoder's last hidden state for ids (B, L) with
  * the padding mask (B, L; NULL: every token counts) */
 DIT_API dit_status dit_text_encode(dit_ctx *ctx, const dit_text_encoder *enc, const int32_t *ids,
@@ -536,6 +539,10 @@ typedef struct {
  * PixArtTransformer2DModel): a text model, not a class-conditional DiT */
 DIT_API bool dit_is_pixart(const char *path);
 DIT_API dit_status dit_pixart_load(dit_ctx *ctx, const char *path, dit_pixart **out);
+/* the config alone (no weights read) and the pixel side through the
+ * pipeline folder's VAE (pixels may be NULL) */
+DIT_API dit_status dit_pixart_peek(dit_ctx *ctx, const char *path, dit_pixart_config *out,
+                                   int *pixels);
 DIT_API void dit_pixart_free(dit_pixart *m);
 DIT_API const dit_pixart_config *dit_pixart_get_config(const dit_pixart *m);
 /* out (B, out_channels, H, W): the noise (and variance) prediction */

@@ -624,8 +624,7 @@ static dit_status load_weights(dit_ctx *ctx, const st_file *f, dit_model *m)
     return DIT_OK;
 }
 
-/* 2 per level of a folder's vae/config.json block_out_channels; 1 without */
-static int folder_vae_factor(const char *path)
+int dit_folder_vae_factor(const char *path)
 {
     char *cfg = g_build_filename(path, "vae", "config.json", NULL), *text = NULL;
     gsize len = 0;
@@ -661,7 +660,7 @@ dit_status dit_model_peek(dit_ctx *ctx, const char *path, dit_config *out, int *
     st_close(f);
     model_files_clear(&files);
     if (!st && pixels)
-        *pixels = out->sample_size * folder_vae_factor(path);
+        *pixels = out->sample_size * dit_folder_vae_factor(path);
     return st;
 }
 

@@ -266,6 +266,22 @@ static bool pixart_ignorable(const char *name, const void *user)
     return strcmp(name, "pos_embed.pos_embed") == 0; /* a buffer some exports keep */
 }
 
+dit_status dit_pixart_peek(dit_ctx *ctx, const char *path, dit_pixart_config *out, int *pixels)
+{
+    if (!path || !out)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_pixart_peek: NULL argument");
+    char *sub = g_build_filename(path, "transformer", "config.json", NULL);
+    char *cfg = g_file_test(sub, G_FILE_TEST_IS_REGULAR)
+                    ? g_strdup(sub)
+                    : g_build_filename(path, "config.json", NULL);
+    memset(out, 0, sizeof *out);
+    const dit_status st = read_config(ctx, cfg, out);
+    if (!st && pixels)
+        *pixels = out->sample_size * dit_folder_vae_factor(path);
+    g_free(sub), g_free(cfg);
+    return st;
+}
+
 bool dit_is_pixart(const char *path)
 {
     if (!path || !g_file_test(path, G_FILE_TEST_IS_DIR))

@@ -208,6 +208,14 @@ dit_status dit_t5_peek(dit_ctx *ctx, const char *path, dit_t5_config *cfg, char 
     return st;
 }
 
+dit_status dit_text_encoder_peek(dit_ctx *ctx, const char *path, dit_t5_config *cfg)
+{
+    char fp[65];
+    if (!path || !cfg)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_text_encoder_peek: NULL argument");
+    return dit_t5_peek(ctx, path, cfg, fp);
+}
+
 dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encoder **out)
 {
     if (!path || !out)

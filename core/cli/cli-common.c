@@ -186,6 +186,14 @@ static int load_text_model(const options *o, const char *path, loaded *l)
         fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
         return EXIT_MODEL;
     }
+    const int want = dit_pixart_get_config(l->pixart)->caption_channels;
+    if (l->text.dim != want) {
+        fprintf(stderr,
+                "dit: %s: the text encoder gives %d channels, the transformer takes captions of "
+                "%d\n",
+                path, l->text.dim, want);
+        return EXIT_MODEL;
+    }
     if (!o->quiet)
         fprintf(stderr, "prompt: %s\n", o->prompt);
     return 0;

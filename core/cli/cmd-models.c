@@ -109,7 +109,12 @@ static int models_list(void)
         char kind[64], pixels[24], classes[16];
         const bool vae = has_vae_folder(en->path);
         int side = 0;
-        if (dit_model_peek(ctx, en->path, &c, &side) == DIT_OK) {
+        dit_pixart_config pc;
+        if (dit_is_pixart(en->path) && dit_pixart_peek(ctx, en->path, &pc, &side) == DIT_OK) {
+            snprintf(kind, sizeof kind, "PixArt text, patch %d", pc.patch_size);
+            snprintf(pixels, sizeof pixels, "%dx%d", side, side);
+            snprintf(classes, sizeof classes, "prompt");
+        } else if (dit_model_peek(ctx, en->path, &c, &side) == DIT_OK) {
             snprintf(kind, sizeof kind, "DiT %s, patch %d", dit_conditioning_name(c.conditioning),
                      c.patch_size);
             snprintf(pixels, sizeof pixels, "%dx%d", side, side);
@@ -141,7 +146,16 @@ static int models_show(const char *name)
     dit_config c;
     int rc = 0;
     int side = 0;
-    if (dit_model_peek(ctx, path, &c, &side) != DIT_OK) {
+    dit_pixart_config pc;
+    if (dit_is_pixart(path) && dit_pixart_peek(ctx, path, &pc, &side) == DIT_OK) {
+        printf("name:        %s\npath:        %s\n", name, path);
+        printf("model:       PixArt (text), patch %d, width %d, depth %d, captions of %d\n",
+               pc.patch_size, pc.hidden_size, pc.depth, pc.caption_channels);
+        printf("makes:       %dx%d pixels%s\n", side, side,
+               has_vae_folder(path) ? " (through its VAE)" : "");
+        printf("prompt:      up to %d tokens\n", dit_text_default_len(path));
+        printf("on disk:     %.1f MiB\n", (double)cli_disk_size(path) / (1 << 20));
+    } else if (dit_model_peek(ctx, path, &c, &side) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(ctx));
         rc = EXIT_MODEL;
     } else {

@@ -138,7 +138,8 @@ static bool write_manifest(const char *dir, const char *name, const char *source
 {
     GString *j = g_string_new("{\n");
     char *esrc = g_strescape(source, NULL), *evae = g_strescape(vae_source ? vae_source : "", NULL);
-    g_string_append_printf(j, "  \"name\": \"%s\",\n  \"architecture\": \"DiT\",\n", name);
+    g_string_append_printf(j, "  \"name\": \"%s\",\n  \"architecture\": \"%s\",\n", name,
+                           dit_is_pixart(dir) ? "PixArt" : "DiT");
     g_string_append_printf(j, "  \"conditioning\": \"%s\",\n  \"patch_size\": %d,\n",
                            dit_conditioning_name(c->conditioning), c->patch_size);
     g_string_append_printf(j, "  \"hidden_size\": %d,\n  \"depth\": %d,\n", c->hidden_size,
@@ -177,9 +178,75 @@ static char *message_for(dit_ctx *ctx, const char *dir, const char *src)
     return msg;
 }
 
+/* A text model: the transformer, the VAE and the tokenizer load, the
+ * encoder's files are whole (its config and every tensor's header: loading
+ * 4.7 B parameters to check them would take minutes), and one step samples
+ * from an all-zero caption. cfg: its shape as a DiT config. */
+static int verify_text_model(const char *dir, const char *src, dit_config *cfg, int *side)
+{
+    dit_ctx *ctx = dit_ctx_new();
+    dit_pixart *m = NULL;
+    dit_vae *v = NULL;
+    dit_tokenizer *tok = NULL;
+    dit_t5_config tc;
+    int rc = 0;
+    if (dit_pixart_load(ctx, dir, &m) || dit_vae_load(ctx, dir, &v) ||
+        dit_tokenizer_load(ctx, dir, &tok) || dit_text_encoder_peek(ctx, dir, &tc)) {
+        char *msg = message_for(ctx, dir, src);
+        fprintf(stderr, "dit: models add: %s does not load as a text model: %s\n", src, msg);
+        g_free(msg);
+        rc = EXIT_MODEL;
+    } else if (tc.d_model != dit_pixart_get_config(m)->caption_channels) {
+        fprintf(stderr,
+                "dit: models add: the text encoder gives %d channels, the transformer takes "
+                "captions of %d: they do not fit together\n",
+                tc.d_model, dit_pixart_get_config(m)->caption_channels);
+        rc = EXIT_MODEL;
+    }
+    const int L = dit_text_default_len(dir);
+    float *zeros = rc ? NULL : calloc((size_t)L * tc.d_model, sizeof *zeros);
+    int32_t *ones = rc ? NULL : malloc((size_t)L * sizeof *ones);
+    for (int j = 0; ones && j < L; j++)
+        ones[j] = 1;
+    if (!rc) {
+        const dit_pixart_config *pc = dit_pixart_get_config(m);
+        memset(cfg, 0, sizeof *cfg);
+        cfg->in_channels = pc->in_channels, cfg->patch_size = pc->patch_size;
+        cfg->hidden_size = pc->hidden_size, cfg->depth = pc->depth;
+        cfg->sample_size = pc->sample_size;
+        *side = pc->sample_size * dit_vae_config(v)->downscale;
+        dit_pipeline_params p;
+        dit_pipeline_params_default(&p, NULL, v);
+        p.pixart = m, p.steps = 1, p.guidance = 1.0f, p.text_len = L;
+        p.prompt_embeds = zeros, p.prompt_mask = ones;
+        float *out = malloc((size_t)3 * *side * *side * sizeof *out);
+        dit_status st =
+            out ? dit_pipeline_run(ctx, &p, NULL, NULL, *side, *side, one_step_cb, NULL, NULL, out)
+                : DIT_ERR_NOMEM;
+        for (size_t i = 0; !st && i < (size_t)3 * *side * *side; i++)
+            st = isfinite(out[i]) ? DIT_OK : DIT_ERR_MODEL;
+        if (st) {
+            fprintf(stderr, "dit: models add: one sampling step failed: %s\n",
+                    dit_last_error(ctx)[0] ? dit_last_error(ctx) : "non-finite output");
+            rc = EXIT_MODEL;
+        }
+        free(out);
+    }
+    free(zeros), free(ones);
+    dit_tokenizer_free(tok);
+    dit_pixart_free(m);
+    dit_vae_free(v);
+    dit_ctx_free(ctx);
+    return rc;
+}
+
 /* the folder loads as a pipeline, its VAE fits, and one step samples */
 static int verify_model(const char *dir, const char *src, dit_config *cfg, int *side, bool *has_vae)
 {
+    if (dit_is_pixart(dir)) {
+        *has_vae = true;
+        return verify_text_model(dir, src, cfg, side);
+    }
     dit_ctx *ctx = dit_ctx_new();
     dit_model *m = NULL;
     dit_vae *v = NULL;
@@ -265,6 +332,14 @@ static char *name_from_path(const char *path)
     return base;
 }
 
+/* "N classes", in a static buffer */
+static const char *classes_text(int n)
+{
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%d classes", n);
+    return buf;
+}
+
 int cli_models_add(const char *src, const char *name_opt, const char *vae, int heads)
 {
     if (!g_file_test(src, G_FILE_TEST_EXISTS)) {
@@ -301,9 +376,10 @@ int cli_models_add(const char *src, const char *name_opt, const char *vae, int h
     } else if (!rc) {
         rc = take_component(src, tmpl, "transformer");
     }
-    /* a pipeline folder brings its VAE, scheduler and labels */
-    const char *with[] = {"vae", "scheduler"};
-    for (size_t i = 0; !rc && !pt && g_file_test(src, G_FILE_TEST_IS_DIR) && i < 2; i++) {
+    /* a pipeline folder brings its VAE, scheduler and labels (a text
+     * model's: its encoder, tokenizer and model_index.json too) */
+    const char *with[] = {"vae", "scheduler", "text_encoder", "tokenizer"};
+    for (size_t i = 0; !rc && !pt && g_file_test(src, G_FILE_TEST_IS_DIR) && i < 4; i++) {
         char *part = g_build_filename(src, with[i], NULL);
         if (g_file_test(part, G_FILE_TEST_IS_DIR) && !(i == 0 && vae))
             rc = take_component(part, tmpl, with[i]);
@@ -311,6 +387,11 @@ int cli_models_add(const char *src, const char *name_opt, const char *vae, int h
     }
     if (!rc && vae)
         rc = take_component(vae, tmpl, "vae");
+    char *index = g_build_filename(src, "model_index.json", NULL);
+    char *index_to = g_build_filename(tmpl, "model_index.json", NULL);
+    if (!rc && g_file_test(index, G_FILE_TEST_IS_REGULAR) && !link_or_copy(index, index_to, NULL))
+        rc = EXIT_BAD_INPUT;
+    g_free(index), g_free(index_to);
     char *src_dir = g_file_test(src, G_FILE_TEST_IS_DIR) ? g_strdup(src) : g_path_get_dirname(src);
     char *labels_src = g_build_filename(src_dir, "labels.txt", NULL);
     g_free(src_dir);
@@ -323,7 +404,8 @@ int cli_models_add(const char *src, const char *name_opt, const char *vae, int h
     if (!rc)
         rc = verify_model(tmpl, src, &cfg, &side, &has_vae);
     /* 1000 classes and no list of its own: ImageNet's, from libdit's data */
-    char **labels = !rc ? dit_labels_for_model(tmpl, cfg.num_classes) : NULL;
+    char **labels =
+        !rc && !dit_is_pixart(tmpl) ? dit_labels_for_model(tmpl, cfg.num_classes) : NULL;
     if (labels && !g_file_test(labels_dst, G_FILE_TEST_EXISTS)) {
         char *text = g_strjoinv("\n", labels);
         g_file_set_contents(labels_dst, text, -1, NULL);
@@ -342,8 +424,10 @@ int cli_models_add(const char *src, const char *name_opt, const char *vae, int h
     if (rc && g_file_test(tmpl, G_FILE_TEST_IS_DIR))
         remove_tree(tmpl);
     if (!rc)
-        printf("added '%s': DiT %s, %dx%d pixels, %d classes, %s VAE -> %s\n", name,
-               dit_conditioning_name(cfg.conditioning), side, side, cfg.num_classes,
+        printf("added '%s': %s%s, %dx%d pixels, %s, %s VAE -> %s\n", name,
+               dit_is_pixart(final) ? "PixArt" : "DiT ",
+               dit_is_pixart(final) ? " (text)" : dit_conditioning_name(cfg.conditioning), side,
+               side, dit_is_pixart(final) ? "prompts" : classes_text(cfg.num_classes),
                has_vae ? "with its" : "no", final);
     g_free(final), g_free(labels_src), g_free(labels_dst), g_free(tmpl), g_free(name);
     g_strfreev(dirs);

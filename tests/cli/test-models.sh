@@ -67,6 +67,18 @@ expect 0 "add an official .pt (converted) and a VAE" -- "$dit" models add "$g/di
 has "^added 'pt': DiT adaln-zero, 8x8 pixels, 3 classes" "the .pt's model"
 expect 0 "list after adding" -- "$dit" models list
 has "^pt +DiT adaln-zero, patch 2 +8x8 +3 +yes " "the .pt in the list"
+# a text model's pipeline folder: its encoder, tokenizer and index come along
+export XDG_CACHE_HOME="$tmp/cache"
+expect 0 "add a PixArt pipeline folder" -- "$dit" models add "$g/pixart_pipe" --name tulips
+has_text "added 'tulips': PixArt (text), 16x16 pixels, prompts, with its VAE" "what was added"
+for part in transformer text_encoder tokenizer vae scheduler model_index.json; do
+    [ -e "$lib/tulips/$part" ] || { echo "NOT OK: the text model lacks $part"; fails=$((fails + 1)); }
+done
+expect 0 "list shows it as a text model" -- "$dit" models list
+has "^tulips  *PixArt text, patch 2  *16x16  *prompt" "the text model in the list"
+expect 0 "generate -m tulips --prompt" -- "$dit" generate -m tulips --prompt "a cat" --steps 2 -o "$tmp/tulips.png"
+[ -s "$tmp/tulips.png" ] || { echo "NOT OK: generate -m tulips wrote nothing"; fails=$((fails + 1)); }
+expect 0 "remove it" -- "$dit" models remove tulips
 expect 0 "remove an added model" -- "$dit" models remove p2
 [ ! -e "$lib/p2" ] && [ -s "$g/dit_diffusers_p2/diffusion_pytorch_model.safetensors" ] ||
     { echo "NOT OK: remove left the model, or took the file it came from"; fails=$((fails + 1)); }
