@@ -7,6 +7,7 @@
 #include "dialog.h"
 
 #include <glib/gi18n-lib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dit.h"
@@ -27,6 +28,14 @@ struct _DitDialog {
     gboolean model_updating; /* the combo is being set from code */
     GtkWidget *klass;        /* GtkComboBoxText with entry */
     GtkEntryCompletion *completion;
+    GtkWidget *class_row[2]; /* label, combo: a class model's */
+    /* a text model's instead: the prompt (a GtkTextView over the recent
+     * prompts' combo) and the negative prompt (an entry), labels and controls */
+    GtkWidget *prompt_rows[4];
+    GtkWidget *prompt, *negative, *recent;
+    gboolean recent_updating; /* the recent combo is being set from code */
+    gchar recent_prompts[DIT_RECENT_PROMPTS][sizeof((DitValues *)0)->recent_prompts[0]];
+    gboolean text_model; /* the chosen model takes a prompt */
     GtkAdjustment *steps, *strength, *guidance, *seed, *grow;
     GtkWidget *strength_row[2];
     GtkWidget *inpaint_rows[16]; /* label, control: rows that only inpaint uses */
@@ -119,7 +128,8 @@ static void fill_labels(DitDialog *d)
 }
 
 /* "NAME: DiT, 32x32 pixels, 10 classes" from the model's config (no
- * weights read); the name alone where it does not load */
+ * weights read), "NAME: text model (PixArt), ..."; the name alone where it
+ * does not load */
 static gchar *describe_model(const gchar *name, const gchar *model)
 {
     gchar *path = dit_model_resolve(model);
@@ -127,7 +137,9 @@ static gchar *describe_model(const gchar *name, const gchar *model)
     dit_config c;
     gchar *text = NULL;
     int side = 0;
-    if (path && ctx && dit_model_peek(ctx, path, &c, &side) == DIT_OK)
+    if (path && dit_is_pixart(path))
+        text = g_strdup_printf(_("%s: text model (PixArt), paints what the prompt says"), name);
+    else if (path && ctx && dit_model_peek(ctx, path, &c, &side) == DIT_OK)
         text = g_strdup_printf(_("%s: DiT, %dx%d pixels, %d classes"), name, side, side,
                                c.num_classes);
     dit_ctx_free(ctx);
@@ -154,12 +166,83 @@ static void show_model(DitDialog *d)
     g_free(text);
 }
 
+/* ---- a text model's prompt ----------------------------------------------- */
+
+static gboolean model_is_text(DitDialog *d)
+{
+    gchar *path = d->model[0] ? dit_model_resolve(d->model) : g_strdup(d->default_model);
+    const gboolean text = path && dit_is_pixart(path);
+    g_free(path);
+    return text;
+}
+
+/* the prompt rows for a text model, the class row otherwise; guidance
+ * moves between the two kinds' defaults where it was left at one */
+static void show_model_kind(DitDialog *d)
+{
+    const gboolean text = model_is_text(d);
+    for (gsize i = 0; i < G_N_ELEMENTS(d->class_row); i++)
+        gtk_widget_set_visible(d->class_row[i], !text);
+    for (gsize i = 0; i < G_N_ELEMENTS(d->prompt_rows); i++)
+        gtk_widget_set_visible(d->prompt_rows[i], text);
+    const gdouble g = gtk_adjustment_get_value(d->guidance);
+    if (text && !d->text_model && g == DIT_VALUES_GUIDANCE)
+        gtk_adjustment_set_value(d->guidance, DIT_TEXT_GUIDANCE);
+    else if (!text && d->text_model && g == DIT_TEXT_GUIDANCE)
+        gtk_adjustment_set_value(d->guidance, DIT_VALUES_GUIDANCE);
+    d->text_model = text;
+}
+
+/* "Recent prompts…", then each on one line, shortened */
+static void fill_recent(DitDialog *d)
+{
+    GtkComboBoxText *combo = GTK_COMBO_BOX_TEXT(d->recent);
+    d->recent_updating = TRUE;
+    gtk_combo_box_text_remove_all(combo);
+    gtk_combo_box_text_append(combo, "", _("Recent prompts…"));
+    gint n = 0;
+    for (gint i = 0; i < DIT_RECENT_PROMPTS; i++) {
+        if (!d->recent_prompts[i][0])
+            continue;
+        gchar *line = g_strdelimit(g_strdup(d->recent_prompts[i]), "\t\r\n", ' ');
+        if (g_utf8_strlen(line, -1) > 60) {
+            gchar *cut = g_utf8_substring(line, 0, 59);
+            g_free(line);
+            line = g_strconcat(cut, "…", NULL);
+            g_free(cut);
+        }
+        gchar *id = g_strdup_printf("%d", i);
+        gtk_combo_box_text_append(combo, id, line);
+        g_free(id), g_free(line);
+        n++;
+    }
+    gtk_combo_box_set_active(GTK_COMBO_BOX(combo), 0);
+    gtk_widget_set_sensitive(d->recent, n > 0);
+    d->recent_updating = FALSE;
+}
+
+/* a recent prompt chosen: into the prompt box, and the combo back to its title */
+static void on_recent_changed(GtkComboBox *combo, DitDialog *d)
+{
+    const gchar *id = gtk_combo_box_get_active_id(combo);
+    if (d->recent_updating || !id || !*id)
+        return;
+    const gint i = CLAMP(atoi(id), 0, DIT_RECENT_PROMPTS - 1);
+    gtk_text_buffer_set_text(gtk_text_view_get_buffer(GTK_TEXT_VIEW(d->prompt)),
+                             d->recent_prompts[i], -1);
+    d->recent_updating = TRUE;
+    gtk_combo_box_set_active(combo, 0);
+    d->recent_updating = FALSE;
+    gtk_widget_grab_focus(d->prompt);
+}
+
 static void set_model(DitDialog *d, const gchar *path)
 {
     g_free(d->model);
     d->model = g_strdup(path ? path : "");
     show_model(d);
     fill_labels(d);
+    show_model_kind(d);
 }
 
 /* The Model combo: "" (the default model), the library's models by name,
@@ -403,6 +486,50 @@ static void add_inpaint_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitVa
                       "steps again"));
 }
 
+/* a text model's prompt (with the recent ones) and negative prompt, in
+ * place of the class row */
+static void add_prompt_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitValues *values)
+{
+    memcpy(d->recent_prompts, values->recent_prompts, sizeof d->recent_prompts);
+    d->prompt = gtk_text_view_new();
+    gtk_text_view_set_wrap_mode(GTK_TEXT_VIEW(d->prompt), GTK_WRAP_WORD_CHAR);
+    gtk_text_view_set_accepts_tab(GTK_TEXT_VIEW(d->prompt), FALSE);
+    gtk_text_view_set_left_margin(GTK_TEXT_VIEW(d->prompt), 6);
+    gtk_text_view_set_right_margin(GTK_TEXT_VIEW(d->prompt), 6);
+    gtk_text_view_set_top_margin(GTK_TEXT_VIEW(d->prompt), 4);
+    gtk_text_buffer_set_text(gtk_text_view_get_buffer(GTK_TEXT_VIEW(d->prompt)),
+                             values->prompt[0] ? values->prompt : values->recent_prompts[0], -1);
+    GtkWidget *scroll = gtk_scrolled_window_new(NULL, NULL);
+    gtk_scrolled_window_set_policy(GTK_SCROLLED_WINDOW(scroll), GTK_POLICY_NEVER,
+                                   GTK_POLICY_AUTOMATIC);
+    gtk_scrolled_window_set_shadow_type(GTK_SCROLLED_WINDOW(scroll), GTK_SHADOW_IN);
+    gtk_scrolled_window_set_min_content_height(GTK_SCROLLED_WINDOW(scroll), 72);
+    gtk_container_add(GTK_CONTAINER(scroll), d->prompt);
+    gtk_widget_set_tooltip_text(scroll, _("Describe the picture in words (in English): what it "
+                                          "shows, its look and its light"));
+    d->recent = gtk_combo_box_text_new();
+    gtk_widget_set_tooltip_text(d->recent, _("Put one of the last prompts back in the box"));
+    fill_recent(d);
+    g_signal_connect(d->recent, "changed", G_CALLBACK(on_recent_changed), d);
+    GtkWidget *box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 6);
+    gtk_box_pack_start(GTK_BOX(box), scroll, TRUE, TRUE, 0);
+    gtk_box_pack_start(GTK_BOX(box), d->recent, FALSE, FALSE, 0);
+    d->prompt_rows[0] = add_label(grid, *row, _("_What to paint (prompt):"), d->prompt);
+    gtk_widget_set_valign(d->prompt_rows[0], GTK_ALIGN_START);
+    d->prompt_rows[1] = box;
+    gtk_grid_attach(grid, box, 1, (*row)++, 1, 1);
+
+    d->negative = gtk_entry_new();
+    gtk_entry_set_text(GTK_ENTRY(d->negative), values->negative_prompt);
+    gtk_entry_set_activates_default(GTK_ENTRY(d->negative), TRUE);
+    gtk_entry_set_placeholder_text(GTK_ENTRY(d->negative), _("nothing"));
+    gtk_widget_set_tooltip_text(d->negative, _("What the picture should not show, e.g. "
+                                               "“blurry, text”; empty: nothing"));
+    d->prompt_rows[2] = add_label(grid, *row, _("_Keep out (negative prompt):"), d->negative);
+    d->prompt_rows[3] = d->negative;
+    gtk_grid_attach(grid, d->negative, 1, (*row)++, 1, 1);
+}
+
 /* variations; outpaint: how far the canvas grows on each side */
 static void add_result_rows(DitDialog *d, GtkGrid *grid, gint *row, const DitValues *values)
 {
@@ -562,8 +689,10 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     gtk_entry_completion_set_match_func(d->completion, match_anywhere, NULL, NULL);
     gtk_entry_completion_set_minimum_key_length(d->completion, 1);
     gtk_entry_set_completion(entry, d->completion);
-    add_label(grid, row, _("C_lass:"), d->klass);
+    d->class_row[0] = add_label(grid, row, _("C_lass:"), d->klass);
+    d->class_row[1] = d->klass;
     gtk_grid_attach(grid, d->klass, 1, row++, 1, 1);
+    add_prompt_rows(d, grid, &row, values);
 
     /* numbers */
     d->steps = gtk_adjustment_new(CLAMP(values->steps > 0 ? values->steps : 20, 1, 1000), 1, 1000,
@@ -576,7 +705,9 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
                   _("0 keeps the image, 1 starts from pure noise"), &d->strength_row[0]);
     d->guidance = gtk_adjustment_new(values->guidance, 0.0, 20.0, 0.1, 1.0, 0);
     add_scale(grid, row++, _("_Guidance:"), d->guidance, 1,
-              _("Classifier-free guidance: how strongly the class is followed (1 = off)"), NULL);
+              _("Classifier-free guidance: how strongly the class or the prompt is followed (1 = "
+                "off)"),
+              NULL);
     add_interval_row(d, grid, row++, values);
 
     /* seed + randomise */
@@ -649,6 +780,7 @@ DitDialog *ditui_dialog_new(const gchar *title, const DitValues *values, gboolea
     gtk_widget_show_all(hbox);
     show_model(d);
     fill_labels(d);
+    show_model_kind(d);
     update_mode_widgets(d);
     return d;
 }
@@ -673,6 +805,29 @@ gint ditui_dialog_run(DitDialog *d)
     return gtk_dialog_run(GTK_DIALOG(d->dialog));
 }
 
+/* a text model's prompts, remembered among the recent ones; "" for a
+ * class model (which refuses a prompt) */
+static void get_prompts(DitDialog *d, DitValues *v)
+{
+    GtkTextBuffer *buf = gtk_text_view_get_buffer(GTK_TEXT_VIEW(d->prompt));
+    GtkTextIter a, b;
+    gtk_text_buffer_get_bounds(buf, &a, &b);
+    gchar *prompt = g_strstrip(gtk_text_buffer_get_text(buf, &a, &b, FALSE));
+    gchar *negative = g_strstrip(g_strdup(gtk_entry_get_text(GTK_ENTRY(d->negative))));
+    ditui_values_set_string(v->prompt, sizeof v->prompt, d->text_model ? prompt : "");
+    ditui_values_set_string(v->negative_prompt, sizeof v->negative_prompt,
+                            d->text_model ? negative : "");
+    /* the class field is hidden: an empty prompt must not become its text */
+    if (d->text_model && !*prompt)
+        v->class_name[0] = '\0';
+    G_STATIC_ASSERT(sizeof d->recent_prompts == sizeof v->recent_prompts);
+    memcpy(v->recent_prompts, d->recent_prompts, sizeof v->recent_prompts);
+    ditui_values_remember_prompt(v, v->prompt);
+    memcpy(d->recent_prompts, v->recent_prompts, sizeof d->recent_prompts);
+    fill_recent(d);
+    g_free(prompt), g_free(negative);
+}
+
 void ditui_dialog_get_values(DitDialog *d, DitValues *v)
 {
     v->version = DIT_VALUES_VERSION;
@@ -682,6 +837,7 @@ void ditui_dialog_get_values(DitDialog *d, DitValues *v)
     gchar *cls = g_strstrip(g_strdup(gtk_entry_get_text(entry)));
     ditui_values_set_string(v->class_name, sizeof v->class_name, cls);
     g_free(cls);
+    get_prompts(d, v);
     v->steps = (gint32)gtk_adjustment_get_value(d->steps);
     v->strength = gtk_adjustment_get_value(d->strength);
     v->guidance = gtk_adjustment_get_value(d->guidance);

@@ -1,7 +1,9 @@
 /* The DiT dialog: GTK3 widgets for every DitValues field plus a preview of
  * the region being sampled. It knows nothing of GIMP: a plug-in (or a test)
  * gives it the starting values, a function that lists a model's class
- * labels, and RGB buffers to show while sampling runs.
+ * labels, and RGB buffers to show while sampling runs. For a text model
+ * (PixArt) a prompt box with the recent prompts and a negative-prompt
+ * entry take the class field's place.
  *
  * Typical use (GIMP 2.10 plug-in):
  *
@@ -47,7 +49,8 @@ GtkWidget *ditui_dialog_get_widget(DitDialog *dialog);
 /* Shows the dialog and waits for OK (GTK_RESPONSE_OK), Cancel or close. */
 gint ditui_dialog_run(DitDialog *dialog);
 
-/* The values as the widgets hold them now. */
+/* The values as the widgets hold them now; a text model's prompt goes
+ * first among the recent prompts (a class model's prompts are ""). */
 void ditui_dialog_get_values(DitDialog *dialog, DitValues *values);
 
 /* Shows packed 8-bit RGB (h rows of `rowstride` bytes) scaled to fit the

@@ -2,11 +2,15 @@
  * screenshot of it or prints its texts.
  *
  *   dialog-shot --png OUT.png [--photo PHOTO] [--labels FILE] [--default-model DIR]
+ *               [--model DIR] [--prompt TEXT] [--recent TEXT ...]
  *       shows the dialog (needs a display, e.g. xvfb-run), waits until it is
- *       drawn and renders the window into OUT.png
- *   dialog-shot --texts [--labels FILE]
+ *       drawn and renders the window into OUT.png; --model picks a model
+ *       other than the default (a text model shows its prompt box, filled
+ *       with --prompt, the --recent prompts offered below it)
+ *   dialog-shot --texts [--visible-only] [--labels FILE] [--model DIR] ...
  *       prints every label, button, frame and tooltip text, one per line, in
- *       the language of the environment (LANGUAGE=zh_CN ...)
+ *       the language of the environment (LANGUAGE=zh_CN ...); with
+ *       --visible-only those of the rows shown for the model only
  *   dialog-shot --grab XID --png OUT.png
  *       saves what another program's X11 window shows (the dialog opened by
  *       the plug-in inside GIMP) into OUT.png
@@ -36,6 +40,9 @@ static gchar **labels_from_file(const gchar *path, gpointer user_data)
 
 static void print_texts(GtkWidget *w, gpointer data)
 {
+    const gboolean *visible_only = data;
+    if (*visible_only && !gtk_widget_is_toplevel(w) && !gtk_widget_get_visible(w))
+        return;
     const gchar *tip = gtk_widget_get_tooltip_text(w);
     if (GTK_IS_LABEL(w) && *gtk_label_get_text(GTK_LABEL(w)))
         printf("%s\n", gtk_label_get_text(GTK_LABEL(w)));
@@ -139,8 +146,9 @@ static gboolean take_shot(gpointer data)
 int main(int argc, char **argv)
 {
     gchar *png = NULL, *photo = NULL, *labels = NULL, *model = NULL, *grab = NULL;
-    gchar *class_name = NULL;
-    gboolean texts = FALSE;
+    gchar *class_name = NULL, *pick = NULL, *prompt = NULL;
+    gchar **recent = NULL;
+    gboolean texts = FALSE, visible_only = FALSE;
     GOptionEntry entries[] = {
         {"png", 0, 0, G_OPTION_ARG_FILENAME, &png, "save a screenshot", "FILE"},
         {"photo", 0, 0, G_OPTION_ARG_FILENAME, &photo, "show this picture as the preview", "FILE"},
@@ -151,6 +159,13 @@ int main(int argc, char **argv)
         {"class", 0, 0, G_OPTION_ARG_STRING, &class_name, "the Class field (default Sneaker)",
          "TEXT"},
         {"grab", 0, 0, G_OPTION_ARG_STRING, &grab, "save this X11 window instead", "XID"},
+        {"model", 0, 0, G_OPTION_ARG_FILENAME, &pick, "the chosen model (default: the default)",
+         "DIR"},
+        {"prompt", 0, 0, G_OPTION_ARG_STRING, &prompt, "a text model's prompt", "TEXT"},
+        {"recent", 0, 0, G_OPTION_ARG_STRING_ARRAY, &recent, "a recent prompt (repeatable)",
+         "TEXT"},
+        {"visible-only", 0, 0, G_OPTION_ARG_NONE, &visible_only,
+         "--texts: only the shown widgets' texts", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     setlocale(LC_ALL, "");
@@ -176,6 +191,10 @@ int main(int argc, char **argv)
     ditui_values_init(&v, DIT_MODE_INPAINT);
     ditui_values_set_string(v.class_name, sizeof v.class_name, class_name ? class_name : "Sneaker");
     v.seed = 1234;
+    ditui_values_set_string(v.model, sizeof v.model, pick);
+    for (gint i = recent ? (gint)g_strv_length(recent) - 1 : -1; i >= 0; i--)
+        ditui_values_remember_prompt(&v, recent[i]); /* the first given is the newest */
+    ditui_values_set_string(v.prompt, sizeof v.prompt, prompt);
     DitDialog *d = ditui_dialog_new(_("DiT Inpaint"), &v, TRUE, model, labels_from_file, labels);
     if (photo) {
         GdkPixbuf *pb = gdk_pixbuf_new_from_file(photo, &err);
@@ -196,7 +215,7 @@ int main(int argc, char **argv)
     GtkWidget *window = ditui_dialog_get_widget(d);
     if (texts) {
         printf("%s\n", gtk_window_get_title(GTK_WINDOW(window)));
-        print_texts(window, NULL);
+        print_texts(window, &visible_only);
     }
     if (png) {
         Shot s = {window, png, 1, 0};
@@ -207,5 +226,7 @@ int main(int argc, char **argv)
     }
     ditui_dialog_destroy(d);
     g_free(png), g_free(photo), g_free(labels), g_free(model), g_free(class_name);
+    g_free(pick), g_free(prompt);
+    g_strfreev(recent);
     return rc;
 }

@@ -103,9 +103,12 @@ EDIT_ARGS = ("model", "class", "steps", "strength", "guidance", "guidance-from",
              "resample-count", "variations", "detail")
 GENERATE_ARGS = ("model", "class", "steps", "guidance", "guidance-from", "guidance-to", "seed",
                  "sampler", "device", "variations", "detail")
-PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS, "plug-in-dit-img2img": EDIT_ARGS,
-             "plug-in-dit-generate": GENERATE_ARGS,
-             "plug-in-dit-outpaint": EDIT_ARGS + ("top", "left", "bottom", "right")}
+# GIMP 3 only, last: a text model's; GIMP 2.10 takes the prompt as `class`
+PROMPT_ARGS = ("prompt", "negative-prompt")
+PROC_ARGS = {"plug-in-dit-inpaint": EDIT_ARGS + PROMPT_ARGS,
+             "plug-in-dit-img2img": EDIT_ARGS + PROMPT_ARGS,
+             "plug-in-dit-generate": GENERATE_ARGS + PROMPT_ARGS,
+             "plug-in-dit-outpaint": EDIT_ARGS + ("top", "left", "bottom", "right") + PROMPT_ARGS}
 # added after the first procedures, with their defaults: 2.10's Script-Fu
 # takes every argument in order, so its first procedures keep the list
 # existing calls were written for and their "-full" twins take these too
@@ -183,6 +186,12 @@ class Gimp:
         expression for GIMP 3's drawables instead of (vector drawables))."""
         names = PROC_ARGS[proc]
         values = {("class" if k == "cls" else k.replace("_", "-")): v for k, v in kw.items()}
+        if self.major == 2:  # a text model's prompt comes as the class
+            if "prompt" in values:
+                values["class"] = values.pop("prompt")
+            if "negative-prompt" in values:
+                raise Failure("GIMP 2.10's procedures take no negative prompt")
+            names = [n for n in names if n not in PROMPT_ARGS]
         if self.major == 2:  # a later argument: the -full twin (outpaint has them all)
             full = proc.endswith("outpaint") or any(n in values for n in LATER)
             if full:
@@ -202,6 +211,18 @@ def photos_dir(srcdir):
     if not all(os.path.isfile(os.path.join(d, p)) for p in PHOTOS):
         skip(f"the test photos are not in {d}")
     return d
+
+
+def make_text_model(srcdir, root):
+    """The tiny text model: a PixArt pipeline folder of links to the golden
+    fixtures (native size 16x16 pixels, unit 4)."""
+    golden = os.path.join(srcdir, "tests", "golden")
+    model = os.path.join(root, "models", "pixart-tiny")
+    os.makedirs(model)
+    for link, target in (("transformer", "pixart_tiny/transformer"), ("text_encoder", "t5_tiny"),
+                         ("tokenizer", "t5_tiny"), ("vae", "vae_kl")):
+        os.symlink(os.path.join(golden, target), os.path.join(model, link))
+    return model
 
 
 def make_model(srcdir, root):
@@ -404,7 +425,12 @@ def case_script(name, body):
             f'(begin {body}) (say "{name} done=yes"))')
 
 
-def batch_script(g, photos, model, out):
+# a text model's prompt and the layer name it gives (one line, cut at a word)
+PROMPT = "a red tulip in a glass vase on a wooden table,  morning light"
+PROMPT_LABEL = "a red tulip in a glass vase on a wooden…"
+
+
+def batch_script(g, photos, model, text, out):
     p = lambda f: os.path.join(photos, f)
     o = lambda f: os.path.join(out, f)
     inpaint = lambda **kw: g.call("plug-in-dit-inpaint", **kw)
@@ -542,6 +568,16 @@ def batch_script(g, photos, model, out):
           (save img layer "{o('variations-orig.png')}")
           (save-selection img "{o('variations-mask.png')}")
           (gimp-image-delete img)))'''))
+    # 13. a text model inpaints from a prompt (GIMP 2.10: the prompt as the
+    # class; 3: the named prompt, with a negative prompt)
+    words = {"prompt": PROMPT} if g.major == 2 else {"prompt": PROMPT, "negative_prompt": "blurry"}
+    cases.append(("prompt", f'''
+      (let* ((img (open-png "{p('chelsea.png')}")) (layer (active-layer img)))
+        (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 120 60 150 120)
+        (let* ((new (car {inpaint(model=text, steps=4, strength=1.0, guidance=4.0, seed=51,
+                                  sampler="", grow=0, device="auto", **words)})))
+          (report "prompt" img layer new) {saves('prompt')}
+          (gimp-image-delete img)))'''))
     if g.major == 3:  # 9. generate without a drawable: the new layer goes on top
         cases.append(("generate0", f'''
       (let* ((img (open-png "{p('coffee.png')}")) (layer (active-layer img)))
@@ -556,12 +592,13 @@ def batch_script(g, photos, model, out):
 def run_batch(g, args, root):
     photos = photos_dir(args.srcdir)
     model = make_model(args.srcdir, root)
+    text = make_text_model(args.srcdir, root)
     out = os.path.join(args.outdir, f"batch-gimp{g.major}")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     prof = Profile(g, args, root)
     prof.env["DIT_DEFAULT_MODEL"] = model  # "" in the img2img case
-    cases = batch_script(g, photos, model, out)
+    cases = batch_script(g, photos, model, text, out)
     script = g.prelude + "\n".join(case_script(n, b) for n, b in cases)
     output = prof.gimp([script], what="batch")
     r = results(output)
@@ -641,6 +678,7 @@ def run_batch(g, args, root):
               channels=4, off=(20, 30))
     edit_case("img2img", "Trouser", 12, extra=("--min-changed", "0.9"))
     edit_case("img2imgsel", "T-shirt/top", 13)
+    edit_case("prompt", PROMPT_LABEL, 51, size=(451, 300))
 
     def generate(res):
         check(res["layers"] == "2", "generate: the image has 2 layers")
@@ -698,6 +736,12 @@ ERRORS = [
      "use the CPU device", (2, 3)),
     ("model", SEL, "plug-in-dit-inpaint", {"model": "/nonexistent/model"},
      "Could not load the model", (2, 3)),
+    # a text model without a prompt (GIMP 2.10: an empty class); a class
+    # model given one (GIMP 3: 2.10 has no prompt argument)
+    ("noprompt", SEL, "plug-in-dit-inpaint", {"model": "{text-model}", "cls": ""},
+     "This is a text model: type a prompt", (2, 3)),
+    ("classprompt", SEL, "plug-in-dit-inpaint", {"prompt": "a red tulip"},
+     "This model takes a class, not a prompt", (3,)),
     # GIMP 3 passes every selected drawable; DiT takes one
     ("drawables",
      "(let* ((l2 (car (gimp-layer-copy layer)))) (gimp-image-insert-layer img l2 0 0)"
@@ -711,12 +755,14 @@ def error_cases(g):
     return [e for e in ERRORS if g.major in e[5]]
 
 
-def error_script(g, photos, model, cases):
+def error_script(g, photos, model, cases, text=None):
     scripts = []
     for name, setup, proc, extra, _, _ in cases:
         setup = setup.replace("{group-new}", "(gimp-layer-group-new img)" if g.major == 2
                               else '(gimp-group-layer-new img "group")')
         kw = {**ARGS, "model": model, **extra}
+        if kw["model"] == "{text-model}":
+            kw["model"] = text
         if proc.endswith("generate"):
             kw.pop("strength"), kw.pop("grow")
         # GIMP 3: the layer and any others the setup selected (extra)
@@ -735,9 +781,10 @@ def error_script(g, photos, model, cases):
 def run_errors(g, args, root):
     photos = photos_dir(args.srcdir)
     model = make_model(args.srcdir, root)
+    text = make_text_model(args.srcdir, root)
     prof = Profile(g, args, root)
     cases = error_cases(g)
-    output = prof.gimp([error_script(g, photos, model, cases)], what="errors")
+    output = prof.gimp([error_script(g, photos, model, cases, text)], what="errors")
     r = results(output)
     failed = []
     for name, _, _, _, message, _ in cases:
@@ -1140,6 +1187,8 @@ DOC_ARGS = {
     "left": "int 0 4096 64",
     "bottom": "int 0 4096 64",
     "right": "int 0 4096 64",
+    "prompt": "string \"\"",
+    "negative-prompt": "string \"\"",
 }
 STRENGTH = {"plug-in-dit-inpaint": "1", "plug-in-dit-img2img": "0.75", "plug-in-dit-outpaint": "1"}
 # GIMP 2.10's procedures: the first wave's, their -full twins, outpaint
@@ -1211,11 +1260,12 @@ def run_pdb(args, root):
         for name2, full in ((proc, not first_wave),) + (((proc + FULL, True),) if first_wave else ()):
             args2 = reg2[name2][1]
             names2 = [n for n, _ in args2]
-            both = [i for i, n in enumerate(names3[3:]) if full or n not in LATER]
+            both = [i for i, n in enumerate(names3[3:])
+                    if n not in PROMPT_ARGS and (full or n not in LATER)]
             check(names2[:3] == ["run-mode", "image", "drawable"]
                   and names2[3:] == [names3[3 + i] for i in both],
-                  f"GIMP 2.10 gives {name2} GIMP 3's arguments"
-                  + ("" if full else f" but {tuple(LATER)}") + f": {names2[3:]}")
+                  f"GIMP 2.10 gives {name2} GIMP 3's arguments but {PROMPT_ARGS}"
+                  + ("" if full else f" and {tuple(LATER)}") + f": {names2[3:]}")
             kinds3 = [argl[3 + i].split(" ")[1] for i in both]
             check([t for _, t in args2[3:]] == [TYPES2[k] for k in kinds3],
                   f"GIMP 2.10 {name2} types {[t for _, t in args2[3:]]} match GIMP 3's {kinds3}")
@@ -1282,6 +1332,42 @@ def run_dialog(args, root):
     check(len(combo) == 1 and "| garments |" in combo[0] and
           combo[0].endswith("Other folder… | Other file… |"),
           f"the Model combo: the default, the library's models, the choosers ({combo})")
+
+    # a text model: a prompt box (the recent prompts below it) and a negative
+    # prompt in place of the class; screenshot OUTDIR/dit-dialog-text.png
+    text = make_text_model(args.srcdir, root)
+    labels = os.path.join(model, "labels.txt")
+    tshot = os.path.join(args.outdir, "dit-dialog-text.png")
+    if os.path.exists(tshot):
+        os.remove(tshot)
+    words = ["--prompt", PROMPT, "--recent", PROMPT, "--recent", "a lighthouse on a cliff at dusk"]
+    p = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", args.dialog_shot,
+                        "--png", tshot, "--photo", os.path.join(photos, "chelsea.png"),
+                        "--labels", labels, "--default-model", model, "--model", text] + words,
+                       env=env, capture_output=True, text=True, timeout=120)
+    log(p.stdout + p.stderr)
+    check(p.returncode == 0 and run_check(args, "nonblank", tshot, "--min-size", "500x300") == 0,
+          f"{tshot}: the dialog with a text model, a valid, non-blank PNG")
+
+    def shown(*extra):
+        p = subprocess.run(["xvfb-run", "-a", args.dialog_shot, "--texts", "--visible-only",
+                            "--labels", labels, "--default-model", model, *extra],
+                           env=env, capture_output=True, text=True, timeout=60)
+        check(p.returncode == 0, "dialog-shot --texts --visible-only ran")
+        return p.stdout.splitlines()
+    texts = shown("--model", text, *words)
+    rows = ("What to paint (prompt):", "Keep out (negative prompt):")
+    check(all(r in texts for r in rows) and "Class:" not in texts,
+          "a text model shows the prompt and the negative prompt, not the class")
+    check("pixart-tiny: text model (PixArt), paints what the prompt says" in texts,
+          "the model line says it is a text model")
+    recent = [t for t in texts if t.startswith("items: Recent prompts… |")]
+    check(len(recent) == 1 and recent[0].startswith("items: Recent prompts… | a red tulip in a ")
+          and recent[0].endswith("| a lighthouse on a cliff at dusk |"),
+          f"the recent prompts are offered, newest first: {recent}")
+    texts = shown()
+    check("Class:" in texts and not any(r in texts for r in rows),
+          "a class model shows the class, not the prompt")
 
 
 # msgid -> what each language must show (GtkLabel drops the mnemonic '_')
