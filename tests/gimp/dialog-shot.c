@@ -2,11 +2,12 @@
  * screenshot of it or prints its texts.
  *
  *   dialog-shot --png OUT.png [--photo PHOTO] [--labels FILE] [--default-model DIR]
- *               [--model DIR] [--prompt TEXT] [--recent TEXT ...]
+ *               [--model DIR] [--prompt TEXT] [--negative TEXT] [--recent TEXT ...]
  *       shows the dialog (needs a display, e.g. xvfb-run), waits until it is
  *       drawn and renders the window into OUT.png; --model picks a model
  *       other than the default (a text model shows its prompt box, filled
- *       with --prompt, the --recent prompts offered below it)
+ *       with --prompt, the --recent prompts offered below it, and the
+ *       negative prompt)
  *   dialog-shot --texts [--visible-only] [--labels FILE] [--model DIR] ...
  *       prints every label, button, frame and tooltip text, one per line, in
  *       the language of the environment (LANGUAGE=zh_CN ...); with
@@ -146,7 +147,7 @@ static gboolean take_shot(gpointer data)
 int main(int argc, char **argv)
 {
     gchar *png = NULL, *photo = NULL, *labels = NULL, *model = NULL, *grab = NULL;
-    gchar *class_name = NULL, *pick = NULL, *prompt = NULL;
+    gchar *class_name = NULL, *pick = NULL, *prompt = NULL, *negative = NULL;
     gchar **recent = NULL;
     gboolean texts = FALSE, visible_only = FALSE;
     GOptionEntry entries[] = {
@@ -162,6 +163,7 @@ int main(int argc, char **argv)
         {"model", 0, 0, G_OPTION_ARG_FILENAME, &pick, "the chosen model (default: the default)",
          "DIR"},
         {"prompt", 0, 0, G_OPTION_ARG_STRING, &prompt, "a text model's prompt", "TEXT"},
+        {"negative", 0, 0, G_OPTION_ARG_STRING, &negative, "its negative prompt", "TEXT"},
         {"recent", 0, 0, G_OPTION_ARG_STRING_ARRAY, &recent, "a recent prompt (repeatable)",
          "TEXT"},
         {"visible-only", 0, 0, G_OPTION_ARG_NONE, &visible_only,
@@ -195,6 +197,7 @@ int main(int argc, char **argv)
     for (gint i = recent ? (gint)g_strv_length(recent) - 1 : -1; i >= 0; i--)
         ditui_values_remember_prompt(&v, recent[i]); /* the first given is the newest */
     ditui_values_set_string(v.prompt, sizeof v.prompt, prompt);
+    ditui_values_set_string(v.negative_prompt, sizeof v.negative_prompt, negative);
     DitDialog *d = ditui_dialog_new(_("DiT Inpaint"), &v, TRUE, model, labels_from_file, labels);
     if (photo) {
         GdkPixbuf *pb = gdk_pixbuf_new_from_file(photo, &err);
@@ -226,7 +229,7 @@ int main(int argc, char **argv)
     }
     ditui_dialog_destroy(d);
     g_free(png), g_free(photo), g_free(labels), g_free(model), g_free(class_name);
-    g_free(pick), g_free(prompt);
+    g_free(pick), g_free(prompt), g_free(negative);
     g_strfreev(recent);
     return rc;
 }
