@@ -32,7 +32,7 @@ def time_sampling(torch, diffusers, args, model, inp):
         gen = torch.Generator(device="cpu").manual_seed(0)
         t0 = torch_common.clock(torch, args.device)
         with torch.inference_mode(), torch_common.autocast(torch, args):
-            pipe(prompt=None, prompt_embeds=cap, prompt_attention_mask=mask,
+            pipe(prompt=None, negative_prompt=None, prompt_embeds=cap, prompt_attention_mask=mask,
                  negative_prompt_embeds=inp["cap"][1:], negative_prompt_attention_mask=inp["cap_mask"][1:],
                  guidance_scale=4.5, num_inference_steps=steps, height=512, width=512,
                  use_resolution_binning=False, generator=gen, output_type="np")
