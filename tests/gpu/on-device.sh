@@ -20,7 +20,8 @@
 #        device.txt    the GPU, its compute capability, driver, nvcc, and the
 #                      CUDA libraries the test binaries resolve
 #        setup.log, build.log, test-gpu.log, testlog.txt (meson's, per test)
-#        bench-{dit,vae,train}-{fp32,bf16}.txt   the GPU benchmarks (step 5)
+#        bench-{dit,vae,train}-{fp32,bf16}.txt, bench-pixart.txt   the GPU
+#                      benchmarks (step 5)
 #      It exits non-zero if the build or any gpu test fails (a SKIP there
 #      means no device was seen: also a failure on this machine).
 #      Budget: about 1 minute to unpack and configure, 2-3 to build on 16
@@ -113,6 +114,13 @@ bench() {
             grep -E "^(device|libdit)" "$f" | tee -a "$OUT/summary.txt"
         done
     done
+    # the text pipeline: a PixArt-alpha-XL/2-512-shaped transformer, all 28
+    # blocks, forward and a whole 20-step 512x512 sample (fp32, then bf16)
+    f="$OUT/bench-pixart.txt"
+    DIT_BENCH_DEVICE=cuda DIT_BENCH_ITERS=5 DIT_BENCH_PIXART_DEPTH=28 DIT_BENCH_SAMPLE_STEPS=20 \
+        timeout 120 "$BUILD/tests/bench/bench-pixart" >"$f" 2>&1 ||
+        log "bench-pixart: exit $? (see $(basename "$f"))"
+    grep -E "^(device|libdit)" "$f" | tee -a "$OUT/summary.txt"
     log "benchmarks done"
 }
 if [ "$MODE" = bench ]; then
