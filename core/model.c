@@ -59,14 +59,6 @@ typedef struct {
     float *scratch;   /* attention scratch */
 } acts;
 
-static size_t carve(float **dst, float *base, size_t *used, size_t n)
-{
-    if (dst)
-        *dst = base ? base + *used : NULL;
-    *used += (n + 15) & ~(size_t)15;
-    return *used;
-}
-
 /* Returns the floats needed; fills `a` when base is not NULL. Sizes are
  * bounded by the config limits of the loader and the checked B, H, W. */
 static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int H, int W,
@@ -78,23 +70,23 @@ static size_t layout_acts(const dit_backend *be, const dit_config *c, int B, int
     const size_t Ts = T + (c->conditioning == DIT_COND_IN_CONTEXT ? n : 0);
     const size_t BT = (size_t)B * T, BTs = (size_t)B * Ts;
     size_t used = 0;
-    carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
-    carve(&a->x, base, &used, BTs * D);
-    carve(&a->tfreq, base, &used, (size_t)B * c->freq_dim);
-    carve(&a->thid, base, &used, (size_t)B * D);
-    carve(&a->c, base, &used, (size_t)B * D);
-    carve(&a->csilu, base, &used, (size_t)B * D);
-    carve(&a->mod, base, &used, (size_t)B * 6 * D);
-    carve(&a->ctx, base, &used, (size_t)B * n * D);
-    carve(&a->kv, base, &used, (size_t)B * n * 2 * D);
-    carve(&a->xprobs, base, &used, BT * c->num_heads * n);
-    carve(&a->h, base, &used, BTs * D);
-    carve(&a->qkv, base, &used, BTs * 3 * D);
-    carve(&a->att, base, &used, BTs * D);
-    carve(&a->y, base, &used, BTs * D);
-    carve(&a->mlp, base, &used, BTs * (size_t)c->mlp_hidden);
-    carve(&a->fin, base, &used, BT * p * p * c->out_channels);
-    return carve(&a->scratch, base, &used, be->attention_scratch(be, B, (int)Ts, c->num_heads));
+    dit_carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
+    dit_carve(&a->x, base, &used, BTs * D);
+    dit_carve(&a->tfreq, base, &used, (size_t)B * c->freq_dim);
+    dit_carve(&a->thid, base, &used, (size_t)B * D);
+    dit_carve(&a->c, base, &used, (size_t)B * D);
+    dit_carve(&a->csilu, base, &used, (size_t)B * D);
+    dit_carve(&a->mod, base, &used, (size_t)B * 6 * D);
+    dit_carve(&a->ctx, base, &used, (size_t)B * n * D);
+    dit_carve(&a->kv, base, &used, (size_t)B * n * 2 * D);
+    dit_carve(&a->xprobs, base, &used, BT * c->num_heads * n);
+    dit_carve(&a->h, base, &used, BTs * D);
+    dit_carve(&a->qkv, base, &used, BTs * 3 * D);
+    dit_carve(&a->att, base, &used, BTs * D);
+    dit_carve(&a->y, base, &used, BTs * D);
+    dit_carve(&a->mlp, base, &used, BTs * (size_t)c->mlp_hidden);
+    dit_carve(&a->fin, base, &used, BT * p * p * c->out_channels);
+    return dit_carve(&a->scratch, base, &used, be->attention_scratch(be, B, (int)Ts, c->num_heads));
 }
 
 /* csilu (B, D) = SiLU(MLP(temb(t)) + table[y]) for one embedder; for the
@@ -349,22 +341,22 @@ static dit_status forward_device(dit_ctx *ctx, const dit_model *model, int B, in
     acts a;
     size_t used = layout_acts(be, c, B, H, W, NULL, &a);
     const size_t n_acts = used;
-    carve(NULL, NULL, &used, n_x);
-    carve(NULL, NULL, &used, (size_t)B);
-    carve(NULL, NULL, &used, (size_t)B);
-    carve(NULL, NULL, &used, own_pos ? T * c->hidden_size : 0);
-    carve(NULL, NULL, &used, n_out);
+    dit_carve(NULL, NULL, &used, n_x);
+    dit_carve(NULL, NULL, &used, (size_t)B);
+    dit_carve(NULL, NULL, &used, (size_t)B);
+    dit_carve(NULL, NULL, &used, own_pos ? T * c->hidden_size : 0);
+    dit_carve(NULL, NULL, &used, n_out);
     if ((st = dit_device_arena_reserve(ctx, used)))
         return st;
     float *base = ctx->dev.arena;
     layout_acts(be, c, B, H, W, base, &a);
     float *dx, *dt, *dy, *dpos, *dout;
     used = n_acts;
-    carve(&dx, base, &used, n_x);
-    carve(&dt, base, &used, (size_t)B);
-    carve(&dy, base, &used, (size_t)B); /* int32 labels in a float slot: same size */
-    carve(&dpos, base, &used, own_pos ? T * c->hidden_size : 0);
-    carve(&dout, base, &used, n_out);
+    dit_carve(&dx, base, &used, n_x);
+    dit_carve(&dt, base, &used, (size_t)B);
+    dit_carve(&dy, base, &used, (size_t)B); /* int32 labels in a float slot: same size */
+    dit_carve(&dpos, base, &used, own_pos ? T * c->hidden_size : 0);
+    dit_carve(&dout, base, &used, n_out);
     if (!own_pos)
         dpos = dm->pos_embed;
 

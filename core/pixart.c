@@ -354,14 +354,6 @@ typedef struct {
     float *probs;                                         /* attention weights or scratch */
 } acts;
 
-static size_t carve(float **dst, float *base, size_t *used, size_t n)
-{
-    if (dst)
-        *dst = base ? base + *used : NULL;
-    *used += (n + 15) & ~(size_t)15;
-    return *used;
-}
-
 static size_t layout_acts(const dit_backend *be, const dit_pixart_config *c, int B, int T, int L,
                           float *base, acts *a)
 {
@@ -370,25 +362,25 @@ static size_t layout_acts(const dit_backend *be, const dit_pixart_config *c, int
     size_t used = 0, scratch = be->attention_scratch(be, B, T, c->num_heads);
     if (scratch < (size_t)B * H * T * L)
         scratch = (size_t)B * H * T * L;
-    carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
-    carve(&a->x, base, &used, BT * D);
-    carve(&a->h, base, &used, BT * D);
-    carve(&a->qkv, base, &used, BT * 3 * D);
-    carve(&a->att, base, &used, BT * D);
-    carve(&a->y, base, &used, BT * D);
-    carve(&a->mlp, base, &used, BT * c->mlp_hidden);
-    carve(&a->fin, base, &used, BT * p * p * c->out_channels);
-    carve(&a->cap_h, base, &used, BL * D);
-    carve(&a->cap, base, &used, BL * D);
-    carve(&a->kv, base, &used, BL * 2 * D);
-    carve(&a->freq, base, &used, (size_t)2 * B * FREQ);
-    carve(&a->hid, base, &used, (size_t)2 * B * D);
-    carve(&a->emb, base, &used, (size_t)B * D);
-    carve(&a->esilu, base, &used, (size_t)B * D);
-    carve(&a->t6, base, &used, (size_t)B * 6 * D);
-    carve(&a->mod, base, &used, (size_t)B * 6 * D);
-    carve(&a->cond, base, &used, (size_t)B * 2 * D);
-    return carve(&a->probs, base, &used, scratch);
+    dit_carve(&a->tokens_in, base, &used, BT * c->in_channels * p * p);
+    dit_carve(&a->x, base, &used, BT * D);
+    dit_carve(&a->h, base, &used, BT * D);
+    dit_carve(&a->qkv, base, &used, BT * 3 * D);
+    dit_carve(&a->att, base, &used, BT * D);
+    dit_carve(&a->y, base, &used, BT * D);
+    dit_carve(&a->mlp, base, &used, BT * c->mlp_hidden);
+    dit_carve(&a->fin, base, &used, BT * p * p * c->out_channels);
+    dit_carve(&a->cap_h, base, &used, BL * D);
+    dit_carve(&a->cap, base, &used, BL * D);
+    dit_carve(&a->kv, base, &used, BL * 2 * D);
+    dit_carve(&a->freq, base, &used, (size_t)2 * B * FREQ);
+    dit_carve(&a->hid, base, &used, (size_t)2 * B * D);
+    dit_carve(&a->emb, base, &used, (size_t)B * D);
+    dit_carve(&a->esilu, base, &used, (size_t)B * D);
+    dit_carve(&a->t6, base, &used, (size_t)B * 6 * D);
+    dit_carve(&a->mod, base, &used, (size_t)B * 6 * D);
+    dit_carve(&a->cond, base, &used, (size_t)B * 2 * D);
+    return dit_carve(&a->probs, base, &used, scratch);
 }
 
 /* The inputs of one forward, in the memory of the backend that runs it. */
@@ -556,14 +548,14 @@ static dit_status forward_device(dit_ctx *ctx, const dit_pixart *m, int B, int H
     const size_t sizes[] = {n_x,           (size_t)B, n_cap, (size_t)B * L,
                             (size_t)2 * B, (size_t)B, n_pos, n_out};
     for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
-        carve(NULL, NULL, &used, sizes[i]);
+        dit_carve(NULL, NULL, &used, sizes[i]);
     if ((st = dit_device_arena_reserve(ctx, used)))
         return st;
     float *base = ctx->dev.arena, *dev[G_N_ELEMENTS(sizes)];
     layout_acts(be, c, B, T, L, base, &a);
     used = n_acts;
     for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
-        carve(&dev[i], base, &used, sizes[i]);
+        dit_carve(&dev[i], base, &used, sizes[i]);
     const void *src[] = {host->x,   host->t,  host->caption, host->mask,
                          host->res, host->ar, host->pos};
     for (size_t i = 0; i < G_N_ELEMENTS(src) && !st; i++)

@@ -178,6 +178,27 @@ static char *message_for(dit_ctx *ctx, const char *dir, const char *src)
     return msg;
 }
 
+/* one generated step of p at side x side (channels per pixel) is finite;
+ * an exit code with the reason printed */
+static int sample_one_step(dit_ctx *ctx, dit_pipeline_params *p, int side, int channels)
+{
+    p->task = DIT_TASK_GENERATE;
+    p->steps = 1;
+    const size_t n = (size_t)channels * side * side;
+    float *out = malloc(n * sizeof *out);
+    dit_status st =
+        out ? dit_pipeline_run(ctx, p, NULL, NULL, side, side, one_step_cb, NULL, NULL, out)
+            : DIT_ERR_NOMEM;
+    for (size_t i = 0; !st && i < n; i++)
+        st = isfinite(out[i]) ? DIT_OK : DIT_ERR_MODEL;
+    free(out);
+    if (!st)
+        return 0;
+    fprintf(stderr, "dit: models add: one sampling step failed: %s\n",
+            dit_last_error(ctx)[0] ? dit_last_error(ctx) : "non-finite output");
+    return EXIT_MODEL;
+}
+
 /* A text model: the transformer, the VAE and the tokenizer load, the
  * encoder's files are whole (its config and every tensor's header: loading
  * 4.7 B parameters to check them would take minutes), and one step samples
@@ -217,20 +238,9 @@ static int verify_text_model(const char *dir, const char *src, dit_config *cfg, 
         *side = pc->sample_size * dit_vae_config(v)->downscale;
         dit_pipeline_params p;
         dit_pipeline_params_default(&p, NULL, v);
-        p.pixart = m, p.steps = 1, p.guidance = 1.0f, p.text_len = L;
+        p.pixart = m, p.guidance = 1.0f, p.text_len = L;
         p.prompt_embeds = zeros, p.prompt_mask = ones;
-        float *out = malloc((size_t)3 * *side * *side * sizeof *out);
-        dit_status st =
-            out ? dit_pipeline_run(ctx, &p, NULL, NULL, *side, *side, one_step_cb, NULL, NULL, out)
-                : DIT_ERR_NOMEM;
-        for (size_t i = 0; !st && i < (size_t)3 * *side * *side; i++)
-            st = isfinite(out[i]) ? DIT_OK : DIT_ERR_MODEL;
-        if (st) {
-            fprintf(stderr, "dit: models add: one sampling step failed: %s\n",
-                    dit_last_error(ctx)[0] ? dit_last_error(ctx) : "non-finite output");
-            rc = EXIT_MODEL;
-        }
-        free(out);
+        rc = sample_one_step(ctx, &p, *side, 3);
     }
     free(zeros), free(ones);
     dit_tokenizer_free(tok);
@@ -283,21 +293,7 @@ static int verify_model(const char *dir, const char *src, dit_config *cfg, int *
     if (!rc) {
         dit_pipeline_params p;
         dit_pipeline_params_default(&p, m, v);
-        p.task = DIT_TASK_GENERATE;
-        p.steps = 1;
-        const size_t n = (size_t)(v ? 3 : cfg->in_channels) * *side * *side;
-        float *out = malloc(n * sizeof *out);
-        dit_status st =
-            out ? dit_pipeline_run(ctx, &p, NULL, NULL, *side, *side, one_step_cb, NULL, NULL, out)
-                : DIT_ERR_NOMEM;
-        for (size_t i = 0; !st && i < n; i++)
-            st = isfinite(out[i]) ? DIT_OK : DIT_ERR_MODEL;
-        if (st) {
-            fprintf(stderr, "dit: models add: one sampling step failed: %s\n",
-                    dit_last_error(ctx)[0] ? dit_last_error(ctx) : "non-finite output");
-            rc = EXIT_MODEL;
-        }
-        free(out);
+        rc = sample_one_step(ctx, &p, *side, v ? 3 : cfg->in_channels);
     }
     dit_model_free(m);
     dit_vae_free(v);

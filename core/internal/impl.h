@@ -252,6 +252,16 @@ int dit_folder_vae_factor(const char *path);
  * dit_text_encoder_fingerprint gives once loaded) from its files' headers,
  * without loading the weights. path as dit_text_encoder_load takes. */
 dit_status dit_t5_peek(dit_ctx *ctx, const char *path, dit_t5_config *cfg, char fp[65]);
+/* Carves n floats (rounded up to 16: 64-byte steps) from a buffer at
+ * base + *used into *dst (dst may be NULL: counting only; base NULL: a
+ * layout pass that only sizes). Returns the floats used so far. */
+static inline size_t dit_carve(float **dst, float *base, size_t *used, size_t n)
+{
+    if (dst)
+        *dst = base ? base + *used : NULL;
+    *used += (n + 15) & ~(size_t)15;
+    return *used;
+}
 /* The 2-D sin-cos table (gh*gw, D) for a grid whose native side is `base`
  * tokens, computed on the CPU and kept in ctx until another is asked for
  * (every sampling step reuses it). */

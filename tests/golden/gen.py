@@ -2061,7 +2061,24 @@ def pipe_masks(shape, rect, feather):
     return hard, soft
 
 
-class DiTPipelineRef:
+class LatentPipelineRef:
+    """What the float64 pipeline references share: the VAE (self.vae, scaling self.sf, factor
+    self.f) and the latent's shape (self.cin channels) for PIPE_IMAGE_SHAPE."""
+
+    def decode(self, z):
+        with torch.no_grad():
+            return self.vae.decode(z / self.sf).sample
+
+    def encode_mean(self, image):
+        with torch.no_grad():
+            return self.vae.encode(image.to(F64)).latent_dist.mean * self.sf
+
+    def latent_shape(self):
+        B, _, H, Wd = PIPE_IMAGE_SHAPE
+        return (B, self.cin, H // self.f, Wd // self.f)
+
+
+class DiTPipelineRef(LatentPipelineRef):
     """Float64 reference of our pipelines. forward='diffusers' runs DiTTransformer2DModel and
     unpatchifies its proj_out_2 tokens on the real token grid; 'exact' runs ref_forward with
     float64 sinusoids and position table (info only)."""
@@ -2120,17 +2137,6 @@ class DiTPipelineRef:
             xs.append(x)
         return x, torch.stack(xs)
 
-    def decode(self, z):
-        with torch.no_grad():
-            return self.vae.decode(z / self.sf).sample
-
-    def encode_mean(self, image):
-        with torch.no_grad():
-            return self.vae.encode(image.to(F64)).latent_dist.mean * self.sf
-
-    def latent_shape(self):
-        B, _, H, Wd = PIPE_IMAGE_SHAPE
-        return (B, self.cin, H // self.f, Wd // self.f)
 
     def generate(self, **kw):
         sched = self.scheduler()
@@ -3305,7 +3311,7 @@ class DPMSolverF64:
         return collections.namedtuple("Out", "prev_sample")(xn)
 
 
-class PixArtPipelineRef:
+class PixArtPipelineRef(LatentPipelineRef):
     """Float64 reference of our text-to-image / img2img / inpaint pipelines on the pixart_pipe folder.
     Rows [cond; uncond] as the C core batches them (diffusers' PixArtAlphaPipeline uses [uncond; cond];
     every row is computed on its own, so the order does not change a bit of the result)."""
@@ -3388,17 +3394,6 @@ class PixArtPipelineRef:
             xs.append(x)
         return x, torch.stack(xs)
 
-    def decode(self, z):
-        with torch.no_grad():
-            return self.vae.decode(z / self.sf).sample
-
-    def encode_mean(self, image):
-        with torch.no_grad():
-            return self.vae.encode(image.to(F64)).latent_dist.mean * self.sf
-
-    def latent_shape(self):
-        B, _, H, Wd = PIPE_IMAGE_SHAPE
-        return (B, self.cin, H // self.f, Wd // self.f)
 
     def _split(self, kw):
         tkeys = ("prompt_lower", "prompt_mask_ones", "neg_mask_ones", "neg_zeros")
