@@ -278,6 +278,12 @@ dit_status dit_device_sync(dit_ctx *ctx)
 
 #endif
 
+void dit_device_arena_release(dit_ctx *ctx)
+{
+    dit_device_free(ctx->dev.arena);
+    ctx->dev.arena = NULL, ctx->dev.arena_floats = 0;
+}
+
 dit_status dit_device_arena_reserve(dit_ctx *ctx, size_t n_floats)
 {
     dit_device *d = &ctx->dev;

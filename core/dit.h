@@ -383,7 +383,7 @@ typedef struct {
      * encoding of "" or a negative prompt; diffusers' PixArt pipelines pad
      * both to the same length). class_id is not read; no block cache. */
     const dit_pixart *pixart;
-    int text_len;
+    int text_len, text_dim; /* text_dim: the encodings' width, the caption width */
     const float *prompt_embeds, *negative_embeds;
     const int32_t *prompt_mask, *negative_mask;
 } dit_pipeline_params;
@@ -507,6 +507,17 @@ DIT_API dit_status dit_text_pair_encode(dit_ctx *ctx, const char *folder, const 
                                         const char *negative, int max_len, const char *cache_dir,
                                         dit_text_pair *out);
 DIT_API void dit_text_pair_clear(dit_text_pair *t);
+/* A pipeline folder's text model fits together: the encoder's width is the
+ * transformer's caption width (configs only, no weights read; before the
+ * encoder runs). */
+DIT_API dit_status dit_text_model_check(dit_ctx *ctx, const char *folder);
+/* p runs the text model m on the encodings of t (p->model becomes NULL) */
+DIT_API void dit_pipeline_params_use_text(dit_pipeline_params *p, const dit_pixart *m,
+                                          const dit_text_pair *t);
+/* a pipeline folder's scheduler/scheduler_config.json into *c; DIT_OK and
+ * *c unchanged when the folder has none */
+DIT_API dit_status dit_sched_config_from_folder(dit_ctx *ctx, const char *folder,
+                                                dit_sched_config *c);
 /* 300 tokens for a PixArtSigmaPipeline folder (model_index.json), else 120
  * (PixArt-α) */
 DIT_API int dit_text_default_len(const char *folder);

@@ -16,6 +16,7 @@
 #include "internal/blend.h"
 #include "internal/sched.h"
 
+#include <glib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,26 @@ void dit_pipeline_params_default(dit_pipeline_params *p, const dit_model *model,
 }
 
 const char *const dit_mask_mode_names[DIT_MASK_MODE_COUNT] = {"regenerate", "differential"};
+
+void dit_pipeline_params_use_text(dit_pipeline_params *p, const dit_pixart *m,
+                                  const dit_text_pair *t)
+{
+    p->model = NULL, p->pixart = m;
+    p->text_len = t->len, p->text_dim = t->dim;
+    p->prompt_embeds = t->prompt, p->prompt_mask = t->prompt_mask;
+    p->negative_embeds = t->negative, p->negative_mask = t->negative_mask;
+}
+
+dit_status dit_sched_config_from_folder(dit_ctx *ctx, const char *folder, dit_sched_config *c)
+{
+    char *path = g_build_filename(folder, "scheduler", "scheduler_config.json", NULL);
+    char *json = NULL;
+    dit_status st = DIT_OK;
+    if (g_file_get_contents(path, &json, NULL, NULL))
+        st = dit_sched_config_from_json(ctx, path, json, c);
+    g_free(path), g_free(json);
+    return st;
+}
 
 /* latent mask (h, w): the max of the pixel mask over each f x f block (the
  * mean with `mean`: a latent pixel's share of strength), grown by `grow`
@@ -170,6 +191,11 @@ static dit_status check_text(dit_ctx *ctx, const dit_pipeline_params *p, dit_con
             return dit_error(ctx, DIT_ERR_INVALID_ARG, "the %s's mask keeps no token",
                              k ? "negative prompt" : "prompt");
     }
+    if (p->text_dim != pc->caption_channels)
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "the prompt's encoding is %d wide but the transformer takes captions of "
+                         "%d (a text encoder of another model?)",
+                         p->text_dim, pc->caption_channels);
     memset(net, 0, sizeof *net);
     net->in_channels = pc->in_channels, net->out_channels = pc->out_channels;
     net->patch_size = pc->patch_size, net->sample_size = pc->sample_size;

@@ -114,7 +114,15 @@ dit_status dit_text_embed(dit_ctx *ctx, const dit_tokenizer *tok, const dit_text
 
 /* diffusers' PixArt pipelines without clean_caption (which needs bs4 and
  * ftfy): the text lower-cased and stripped */
-static char *prepare_prompt(const char *text) { return g_strstrip(g_utf8_strdown(text, -1)); }
+static char *prepare_prompt(const char *text)
+{
+    /* ASCII first, whatever the locale (a Turkish one would make 'I' a
+     * dotless 'ı' where Python's str.lower gives 'i'), then the rest */
+    char *ascii = g_ascii_strdown(text, -1);
+    char *low = g_utf8_strdown(ascii, -1);
+    g_free(ascii);
+    return g_strstrip(low);
+}
 
 int dit_text_default_len(const char *folder)
 {
@@ -186,9 +194,34 @@ dit_status dit_text_pair_encode(dit_ctx *ctx, const char *folder, const char *pr
                                         NULL);
         dit_text_encoder_free(enc);
         dit_tokenizer_free(tok);
+        dit_device_arena_release(ctx); /* the encoder's weights were in it */
     }
     g_free(texts[0]), g_free(texts[1]), g_free(own);
     if (st)
         dit_text_pair_clear(out);
     return st;
+}
+
+dit_status dit_text_model_check(dit_ctx *ctx, const char *folder)
+{
+    dit_pixart_config pc;
+    dit_t5_config tc;
+    dit_status st;
+    char *enc = g_build_filename(folder, "text_encoder", NULL);
+    const bool has = g_file_test(enc, G_FILE_TEST_IS_DIR);
+    g_free(enc);
+    if (!has)
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s has no text_encoder/: a text model runs from its pipeline folder "
+                         "(transformer/, text_encoder/, tokenizer/, vae/, scheduler/)",
+                         folder);
+    if ((st = dit_pixart_peek(ctx, folder, &pc, NULL)) ||
+        (st = dit_text_encoder_peek(ctx, folder, &tc)))
+        return st;
+    if (tc.d_model != pc.caption_channels)
+        return dit_error(ctx, DIT_ERR_MODEL,
+                         "%s: the text encoder gives %d channels, the transformer takes captions "
+                         "of %d: they do not fit together",
+                         folder, tc.d_model, pc.caption_channels);
+    return DIT_OK;
 }

@@ -311,6 +311,9 @@ static gboolean load_text_model(DitJob *job, const gchar *path, const DitValues 
     if (!*prompt)
         g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_INPUT,
                     _("This is a text model: type a prompt"));
+    else if (dit_text_model_check(job->ctx, path) != DIT_OK)
+        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
+                    dit_last_error(job->ctx));
     else if (dit_text_pair_encode(job->ctx, path, prompt,
                                   v->negative_prompt[0] ? v->negative_prompt : NULL, 0, NULL,
                                   &job->text) != DIT_OK)
@@ -330,22 +333,12 @@ static gboolean load_text_model(DitJob *job, const gchar *path, const DitValues 
 /* the text model's encodings and the pipeline folder's scheduler */
 static gboolean text_params(DitJob *job, const gchar *path, GError **error)
 {
-    dit_pipeline_params *p = &job->params;
-    p->pixart = job->pixart, p->model = NULL;
-    p->text_len = job->text.len;
-    p->prompt_embeds = job->text.prompt, p->prompt_mask = job->text.prompt_mask;
-    p->negative_embeds = job->text.negative, p->negative_mask = job->text.negative_mask;
-    gchar *file = g_build_filename(path, "scheduler", "scheduler_config.json", NULL);
-    gchar *json = NULL;
-    gboolean ok = TRUE;
-    if (g_file_get_contents(file, &json, NULL, NULL) &&
-        dit_sched_config_from_json(job->ctx, file, json, &p->sched) != DIT_OK) {
-        g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
-                    dit_last_error(job->ctx));
-        ok = FALSE;
-    }
-    g_free(file), g_free(json);
-    return ok;
+    dit_pipeline_params_use_text(&job->params, job->pixart, &job->text);
+    if (dit_sched_config_from_folder(job->ctx, path, &job->params.sched) == DIT_OK)
+        return TRUE;
+    g_set_error(error, DIT_JOB_ERROR, DIT_JOB_ERROR_MODEL, _("Could not load the model: %s"),
+                dit_last_error(job->ctx));
+    return FALSE;
 }
 
 /* the context on its device and threads, and the model's path */

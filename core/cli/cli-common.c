@@ -180,18 +180,11 @@ static int load_text_model(const options *o, const char *path, loaded *l)
         fprintf(stderr, "dit: %s is a text model (PixArt): %s\n", path, refuse);
         return EXIT_BAD_INPUT;
     }
-    if (dit_text_pair_encode(l->ctx, path, o->prompt, o->negative_prompt, o->text_len, NULL,
+    if (dit_text_model_check(l->ctx, path) != DIT_OK ||
+        dit_text_pair_encode(l->ctx, path, o->prompt, o->negative_prompt, o->text_len, NULL,
                              &l->text) != DIT_OK ||
         dit_pixart_load(l->ctx, path, &l->pixart) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
-        return EXIT_MODEL;
-    }
-    const int want = dit_pixart_get_config(l->pixart)->caption_channels;
-    if (l->text.dim != want) {
-        fprintf(stderr,
-                "dit: %s: the text encoder gives %d channels, the transformer takes captions of "
-                "%d\n",
-                path, l->text.dim, want);
         return EXIT_MODEL;
     }
     if (!o->quiet)
@@ -497,20 +490,12 @@ int cli_status_exit(dit_status st)
 /* A text model's: the encoded prompts, the pipeline folder's scheduler */
 int cli_text_params(const loaded *l, dit_pipeline_params *p)
 {
-    p->pixart = l->pixart, p->model = NULL;
-    p->text_len = l->text.len;
-    p->prompt_embeds = l->text.prompt, p->prompt_mask = l->text.prompt_mask;
-    p->negative_embeds = l->text.negative, p->negative_mask = l->text.negative_mask;
-    char *path = g_build_filename(l->model_path, "scheduler", "scheduler_config.json", NULL);
-    char *json = NULL;
-    int rc = 0;
-    if (g_file_get_contents(path, &json, NULL, NULL) &&
-        dit_sched_config_from_json(l->ctx, path, json, &p->sched) != DIT_OK) {
+    dit_pipeline_params_use_text(p, l->pixart, &l->text);
+    if (dit_sched_config_from_folder(l->ctx, l->model_path, &p->sched) != DIT_OK) {
         fprintf(stderr, "dit: %s\n", dit_last_error(l->ctx));
-        rc = EXIT_MODEL;
+        return EXIT_MODEL;
     }
-    g_free(path), g_free(json);
-    return rc;
+    return 0;
 }
 
 void cli_add_text_entries(GOptionContext *oc, options *o)

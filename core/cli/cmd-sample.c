@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "png-io.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -366,6 +367,9 @@ static int parse_sampling(dit_task task, int *argc, char ***argv, options *o)
     return rc;
 }
 
+/* --guidance not given (a value no one types; NaN would hide a typed "nan") */
+#define GUIDANCE_UNSET DBL_MAX
+
 /* The pipeline's parameters from the options; an exit code. */
 static int sampling_params(const options *o, loaded *l, dit_task task, int class_id,
                            dit_pipeline_params *p)
@@ -374,7 +378,7 @@ static int sampling_params(const options *o, loaded *l, dit_task task, int class
     dit_pipeline_params_default(p, l->model, l->vae);
     p->task = task;
     p->class_id = class_id;
-    if (isnan(o->guidance)) /* not given: the model family's default */
+    if (o->guidance == GUIDANCE_UNSET) /* not given: the model family's default */
         p->guidance = l->pixart ? DIT_TEXT_GUIDANCE : p->guidance;
     else
         p->guidance = (float)o->guidance;
@@ -461,7 +465,7 @@ static int run_sampling(dit_task task, bool outpaint, int argc, char **argv)
     cli_options_init(&o);
     o.outpaint = outpaint;
     o.text_ok = true;
-    o.guidance = NAN; /* not given: the model family's default */
+    o.guidance = GUIDANCE_UNSET;
     static const char *const names[] = {"generate", "img2img", "inpaint", "outpaint"};
     int rc = parse_sampling(task, &argc, &argv, &o);
     if (rc) {

@@ -211,17 +211,13 @@ static int verify_text_model(const char *dir, const char *src, dit_config *cfg, 
     dit_tokenizer *tok = NULL;
     dit_t5_config tc;
     int rc = 0;
-    if (dit_pixart_load(ctx, dir, &m) || dit_vae_load(ctx, dir, &v) ||
-        dit_tokenizer_load(ctx, dir, &tok) || dit_text_encoder_peek(ctx, dir, &tc)) {
+    dit_sched_config sc;
+    if (dit_text_model_check(ctx, dir) || dit_text_encoder_peek(ctx, dir, &tc) ||
+        dit_pixart_load(ctx, dir, &m) || dit_vae_load(ctx, dir, &v) ||
+        dit_tokenizer_load(ctx, dir, &tok) || dit_sched_config_from_folder(ctx, dir, &sc)) {
         char *msg = message_for(ctx, dir, src);
         fprintf(stderr, "dit: models add: %s does not load as a text model: %s\n", src, msg);
         g_free(msg);
-        rc = EXIT_MODEL;
-    } else if (tc.d_model != dit_pixart_get_config(m)->caption_channels) {
-        fprintf(stderr,
-                "dit: models add: the text encoder gives %d channels, the transformer takes "
-                "captions of %d: they do not fit together\n",
-                tc.d_model, dit_pixart_get_config(m)->caption_channels);
         rc = EXIT_MODEL;
     }
     const int L = dit_text_default_len(dir);
@@ -238,7 +234,7 @@ static int verify_text_model(const char *dir, const char *src, dit_config *cfg, 
         *side = pc->sample_size * dit_vae_config(v)->downscale;
         dit_pipeline_params p;
         dit_pipeline_params_default(&p, NULL, v);
-        p.pixart = m, p.guidance = 1.0f, p.text_len = L;
+        p.pixart = m, p.guidance = 1.0f, p.text_len = L, p.text_dim = tc.d_model;
         p.prompt_embeds = zeros, p.prompt_mask = ones;
         rc = sample_one_step(ctx, &p, *side, 3);
     }

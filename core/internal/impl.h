@@ -245,6 +245,9 @@ dit_status dit_model_forward_cached(dit_ctx *ctx, const dit_model *model, int B,
 const char *dit_text_encoder_fingerprint(const dit_text_encoder *enc);
 /* every op the T5 encoder calls (core/t5.c) */
 #define DIT_T5_OPS(X) X(linear) X(rms_norm) X(attention_bias) X(mul) X(add_act) X(add_embedding)
+/* Frees the device arena (a later forward allocates what it needs): after
+ * the T5 encoder, whose weights it held for the call. No-op on the CPU. */
+void dit_device_arena_release(dit_ctx *ctx);
 /* 2 per level of a pipeline folder's vae/config.json block_out_channels; 1
  * without one */
 int dit_folder_vae_factor(const char *path);

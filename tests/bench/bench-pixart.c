@@ -111,7 +111,7 @@ static double time_sample(dit_ctx *ctx, const dit_pixart *m, const dit_vae *vae,
 {
     dit_pipeline_params p;
     dit_pipeline_params_default(&p, NULL, vae);
-    p.pixart = m, p.text_len = L, p.steps = steps, p.guidance = DIT_TEXT_GUIDANCE;
+    p.pixart = m, p.text_len = L, p.text_dim = CAP, p.steps = steps, p.guidance = DIT_TEXT_GUIDANCE;
     p.prompt_embeds = cap, p.prompt_mask = mask;
     p.negative_embeds = cap + (size_t)L * CAP, p.negative_mask = mask + L;
     float *img = malloc((size_t)3 * 512 * 512 * sizeof *img);

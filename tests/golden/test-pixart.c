@@ -184,15 +184,12 @@ static float *need(dit_ctx *ctx, const st_file *io, const char *name, int64_t *s
 static void text_pipeline(dit_ctx *ctx)
 {
     char *dir = fixture_path("pixart_pipe"), *iop = fixture_path("pixart_pipe.io.safetensors");
-    char *sched_path = g_build_filename(dir, "scheduler", "scheduler_config.json", NULL);
     st_file *io = NULL;
     dit_pixart *m = NULL;
     dit_vae *vae = NULL;
     dit_text_pair text = {0};
-    char *sched = NULL;
     CHECK(st_open(ctx, iop, &io) == DIT_OK, "%s", dit_last_error(ctx));
-    CHECK(g_file_get_contents(sched_path, &sched, NULL, NULL), "no %s", sched_path);
-    if (!io || !sched)
+    if (!io)
         goto out;
     const int L = atoi(st_meta(io, "max_sequence_length"));
     /* no cache (""): the encoder runs */
@@ -237,11 +234,9 @@ static void text_pipeline(dit_ctx *ctx)
         dit_pipeline_params p;
         dit_pipeline_params_default(&p, NULL, vae);
         p.task = cases[i].task;
-        CHECK(dit_sched_config_from_json(ctx, sched_path, sched, &p.sched) == DIT_OK, "%s",
+        CHECK(dit_sched_config_from_folder(ctx, dir, &p.sched) == DIT_OK, "%s",
               dit_last_error(ctx));
-        p.pixart = m, p.text_len = text.len;
-        p.prompt_embeds = text.prompt, p.prompt_mask = text.prompt_mask;
-        p.negative_embeds = text.negative, p.negative_mask = text.negative_mask;
+        dit_pipeline_params_use_text(&p, m, &text);
         p.steps = atoi(st_meta(io, "steps"));
         p.guidance = (float)g_ascii_strtod(st_meta(io, "guidance"), NULL);
         p.seed = g_ascii_strtoull(st_meta(io, "seed"), NULL, 10);
@@ -258,6 +253,16 @@ static void text_pipeline(dit_ctx *ctx)
                   cases[i].label);
         free(ref), free(out);
     }
+    dit_pipeline_params p;
+    dit_pipeline_params_default(&p, NULL, vae);
+    dit_pipeline_params_use_text(&p, m, &text);
+    p.text_dim = text.dim / 2; /* an encoder of another width */
+    float *out = malloc((size_t)3 * H * W * sizeof *out);
+    CHECK(dit_pipeline_run(ctx, &p, NULL, NULL, H, W, NULL, NULL, NULL, out) ==
+                  DIT_ERR_INVALID_ARG &&
+              strstr(dit_last_error(ctx), "captions of"),
+          "an encoding of another width: %s", dit_last_error(ctx));
+    free(out);
     free(src), free(mask);
 out:
     dit_text_pair_clear(&text);
@@ -265,7 +270,7 @@ out:
     dit_vae_free(vae);
     if (io)
         st_close(io);
-    g_free(sched), g_free(sched_path), g_free(dir), g_free(iop);
+    g_free(dir), g_free(iop);
 }
 
 int main(void)
