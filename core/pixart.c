@@ -18,6 +18,7 @@
  * (2D, D), so one product gives the layouts the attention ops take. The
  * 1024 α models also embed the image's resolution and aspect ratio
  * (use_additional_conditions), a third of D each. */
+#include "internal/cpu-gemm.h"
 #include "internal/impl.h"
 #include "internal/json.h"
 #include "internal/weights.h"
@@ -255,6 +256,8 @@ void dit_pixart_free(dit_pixart *m)
 {
     if (!m)
         return;
+    /* its bf16 copies, and the protection of the fp32 pages they replaced */
+    dit_cpu_gemm_forget(m->params, m->floats * sizeof(float));
     dit_free_aligned(m->params);
     free(m->blocks);
     free(m);

@@ -13,6 +13,7 @@
  * (3 inner, d) matrix so one product gives the (B, L, 3, H, d_kv) layout
  * the attention op takes. Weights: one safetensors file or shards listed
  * by model.safetensors.index.json, beside config.json. */
+#include "internal/cpu-gemm.h"
 #include "internal/impl.h"
 #include "internal/json.h"
 #include "internal/weights.h"
@@ -176,6 +177,8 @@ void dit_text_encoder_free(dit_text_encoder *enc)
 {
     if (!enc)
         return;
+    /* its bf16 copies, and the protection of the fp32 pages they replaced */
+    dit_cpu_gemm_forget(enc->params, enc->floats * sizeof(float));
     dit_free_aligned(enc->params);
     free(enc->layers);
     free(enc);

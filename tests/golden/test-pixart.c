@@ -75,10 +75,14 @@ static void check_case(dit_ctx *ctx, const dit_pixart *m, const io_case *c, cons
 {
     const size_t n = (size_t)c->B * c->Cout * c->H * c->W;
     float *out = malloc(n * sizeof *out);
+    /* bf16 products: diffusers under torch.autocast bf16 is 6.1e-2 (and
+     * 2.6e-2 on the square case) from this fixture's float64 reference: its
+     * large weights (made to prove each perturbation) amplify bf16's
+     * rounding; ours is 5.4e-2 and 3.0e-2. The band's top is 1e-1 here. */
     if (run(ctx, m, c, out) != DIT_OK)
         CHECK(false, "%s: %s", label, dit_last_error(ctx));
     else
-        CHECK(compare_ref(label, out, c->ref, n, 1e-4), "%s", label);
+        CHECK(compare_ref_band(label, out, c->ref, n, 1e-4, 1e-1), "%s", label);
     free(out);
 }
 
@@ -276,6 +280,11 @@ out:
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
+    const int rc = test_precision_from_env(ctx); /* the -bf16 / -avx2 / -openblas variants */
+    if (rc) {
+        dit_ctx_free(ctx);
+        return rc;
+    }
     char *path = fixture_path("pixart_tiny"), *iop = fixture_path("pixart_tiny.io.safetensors");
     dit_pixart *m = NULL;
     st_file *io = NULL;
