@@ -396,14 +396,18 @@ void run(dim3 grid, dim3 block, const std::function<void()> &k)
     block_dim = block;
     grid_dim = grid;
     body = &k;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                block_idx.x = x;
-                block_idx.y = y;
-                block_idx.z = z;
-                run_block(n);
-            }
+    /* DIT_EMU_BLOCK_ORDER=reverse: the last block first, as a GPU may
+     * schedule them; a kernel whose result depends on the order shows */
+    static const int reverse = getenv("DIT_EMU_BLOCK_ORDER") &&
+                               strcmp(getenv("DIT_EMU_BLOCK_ORDER"), "reverse") == 0;
+    const size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    for (size_t i = 0; i < blocks; i++) {
+        const size_t b = reverse ? blocks - 1 - i : i;
+        block_idx.x = (unsigned)(b % grid.x);
+        block_idx.y = (unsigned)(b / grid.x % grid.y);
+        block_idx.z = (unsigned)(b / grid.x / grid.y);
+        run_block(n);
+    }
     body = NULL;
 }
 
