@@ -672,7 +672,11 @@ dit_status dit_cuda_sync(const dit_backend *be, char *why, size_t len)
         return e == cudaSuccess ? DIT_OK : DIT_ERR_BACKEND;
     }
     check(be, "sync", e);
-    check(be, "sync", cudaGetLastError());
+    /* this stream's error is e (launch errors were taken at each launch);
+     * the thread's last-error copy is cleared, not read: it may be another
+     * context's */
+    if (e != cudaSuccess)
+        (void)cudaGetLastError();
     cuda_backend *cb = cb_of(be);
     const dit_status s = cb->status;
     set_why(why, len, "", s == DIT_OK ? "" : cb->error);
