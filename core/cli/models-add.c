@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,17 +15,34 @@
 #include <time.h>
 #include <unistd.h>
 
-/* dst = src: a hard link where the file system allows it, else a copy */
+/* dst = a copy of src, streamed (a T5 shard is 5 GB: never whole in memory) */
+static bool copy_file(const char *src, const char *dst, GError **err)
+{
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    bool ok = in && out;
+    static char buf[1 << 20];
+    for (size_t n; ok && (n = fread(buf, 1, sizeof buf, in)) > 0;)
+        ok = fwrite(buf, 1, n, out) == n;
+    ok = ok && !ferror(in);
+    const int saved = errno;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        ok = false;
+    if (!ok)
+        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(saved), "copying %s to %s: %s", src,
+                    dst, g_strerror(saved));
+    return ok;
+}
+
+/* dst = src: a hard link where the file system allows it, else a copy. A
+ * symbolic link is followed (AT_SYMLINK_FOLLOW): huggingface-cli's folders
+ * hold relative links into its cache, which would dangle in the library. */
 static bool link_or_copy(const char *src, const char *dst, GError **err)
 {
-    if (link(src, dst) == 0)
+    if (linkat(AT_FDCWD, src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) == 0)
         return true;
-    char *data = NULL;
-    gsize len = 0;
-    bool ok = g_file_get_contents(src, &data, &len, err) &&
-              g_file_set_contents(dst, data, (gssize)len, err);
-    g_free(data);
-    return ok;
+    return copy_file(src, dst, err);
 }
 
 /* every regular file of dir (not sub-folders) into dst_dir */

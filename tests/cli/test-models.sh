@@ -67,6 +67,21 @@ expect 0 "add an official .pt (converted) and a VAE" -- "$dit" models add "$g/di
 has "^added 'pt': DiT adaln-zero, 8x8 pixels, 3 classes" "the .pt's model"
 expect 0 "list after adding" -- "$dit" models list
 has "^pt +DiT adaln-zero, patch 2 +8x8 +3 +yes " "the .pt in the list"
+# a folder as huggingface-cli leaves it: every file a relative link into a
+# cache beside it; the library gets the files, not links that would dangle
+mkdir -p "$tmp/hf/blobs" "$tmp/hf/snap/transformer" "$tmp/hf/snap/vae"
+for part in transformer:dit_diffusers_p2 vae:vae_kl; do
+    sub=${part%%:*} from=${part#*:}
+    for f in config.json diffusion_pytorch_model.safetensors; do
+        cp "$g/$from/$f" "$tmp/hf/blobs/$sub-$f"
+        ln -s "../../blobs/$sub-$f" "$tmp/hf/snap/$sub/$f"
+    done
+done
+expect 0 "add a folder of relative links (huggingface-cli's)" -- "$dit" models add "$tmp/hf/snap" --name hf
+if [ -f "$lib/hf/transformer/diffusion_pytorch_model.safetensors" ] && [ ! -L "$lib/hf/transformer/diffusion_pytorch_model.safetensors" ] &&
+    cmp -s "$lib/hf/vae/config.json" "$g/vae_kl/config.json"; then echo "ok:   the library holds the files themselves"
+else echo "NOT OK: the library's copy of a linked folder"; ls -l "$lib/hf/transformer" "$lib/hf/vae"; fails=$((fails + 1)); fi
+expect 0 "remove it" -- "$dit" models remove hf
 # a text model's pipeline folder: its encoder, tokenizer and index come along
 export XDG_CACHE_HOME="$tmp/cache"
 expect 0 "add a PixArt pipeline folder" -- "$dit" models add "$g/pixart_pipe" --name tulips
