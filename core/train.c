@@ -107,6 +107,7 @@ typedef struct {
 } block_acts;
 
 struct dit_trainer {
+    dit_train_parallel par; /* size 1: one process */
     dit_model *model;
     bool owns_model; /* loaded from a checkpoint */
     dit_train_config cfg;
@@ -920,10 +921,43 @@ static dit_status run_batch(dit_trainer *tr, int B, const float *images, bool ba
     return DIT_OK;
 }
 
+dit_status dit_trainer_set_parallel(dit_ctx *ctx, dit_trainer *tr, const dit_train_parallel *p)
+{
+    if (!p || p->size < 1 || p->rank < 0 || p->rank >= p->size || tr->cfg.batch % p->size ||
+        (p->size > 1 && !p->all_sum))
+        return dit_error(ctx, DIT_ERR_INVALID_ARG,
+                         "data parallelism: rank %d of %d, a batch of %d (it must divide by the "
+                         "ranks) and an all-reduce",
+                         p ? p->rank : -1, p ? p->size : 0, tr->cfg.batch);
+    tr->par = *p;
+    return DIT_OK;
+}
+
+/* every rank's gradients and loss summed and averaged (a no-op alone) */
+static dit_status average_ranks(dit_trainer *tr, double *loss)
+{
+    const dit_train_parallel *p = &tr->par;
+    if (p->size <= 1 || !p->all_sum)
+        return DIT_OK;
+    dit_status st;
+    if ((st = from_trainer(tr, tr->grads, tr->d_grads, tr->n * sizeof(float))))
+        return st;
+    float l = (float)*loss;
+    if ((st = p->all_sum(p->user, tr->grads, tr->n)) || (st = p->all_sum(p->user, &l, 1)))
+        return dit_error(tr->owner, st, "the all-reduce of rank %d failed", p->rank);
+    if ((st = to_trainer(tr, tr->d_grads, tr->grads, tr->n * sizeof(float))))
+        return st;
+    tr->be->affine(tr->be, tr->d_grads, tr->d_grads, tr->n, 1.0f / (float)p->size, 0.0f);
+    *loss = l / p->size;
+    return DIT_OK;
+}
+
 dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
                             const int32_t *labels, float *loss)
 {
-    const int B = tr->cfg.batch;
+    /* this rank's shard of the global batch: samples b0 .. b0 + B - 1 */
+    const int ranks = tr->par.size > 1 ? tr->par.size : 1;
+    const int B = tr->cfg.batch / ranks, b0 = (ranks > 1 ? tr->par.rank : 0) * B;
     dit_status st = check_batch(ctx, tr, images, labels, B);
     if (st || (st = reserve_acts(ctx, tr, B)))
         return st;
@@ -932,10 +966,11 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
     const int Tn = tr->cfg.sched.train_steps;
     const uint64_t seed = tr->cfg.seed, step = (uint64_t)tr->step;
     /* this step's randomness: counter (step, sample), streams by purpose */
-    dit_randn(seed ^ 0x5eedULL, (uint32_t)(step & 0x7fffffff), 0, (size_t)B * chw, tr->noise);
+    dit_randn(seed ^ 0x5eedULL, (uint32_t)(step & 0x7fffffff), (size_t)b0 * chw, (size_t)B * chw,
+              tr->noise);
     for (int b = 0; b < B; b++) {
         const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-        const uint32_t ctr[4] = {(uint32_t)step, (uint32_t)(step >> 32), (uint32_t)b, 0x71u};
+        const uint32_t ctr[4] = {(uint32_t)step, (uint32_t)(step >> 32), (uint32_t)(b0 + b), 0x71u};
         uint32_t u[4];
         dit_philox4x32_10(ctr, key, u);
         const int t = (int)(u[0] % (uint32_t)Tn);
@@ -946,7 +981,7 @@ dit_status dit_trainer_step(dit_ctx *ctx, dit_trainer *tr, const float *images,
                      tr->target + b * chw);
     }
     double l = 0;
-    if ((st = run_batch(tr, B, images, true, NULL, &l)))
+    if ((st = run_batch(tr, B, images, true, NULL, &l)) || (st = average_ranks(tr, &l)))
         return st;
 
     /* clip, warm-up, AdamW, EMA */

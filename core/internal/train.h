@@ -71,6 +71,22 @@ dit_status dit_trainer_grad(dit_ctx *ctx, dit_trainer *tr, const float *x_noisy,
                             const int32_t *labels, const float *target, const float *x_start,
                             float *loss);
 float *dit_trainer_grads(dit_trainer *tr); /* same layout as model->params */
+
+/* Data parallelism: `size` processes (ranks) train one model on one global
+ * batch of cfg.batch, rank r on samples [r B/size, (r+1) B/size): each step
+ * it is handed only those images and labels, draws their noise, timesteps
+ * and label dropout from the same counters one process would (the sample's
+ * index in the global batch), and after its backward `all_sum` adds the
+ * gradients (and the loss) of every rank in place, host memory, n floats,
+ * the same sum on every rank (an all-reduce: MPI, NCCL, or threads in a
+ * test); the update that follows is then the same everywhere. size 1 or a
+ * NULL all_sum: one process. cfg.batch must divide by size. */
+typedef struct {
+    int rank, size;
+    dit_status (*all_sum)(void *user, float *data, size_t n);
+    void *user;
+} dit_train_parallel;
+dit_status dit_trainer_set_parallel(dit_ctx *ctx, dit_trainer *tr, const dit_train_parallel *p);
 float *dit_trainer_ema(dit_trainer *tr);
 int64_t dit_trainer_step_count(const dit_trainer *tr);
 dit_model *dit_trainer_model(dit_trainer *tr);

@@ -1,6 +1,8 @@
 /* Trainer: a short run learns (loss falls on a fixed batch), N steps straight
- * equal N/2 + checkpoint + resume + N/2 bit for bit, and a checkpoint cut
- * at any byte is refused while the complete one still loads. */
+ * equal N/2 + checkpoint + resume + N/2 bit for bit, a checkpoint cut at any
+ * byte is refused while the complete one still loads, and two ranks (threads
+ * with an all-reduce between them) each on half of every batch train as one
+ * process on the whole batch does. */
 #include "common.h"
 #include "internal/train.h"
 
@@ -53,9 +55,140 @@ static bool same(const float *a, const float *b, size_t n)
     return memcmp(a, b, n * sizeof *a) == 0;
 }
 
+/* ---- two ranks in one process: threads, and an all-reduce through a
+ * shared buffer between two barriers (what MPI_Allreduce gives) */
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    int arrived, generation;
+    float *sum;
+    size_t n;
+} exchange;
+
+static void barrier(exchange *x)
+{
+    g_mutex_lock(&x->lock);
+    const int gen = x->generation;
+    if (++x->arrived == 2) {
+        x->arrived = 0, x->generation++;
+        g_cond_broadcast(&x->cond);
+    } else {
+        while (gen == x->generation)
+            g_cond_wait(&x->cond, &x->lock);
+    }
+    g_mutex_unlock(&x->lock);
+}
+
+typedef struct {
+    exchange *x;
+    int rank;
+} rank_link;
+
+/* rank 0 writes its part, rank 1 adds its own (rank order: the same float
+ * sum on both), both read the result */
+static dit_status all_sum(void *user, float *data, size_t n)
+{
+    rank_link *r = user;
+    exchange *x = r->x;
+    if (r->rank == 0) {
+        g_mutex_lock(&x->lock);
+        x->sum = g_renew(float, x->sum, n), x->n = n;
+        memcpy(x->sum, data, n * sizeof *data);
+        g_mutex_unlock(&x->lock);
+    }
+    barrier(x);
+    if (r->rank == 1)
+        for (size_t i = 0; i < n; i++)
+            x->sum[i] += data[i];
+    barrier(x);
+    memcpy(data, x->sum, n * sizeof *data);
+    barrier(x);
+    return DIT_OK;
+}
+
+typedef struct {
+    dit_ctx *ctx;
+    dit_trainer *tr;
+    rank_link link;
+    int steps;
+    float loss[8];
+    bool ok;
+} rank_run;
+
+static gpointer rank_thread(gpointer data)
+{
+    rank_run *r = data;
+    float imgs[4 * 64];
+    int32_t labels[4];
+    r->ok = true;
+    for (int s = 0; s < r->steps; s++) {
+        batch(s, imgs, labels); /* the global batch; this rank takes its half */
+        const int b0 = 2 * r->link.rank;
+        r->ok &=
+            dit_trainer_step(r->ctx, r->tr, imgs + b0 * 64, labels + b0, &r->loss[s]) == DIT_OK;
+    }
+    return NULL;
+}
+
+static void data_parallel(dit_ctx *ctx)
+{
+    enum { STEPS = 6 };
+    dit_model *m1 = NULL, *mr[2] = {NULL, NULL};
+    dit_trainer *one = new_trainer(ctx, &m1, DIT_OBJ_EPS_MSE);
+    float imgs[4 * 64], loss1[STEPS];
+    int32_t labels[4];
+    for (int s = 0; s < STEPS; s++) {
+        batch(s, imgs, labels);
+        dit_trainer_step(ctx, one, imgs, labels, &loss1[s]);
+    }
+    exchange x = {0};
+    g_mutex_init(&x.lock), g_cond_init(&x.cond);
+    rank_run runs[2];
+    GThread *threads[2];
+    for (int k = 0; k < 2; k++) {
+        runs[k] = (rank_run){.ctx = dit_ctx_new(), .link = {&x, k}, .steps = STEPS};
+        dit_ctx_set_threads(runs[k].ctx, 1);
+        runs[k].tr = new_trainer(runs[k].ctx, &mr[k], DIT_OBJ_EPS_MSE);
+        const dit_train_parallel par = {k, 2, all_sum, &runs[k].link};
+        CHECK(dit_trainer_set_parallel(runs[k].ctx, runs[k].tr, &par) == DIT_OK, "%s",
+              dit_last_error(runs[k].ctx));
+    }
+    const dit_train_parallel bad = {0, 3, all_sum, NULL};
+    CHECK(dit_trainer_set_parallel(ctx, one, &bad) == DIT_ERR_INVALID_ARG,
+          "a batch of 4 over 3 ranks was accepted");
+    for (int k = 0; k < 2; k++)
+        threads[k] = g_thread_new("rank", rank_thread, &runs[k]);
+    for (int k = 0; k < 2; k++)
+        g_thread_join(threads[k]);
+    double dl = 0, dw = 0, mw = 0;
+    for (int s = 0; s < STEPS; s++)
+        dl = fmax(dl, fabs((double)runs[0].loss[s] - loss1[s]) / fabs((double)loss1[s]));
+    const size_t n = m1->param_floats;
+    for (size_t i = 0; i < n; i++) {
+        dw = fmax(dw, fabs((double)mr[0]->params[i] - m1->params[i]));
+        mw = fmax(mw, fabs((double)m1->params[i]));
+    }
+    const bool ranks_agree =
+        same(mr[0]->params, mr[1]->params, n) && same(runs[0].loss, runs[1].loss, STEPS);
+    printf("2 ranks x 2 samples vs 1 process x 4, %d steps: losses %.2e apart (relative), "
+           "weights %.2e of max; the two ranks %s\n",
+           STEPS, dl, dw / mw, ranks_agree ? "bit for bit equal" : "DIFFER");
+    CHECK(runs[0].ok && runs[1].ok, "a rank's step failed");
+    CHECK(ranks_agree, "the ranks' weights or losses differ");
+    CHECK(dl <= 1e-6 && dw <= 1e-5 * mw, "data-parallel training is not one process's");
+    for (int k = 0; k < 2; k++) {
+        dit_trainer_free(runs[k].tr), dit_model_free(mr[k]);
+        dit_ctx_free(runs[k].ctx);
+    }
+    dit_trainer_free(one), dit_model_free(m1);
+    g_free(x.sum);
+    g_mutex_clear(&x.lock), g_cond_clear(&x.cond);
+}
+
 int main(void)
 {
     dit_ctx *ctx = dit_ctx_new();
+    data_parallel(ctx);
     char *dir = tmpdir_new();
     float imgs[4 * 64];
     int32_t labels[4];
