@@ -9,6 +9,7 @@
 #include <cblas.h>
 #include <glib.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -107,16 +108,39 @@ static void convert_rows(uint16_t *dst, const float *src, int rows, int cols, in
     }
 }
 
-/* A growable per-thread buffer: a product's activation operands in bf16. */
+/* A growable per-thread buffer: a product's activation operands in bf16.
+ * Kept under a thread key whose destructor frees it when the thread ends
+ * (a caller's short-lived threads, not only OpenMP's lasting ones). */
 typedef struct {
     uint16_t *data;
     size_t cap;
 } bf16_buf;
-static __thread bf16_buf scratch[3]; /* A, B, oneDNN's scratchpad */
+enum { SCRATCH_BUFS = 3 }; /* A, B, oneDNN's scratchpad */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    bf16_buf *bufs = p;
+    for (int i = 0; i < SCRATCH_BUFS; i++)
+        free(bufs[i].data);
+    free(bufs);
+}
+
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 static uint16_t *scratch_get(int which, size_t n)
 {
-    bf16_buf *b = &scratch[which];
+    pthread_once(&scratch_once, scratch_key_make);
+    bf16_buf *bufs = pthread_getspecific(scratch_key);
+    if (!bufs) {
+        if (!(bufs = calloc(SCRATCH_BUFS, sizeof *bufs)) ||
+            pthread_setspecific(scratch_key, bufs) != 0) {
+            free(bufs);
+            return NULL;
+        }
+    }
+    bf16_buf *b = &bufs[which];
     if (b->cap < n) {
         uint16_t *p = realloc(b->data, n * sizeof *p);
         if (!p)
