@@ -362,9 +362,10 @@ typedef struct {
     const uint8_t *plan;
     uint8_t *own_plan;
     struct calibration *calib;
-    /* a text model's inputs for up to text_rows rows of one forward: each
-     * row's caption (L, Ccap) and mask, the image's size in pixels */
-    int text_rows;
+    /* a text model's inputs for the most rows one forward takes: each row's
+     * caption (L, Ccap) and mask, the image's size in pixels; refilled only
+     * when the rows or the size of the forward change */
+    int cap_rows, cap_rows_now, cap_h, cap_w;
     float *cap, *res, *ar;
     int32_t *cap_mask;
 } run;
@@ -405,7 +406,9 @@ static dit_status net_forward(run *r, int rows, int h, int w, const float *x, co
     if (p->model)
         return dit_model_forward_cached(r->ctx, p->model, rows, h, w, x, t, y, out, cache);
     const int L = p->text_len, Cc = dit_pixart_get_config(p->pixart)->caption_channels;
-    for (int i = 0; i < rows; i++) {
+    const bool filled =
+        r->cap_rows == rows && r->cap_rows_now == r->rows_now && r->cap_h == h && r->cap_w == w;
+    for (int i = 0; !filled && i < rows; i++) {
         const bool prompt = i % r->rows_now < r->B;
         const float *e = prompt ? p->prompt_embeds : p->negative_embeds;
         const int32_t *m = prompt ? p->prompt_mask : p->negative_mask;
@@ -415,6 +418,7 @@ static dit_status net_forward(run *r, int rows, int h, int w, const float *x, co
         r->res[2 * i] = (float)(h * r->f), r->res[2 * i + 1] = (float)(w * r->f);
         r->ar[i] = (float)h / (float)w;
     }
+    r->cap_rows = rows, r->cap_rows_now = r->rows_now, r->cap_h = h, r->cap_w = w;
     const dit_pixart_inputs in = {x, t, r->cap, r->cap_mask, r->res, r->ar};
     return dit_pixart_forward(r->ctx, p->pixart, rows, h, w, L, &in, out);
 }

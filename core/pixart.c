@@ -273,15 +273,13 @@ dit_status dit_pixart_peek(dit_ctx *ctx, const char *path, dit_pixart_config *ou
 {
     if (!path || !out)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_pixart_peek: NULL argument");
-    char *sub = g_build_filename(path, "transformer", "config.json", NULL);
-    char *cfg = g_file_test(sub, G_FILE_TEST_IS_REGULAR)
-                    ? g_strdup(sub)
-                    : g_build_filename(path, "config.json", NULL);
+    char *dir = dit_component_dir(path, "transformer");
+    char *cfg = g_build_filename(dir, "config.json", NULL);
     memset(out, 0, sizeof *out);
     const dit_status st = read_config(ctx, cfg, out);
     if (!st && pixels)
         *pixels = out->sample_size * dit_folder_vae_factor(path);
-    g_free(sub), g_free(cfg);
+    g_free(dir), g_free(cfg);
     return st;
 }
 
@@ -289,22 +287,19 @@ bool dit_is_pixart(const char *path)
 {
     if (!path || !g_file_test(path, G_FILE_TEST_IS_DIR))
         return false;
-    bool yes = false;
-    for (int k = 0; k < 2 && !yes; k++) {
-        char *cfg = k ? g_build_filename(path, "config.json", NULL)
-                      : g_build_filename(path, "transformer", "config.json", NULL);
-        JsonParser *parser = NULL;
-        dit_status st;
-        JsonObject *o = g_file_test(cfg, G_FILE_TEST_IS_REGULAR)
-                            ? dit_json_file(NULL, cfg, &parser, &st)
-                            : NULL;
-        JsonNode *n = o ? json_object_get_member(o, "_class_name") : NULL;
-        yes = n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING &&
-              strcmp(json_node_get_string(n), "PixArtTransformer2DModel") == 0;
-        if (parser)
-            g_object_unref(parser);
-        g_free(cfg);
-    }
+    char *dir = dit_component_dir(path, "transformer");
+    char *cfg = g_build_filename(dir, "config.json", NULL);
+    JsonParser *parser = NULL;
+    dit_status st;
+    JsonObject *o =
+        g_file_test(cfg, G_FILE_TEST_IS_REGULAR) ? dit_json_file(NULL, cfg, &parser, &st) : NULL;
+    JsonNode *n = o ? json_object_get_member(o, "_class_name") : NULL;
+    const bool yes = n && JSON_NODE_HOLDS_VALUE(n) &&
+                     json_node_get_value_type(n) == G_TYPE_STRING &&
+                     strcmp(json_node_get_string(n), "PixArtTransformer2DModel") == 0;
+    if (parser)
+        g_object_unref(parser);
+    g_free(cfg), g_free(dir);
     return yes;
 }
 
@@ -313,11 +308,7 @@ dit_status dit_pixart_load(dit_ctx *ctx, const char *path, dit_pixart **out)
     if (!path || !out)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_pixart_load: NULL argument");
     *out = NULL;
-    char *dir = g_strdup(path); /* a pipeline folder: its transformer/ */
-    char *sub = g_build_filename(path, "transformer", NULL);
-    if (g_file_test(sub, G_FILE_TEST_IS_DIR))
-        g_free(dir), dir = sub, sub = NULL;
-    g_free(sub);
+    char *dir = dit_component_dir(path, "transformer");
     char *cfg_path = g_build_filename(dir, "config.json", NULL);
     dit_pixart *m = calloc(1, sizeof *m);
     st_files files = {0};

@@ -189,19 +189,10 @@ const dit_t5_config *dit_text_encoder_config(const dit_text_encoder *enc)
     return enc ? &enc->cfg : NULL;
 }
 
-/* the encoder's folder: path, or a pipeline folder's text_encoder/ */
-static char *encoder_dir(const char *path)
-{
-    char *sub = g_build_filename(path, "text_encoder", NULL);
-    if (g_file_test(sub, G_FILE_TEST_IS_DIR))
-        return sub;
-    g_free(sub);
-    return g_strdup(path);
-}
-
 dit_status dit_t5_peek(dit_ctx *ctx, const char *path, dit_t5_config *cfg, char fp[65])
 {
-    char *dir = encoder_dir(path), *cfg_path = g_build_filename(dir, "config.json", NULL);
+    char *dir = dit_component_dir(path, "text_encoder"),
+         *cfg_path = g_build_filename(dir, "config.json", NULL);
     st_files files = {0};
     dit_status st = read_config(ctx, cfg_path, cfg);
     if (!st && !(st = st_open_model_files(ctx, dir, "model", &files)))
@@ -224,7 +215,7 @@ dit_status dit_text_encoder_load(dit_ctx *ctx, const char *path, dit_text_encode
     if (!path || !out)
         return dit_error(ctx, DIT_ERR_INVALID_ARG, "dit_text_encoder_load: NULL argument");
     *out = NULL;
-    char *dir = encoder_dir(path);
+    char *dir = dit_component_dir(path, "text_encoder");
     char *cfg_path = g_build_filename(dir, "config.json", NULL);
     dit_text_encoder *e = calloc(1, sizeof *e);
     st_files files = {0};

@@ -368,6 +368,15 @@ out:
     return st;
 }
 
+char *dit_component_dir(const char *path, const char *sub)
+{
+    char *dir = g_build_filename(path, sub, NULL);
+    if (g_file_test(dir, G_FILE_TEST_IS_DIR))
+        return dir;
+    g_free(dir);
+    return g_strdup(path);
+}
+
 dit_status st_open_model_files(dit_ctx *ctx, const char *dir, const char *stem, st_files *out)
 {
     memset(out, 0, sizeof *out);

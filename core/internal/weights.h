@@ -92,6 +92,9 @@ typedef struct {
     int n;
 } st_files;
 dit_status st_open_model_files(dit_ctx *ctx, const char *dir, const char *stem, st_files *out);
+/* A component's folder (g_free): path/sub for a pipeline folder that has
+ * one ("transformer", "text_encoder"), else path itself */
+char *dit_component_dir(const char *path, const char *sub);
 void st_files_close(st_files *files);
 
 /* Where a model's files are: a .safetensors file (with config.json beside it
